@@ -1,0 +1,117 @@
+"""Models used by the lessons.
+
+The first three follow the first source document ("How to save model weights separately"),
+``Net`` follows the second one's end-to-end skeleton. They are corrected so they run:
+
+* ``ComplexModel``: the document sizes ``fc1`` as ``16*26*26`` "assuming 3x32x32 input", but a
+  3x3 convolution with no padding turns 32x32 into 30x30, so the flattened size is
+  ``16*30*30 = 14400``. With 26x26 the ``view`` call fails. (26x26 would need a 28x28 input.)
+* The flatten uses ``torch.flatten(x, 1)`` instead of ``x.view(-1, ...)``, which silently
+  reshapes a wrong-sized batch into a different batch size instead of failing.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    "SimpleModel",
+    "SimpleModelDifferent",
+    "ComplexModel",
+    "ModifiedComplexModel",
+    "Net",
+    "SmallCNN",
+    "conv_output_size",
+]
+
+
+def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+    """Spatial size after a convolution (the formula in ``torch.nn.Conv2d``'s docs)."""
+    return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+class SimpleModel(nn.Module):
+    """Two linear layers, 10 -> ``hidden`` -> 2 (the document's first model, hidden=5)."""
+
+    def __init__(self, hidden: int = 5):
+        super().__init__()
+        self.fc1 = nn.Linear(10, hidden)
+        self.fc2 = nn.Linear(hidden, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class SimpleModelDifferent(SimpleModel):
+    """The document's "different architecture": the same layers with 6 hidden units."""
+
+    def __init__(self):
+        super().__init__(hidden=6)
+
+
+class ComplexModel(nn.Module):
+    """Conv(3->16, 3x3) + ReLU + two linear layers, for 3x32x32 inputs.
+
+    ``fc1`` takes ``16 * 30 * 30`` features: 32 - 3 + 1 = 30 (see the module docstring).
+    """
+
+    input_size = 32
+
+    def __init__(self, hidden: int = 10, num_classes: int = 2):
+        super().__init__()
+        side = conv_output_size(self.input_size, kernel_size=3)  # 30
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3)
+        self.relu1 = nn.ReLU()
+        self.fc1 = nn.Linear(16 * side * side, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.conv1(x))
+        x = torch.flatten(x, 1)
+        x = torch.relu(self.fc1(x))
+        return self.fc2(x)
+
+
+class ModifiedComplexModel(ComplexModel):
+    """The document's modified model: ``fc1`` has 12 outputs and ``fc2`` 12 inputs."""
+
+    def __init__(self):
+        super().__init__(hidden=12)
+
+
+class Net(nn.Module):
+    """The production post's skeleton: ``Sequential(Linear(32, 64), ReLU, Linear(64, 10))``."""
+
+    def __init__(self, in_features: int = 32, hidden: int = 64, num_classes: int = 10):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SmallCNN(nn.Module):
+    """A tiny CNN with BatchNorm and Dropout, for lessons about buffers and eval mode.
+
+    Input: ``(N, in_channels, 16, 16)``. It has a *persistent* buffer (BatchNorm's running
+    statistics, saved in the state_dict) and a *non-persistent* one, ``input_scale`` (kept on
+    the module, moved with ``.to()``, but not saved).
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 4, dropout: float = 0.5):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 8, kernel_size=3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 16 -> 8
+            nn.Conv2d(8, 16, kernel_size=3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 8 -> 4
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 4 * 4, num_classes))
+        self.register_buffer("input_scale", torch.tensor(1.0), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x * self.input_scale))

@@ -1,0 +1,60 @@
+"""Small training and evaluation loops (scaffolding: the lessons are about saving, not training)."""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+
+__all__ = ["train_epoch", "evaluate", "fit"]
+
+
+def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
+                loss_fn: Callable = nn.functional.cross_entropy, *, scheduler=None,
+                device: str | torch.device = "cpu") -> float:
+    """One pass over ``loader``; steps ``scheduler`` after every batch when given. Returns the mean loss."""
+    model.train()
+    total, count = 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += loss.item() * len(x)
+        count += len(x)
+    if count == 0:
+        raise ValueError("train_epoch() got an empty loader: check the dataset and batch size")
+    return total / count
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable = nn.functional.cross_entropy, *,
+             device: str | torch.device = "cpu") -> dict[str, float]:
+    """Mean loss and accuracy over ``loader`` in eval mode (restores the previous mode after)."""
+    was_training = model.training
+    model.eval()
+    total, correct, count = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        total += loss_fn(out, y).item() * len(x)
+        correct += (out.argmax(1) == y).sum().item()
+        count += len(x)
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate() got an empty loader: check the dataset and batch size")
+    return {"loss": total / count, "accuracy": correct / count}
+
+
+def fit(model: nn.Module, train_loader, val_loader, optimizer, *, epochs: int,
+        loss_fn: Callable = nn.functional.cross_entropy, scheduler=None) -> list[dict[str, float]]:
+    """Train for ``epochs`` epochs; returns one dict per epoch: train_loss, val_loss, val_accuracy."""
+    history = []
+    for _ in range(epochs):
+        train_loss = train_epoch(model, train_loader, optimizer, loss_fn, scheduler=scheduler)
+        metrics = evaluate(model, val_loader, loss_fn)
+        history.append({"train_loss": train_loss, "val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"]})
+    return history
