@@ -21,6 +21,7 @@ __all__ = [
     "ModifiedComplexModel",
     "Net",
     "SmallCNN",
+    "RenamedCNN",
     "conv_output_size",
 ]
 
@@ -100,18 +101,39 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 4, dropout: float = 0.5):
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 8, kernel_size=3, padding=1),
-            nn.BatchNorm2d(8),
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # 16 -> 8
-            nn.Conv2d(8, 16, kernel_size=3, padding=1),
-            nn.BatchNorm2d(16),
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # 8 -> 4
-        )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 4 * 4, num_classes))
+        self.features = _cnn_features(in_channels)
+        self.classifier = _cnn_head(num_classes, dropout)
         self.register_buffer("input_scale", torch.tensor(1.0), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x * self.input_scale))
+
+
+class RenamedCNN(nn.Module):
+    """``SmallCNN`` after a refactor that renamed ``features`` to ``backbone`` and
+    ``classifier`` to ``head``: the same layers and shapes, other state_dict keys."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 4, dropout: float = 0.5):
+        super().__init__()
+        self.backbone = _cnn_features(in_channels)
+        self.head = _cnn_head(num_classes, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def _cnn_features(in_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 8, kernel_size=3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 16 -> 8
+        nn.Conv2d(8, 16, kernel_size=3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 8 -> 4
+    )
+
+
+def _cnn_head(num_classes: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 4 * 4, num_classes))
