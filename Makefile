@@ -1,6 +1,8 @@
 # The workbook's commands. Only Python 3.11 and make are needed; everything else goes into .venv.
 #   make lab        set up .venv (once) and start JupyterLab on notebooks/
 #   make test       set up .venv (once) and run the whole suite (tests/ + every notebook, strict nbval)
+#   make learner    write the learner edition (solutions replaced, outputs cleared) to build/learner/
+#   make bench      time saving/loading a ~300 MB model (atomic save, mmap, safetensors)
 #   make notebooks  re-execute every notebook in place, top to bottom (regenerates stored outputs)
 #                   NB=notebooks/03_x.ipynb make notebooks  re-executes just one
 
@@ -15,7 +17,7 @@ export JUPYTER_PLATFORM_DIRS := 1
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup lab test notebooks clean
+.PHONY: setup lab test notebooks learner bench browser-deps clean
 
 setup: $(STAMP)
 
@@ -30,8 +32,21 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
-test: setup
+test: setup browser-deps
 	$(BIN)/python -m pytest -n auto --dist loadfile
+
+# The browser test (tests/test_browser.py) drives Debian's Chromium. In CI (CI=true) or in a root
+# shell with apt-get, it is installed here; elsewhere the test is skipped and says how to install it.
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$CI" = "true" ] || [ "$$(id -u)" = "0" ]; then \
+			if command -v apt-get >/dev/null 2>&1; then \
+				SUDO=$$([ "$$(id -u)" = "0" ] || echo sudo); \
+				echo "installing Debian's chromium for the browser test"; \
+				$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+			else echo "no apt-get here: install Chromium yourself for the browser test"; fi; \
+		else echo "note: Chromium is not installed, so the browser test will be skipped (sudo apt-get install chromium)"; fi; \
+	fi
 
 notebooks: setup
 	@for nb in $(NOTEBOOKS); do \
@@ -40,6 +55,13 @@ notebooks: setup
 			--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.kernel_name=python3 $$(basename $$nb)) || exit 1; \
 	done
 	$(BIN)/python -m labs_utils.notebook_tools sanitize $(NOTEBOOKS)
+
+bench: setup
+	$(BIN)/python -m labs_utils.bench
+
+learner: setup
+	rm -rf build/learner
+	$(BIN)/python -m labs_utils.notebook_tools learner build/learner $(NOTEBOOKS)
 
 clean:
 	rm -rf notebooks/runs build .pytest_cache

@@ -12,7 +12,7 @@ import random
 import shutil
 from pathlib import Path
 
-__all__ = ["seed_everything", "scratch_dir", "__version__"]
+__all__ = ["seed_everything", "scratch_dir", "data_file", "__version__"]
 __version__ = "0.1.0"
 
 
@@ -55,4 +55,17 @@ def scratch_dir(name: str, root: str | os.PathLike = "runs") -> Path:
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
+    return path
+
+
+def data_file(name: str) -> Path:
+    """Path of a fixture shipped in the repository's ``data/`` folder (see data/README.md).
+
+    It does not depend on the current folder, so a notebook finds its fixtures wherever it runs
+    (the workbook, or a learner edition built elsewhere).
+    """
+    path = Path(__file__).resolve().parent.parent / "data" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"data/{name}: no such fixture; see data/README.md for the files that "
+                                "exist and the scripts that remake them")
     return path

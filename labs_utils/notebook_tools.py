@@ -1,6 +1,11 @@
 """Maintenance tools for the workbook's notebooks (used by the Makefile).
 
     python -m labs_utils.notebook_tools sanitize notebooks/*.ipynb
+    python -m labs_utils.notebook_tools learner OUT_DIR notebooks/*.ipynb
+
+``learner`` writes the learner edition of each notebook to ``OUT_DIR``: every solution between
+``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes ``pass`` with a one-line hint (the
+cell's ``# Hint:`` comment when it has one), and all outputs and execution counts are cleared.
 
 ``sanitize`` rewrites the stored tracebacks of error outputs so they carry no machine-specific
 paths (``/home/me/.venv/lib/python3.11/site-packages/torch/...`` becomes
@@ -14,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["sanitize_text", "sanitize_notebook", "main"]
+__all__ = ["sanitize_text", "sanitize_notebook", "strip_solutions", "learner_edition", "main"]
 
 _SITE = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](site-packages|dist-packages)[/\\]")
 _STDLIB = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](lib[/\\]python3\.\d+)[/\\]")
@@ -47,17 +52,88 @@ def sanitize_notebook(path: str | Path) -> bool:
     return False
 
 
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+_DEFAULT_HINT = "write your answer here, then run the check below"
+
+
+def strip_solutions(source: str, where: str = "cell") -> str:
+    """Replace each BEGIN/END SOLUTION block of a cell's source with ``pass`` and a hint.
+
+    The hint is the text of the last ``# Hint:`` comment above the block, if any. The
+    placeholder keeps the block's indentation, so a solution inside a function body becomes
+    ``pass`` (the function returns None, which the checks report as "not attempted yet").
+    """
+    lines = source.split("\n")
+    out: list[str] = []
+    inside = False
+    hint = _DEFAULT_HINT
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith("# Hint:") and not inside:
+            hint = stripped[len("# Hint:"):].strip() or _DEFAULT_HINT
+        if stripped.startswith(BEGIN):
+            if inside:
+                raise ValueError(f"{where}, line {number}: {BEGIN} inside another solution; close it with {END}")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}pass  # Your turn: {hint}")
+            continue
+        if stripped.startswith(END):
+            if not inside:
+                raise ValueError(f"{where}, line {number}: {END} without a {BEGIN} above it")
+            inside = False
+            continue
+        if not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{where}: {BEGIN} is never closed; add a {END} line")
+    return "\n".join(out)
+
+
+def learner_edition(src: str | Path, dst: str | Path) -> int:
+    """Write the learner edition of notebook ``src`` to ``dst``; returns the number of solutions removed."""
+    src, dst = Path(src), Path(dst)
+    nb = json.loads(src.read_text(encoding="utf-8"))
+    removed = 0
+    for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if BEGIN in source:
+            removed += source.count(BEGIN)
+            source = strip_solutions(source, where=f"{src.name}, cell {index}")
+        cell["source"] = source.splitlines(keepends=True)
+        cell["outputs"] = []
+        cell["execution_count"] = None
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return removed
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) < 2 or argv[0] != "sanitize":
-        print("usage: python -m labs_utils.notebook_tools sanitize NOTEBOOK.ipynb [...]", file=sys.stderr)
+    usage = ("usage: python -m labs_utils.notebook_tools sanitize NOTEBOOK.ipynb [...]\n"
+             "       python -m labs_utils.notebook_tools learner OUT_DIR NOTEBOOK.ipynb [...]")
+    if len(argv) < 2 or argv[0] not in ("sanitize", "learner") or (argv[0] == "learner" and len(argv) < 3):
+        print(usage, file=sys.stderr)
         return 2
-    for name in argv[1:]:
-        p = Path(name)
-        if not p.is_file():
+    names = argv[1:] if argv[0] == "sanitize" else argv[2:]
+    for name in names:
+        if not Path(name).is_file():
             print(f"{name}: no such notebook", file=sys.stderr)
             return 2
-        sanitize_notebook(p)
+    if argv[0] == "sanitize":
+        for name in names:
+            sanitize_notebook(name)
+        return 0
+    out_dir = Path(argv[1])
+    for name in names:
+        try:
+            n = learner_edition(name, out_dir / Path(name).name)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"{(out_dir / Path(name).name).as_posix()}: {n} solution(s) replaced by placeholders")
     return 0
 
 
