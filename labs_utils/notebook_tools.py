@@ -7,6 +7,11 @@
 ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes ``pass`` with a one-line hint (the
 cell's ``# Hint:`` comment when it has one), and all outputs and execution counts are cleared.
 
+    python -m labs_utils.notebook_tools reading-time notebooks/*.ipynb
+
+``reading-time`` estimates the minutes of a careful read-through of each notebook from what it
+contains (see ``reading_minutes`` for the model and its rates).
+
 ``sanitize`` rewrites the stored tracebacks of error outputs so they carry no machine-specific
 paths (``/home/me/.venv/lib/python3.11/site-packages/torch/...`` becomes
 ``.../site-packages/torch/...``). nbval does not compare tracebacks, but GitHub shows them, and
@@ -19,7 +24,8 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["sanitize_text", "sanitize_notebook", "strip_solutions", "learner_edition", "main"]
+__all__ = ["sanitize_text", "sanitize_notebook", "strip_solutions", "learner_edition",
+           "reading_minutes", "main"]
 
 _SITE = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](site-packages|dist-packages)[/\\]")
 _STDLIB = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](lib[/\\]python3\.\d+)[/\\]")
@@ -110,10 +116,56 @@ def learner_edition(src: str | Path, dst: str | Path) -> int:
     return removed
 
 
+# Assumed rates of a careful read-through that runs every cell (slow technical reading; not yet
+# calibrated against timed human read-throughs: instructors, please report yours).
+PROSE_WORDS_PER_MINUTE = 130
+SECONDS_PER_CODE_LINE = 4
+SECONDS_PER_OUTPUT_LINE = 1.5
+MINUTES_PER_EXERCISE = 4
+
+
+def reading_minutes(path: str | Path) -> dict[str, float]:
+    """Estimate the minutes a careful read-through of a notebook takes.
+
+    Prose is read at ``PROSE_WORDS_PER_MINUTE``, each non-empty code line costs
+    ``SECONDS_PER_CODE_LINE`` (reading and running it), each line of stored text output
+    ``SECONDS_PER_OUTPUT_LINE``, each plot 30 s, each exercise ``MINUTES_PER_EXERCISE``.
+    """
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    words = code = output = plots = exercises = 0
+    for cell in nb.get("cells", []):
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell.get("cell_type") == "markdown":
+            words += len(source.split())
+            continue
+        code += sum(1 for line in source.splitlines() if line.strip() and not line.strip().startswith("###"))
+        exercises += source.count(BEGIN)
+        for out in cell.get("outputs", []):
+            if "image/png" in out.get("data", {}):
+                plots += 1
+            text = out.get("text") or out.get("data", {}).get("text/plain") or out.get("evalue") or ""
+            text = "".join(text) if isinstance(text, list) else text
+            output += min(len(text.splitlines()), 25)
+    minutes = (words / PROSE_WORDS_PER_MINUTE + code * SECONDS_PER_CODE_LINE / 60
+               + output * SECONDS_PER_OUTPUT_LINE / 60 + plots * 0.5 + exercises * MINUTES_PER_EXERCISE)
+    return {"words": words, "code_lines": code, "output_lines": output, "plots": plots,
+            "exercises": exercises, "minutes": minutes}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     usage = ("usage: python -m labs_utils.notebook_tools sanitize NOTEBOOK.ipynb [...]\n"
-             "       python -m labs_utils.notebook_tools learner OUT_DIR NOTEBOOK.ipynb [...]")
+             "       python -m labs_utils.notebook_tools learner OUT_DIR NOTEBOOK.ipynb [...]\n"
+             "       python -m labs_utils.notebook_tools reading-time NOTEBOOK.ipynb [...]")
+    if len(argv) >= 2 and argv[0] == "reading-time":
+        for name in argv[1:]:
+            if not Path(name).is_file():
+                print(f"{name}: no such notebook", file=sys.stderr)
+                return 2
+            r = reading_minutes(name)
+            print(f"{Path(name).stem}: {r['minutes']:.0f} min ({r['words']} words, {r['code_lines']} code lines, "
+                  f"{r['output_lines']} output lines, {r['plots']} plots, {r['exercises']} exercises)")
+        return 0
     if len(argv) < 2 or argv[0] not in ("sanitize", "learner") or (argv[0] == "learner" and len(argv) < 3):
         print(usage, file=sys.stderr)
         return 2
