@@ -1,0 +1,453 @@
+"""Look inside a checkpoint file without running any code from it.
+
+``inspect_checkpoint(path)`` reads a ``torch.save`` file (``.pth``/``.pt``: a state_dict, a
+full training checkpoint with nested dicts, or a whole pickled model) or a ``.safetensors``
+file and returns a ``CheckpointReport``: format, tensors, parameters, bytes, dtypes, the devices
+the tensors were saved on, wrapper prefixes (``module.``, ``_orig_mod.``), top-level keys, and
+the globals that safe loading (``weights_only=True``) would refuse.
+
+How it stays safe:
+
+* A file that safe loading accepts is loaded with ``weights_only=True`` (through
+  ``labs_utils.checkpoints.load_checkpoint``) and a ``map_location`` callable that keeps every
+  storage on the CPU and records the location tag it was saved with (``cuda:0`` ...). So a
+  CUDA-saved file is reported as such on a machine without CUDA.
+* A file that safe loading refuses is never unpickled. Its pickle is read opcode by opcode
+  (``pickletools.genops``, which only decodes) to list the globals it imports and the storages
+  it holds; ``torch.serialization.get_unsafe_globals_in_checkpoint`` names what would be refused.
+* A ``.safetensors`` file is read with ``safetensors.safe_open``: the header only, no tensor data.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import pickletools
+import struct
+import warnings
+import zipfile
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._render import Table, human_bytes
+from .checkpoints import CheckpointError, load_checkpoint
+
+__all__ = ["InspectError", "CheckpointReport", "inspect_checkpoint", "WRAPPER_PREFIXES", "detect_prefixes"]
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_WEIGHT_KEYS = ("model", "state_dict", "model_state_dict", "module", "net", "weights")
+# Globals that give a pickle direct access to code execution, files or processes. Not a complete
+# list (any allowed callable can be abused); used only to label the report.
+_DANGEROUS = ("builtins.exec", "builtins.eval", "builtins.compile", "builtins.open", "builtins.__import__",
+              "builtins.getattr", "io.open", "os.", "posix.", "nt.", "subprocess.", "runpy.", "importlib.",
+              "shutil.", "socket.", "pty.", "sys.", "code.", "pickle.", "marshal.", "webbrowser.")
+_SAFETENSORS_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+    "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "U16": "uint16", "U32": "uint32",
+    "U64": "uint64", "BOOL": "bool", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "C64": "complex64",
+}
+
+
+class InspectError(CheckpointError):
+    """The file could not be inspected; the message names the file and the likely cause."""
+
+
+@dataclass
+class CheckpointReport:
+    """What ``inspect_checkpoint`` found. ``str()`` is a table, ``to_json()`` is for scripts."""
+
+    path: str
+    format: str
+    file_bytes: int
+    safe_to_load: bool
+    refused_globals: list[str] = field(default_factory=list)
+    top_level_keys: list[str] | None = None
+    weights_entry: str | None = None  # "" for a top-level state_dict, "model" for ckpt["model"]
+    tensors: int | None = None
+    parameters: int | None = None  # elements of the weights entry
+    elements: int | None = None  # elements of every tensor in the file
+    tensor_bytes: int = 0  # bytes of tensor data (shared storages counted once)
+    storages: int = 0
+    shared_tensors: list[str] = field(default_factory=list)  # keys sharing storage with an earlier key
+    dtypes: dict[str, int] = field(default_factory=dict)
+    saved_on: dict[str, int] = field(default_factory=dict)  # location tag -> storages
+    prefixes: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)  # safetensors header metadata
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def table(self) -> Table:
+        def counts(c: Mapping[str, int], unit: str) -> str:
+            return ", ".join(f"{k} ({v} {unit})" for k, v in c.items()) or "-"
+
+        rows: list[list[Any]] = [
+            ["format", self.format],
+            ["file size", f"{human_bytes(self.file_bytes)} ({self.file_bytes:,} bytes)"],
+        ]
+        if self.safe_to_load:
+            rows.append(["safe loading", "ok: loads with weights_only=True" if self.format.startswith("torch")
+                         else "ok: safetensors holds tensors and strings only, no code"])
+        else:
+            rows.append(["safe loading", "REFUSED by weights_only=True"])
+            rows += [["  needs", g + ("   <- can run code or touch files" if _is_dangerous(g) else "")]
+                     for g in self.refused_globals]
+        if self.top_level_keys is not None and self.weights_entry != "":
+            rows.append(["top-level keys", ", ".join(self.top_level_keys) or "(empty)"])
+        if self.weights_entry is not None:
+            where = "the file itself (a state_dict)" if self.weights_entry == "" else f"[{self.weights_entry!r}]"
+            rows.append(["weights", f"{where}: {self.parameters:,} parameters"])
+        if self.tensors is not None:
+            rows.append(["tensors", f"{self.tensors} tensors, {self.elements:,} elements, "
+                                    f"{human_bytes(self.tensor_bytes)} of data"])
+        else:
+            rows.append(["storages", f"{self.storages} (read from the pickle, not loaded), "
+                                     f"{human_bytes(self.tensor_bytes)} of data"])
+        if self.shared_tensors:
+            rows.append(["shared storage", ", ".join(self.shared_tensors)])
+        rows.append(["dtypes", counts(self.dtypes, "tensors" if self.tensors is not None else "storages")])
+        rows.append(["saved on", counts(self.saved_on, "storages") if self.saved_on
+                     else "not recorded (safetensors stores no device)" if self.format == "safetensors" else "-"])
+        rows.append(["prefixes", ", ".join(self.prefixes) or "none"])
+        for k, v in self.metadata.items():
+            rows.append([f"metadata[{k}]", v])
+        return Table(["field", "value"], rows, title=f"checkpoint {self.path}", notes=list(self.notes))
+
+    def __str__(self) -> str:
+        return self.table().to_text()
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return self.table().to_html()
+
+
+def _is_dangerous(name: str) -> bool:
+    return any(name == d or (d.endswith(".") and name.startswith(d)) for d in _DANGEROUS)
+
+
+def detect_prefixes(keys: list[str]) -> list[str]:
+    """Wrapper prefixes every key carries, outermost first: ``['_orig_mod.', 'module.']``."""
+    found: list[str] = []
+    keys = list(keys)
+    while keys:
+        p = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in keys)), None)
+        if p is None:
+            break
+        found.append(p)
+        keys = [k[len(p):] for k in keys]
+    return found
+
+
+def _sniff(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    if len(head) == 9:
+        n = struct.unpack("<Q", head[:8])[0]
+        if head[8:9] == b"{" and 0 < n <= path.stat().st_size - 8:
+            return "safetensors"
+    if head[:1] == b"\x80":
+        return "pickle"
+    return "unknown"
+
+
+def _check_path(path: Path) -> int:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file; check the name and that relative paths start "
+                                "from the current folder")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file; give the path of a file inside it")
+    size = path.stat().st_size
+    if size == 0:
+        raise InspectError(f"{path}: the file is empty (0 bytes), probably a save that was interrupted; "
+                           "use an earlier checkpoint")
+    return size
+
+
+# --- safetensors ---------------------------------------------------------------------------------
+
+def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            rows = []
+            for k in f.keys():
+                sl = f.get_slice(k)
+                rows.append((k, sl.get_dtype(), list(sl.get_shape())))
+    except Exception as e:  # SafetensorError, OSError ...
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise InspectError(f"{path}: not a valid .safetensors file: corrupt or truncated header ({first}); "
+                           "copy or convert the file again") from None
+    dtypes: Counter[str] = Counter()
+    elements = nbytes = 0
+    for _, dt, shape in rows:
+        name = _SAFETENSORS_DTYPES.get(dt, dt)
+        dtypes[name] += 1
+        numel = 1
+        for s in shape:
+            numel *= s
+        elements += numel
+        torch_dt = getattr(torch, name, None)
+        nbytes += numel * (torch_dt.itemsize if isinstance(torch_dt, torch.dtype) else 1)
+    keys = [k for k, _, _ in rows]
+    return CheckpointReport(
+        path=str(path), format="safetensors", file_bytes=size, safe_to_load=True,
+        top_level_keys=None, weights_entry="", tensors=len(rows), parameters=elements, elements=elements,
+        tensor_bytes=nbytes, storages=len(rows), dtypes=dict(sorted(dtypes.items())),
+        prefixes=detect_prefixes(keys), metadata=dict(sorted(meta.items())))
+
+
+# --- torch.save files: static scan of the pickle (nothing is executed) ------------------------------
+
+_STR_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING",
+            "STRING", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8"}
+_POP_TO_MARK_PUSH = {"DICT", "LIST", "FROZENSET", "INST", "OBJ"}
+_POP_TO_MARK = {"APPENDS", "SETITEMS", "ADDITEMS", "POP_MARK"}
+
+
+def _scan_pickle(data: bytes, max_pickles: int = 6) -> tuple[set[str], list[tuple[str, str, int]]]:
+    """Globals imported and storages referenced (storage type, location, numel) by the pickle(s) in
+    ``data``. Uses ``pickletools.genops``, which decodes opcodes and never builds objects."""
+    globals_: set[str] = set()
+    storages: list[tuple[str, str, int]] = []
+    stream = io.BytesIO(data)
+    for i in range(max_pickles):
+        start = stream.tell()
+        if start >= len(data):
+            break
+        stack: list[Any] = []
+        marks: list[int] = []
+        memo: dict[int, Any] = {}
+        try:
+            for op, arg, _ in pickletools.genops(stream):
+                name = op.name
+                if name in _STR_OPS:
+                    stack.append(arg)
+                elif op.stack_after and op.stack_after[0].name in {"int", "bool", "float", "None"} and \
+                        not op.stack_before:
+                    stack.append(arg)
+                elif name == "GLOBAL":
+                    mod, _, qual = str(arg).partition(" ")
+                    globals_.add(f"{mod}.{qual}")
+                    stack.append(("global", mod, qual))
+                elif name == "STACK_GLOBAL":
+                    qual, mod = stack.pop(), stack.pop()
+                    globals_.add(f"{mod}.{qual}")
+                    stack.append(("global", mod, qual))
+                elif name in {"BINPUT", "LONG_BINPUT", "PUT"}:
+                    memo[int(arg)] = stack[-1]
+                elif name == "MEMOIZE":
+                    memo[len(memo)] = stack[-1]
+                elif name in {"BINGET", "LONG_BINGET", "GET"}:
+                    stack.append(memo.get(int(arg)))
+                elif name == "MARK":
+                    marks.append(len(stack))
+                elif name == "TUPLE":
+                    m = marks.pop()
+                    items = tuple(stack[m:])
+                    del stack[m:]
+                    stack.append(items)
+                elif name in {"TUPLE1", "TUPLE2", "TUPLE3"}:
+                    n = int(name[-1])
+                    items = tuple(stack[-n:])
+                    del stack[-n:]
+                    stack.append(items)
+                elif name in {"BINPERSID", "PERSID"}:
+                    pid = stack.pop() if name == "BINPERSID" else tuple(str(arg).split())
+                    if isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage":
+                        st = pid[1]
+                        st_name = st[2] if isinstance(st, tuple) else str(st)
+                        storages.append((st_name, str(pid[3]), int(pid[4])))
+                    stack.append(None)
+                elif name in _POP_TO_MARK_PUSH or name in _POP_TO_MARK:
+                    m = marks.pop()
+                    del stack[m:]
+                    if name in _POP_TO_MARK_PUSH:
+                        stack.append(None)
+                elif name in {"REDUCE", "NEWOBJ"}:
+                    del stack[-2:]
+                    stack.append(None)
+                elif name == "NEWOBJ_EX":
+                    del stack[-3:]
+                    stack.append(None)
+                elif name in {"BUILD", "APPEND", "POP"}:
+                    stack.pop()
+                elif name == "SETITEM":
+                    del stack[-2:]
+                elif name == "DUP":
+                    stack.append(stack[-1])
+                elif op.stack_after and not op.stack_before:  # EMPTY_DICT, EMPTY_LIST, NONE ...
+                    stack.append(None)
+        except Exception:
+            if i == 0:
+                raise
+            break  # after the pickles of a legacy file comes raw tensor data
+    return globals_, storages
+
+
+def _storage_dtype(storage_type: str) -> str:
+    cls = getattr(torch, storage_type, None) if storage_type.endswith("Storage") else None
+    try:
+        with warnings.catch_warnings():  # legacy storage classes warn that TypedStorage is deprecated
+            warnings.simplefilter("ignore")
+            return str(cls.dtype).replace("torch.", "")  # type: ignore[union-attr]
+    except Exception:
+        return storage_type
+
+
+def _allowed_globals() -> set[str]:
+    from torch import _weights_only_unpickler as wou  # private, best effort
+
+    return set(wou._get_allowed_globals()) | set(wou._get_user_allowed_globals())
+
+
+def _refused_report(path: Path, size: int, kind: str) -> CheckpointReport:
+    """Report on a torch.save file that safe loading refuses, without unpickling it."""
+    if kind == "zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                pkl = next(n for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") == 1)
+                data = zf.read(pkl)
+            refused = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        except Exception as e:
+            raise InspectError(f"{path}: refused by safe loading, and its pickle could not be read "
+                               f"({type(e).__name__}); do not load it") from None
+        globals_, storages = _scan_pickle(data)
+    else:
+        try:
+            globals_, storages = _scan_pickle(path.read_bytes())
+            refused = sorted(globals_ - _allowed_globals())
+        except Exception as e:
+            raise InspectError(f"{path}: refused by safe loading, and its pickle could not be read "
+                               f"({type(e).__name__}); do not load it") from None
+    dtypes = Counter(_storage_dtype(t) for t, _, _ in storages)
+    nbytes = 0
+    for t, _, numel in storages:
+        dt = getattr(torch, _storage_dtype(t), None)
+        nbytes += numel * (dt.itemsize if isinstance(dt, torch.dtype) else 1)
+    fmt = "torch.save (zip archive)" if kind == "zip" else "pickle (legacy torch.save or plain pickle)"
+    notes = ["safe loading refuses this file, so it was not unpickled: tensors and keys are unknown;",
+             "allow the globals above with torch.serialization.safe_globals([...]) only if you trust its source."]
+    return CheckpointReport(
+        path=str(path), format=fmt, file_bytes=size, safe_to_load=False, refused_globals=refused,
+        tensor_bytes=nbytes, storages=len(storages), dtypes=dict(sorted(dtypes.items())),
+        saved_on=dict(sorted(Counter(loc for _, loc, _ in storages).items())), notes=notes)
+
+
+# --- torch.save files: safe load ---------------------------------------------------------------------
+
+def _walk(obj: Any, prefix: str, out: list[tuple[str, torch.Tensor]]) -> None:
+    if isinstance(obj, torch.Tensor):
+        out.append((prefix, obj))
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            _walk(v, f"{prefix}.{k}" if prefix else str(k), out)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _walk(v, f"{prefix}.{i}" if prefix else str(i), out)
+
+
+def _weights_entry(obj: Any) -> tuple[str | None, Mapping[str, Any] | None]:
+    """("", obj) for a state_dict, ("model", obj["model"]) for a training checkpoint, else (None, None)."""
+    def is_sd(m: Any) -> bool:
+        return isinstance(m, Mapping) and len(m) > 0 and all(isinstance(k, str) for k in m) and \
+            any(isinstance(v, torch.Tensor) for v in m.values())
+
+    if is_sd(obj):
+        return "", obj
+    if isinstance(obj, Mapping):
+        for k in _WEIGHT_KEYS:
+            if is_sd(obj.get(k)):
+                return k, obj[k]
+    return None, None
+
+
+def _loaded_report(path: Path, size: int, kind: str, obj: Any, locations: list[str]) -> CheckpointReport:
+    found: list[tuple[str, torch.Tensor]] = []
+    _walk(obj, "", found)
+    seen: dict[tuple[int, int], str] = {}
+    shared: list[str] = []
+    nbytes = 0
+    for key, t in found:
+        st = t.untyped_storage()
+        sid = (st.data_ptr(), st.nbytes())
+        if sid in seen and st.nbytes() > 0:
+            shared.append(f"{key} = {seen[sid]}")
+            continue
+        seen[sid] = key
+        nbytes += st.nbytes()
+    entry, sd = _weights_entry(obj)
+    params = sum(v.numel() for v in sd.values() if isinstance(v, torch.Tensor)) if sd is not None else None
+    fmt = "torch.save (zip archive)" if kind == "zip" else "torch.save (legacy format)"
+    notes = []
+    if sd is None and not found:
+        notes.append("no tensors found")
+    elif sd is None:
+        notes.append("no state_dict found at the top level or under " + ", ".join(_WEIGHT_KEYS))
+    return CheckpointReport(
+        path=str(path), format=fmt, file_bytes=size, safe_to_load=True,
+        top_level_keys=sorted(map(str, obj)) if isinstance(obj, Mapping) else None,
+        weights_entry=entry, tensors=len(found), parameters=params,
+        elements=sum(t.numel() for _, t in found), tensor_bytes=nbytes, storages=len(locations),
+        shared_tensors=shared,
+        dtypes=dict(sorted(Counter(str(t.dtype).replace("torch.", "") for _, t in found).items())),
+        saved_on=dict(sorted(Counter(locations).items())),
+        prefixes=detect_prefixes(list(sd)) if sd is not None else [], notes=notes)
+
+
+def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
+    """Report on the checkpoint at ``path`` without running code from it and without CUDA.
+
+    Raises ``FileNotFoundError``, ``IsADirectoryError`` or ``InspectError`` (a ``CheckpointError``)
+    with a one-line message naming the file for anything that is not a readable checkpoint.
+    A file that safe loading refuses is not an error: the report lists what it would need.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"inspect_checkpoint() needs a file path, got {type(path).__name__}")
+    path = Path(path)
+    size = _check_path(path)
+    kind = _sniff(path)
+    if kind == "safetensors" or path.suffix == ".safetensors":
+        return _inspect_safetensors(path, size)
+    if kind == "unknown":
+        raise InspectError(f"{path}: not a checkpoint: neither a torch.save file (zip or pickle) nor "
+                           f"safetensors ({size} bytes); check the path")
+    locations: list[str] = []
+
+    def record(storage: Any, location: str) -> Any:  # keep it on the CPU, remember where it was saved
+        locations.append(location)
+        return storage
+
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": a warning would print paths
+            warnings.simplefilter("ignore")
+            obj = load_checkpoint(path, map_location=record, weights_only=True)
+    except CheckpointError as e:
+        cause = e.__cause__
+        if isinstance(cause, pickle.UnpicklingError) and "Weights only load failed" in str(cause):
+            return _refused_report(path, size, kind)
+        msg = " ".join(str(e).split())
+        if kind == "pickle":  # say what a plain pickle would import, still without running it
+            try:
+                unsafe = sorted(_scan_pickle(path.read_bytes())[0] - _allowed_globals())
+            except Exception:
+                unsafe = []
+            if unsafe:
+                msg += f" (it imports {', '.join(unsafe)}, which safe loading refuses; nothing in it was run)"
+        raise InspectError(msg) from None
+    return _loaded_report(path, size, kind, obj, locations)

@@ -1,0 +1,196 @@
+"""labs_utils.inspector.inspect_checkpoint and labs_utils.convert.convert_to_safetensors (in process)."""
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from labs_utils.checkpoints import CheckpointError
+from labs_utils.convert import convert_to_safetensors
+from labs_utils.inspector import InspectError, detect_prefixes, inspect_checkpoint
+from labs_utils.models import SimpleModel
+
+
+class Payload:
+    """Unpickling this writes a marker file: the stand-in for malicious code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+@pytest.fixture
+def model() -> SimpleModel:
+    torch.manual_seed(0)
+    return SimpleModel()
+
+
+def _training_ckpt(model: SimpleModel, prefix: str = "") -> dict:
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(4, 10)).sum().backward()
+    opt.step()
+    return {"model": {prefix + k: v for k, v in model.state_dict().items()}, "optimizer": opt.state_dict(),
+            "epoch": 3, "metrics": {"val_loss": 0.5}}
+
+
+def test_state_dict(tmp_path, model):
+    p = tmp_path / "w.pth"
+    torch.save(model.state_dict(), p)
+    r = inspect_checkpoint(p)
+    assert r.format == "torch.save (zip archive)" and r.safe_to_load and r.refused_globals == []
+    assert r.weights_entry == "" and r.tensors == 4 and r.parameters == 67 and r.tensor_bytes == 67 * 4
+    assert r.dtypes == {"float32": 4} and r.saved_on == {"cpu": 4} and r.prefixes == []
+    assert "67 parameters" in str(r) and "<table>" in r._repr_html_()
+
+
+def test_training_checkpoint_nested_with_prefix(tmp_path, model):
+    p = tmp_path / "last.pt"
+    torch.save(_training_ckpt(model, "module._orig_mod."), p)
+    r = inspect_checkpoint(p)
+    assert r.top_level_keys == ["epoch", "metrics", "model", "optimizer"]
+    assert r.weights_entry == "model" and r.parameters == 67
+    assert r.tensors > 4 and r.elements > 67  # optimizer moments and step counters are counted too
+    assert r.prefixes == ["module.", "_orig_mod."]
+
+
+def test_legacy_format(tmp_path, model):
+    p = tmp_path / "old.pth"
+    torch.save(model.state_dict(), p, _use_new_zipfile_serialization=False)
+    r = inspect_checkpoint(p)
+    assert r.format == "torch.save (legacy format)" and r.parameters == 67
+
+
+def test_shared_storage_reported(tmp_path):
+    t = torch.ones(3)
+    torch.save({"emb.weight": t, "head.weight": t}, tmp_path / "tied.pth")
+    r = inspect_checkpoint(tmp_path / "tied.pth")
+    assert r.shared_tensors == ["head.weight = emb.weight"] and r.tensor_bytes == 12
+
+
+def test_cuda_saved_file_reported_without_cuda(tmp_path):
+    """A file whose storages carry the location tag cuda:0 (made here with a tagger, as a GPU would)."""
+    p = tmp_path / "gpu.pth"
+    code = textwrap.dedent(f"""
+        import torch
+        torch.serialization.register_package(1, lambda obj: "cuda:0", lambda obj, loc: None)
+        torch.save({{"w": torch.ones(2, 3), "b": torch.zeros(3)}}, {str(p)!r})
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    r = inspect_checkpoint(p)
+    assert r.saved_on == {"cuda:0": 2} and r.tensors == 2
+
+
+def test_refused_files_are_not_run(tmp_path, model):
+    marker = tmp_path / "marker.txt"
+    torch.save({"w": torch.ones(2), "x": Payload(marker)}, tmp_path / "evil.pth")
+    r = inspect_checkpoint(tmp_path / "evil.pth")
+    assert not r.safe_to_load and r.refused_globals == ["builtins.exec"]
+    assert r.storages == 1 and r.tensors is None
+    assert not marker.exists()
+    torch.save(model, tmp_path / "full.pth")
+    r = inspect_checkpoint(tmp_path / "full.pth")
+    assert r.refused_globals == ["labs_utils.models.SimpleModel", "torch.nn.modules.linear.Linear"]
+    assert r.storages == 4 and r.tensor_bytes == 67 * 4 and r.saved_on == {"cpu": 4}
+    with open(tmp_path / "evil.pkl", "wb") as f:
+        pickle.dump({"x": Payload(marker)}, f)
+    with pytest.raises(InspectError, match="imports builtins.exec"):
+        inspect_checkpoint(tmp_path / "evil.pkl")
+    assert not marker.exists()
+
+
+def test_safetensors(tmp_path, model):
+    p = tmp_path / "w.safetensors"
+    save_file({"module." + k: v for k, v in model.state_dict().items()}, p, metadata={"epoch": "3"})
+    r = inspect_checkpoint(p)
+    assert r.format == "safetensors" and r.tensors == 4 and r.parameters == 67 and r.tensor_bytes == 268
+    assert r.metadata == {"epoch": "3"} and r.prefixes == ["module."] and r.saved_on == {}
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: None, "no such file"),
+    (lambda p: p.mkdir(), "is a folder"),
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: p.write_bytes(bytes(range(256)) * 4), "not a checkpoint"),
+])
+def test_bad_paths(tmp_path, make, match):
+    p = tmp_path / "x.pth"
+    make(p)
+    with pytest.raises((OSError, CheckpointError), match=match):
+        inspect_checkpoint(p)
+
+
+def test_truncated(tmp_path, model):
+    p = tmp_path / "w.pth"
+    torch.save(model.state_dict(), p)
+    p.write_bytes(p.read_bytes()[:900])
+    with pytest.raises(InspectError, match="truncated"):
+        inspect_checkpoint(p)
+
+
+def test_corrupt_safetensors_header(tmp_path, model):
+    p = tmp_path / "w.safetensors"
+    save_file(model.state_dict(), p)
+    raw = p.read_bytes()
+    p.write_bytes(raw[:8] + b"{oops" + raw[13:])
+    with pytest.raises(InspectError, match="not a valid .safetensors"):
+        inspect_checkpoint(p)
+
+
+def test_detect_prefixes():
+    assert detect_prefixes(["module.a", "module.b"]) == ["module."]
+    assert detect_prefixes(["module.a", "b"]) == []
+    assert detect_prefixes([]) == []
+
+
+def test_type_error():
+    with pytest.raises(TypeError, match="file path"):
+        inspect_checkpoint(3)
+
+
+# --- convert ---------------------------------------------------------------------------------------
+
+def test_convert_training_checkpoint(tmp_path, model):
+    ckpt = _training_ckpt(model, "module.")
+    torch.save(ckpt, tmp_path / "last.pth")
+    res = convert_to_safetensors(tmp_path / "last.pth", tmp_path / "w.safetensors", strip_prefixes=True)
+    back = load_file(tmp_path / "w.safetensors")
+    assert set(back) == set(model.state_dict()) and res.stripped == ["module."] and res.entry == "model"
+    assert all(torch.equal(back[k], v) for k, v in model.state_dict().items())
+    assert res.metadata["epoch"] == "3" and "round trip" in str(res)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write left nothing behind
+
+
+def test_convert_keeps_prefixes_by_default_and_unties(tmp_path):
+    t = torch.arange(4.0)
+    torch.save({"module.a": t, "module.b": t}, tmp_path / "tied.pth")
+    res = convert_to_safetensors(tmp_path / "tied.pth", tmp_path / "t.safetensors")
+    back = load_file(tmp_path / "t.safetensors")
+    assert set(back) == {"module.a", "module.b"} and res.untied == ["module.b (= module.a)"]
+    assert torch.equal(back["module.a"], back["module.b"])
+
+
+def test_convert_bad_input(tmp_path, model):
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    with pytest.raises(ValueError, match="should end in .safetensors"):
+        convert_to_safetensors(tmp_path / "w.pth", tmp_path / "w.bin")
+    (tmp_path / "out.safetensors").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        convert_to_safetensors(tmp_path / "w.pth", tmp_path / "out.safetensors")
+    torch.save({"epoch": 3}, tmp_path / "noweights.pth")
+    with pytest.raises(ValueError, match="no state_dict"):
+        convert_to_safetensors(tmp_path / "noweights.pth", tmp_path / "n.safetensors")
+    torch.save({"a": torch.ones(1), "n": 3}, tmp_path / "mixed.pth")
+    with pytest.raises(ValueError, match="tensors only"):
+        convert_to_safetensors(tmp_path / "mixed.pth", tmp_path / "m.safetensors")
+    torch.save(model, tmp_path / "full.pth")
+    with pytest.raises(CheckpointError, match="refused"):
+        convert_to_safetensors(tmp_path / "full.pth", tmp_path / "f.safetensors")
+    assert not (tmp_path / "f.safetensors").exists()
