@@ -17,13 +17,15 @@ Checks live in one module per notebook (``nb01.py``, ``nb02.py``, ...), register
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import pkgutil
+from unittest import mock
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["check", "exercise", "CheckResult", "Wrong", "NotAttempted", "REGISTRY", "call_answer"]
+__all__ = ["check", "exercise", "CheckResult", "Wrong", "NotAttempted", "REGISTRY", "call_answer", "spy"]
 
 CORRECT, WRONG, NOT_ATTEMPTED = "correct", "wrong", "not attempted"
 
@@ -87,6 +89,23 @@ def call_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     if _is_placeholder(out):
         raise NotAttempted
     return out
+
+
+@contextlib.contextmanager
+def spy(owner: Any, name: str):
+    """Record the calls a learner's code makes to ``owner.name`` while still running the real
+    function (nothing is faked). Yields a list of ``(args, kwargs, result)`` tuples."""
+    real = getattr(owner, name)
+    calls: list[tuple[tuple, dict, Any]] = []
+
+    @functools.wraps(real)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        calls.append((args, kwargs, result))
+        return result
+
+    with mock.patch.object(owner, name, wrapper):
+        yield calls
 
 
 def exercise(name: str, *, notebook: str, wrong: list[tuple[Any, str]] | None = None,

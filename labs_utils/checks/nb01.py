@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from . import Wrong, call_answer, exercise
+from . import Wrong, call_answer, exercise, spy
 
 NB = "01_state_dict_basics"
 
@@ -66,10 +66,18 @@ def _no_load(model, path):
     return type(model)()
 
 
+def _deep_copy(model, path):
+    import copy
+
+    torch.save(model.state_dict(), path)
+    return copy.deepcopy(model)
+
+
 @exercise("save_and_reload", notebook=NB, wrong=[
     (_save_whole_model, "whole model"),
+    (_deep_copy, "from the file"),
     (_returns_same, "same object"),
-    (_no_load, "differ"),
+    (_no_load, "from the file"),
 ])
 def save_and_reload(fn) -> str:
     """``fn(model, path)`` saves ``model``'s state_dict to ``path`` and returns a fresh, loaded copy."""
@@ -79,7 +87,8 @@ def save_and_reload(fn) -> str:
     model = SimpleModel()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "weights.pth"
-        fresh = call_answer(fn, model, path)
+        with spy(torch, "load") as loads:
+            fresh = call_answer(fn, model, path)
         if fresh is model:
             raise Wrong("you returned the same object you were given; build a new instance with type(model)() "
                         "and load the state_dict into it")
@@ -91,6 +100,9 @@ def save_and_reload(fn) -> str:
             raise Wrong("the file holds a whole model object, not a state_dict; save model.state_dict()") from None
         if not isinstance(saved, dict) or set(saved) != set(model.state_dict()):
             raise Wrong("the file should hold exactly model.state_dict()")
+        if not loads:
+            raise Wrong("the new model must get its weights from the file: load it with torch.load(path) "
+                        "(copying the model in memory proves nothing about the file)")
     if not isinstance(fresh, torch.nn.Module):
         raise Wrong(f"return the new model, got {type(fresh).__name__}")
     for k, v in model.state_dict().items():

@@ -80,8 +80,14 @@ def doc_input_size(answer) -> str:
     """The square input size for which the document's ``16*26*26`` would be right (3x3 conv, no padding)."""
     from ..models import conv_output_size
 
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise Wrong(f"give a whole number (an int), got {type(answer).__name__}")
+    import operator
+
+    if isinstance(answer, bool):
+        raise Wrong("give a whole number, got a bool")
+    try:
+        answer = operator.index(answer)  # ints, numpy ints and one-element integer tensors
+    except TypeError:
+        raise Wrong(f"give a whole number (an int), got {type(answer).__name__}") from None
     if answer == 32:
         raise Wrong("32 is the size the document assumed: a 3x3 convolution without padding turns it into 30x30")
     if answer == 26:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import NotAttempted, Wrong, call_answer, exercise
+from . import NotAttempted, Wrong, call_answer, exercise, spy
 
 __all__: list[str] = []
 
@@ -124,7 +124,9 @@ def capstone_save_for_resume(fn) -> str:
         try:
             ckpt = torch.load(path)
         except Exception as e:
-            raise Wrong(f"the checkpoint does not load with weights_only=True ({type(e).__name__})") from None
+            why = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), type(e).__name__)
+            raise Wrong(f"the checkpoint does not load with weights_only=True ({why}); store plain Python "
+                        "values, e.g. str(torch.__version__) rather than torch.__version__") from None
     if not isinstance(ckpt, dict):
         raise Wrong("save one dict with the keys 'model', 'optimizer', 'scheduler' and 'epoch'")
     for key in ("model", "optimizer", "scheduler", "epoch"):
@@ -215,7 +217,13 @@ def capstone_load_gpu_weights(fn) -> str:
     from ..models import SimpleModel
 
     path = data_file("gpu_weights_cuda0.pth")
-    model = call_answer(fn, path)
+    with spy(torch, "load") as loads:
+        model = call_answer(fn, path)
+    for _, _, result in loads:
+        tensors = result.values() if isinstance(result, dict) else [result]
+        if any(isinstance(t, torch.Tensor) and t.device.type == "cuda" for t in tensors):
+            raise Wrong("torch.load put the tensors on the GPU: that works only on a host that has one. "
+                        "Pass map_location so the same code runs on the CPU-only serving host")
     if not isinstance(model, SimpleModel):
         raise Wrong(f"return the loaded SimpleModel, got {type(model).__name__}")
     reference = torch.load(path, map_location="cpu")
@@ -283,7 +291,7 @@ def _save_temp_elsewhere(obj, path):
 
 @exercise("capstone_save_atomically", notebook="04_checkpoints_and_resume", wrong=[
     (_save_direct, "torn"),
-    (_save_temp_elsewhere, "temporary file"),
+    (_save_temp_elsewhere, "another folder"),
 ])
 def capstone_save_atomically(fn) -> str:
     """``fn(obj, path)`` saves so that a crash mid-save leaves the previous file intact and no litter."""
@@ -300,6 +308,12 @@ def capstone_save_atomically(fn) -> str:
             raise
         except Exception as e:
             raise Wrong(f"the saved file does not load ({type(e).__name__})") from None
+        with spy(os, "replace") as replaces, spy(os, "rename") as renames:
+            _call_saver(fn, {"epoch": 3, "w": torch.ones(1000)}, path, path=path)
+        for args, _, _ in replaces + renames:
+            if Path(args[0]).resolve().parent != folder.resolve():
+                raise Wrong("the temporary file was written in another folder: os.replace is atomic only within "
+                            "one file system, so write the temporary file next to the checkpoint")
         crashed = False
         try:
             fn({"epoch": 2, "w": torch.zeros(1000), "boom": _Exploding()}, path)
@@ -312,7 +326,7 @@ def capstone_save_atomically(fn) -> str:
         except Exception:
             raise Wrong("a crash in the middle of the save left a torn file: write to a temporary file in the "
                         "same folder, then os.replace it over the old one") from None
-        if survivor.get("epoch") != 1:
+        if survivor.get("epoch") != 3:
             raise Wrong("after the failed save, the file no longer holds the previous checkpoint")
         litter = sorted(p.name for p in folder.iterdir() if p.name != "last.pth")
         stray = [p for p in Path(tempfile.gettempdir()).glob("last.pth*")]
