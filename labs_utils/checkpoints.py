@@ -5,20 +5,36 @@
   old file or the new one, never a torn one.
 * ``load_checkpoint(path)``: ``torch.load`` with safe defaults (``weights_only=True``,
   ``map_location="cpu"``) and errors that name the file and the likely cause.
+* ``capture_rng_state()`` / ``restore_rng_state(state)``: every random number generator a
+  training run draws from (python, numpy, torch, CUDA when present, and any
+  ``torch.Generator`` you name, such as a DataLoader's), in a form that ``weights_only`` loading
+  accepts.
+* ``CheckpointManager(folder, metric="val_loss", mode="min")``: ``last.pth`` (to resume) on every
+  save, ``best.pth`` (weights only, to deploy) when the metric improves, the newest ``keep_last``
+  epoch files as history, and ``load_last()`` that resumes from the newest complete checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import os
 import pickle
+import random
+import re
+import shutil
 import tempfile
+import warnings
 import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 import torch
 
-__all__ = ["CheckpointError", "atomic_write", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CheckpointError", "atomic_write", "save_checkpoint", "load_checkpoint", "capture_rng_state",
+           "restore_rng_state", "CheckpointManager", "SavedCheckpoint"]
 
 
 class CheckpointError(RuntimeError):
@@ -78,6 +94,43 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = b"\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"  # pickled torch magic number (pre-zip format)
+
+
+def _not_a_torch_file(head: bytes) -> str:
+    """Why the first bytes ``head`` cannot start a ``torch.save`` file, or '' if they can."""
+    if head.startswith(_ZIP_MAGIC):
+        return ""
+    if head.startswith(b"\x80") and _LEGACY_MAGIC in head[:32]:
+        return ""  # the legacy (PyTorch < 1.6) format
+    if head.startswith(b"\x80"):
+        return ("a plain pickle file (written by pickle.dump, not torch.save), which torch.load cannot read; "
+                "if you trust its source, open it with pickle.load and re-save the tensors with torch.save")
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy file; read it with numpy.load(path)"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file (Keras/h5py); read it with h5py"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip-compressed file; decompress it first"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "a safetensors file; read it with safetensors.torch.load_file(path)"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "a JSON/text file; check that the path points to the checkpoint, not to its metadata"
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the file itself; run git lfs pull"
+    return (f"it starts with {head[:8]!r}, not with the zip header b'PK\\x03\\x04' that torch.save writes; "
+            "check the path, or use an earlier checkpoint if this one was overwritten")
+
+
+def _is_foreign_zip(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return not any(n.endswith("/data.pkl") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool = True) -> Any:
     """``torch.load`` with safe defaults and clear errors.
 
@@ -105,13 +158,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
     if path.suffix == ".safetensors":
         raise CheckpointError(f"{path}: a .safetensors file is not a torch.save file; read it with "
                               "safetensors.torch.load_file(path)")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    not_torch = _not_a_torch_file(head)
+    if not_torch:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {not_torch}")
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as e:
         msg = str(e)
         if "Weights only load failed" in msg:
             try:
-                needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+                needed = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
             except Exception:  # pragma: no cover - best effort
                 needed = []
             what = f" It needs: {', '.join(needed)}." if needed else ""
@@ -128,10 +186,388 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
             raise CheckpointError(f"{path}: the file is truncated or is not a checkpoint ({size} bytes, "
                                   "no valid zip archive); it was probably cut off by an interrupted save or "
                                   "copy: use an earlier checkpoint or copy it again") from e
+        if head.startswith(_ZIP_MAGIC) and _is_foreign_zip(path):
+            raise CheckpointError(f"{path}: a zip archive, but not one written by torch.save (no */data.pkl "
+                                  "entry); check that the path points to a checkpoint file") from e
+        if "unexpected EOF" in msg:
+            raise CheckpointError(f"{path}: the file is truncated ({size} bytes; {msg.splitlines()[0]}); it was "
+                                  "probably cut off by an interrupted save or copy: use an earlier checkpoint "
+                                  "or copy it again") from e
         if "CUDA" in msg and "deserialize" in msg:
             raise CheckpointError(f"{path}: the file was saved on a GPU and this machine has no CUDA; "
                                   "pass map_location='cpu'") from e
         raise CheckpointError(f"{path}: could not be loaded: {msg.splitlines()[0]}") from e
+    except PermissionError as e:
+        raise CheckpointError(f"{path}: no permission to read the file; check its owner and mode") from e
+    except OSError as e:  # the zip reader fails this way on some cut-off archives
+        raise CheckpointError(f"{path}: the file is truncated or damaged ({size} bytes; {type(e).__name__}: "
+                              f"{e.strerror or e}); it was probably cut off by an interrupted save or copy: use "
+                              "an earlier checkpoint or copy it again") from e
     except (EOFError, ValueError, IndexError, KeyError, AttributeError, ImportError) as e:
         raise CheckpointError(f"{path}: the file is truncated or is not a PyTorch checkpoint ({size} bytes; "
                               f"{type(e).__name__}: {e}); check the path, or use an earlier checkpoint") from e
+
+
+# --------------------------------------------------------------------------------------------
+# Random number generator states
+# --------------------------------------------------------------------------------------------
+
+_RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
+
+
+def _check_generators(generators: Mapping[str, torch.Generator] | None, where: str) -> dict[str, torch.Generator]:
+    if generators is None:
+        return {}
+    if not isinstance(generators, Mapping):
+        raise TypeError(f"{where}: generators must be a dict of name -> torch.Generator, e.g. "
+                        f"{{'train_loader': train_loader.generator}}; got {type(generators).__name__}")
+    for name, g in generators.items():
+        if not isinstance(name, str):
+            raise TypeError(f"{where}: generator names must be strings, got {name!r}")
+        if not isinstance(g, torch.Generator):
+            hint = (" (a DataLoader made without generator=... has loader.generator None: give it a "
+                    "torch.Generator so its shuffling can be saved)" if g is None else "")
+            raise TypeError(f"{where}: generators[{name!r}] is {type(g).__name__}, not a torch.Generator{hint}")
+    return dict(generators)
+
+
+def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """The state of every random number generator a training run draws from.
+
+    Returns a dict with ``python`` (``random``), ``numpy`` (the legacy global generator that
+    ``np.random.*`` uses), ``torch`` (CPU), ``cuda`` (one state per GPU, or ``None`` without CUDA)
+    and ``generators``: the state of each ``torch.Generator`` in ``generators``, for example
+    ``{"train_loader": train_loader.generator}``, which decides a DataLoader's shuffling.
+
+    Everything is stored as tensors, ints, strings and tuples, so a checkpoint holding it loads
+    with ``torch.load(..., weights_only=True)`` (numpy's own state holds an ``ndarray``, which
+    safe loading refuses; here it is a tensor).
+    """
+    import numpy as np
+
+    gens = _check_generators(generators, "capture_rng_state()")
+    np_state = np.random.get_state(legacy=False)
+    if np_state.get("bit_generator") != "MT19937":  # pragma: no cover - the global RandomState is MT19937
+        raise ValueError(f"capture_rng_state() supports numpy's MT19937 global generator, got {np_state.get('bit_generator')}")
+    cuda = None
+    if torch.cuda.is_available():
+        cuda = [s.clone() for s in torch.cuda.get_rng_state_all()]
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": "MT19937",
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+        "generators": {name: g.get_state() for name, g in gens.items()},
+    }
+
+
+def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None = None) -> list[str]:
+    """Put back what ``capture_rng_state`` returned; returns the names of what was restored.
+
+    ``generators`` names the ``torch.Generator`` objects to restore (the same names as at
+    capture time; each must be in ``state``). CUDA states are restored when this machine has
+    CUDA with the same number of GPUs; a checkpoint saved with CUDA restores everything else
+    on a CPU-only machine (a bit-exact resume across devices is not possible anyway).
+    """
+    import numpy as np
+
+    if not isinstance(state, Mapping):
+        raise TypeError(f"restore_rng_state() needs the dict from capture_rng_state(), got {type(state).__name__}")
+    missing = [k for k in ("python", "numpy", "torch") if k not in state]
+    if missing:
+        raise ValueError(f"restore_rng_state(): not an RNG state from capture_rng_state() (missing {missing}; "
+                         f"it has {sorted(map(str, state))[:8]}); pass checkpoint['rng'], not the whole checkpoint")
+    gens = _check_generators(generators, "restore_rng_state()")
+    saved_gens = state.get("generators") or {}
+    unknown = [n for n in gens if n not in saved_gens]
+    if unknown:
+        raise ValueError(f"restore_rng_state(): no saved state for generator(s) {unknown}; the checkpoint has "
+                         f"{sorted(saved_gens)}: use the names given to capture_rng_state(generators=...)")
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) != torch.cuda.device_count():
+        raise ValueError(f"restore_rng_state(): the state holds {len(cuda)} CUDA generator(s) but this machine has "
+                         f"{torch.cuda.device_count()} GPU(s); restore on the same number of GPUs, or drop them "
+                         "with {**state, 'cuda': None}")
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    key = n["key"].numpy() if isinstance(n["key"], torch.Tensor) else np.asarray(n["key"])
+    np.random.set_state((n["bit_generator"], key.astype(np.uint32), int(n["pos"]), int(n["has_gauss"]),
+                         float(n["gauss"])))
+    torch.set_rng_state(state["torch"].cpu())
+    restored = ["python", "numpy", "torch"]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+        restored.append("cuda")
+    for name, g in gens.items():
+        g.set_state(saved_gens[name].cpu())
+        restored.append(name)
+    return restored
+
+
+# --------------------------------------------------------------------------------------------
+# last / best / history
+# --------------------------------------------------------------------------------------------
+
+def _numpy_path(obj: Any, where: str, depth: int = 0) -> str:
+    """Where ``obj`` holds a value that ``weights_only`` loading refuses although it looks plain: a
+    numpy object, or a subclass of str/int/float such as ``torch.__version__`` (a ``TorchVersion``).
+    Returns a description such as ``"state['x'] is a numpy.float64"``, or ''. Tensors are not searched."""
+    mod = type(obj).__module__
+    if mod == "numpy" or mod.startswith("numpy."):
+        return f"{where} is a {mod.split('.')[0]}.{type(obj).__name__}"
+    for base in (str, float, int):
+        if isinstance(obj, base) and type(obj) not in (base, bool):
+            return (f"{where} is a {mod}.{type(obj).__name__} (a subclass of {base.__name__}); store "
+                    f"{base.__name__}(x) instead")
+    if depth > 20 or isinstance(obj, (torch.Tensor, str, bytes, int, float, bool, type(None))):
+        return ""
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            found = _numpy_path(v, f"{where}[{k!r}]", depth + 1)
+            if found:
+                return found
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for i, v in enumerate(obj):
+            found = _numpy_path(v, f"{where}[{i}]", depth + 1)
+            if found:
+                return found
+    return ""
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """What ``CheckpointManager.save`` did."""
+
+    epoch: int
+    metric: str
+    value: float
+    is_best: bool
+    best_value: float
+    best_epoch: int
+    files: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        star = " (new best)" if self.is_best else f" (best: {self.best_value:.4g} at epoch {self.best_epoch})"
+        return f"epoch {self.epoch}: {self.metric}={self.value:.4g}{star} -> {', '.join(self.files)}"
+
+    __str__ = __repr__
+
+
+_EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pth$")
+
+
+class CheckpointManager:
+    """Keep ``last.pth`` (to resume), ``best.pth`` (weights only, to deploy) and a short history.
+
+    ``save(state, epoch=..., metrics=...)`` writes, each file atomically (``save_checkpoint``):
+
+    * ``best.pth``: ``state[best_key]`` (by default the model's ``state_dict``), only when
+      ``metrics[metric]`` improves on the best so far (lower for ``mode="min"``, higher for
+      ``"max"``);
+    * ``last.pth``: ``state`` plus ``epoch``, ``metrics`` and the manager's own record (the best
+      value and epoch), every time;
+    * ``epoch_NNNN.pth``: a hard link to (or copy of) that ``last.pth``; the newest ``keep_last``
+      are kept (0 keeps none).
+
+    After a crash, a new manager on the same folder calls ``load_last()``: it removes the
+    temporary files of interrupted saves, returns the newest checkpoint that loads (``last.pth``,
+    else the newest epoch file) and remembers the best value, so ``best.pth`` is only replaced by
+    a better model. Saving into a folder that already holds ``last.pth`` without calling
+    ``load_last()`` first is refused, so an old run's ``best.pth`` is never overwritten by mistake.
+    """
+
+    LAST = "last.pth"
+    BEST = "best.pth"
+
+    def __init__(self, folder: str | os.PathLike, metric: str = "val_loss", mode: str = "min", keep_last: int = 2,
+                 best_key: str | None = "model"):
+        if not isinstance(folder, (str, os.PathLike)):
+            raise TypeError(f"CheckpointManager() needs a folder path such as 'runs/exp1', got {type(folder).__name__}")
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise NotADirectoryError(f"{self.folder}: is a file; CheckpointManager needs a folder to keep "
+                                     "last.pth and best.pth in")
+        if not isinstance(metric, str) or not metric:
+            raise TypeError(f"metric must be the name of a metric such as 'val_loss', got {metric!r}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' (lower {metric} is better, e.g. a loss) or 'max' (higher is "
+                             f"better, e.g. accuracy), got {mode!r}")
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+            raise ValueError(f"keep_last must be an int >= 0 (how many epoch_NNNN.pth files to keep), got {keep_last!r}")
+        if best_key is not None and not isinstance(best_key, str):
+            raise TypeError(f"best_key must be the key of the weights in your state (e.g. 'model') or None, "
+                            f"got {best_key!r}")
+        self.metric, self.mode, self.keep_last, self.best_key = metric, mode, keep_last, best_key
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.skipped: list[str] = []  # why load_last() passed over a file
+        self._resumed = False
+
+    def __repr__(self) -> str:
+        return (f"CheckpointManager({self.folder.as_posix()!r}, metric={self.metric!r}, mode={self.mode!r}, "
+                f"keep_last={self.keep_last})")
+
+    @property
+    def last_path(self) -> Path:
+        return self.folder / self.LAST
+
+    @property
+    def best_path(self) -> Path:
+        return self.folder / self.BEST
+
+    def epoch_paths(self) -> list[Path]:
+        """The ``epoch_NNNN.pth`` files in the folder, oldest epoch first."""
+        if not self.folder.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := _EPOCH_FILE.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def _better(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        return value < self.best_value if self.mode == "min" else value > self.best_value
+
+    def _check(self, state: Any, epoch: Any, metrics: Any) -> float:
+        if not isinstance(state, Mapping):
+            raise TypeError(f"save() needs the training state as a dict (e.g. {{'model': model.state_dict(), "
+                            f"'optimizer': optimizer.state_dict()}}), got {type(state).__name__}")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise TypeError(f"epoch must be a plain int >= 0, got {epoch!r} ({type(epoch).__name__}); "
+                            "use int(epoch) for numpy or tensor values")
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"metrics must be a dict such as {{'{self.metric}': 0.42}}, got {type(metrics).__name__}")
+        if self.metric not in metrics:
+            raise ValueError(f"metrics has no {self.metric!r} (it has {sorted(map(str, metrics))}); the manager "
+                             f"picks best.pth by {self.metric!r}: add it, or create the manager with "
+                             "metric='<one of those>'")
+        for name, v in metrics.items():
+            if isinstance(v, torch.Tensor):
+                raise TypeError(f"metrics[{name!r}] is a tensor; store a plain Python number: "
+                                f"metrics[{name!r}] = value.item()")
+            found = _numpy_path(v, f"metrics[{name!r}]")
+            if found:
+                raise TypeError(f"{found}; store plain Python numbers (float(x) or x.item()): torch.load with "
+                                "weights_only=True refuses it, so the checkpoint would not load")
+            if not isinstance(v, (numbers.Real, str)):
+                raise TypeError(f"metrics[{name!r}] is a {type(v).__name__}; metrics must be plain numbers or strings")
+        value = metrics[self.metric]
+        if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"metrics[{self.metric!r}] must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            kept = (f"{self.LAST} still holds the previous save: resume from it, e.g. with a lower learning rate"
+                    if self.last_path.exists() else "check the loss and learning rate")
+            raise ValueError(f"metrics[{self.metric!r}] is {value}, not a finite number: training has probably "
+                             f"diverged. Nothing was saved; {kept}")
+        found = _numpy_path(state, "state")
+        if found:
+            raise TypeError(f"{found}; convert it (float(x), int(x), str(x), torch.from_numpy(a)) before saving: "
+                            "torch.load with weights_only=True refuses it, so the checkpoint would not load")
+        if "checkpoint_manager" in state:
+            raise ValueError("state has a key 'checkpoint_manager', which the manager writes itself; rename it")
+        if "epoch" in state and state["epoch"] != epoch:
+            raise ValueError(f"state['epoch'] is {state['epoch']!r} but epoch={epoch}; pass the epoch once, as epoch=")
+        if "metrics" in state and state["metrics"] != dict(metrics):
+            raise ValueError("state['metrics'] differs from metrics=...; pass the metrics once, as metrics=")
+        if self.best_key is not None and self.best_key not in state:
+            raise ValueError(f"state has no {self.best_key!r} entry for best.pth (it has {sorted(map(str, state))}); "
+                             "create the manager with best_key='<the key of your model weights>', or best_key=None "
+                             "to save the whole state as best.pth")
+        return value
+
+    def save(self, state: Mapping[str, Any], *, epoch: int, metrics: Mapping[str, float]) -> SavedCheckpoint:
+        """Save ``last.pth`` (always), ``best.pth`` (when ``metrics[metric]`` improves) and the history."""
+        value = self._check(state, epoch, metrics)
+        if not self._resumed and self.last_path.exists():
+            raise FileExistsError(f"{self.folder}: already holds {self.LAST} from an earlier run; call load_last() "
+                                  "first to resume it, or use an empty folder for a new run")
+        self._resumed = True  # from now on this manager owns the folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        files = []
+        is_best = self._better(value)
+        if is_best:
+            # best first: last.pth never records a best that is not on disk yet
+            save_checkpoint(state[self.best_key] if self.best_key is not None else dict(state), self.best_path)
+            self.best_value, self.best_epoch = value, epoch
+        record = {"metric": self.metric, "mode": self.mode, "best_value": self.best_value,
+                  "best_epoch": self.best_epoch}
+        save_checkpoint({**state, "epoch": epoch, "metrics": dict(metrics), "checkpoint_manager": record},
+                        self.last_path)
+        files.append(self.LAST)
+        if self.keep_last:
+            epoch_file = self.folder / f"epoch_{epoch:04d}.pth"
+            self._link_or_copy(self.last_path, epoch_file)
+            files.append(epoch_file.name)
+            for old in self.epoch_paths()[:-self.keep_last]:
+                old.unlink(missing_ok=True)
+        if is_best:
+            files.append(self.BEST)
+        return SavedCheckpoint(epoch, self.metric, value, is_best, float(self.best_value), int(self.best_epoch),
+                               tuple(files))
+
+    @staticmethod
+    def _link_or_copy(src: Path, dst: Path) -> None:
+        tmp = dst.with_name(f".{dst.name}.link.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)  # same bytes, no second write; os.replace makes it appear atomically
+            os.replace(tmp, dst)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            with atomic_write(dst) as f, open(src, "rb") as s:
+                shutil.copyfileobj(s, f)
+
+    def remove_temp_files(self) -> int:
+        """Delete temporary files left by saves that were interrupted (a killed process); returns how many."""
+        if not self.folder.is_dir():
+            return 0
+        n = 0
+        for p in self.folder.iterdir():
+            if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
+                p.unlink(missing_ok=True)
+                n += 1
+        return n
+
+    def load_last(self, map_location: Any = "cpu", weights_only: bool = True) -> dict[str, Any] | None:
+        """The newest complete checkpoint (``last.pth``, else the newest ``epoch_NNNN.pth``), or ``None``.
+
+        Also removes the temporary files of interrupted saves and restores the best value and
+        epoch, so later saves replace ``best.pth`` only with a better model. Files that do not
+        load are skipped with a warning (the reasons are kept in ``self.skipped``).
+        """
+        self._resumed = True
+        self.skipped = []
+        self.remove_temp_files()
+        candidates = [self.last_path] + self.epoch_paths()[::-1]
+        for path in candidates:
+            if not path.exists():
+                continue
+            try:
+                ckpt = load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+                if not isinstance(ckpt, Mapping) or "epoch" not in ckpt:
+                    raise CheckpointError(f"{path}: not a CheckpointManager checkpoint (no 'epoch' entry)")
+            except CheckpointError as e:
+                self.skipped.append(str(e))
+                warnings.warn(f"skipping {path.name}: {e}; trying an older checkpoint", stacklevel=2)
+                continue
+            record = ckpt.get("checkpoint_manager") or {}
+            if record.get("metric", self.metric) != self.metric or record.get("mode", self.mode) != self.mode:
+                raise ValueError(f"{path}: was saved tracking {record.get('metric')!r} ({record.get('mode')}), but this "
+                                 f"manager tracks {self.metric!r} ({self.mode}); create it with the same metric and mode")
+            self.best_value, self.best_epoch = record.get("best_value"), record.get("best_epoch")
+            return dict(ckpt)
+        if self.skipped:
+            raise CheckpointError(f"{self.folder}: no checkpoint in it loads ({len(self.skipped)} tried); the first "
+                                  f"error: {self.skipped[0]}")
+        return None
+
+    def load_best(self, map_location: Any = "cpu", weights_only: bool = True) -> Any:
+        """What ``best.pth`` holds (by default the model's ``state_dict``)."""
+        return load_checkpoint(self.best_path, map_location=map_location, weights_only=weights_only)
