@@ -1,0 +1,404 @@
+"""Distributed checkpoints (``torch.distributed.checkpoint``, DCP) on one machine, for notebook 11.
+
+``torch.multiprocessing`` starts workers with the *spawn* method: each worker is a fresh
+Python process that imports its target by name, so the target must live in a module, not in a
+notebook cell. This module holds:
+
+* ``train_and_save(rank, world_size, checkpoint_dir, ...)``: what each rank runs to train a
+  sharded model (FSDP2's ``fully_shard``) a few steps and write a DCP checkpoint with
+  ``dcp.save``; rank 0 also writes the full (unsharded) weights and optimizer state as a
+  reference, so a later load can be checked tensor by tensor;
+* ``load_and_verify(rank, world_size, checkpoint_dir, ...)``: what each rank runs to load that
+  checkpoint into a freshly built sharded model and compare it with the reference;
+* ``run_dcp_job(checkpoint_dir, world_size=2, ...)``: starts the processes (spawn, a ``gloo``
+  process group over localhost on a free port), waits with a timeout so nothing hangs, and
+  returns what each rank reported;
+* for a single process (no process group): ``check_dcp_folder`` (clear errors for a wrong
+  path), ``describe`` (what a checkpoint folder holds, from its metadata, without loading a
+  tensor) and ``load_single_process`` (model and optimizer from a DCP folder).
+
+Workers write their output to ``rank<N>.log`` files in a log folder next to the checkpoint, so
+notebook outputs stay the same from run to run. Nothing returned holds a port or a process id.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from ._render import Table
+
+__all__ = ["build_model", "make_batches", "train_and_save", "load_and_verify", "run_dcp_job", "DCPJob",
+           "check_dcp_folder", "describe", "load_single_process", "REFERENCE", "free_port"]
+
+#: What rank 0 writes next to the logs: the full weights and optimizer state right after saving.
+REFERENCE = "reference.pth"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_model(seed: int = 0) -> nn.Module:
+    """The model every lesson process builds: ``labs_utils.models.Net`` (32 -> 64 -> 10), seeded."""
+    from .models import Net
+
+    torch.manual_seed(seed)
+    return Net()
+
+
+def make_batches(steps: int, rank: int = 0, world_size: int = 1, *, batch_size: int = 16,
+                 seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``steps`` batches of this rank's share of a fixed data set (blobs: 32 features, 10 classes)."""
+    from .data import blobs
+
+    x, y = blobs(steps * batch_size * world_size, n_features=32, n_classes=10, seed=seed).tensors
+    x, y = x[rank::world_size], y[rank::world_size]
+    return [(x[i * batch_size:(i + 1) * batch_size], y[i * batch_size:(i + 1) * batch_size]) for i in range(steps)]
+
+
+def _shard(model: nn.Module, world_size: int) -> nn.Module:
+    """Shard every parameter of ``model`` across the ranks (FSDP2's ``fully_shard``, on CPU)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (world_size,))
+    return fully_shard(model, mesh=mesh)
+
+
+def _full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The unsharded model and optimizer state (every rank takes part; every rank gets it all)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    msd, osd = get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
+    detach = lambda t: t.detach().clone().cpu() if isinstance(t, torch.Tensor) else t  # noqa: E731
+    return {"model": {k: detach(v) for k, v in msd.items()},
+            "optim": {k: {n: detach(v) for n, v in s.items()} for k, s in osd["state"].items()}}
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        if isinstance(a[k], dict):
+            if not isinstance(b[k], dict) or not _same(a[k], b[k]):
+                return False
+        elif isinstance(a[k], torch.Tensor):
+            if not isinstance(b[k], torch.Tensor) or not torch.equal(a[k], b[k]):
+                return False
+        elif a[k] != b[k]:
+            return False
+    return True
+
+
+def _need_group(fn: str) -> None:
+    if not dist.is_initialized():
+        raise RuntimeError(f"{fn}() needs a process group: call torch.distributed.init_process_group first, "
+                           "or start it with run_dcp_job()")
+
+
+def train_and_save(rank: int, world_size: int, checkpoint_dir: str | os.PathLike, *, log_dir: str | os.PathLike,
+                   steps: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Train a sharded ``Net`` for ``steps`` steps, then save model, optimizer and step with ``dcp.save``.
+
+    Every rank calls it at the same time. ``get_state_dict`` returns this rank's shards
+    (``DTensor``) with names as keys, for the model and for the optimizer; ``dcp.save`` writes
+    one file per rank plus ``.metadata``. Rank 0 then writes ``reference.pth`` in ``log_dir``:
+    the full weights and optimizer state, to check later loads against.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    _need_group("train_and_save")
+    model = _shard(build_model(seed), world_size)  # the same start on every rank
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for x, y in make_batches(steps, rank, world_size, seed=seed):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()  # FSDP averages gradients across ranks
+        optimizer.step()
+
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd, "step": steps}, checkpoint_id=checkpoint_dir)
+
+    full = _full_state(model, optimizer)
+    if rank == 0:
+        torch.save({**full, "step": steps}, Path(log_dir) / REFERENCE)
+    dist.barrier()  # nobody reads the reference before rank 0 has written it
+    local = model_sd["net.0.weight"]
+    return {"rank": rank, "world_size": world_size, "steps": steps,
+            "local_type": type(local).__name__,
+            "local_shape": list(local.to_local().shape) if hasattr(local, "to_local") else list(local.shape),
+            "global_shape": list(local.shape)}
+
+
+def load_and_verify(rank: int, world_size: int, checkpoint_dir: str | os.PathLike, *, log_dir: str | os.PathLike,
+                    seed: int = 100) -> dict[str, Any]:
+    """Load the DCP checkpoint into a freshly built sharded model and optimizer; compare with the reference.
+
+    The fresh model starts from another seed, so its weights differ until the load. The pattern:
+    ``get_state_dict`` (the structure to fill, this rank's shards), ``dcp.load`` (fills it in
+    place, each rank reading only the bytes of its own shards), ``set_state_dict`` (puts it into
+    the model and optimizer).
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    _need_group("load_and_verify")
+    reference = torch.load(Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True)
+    model = _shard(build_model(seed), world_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    differs_before = not _same(_full_state(model, optimizer)["model"], reference["model"])
+
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {"model": model_sd, "optim": optim_sd, "step": 0}
+    dcp.load(state, checkpoint_id=checkpoint_dir)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+
+    full = _full_state(model, optimizer)
+    return {"rank": rank, "world_size": world_size, "differs_before_load": differs_before,
+            "model_equal": _same(full["model"], reference["model"]),
+            "optimizer_equal": _same(full["optim"], reference["optim"]),
+            "step": state["step"],
+            "local_shape": list(model_sd["net.0.weight"].to_local().shape)}
+
+
+# --------------------------------------------------------------------------------------------
+# Starting the processes
+# --------------------------------------------------------------------------------------------
+
+def _worker(rank: int, world_size: int, port: int, checkpoint_dir: str, log_dir: str, actions: tuple[str, ...],
+            steps: int, seed: int, timeout_s: float) -> None:
+    """Target of ``torch.multiprocessing``: one rank. Joins a gloo group on 127.0.0.1:port."""
+    log = open(Path(log_dir) / f"rank{rank}.log", "w")
+    os.dup2(log.fileno(), 1)  # this process's output (warnings included) goes to its log, not the notebook
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
+                            timeout=timedelta(seconds=timeout_s))
+    try:
+        report: dict[str, Any] = {}
+        if "save" in actions:
+            report["save"] = train_and_save(rank, world_size, checkpoint_dir, log_dir=log_dir, steps=steps, seed=seed)
+        if "load" in actions:
+            dist.barrier()
+            report["load"] = load_and_verify(rank, world_size, checkpoint_dir, log_dir=log_dir, seed=seed + 100)
+        (Path(log_dir) / f"rank{rank}.json").write_text(json.dumps(report, indent=1))
+    finally:
+        dist.destroy_process_group()
+        log.flush()
+
+
+@dataclass
+class DCPJob:
+    """What ``run_dcp_job`` returns: the checkpoint folder, the log folder and each rank's report."""
+
+    checkpoint_dir: Path
+    log_dir: Path
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def reference(self) -> Path:
+        """The full weights and optimizer state rank 0 wrote after saving."""
+        return self.log_dir / REFERENCE
+
+    def table(self) -> Table:
+        """One row per rank and phase: what each rank held and whether its load matched."""
+        rows = []
+        for s in (r["save"] for r in self.reports if "save" in r):
+            rows.append([s["rank"], "save", f"{s['local_type']} {tuple(s['local_shape'])} of "
+                                             f"{tuple(s['global_shape'])}", "", ""])
+        for lo in (r["load"] for r in self.reports if "load" in r):
+            rows.append([lo["rank"], "load", f"shard {tuple(lo['local_shape'])}",
+                         lo["model_equal"], lo["optimizer_equal"]])
+        return Table(["rank", "phase", "net.0.weight on this rank", "model == saved", "optimizer == saved"], rows)
+
+    def __repr__(self) -> str:
+        return f"DCPJob({len(self.reports)} ranks)\n{self.table()}"
+
+    def _repr_html_(self) -> str:
+        return self.table().to_html()
+
+
+def _log_tails(log_dir: Path, world_size: int, lines: int = 15) -> str:
+    parts = []
+    for rank in range(world_size):
+        p = log_dir / f"rank{rank}.log"
+        text = p.read_text(errors="replace").splitlines()[-lines:] if p.exists() else ["(no log)"]
+        parts.append(f"--- rank {rank} ({p.name}) ---\n" + "\n".join(text))
+    return "\n".join(parts)
+
+
+def _stop(ctx) -> None:
+    for p in ctx.processes:
+        if p.is_alive():
+            p.kill()
+        p.join(timeout=5)
+
+
+def run_dcp_job(checkpoint_dir: str | os.PathLike, *, world_size: int = 2, actions: tuple[str, ...] = ("save", "load"),
+                steps: int = 3, seed: int = 0, timeout_s: float = 120.0,
+                log_dir: str | os.PathLike | None = None) -> DCPJob:
+    """Run ``actions`` ("save": train and ``dcp.save``; "load": ``dcp.load`` into fresh models and
+    compare) in ``world_size`` local processes over a gloo process group, and wait for them.
+
+    Workers start with ``torch.multiprocessing.start_processes(..., start_method="spawn")`` on a
+    free localhost port. After ``timeout_s`` seconds they are stopped and ``TimeoutError`` is
+    raised with the end of their logs; a worker that fails makes this raise ``RuntimeError`` with
+    its log. Logs, per-rank reports and ``reference.pth`` go to ``log_dir`` (default: a folder
+    named like the checkpoint folder plus ``_logs``, next to it), never into the checkpoint.
+    """
+    import torch.multiprocessing as mp
+
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be a positive int (the number of processes), got {world_size!r}")
+    actions = tuple(actions)
+    if not actions or set(actions) - {"save", "load"}:
+        raise ValueError(f"actions must be 'save' and/or 'load', got {actions!r}")
+    if not isinstance(checkpoint_dir, (str, os.PathLike)):
+        raise TypeError(f"checkpoint_dir must be a folder path such as 'runs/dcp_ckpt', got {type(checkpoint_dir).__name__}")
+    ckpt = Path(checkpoint_dir)
+    logs = Path(log_dir) if log_dir is not None else ckpt.with_name(ckpt.name + "_logs")
+    if "save" not in actions:
+        check_dcp_folder(ckpt)
+        if not (logs / REFERENCE).exists():
+            raise FileNotFoundError(f"{logs / REFERENCE}: no reference weights to compare with; run the job with "
+                                    "actions=('save',) first (same checkpoint_dir and log_dir)")
+    elif ckpt.exists() and any(ckpt.iterdir()):
+        raise FileExistsError(f"{ckpt}: is not empty; save a new checkpoint into an empty or new folder "
+                              "(DCP would mix old and new files)")
+    if not dist.is_available():  # pragma: no cover - standard builds have it
+        raise RuntimeError("this PyTorch build has no torch.distributed; install a standard build")
+    ckpt.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    for stale in logs.glob("rank*.json"):
+        stale.unlink()
+
+    for attempt in range(2):  # a second try if another program took the port in between
+        port = free_port()
+        ctx = mp.start_processes(_worker, args=(world_size, port, str(ckpt), str(logs), actions, steps, seed,
+                                                timeout_s),
+                                 nprocs=world_size, join=False, start_method="spawn")
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"DCP workers did not finish within {timeout_s:.0f} s; they were stopped.\n"
+                                       + _log_tails(logs, world_size))
+        except TimeoutError:
+            _stop(ctx)
+            raise
+        except Exception as e:  # a worker raised or died
+            _stop(ctx)
+            tails = _log_tails(logs, world_size)
+            if attempt == 0 and ("address already in use" in tails.lower() or "EADDRINUSE" in tails):
+                continue
+            raise RuntimeError(f"a DCP worker failed ({type(e).__name__}); its log:\n{tails}") from None
+        break
+    reports = [json.loads((logs / f"rank{r}.json").read_text()) for r in range(world_size)]
+    return DCPJob(ckpt, logs, reports)
+
+
+# --------------------------------------------------------------------------------------------
+# One process, no process group
+# --------------------------------------------------------------------------------------------
+
+def check_dcp_folder(path: str | os.PathLike) -> Path:
+    """Return ``path`` as a ``Path`` if it is a DCP checkpoint folder; otherwise raise a clear error.
+
+    ``dcp.load`` itself reports a missing folder as a ``CheckpointException`` wrapping a
+    traceback per rank; this says what is wrong and what to do instead.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"expected the path of a DCP checkpoint folder, got {type(path).__name__}")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such folder; a DCP checkpoint is a folder written by "
+                                "torch.distributed.checkpoint.save: check the path")
+    if path.is_file():
+        raise NotADirectoryError(f"{path}: is a file, not a DCP checkpoint folder; a single torch.save file "
+                                 "loads with torch.load (or labs_utils.checkpoints.load_checkpoint)")
+    if not (path / ".metadata").is_file():
+        raise FileNotFoundError(f"{path}: has no .metadata file, so it is not a complete DCP checkpoint "
+                                "(dcp.save writes .metadata last: the save may have been interrupted); "
+                                "use an earlier checkpoint")
+    return path
+
+
+def describe(checkpoint_dir: str | os.PathLike, prefix: str = "") -> Table:
+    """What a DCP folder holds, read from its ``.metadata`` only (no tensor is loaded).
+
+    One row per saved chunk of each tensor whose key starts with ``prefix``: the key, its global
+    shape, the chunk's offset and shape, and the file that holds the chunk's bytes.
+    """
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    path = check_dcp_folder(checkpoint_dir)
+    meta = FileSystemReader(str(path)).read_metadata()
+    files = {(idx.fqn, tuple(idx.offset or ())): info.relative_path for idx, info in meta.storage_data.items()}
+    rows = []
+    for key, item in meta.state_dict_metadata.items():
+        if not key.startswith(prefix) or not isinstance(item, TensorStorageMetadata):
+            continue
+        for chunk in item.chunks:
+            rows.append([key, tuple(item.size), tuple(chunk.offsets), tuple(chunk.sizes),
+                         files.get((key, tuple(chunk.offsets)), "?")])
+    notes = [f"{len(meta.state_dict_metadata)} entries in .metadata; files: "
+             + ", ".join(sorted(p.name for p in path.iterdir()))]
+    return Table(["key", "global shape", "chunk offset", "chunk shape", "file"], rows, notes=notes)
+
+
+def _load_no_dist(state: dict[str, Any], path: Path) -> None:
+    """``dcp.load(..., no_dist=True)`` without its "assuming ... a single process" warning (it is the intent)."""
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=str(path), no_dist=True)
+
+
+def load_single_process(model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                        checkpoint_dir: str | os.PathLike) -> dict[str, Any]:
+    """Load a DCP checkpoint (saved by any number of ranks) into a plain model and optimizer.
+
+    One process, no process group: ``get_state_dict`` gives the structure to fill, ``dcp.load``
+    with ``no_dist=True`` reads every rank's shards into it, ``set_state_dict`` puts it in place.
+    With ``optimizer=None`` only the model is loaded. Returns the other entries of the
+    checkpoint (here ``step``).
+    """
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_state_dict,
+                                                         set_model_state_dict, set_state_dict)
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"load_single_process() needs the model to load into (an nn.Module), got {type(model).__name__}")
+    path = check_dcp_folder(checkpoint_dir)
+    meta = FileSystemReader(str(path)).read_metadata()
+    extras = {k: None for k, v in meta.state_dict_metadata.items()
+              if "." not in k and not isinstance(v, TensorStorageMetadata)}
+    if optimizer is None:
+        state: dict[str, Any] = {"model": get_model_state_dict(model), **extras}
+        _load_no_dist(state, path)
+        set_model_state_dict(model, state["model"])
+    else:
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        state = {"model": model_sd, "optim": optim_sd, **extras}
+        _load_no_dist(state, path)
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    return {k: state[k] for k in extras}

@@ -1,0 +1,153 @@
+"""labs_utils.dcp_workers: a real two-process DCP save (gloo, CPU), loads with two and with one process,
+and clear errors for bad input."""
+import pytest
+import torch
+
+from labs_utils import dcp_workers as dw
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """Two ranks train a sharded model, save it with dcp.save, and load it back (one spawn, ~10 s)."""
+    root = tmp_path_factory.mktemp("dcp")
+    return dw.run_dcp_job(root / "ckpt", world_size=2, actions=("save", "load"), steps=2, timeout_s=180)
+
+
+def _reference(job):
+    return torch.load(job.reference, map_location="cpu", weights_only=True)
+
+
+def test_two_ranks_write_a_file_each_plus_metadata(job):
+    names = sorted(p.name for p in job.checkpoint_dir.iterdir())
+    assert names == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert [r["save"]["local_shape"] for r in job.reports] == [[32, 32], [32, 32]]
+    assert all(r["save"]["local_type"] == "DTensor" for r in job.reports)
+    assert not any(p.name.startswith("rank") for p in job.checkpoint_dir.iterdir())  # logs live elsewhere
+
+
+def test_two_ranks_load_what_was_saved(job):
+    for r in job.reports:
+        load = r["load"]
+        assert load["differs_before_load"] and load["model_equal"] and load["optimizer_equal"]
+        assert load["step"] == 2
+    text = repr(job)
+    assert "DCPJob(2 ranks)" in text and "True" in text
+
+
+def test_describe_reads_shards_from_metadata(job):
+    table = dw.describe(job.checkpoint_dir, prefix="model.")
+    rows = [r for r in table.rows if r[0] == "model.net.0.weight"]
+    assert [(r[2], r[3], r[4]) for r in rows] == [((0, 0), (32, 32), "__0_0.distcp"), ((32, 0), (32, 32), "__1_0.distcp")]
+    assert "<table>" in table.to_html()
+
+
+def test_one_process_loads_a_two_rank_checkpoint(job):
+    ref = _reference(job)
+    model = dw.build_model(seed=7)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    assert not torch.equal(model.net[0].weight, ref["model"]["net.0.weight"])
+    extras = dw.load_single_process(model, optimizer, job.checkpoint_dir)
+    assert extras == {"step": 2}
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ref["model"][k]), k
+    names = [n for n, _ in model.named_parameters()]
+    for i, name in enumerate(names):
+        for field in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(optimizer.state_dict()["state"][i][field], ref["optim"][name][field])
+
+
+def test_one_process_loads_model_only(job):
+    model = dw.build_model(seed=8)
+    dw.load_single_process(model, None, job.checkpoint_dir)
+    assert torch.equal(model.net[2].bias, _reference(job)["model"]["net.2.bias"])
+
+
+def test_format_utils_round_trip(job, tmp_path):
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save, torch_save_to_dcp
+
+    single = tmp_path / "full.pth"
+    dcp_to_torch_save(job.checkpoint_dir, single)
+    full = torch.load(single, weights_only=True)
+    assert set(full) == {"model", "optim", "step"}
+    for k, v in _reference(job)["model"].items():
+        assert torch.equal(full["model"][k], v)
+    back = tmp_path / "back"
+    torch_save_to_dcp(single, back)
+    assert sorted(p.name for p in back.iterdir()) == [".metadata", "__0_0.distcp"]
+    model = dw.build_model(seed=9)
+    dw.load_single_process(model, None, back)
+    assert torch.equal(model.net[0].weight, full["model"]["net.0.weight"])
+
+
+def test_load_with_two_ranks_again_in_new_processes(job):
+    again = dw.run_dcp_job(job.checkpoint_dir, world_size=2, actions=("load",), log_dir=job.log_dir, timeout_s=180)
+    assert all(r["load"]["model_equal"] and r["load"]["optimizer_equal"] for r in again.reports)
+    assert all("save" not in r for r in again.reports)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        dw.check_dcp_folder(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        dw.load_single_process(dw.build_model(), None, tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        dw.describe(tmp_path / "nope")
+
+
+def test_folder_without_metadata(tmp_path):
+    (tmp_path / "__0_0.distcp").write_bytes(b"partial")
+    with pytest.raises(FileNotFoundError, match=r"no \.metadata.*interrupted"):
+        dw.check_dcp_folder(tmp_path)
+
+
+def test_a_file_is_not_a_dcp_folder(tmp_path):
+    f = tmp_path / "weights.pth"
+    torch.save({"a": torch.zeros(1)}, f)
+    with pytest.raises(NotADirectoryError, match="torch.load"):
+        dw.check_dcp_folder(f)
+
+
+def test_wrong_types(tmp_path):
+    with pytest.raises(TypeError, match="folder"):
+        dw.check_dcp_folder(123)
+    with pytest.raises(TypeError, match="nn.Module"):
+        dw.load_single_process("model", None, tmp_path)
+    with pytest.raises(ValueError, match="world_size"):
+        dw.run_dcp_job(tmp_path / "c", world_size=0)
+    with pytest.raises(ValueError, match="actions"):
+        dw.run_dcp_job(tmp_path / "c", actions=("train",))
+    with pytest.raises(TypeError, match="checkpoint_dir"):
+        dw.run_dcp_job(None)
+
+
+def test_save_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "old.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        dw.run_dcp_job(tmp_path, actions=("save",))
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+def test_load_only_needs_a_checkpoint_and_reference(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        dw.run_dcp_job(tmp_path / "missing", actions=("load",))
+    single = tmp_path / "single"
+    torch.distributed.checkpoint.save({"model": dw.build_model().state_dict()}, checkpoint_id=single, no_dist=True)
+    with pytest.raises(FileNotFoundError, match="reference"):
+        dw.run_dcp_job(single, actions=("load",))
+
+
+def test_workers_need_a_process_group(tmp_path):
+    with pytest.raises(RuntimeError, match="process group"):
+        dw.train_and_save(0, 1, tmp_path / "c", log_dir=tmp_path)
+    with pytest.raises(RuntimeError, match="process group"):
+        dw.load_and_verify(0, 1, tmp_path / "c", log_dir=tmp_path)
+
+
+def test_make_batches_split_by_rank():
+    b0 = dw.make_batches(2, 0, 2)
+    b1 = dw.make_batches(2, 1, 2)
+    assert len(b0) == 2 and b0[0][0].shape == (16, 32)
+    assert not torch.equal(b0[0][0], b1[0][0])
