@@ -1,0 +1,243 @@
+"""DistributedDataParallel training on one machine, for the DDP lesson (notebook 07).
+
+``torch.multiprocessing`` starts workers with the *spawn* method: each one is a fresh Python
+process that imports its target function by name, so the function must live in a module, not
+in a notebook cell. This module holds:
+
+* ``train_ddp(...)``: the training and saving code every rank runs once a process group
+  exists (shared with ``labs_utils.ddp_train``, the ``torchrun`` entry point);
+* ``run_ddp_training(out_dir, world_size=2)``: starts ``world_size`` processes with
+  ``torch.multiprocessing``, each joins a ``gloo`` process group over localhost (a free port
+  picked for you), trains a few steps, rank 0 saves; it waits with a timeout, so a stuck
+  worker never hangs the caller, and returns what the ranks reported.
+
+Workers write their stdout/stderr to ``rank<N>.log`` in ``out_dir`` (not to the notebook), so
+cell outputs stay the same from run to run. Nothing returned contains a port or a process id.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+__all__ = ["find_free_port", "train_ddp", "run_ddp_training", "DDPRun", "CHECKPOINT", "WRAPPED_CHECKPOINT"]
+
+#: What rank 0 saves: ``ddp_model.module.state_dict()``, keys without a prefix.
+CHECKPOINT = "ddp_checkpoint.pth"
+#: What saving ``ddp_model.state_dict()`` gives instead (every key starts with ``module.``).
+WRAPPED_CHECKPOINT = "ddp_wrapped_state_dict.pth"
+
+
+def find_free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+    return torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu()
+
+
+def _all_equal_across_ranks(vec: torch.Tensor, world_size: int) -> bool:
+    gathered = [torch.empty_like(vec) for _ in range(world_size)]
+    dist.all_gather(gathered, vec)
+    return all(torch.equal(gathered[0], g) for g in gathered[1:])
+
+
+def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: int = 5, seed: int = 0,
+              lr: float = 0.1, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Train ``SimpleModel`` under DDP for ``steps`` steps and save it from rank 0.
+
+    Needs an initialized default process group. Every rank builds its model from a different
+    seed on purpose: DDP's constructor broadcasts rank 0's weights, so they agree anyway.
+    Each rank trains on its own shard of the data (``DistributedSampler``); DDP averages
+    gradients across ranks in ``backward()``, so every rank takes the same step.
+
+    Files in ``out_dir``: ``ddp_checkpoint.pth`` (rank 0, ``model.module.state_dict()``),
+    ``ddp_wrapped_state_dict.pth`` (rank 0, ``model.state_dict()``, to show the prefix),
+    ``rank<N>_weights.pth`` and ``rank<N>.json`` (every rank, what it holds and saw).
+    Returns the same dict as ``rank<N>.json``.
+    """
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    from .data import blobs
+    from .models import SimpleModel
+
+    if not dist.is_initialized():
+        raise RuntimeError("train_ddp() needs a process group: call torch.distributed.init_process_group first, "
+                           "or use run_ddp_training() / torchrun -m labs_utils.ddp_train")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+
+    torch.manual_seed(seed + rank)  # different start on every rank, on purpose
+    model = SimpleModel().to(device)
+    started_different = not _all_equal_across_ranks(_flat(model).to(device), world_size)
+    ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    synced_after_wrap = _all_equal_across_ranks(_flat(ddp_model.module).to(device), world_size)
+
+    dataset = blobs(256, seed=seed)
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    loader = DataLoader(dataset, batch_size=16, sampler=sampler)
+    optimizer = torch.optim.SGD(ddp_model.parameters(), lr=lr)
+
+    losses: list[float] = []
+    epoch, batches = 0, iter(())
+    for _ in range(steps):
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
+            epoch += 1
+            batches = iter(loader)
+            x, y = next(batches)
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(ddp_model(x), y)
+        loss.backward()  # DDP all-reduces (averages) the gradients here
+        optimizer.step()
+        mean_loss = loss.detach().clone()
+        dist.all_reduce(mean_loss)  # for the log only: the mean loss over ranks
+        losses.append(mean_loss.item() / world_size)
+
+    if rank == 0:
+        torch.save(ddp_model.module.state_dict(), out / CHECKPOINT)  # the plain model: no prefix
+        torch.save(ddp_model.state_dict(), out / WRAPPED_CHECKPOINT)  # what forgetting .module gives
+    dist.barrier()  # nobody reads the checkpoint before rank 0 has finished writing it
+
+    saved = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+    mine = {k: v.detach().cpu() for k, v in ddp_model.module.state_dict().items()}
+    torch.save(mine, out / f"rank{rank}_weights.pth")
+    report = {
+        "rank": rank,
+        "world_size": world_size,
+        "backend": dist.get_backend(),
+        "steps": steps,
+        "losses": losses,
+        "started_different": started_different,
+        "synced_after_wrap": synced_after_wrap,
+        "identical_across_ranks": _all_equal_across_ranks(_flat(ddp_model.module).to(device), world_size),
+        "matches_checkpoint": saved.keys() == mine.keys() and all(torch.equal(saved[k], mine[k]) for k in mine),
+    }
+    (out / f"rank{rank}.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def _spawn_worker(rank: int, world_size: int, port: int, out_dir: str, steps: int, seed: int,
+                  timeout_s: float) -> None:
+    """Target of ``torch.multiprocessing``: one rank. Joins a gloo group on 127.0.0.1:port."""
+    log = open(Path(out_dir) / f"rank{rank}.log", "w")
+    os.dup2(log.fileno(), 1)  # keep this process's output (warnings included) out of the notebook
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
+                            timeout=timedelta(seconds=timeout_s))
+    try:
+        train_ddp(rank, world_size, out_dir, steps=steps, seed=seed)
+    finally:
+        dist.destroy_process_group()
+        log.flush()
+
+
+@dataclass
+class DDPRun:
+    """What ``run_ddp_training`` returns: the output folder and each rank's report."""
+
+    out_dir: Path
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / CHECKPOINT
+
+    @property
+    def wrapped_checkpoint(self) -> Path:
+        return self.out_dir / WRAPPED_CHECKPOINT
+
+    def rank_weights(self, rank: int) -> Path:
+        return self.out_dir / f"rank{rank}_weights.pth"
+
+    @property
+    def losses(self) -> list[float]:
+        return self.reports[0]["losses"]
+
+    def __repr__(self) -> str:
+        r0 = self.reports[0]
+        return (f"DDPRun({len(self.reports)} ranks, backend={r0['backend']}, steps={r0['steps']}, "
+                f"identical_across_ranks={all(r['identical_across_ranks'] for r in self.reports)})")
+
+
+def _log_tails(out: Path, world_size: int, lines: int = 15) -> str:
+    parts = []
+    for rank in range(world_size):
+        p = out / f"rank{rank}.log"
+        text = p.read_text(errors="replace").splitlines()[-lines:] if p.exists() else ["(no log)"]
+        parts.append(f"--- rank {rank} ({p.name}) ---\n" + "\n".join(text))
+    return "\n".join(parts)
+
+
+def run_ddp_training(out_dir: str | os.PathLike, *, world_size: int = 2, steps: int = 5, seed: int = 0,
+                     timeout_s: float = 120.0) -> DDPRun:
+    """Run DDP training in ``world_size`` local processes (gloo, CPU) and wait for them.
+
+    Starts the workers with ``torch.multiprocessing.start_processes(..., start_method="spawn")``
+    on a free localhost port, waits at most ``timeout_s`` seconds (then kills them and raises
+    ``TimeoutError`` with the end of their logs), and returns a ``DDPRun``. A worker that fails
+    makes this raise ``RuntimeError`` with its log.
+    """
+    import torch.multiprocessing as mp
+
+    if not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be a positive int (number of processes), got {world_size!r}")
+    if not dist.is_available():
+        raise RuntimeError("this PyTorch build has no torch.distributed; install a standard build")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("rank*.json"), out / CHECKPOINT, out / WRAPPED_CHECKPOINT]:
+        stale.unlink(missing_ok=True)
+
+    for attempt in range(2):  # a second try if another program took the port in between
+        port = find_free_port()
+        ctx = mp.start_processes(_spawn_worker, args=(world_size, port, str(out), steps, seed, timeout_s),
+                                 nprocs=world_size, join=False, start_method="spawn")
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"DDP workers did not finish within {timeout_s:.0f} s; they were stopped.\n"
+                                       + _log_tails(out, world_size))
+        except TimeoutError:
+            _stop(ctx)
+            raise
+        except Exception as e:  # a worker raised or died
+            _stop(ctx)
+            logs = _log_tails(out, world_size)
+            if attempt == 0 and ("address already in use" in logs.lower() or "EADDRINUSE" in logs):
+                continue
+            detail = "\n".join(str(e).strip().splitlines()[-3:])  # the worker's exception, last lines
+            raise RuntimeError(f"a DDP worker failed: {detail}\nworker logs:\n{logs}") from None
+        break
+    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)]
+    return DDPRun(out, reports)
+
+
+def _stop(ctx) -> None:
+    for p in ctx.processes:
+        if p.is_alive():
+            p.kill()
+        p.join(timeout=5)

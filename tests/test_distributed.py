@@ -1,0 +1,109 @@
+"""labs_utils.distributed (torch.multiprocessing + gloo) and labs_utils.ddp_train (torchrun)."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from labs_utils import ddp_train
+from labs_utils.distributed import (CHECKPOINT, WRAPPED_CHECKPOINT, find_free_port, run_ddp_training,
+                                    train_ddp)
+from labs_utils.models import SimpleModel
+from labs_utils.prefixes import normalize_keys
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="this PyTorch build has no torch.distributed")
+
+
+def _load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_find_free_port():
+    port = find_free_port()
+    assert isinstance(port, int) and 1024 <= port < 65536
+
+
+def test_two_process_run_saves_once_and_ranks_agree(tmp_path):
+    result = run_ddp_training(tmp_path / "ddp", world_size=2, steps=3, timeout_s=120)
+    assert [r["rank"] for r in result.reports] == [0, 1]
+    for r in result.reports:
+        assert r["backend"] == "gloo" and r["world_size"] == 2 and len(r["losses"]) == 3
+        assert r["started_different"] and r["synced_after_wrap"]
+        assert r["identical_across_ranks"] and r["matches_checkpoint"]
+    rank0, rank1 = _load(result.rank_weights(0)), _load(result.rank_weights(1))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+
+    plain = SimpleModel()
+    plain.load_state_dict(_load(result.checkpoint))  # strict: no prefix
+    assert all(torch.equal(plain.state_dict()[k], rank0[k]) for k in rank0)
+
+    wrapped = _load(result.wrapped_checkpoint)
+    assert all(k.startswith("module.") for k in wrapped)
+    SimpleModel().load_state_dict(normalize_keys(wrapped))
+    assert "2 ranks" in repr(result) and str(find_free_port()) not in repr(result)
+
+
+def test_a_failing_worker_raises_with_its_log(tmp_path):
+    with pytest.raises(RuntimeError, match="steps must be at least 1"):
+        run_ddp_training(tmp_path, world_size=2, steps=0, timeout_s=120)
+
+
+def test_a_stuck_run_times_out_instead_of_hanging(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not finish within"):
+        run_ddp_training(tmp_path, world_size=2, steps=2, timeout_s=0.5)  # workers cannot even start in time
+    assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("world_size", [0, -1, 1.5, "2"])
+def test_bad_world_size(tmp_path, world_size):
+    with pytest.raises(ValueError, match="world_size"):
+        run_ddp_training(tmp_path, world_size=world_size)
+
+
+def test_train_ddp_needs_a_process_group(tmp_path):
+    assert not dist.is_initialized()
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        train_ddp(0, 1, tmp_path)
+
+
+def _torchrun() -> list[str]:
+    exe = Path(sys.executable).with_name("torchrun")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
+
+
+def test_torchrun_entry_point(tmp_path):
+    """What users run on a cluster: torchrun starts 2 ranks of labs_utils.ddp_train."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = _torchrun() + ["--standalone", "--nproc_per_node=2", "-m", "labs_utils.ddp_train",
+                         "--out", "out", "--steps", "3", "--timeout", "60"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "rank 0 of 2 (gloo)" in done.stdout
+    assert "weights identical on all ranks: True" in done.stdout
+
+    saved = _load(tmp_path / "out" / CHECKPOINT)
+    assert list(saved) == list(SimpleModel().state_dict())  # model.module.state_dict(): no prefix
+    model = SimpleModel()
+    model.load_state_dict(saved)  # strict
+    assert all(k.startswith("module.") for k in _load(tmp_path / "out" / WRAPPED_CHECKPOINT))
+    rank1 = _load(tmp_path / "out" / "rank1_weights.pth")
+    assert all(torch.equal(saved[k], rank1[k]) for k in saved)
+
+
+def test_ddp_train_without_torchrun_says_how_to_start_it(tmp_path, monkeypatch, capsys):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    assert ddp_train.main(["--out", str(tmp_path)]) == 2
+    assert "torchrun --standalone --nproc_per_node=2 -m labs_utils.ddp_train" in capsys.readouterr().err
+
+
+def test_ddp_train_rejects_bad_steps(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        ddp_train.main(["--out", str(tmp_path), "--steps", "0"])
+    assert e.value.code == 2
