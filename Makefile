@@ -14,6 +14,10 @@ NB ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NOTEBOOKS := $(NB)
 
 export JUPYTER_PLATFORM_DIRS := 1
+# One thread per process: the models are tiny, and on a small machine running notebooks in
+# parallel, several threads per process make PyTorch many times slower, not faster.
+OMP_NUM_THREADS ?= 1
+export OMP_NUM_THREADS
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -33,7 +37,7 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 test: setup browser-deps
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadscope
 
 # The browser test (tests/test_browser.py) drives Debian's Chromium. In CI (CI=true) or in a root
 # shell with apt-get, it is installed here; elsewhere the test is skipped and says how to install it.

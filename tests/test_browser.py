@@ -90,8 +90,21 @@ def test_notebook_01_runs_in_jupyterlab(lab_server):
             page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}", timeout=60_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-            page.click(".lm-MenuBar-item:has-text('Run')")
-            page.click(".lm-Menu-item:has-text('Run All Cells')")
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+            # On a loaded machine the first click can land before the kernel session is wired up;
+            # retry until the first code cell has started ([*]) or finished ([1]).
+            first_prompt = page.locator(".jp-CodeCell .jp-InputArea-prompt").first
+            for attempt in range(3):
+                page.click(".lm-MenuBar-item:has-text('Run')")
+                page.click(".lm-Menu-item:has-text('Run All Cells')")
+                try:
+                    page.wait_for_function(
+                        "el => /\\[(\\*|\\d+)\\]/.test(el.textContent)", arg=first_prompt.element_handle(),
+                        timeout=30_000)
+                    break
+                except Exception:
+                    if attempt == 2:
+                        raise
             # Every code cell gets a number in its prompt once it has run; none may stay at [*] or [ ].
             page.wait_for_function(
                 """() => {

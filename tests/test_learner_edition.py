@@ -48,8 +48,7 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     assert "missing.ipynb: no such notebook" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_learner_notebook_runs_and_checks_say_not_attempted(notebook, tmp_path):
+def _run_learner_notebook(notebook: Path, tmp_path: Path) -> None:
     dst = tmp_path / notebook.name
     removed = learner_edition(notebook, dst)
     assert removed >= 2, f"{notebook.name} has fewer than 2 exercises"
@@ -65,3 +64,15 @@ def test_learner_notebook_runs_and_checks_say_not_attempted(notebook, tmp_path):
         text = json.dumps(cell.outputs)
         assert "Not attempted yet" in text, f"{notebook.name}: {_source(cell)!r} printed {text[:300]}"
     shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+
+
+# One test class per notebook: `pytest --dist loadscope` (the Makefile's) sends each class to its
+# own worker, so the learner notebooks run side by side instead of one after another.
+for _notebook in NOTEBOOKS:
+    _name = "TestLearner_" + _notebook.stem
+
+    def _test(self, tmp_path, _notebook=_notebook):
+        _run_learner_notebook(_notebook, tmp_path)
+
+    _test.__name__ = "test_runs_and_checks_say_not_attempted"
+    globals()[_name] = type(_name, (), {"test_runs_and_checks_say_not_attempted": _test})
