@@ -2,6 +2,7 @@
 #   make lab        set up .venv (once) and start JupyterLab on notebooks/
 #   make test       set up .venv (once) and run the whole suite (tests/ + every notebook, strict nbval)
 #   make learner    write the learner edition (solutions replaced, outputs cleared) to build/learner/
+#   make learner-lab  the same, then open it in JupyterLab
 #   make bench      time saving/loading a ~300 MB model (atomic save, mmap, safetensors)
 #   make notebooks  re-execute every notebook in place, top to bottom (regenerates stored outputs)
 #                   NB=notebooks/03_x.ipynb make notebooks  re-executes just one
@@ -21,7 +22,7 @@ export OMP_NUM_THREADS
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup lab test notebooks learner bench browser-deps clean
+.PHONY: setup lab test notebooks learner learner-lab bench browser-deps clean
 
 setup: $(STAMP)
 
@@ -66,6 +67,9 @@ bench: setup
 learner: setup
 	rm -rf build/learner
 	$(BIN)/python -m labs_utils.notebook_tools learner build/learner $(NOTEBOOKS)
+
+learner-lab: learner
+	$(BIN)/jupyter lab --notebook-dir=build/learner
 
 clean:
 	rm -rf notebooks/runs build .pytest_cache
