@@ -55,12 +55,15 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_write(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path`` for writing; on success it replaces ``path``.
 
     The data is flushed and fsynced before ``os.replace``, so readers see the old file or the
     complete new one, never a torn one. On any error the temporary file is removed and ``path``
     is left as it was. Missing parent folders are created.
+
+    ``fsync=False`` skips waiting for the disk: the replace is still atomic for a process that
+    crashes or is killed, but after a power loss or kernel crash the new file may be empty.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"expected a file path such as 'runs/last.pth', got {type(path).__name__}")
@@ -74,22 +77,24 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if fsync:
+        _fsync_dir(path.parent)
 
 
-def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
+def save_checkpoint(obj: Any, path: str | os.PathLike, *, fsync: bool = True) -> Path:
     """Save ``obj`` with ``torch.save`` atomically to ``path`` and return the path.
 
     Missing parent folders are created. If saving fails (an object that cannot be pickled, a
     full disk, a crash), the previous file at ``path``, if any, is left untouched and no
-    temporary file stays behind.
+    temporary file stays behind. ``fsync=False``: see ``atomic_write``.
     """
-    with atomic_write(path) as f:
+    with atomic_write(path, fsync=fsync) as f:
         torch.save(obj, f)
     return Path(path)
 
