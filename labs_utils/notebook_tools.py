@@ -12,7 +12,8 @@ cell's ``# Hint:`` comment when it has one), and all outputs and execution count
 ``reading-time`` estimates the minutes of a careful read-through of each notebook from what it
 contains (see ``reading_minutes`` for the model and its rates).
 
-``sanitize`` rewrites the stored tracebacks of error outputs so they carry no machine-specific
+``sanitize`` merges printed text that the kernel sent in several chunks (so two runs store the
+same JSON), and rewrites the stored tracebacks of error outputs so they carry no machine-specific
 paths (``/home/me/.venv/lib/python3.11/site-packages/torch/...`` becomes
 ``.../site-packages/torch/...``). nbval does not compare tracebacks, but GitHub shows them, and
 the workbook never shows one machine's paths.
@@ -41,6 +42,25 @@ def sanitize_text(text: str, root: str | None = None) -> str:
     return _ADDR.sub(" at 0x...", text)
 
 
+def _coalesce_streams(outputs: list[dict]) -> list[dict]:
+    """Merge consecutive stdout (or stderr) chunks into one output, split by lines.
+
+    How a kernel chunks printed text depends on timing, so without this two runs of the same
+    notebook store the same text in different JSON.
+    """
+    merged: list[dict] = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] = "".join(merged[-1]["text"]) + "".join(out["text"])
+        else:
+            merged.append(dict(out))
+    for out in merged:
+        if out.get("output_type") == "stream":
+            out["text"] = "".join(out["text"]).splitlines(keepends=True)
+    return merged
+
+
 def sanitize_notebook(path: str | Path) -> bool:
     """Sanitize the tracebacks of one notebook in place; returns True when it changed."""
     path = Path(path)
@@ -48,6 +68,8 @@ def sanitize_notebook(path: str | Path) -> bool:
     nb = json.loads(raw)
     root = str(Path.cwd().resolve())
     for cell in nb.get("cells", []):
+        if cell.get("outputs"):
+            cell["outputs"] = _coalesce_streams(cell["outputs"])
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 out["traceback"] = [sanitize_text(line, root) for line in out.get("traceback", [])]

@@ -76,3 +76,22 @@ for _notebook in NOTEBOOKS:
 
     _test.__name__ = "test_runs_and_checks_say_not_attempted"
     globals()[_name] = type(_name, (), {"test_runs_and_checks_say_not_attempted": _test})
+
+
+def test_sanitize_merges_stream_chunks_and_strips_paths(tmp_path):
+    from labs_utils.notebook_tools import sanitize_notebook, sanitize_text
+
+    nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "execution_count": 1, "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": ["a: "]},
+        {"output_type": "stream", "name": "stdout", "text": ["1\nb: 2\n"]},
+        {"output_type": "error", "ename": "E", "evalue": "x",
+         "traceback": ["File /home/me/.venv/lib/python3.11/site-packages/torch/nn/modules/module.py:12"]},
+    ]}], "metadata": {}, "nbformat": 4, "nbformat_minor": 4}
+    path = tmp_path / "n.ipynb"
+    path.write_text(json.dumps(nb))
+    assert sanitize_notebook(path)
+    outs = json.loads(path.read_text())["cells"][0]["outputs"]
+    assert outs[0]["text"] == ["a: 1\n", "b: 2\n"] and len(outs) == 2
+    assert outs[1]["traceback"] == ["File .../site-packages/torch/nn/modules/module.py:12"]
+    assert not sanitize_notebook(path)  # a second pass changes nothing
+    assert sanitize_text("<object at 0x7f00deadbeef>") == "<object at 0x...>"
