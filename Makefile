@@ -37,8 +37,10 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
+# The stored outputs come from a CPU-only run; the suite hides any GPU so it compares like with
+# like (GPU cells say "skipped: no CUDA" here). `make lab` sees the GPU and runs them for real.
 test: setup browser-deps
-	$(BIN)/python -m pytest -n auto --dist loadscope
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope
 
 # The browser test (tests/test_browser.py) drives Debian's Chromium. In CI (CI=true) or in a root
 # shell with apt-get, it is installed here; elsewhere the test is skipped and says how to install it.
@@ -56,7 +58,7 @@ browser-deps:
 notebooks: setup
 	@for nb in $(NOTEBOOKS); do \
 		echo "executing $$nb"; \
-		(cd notebooks && ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		(cd notebooks && CUDA_VISIBLE_DEVICES= ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.kernel_name=python3 $$(basename $$nb)) || exit 1; \
 	done
 	$(BIN)/python -m labs_utils.notebook_tools sanitize $(NOTEBOOKS)

@@ -5,7 +5,8 @@
 ``torchrun`` starts one process per rank and gives each its identity in environment
 variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), so
 ``init_process_group`` needs no arguments besides the backend. This module picks ``nccl`` and
-the GPU ``cuda:LOCAL_RANK`` when CUDA is available, else ``gloo`` on the CPU, then runs the
+the GPU ``cuda:LOCAL_RANK`` when this machine has a GPU for every local process, else ``gloo``
+on the CPU, then runs the
 same code as the notebook (``labs_utils.distributed.train_ddp``): a few steps, rank 0 saves
 ``model.module.state_dict()`` to ``<out>/ddp_checkpoint.pth``, a barrier, and a check that
 every rank holds the same weights. Rank 0 prints one summary line.
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     local_rank = int(os.environ["LOCAL_RANK"])
-    if torch.cuda.is_available():
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    # One GPU per process, or none: with fewer GPUs than processes on this machine, use the CPU.
+    if torch.cuda.is_available() and torch.cuda.device_count() >= local_world:
         torch.cuda.set_device(local_rank)
         backend, device = "nccl", torch.device("cuda", local_rank)
     else:

@@ -1,6 +1,8 @@
 """Checks for notebooks/09_safetensors.ipynb."""
 from __future__ import annotations
 
+import contextlib
+
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -126,7 +128,16 @@ def read_one_tensor(fn) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "w.safetensors"
         st.save_file(tensors, path)
-        with mock.patch.object(st, "load_file", refuse), mock.patch.object(st, "load", refuse):
+        # Refuse the whole-file readers both in safetensors.torch and under any name the
+        # learner's code imported them as (``from safetensors.torch import load_file``).
+        originals = (st.load_file, st.load)
+        aliases = [name for name, value in getattr(fn, "__globals__", {}).items()
+                   if any(value is o for o in originals)]
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(mock.patch.object(st, "load_file", refuse))
+            stack.enter_context(mock.patch.object(st, "load", refuse))
+            for name in aliases:
+                stack.enter_context(mock.patch.dict(fn.__globals__, {name: refuse}))
             try:
                 out = call_answer(fn, path, "b.weight")
             except Wrong as w:

@@ -103,10 +103,16 @@ def _with_grad(model, images):
     return model(images).argmax(dim=1).float().requires_grad_()
 
 
+def _argmax_with_graph(model, images):
+    model.eval()
+    return model(images).argmax(1)
+
+
 @exercise("predict_no_trace", notebook=NB, wrong=[
     (_no_eval_predict, "eval"),
     (_logits, "argmax"),
     (_with_grad, "autograd"),
+    (_argmax_with_graph, "autograd on"),
 ])
 def predict_no_trace(fn) -> str:
     """``fn(model, images)`` returns class indices, with no graph, no BatchNorm update, deterministically."""
@@ -115,13 +121,21 @@ def predict_no_trace(fn) -> str:
     saved = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(0)
     images = torch.randn(16, 1, 16, 16)
-    first = call_answer(fn, model, images)
+    grad_modes: list[bool] = []
+    hook = model.register_forward_hook(lambda module, args, out: grad_modes.append(torch.is_grad_enabled()))
+    try:
+        first = call_answer(fn, model, images)
+    finally:
+        hook.remove()
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, saved[k])]
     if changed:
         raise Wrong(f"{changed[0]} changed during prediction: in training mode BatchNorm updates its running "
                     "statistics on every forward pass; call model.eval() first")
     if not isinstance(first, torch.Tensor):
         raise Wrong(f"return a tensor of class indices, got {type(first).__name__}")
+    if any(grad_modes):
+        raise Wrong("the forward pass ran with autograd on, recording a graph you never use (argmax hides "
+                    "it: its result never requires grad); wrap it in torch.inference_mode() or torch.no_grad()")
     if first.requires_grad or first.grad_fn is not None:
         raise Wrong("the result is tracked by autograd (requires_grad=True); run the forward pass inside "
                     "torch.inference_mode() or torch.no_grad()")
