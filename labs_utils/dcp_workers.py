@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -37,19 +35,13 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from ._render import Table
+from .distributed import spawn_workers
 
 __all__ = ["build_model", "make_batches", "train_and_save", "load_and_verify", "run_dcp_job", "DCPJob",
-           "check_dcp_folder", "describe", "load_single_process", "REFERENCE", "free_port"]
+           "check_dcp_folder", "describe", "load_single_process", "REFERENCE"]
 
 #: What rank 0 writes next to the logs: the full weights and optimizer state right after saving.
 REFERENCE = "reference.pth"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_model(seed: int = 0) -> nn.Module:
@@ -232,22 +224,6 @@ class DCPJob:
         return self.table().to_html()
 
 
-def _log_tails(log_dir: Path, world_size: int, lines: int = 15) -> str:
-    parts = []
-    for rank in range(world_size):
-        p = log_dir / f"rank{rank}.log"
-        text = p.read_text(errors="replace").splitlines()[-lines:] if p.exists() else ["(no log)"]
-        parts.append(f"--- rank {rank} ({p.name}) ---\n" + "\n".join(text))
-    return "\n".join(parts)
-
-
-def _stop(ctx) -> None:
-    for p in ctx.processes:
-        if p.is_alive():
-            p.kill()
-        p.join(timeout=5)
-
-
 def run_dcp_job(checkpoint_dir: str | os.PathLike, *, world_size: int = 2, actions: tuple[str, ...] = ("save", "load"),
                 steps: int = 3, seed: int = 0, timeout_s: float = 120.0,
                 log_dir: str | os.PathLike | None = None) -> DCPJob:
@@ -260,7 +236,6 @@ def run_dcp_job(checkpoint_dir: str | os.PathLike, *, world_size: int = 2, actio
     its log. Logs, per-rank reports and ``reference.pth`` go to ``log_dir`` (default: a folder
     named like the checkpoint folder plus ``_logs``, next to it), never into the checkpoint.
     """
-    import torch.multiprocessing as mp
 
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size must be a positive int (the number of processes), got {world_size!r}")
@@ -286,27 +261,8 @@ def run_dcp_job(checkpoint_dir: str | os.PathLike, *, world_size: int = 2, actio
     for stale in logs.glob("rank*.json"):
         stale.unlink()
 
-    for attempt in range(2):  # a second try if another program took the port in between
-        port = free_port()
-        ctx = mp.start_processes(_worker, args=(world_size, port, str(ckpt), str(logs), actions, steps, seed,
-                                                timeout_s),
-                                 nprocs=world_size, join=False, start_method="spawn")
-        deadline = time.monotonic() + timeout_s
-        try:
-            while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"DCP workers did not finish within {timeout_s:.0f} s; they were stopped.\n"
-                                       + _log_tails(logs, world_size))
-        except TimeoutError:
-            _stop(ctx)
-            raise
-        except Exception as e:  # a worker raised or died
-            _stop(ctx)
-            tails = _log_tails(logs, world_size)
-            if attempt == 0 and ("address already in use" in tails.lower() or "EADDRINUSE" in tails):
-                continue
-            raise RuntimeError(f"a DCP worker failed ({type(e).__name__}); its log:\n{tails}") from None
-        break
+    spawn_workers(_worker, lambda port: (world_size, port, str(ckpt), str(logs), actions, steps, seed, timeout_s),
+                  world_size=world_size, timeout_s=timeout_s, log_dir=logs, what="DCP worker")
     reports = [json.loads((logs / f"rank{r}.json").read_text()) for r in range(world_size)]
     return DCPJob(ckpt, logs, reports)
 

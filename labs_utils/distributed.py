@@ -182,13 +182,56 @@ class DDPRun:
                 f"identical_across_ranks={all(r['identical_across_ranks'] for r in self.reports)})")
 
 
-def _log_tails(out: Path, world_size: int, lines: int = 15) -> str:
+def log_tails(log_dir: Path, world_size: int, lines: int = 15) -> str:
+    """The last ``lines`` lines of each rank's ``rank<N>.log`` in ``log_dir``."""
     parts = []
     for rank in range(world_size):
-        p = out / f"rank{rank}.log"
+        p = log_dir / f"rank{rank}.log"
         text = p.read_text(errors="replace").splitlines()[-lines:] if p.exists() else ["(no log)"]
         parts.append(f"--- rank {rank} ({p.name}) ---\n" + "\n".join(text))
     return "\n".join(parts)
+
+
+def _stop(ctx) -> None:
+    for p in ctx.processes:
+        if p.is_alive():
+            p.kill()
+        p.join(timeout=5)
+
+
+def spawn_workers(worker, args_for_port, *, world_size: int, timeout_s: float, log_dir: Path,
+                  what: str = "worker") -> None:
+    """Start ``world_size`` processes running ``worker(rank, *args_for_port(port))`` and wait.
+
+    Uses ``torch.multiprocessing.start_processes(..., start_method="spawn")`` with a free
+    localhost port. After ``timeout_s`` seconds the processes are killed and ``TimeoutError`` is
+    raised with the end of their logs (``log_dir/rank<N>.log``); a process that fails makes this
+    raise ``RuntimeError`` with its log. If another program took the port in between, it retries
+    once on a new port.
+    """
+    import torch.multiprocessing as mp
+
+    for attempt in range(2):
+        port = find_free_port()
+        ctx = mp.start_processes(worker, args=args_for_port(port), nprocs=world_size, join=False,
+                                 start_method="spawn")
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{what}s did not finish within {timeout_s:.0f} s; they were stopped.\n"
+                                       + log_tails(log_dir, world_size))
+        except TimeoutError:
+            _stop(ctx)
+            raise
+        except Exception as e:  # a worker raised or died
+            _stop(ctx)
+            logs = log_tails(log_dir, world_size)
+            if attempt == 0 and ("address already in use" in logs.lower() or "EADDRINUSE" in logs):
+                continue
+            detail = "\n".join(str(e).strip().splitlines()[-3:])  # the worker's exception, last lines
+            raise RuntimeError(f"a {what} failed: {detail}\nworker logs:\n{logs}") from None
+        return
 
 
 def run_ddp_training(out_dir: str | os.PathLike, *, world_size: int = 2, steps: int = 5, seed: int = 0,
@@ -200,7 +243,6 @@ def run_ddp_training(out_dir: str | os.PathLike, *, world_size: int = 2, steps: 
     ``TimeoutError`` with the end of their logs), and returns a ``DDPRun``. A worker that fails
     makes this raise ``RuntimeError`` with its log.
     """
-    import torch.multiprocessing as mp
 
     if not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size must be a positive int (number of processes), got {world_size!r}")
@@ -211,33 +253,7 @@ def run_ddp_training(out_dir: str | os.PathLike, *, world_size: int = 2, steps: 
     for stale in [*out.glob("rank*.json"), out / CHECKPOINT, out / WRAPPED_CHECKPOINT]:
         stale.unlink(missing_ok=True)
 
-    for attempt in range(2):  # a second try if another program took the port in between
-        port = find_free_port()
-        ctx = mp.start_processes(_spawn_worker, args=(world_size, port, str(out), steps, seed, timeout_s),
-                                 nprocs=world_size, join=False, start_method="spawn")
-        deadline = time.monotonic() + timeout_s
-        try:
-            while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"DDP workers did not finish within {timeout_s:.0f} s; they were stopped.\n"
-                                       + _log_tails(out, world_size))
-        except TimeoutError:
-            _stop(ctx)
-            raise
-        except Exception as e:  # a worker raised or died
-            _stop(ctx)
-            logs = _log_tails(out, world_size)
-            if attempt == 0 and ("address already in use" in logs.lower() or "EADDRINUSE" in logs):
-                continue
-            detail = "\n".join(str(e).strip().splitlines()[-3:])  # the worker's exception, last lines
-            raise RuntimeError(f"a DDP worker failed: {detail}\nworker logs:\n{logs}") from None
-        break
+    spawn_workers(_spawn_worker, lambda port: (world_size, port, str(out), steps, seed, timeout_s),
+                  world_size=world_size, timeout_s=timeout_s, log_dir=out, what="DDP worker")
     reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)]
     return DDPRun(out, reports)
-
-
-def _stop(ctx) -> None:
-    for p in ctx.processes:
-        if p.is_alive():
-            p.kill()
-        p.join(timeout=5)

@@ -1,6 +1,5 @@
 """labs_utils.distributed (torch.multiprocessing + gloo) and labs_utils.ddp_train (torchrun)."""
 import os
-import shutil
 import subprocess
 import sys
 import time
