@@ -35,7 +35,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from ._render import Table
-from .distributed import spawn_workers
+from .distributed import exit_without_teardown, spawn_workers
 
 __all__ = ["build_model", "make_batches", "train_and_save", "load_and_verify", "run_dcp_job", "DCPJob",
            "check_dcp_folder", "describe", "load_single_process", "REFERENCE"]
@@ -188,9 +188,11 @@ def _worker(rank: int, world_size: int, port: int, checkpoint_dir: str, log_dir:
             dist.barrier()
             report["load"] = load_and_verify(rank, world_size, checkpoint_dir, log_dir=log_dir, seed=seed + 100)
         (Path(log_dir) / f"rank{rank}.json").write_text(json.dumps(report, indent=1))
+        dist.barrier()  # every rank is done with the group before anyone tears it down
     finally:
         dist.destroy_process_group()
         log.flush()
+    exit_without_teardown()
 
 
 @dataclass

@@ -73,4 +73,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from labs_utils.distributed import exit_without_teardown
+
+    exit_without_teardown(main())  # gloo threads can abort a normal interpreter exit (see there)

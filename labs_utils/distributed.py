@@ -149,9 +149,24 @@ def _spawn_worker(rank: int, world_size: int, port: int, out_dir: str, steps: in
                             timeout=timedelta(seconds=timeout_s))
     try:
         train_ddp(rank, world_size, out_dir, steps=steps, seed=seed)
+        dist.barrier()  # every rank is done with the group before anyone tears it down
     finally:
         dist.destroy_process_group()
         log.flush()
+    exit_without_teardown()
+
+
+def exit_without_teardown(code: int = 0) -> None:
+    """End a worker process that finished its work, skipping the interpreter's teardown.
+
+    Gloo's C++ threads can still hold work objects while Python finalizes, and then abort the
+    process with SIGABRT ("terminate called without an active exception"), now and then, after
+    everything succeeded (see pytorch/pytorch#179291). Output is flushed first; the parent
+    sees the exit code.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @dataclass
