@@ -78,3 +78,21 @@ def test_framework_results():
             exercise("_demo_square", notebook="00_demo")(lambda a: None)
     finally:
         REGISTRY.pop("_demo_square", None)
+
+
+@pytest.mark.parametrize("name", EXERCISES)
+def test_checks_leave_the_learners_random_generators_alone(name):
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.manual_seed(7)
+    random.seed(7)
+    np.random.seed(7)
+    before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    answer, _ = REGISTRY[name].wrong[0]
+    REGISTRY[name].fn(answer)
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert random.getstate() == before[1]
+    assert (np.random.get_state()[1] == before[2]).all()

@@ -118,6 +118,9 @@ def exercise(name: str, *, notebook: str, wrong: list[tuple[Any, str]] | None = 
         def run(answer: Any = None, *args: Any, **kwargs: Any) -> CheckResult:
             if _is_placeholder(answer):
                 return CheckResult(name, NOT_ATTEMPTED, "", notebook)
+            from ..checkpoints import capture_rng_state, restore_rng_state
+
+            rng = capture_rng_state()  # a check seeds and draws freely; the learner's generators stay as they were
             try:
                 msg = fn(answer, *args, **kwargs)
             except NotAttempted:
@@ -127,6 +130,8 @@ def exercise(name: str, *, notebook: str, wrong: list[tuple[Any, str]] | None = 
             except Exception as e:  # never let a check crash the learner's notebook
                 return CheckResult(name, WRONG, f"the check could not use your answer ({type(e).__name__}: {e})",
                                    notebook)
+            finally:
+                restore_rng_state(rng)
             return CheckResult(name, CORRECT, msg or "", notebook)
 
         if name in REGISTRY:

@@ -93,13 +93,7 @@ def _right(model, optimizer, scheduler, scaler, epoch):
 ])
 def amp_checkpoint(fn) -> str:
     """``fn(model, optimizer, scheduler, scaler, epoch)`` returns a loadable checkpoint dict, scaler included."""
-    from ..checkpoints import capture_rng_state, restore_rng_state
-
-    saved = capture_rng_state()  # leave the learner's generators as they were
-    try:
-        return _amp_checkpoint(fn)
-    finally:
-        restore_rng_state(saved)
+    return _amp_checkpoint(fn)  # the check framework restores the learner's random generators afterwards
 
 
 def _amp_checkpoint(fn) -> str:
