@@ -11,6 +11,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# JupyterLab refuses to run as root (containers, CI machines) unless told it may.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 NB ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NOTEBOOKS := $(NB)
 
@@ -35,7 +37,7 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab $(LAB_FLAGS) --notebook-dir=notebooks
 
 # The stored outputs come from a CPU-only run; the suite hides any GPU so it compares like with
 # like (GPU cells say "skipped: no CUDA" here). `make lab` sees the GPU and runs them for real.
@@ -71,7 +73,7 @@ learner: setup
 	$(BIN)/python -m labs_utils.notebook_tools learner build/learner $(NOTEBOOKS)
 
 learner-lab: learner
-	$(BIN)/jupyter lab --notebook-dir=build/learner
+	$(BIN)/jupyter lab $(LAB_FLAGS) --notebook-dir=build/learner
 
 clean:
 	rm -rf notebooks/runs build .pytest_cache
