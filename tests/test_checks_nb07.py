@@ -7,9 +7,6 @@ from labs_utils.checks import check, _load_all
 _load_all()
 
 
-def _placeholder(*args):
-    pass
-
 
 def strip_prefix(state_dict, prefix):
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}

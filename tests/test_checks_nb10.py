@@ -34,9 +34,6 @@ def predict_no_grad(model, images):
         return model(images).argmax(1)
 
 
-def _placeholder(*args):
-    pass
-
 
 def test_right_answers():
     assert check.load_for_inference(load_for_inference)

@@ -35,9 +35,6 @@ def saved_shapes(dcp_dir):
             if key.startswith("model.") and hasattr(item, "size")}
 
 
-def _placeholder(*args):
-    pass
-
 
 def test_right_answers():
     assert check.dcp_to_weights(dcp_to_weights)
