@@ -80,19 +80,162 @@ def test_framework_results():
         REGISTRY.pop("_demo_square", None)
 
 
+class _LearnerGlobal:  # stands for a class a learner allowed for the whole process
+    pass
+
+
 @pytest.mark.parametrize("name", EXERCISES)
-def test_checks_leave_the_learners_random_generators_alone(name):
+def test_checks_leave_the_learners_process_alone(name, tmp_path, monkeypatch):
+    """Random generators, grad mode, the learner's own safe globals and the current folder are as
+    they were after every check, whatever answer it was given."""
+    import os
     import random
 
     import numpy as np
     import torch
 
-    torch.manual_seed(7)
-    random.seed(7)
-    np.random.seed(7)
-    before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
-    answer, _ = REGISTRY[name].wrong[0]
-    REGISTRY[name].fn(answer)
-    assert torch.equal(torch.get_rng_state(), before[0])
-    assert random.getstate() == before[1]
-    assert (np.random.get_state()[1] == before[2]).all()
+    monkeypatch.chdir(tmp_path)
+    torch.serialization.add_safe_globals([_LearnerGlobal])
+    try:
+        torch.manual_seed(7)
+        random.seed(7)
+        np.random.seed(7)
+        before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+        globals_before = set(torch.serialization.get_safe_globals())
+        answers = [REGISTRY[name].wrong[0][0], *REGISTRY[name].right]
+        for answer in answers:
+            REGISTRY[name].fn(answer)
+            assert torch.is_grad_enabled()
+            assert set(torch.serialization.get_safe_globals()) == globals_before
+            assert os.getcwd() == str(tmp_path)
+            assert torch.get_default_dtype() == torch.float32
+        assert torch.equal(torch.get_rng_state(), before[0])
+        assert random.getstate() == before[1]
+        assert (np.random.get_state()[1] == before[2]).all()
+    finally:
+        torch.serialization._weights_only_unpickler._remove_safe_globals([_LearnerGlobal])
+
+
+def _demo(name, body):
+    exercise(name, notebook="00_demo")(body)
+    return REGISTRY[name].fn
+
+
+def test_learner_exceptions_never_crash_a_check():
+    class CheckpointLikeError(BaseException):  # torch.distributed.checkpoint's CheckpointException is one
+        pass
+
+    def boom(x):
+        raise CheckpointLikeError("rank 0 failed: size mismatch")
+
+    try:
+        run = _demo("_demo_base", lambda fn: call_answer(fn, 1) and "ok")
+        result = run(boom)
+        assert result.status == "wrong" and "CheckpointLikeError" in result.message and "size mismatch" in result.message
+
+        def interrupted(x):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            run(interrupted)
+    finally:
+        REGISTRY.pop("_demo_base", None)
+
+
+def test_forgotten_return_is_not_called_not_attempted(tmp_path, monkeypatch):
+    import importlib
+
+    def forgot(x):
+        y = x * 2  # noqa: F841  (the learner computed it, then forgot to return it)
+
+    def docstring_only(x):
+        """Return x doubled."""
+
+    # the learner edition's placeholder inside a function that has other code around it
+    (tmp_path / "learner_cell.py").write_text(
+        "def partly(x):\n    y = x + 1\n    pass  # Your turn: write your answer here\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    partly = importlib.import_module("learner_cell").partly
+    try:
+        run = _demo("_demo_return", lambda fn: call_answer(fn, 3) and "ok")
+        forgot_result = run(forgot)
+        assert forgot_result.status == "wrong" and "return" in forgot_result.message
+        assert run(docstring_only).status == "not attempted"
+        assert run(partly).status == "not attempted"
+    finally:
+        REGISTRY.pop("_demo_return", None)
+
+
+def test_process_wide_changes_by_an_answer_are_undone_and_reported():
+    import torch
+
+    def grad_off(x):
+        torch.set_grad_enabled(False)
+        return x
+
+    def allow_for_everyone(x):
+        torch.serialization.add_safe_globals([_LearnerGlobal])
+        return x
+
+    def tidy(x):
+        with torch.no_grad(), torch.serialization.safe_globals([_LearnerGlobal]):
+            return x
+
+    try:
+        run = _demo("_demo_state", lambda fn: call_answer(fn, 3) and "ok")
+        r = run(grad_off)
+        assert r.status == "wrong" and "autograd off" in r.message and torch.is_grad_enabled()
+        r = run(allow_for_everyone)
+        assert r.status == "wrong" and "_LearnerGlobal" in r.message and "process-wide" in r.message
+        assert _LearnerGlobal not in torch.serialization.get_safe_globals()
+        assert run(tidy).status == "correct"
+    finally:
+        REGISTRY.pop("_demo_state", None)
+
+
+def test_a_checks_own_safe_globals_block_keeps_the_learners_entries():
+    """torch's safe_globals context manager removes on exit what it added, even entries that were
+    there before; a check that uses it must not take away the learner's own allowlist."""
+    import torch
+
+    def uses_block(fn):
+        with torch.serialization.safe_globals([_LearnerGlobal]):
+            pass
+        return "ok"
+
+    torch.serialization.add_safe_globals([_LearnerGlobal])
+    try:
+        run = _demo("_demo_block", uses_block)
+        assert run(lambda: None).status == "correct"
+        assert _LearnerGlobal in torch.serialization.get_safe_globals()
+    finally:
+        REGISTRY.pop("_demo_block", None)
+        torch.serialization._weights_only_unpickler._remove_safe_globals([_LearnerGlobal])
+
+
+def test_isolated_safe_globals_hides_and_restores_the_learners_entries():
+    import torch
+
+    from labs_utils.checks import isolated_safe_globals
+
+    torch.serialization.add_safe_globals([_LearnerGlobal])
+    try:
+        with isolated_safe_globals():
+            inside = torch.serialization.get_safe_globals()
+            assert _LearnerGlobal not in inside
+            assert all(getattr(e[0] if isinstance(e, tuple) else e, "__module__", "").startswith("torch") for e in inside)
+        assert _LearnerGlobal in torch.serialization.get_safe_globals()
+    finally:
+        torch.serialization._weights_only_unpickler._remove_safe_globals([_LearnerGlobal])
+
+
+def test_as_int_one_rule_for_whole_numbers():
+    import numpy as np
+    import torch
+
+    from labs_utils.checks import as_int
+
+    assert as_int(7) == 7 and as_int(np.int64(7)) == 7 and as_int(torch.tensor(7)) == 7
+    for bad, words in [(True, "bool"), (7.0, "7 as int"), (np.float64(7.5), "float64"), ("7", "str")]:
+        with pytest.raises(Wrong, match=words):
+            as_int(bad, "the number of steps")
