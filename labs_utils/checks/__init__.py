@@ -208,7 +208,7 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # the learner's code failed: say how, as a hint
-        raise Wrong(f"your function raised {type(e).__name__}: {_short(e)}") from None
+        raise Wrong(f"your function raised {type(e).__name__}: {str(e).strip() or '(no message)'}") from None
     finally:
         after = _process_state()
         changes = _describe_changes(before, after)
