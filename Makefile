@@ -4,6 +4,7 @@
 #   make learner    write the learner edition (solutions replaced, outputs cleared) to build/learner/
 #   make learner-lab  the same, then open it in JupyterLab
 #   make bench      time saving/loading a ~300 MB model (atomic save, mmap, safetensors)
+#   make test-portable  run the notebooks again under other CPU kernels and two threads
 #   make notebooks  re-execute every notebook in place, top to bottom (regenerates stored outputs)
 #                   NB=notebooks/03_x.ipynb make notebooks  re-executes just one
 
@@ -24,7 +25,7 @@ export OMP_NUM_THREADS
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup lab test notebooks learner learner-lab bench browser-deps clean
+.PHONY: setup lab test test-portable notebooks learner learner-lab bench browser-deps clean
 
 setup: $(STAMP)
 
@@ -43,6 +44,22 @@ lab: setup
 # like (GPU cells say "skipped: no CUDA" here). `make lab` sees the GPU and runs them for real.
 test: setup browser-deps
 	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope
+
+# The stored outputs must not depend on the CPU they were made on. Run every notebook again
+# (strict nbval) under PyTorch's portable CPU kernels ("default", no vector units) and AVX2, with
+# two threads each: a number printed too close to its rounding noise fails here. A kernel this
+# CPU lacks is skipped with a note. PORTABLE_RUNS="default:1 avx512:2" make test-portable picks others.
+PORTABLE_RUNS ?= default:2 avx2:2
+test-portable: setup
+	@native=$$($(BIN)/python -c "import torch; print(torch.backends.cpu.get_cpu_capability())"); \
+	for run in $(PORTABLE_RUNS); do \
+		cap=$${run%%:*}; threads=$${run##*:}; \
+		if [ "$$cap" != default ] && ! grep -qiw "$$cap" /proc/cpuinfo 2>/dev/null; then \
+			echo "== skipped ATEN_CPU_CAPABILITY=$$cap: this CPU does not have it"; continue; fi; \
+		echo "== notebooks with ATEN_CPU_CAPABILITY=$$cap OMP_NUM_THREADS=$$threads (this CPU's native kernel: $$native)"; \
+		ATEN_CPU_CAPABILITY=$$cap OMP_NUM_THREADS=$$threads CUDA_VISIBLE_DEVICES= \
+			$(BIN)/python -m pytest -n auto --dist loadscope notebooks || exit 1; \
+	done
 
 # The browser test (tests/test_browser.py) drives Debian's Chromium. In CI (CI=true) or in a root
 # shell with apt-get, it is installed here; elsewhere the test is skipped and says how to install it.
