@@ -23,10 +23,12 @@ import pickle
 import random
 import re
 import shutil
+import stat
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -54,49 +56,165 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux >= 4.7)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set it and put it back at once
+    os.umask(mask)
+    return mask
+
+
+def _mode_like_open(path: Path) -> int:
+    """The permission bits ``open(path, "wb")`` (so ``torch.save``) would leave on ``path``: those of
+    the file it overwrites, or 0o666 minus the umask for a new file."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+class _StagedFile:
+    """A temporary file next to ``path``, with the mode ``path`` will have. Write to ``.file``, then
+    ``commit()`` flushes, fsyncs and ``os.replace``s it onto ``path``; ``discard()`` removes it."""
+
+    def __init__(self, path: str | os.PathLike, *, fsync: bool = True):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"expected a file path such as 'runs/last.pth', got {type(path).__name__}")
+        self.path, self.fsync = Path(path), fsync
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.path}: is a folder; give a file name inside it, "
+                                    f"e.g. {self.path / 'last.pth'}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        mode = _mode_like_open(self.path)  # mkstemp makes the file 0o600, os.replace would keep that
+        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self.tmp = Path(name)
+        self.file: BinaryIO = os.fdopen(fd, "wb")
+        try:
+            os.chmod(self.tmp, mode)
+        except BaseException:
+            self.discard()
+            raise
+
+    def close(self) -> None:
+        """Flush the data (and fsync it unless ``fsync=False``) and close the file."""
+        if not self.file.closed:
+            self.file.flush()
+            if self.fsync:
+                os.fsync(self.file.fileno())
+            self.file.close()
+
+    def commit(self) -> None:
+        self.close()
+        os.replace(self.tmp, self.path)
+        if self.fsync:
+            _fsync_dir(self.path.parent)  # makes the rename itself durable
+
+    def discard(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[BinaryIO]:
+def atomic_write(path: str | os.PathLike, *, fsync: bool = True,
+                 check: Callable[[Path], None] | None = None) -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path`` for writing; on success it replaces ``path``.
 
-    The data is flushed and fsynced before ``os.replace``, so readers see the old file or the
-    complete new one, never a torn one. On any error the temporary file is removed and ``path``
-    is left as it was. Missing parent folders are created.
+    The data is flushed and fsynced before ``os.replace``, and the folder is fsynced after it, so
+    readers see the old file or the complete new one, never a torn one. On any error the
+    temporary file is removed and ``path`` is left as it was. Missing parent folders are created.
+
+    The file gets the permission bits ``open(path, "wb")`` would give it (as ``torch.save`` does):
+    those of the file it replaces, or 0o666 minus the umask for a new file. Its owner is the
+    writing process's user, since it is a new file.
+
+    ``check``, if given, is called with the temporary file's path once the data is written and
+    before anything is replaced; if it raises, the temporary file is removed and ``path`` is left
+    as it was.
 
     ``fsync=False`` skips waiting for the disk: the replace is still atomic for a process that
     crashes or is killed, but after a power loss or kernel crash the new file may be empty.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"expected a file path such as 'runs/last.pth', got {type(path).__name__}")
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a folder; give a file name inside it, e.g. {path / 'last.pth'}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
+    staged = _StagedFile(path, fsync=fsync)
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        yield staged.file
+        staged.close()
+        if check is not None:
+            check(staged.tmp)
+        staged.commit()
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        staged.discard()
         raise
-    if fsync:
-        _fsync_dir(path.parent)
 
 
-def save_checkpoint(obj: Any, path: str | os.PathLike, *, fsync: bool = True) -> Path:
+def save_checkpoint(obj: Any, path: str | os.PathLike, *, fsync: bool = True,
+                    check_safe_load: bool = False) -> Path:
     """Save ``obj`` with ``torch.save`` atomically to ``path`` and return the path.
 
     Missing parent folders are created. If saving fails (an object that cannot be pickled, a
     full disk, a crash), the previous file at ``path``, if any, is left untouched and no
-    temporary file stays behind. ``fsync=False``: see ``atomic_write``.
+    temporary file stays behind. The file gets the mode ``torch.save`` would give it (see
+    ``atomic_write``). ``fsync=False``: see ``atomic_write``.
+
+    ``check_safe_load=True`` also refuses, with a ``TypeError`` naming the entry and its type, an
+    ``obj`` that ``torch.load(path, weights_only=True)`` would refuse (a ``pathlib.Path``, a
+    dataclass, an ``argparse.Namespace`` ...): the written file is loaded back that way (with
+    ``mmap=True``, so tensor data is not read) before it replaces ``path``. The safe globals
+    allowed in this process at that moment count as allowed.
     """
-    with atomic_write(path, fsync=fsync) as f:
+    with atomic_write(path, fsync=fsync, check=_safe_load_check(obj, Path(path)) if check_safe_load else None) as f:
         torch.save(obj, f)
     return Path(path)
+
+
+def _qualname(x: Any) -> str:
+    return f"{getattr(x, '__module__', '')}.{getattr(x, '__qualname__', getattr(x, '__name__', ''))}"
+
+
+def _find_global(obj: Any, names: set[str], where: str, depth: int = 0) -> tuple[str, str]:
+    """Where ``obj`` holds an instance of one of the classes ``names`` (or one of them itself):
+    ``("obj['config']['out_dir']", "pathlib.PosixPath")``, or ``("", "")``. Tensors are not searched."""
+    for name in (_qualname(type(obj)), _qualname(obj) if callable(obj) else ""):
+        if name in names:
+            return where, name
+    if depth > 20 or isinstance(obj, (torch.Tensor, str, bytes)):
+        return "", ""
+    if isinstance(obj, Mapping):
+        items: Any = ((f"{where}[{k!r}]", v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return "", ""
+    for w, v in items:
+        found = _find_global(v, names, w, depth + 1)
+        if found[0]:
+            return found
+    return "", ""
+
+
+def _safe_load_check(obj: Any, path: Path, what: str = "obj") -> Callable[[Path], None]:
+    """A ``check`` for ``atomic_write``: the file written for ``path`` must load with ``weights_only=True``."""
+    def check(tmp: Path) -> None:
+        try:
+            torch.load(tmp, map_location="cpu", weights_only=True, mmap=True)
+            return
+        except pickle.UnpicklingError:
+            needed = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(tmp))
+        entry, name = _find_global(obj, set(needed), what)
+        article = "an" if name[:1].lower() in "aeiou" else "a"
+        found = f"{entry} is {article} {name}" if entry else f"{what} holds {', '.join(needed) or 'an object'}"
+        raise TypeError(
+            f"{path}: {found}, which torch.load(weights_only=True) refuses, so the file would not load back "
+            f"safely; nothing was replaced. Store plain data instead: str(path), dataclasses.asdict(config), "
+            f"vars(namespace), member.value of an enum; or, if you trust the class, allow it with "
+            f"torch.serialization.add_safe_globals([{name or ', '.join(needed)}]) in every process that saves "
+            "or loads the file.")
+    return check
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -136,8 +254,13 @@ def _is_foreign_zip(path: Path) -> bool:
         return False
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool = True) -> Any:
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool = True, *,
+                    mmap: bool = False) -> Any:
     """``torch.load`` with safe defaults and clear errors.
+
+    ``mmap=True`` maps the file's tensor data instead of reading it into memory (pages are read
+    when a tensor is used); it applies to the zip format ``torch.save`` writes since PyTorch 1.6,
+    and a file in the older format is read as usual.
 
     Errors (``FileNotFoundError``, ``IsADirectoryError`` or ``CheckpointError``) name the file and
     the likely cause: a wrong path, a folder, an empty or truncated file (an interrupted save), a
@@ -169,7 +292,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
     if not_torch:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint: {not_torch}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=weights_only)
+        return torch.load(path, map_location=map_location, weights_only=weights_only,
+                          mmap=mmap and head.startswith(_ZIP_MAGIC))
     except pickle.UnpicklingError as e:
         msg = str(e)
         if "Weights only load failed" in msg:
@@ -366,6 +490,7 @@ class SavedCheckpoint:
 
 
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pth$")
+_RECORD = "checkpoint_manager"  # last.pth[_RECORD], and best.pth's attribute _checkpoint_manager
 
 
 class CheckpointManager:
@@ -373,19 +498,30 @@ class CheckpointManager:
 
     ``save(state, epoch=..., metrics=...)`` writes, each file atomically (``save_checkpoint``):
 
-    * ``best.pth``: ``state[best_key]`` (by default the model's ``state_dict``), only when
-      ``metrics[metric]`` improves on the best so far (lower for ``mode="min"``, higher for
-      ``"max"``);
+    * ``best.pth``: ``state[best_key]`` (by default the model's ``state_dict``; the whole state
+      with ``best_key=None``), only when ``metrics[metric]`` improves on the best so far (lower
+      for ``mode="min"``, higher for ``"max"``);
     * ``last.pth``: ``state`` plus ``epoch``, ``metrics`` and the manager's own record (the best
       value and epoch), every time;
     * ``epoch_NNNN.pth``: a hard link to (or copy of) that ``last.pth``; the newest ``keep_last``
       are kept (0 keeps none).
 
+    ``best.pth`` loads as a plain state_dict (an ``OrderedDict``); it carries the same record as
+    an attribute, ``_checkpoint_manager``, which ``load_state_dict`` ignores as it ignores
+    ``_metadata``. So the best value always travels with the best weights.
+
+    Before any file is replaced, ``last.pth`` is written to a temporary file and loaded back with
+    ``weights_only=True``: a state that safe loading would refuse (a ``pathlib.Path``, a
+    dataclass, an ``argparse.Namespace``, a NumPy value ...) raises a ``TypeError`` naming the
+    entry, and every file stays as it was.
+
     After a crash, a new manager on the same folder calls ``load_last()``: it removes the
     temporary files of interrupted saves, returns the newest checkpoint that loads (``last.pth``,
-    else the newest epoch file) and remembers the best value, so ``best.pth`` is only replaced by
-    a better model. Saving into a folder that already holds ``last.pth`` without calling
-    ``load_last()`` first is refused, so an old run's ``best.pth`` is never overwritten by mistake.
+    else the newest epoch file) and takes the best value from ``best.pth`` itself, so
+    ``best.pth`` is only ever replaced by a better model, even after a crash between writing
+    ``best.pth`` and ``last.pth``. Saving into a folder that already holds ``last.pth`` or
+    ``best.pth`` without calling ``load_last()`` first is refused, so an old run's ``best.pth``
+    is never overwritten by mistake.
     """
 
     LAST = "last.pth"
@@ -439,13 +575,10 @@ class CheckpointManager:
             return True
         return value < self.best_value if self.mode == "min" else value > self.best_value
 
-    def _check(self, state: Any, epoch: Any, metrics: Any) -> float:
-        if not isinstance(state, Mapping):
-            raise TypeError(f"save() needs the training state as a dict (e.g. {{'model': model.state_dict(), "
-                            f"'optimizer': optimizer.state_dict()}}), got {type(state).__name__}")
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise TypeError(f"epoch must be a plain int >= 0, got {epoch!r} ({type(epoch).__name__}); "
-                            "use int(epoch) for numpy or tensor values")
+    # --- input checks: nothing is written before they pass --------------------------------------
+
+    def _check_metrics(self, metrics: Any) -> float:
+        """``metrics[self.metric]`` as a float, after checking that every metric will load back."""
         if not isinstance(metrics, Mapping):
             raise TypeError(f"metrics must be a dict such as {{'{self.metric}': 0.42}}, got {type(metrics).__name__}")
         if self.metric not in metrics:
@@ -471,12 +604,21 @@ class CheckpointManager:
                     if self.last_path.exists() else "check the loss and learning rate")
             raise ValueError(f"metrics[{self.metric!r}] is {value}, not a finite number: training has probably "
                              f"diverged. Nothing was saved; {kept}")
+        return value
+
+    def _check_state(self, state: Any, epoch: Any, metrics: Mapping[str, Any]) -> None:
+        if not isinstance(state, Mapping):
+            raise TypeError(f"save() needs the training state as a dict (e.g. {{'model': model.state_dict(), "
+                            f"'optimizer': optimizer.state_dict()}}), got {type(state).__name__}")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise TypeError(f"epoch must be a plain int >= 0, got {epoch!r} ({type(epoch).__name__}); "
+                            "use int(epoch) for numpy or tensor values")
         found = _numpy_path(state, "state")
         if found:
             raise TypeError(f"{found}; convert it (float(x), int(x), str(x), torch.from_numpy(a)) before saving: "
                             "torch.load with weights_only=True refuses it, so the checkpoint would not load")
-        if "checkpoint_manager" in state:
-            raise ValueError("state has a key 'checkpoint_manager', which the manager writes itself; rename it")
+        if _RECORD in state:
+            raise ValueError(f"state has a key {_RECORD!r}, which the manager writes itself; rename it")
         if "epoch" in state and state["epoch"] != epoch:
             raise ValueError(f"state['epoch'] is {state['epoch']!r} but epoch={epoch}; pass the epoch once, as epoch=")
         if "metrics" in state and state["metrics"] != dict(metrics):
@@ -485,37 +627,65 @@ class CheckpointManager:
             raise ValueError(f"state has no {self.best_key!r} entry for best.pth (it has {sorted(map(str, state))}); "
                              "create the manager with best_key='<the key of your model weights>', or best_key=None "
                              "to save the whole state as best.pth")
-        return value
+        if self.best_key is not None and not isinstance(state[self.best_key], Mapping):
+            raise TypeError(f"state[{self.best_key!r}] is a {type(state[self.best_key]).__name__}, not a state_dict; "
+                            f"best.pth holds weights to deploy: store model.state_dict() under {self.best_key!r}")
+
+    # --- saving ------------------------------------------------------------------------------------
 
     def save(self, state: Mapping[str, Any], *, epoch: int, metrics: Mapping[str, float]) -> SavedCheckpoint:
-        """Save ``last.pth`` (always), ``best.pth`` (when ``metrics[metric]`` improves) and the history."""
-        value = self._check(state, epoch, metrics)
-        if not self._resumed and self.last_path.exists():
-            raise FileExistsError(f"{self.folder}: already holds {self.LAST} from an earlier run; call load_last() "
-                                  "first to resume it, or use an empty folder for a new run")
+        """Save ``last.pth`` (always), ``best.pth`` (when ``metrics[metric]`` improves) and the history.
+
+        Wrong input, or a state that ``weights_only=True`` loading would refuse, raises before any
+        file is replaced.
+        """
+        value = self._check_metrics(metrics)
+        self._check_state(state, epoch, metrics)
+        self._claim_folder()
+        is_best = self._better(value)
+        best_value, best_epoch = (value, epoch) if is_best else (self.best_value, self.best_epoch)
+        record = {"metric": self.metric, "mode": self.mode, "best_value": best_value, "best_epoch": best_epoch}
+        last = _StagedFile(self.last_path)  # written and checked first, put in place last
+        try:
+            torch.save({**state, "epoch": epoch, "metrics": dict(metrics), _RECORD: record}, last.file)
+            last.close()
+            _safe_load_check(state, self.last_path, "state")(last.tmp)
+            if is_best:  # best.pth carries its record: a crash before last.pth is replaced loses nothing
+                save_checkpoint(self._best_object(state, record), self.best_path)
+                self.best_value, self.best_epoch = value, epoch
+            last.commit()
+        except BaseException:
+            last.discard()
+            raise
+        files = [self.LAST] + self._keep_history(epoch) + ([self.BEST] if is_best else [])
+        return SavedCheckpoint(epoch, self.metric, value, is_best, float(best_value), int(best_epoch), tuple(files))
+
+    def _claim_folder(self) -> None:
+        if not self._resumed:
+            found = [p.name for p in (self.last_path, self.best_path) if p.exists()]
+            if found:
+                raise FileExistsError(f"{self.folder}: already holds {' and '.join(found)} from an earlier run; call "
+                                      "load_last() first to resume it, or use an empty folder for a new run")
         self._resumed = True  # from now on this manager owns the folder
         self.folder.mkdir(parents=True, exist_ok=True)
-        files = []
-        is_best = self._better(value)
-        if is_best:
-            # best first: last.pth never records a best that is not on disk yet
-            save_checkpoint(state[self.best_key] if self.best_key is not None else dict(state), self.best_path)
-            self.best_value, self.best_epoch = value, epoch
-        record = {"metric": self.metric, "mode": self.mode, "best_value": self.best_value,
-                  "best_epoch": self.best_epoch}
-        save_checkpoint({**state, "epoch": epoch, "metrics": dict(metrics), "checkpoint_manager": record},
-                        self.last_path)
-        files.append(self.LAST)
-        if self.keep_last:
-            epoch_file = self.folder / f"epoch_{epoch:04d}.pth"
-            self._link_or_copy(self.last_path, epoch_file)
-            files.append(epoch_file.name)
-            for old in self.epoch_paths()[:-self.keep_last]:
-                old.unlink(missing_ok=True)
-        if is_best:
-            files.append(self.BEST)
-        return SavedCheckpoint(epoch, self.metric, value, is_best, float(self.best_value), int(self.best_epoch),
-                               tuple(files))
+
+    def _best_object(self, state: Mapping[str, Any], record: dict[str, Any]) -> OrderedDict:
+        """What ``best.pth`` holds: the weights (or the whole state) with the record as an attribute."""
+        weights = state[self.best_key] if self.best_key is not None else state
+        best: OrderedDict = OrderedDict(weights)
+        if hasattr(weights, "_metadata"):
+            best._metadata = weights._metadata  # type: ignore[attr-defined]
+        best._checkpoint_manager = dict(record)  # type: ignore[attr-defined]
+        return best
+
+    def _keep_history(self, epoch: int) -> list[str]:
+        if not self.keep_last:
+            return []
+        epoch_file = self.folder / f"epoch_{epoch:04d}.pth"
+        self._link_or_copy(self.last_path, epoch_file)
+        for old in self.epoch_paths()[:-self.keep_last]:
+            old.unlink(missing_ok=True)
+        return [epoch_file.name]
 
     @staticmethod
     def _link_or_copy(src: Path, dst: Path) -> None:
@@ -528,6 +698,8 @@ class CheckpointManager:
             tmp.unlink(missing_ok=True)
             with atomic_write(dst) as f, open(src, "rb") as s:
                 shutil.copyfileobj(s, f)
+
+    # --- resuming ----------------------------------------------------------------------------------
 
     def remove_temp_files(self) -> int:
         """Delete temporary files left by saves that were interrupted (a killed process); returns how many."""
@@ -544,14 +716,25 @@ class CheckpointManager:
         """The newest complete checkpoint (``last.pth``, else the newest ``epoch_NNNN.pth``), or ``None``.
 
         Also removes the temporary files of interrupted saves and restores the best value and
-        epoch, so later saves replace ``best.pth`` only with a better model. Files that do not
-        load are skipped with a warning (the reasons are kept in ``self.skipped``).
+        epoch, from the record ``best.pth`` carries (else from the checkpoint), so later saves
+        replace ``best.pth`` only with a better model. Files that do not load are skipped with a
+        warning (the reasons are kept in ``self.skipped``).
         """
         self._resumed = True
         self.skipped = []
         self.remove_temp_files()
-        candidates = [self.last_path] + self.epoch_paths()[::-1]
-        for path in candidates:
+        ckpt = self._newest_checkpoint(map_location, weights_only)
+        record = ckpt.get(_RECORD) or {} if ckpt is not None else {}
+        self._check_record(record, "the checkpoint")
+        best_record = self._best_record(weights_only)
+        if best_record is not None:
+            self._check_record(best_record, self.BEST)
+            record = best_record  # it describes the best.pth on disk, whatever happened after
+        self.best_value, self.best_epoch = record.get("best_value"), record.get("best_epoch")
+        return ckpt
+
+    def _newest_checkpoint(self, map_location: Any, weights_only: bool) -> dict[str, Any] | None:
+        for path in [self.last_path] + self.epoch_paths()[::-1]:
             if not path.exists():
                 continue
             try:
@@ -560,18 +743,31 @@ class CheckpointManager:
                     raise CheckpointError(f"{path}: not a CheckpointManager checkpoint (no 'epoch' entry)")
             except CheckpointError as e:
                 self.skipped.append(str(e))
-                warnings.warn(f"skipping {path.name}: {e}; trying an older checkpoint", stacklevel=2)
+                warnings.warn(f"skipping {path.name}: {e}; trying an older checkpoint", stacklevel=3)
                 continue
-            record = ckpt.get("checkpoint_manager") or {}
-            if record.get("metric", self.metric) != self.metric or record.get("mode", self.mode) != self.mode:
-                raise ValueError(f"{path}: was saved tracking {record.get('metric')!r} ({record.get('mode')}), but this "
-                                 f"manager tracks {self.metric!r} ({self.mode}); create it with the same metric and mode")
-            self.best_value, self.best_epoch = record.get("best_value"), record.get("best_epoch")
             return dict(ckpt)
         if self.skipped:
             raise CheckpointError(f"{self.folder}: no checkpoint in it loads ({len(self.skipped)} tried); the first "
                                   f"error: {self.skipped[0]}")
         return None
+
+    def _best_record(self, weights_only: bool) -> dict[str, Any] | None:
+        """The record ``best.pth`` carries, or ``None`` (no ``best.pth``, or one written without it)."""
+        if not self.best_path.exists():
+            return None
+        try:  # mmap: the record is in the pickle, the weights are not read
+            best = load_checkpoint(self.best_path, weights_only=weights_only, mmap=True)
+        except CheckpointError as e:
+            warnings.warn(f"{self.BEST} does not load ({e}); the best value comes from {self.LAST}", stacklevel=3)
+            return None
+        record = getattr(best, "_checkpoint_manager", None)
+        return dict(record) if isinstance(record, Mapping) else None
+
+    def _check_record(self, record: Mapping[str, Any], where: str) -> None:
+        if record.get("metric", self.metric) != self.metric or record.get("mode", self.mode) != self.mode:
+            raise ValueError(f"{self.folder}: {where} was saved tracking {record.get('metric')!r} "
+                             f"({record.get('mode')}), but this manager tracks {self.metric!r} ({self.mode}); "
+                             "create it with the same metric and mode")
 
     def load_best(self, map_location: Any = "cpu", weights_only: bool = True) -> Any:
         """What ``best.pth`` holds (by default the model's ``state_dict``)."""
