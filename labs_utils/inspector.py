@@ -2,16 +2,19 @@
 
 ``inspect_checkpoint(path)`` reads a ``torch.save`` file (``.pth``/``.pt``: a state_dict, a
 full training checkpoint with nested dicts, or a whole pickled model) or a ``.safetensors``
-file and returns a ``CheckpointReport``: format, tensors, parameters, bytes, dtypes, the devices
-the tensors were saved on, wrapper prefixes (``module.``, ``_orig_mod.``), top-level keys, and
-the globals that safe loading (``weights_only=True``) would refuse.
+file and returns a ``CheckpointReport``: format, tensors, elements (numbers stored: parameters
+and buffers alike, since a file cannot tell them apart), bytes, dtypes, the devices the tensors
+were saved on, wrapper prefixes (``module.``, ``_orig_mod.``), top-level keys, and the globals
+that safe loading (``weights_only=True``) would refuse.
 
 How it stays safe:
 
 * A file that safe loading accepts is loaded with ``weights_only=True`` (through
   ``labs_utils.checkpoints.load_checkpoint``) and a ``map_location`` callable that keeps every
   storage on the CPU and records the location tag it was saved with (``cuda:0`` ...). So a
-  CUDA-saved file is reported as such on a machine without CUDA.
+  CUDA-saved file is reported as such on a machine without CUDA. Files in the zip format are
+  loaded with ``mmap=True``: the tensor data is mapped, not read, so a multi-GB checkpoint
+  costs little memory.
 * A file that safe loading refuses is never unpickled. Its pickle is read opcode by opcode
   (``pickletools.genops``, which only decodes) to list the globals it imports and the storages
   it holds; ``torch.serialization.get_unsafe_globals_in_checkpoint`` names what would be refused.
@@ -71,7 +74,7 @@ class CheckpointReport:
     top_level_keys: list[str] | None = None
     weights_entry: str | None = None  # "" for a top-level state_dict, "model" for ckpt["model"]
     tensors: int | None = None
-    parameters: int | None = None  # elements of the weights entry
+    weights_elements: int | None = None  # elements of the weights entry (parameters and buffers)
     elements: int | None = None  # elements of every tensor in the file
     tensor_bytes: int = 0  # bytes of tensor data (shared storages counted once)
     storages: int = 0
@@ -81,6 +84,11 @@ class CheckpointReport:
     prefixes: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)  # safetensors header metadata
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def parameters(self) -> int | None:
+        """Old name of ``weights_elements``; it counts buffers too, so it is not a parameter count."""
+        return self.weights_elements
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +115,7 @@ class CheckpointReport:
             rows.append(["top-level keys", ", ".join(self.top_level_keys) or "(empty)"])
         if self.weights_entry is not None:
             where = "the file itself (a state_dict)" if self.weights_entry == "" else f"[{self.weights_entry!r}]"
-            rows.append(["weights", f"{where}: {self.parameters:,} parameters"])
+            rows.append(["weights", f"{where}: {self.weights_elements:,} elements"])
         if self.tensors is not None:
             rows.append(["tensors", f"{self.tensors} tensors, {self.elements:,} elements, "
                                     f"{human_bytes(self.tensor_bytes)} of data"])
@@ -207,7 +215,7 @@ def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
     keys = [k for k, _, _ in rows]
     return CheckpointReport(
         path=str(path), format="safetensors", file_bytes=size, safe_to_load=True,
-        top_level_keys=None, weights_entry="", tensors=len(rows), parameters=elements, elements=elements,
+        top_level_keys=None, weights_entry="", tensors=len(rows), weights_elements=elements, elements=elements,
         tensor_bytes=nbytes, storages=len(rows), dtypes=dict(sorted(dtypes.items())),
         prefixes=detect_prefixes(keys), metadata=dict(sorted(meta.items())))
 
@@ -362,18 +370,27 @@ def _walk(obj: Any, prefix: str, out: list[tuple[str, torch.Tensor]]) -> None:
             _walk(v, f"{prefix}.{i}" if prefix else str(i), out)
 
 
-def _weights_entry(obj: Any) -> tuple[str | None, Mapping[str, Any] | None]:
-    """("", obj) for a state_dict, ("model", obj["model"]) for a training checkpoint, else (None, None)."""
-    def is_sd(m: Any) -> bool:
-        return isinstance(m, Mapping) and len(m) > 0 and all(isinstance(k, str) for k in m) and \
-            any(isinstance(v, torch.Tensor) for v in m.values())
+def _is_state_dict(m: Any) -> bool:
+    """A non-empty mapping of string keys with at least one tensor value."""
+    return isinstance(m, Mapping) and len(m) > 0 and all(isinstance(k, str) for k in m) and \
+        any(isinstance(v, torch.Tensor) for v in m.values())
 
-    if is_sd(obj):
-        return "", obj
+
+def _weights_entry(obj: Any) -> tuple[str | None, Mapping[str, Any] | None]:
+    """Where the weights are: ``("model", obj["model"])`` for a training checkpoint, ``("", obj)``
+    for a state_dict, else ``(None, None)``.
+
+    A known weights key (``model``, ``state_dict`` ...) holding a state_dict wins over the top
+    level, so ``{"model": sd, "step": torch.tensor(100)}`` is read as a training checkpoint even
+    though one of its values is a tensor. The top level is a state_dict only if none of its values
+    is itself a state_dict.
+    """
     if isinstance(obj, Mapping):
         for k in _WEIGHT_KEYS:
-            if is_sd(obj.get(k)):
+            if _is_state_dict(obj.get(k)):
                 return k, obj[k]
+    if _is_state_dict(obj) and not any(_is_state_dict(v) for v in obj.values()):
+        return "", obj
     return None, None
 
 
@@ -402,7 +419,7 @@ def _loaded_report(path: Path, size: int, kind: str, obj: Any, locations: list[s
     return CheckpointReport(
         path=str(path), format=fmt, file_bytes=size, safe_to_load=True,
         top_level_keys=sorted(map(str, obj)) if isinstance(obj, Mapping) else None,
-        weights_entry=entry, tensors=len(found), parameters=params,
+        weights_entry=entry, tensors=len(found), weights_elements=params,
         elements=sum(t.numel() for _, t in found), tensor_bytes=nbytes, storages=len(locations),
         shared_tensors=shared,
         dtypes=dict(sorted(Counter(str(t.dtype).replace("torch.", "") for _, t in found).items())),
@@ -436,7 +453,7 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": a warning would print paths
             warnings.simplefilter("ignore")
-            obj = load_checkpoint(path, map_location=record, weights_only=True)
+            obj = load_checkpoint(path, map_location=record, weights_only=True, mmap=True)
     except CheckpointError as e:
         cause = e.__cause__
         if isinstance(cause, pickle.UnpicklingError) and "Weights only load failed" in str(cause):

@@ -71,7 +71,7 @@ def test_inspect_table(files):
     r = cli("inspect", "last.pt", cwd=files)
     assert r.returncode == 0, r.stderr
     assert "checkpoint last.pt" in r.stdout and "prefixes        module." in r.stdout
-    assert "['model']: 67 parameters" in r.stdout and "epoch, model" in r.stdout
+    assert "['model']: 67 elements" in r.stdout and "epoch, model" in r.stdout
     assert str(files) not in r.stdout and r.stderr == ""
 
 
@@ -79,7 +79,8 @@ def test_inspect_json(files):
     r = cli("inspect", "w.safetensors", "--json", cwd=files)
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["format"] == "safetensors" and data["parameters"] == 67 and data["metadata"] == {"epoch": "2"}
+    assert data["format"] == "safetensors" and data["weights_elements"] == 67 and "parameters" not in data
+    assert data["metadata"] == {"epoch": "2"}
     data = json.loads(cli("inspect", "w.pth", "--json", cwd=files).stdout)
     assert data["saved_on"] == {"cpu": 4} and data["dtypes"] == {"float32": 4} and data["safe_to_load"]
 

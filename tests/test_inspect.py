@@ -46,9 +46,9 @@ def test_state_dict(tmp_path, model):
     torch.save(model.state_dict(), p)
     r = inspect_checkpoint(p)
     assert r.format == "torch.save (zip archive)" and r.safe_to_load and r.refused_globals == []
-    assert r.weights_entry == "" and r.tensors == 4 and r.parameters == 67 and r.tensor_bytes == 67 * 4
+    assert r.weights_entry == "" and r.tensors == 4 and r.weights_elements == 67 and r.tensor_bytes == 67 * 4
     assert r.dtypes == {"float32": 4} and r.saved_on == {"cpu": 4} and r.prefixes == []
-    assert "67 parameters" in str(r) and "<table>" in r._repr_html_()
+    assert "67 elements" in str(r) and "parameters" not in str(r) and "<table>" in r._repr_html_()
 
 
 def test_training_checkpoint_nested_with_prefix(tmp_path, model):
@@ -56,7 +56,7 @@ def test_training_checkpoint_nested_with_prefix(tmp_path, model):
     torch.save(_training_ckpt(model, "module._orig_mod."), p)
     r = inspect_checkpoint(p)
     assert r.top_level_keys == ["epoch", "metrics", "model", "optimizer"]
-    assert r.weights_entry == "model" and r.parameters == 67
+    assert r.weights_entry == "model" and r.weights_elements == 67
     assert r.tensors > 4 and r.elements > 67  # optimizer moments and step counters are counted too
     assert r.prefixes == ["module.", "_orig_mod."]
 
@@ -65,7 +65,7 @@ def test_legacy_format(tmp_path, model):
     p = tmp_path / "old.pth"
     torch.save(model.state_dict(), p, _use_new_zipfile_serialization=False)
     r = inspect_checkpoint(p)
-    assert r.format == "torch.save (legacy format)" and r.parameters == 67
+    assert r.format == "torch.save (legacy format)" and r.weights_elements == 67
 
 
 def test_shared_storage_reported(tmp_path):
@@ -110,7 +110,7 @@ def test_safetensors(tmp_path, model):
     p = tmp_path / "w.safetensors"
     save_file({"module." + k: v for k, v in model.state_dict().items()}, p, metadata={"epoch": "3"})
     r = inspect_checkpoint(p)
-    assert r.format == "safetensors" and r.tensors == 4 and r.parameters == 67 and r.tensor_bytes == 268
+    assert r.format == "safetensors" and r.tensors == 4 and r.weights_elements == 67 and r.tensor_bytes == 268
     assert r.metadata == {"epoch": "3"} and r.prefixes == ["module."] and r.saved_on == {}
 
 
