@@ -138,6 +138,12 @@ def test_cell_problems():
     assert problems(_cell(error=("AssertionError", "weights differ\ndetail"))) == ["raised AssertionError: weights differ"]
     assert problems(_cell(error=("AssertionError", ""))) == ["raised AssertionError"]
     assert problems(_cell(error=("KeyError", "'x'"), tags=["nbval-ignore-output"])) == ["raised KeyError: 'x'"]
+    cpu_host_error = ["raises-exception", "raises-without-cuda"]  # 06: torch.load of a GPU file
+    assert problems(_cell(tags=cpu_host_error)) == []
+    assert problems(_cell(tags=cpu_host_error), cuda=False) == ["tagged raises-exception but did not raise"]
+    assert problems(_cell(error=("RuntimeError", "Attempting..."), tags=cpu_host_error), cuda=False) == []
+    assert problems(_cell(error=("RuntimeError", "Attempting..."), tags=cpu_host_error)) == [
+        "tagged raises-without-cuda, but raised with CUDA too: RuntimeError: Attempting..."]
     gpu_skip = _cell(GPU_SRC, stdout="skipped: no CUDA (needs a GPU)\n")
     assert problems(gpu_skip) == ["its GPU branch was not taken although CUDA is available: "
                                   "printed 'skipped: no CUDA (needs a GPU)'"]

@@ -39,6 +39,11 @@ the same numbers nbval prints)
   nbval); when any cell printed a skip line although CUDA is available (the rule applies to
   every cell, not only those with a recognised branch, so a CUDA test hidden in a helper is
   caught too); when a cell timed out, the kernel died, or the notebook could not be read.
+* **An error that only a CPU host gives.** A cell that shows the error a machine *without*
+  CUDA raises (``torch.load`` of a GPU checkpoint without ``map_location``) carries
+  ``raises-exception`` for nbval on the CPU and, in addition, ``raises-without-cuda``: with
+  CUDA it must then run *without* an error (the file simply loads onto the GPU), and an error
+  there is the failure.
 
 Exit status: ``0`` every notebook passed and the fixtures match; ``1`` something failed (the
 report says what); ``2`` bad command line; ``3`` no CUDA here, nothing was run. Without CUDA
@@ -183,7 +188,10 @@ def cell_problems(cell: Mapping[str, Any], cuda_available: bool) -> list[str]:
     tags = cell.get("metadata", {}).get("tags", [])
     error = cell_error(cell)
     problems = []
-    if "raises-exception" in tags:
+    if cuda_available and "raises-without-cuda" in tags:
+        if error is not None:
+            problems.append(f"tagged raises-without-cuda, but raised with CUDA too: {error}")
+    elif "raises-exception" in tags:
         if error is None and cell.get("execution_count") is not None:
             problems.append("tagged raises-exception but did not raise")
     elif error is not None:
