@@ -8,6 +8,7 @@
 #   make notebooks  re-execute every notebook in place, top to bottom (regenerates stored outputs)
 #                   NB=notebooks/03_x.ipynb make notebooks  re-executes just one
 
+SHELL := bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -34,8 +35,16 @@ $(BIN)/python:
 
 # Reinstalls only when requirements.txt or pyproject.toml changed since the last install.
 $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
-	touch $(STAMP)
+	@echo "Installing requirements.txt and labs_utils into $(VENV)/ (first time only)."
+	@echo "With the CPU build of torch already present this takes about 1 minute (1.5 GB); on Linux a"
+	@echo "plain install gets the CUDA build of torch: about 3 minutes and 5 GB (see README, Install)."
+	@start=$$(date +%s); \
+	$(BIN)/python -m pip install --progress-bar off -r requirements.txt -e . \
+		| grep -E --line-buffered '^(Collecting|Successfully installed)' \
+		| sed -u -e 's/ (from .*//' -e 's/^Successfully installed \(.\{0,70\}\).*/installed \1.../' -e 's/^/  pip: /'; \
+	status=$${PIPESTATUS[0]}; [ $$status -eq 0 ] || { echo "pip install failed (exit $$status): see the messages above"; exit $$status; }; \
+	echo "Setup done in $$(( $$(date +%s) - start )) s."
+	@touch $(STAMP)
 
 lab: setup
 	$(BIN)/jupyter lab $(LAB_FLAGS) --notebook-dir=notebooks
