@@ -1,44 +1,87 @@
 """Checks for notebooks/12_capstone_lab.ipynb. Each fix is checked against the lesson that teaches
-it, and a failing check names that notebook to revisit."""
+it, and a failing check names that notebook to revisit.
+
+The checks try each answer on several cases of their own (two model classes, two optimizers,
+DDP and plain files) and look at the effect, not only the return value: the file written, the
+arguments ``torch.load`` and ``load_state_dict`` really received (seen with
+``crash.watching``, however the answer names them), and, for the atomic save, what a real
+``SIGKILL`` at each of the answer's write calls leaves on disk (``crash.kill_at``).
+"""
 from __future__ import annotations
 
+import io
 import os
+import re
+import shutil
+import stat
 import tempfile
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from . import NotAttempted, Wrong, call_answer, exercise, spy
+from . import Wrong, as_int, call_answer, exercise, isolated_safe_globals, run_answer, spy
+from . import crash
 
 __all__: list[str] = []
 
 
-def _model(seed: int = 0) -> nn.Module:
+def _net(seed: int = 0) -> nn.Module:
     from ..models import Net
 
     torch.manual_seed(seed)
     return Net()
 
 
-def _call_saver(fn, *args, path: Path) -> None:
-    """Call a learner's save function (it returns nothing by design). A function that neither
-    returns nor writes anything is still the placeholder: "not attempted yet"."""
-    if not callable(fn):
-        raise Wrong(f"expected a function, got {type(fn).__name__}")
-    try:
-        out = fn(*args)
-    except NotImplementedError:
-        raise NotAttempted from None
-    except Exception as e:
-        raise Wrong(f"your function raised {type(e).__name__}: {e}") from None
+def _cnn(seed: int = 0) -> nn.Module:
+    """A SmallCNN whose BatchNorm buffers are not their defaults (one forward pass in train mode)."""
+    from ..models import SmallCNN
+
+    torch.manual_seed(seed)
+    model = SmallCNN(dropout=0.0)
+    with torch.no_grad():
+        model(torch.randn(8, 1, 16, 16))
+    return model
+
+
+def _load(path: Path, **kwargs: Any) -> Any:
+    """The check's own torch.load: weights_only=True, on the CPU, quiet."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
+
+
+def _refused_global(err: BaseException) -> str | None:
+    m = re.search(r"GLOBAL (\S+) was not an allowed global", str(err))
+    return m.group(1) if m else None
+
+
+def _run_saver(fn: Any, *args: Any, path: Path) -> None:
+    """Run a learner's save function (it returns nothing by design); the file must appear."""
+    run_answer(fn, *args)
     if not Path(path).exists():
-        if out is None or out is Ellipsis:
-            raise NotAttempted
-        raise Wrong(f"nothing was written to {Path(path).name}")
+        raise Wrong(f"your function ran, but nothing was written to {Path(path).name}: save to the path "
+                    "it was given")
 
 
-# ---------------------------------------------------------------- fault 1: whole-model file
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype
+                    and a.shape == b.shape and torch.equal(a, b))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() != b.keys() or any(_differs(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) != len(b) or any(_differs(x, y) for x, y in zip(a, b))
+    return a != b
+
+
+# ================================================================ fault 1: whole-model file
+NB1 = "01_state_dict_basics"
+
+
 def _save_whole(model, path):
     torch.save(model, path)
 
@@ -47,43 +90,145 @@ def _save_params_only(model, path):
     torch.save(dict(model.named_parameters()), path)
 
 
-@exercise("capstone_save_for_serving", notebook="01_state_dict_basics", wrong=[
+def _save_method(model, path):
+    torch.save(model.state_dict, path)  # the method, not its result
+
+
+def _save_wrapped(model, path):
+    torch.save({"model": model.state_dict()}, path)
+
+
+def _save_params_detached(model, path):
+    torch.save({k: v.detach() for k, v in model.named_parameters()}, path)
+
+
+def _save_half(model, path):
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, path)
+
+
+def _save_numpy(model, path):
+    torch.save({k: v.numpy() for k, v in model.state_dict().items()}, path)
+
+
+def _save_other_model(model, path):
+    torch.save(type(model)().state_dict(), path)  # like using the notebook's global `model`
+
+
+def _save_keep_vars(model, path):
+    torch.save(model.state_dict(keep_vars=True), path)
+
+
+def _save_detached_copy(model, path):
+    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, path)
+
+
+def _save_with_helper(model, path):
+    from ..checkpoints import save_checkpoint
+
+    save_checkpoint(model.state_dict(), path)
+
+
+def _serving_refusal(err: BaseException) -> str:
+    name = _refused_global(err) or ""
+    if "TorchScript" in str(err):
+        return ("torch.load refuses the file with weights_only=True: it is a TorchScript archive (torch.jit.save); "
+                "a server that loads weights wants model.state_dict() saved with torch.save")
+    if name in ("getattr", "builtins.getattr"):
+        return ("the file holds the method model.state_dict itself (pickled as getattr(model, 'state_dict')), "
+                "not its result: call it, torch.save(model.state_dict(), path)")
+    if name.startswith("numpy"):
+        return (f"torch.load refuses the file with weights_only=True: it holds NumPy arrays ({name}); keep the "
+                "tensors of model.state_dict() as they are")
+    if name:
+        return (f"torch.load refuses the file with weights_only=True: it holds a whole model object ({name}); "
+                "save model.state_dict() instead")
+    return f"torch.load refuses the file with weights_only=True ({type(err).__name__}); save model.state_dict()"
+
+
+@exercise("capstone_save_for_serving", notebook=NB1, wrong=[
     (_save_whole, "whole model"),
     (_save_params_only, "detach"),
-])
+    (_save_method, "call it"),
+    (_save_wrapped, "state_dict itself"),
+    (_save_params_detached, "buffers"),
+    (_save_half, "float16"),
+    (_save_numpy, "numpy"),
+    (_save_other_model, "model you were given"),
+    (_save_keep_vars, "require grad"),
+], right=[_save_detached_copy, _save_with_helper])
 def capstone_save_for_serving(fn) -> str:
-    """``fn(model, path)`` writes a file that safe loading accepts and that holds the state_dict."""
-    model = _model()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "best.pth"
-        _call_saver(fn, model, path, path=path)
-        try:
-            saved = torch.load(path)  # weights_only=True, as a server would load it
-        except Exception:
-            raise Wrong("torch.load refuses the file with weights_only=True: it holds a whole model object; "
-                        "save model.state_dict() instead") from None
-    if not isinstance(saved, dict) or not saved:
-        raise Wrong("the file should hold model.state_dict(), a dict of names to tensors")
-    if any(isinstance(v, torch.Tensor) and v.requires_grad for v in saved.values()):
-        raise Wrong("the file holds parameters that still require grad (named_parameters()); "
-                    "save model.state_dict(), whose tensors are detached and include buffers")
-    if set(saved) != set(model.state_dict()):
-        raise Wrong("the keys differ from model.state_dict(); save exactly that")
+    """``fn(model, path)`` writes a file that safe loading accepts and that holds the state_dict
+    of the model it was given (tried on a Net and on a SmallCNN with BatchNorm buffers)."""
+    for make in (_net, _cnn):
+        model = make(5)
+        expected = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        buffers = {name for name, _ in model.named_buffers() if name in expected}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "best.pth"
+            _run_saver(fn, model, path, path=path)
+            try:
+                saved = _load(path)
+            except Exception as e:
+                raise Wrong(_serving_refusal(e)) from None
+        what = type(model).__name__
+        if not isinstance(saved, Mapping):
+            raise Wrong(f"the file holds a {type(saved).__name__}, not a state_dict: save model.state_dict(), "
+                        "a dict of names to tensors")
+        if set(saved) != set(expected):
+            inner = [v for v in saved.values() if isinstance(v, Mapping)]
+            if len(saved) == 1 and inner:
+                raise Wrong(f"the file holds a dict around the state_dict ({{{next(iter(saved))!r}: ...}}): the "
+                            "server calls model.load_state_dict(torch.load(path)), so save the state_dict itself")
+            missing = sorted(set(expected) - set(saved))
+            if missing and set(missing) <= buffers:
+                raise Wrong(f"with a {what}, the file misses its buffers ({missing[0]}, ...): named_parameters() "
+                            "leaves out BatchNorm's running statistics; save model.state_dict()")
+            extra = sorted(set(saved) - set(expected))
+            raise Wrong(f"with a {what}, the keys differ from model.state_dict() (missing {missing[:2]}, extra "
+                        f"{extra[:2]}): save exactly model.state_dict()")
+        for k, want in expected.items():
+            got = saved[k]
+            if not isinstance(got, torch.Tensor):
+                raise Wrong(f"{k} is a {type(got).__name__} in the file, not a tensor: save model.state_dict()")
+            if got.requires_grad:
+                raise Wrong("the file holds parameters that still require grad (named_parameters() or "
+                            "keep_vars=True); save model.state_dict(), whose tensors are detached and include buffers")
+            if got.dtype != want.dtype:
+                raise Wrong(f"{k} was saved as {str(got.dtype).replace('torch.', '')}, the model holds "
+                            f"{str(want.dtype).replace('torch.', '')}: keep the model's dtype")
+            if not torch.equal(got, want):
+                raise Wrong(f"with a {what}, {k} does not hold the values of the model you were given: save the "
+                            "state_dict of the `model` argument, not of another model")
     return "the serving file is a plain state_dict that loads with weights_only=True."
 
 
-# ---------------------------------------------------------------- fault 2: resume without optimizer
-def _resume_setup(seed: int = 0):
-    model = _model(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+# ================================================================ fault 2: resume without optimizer
+NB2 = "04_checkpoints_and_resume"
+
+
+def _resume_setup(kind: str, seed: int = 0):
+    if kind == "adamw":
+        model = _net(seed)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    else:  # a model with BatchNorm buffers, SGD with momentum, another scheduler
+        from ..models import SmallCNN
+
+        torch.manual_seed(seed)
+        model = SmallCNN(dropout=0.0)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 4], gamma=0.3)
     return model, optimizer, scheduler
 
 
 def _steps(model, optimizer, scheduler, n: int, data: torch.Generator) -> None:
+    from ..models import Net
+
     for _ in range(n):
-        x = torch.randn(16, 32, generator=data)
-        y = torch.randint(0, 10, (16,), generator=data)
+        if isinstance(model, Net):
+            x, y = torch.randn(16, 32, generator=data), torch.randint(0, 10, (16,), generator=data)
+        else:
+            x, y = torch.randn(8, 1, 16, 16, generator=data), torch.randint(0, 4, (8,), generator=data)
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
@@ -99,53 +244,176 @@ def _save_no_scheduler(model, optimizer, scheduler, epoch, path):
 
 
 def _save_wrong_optimizer_state(model, optimizer, scheduler, epoch, path):
-    fresh = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    fresh = type(optimizer)(model.parameters(), **{"lr": optimizer.defaults["lr"]})
     torch.save({"model": model.state_dict(), "optimizer": fresh.state_dict(),
                 "scheduler": scheduler.state_dict(), "epoch": epoch}, path)
 
 
-@exercise("capstone_save_for_resume", notebook="04_checkpoints_and_resume", wrong=[
+def _save_param_groups_only(model, optimizer, scheduler, epoch, path):
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()["param_groups"],
+                "scheduler": scheduler.state_dict(), "epoch": epoch}, path)
+
+
+def _save_optimizer_object(model, optimizer, scheduler, epoch, path):
+    torch.save({"model": model.state_dict(), "optimizer": optimizer,
+                "scheduler": scheduler.state_dict(), "epoch": epoch}, path)
+
+
+def _save_last_lr(model, optimizer, scheduler, epoch, path):
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.get_last_lr(), "epoch": epoch}, path)
+
+
+def _save_lr_scheduler_key(model, optimizer, scheduler, epoch, path):
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict(), "epoch": epoch}, path)
+
+
+def _save_parameters_only_model(model, optimizer, scheduler, epoch, path):
+    torch.save({"model": {k: v.detach() for k, v in model.named_parameters()}, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch}, path)
+
+
+def _save_next_epoch(model, optimizer, scheduler, epoch, path):
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch + 1}, path)
+
+
+def _save_torch_version(model, optimizer, scheduler, epoch, path):
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch, "version": torch.__version__}, path)
+
+
+def _save_list(model, optimizer, scheduler, epoch, path):
+    torch.save([model.state_dict(), optimizer.state_dict(), scheduler.state_dict(), epoch], path)
+
+
+def _save_resume_deepcopy(model, optimizer, scheduler, epoch, path):
+    import copy
+
+    from ..checkpoints import capture_rng_state
+
+    torch.save(dict(model=model.state_dict(), optimizer=copy.deepcopy(optimizer.state_dict()),
+                    scheduler=scheduler.state_dict(), epoch=int(epoch), rng=capture_rng_state(),
+                    version=str(torch.__version__)), path)
+
+
+_OBJECTS = {"torch.optim.lr_scheduler": "scheduler", "torch.optim": "optimizer", "labs_utils.models": "model"}
+
+
+@exercise("capstone_save_for_resume", notebook=NB2, wrong=[
     (_save_model_only, "optimizer"),
     (_save_no_scheduler, "scheduler"),
     (_save_wrong_optimizer_state, "differs"),
-])
+    (_save_param_groups_only, "param_groups alone"),
+    (_save_optimizer_object, "optimizer object"),
+    (_save_last_lr, "get_last_lr"),
+    (_save_lr_scheduler_key, "'lr_scheduler'"),
+    (_save_parameters_only_model, "buffers"),
+    (_save_next_epoch, "epoch you were given"),
+    (_save_torch_version, "TorchVersion"),
+    (_save_list, "one dict"),
+], right=[_save_resume_deepcopy])
 def capstone_save_for_resume(fn) -> str:
-    """``fn(model, optimizer, scheduler, epoch, path)`` writes a checkpoint with the keys
-    "model", "optimizer", "scheduler" and "epoch" from which training resumes exactly."""
-    straight = _resume_setup()
-    _steps(*straight, n=6, data=torch.Generator().manual_seed(1))
+    """``fn(model, optimizer, scheduler, epoch, path)`` writes one dict with the keys "model",
+    "optimizer", "scheduler" and "epoch" from which training resumes exactly. Tried with
+    Net + AdamW + StepLR and with SmallCNN (BatchNorm buffers) + SGD momentum + MultiStepLR."""
+    for kind, epoch in (("adamw", 3), ("sgd", 4)):
+        straight = _resume_setup(kind)
+        _steps(*straight, n=2 * epoch, data=torch.Generator().manual_seed(1))
 
-    data = torch.Generator().manual_seed(1)
-    first = _resume_setup()
-    _steps(*first, n=3, data=data)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "last.pth"
-        _call_saver(fn, *first, 3, path, path=path)
-        try:
-            ckpt = torch.load(path)
-        except Exception as e:
-            why = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), type(e).__name__)
-            raise Wrong(f"the checkpoint does not load with weights_only=True ({why}); store plain Python "
-                        "values, e.g. str(torch.__version__) rather than torch.__version__") from None
-    if not isinstance(ckpt, dict):
-        raise Wrong("save one dict with the keys 'model', 'optimizer', 'scheduler' and 'epoch'")
-    for key in ("model", "optimizer", "scheduler", "epoch"):
-        if key not in ckpt:
-            raise Wrong(f"the checkpoint has no '{key}' entry: without the {key} state the resumed run "
-                        "is not the run you interrupted")
-    model, optimizer, scheduler = _resume_setup(seed=99)  # fresh objects, as in a new process
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    _steps(model, optimizer, scheduler, n=3, data=data)  # the data stream goes on where it stopped
-    for (k, a), b in zip(straight[0].state_dict().items(), model.state_dict().values()):
-        if not torch.equal(a, b):
-            raise Wrong(f"after resuming, {k} differs from the uninterrupted run: save the live "
-                        "optimizer.state_dict() and scheduler.state_dict()")
+        data = torch.Generator().manual_seed(1)
+        first = _resume_setup(kind)
+        _steps(*first, n=epoch, data=data)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "last.pth"
+            _run_saver(fn, *first, epoch, path, path=path)
+            try:
+                ckpt = _load(path)
+            except Exception as e:
+                raise Wrong(_resume_refusal(e)) from None
+        model, optimizer, scheduler = _resume_setup(kind, seed=99)  # fresh objects, as in a new process
+        _check_resume_entries(ckpt, first, epoch)
+        for key, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler)):
+            try:
+                obj.load_state_dict(ckpt[key])
+            except Exception as e:
+                raise Wrong(f"{type(obj).__name__}.load_state_dict refuses the '{key}' entry "
+                            f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}): save "
+                            f"{key}.state_dict() of the live object") from None
+        if optimizer.state_dict()["state"].keys() != first[1].state_dict()["state"].keys() or _differs(
+                optimizer.state_dict()["state"], first[1].state_dict()["state"]):
+            raise Wrong(f"with {type(optimizer).__name__}, the optimizer state in the file differs from the live "
+                        "optimizer's (its moments or momentum buffers): save optimizer.state_dict() of the "
+                        "optimizer you were given")
+        _steps(model, optimizer, scheduler, n=epoch, data=data)  # the data stream goes on where it stopped
+        for (k, a), b in zip(straight[0].state_dict().items(), model.state_dict().values()):
+            if not torch.equal(a, b):
+                raise Wrong(f"after resuming, {k} differs from the uninterrupted run: save the live "
+                            "optimizer.state_dict() and scheduler.state_dict()")
     return "resuming from your checkpoint gives bit-identical weights to the uninterrupted run."
 
 
-# ---------------------------------------------------------------- fault 3: DDP prefix
+def _resume_refusal(err: BaseException) -> str:
+    name = _refused_global(err)
+    if name is None:
+        return (f"the checkpoint does not load with weights_only=True ({type(err).__name__}); save one dict of "
+                "state_dicts")
+    for module, what in _OBJECTS.items():
+        if name.startswith(module):
+            return (f"the checkpoint holds the {what} object itself ({name}), which weights_only=True refuses: "
+                    f"store {what}.state_dict()")
+    return (f"the checkpoint does not load with weights_only=True (Unsupported global {name}); store plain Python "
+            "values, e.g. str(torch.__version__) rather than torch.__version__ (a TorchVersion)")
+
+
+def _check_resume_entries(ckpt: Any, live: tuple, epoch: int) -> None:
+    """Specific hints for entries of the wrong kind, before anything is loaded."""
+    model, optimizer, scheduler = live
+    if not isinstance(ckpt, Mapping):
+        raise Wrong(f"the file holds a {type(ckpt).__name__}: save one dict with the keys 'model', 'optimizer', "
+                    "'scheduler' and 'epoch'")
+    for key in ("model", "optimizer", "scheduler", "epoch"):
+        if key not in ckpt:
+            near = [k for k in ckpt if isinstance(k, str) and key in k.lower() and k != key]
+            named = f" (you named it {near[0]!r}; the task and resume() use {key!r})" if near else ""
+            raise Wrong(f"the checkpoint has no '{key}' entry{named}: without the {key} state the resumed run "
+                        "is not the run you interrupted")
+    state = ckpt["model"]
+    if not isinstance(state, Mapping):
+        raise Wrong(f"the 'model' entry is a {type(state).__name__}: save model.state_dict()")
+    missing = sorted(set(model.state_dict()) - set(state))
+    if missing:
+        kind = "buffers (BatchNorm's running statistics)" if any("running" in k or "batches" in k
+                                                                   for k in missing) else "entries"
+        raise Wrong(f"with {type(model).__name__}, the 'model' entry misses {kind}, e.g. {missing[0]}: "
+                    "save model.state_dict(), not named_parameters()")
+    opt = ckpt["optimizer"]
+    if isinstance(opt, (list, tuple)):
+        raise Wrong("the 'optimizer' entry is a list (param_groups alone?): param_groups alone hold the learning "
+                    "rates but not the optimizer's running state (Adam's moments, SGD's momentum); save "
+                    "optimizer.state_dict(), a dict with 'state' and 'param_groups'")
+    if not isinstance(opt, Mapping) or not {"state", "param_groups"} <= set(opt):
+        have = sorted(opt) if isinstance(opt, Mapping) else type(opt).__name__
+        raise Wrong(f"the 'optimizer' entry should be optimizer.state_dict(), a dict with 'state' and "
+                    f"'param_groups'; got {have}")
+    sched = ckpt["scheduler"]
+    if isinstance(sched, (list, tuple)):
+        raise Wrong("the 'scheduler' entry is a list (scheduler.get_last_lr()?): the learning rate alone does not "
+                    "tell the scheduler where it is in its schedule; save scheduler.state_dict()")
+    if not isinstance(sched, Mapping) or "last_epoch" not in sched:
+        raise Wrong(f"the 'scheduler' entry should be scheduler.state_dict() (a dict with 'last_epoch'); got "
+                    f"{type(sched).__name__}")
+    got = as_int(ckpt["epoch"], "the 'epoch' entry")
+    if got != epoch:
+        raise Wrong(f"the 'epoch' entry holds {got}, but the function was given epoch={epoch}: store the epoch "
+                    "you were given (the resume code decides where to go on from it)")
+
+
+# ================================================================ fault 3: DDP prefix
+NB3 = "07_ddp_and_wrapper_prefixes"
+
+
 def _load_strict(path):
     from ..models import Net
 
@@ -162,13 +430,94 @@ def _load_non_strict(path):
     return model
 
 
-@exercise("capstone_load_ddp_weights", notebook="07_ddp_and_wrapper_prefixes", wrong=[
+def _load_stripped_non_strict(path):
+    from ..models import Net
+
+    state = {k.removeprefix("module."): v for k, v in torch.load(path).items()}
+    model = Net()
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def _load_into_data_parallel(path):
+    from ..models import Net
+
+    state = torch.load(path)
+    if not next(iter(state)).startswith("module."):
+        state = {f"module.{k}": v for k, v in state.items()}
+    model = nn.DataParallel(Net())
+    model.load_state_dict(state)
+    return model
+
+
+def _load_slice_every_key(path):
+    from ..models import Net
+
+    model = Net()
+    model.load_state_dict({k[7:]: v for k, v in torch.load(path).items()})
+    return model
+
+
+def _load_returns_result(path):
+    from ..models import Net
+
+    state = {k.removeprefix("module."): v for k, v in torch.load(path).items()}
+    return Net().load_state_dict(state)
+
+
+def _load_only_ddp_files(path):
+    from ..models import Net
+
+    state = torch.load(path)
+    model = Net()
+    if next(iter(state)).startswith("module."):
+        model.load_state_dict({k[len("module."):]: v for k, v in state.items()})
+    return model  # a plain file: nothing loaded
+
+
+def _load_positional_false(path):
+    from ..models import Net
+
+    state = torch.load(path)
+    torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, "module.")
+    model = Net()
+    model.load_state_dict(state, False)
+    return model
+
+
+def _load_normalize_keys(path):
+    from ..models import Net
+    from ..prefixes import normalize_keys
+
+    model = Net()
+    model.load_state_dict(normalize_keys(torch.load(path, map_location="cpu", weights_only=True)))
+    return model
+
+
+def _load_removeprefix(path):
+    from ..models import Net
+
+    model = Net()
+    model.load_state_dict({k.removeprefix("module."): v for k, v in torch.load(path).items()}, strict=True)
+    return model
+
+
+@exercise("capstone_load_ddp_weights", notebook=NB3, wrong=[
     (_load_strict, "module."),
-    (_load_non_strict, "not loaded"),
-])
+    (_load_non_strict, "strict=False hides"),
+    (_load_stripped_non_strict, "strictly"),
+    (_load_positional_false, "strictly"),
+    (_load_into_data_parallel, "plain net"),
+    (_load_slice_every_key, "plain file"),
+    (_load_returns_result, "_IncompatibleKeys"),
+    (_load_only_ddp_files, "was not loaded"),
+], right=[_load_normalize_keys, _load_removeprefix])
 def capstone_load_ddp_weights(fn) -> str:
-    """``fn(path)`` returns a plain ``Net`` loaded from a file saved with or without a DDP ``module.`` prefix."""
-    reference = _model(3)
+    """``fn(path)`` returns a plain ``Net`` loaded strictly from a file saved with or without a
+    DDP ``module.`` prefix."""
+    from ..models import Net
+
+    reference = _net(3)
     cases = {
         "a DDP file (module. prefix)": {f"module.{k}": v for k, v in reference.state_dict().items()},
         "a plain file": reference.state_dict(),
@@ -177,20 +526,82 @@ def capstone_load_ddp_weights(fn) -> str:
         for what, sd in cases.items():
             path = Path(tmp) / "w.pth"
             torch.save(sd, path)
-            try:
-                model = call_answer(fn, path)
-            except Wrong as w:
-                raise Wrong(f"with {what}: {w}; strip the leading 'module.' that DDP adds") from None
-            if not isinstance(model, nn.Module):
-                raise Wrong(f"return the loaded model, got {type(model).__name__}")
+            with crash.watching(torch.serialization.load, nn.Module.load_state_dict) as seen:
+                try:
+                    model = call_answer(fn, path)
+                except Wrong as w:
+                    raise Wrong(_ddp_failure(what, str(w))) from None
+            loads = seen.arguments.get(torch.serialization.load, [])
+            if loads and not any(_same_file(a.get("f"), path) for a in loads):
+                raise Wrong(f"with {what}: your function read another file, not the path it was given")
+            non_strict = [a for a in seen.arguments.get(nn.Module.load_state_dict, [])
+                          if not a.get("strict", True) and isinstance(a.get("self"), Net)]
+            if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+                raise Wrong(f"with {what}: you returned the Net wrapped in {type(model).__name__}, whose keys "
+                            "start with 'module.'; serving wants the plain Net: strip the prefix from the file's "
+                            "keys instead")
+            if not isinstance(model, Net):
+                raise Wrong(f"return the loaded model (a Net), got {type(model).__name__}")
             for k, v in reference.state_dict().items():
-                if k not in model.state_dict() or not torch.equal(model.state_dict()[k], v):
-                    raise Wrong(f"with {what}, {k} was not loaded (strict=False hides this): strip a "
-                                "leading 'module.' and load strictly")
+                if not torch.equal(model.state_dict()[k], v):
+                    if non_strict:
+                        raise Wrong(f"with {what}, {k} was not loaded (strict=False hides this: it skips every key "
+                                    "that does not match): strip a leading 'module.' and load strictly")
+                    raise Wrong(f"with {what}, {k} was not loaded into the Net you returned: load the file's "
+                                "state_dict (prefix stripped) into that Net")
+            if non_strict:
+                raise Wrong(f"with {what}, the weights loaded, but with strict=False: the task says strictly, "
+                            "because strict=False also accepts a file that misses weights or holds another "
+                            "model's, without a word. Strip the prefix and keep strict=True")
     return "DDP and plain files both load, strictly, into the plain model."
 
 
-# ---------------------------------------------------------------- fault 4: a GPU file on a CPU host
+def _same_file(f: Any, path: Path) -> bool:
+    """Whether torch.load's ``f`` is the file at ``path`` (a path, or a file object opened on it)."""
+    name = f if isinstance(f, (str, os.PathLike)) else getattr(f, "name", None)
+    if isinstance(name, (str, os.PathLike)):
+        try:
+            return os.path.samefile(name, path)
+        except OSError:
+            return False
+    return hasattr(f, "read")  # a file object of unknown origin (BytesIO of the file's bytes, say)
+
+
+def _ddp_failure(what: str, message: str) -> str:
+    unexpected = re.search(r'Unexpected key\(s\) in state_dict: "([^"]+)"', message)
+    if unexpected and unexpected.group(1).startswith("module.") and "DDP" in what:
+        return (f"with {what}: the keys still start with 'module.' ({unexpected.group(1)}); strip that leading "
+                "'module.' that DDP adds before load_state_dict")
+    if unexpected and "plain" in what:
+        return (f"with {what}: your function changed keys that have no prefix (it produced "
+                f"{unexpected.group(1)!r}); strip 'module.' only where a key starts with it")
+    return f"with {what}: {message.removeprefix('your function raised ')}; strip the leading 'module.' that DDP adds"
+
+
+# ================================================================ fault 4: a GPU file on a CPU host
+NB4 = "06_devices_and_map_location"
+
+# What torch says when code asks for a GPU that is not there. The words depend on the build of
+# torch and on the machine: the CPU-only build, the CUDA build without an NVIDIA driver, the
+# CUDA build with a driver but no visible GPU, torch.load without map_location.
+_NO_GPU = re.compile("|".join([
+    r"Attempting to deserialize object on a CUDA device",
+    r"torch\.cuda\.is_available\(\) is False",
+    r"Found no NVIDIA driver",
+    r"Torch not compiled with CUDA enabled",
+    r"No CUDA GPUs are available",
+    r"no CUDA-capable device is detected",
+    r"CUDA driver initialization failed",
+    r"CUDA driver version is insufficient",
+    r"invalid device ordinal",
+]), re.IGNORECASE)
+
+
+def needs_a_gpu(message: str) -> bool:
+    """True when an error message says, in any build's words, that there is no usable GPU."""
+    return bool(_NO_GPU.search(message))
+
+
 def _load_gpu_default(path):
     from ..models import SimpleModel
 
@@ -207,76 +618,310 @@ def _load_gpu_then_cuda(path):
     return model
 
 
-@exercise("capstone_load_gpu_weights", notebook="06_devices_and_map_location", wrong=[
+def _load_gpu_cuda_prefix_dict(path):
+    from ..models import SimpleModel
+
+    model = SimpleModel()
+    model.load_state_dict(torch.load(path, map_location={"cuda": "cpu"}))
+    return model
+
+
+def _load_gpu_cpu_after(path):
+    from ..models import SimpleModel
+
+    model = SimpleModel()
+    model.load_state_dict(torch.load(path))
+    return model.cpu()
+
+
+def _load_gpu_default_device(path):
+    from ..models import SimpleModel
+
+    with torch.device("cpu"):
+        model = SimpleModel()
+        model.load_state_dict(torch.load(path))
+    return model
+
+
+def _load_gpu_map_cuda(path):
+    from ..models import SimpleModel
+
+    model = SimpleModel()
+    model.load_state_dict(torch.load(path, map_location="cuda:0"))
+    return model
+
+
+def _load_gpu_returns_state(path):
+    return torch.load(path, map_location="cpu")
+
+
+def _load_gpu_device_at_run_time(path):
+    from ..models import SimpleModel
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = SimpleModel()
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return model.to("cpu")
+
+
+def _load_gpu_full_tag_dict(path):
+    from ..models import SimpleModel
+
+    model = SimpleModel()
+    model.load_state_dict(torch.load(path, map_location={"cuda:0": "cpu"}))
+    return model
+
+
+def _load_gpu_lambda(path):
+    from ..models import SimpleModel
+
+    model = SimpleModel()
+    model.load_state_dict(torch.load(path, map_location=lambda storage, location: storage))
+    return model
+
+
+def _maps_to_cpu(map_location: Any, tag: str = "cuda:0") -> bool | None:
+    """Where ``map_location`` sends a tensor saved with the tag ``tag``: True for the CPU, False
+    for somewhere else, None when it cannot be told without loading (a callable)."""
+    if map_location is None:
+        return False
+    if isinstance(map_location, Mapping):
+        return _maps_to_cpu(map_location[tag], tag) if tag in map_location else False
+    if callable(map_location):
+        return None
+    try:
+        return torch.device(map_location).type == "cpu"
+    except (TypeError, RuntimeError, ValueError):
+        return False
+
+
+def _gpu_hint(loads: list[dict[str, Any]], error: str) -> str:
+    first_line = error.strip().splitlines()[0] if error.strip() else ""
+    for args in loads:
+        ml = args.get("map_location")
+        if isinstance(ml, Mapping) and "cuda:0" not in ml:
+            keys = ", ".join(repr(k) for k in ml)
+            return (f"map_location={{{keys}: ...}} remaps only the location tags it names, and a tag is the full "
+                    "device string saved with each tensor: this file's tensors are tagged 'cuda:0' (device index "
+                    "included), so no key matched and torch.load tried the GPU anyway. Use map_location='cpu' "
+                    "(every tag to the CPU) or {'cuda:0': 'cpu'}")
+        if ml is None and _maps_to_cpu(ml) is False:
+            return ("without map_location, torch.load puts the tensors back on the GPU they were saved from "
+                    "('cuda:0'), and the serving host has none; nothing outside torch.load (a later .cpu() or "
+                    ".to(), a default device) changes that, it comes too late. Pass map_location='cpu' (or "
+                    "torch.device('cpu')) to torch.load")
+        if _maps_to_cpu(ml) is False:
+            return (f"map_location={ml!r} sends the tensors to a GPU, and the serving host has none: use "
+                    "map_location='cpu' (or torch.device('cpu'))")
+    return ("your function moves the model to the GPU, and the serving host has none (torch says: " +
+            first_line[:160] + "): keep the model on the CPU, or choose the device at run time with "
+            "torch.cuda.is_available()")
+
+
+@exercise("capstone_load_gpu_weights", notebook=NB4, wrong=[
     (_load_gpu_default, "map_location"),
-    (_load_gpu_then_cuda, "cuda"),
-])
+    (_load_gpu_then_cuda, "moves the model to the gpu"),
+    (_load_gpu_cuda_prefix_dict, "'cuda:0'"),
+    (_load_gpu_cpu_after, "too late"),
+    (_load_gpu_default_device, "too late"),
+    (_load_gpu_map_cuda, "map_location='cpu'"),
+    (_load_gpu_returns_state, "SimpleModel"),
+], right=[_load_gpu_device_at_run_time, _load_gpu_full_tag_dict, _load_gpu_lambda])
 def capstone_load_gpu_weights(fn) -> str:
     """``fn(path)`` returns a ``SimpleModel`` on the CPU loaded from data/gpu_weights_cuda0.pth."""
     from .. import data_file
     from ..models import SimpleModel
 
     path = data_file("gpu_weights_cuda0.pth")
-    with spy(torch, "load") as loads:
-        model = call_answer(fn, path)
-    for _, _, result in loads:
-        tensors = result.values() if isinstance(result, dict) else [result]
-        if any(isinstance(t, torch.Tensor) and t.device.type == "cuda" for t in tensors):
-            raise Wrong("torch.load put the tensors on the GPU: that works only on a host that has one. "
-                        "Pass map_location so the same code runs on the CPU-only serving host")
+    with crash.watching(torch.serialization.load) as seen:
+        try:
+            model = call_answer(fn, path)
+        except Wrong as w:
+            if needs_a_gpu(str(w)):
+                raise Wrong(_gpu_hint(seen.arguments.get(torch.serialization.load, []),
+                                      str(w).removeprefix("your function raised "))) from None
+            raise
+    loads = seen.arguments.get(torch.serialization.load, [])
+    if not any(_same_file(a.get("f"), path) for a in loads):
+        raise Wrong("your function did not torch.load the file it was given (path)")
+    for args in loads:  # on a host with a GPU the default load works: judge the code, not the host
+        if _maps_to_cpu(args.get("map_location")) is False:
+            raise Wrong(_gpu_hint([args], ""))
     if not isinstance(model, SimpleModel):
         raise Wrong(f"return the loaded SimpleModel, got {type(model).__name__}")
-    reference = torch.load(path, map_location="cpu")
+    reference = _load(path)
     for k, v in reference.items():
         t = model.state_dict()[k]
         if t.device.type != "cpu":
-            raise Wrong(f"{k} is on {t.device}; this host has no GPU: keep the model on the CPU")
+            raise Wrong(f"your function moves the model to the GPU ({k} is on {t.device}), and the serving host "
+                        "has none: keep the model on the CPU")
         if not torch.equal(t, v):
             raise Wrong(f"{k} does not hold the file's values: load the state_dict strictly")
     return "the GPU-saved weights are on the CPU, every tensor equal to the file's."
 
 
-# ---------------------------------------------------------------- fault 5: unsafe loading
+# ================================================================ fault 5: unsafe loading
+NB5 = "08_safe_loading"
+
+
 def _load_unsafe(path):
     return torch.load(path, weights_only=False)
 
 
-@exercise("capstone_load_safely", notebook="08_safe_loading", wrong=[
+def _load_default(path):
+    return torch.load(path)
+
+
+def _load_process_wide(path):
+    from ..capstone import RunInfo
+
+    torch.serialization.add_safe_globals([RunInfo])
+    return torch.load(path, weights_only=True)
+
+
+def _load_by_name(path):
+    with torch.serialization.safe_globals(["labs_utils.capstone.RunInfo"]):
+        return torch.load(path, weights_only=True)
+
+
+def _load_fallback(path):
+    from ..capstone import RunInfo
+
+    try:
+        with torch.serialization.safe_globals([RunInfo]):
+            return torch.load(path, weights_only=True)
+    except Exception:
+        return torch.load(path, weights_only=False)
+
+
+def _load_then_validate(path):
+    from ..capstone import RunInfo
+
+    card = torch.load(path, weights_only=False)
+    if not isinstance(card.get("info"), RunInfo):  # too late: unpickling already ran the payload
+        raise ValueError("unexpected object in the model card")
+    return card
+
+
+def _load_swallow(path):
+    from ..capstone import RunInfo
+
+    try:
+        with torch.serialization.safe_globals([RunInfo]):
+            return torch.load(path, weights_only=True)
+    except Exception:
+        return {}
+
+
+def _load_model_only(path):
+    from ..capstone import RunInfo
+
+    with torch.serialization.safe_globals([RunInfo]):
+        return torch.load(path, weights_only=True)["model"]
+
+
+def _load_pair(path):
+    from ..capstone import RunInfo
+
+    with torch.serialization.safe_globals([(RunInfo, "labs_utils.capstone.RunInfo")]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@exercise("capstone_load_safely", notebook=NB5, wrong=[
     (_load_unsafe, "marker"),
-    (lambda path: torch.load(path), "RunInfo"),
-])
+    (_load_default, "RunInfo"),
+    (_load_process_wide, "for this one load"),
+    (_load_by_name, "not strings"),
+    (_load_fallback, "ran its payload"),
+    (_load_then_validate, "too late"),
+    (_load_swallow, "raise"),
+    (_load_model_only, "return what the file holds"),
+], right=[_load_pair])
 def capstone_load_safely(fn) -> str:
-    """``fn(path)`` loads a checkpoint holding weights plus a ``RunInfo``, and refuses a malicious file."""
+    """``fn(path)`` loads a checkpoint holding weights plus a ``RunInfo``, allowing exactly RunInfo
+    for that one load, and refuses a malicious file with an error."""
     from ..capstone import MarkerPayload, RunInfo
 
-    with tempfile.TemporaryDirectory() as tmp:
+    allowed_before = [e for e in torch.serialization.get_safe_globals()
+                      if (e[0] if isinstance(e, tuple) else e) is RunInfo]
+    watch = (torch.serialization.add_safe_globals, torch._weights_only_unpickler._add_safe_globals)
+    with tempfile.TemporaryDirectory() as tmp, isolated_safe_globals():  # judged on its own allowlist
         tmp = Path(tmp)
         good = tmp / "model_card.pth"
         info = RunInfo("capstone", 5, 0.93)
-        torch.save({"model": _model().state_dict(), "info": info}, good)
-        loaded = call_answer(fn, good)
-        if not isinstance(loaded, dict) or loaded.get("info") != info:
-            raise Wrong("return what the file holds (a dict with 'model' and 'info'); to load the RunInfo "
-                        "with weights_only=True, allow exactly that class with torch.serialization.safe_globals([RunInfo])")
+        torch.save({"model": _net().state_dict(), "info": info}, good)
+        with crash.watching(*watch) as seen:
+            try:
+                loaded = call_answer(fn, good)
+            except Wrong as w:
+                _safe_globals_hint(seen, str(w), allowed_before)
+                raise
+        if any(_mentions_runinfo(args.get("safe_globals"))
+               for args in seen.arguments.get(torch.serialization.add_safe_globals, [])):
+            raise Wrong("RunInfo must be allowed for this one load, but add_safe_globals([RunInfo]) allows it for "
+                        "every later torch.load in the process, files from strangers included")
+        if not isinstance(loaded, Mapping) or set(loaded) != {"model", "info"}:
+            raise Wrong("return what the file holds (a dict with 'model' and 'info'); to load the RunInfo with "
+                        "weights_only=True, allow exactly that class with "
+                        "torch.serialization.safe_globals([RunInfo])")
+        if loaded["info"] != info or _differs(dict(loaded["model"]), _net().state_dict()):
+            raise Wrong("the dict you returned does not hold the file's contents: return what torch.load read")
         marker = tmp / "payload_ran.txt"
         bad = tmp / "downloaded.pth"
-        torch.save({"model": _model().state_dict(), "info": MarkerPayload(marker)}, bad)
-        try:
-            fn(bad)
-        except Exception:
-            pass
+        torch.save({"model": _net().state_dict(), "info": MarkerPayload(marker)}, bad)
+        refused = True
+        with crash.watching(torch.serialization.load) as payload_seen:
+            try:
+                out = run_answer(fn, bad)
+                refused = False
+            except Wrong:
+                pass
+        payload_loads = payload_seen.arguments.get(torch.serialization.load, [])
         if marker.exists():
-            raise Wrong("loading the malicious file ran its payload (the marker file appeared): keep "
-                        "weights_only=True and allow only RunInfo, never the callables a payload uses")
+            unsafe = any(a.get("weights_only") is False for a in payload_loads)
+            raise Wrong("loading the malicious file ran its payload (the marker file appeared): "
+                        + ("torch.load with weights_only=False runs the file's code while it unpickles, so a "
+                           "check of what you got afterwards comes too late, and a retry after a refusal hands the "
+                           "choice to the file. " if unsafe else "")
+                        + "Keep weights_only=True and allow only RunInfo, never what a refused file asks for")
+        if not refused:
+            raise Wrong(f"your function returned {type(out).__name__} for the malicious file instead of refusing "
+                        "it: let torch.load's UnpicklingError raise, so the caller knows the file was rejected")
     return "the model card loads with only RunInfo allowed, and the payload never runs."
 
 
-# ---------------------------------------------------------------- fault 6: a save that can tear
+def _mentions_runinfo(entries: Any) -> bool:
+    from ..capstone import RunInfo
+
+    return any((e[0] if isinstance(e, tuple) and e else e) is RunInfo for e in entries or [])
+
+
+def _safe_globals_hint(seen: crash.WriteTrace, message: str, allowed_before: list) -> None:
+    entries = [e for args in seen.arguments.get(torch._weights_only_unpickler._add_safe_globals, [])
+               for e in (args.get("safe_globals") or [])]
+    strings = [e for e in entries if isinstance(e, str)]
+    if strings:
+        raise Wrong(f"safe_globals takes the objects themselves, not strings: pass [RunInfo] (the class you "
+                    f"imported), not [{strings[0]!r}]; torch cannot turn a name into a class (it raised "
+                    f"{message.removeprefix('your function raised ')[:80]})")
+    if "RunInfo" in message and allowed_before and not entries:
+        raise Wrong("torch.load refused RunInfo: your function worked in the notebook only because RunInfo was "
+                    "already allowed for the whole process (an add_safe_globals call outside it). Allow it "
+                    "inside the function, for this one load: with torch.serialization.safe_globals([RunInfo]):")
+    if "RunInfo" in message:
+        raise Wrong("torch.load refused the file because of RunInfo (not on the default allowlist): allow "
+                    "exactly that class for this load with `with torch.serialization.safe_globals([RunInfo]):`")
+
+
+# ================================================================ fault 6: a save that can tear
+NB6 = "04_checkpoints_and_resume"
+
+
 class _Exploding:
-    """Pickling this raises: a stand-in for a crash in the middle of a save."""
+    """Pickling this raises: a stand-in for a save that fails with an exception."""
 
     def __reduce__(self):
-        raise RuntimeError("simulated crash in the middle of torch.save")
+        raise RuntimeError("simulated failure in the middle of torch.save")
 
 
 def _save_direct(obj, path):
@@ -289,51 +934,371 @@ def _save_temp_elsewhere(obj, path):
     os.replace(tmp, path)
 
 
-@exercise("capstone_save_atomically", notebook="04_checkpoints_and_resume", wrong=[
-    (_save_direct, "torn"),
+def _save_bytes_then_overwrite(obj, path):
+    buf = io.BytesIO()
+    torch.save(obj, buf)  # a pickling error happens here, before the file is touched
+    Path(path).write_bytes(buf.getvalue())  # but this truncates last.pth, then writes
+
+
+def _save_with_backup(obj, path):
+    path = Path(path)
+    backup = path.with_name(path.name + ".bak")
+    if path.exists():
+        shutil.copy2(path, backup)
+    try:
+        torch.save(obj, path)
+    except BaseException:
+        if backup.exists():
+            shutil.copy2(backup, path)  # never runs when the process is killed
+        raise
+    finally:
+        backup.unlink(missing_ok=True)
+
+
+def _save_remove_then_rename(obj, path):
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        path.unlink(missing_ok=True)  # os.rename will not overwrite on Windows, so make room
+        os.rename(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _save_temp_then_copy(obj, path):
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        shutil.copyfile(tmp, path)
+    finally:
+        os.unlink(tmp)
+
+
+def _save_no_fsync(obj, path):
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _save_no_cleanup(obj, path):
+    tmp = Path(path).with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _save_swallowing(obj, path):
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+
+
+def _save_labs_utils(obj, path):
+    from ..checkpoints import save_checkpoint
+
+    save_checkpoint(obj, path)
+
+
+def _save_named_temporary(obj, path):
+    path = Path(path)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as f:
+        try:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            f.close()
+            os.unlink(f.name)
+            raise
+    os.replace(f.name, path)
+
+
+def _save_mkstemp_rename(obj, path):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        os.remove(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _state(path: Path, old: bytes, new: dict) -> str:
+    """What a crash left at ``path``: 'old', 'new', 'missing', or 'torn'."""
+    if not path.exists():
+        return "missing"
+    data = path.read_bytes()
+    if data == old:
+        return "old"
+    try:
+        got = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:
+        return "torn"
+    return "new" if not _differs(got, new) else "torn"
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _tear_hint(state: str, moment: int, call: str, n_calls: int, path: Path, folder: Path, old: bytes,
+               trace: crash.WriteTrace, real: bool) -> str:
+    how = "a SIGKILL" if real else "a crash"
+    when = f"{how} just before its {_ordinal(moment + 1)} of {n_calls} write calls ({call})"
+    if state == "missing":
+        return (f"{when} left no {path.name} at all: your function removes (or renames away) the old file before "
+                "the new one is in place. os.replace puts the new file over the old one in one step; do not "
+                "delete the old one first")
+    size = path.stat().st_size
+    torn = f"{when} left {path.name} torn ({size} bytes that do not load)"
+    backups = [p.name for p in folder.iterdir() if p != path and p.is_file() and p.read_bytes() == old]
+    if backups:
+        return (f"{torn}. The backup {backups[0]} is still there, but the code that would restore it never runs "
+                "when the process is killed, and every loader looks only at last.pth. Leave last.pth alone until "
+                "the new file is complete: write a temporary file in the same folder and os.replace it over last.pth")
+    saves = trace.arguments.get(torch.serialization.save, [])
+    if saves and all(isinstance(a.get("f"), io.BytesIO) for a in saves):
+        return (f"{torn}, and the previous checkpoint is gone. Serialising into memory first protects against a "
+                "pickling error, not against a kill: writing the bytes still truncates last.pth first. Write them "
+                "to a temporary file in the same folder and os.replace it over last.pth")
+    copies = [a for a in trace.arguments.get(shutil.copyfile, []) if _same_name(a.get("dst"), path)]
+    if copies:
+        return (f"{torn}. Copying the finished temporary file over last.pth rewrites last.pth in place; "
+                "os.replace renames the temporary file over it in one step")
+    return (f"{torn}, and the previous checkpoint is gone: your function writes over last.pth in place. Write the "
+            "new checkpoint to a temporary file in the same folder, then os.replace it over last.pth")
+
+
+def _same_name(a: Any, path: Path) -> bool:
+    try:
+        return isinstance(a, (str, os.PathLike)) and Path(a).resolve() == path.resolve()
+    except OSError:
+        return False
+
+
+def _labs_utils_savers() -> list[Any]:
+    from ..checkpoints import CheckpointManager, atomic_write, save_checkpoint
+
+    return [save_checkpoint, getattr(atomic_write, "__wrapped__", atomic_write), CheckpointManager.save]
+
+
+@exercise("capstone_save_atomically", notebook=NB6, wrong=[
+    (_save_direct, "in place"),
     (_save_temp_elsewhere, "another folder"),
-])
+    (_save_bytes_then_overwrite, "serialising into memory"),
+    (_save_with_backup, "backup"),
+    (_save_remove_then_rename, "no last.pth at all"),
+    (_save_temp_then_copy, "copying"),
+    (_save_no_fsync, "fsync"),
+    (_save_no_cleanup, "temporary file behind"),
+    (_save_swallowing, "swallowed"),
+    (_save_labs_utils, "labs_utils"),
+], right=[_save_named_temporary, _save_mkstemp_rename])
 def capstone_save_atomically(fn) -> str:
-    """``fn(obj, path)`` saves so that a crash mid-save leaves the previous file intact and no litter."""
+    """``fn(obj, path)`` saves so that a crash at any moment of the save leaves the previous file or
+    the complete new one, a failed save leaves the previous file and no litter, and the data is
+    fsynced before the rename. Crashes are real: a forked child running ``fn`` is SIGKILLed just
+    before each of its write calls in turn (``crash.kill_at``); where fork is not available the
+    disk is examined at those same moments in this process."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "ckpt"
         folder.mkdir()
         path = folder / "last.pth"
         first = {"epoch": 1, "w": torch.arange(1000.0)}
-        _call_saver(fn, first, path, path=path)
+        _run_saver(fn, first, path, path=path)
         try:
-            if not torch.equal(torch.load(path)["w"], first["w"]):
+            if _differs(_load(path), first):
                 raise Wrong("the saved file does not hold the object you were given")
         except Wrong:
             raise
         except Exception as e:
             raise Wrong(f"the saved file does not load ({type(e).__name__})") from None
-        with spy(os, "replace") as replaces, spy(os, "rename") as renames:
-            _call_saver(fn, {"epoch": 3, "w": torch.ones(1000)}, path, path=path)
+
+        # 1. a normal save over an existing file, watched: which calls, which folder, fsync
+        third = {"epoch": 3, "w": torch.ones(1000)}
+        watch = [torch.serialization.save, shutil.copyfile, *_labs_utils_savers()]
+        fsynced: list[tuple[int, int, bool]] = []  # (position in the write calls, inode, is a folder)
+        with spy(os, "replace") as replaces, spy(os, "rename") as renames, \
+                crash.watching(*watch) as seen, _recording_fsync(fsynced, lambda: len(seen.calls)):
+            _run_saver(fn, third, path, path=path)
+        if any(f in seen.entered for f in _labs_utils_savers()):
+            raise Wrong("the task asks you to write the atomic save yourself, with tempfile and os.replace, not with "
+                        "labs_utils (save_checkpoint does exactly this; the point is to see how)")
         for args, _, _ in replaces + renames:
             if Path(args[0]).resolve().parent != folder.resolve():
                 raise Wrong("the temporary file was written in another folder: os.replace is atomic only within "
                             "one file system, so write the temporary file next to the checkpoint")
-        crashed = False
+        if _differs(_load(path), third):
+            raise Wrong("after a second save, last.pth does not hold the new object")
+        old = path.read_bytes()
+        n_calls = len(seen.calls)
+        saved_inode, saved_mode = os.stat(path).st_ino, stat.S_IMODE(os.stat(path).st_mode)
+
+        # 2. crashes at every write call
+        second = {"epoch": 2, "w": torch.zeros(1000)}
+        _crash_at_every_call(fn, second, path, folder, old, seen, n_calls)
+
+        # 3. a save that fails with an exception
+        for p in folder.iterdir():
+            if p != path:
+                p.unlink()
+        path.write_bytes(old)
         try:
             fn({"epoch": 2, "w": torch.zeros(1000), "boom": _Exploding()}, path)
+            crashed = False
         except Exception:
             crashed = True
         if not crashed:
             raise Wrong("your function swallowed the error of a failed save: let it propagate so the caller knows")
-        try:
-            survivor = torch.load(path)
-        except Exception:
-            raise Wrong("a crash in the middle of the save left a torn file: write to a temporary file in the "
-                        "same folder, then os.replace it over the old one") from None
-        if survivor.get("epoch") != 3:
-            raise Wrong("after the failed save, the file no longer holds the previous checkpoint")
+        if _state(path, old, second) != "old":
+            raise Wrong("a save that failed with an exception left last.pth changed: write to a temporary file in "
+                        "the same folder, then os.replace it over the old one")
         litter = sorted(p.name for p in folder.iterdir() if p.name != "last.pth")
-        stray = [p for p in Path(tempfile.gettempdir()).glob("last.pth*")]
+        stray = sorted(Path(tempfile.gettempdir()).glob("last.pth*"))
         if litter or stray:
             for p in stray:
                 p.unlink(missing_ok=True)
             raise Wrong("the failed save left a temporary file behind "
                         f"({(litter or [s.name for s in stray])[0]}); remove it when the save fails, and keep "
                         "it in the same folder so os.replace stays atomic")
-    return "a crash mid-save leaves the previous checkpoint intact and no temporary file behind."
+
+        # 4. durability: the data reaches the disk before the name points at it
+        replace_at = [i for i, name in enumerate(seen.calls) if name in ("os.replace", "os.rename")]
+        synced = [pos for pos, inode, is_dir in fsynced if inode == saved_inode and not is_dir]
+        if fsynced or "os.fsync" in seen.calls or "os.fdatasync" in seen.calls:
+            if fsynced and not any(replace_at and pos <= replace_at[-1] for pos in synced):
+                raise Wrong("the temporary file was not fsynced before os.replace: a kill leaves it intact, but after "
+                            "a power cut the rename can reach the disk before the data. Call f.flush() and "
+                            "os.fsync(f.fileno()) before os.replace")
+        else:
+            raise Wrong("a kill leaves your last.pth intact, but nothing is fsynced: after a power cut the rename can "
+                        "reach the disk before the data, leaving an empty last.pth. Call f.flush() and "
+                        "os.fsync(f.fileno()) on the temporary file before os.replace")
+        tips = []
+        if os.name == "posix":
+            want = 0o666 & ~_umask()
+            if saved_mode != want:
+                tips.append(f"last.pth has mode {oct(saved_mode)} where torch.save would give {oct(want)} (mkstemp and "
+                            "NamedTemporaryFile create owner-only files); os.chmod(tmp, 0o666 & ~umask) before "
+                            "os.replace keeps it readable by a serving process running as another user")
+            if not any(is_dir for _, _, is_dir in fsynced):
+                tips.append("fsync the folder after os.replace (os.open(folder, os.O_RDONLY), os.fsync, os.close) "
+                            "so that the rename itself survives a power cut")
+    message = ("a crash at any of its write calls leaves the previous checkpoint or the complete new one, a failed "
+               "save keeps the old file and leaves no temporary file behind, and the data is fsynced.")
+    if tips:
+        message += " Production code adds two details: " if len(tips) == 2 else " One detail for production code: "
+        message += "; ".join(tips) + "."
+    return message
+
+
+class _recording_fsync:
+    """Record, for each os.fsync/os.fdatasync, where it came in the write calls, the inode it synced
+    and whether that is a folder (the real call still runs)."""
+
+    def __init__(self, out: list, position) -> None:
+        self.out, self.position = out, position
+        self._spies: list[Any] = []
+
+    def __enter__(self):
+        for name in ("fsync", "fdatasync"):
+            real = getattr(os, name, None)
+            if real is None:
+                continue
+
+            def wrapper(fd, _real=real):
+                try:
+                    st = os.fstat(fd if isinstance(fd, int) else fd.fileno())
+                    self.out.append((self.position(), st.st_ino, stat.S_ISDIR(st.st_mode)))
+                except (OSError, AttributeError, TypeError):
+                    pass
+                return _real(fd)
+
+            from unittest import mock
+
+            patcher = mock.patch.object(os, name, wrapper)
+            patcher.start()
+            self._spies.append(patcher)
+        return self
+
+    def __exit__(self, *exc):
+        for patcher in reversed(self._spies):
+            patcher.stop()
+        return False
+
+
+def _crash_at_every_call(fn, obj: dict, path: Path, folder: Path, old: bytes, seen: crash.WriteTrace,
+                         n_calls: int) -> None:
+    """Crash ``fn(obj, path)`` just before each of its write calls in turn (a real SIGKILL in a forked
+    child where possible) and require the previous file or the complete new one afterwards."""
+    def reset() -> None:
+        for p in folder.iterdir():
+            if p != path:
+                p.unlink()
+        if not path.exists() or path.read_bytes() != old:
+            path.write_bytes(old)
+
+    if crash.can_fork():
+        for moment in crash.kill_moments(seen.calls):
+            reset()
+            kill = crash.kill_at(fn, (obj, path), moment)
+            if kill.hung:
+                raise Wrong("your function did not finish within 10 s when the check ran it in a child process")
+            if not kill.killed:
+                continue  # it finished (or failed) before that call this time
+            state = _state(path, old, obj)
+            if state in ("torn", "missing"):
+                raise Wrong(_tear_hint(state, moment, kill.call, n_calls, path, folder, old, seen, real=True))
+        reset()
+        return
+
+    found: list[str] = []  # in-process: what the disk holds just before each call is what a crash would leave
+
+    def before_call(k: int, name: str) -> None:
+        if found:
+            return
+        state = _state(path, old, obj)
+        if state in ("torn", "missing"):
+            found.append(_tear_hint(state, k, name, n_calls, path, folder, old, seen, real=False))
+
+    reset()
+    try:
+        crash.trace_writes(fn, obj, path, before_call=before_call)
+    except Exception:
+        pass
+    if found:
+        raise Wrong(found[0])
+    reset()

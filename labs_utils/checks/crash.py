@@ -1,0 +1,262 @@
+"""Kill a function for real in the middle of its writes, and look at what it left on disk.
+
+A check (or a test) that wants to know whether a save survives a crash runs it here::
+
+    trace = trace_writes(save, obj, path)           # in this process: which write calls it makes
+    for moment in kill_moments(len(trace.calls)):
+        kill = kill_at(save, (obj, path), moment)   # a forked child, SIGKILLed at that call
+        ...                                         # inspect path: old file, new file, or torn?
+
+A *write call* is any call into C that can change a file or a folder: ``open``, ``write``,
+``flush``, ``close``, ``os.replace``, ``os.fsync``, ``os.sendfile``, ``torch.save``'s
+``write_record``... (``WRITE_CALLS``). They are seen with ``sys.setprofile``, so they are found
+however the code names them (``os.replace``, ``from os import replace``, a method of a file
+object, a call from inside ``torch.save`` or ``shutil``).
+
+``kill_at(fn, args, k)`` forks the process (the child shares the caller's memory, so ``fn`` may
+be a function defined in a notebook), and the child sends itself ``SIGKILL`` just before its
+``k``-th write call: no ``except``, ``finally`` or ``atexit`` code runs, and data still in a
+Python buffer is lost, exactly as when a real process is killed. The moment is chosen by
+counting calls, not by a timer, so the same answer is killed at the same place on every run
+and on every machine.
+
+Where ``os.fork`` is missing or unsafe (Windows, macOS), ``can_fork()`` is False and a caller
+uses ``trace_writes(..., before_call=...)`` instead: it runs the function in this process and
+calls ``before_call(k, name)`` just before each write call, where the caller can look at the
+disk. What the disk holds at that instant is what a kill at that instant would leave, except
+that data still in Python's buffers would also be lost.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+__all__ = ["WRITE_CALLS", "WriteTrace", "Kill", "can_fork", "watching", "trace_writes", "kill_at", "kill_moments"]
+
+WRITE_CALLS = frozenset({
+    # builtins, io and os
+    "open", "write", "writelines", "flush", "close", "truncate", "ftruncate", "replace", "rename",
+    "renames", "link", "symlink", "unlink", "remove", "rmdir", "fsync", "fdatasync", "sendfile",
+    "copy_file_range", "splice", "pwrite", "pwritev", "writev", "chmod", "fchmod", "mkdir",
+    # torch.save's zip writer (torch._C.PyTorchFileWriter)
+    "write_record", "write_end_of_file",
+})
+
+
+def _label(fn: Any) -> str:
+    """A readable name for a C function: 'os.replace', 'BufferedWriter.write', 'open'."""
+    name = getattr(fn, "__name__", "?")
+    if name in ("write_record", "write_end_of_file"):
+        return f"PyTorchFileWriter.{name}"  # pybind11 methods have no useful __self__ type
+    owner = getattr(fn, "__self__", None)
+    module = getattr(fn, "__module__", None)
+    if module in ("posix", "nt"):
+        return f"os.{name}"
+    if module in ("io", "_io", "builtins"):
+        return name
+    if owner is not None and not isinstance(owner, type(sys)):
+        return f"{type(owner).__name__}.{name}"
+    return name
+
+
+@dataclass
+class WriteTrace:
+    """What ``watching`` saw. ``calls``: the write calls in order (readable names);
+    ``entered``: the watched Python functions that ran; ``arguments``: for each watched
+    function, the named arguments of each of its calls (a list of dicts), in call order;
+    ``order``: (index into ``calls`` at that moment, function) for each watched call, so a caller
+    can tell which came first."""
+
+    calls: list[str] = field(default_factory=list)
+    entered: set[Any] = field(default_factory=set)
+    arguments: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
+    order: list[tuple[int, Any]] = field(default_factory=list)
+    result: Any = None
+
+
+class _Profiler:
+    def __init__(self, before_call: Callable[[int, str], None] | None = None,
+                 watch: Iterable[Any] = (), trace: WriteTrace | None = None) -> None:
+        self.before_call = before_call
+        self.watch = {getattr(f, "__code__", f): f for f in watch}
+        self.trace = trace if trace is not None else WriteTrace()
+        self.count = 0
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call":
+            if getattr(arg, "__name__", None) not in WRITE_CALLS:
+                return
+            name = _label(arg)
+            k = self.count
+            self.count += 1
+            self.trace.calls.append(name)
+            if self.before_call is not None:
+                sys.setprofile(None)  # the callback's own writes are not the function's
+                try:
+                    self.before_call(k, name)
+                finally:
+                    sys.setprofile(self)
+        elif event == "call" and frame.f_code in self.watch:
+            fn = self.watch[frame.f_code]
+            self.trace.entered.add(fn)
+            args = {k: v for k, v in frame.f_locals.items()
+                    if k in frame.f_code.co_varnames[:frame.f_code.co_argcount + frame.f_code.co_kwonlyargcount]}
+            self.trace.arguments.setdefault(fn, []).append(args)
+            self.trace.order.append((self.count, fn))
+
+
+@contextlib.contextmanager
+def watching(*functions: Any, before_call: Callable[[int, str], None] | None = None) -> Iterator[WriteTrace]:
+    """Record, while the block runs, every write call (``WRITE_CALLS``) and every call of the
+    Python ``functions`` named here (with its arguments), however the code refers to them.
+    ``before_call(k, name)`` runs just before the ``k``-th write call. Only the calling thread is
+    watched; a profiler that was already installed is put back afterwards."""
+    trace = WriteTrace()
+    profiler = _Profiler(before_call, functions, trace)
+    previous = sys.getprofile()
+    sys.setprofile(profiler)
+    try:
+        yield trace
+    finally:
+        sys.setprofile(previous)
+
+
+def trace_writes(fn: Callable[..., Any], *args: Any, watch: Iterable[Any] = (),
+                 before_call: Callable[[int, str], None] | None = None) -> WriteTrace:
+    """Run ``fn(*args)`` in this process under ``watching(*watch, before_call=...)`` and return
+    the trace (``fn``'s return value is in ``trace.result``). Exceptions from ``fn`` propagate."""
+    with watching(*watch, before_call=before_call) as trace:
+        trace.result = fn(*args)
+    return trace
+
+
+def can_fork() -> bool:
+    """True where ``kill_at`` can fork a child that shares this process's memory (Linux).
+    macOS has ``os.fork``, but a forked child of a process that has used system frameworks
+    may crash, so it takes the in-process path like Windows."""
+    return hasattr(os, "fork") and sys.platform.startswith("linux")
+
+
+_DATA_CALLS = frozenset({"write", "writelines", "pwrite", "pwritev", "writev", "write_record", "flush"})
+
+
+def kill_moments(calls: Sequence[str], at_most: int = 16) -> list[int]:
+    """The write calls to kill just before, for a function whose trace is ``calls``: all of them
+    if there are at most ``at_most``. Otherwise every call that opens, closes, renames, removes,
+    syncs or truncates a file and the call after it (where a save that is not atomic shows it), the
+    first and last call, the first call of each kind, and evenly spread ones up to ``at_most``."""
+    n = len(calls)
+    if n <= at_most:
+        return list(range(n))
+    kind = [c.rsplit(".", 1)[-1] for c in calls]
+    picks = {0, n - 1}
+    seen: set[str] = set()
+    for i, k in enumerate(kind):
+        if k not in seen:
+            seen.add(k)
+            picks.add(i)
+        if k not in _DATA_CALLS:
+            picks.update({i, min(i + 1, n - 1)})
+    spread = at_most - len(picks)
+    if spread > 0:
+        step = n / (spread + 1)
+        picks.update(int(step * (j + 1)) for j in range(spread))
+    return sorted(picks)
+
+
+@dataclass
+class Kill:
+    """What happened to one child. ``killed``: it died from our SIGKILL just before write call
+    number ``moment`` (``call`` names it). Otherwise it ended by itself: ``error`` is the
+    exception it raised (``None`` if it returned), or ``hung`` is True if it did not end within
+    the timeout (it was then killed), or ``crashed`` names the signal that ended it."""
+
+    moment: int
+    killed: bool
+    call: str = ""
+    error: str | None = None
+    hung: bool = False
+    crashed: str | None = None
+    seconds: float = 0.0
+
+
+def _child(fn: Callable[..., Any], args: Sequence[Any], moment: int, wfd: int) -> None:  # pragma: no cover
+    """Runs in the forked child; never returns."""
+    code = 3
+    try:
+        devnull = open(os.devnull, "w")
+        sys.stdout = sys.stderr = devnull  # a notebook kernel's streams talk to its parent
+        try:
+            import torch
+
+            torch.set_num_threads(1)
+        except Exception:
+            pass
+
+        def before_call(k: int, name: str) -> None:
+            if k == moment:
+                os.write(wfd, b"K" + name.encode("utf-8", "replace") + b"\n")
+                os.kill(os.getpid(), signal.SIGKILL)
+                time.sleep(60)  # never reached: SIGKILL cannot be caught
+
+        try:
+            trace_writes(fn, *args, before_call=before_call)
+            code = 0
+        except BaseException as e:  # noqa: BLE001 - report anything the function raised
+            msg = f"{type(e).__name__}: {e}".replace("\n", " ")[:500]
+            os.write(wfd, b"E" + msg.encode("utf-8", "replace") + b"\n")
+            code = 1
+    finally:
+        os._exit(code)
+
+
+def kill_at(fn: Callable[..., Any], args: Sequence[Any], moment: int, *, timeout: float = 10.0) -> Kill:
+    """Fork; the child runs ``fn(*args)`` and is SIGKILLed just before its write call number
+    ``moment`` (0-based). Waits for it and says what happened (``Kill``). Needs ``can_fork()``."""
+    if not can_fork():
+        raise RuntimeError("kill_at needs os.fork on Linux; use trace_writes(..., before_call=...) here")
+    r, w = os.pipe()
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (Python >= 3.12)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(r)
+        _child(fn, args, moment, w)
+    os.close(w)
+    hung = False
+    deadline = start + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.perf_counter() > deadline:
+            hung = True
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            break
+        time.sleep(0.0005)
+    with os.fdopen(r, "rb") as reader:
+        report = reader.read().decode("utf-8", "replace")
+    seconds = time.perf_counter() - start
+    kill = Kill(moment, killed=False, hung=hung, seconds=seconds)
+    for line in report.splitlines():
+        if line.startswith("K"):
+            kill.call = line[1:]
+        elif line.startswith("E"):
+            kill.error = line[1:]
+    if hung:
+        return kill
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGKILL and kill.call:
+            kill.killed = True
+        else:
+            kill.crashed = signal.Signals(sig).name
+    return kill
