@@ -17,6 +17,12 @@ notebook cell. This module holds:
   path), ``describe`` (what a checkpoint folder holds, from its metadata, without loading a
   tensor) and ``load_single_process`` (model and optimizer from a DCP folder).
 
+Trusted folders only: reading a DCP folder runs code from it. ``FileSystemReader.read_metadata``
+unpickles ``.metadata`` with plain ``pickle.load``, and ``dcp.load`` reads every entry that is not a
+tensor (``step``, the optimizer's ``param_groups``, ...) with ``torch.load(weights_only=False)``.
+So ``describe`` and ``load_single_process`` (and ``dcp.load``, ``dcp_to_torch_save``) are for
+folders your own jobs wrote, on storage nobody else can write; never for a folder from outside.
+
 Workers write their output to ``rank<N>.log`` files in a log folder next to the checkpoint, so
 notebook outputs stay the same from run to run. Nothing returned holds a port or a process id.
 """
@@ -38,10 +44,12 @@ from ._render import Table
 from .distributed import exit_without_teardown, spawn_workers
 
 __all__ = ["build_model", "make_batches", "train_and_save", "load_and_verify", "run_dcp_job", "DCPJob",
-           "check_dcp_folder", "describe", "load_single_process", "REFERENCE"]
+           "check_dcp_folder", "describe", "load_single_process", "REFERENCE", "EXPORT"]
 
 #: What rank 0 writes next to the logs: the full weights and optimizer state right after saving.
 REFERENCE = "reference.pth"
+#: What rank 0 writes next to the logs for serving: the model's full state_dict, one torch.save file.
+EXPORT = "full_model.pth"
 
 
 def build_model(seed: int = 0) -> nn.Module:
@@ -108,11 +116,14 @@ def train_and_save(rank: int, world_size: int, checkpoint_dir: str | os.PathLike
 
     Every rank calls it at the same time. ``get_state_dict`` returns this rank's shards
     (``DTensor``) with names as keys, for the model and for the optimizer; ``dcp.save`` writes
-    one file per rank plus ``.metadata``. Rank 0 then writes ``reference.pth`` in ``log_dir``:
+    one file per rank plus ``.metadata``. Then the model is also written as one ordinary file,
+    ``full_model.pth`` in ``log_dir``: ``get_model_state_dict`` with ``full_state_dict=True,
+    cpu_offload=True`` gathers each tensor in turn into rank 0's CPU memory (the other ranks get
+    an empty dict), and rank 0 saves it. Last, rank 0 writes ``reference.pth`` in ``log_dir``:
     the full weights and optimizer state, to check later loads against.
     """
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
 
     _need_group("train_and_save")
     model = _shard(build_model(seed), world_size)  # the same start on every rank
@@ -125,6 +136,13 @@ def train_and_save(rank: int, world_size: int, checkpoint_dir: str | os.PathLike
     model_sd, optim_sd = get_state_dict(model, optimizer)
     dcp.save({"model": model_sd, "optim": optim_sd, "step": steps}, checkpoint_id=checkpoint_dir)
 
+    # One file for serving. Every rank takes part in gathering each tensor; with cpu_offload=True
+    # the full tensor goes to rank 0's CPU memory and the other ranks get an empty dict.
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(model, options=options)
+    if rank == 0:
+        torch.save(weights, Path(log_dir) / EXPORT)
+
     full = _full_state(model, optimizer)
     if rank == 0:
         torch.save({**full, "step": steps}, Path(log_dir) / REFERENCE)
@@ -133,7 +151,9 @@ def train_and_save(rank: int, world_size: int, checkpoint_dir: str | os.PathLike
     return {"rank": rank, "world_size": world_size, "steps": steps,
             "local_type": type(local).__name__,
             "local_shape": list(local.to_local().shape) if hasattr(local, "to_local") else list(local.shape),
-            "global_shape": list(local.shape)}
+            "global_shape": list(local.shape),
+            "export_keys": len(weights),
+            "export_devices": sorted({str(t.device) for t in weights.values()})}
 
 
 def load_and_verify(rank: int, world_size: int, checkpoint_dir: str | os.PathLike, *, log_dir: str | os.PathLike,
@@ -208,6 +228,11 @@ class DCPJob:
         """The full weights and optimizer state rank 0 wrote after saving."""
         return self.log_dir / REFERENCE
 
+    @property
+    def export(self) -> Path:
+        """The model's full state_dict as one ``torch.save`` file, written by rank 0 after saving."""
+        return self.log_dir / EXPORT
+
     def table(self) -> Table:
         """One row per rank and phase: what each rank held and whether its load matched."""
         rows = []
@@ -275,6 +300,7 @@ def run_dcp_job(checkpoint_dir: str | os.PathLike, *, world_size: int = 2, actio
 
 def check_dcp_folder(path: str | os.PathLike) -> Path:
     """Return ``path`` as a ``Path`` if it is a DCP checkpoint folder; otherwise raise a clear error.
+    It only looks at the files' names: nothing is read or unpickled.
 
     ``dcp.load`` itself reports a missing folder as a ``CheckpointException`` wrapping a
     traceback per rank; this says what is wrong and what to do instead.
@@ -296,10 +322,13 @@ def check_dcp_folder(path: str | os.PathLike) -> Path:
 
 
 def describe(checkpoint_dir: str | os.PathLike, prefix: str = "") -> Table:
-    """What a DCP folder holds, read from its ``.metadata`` only (no tensor is loaded).
+    """What a DCP folder holds, read from its ``.metadata`` only (no tensor data is read).
 
     One row per saved chunk of each tensor whose key starts with ``prefix``: the key, its global
     shape, the chunk's offset and shape, and the file that holds the chunk's bytes.
+
+    Trusted folders only: ``.metadata`` is a pickle, and reading it (``FileSystemReader.read_metadata``,
+    plain ``pickle.load``) runs whatever code a crafted file carries.
     """
     from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
@@ -338,6 +367,11 @@ def load_single_process(model: nn.Module, optimizer: torch.optim.Optimizer | Non
     with ``no_dist=True`` reads every rank's shards into it, ``set_state_dict`` puts it in place.
     With ``optimizer=None`` only the model is loaded. Returns the other entries of the
     checkpoint (here ``step``).
+
+    Trusted folders only: it unpickles ``.metadata`` (plain ``pickle.load``), and ``dcp.load`` reads
+    the entries that are not tensors (``step``, ``param_groups``) with ``torch.load(weights_only=False)``;
+    a crafted folder runs its code here. For weights from outside, use safetensors or
+    ``torch.load(weights_only=True)``.
     """
     from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata

@@ -79,6 +79,18 @@ def test_format_utils_round_trip(job, tmp_path):
     assert torch.equal(model.net[0].weight, full["model"]["net.0.weight"])
 
 
+def test_rank0_writes_one_full_file_with_cpu_offload(job):
+    """get_model_state_dict(full_state_dict=True, cpu_offload=True): rank 0 gets every tensor, on the
+    CPU, the other rank an empty dict; rank 0's file equals the saved weights."""
+    saves = [r["save"] for r in job.reports]
+    assert [s["export_keys"] for s in saves] == [4, 0]
+    assert saves[0]["export_devices"] == ["cpu"] and saves[1]["export_devices"] == []
+    exported = torch.load(job.export, map_location="cpu", weights_only=True)
+    ref = _reference(job)["model"]
+    assert exported.keys() == ref.keys() and all(torch.equal(exported[k], v) for k, v in ref.items())
+    assert job.export.parent == job.log_dir and not (job.checkpoint_dir / dw.EXPORT).exists()
+
+
 def test_load_with_two_ranks_again_in_new_processes(job):
     again = dw.run_dcp_job(job.checkpoint_dir, world_size=2, actions=("load",), log_dir=job.log_dir, timeout_s=180)
     assert all(r["load"]["model_equal"] and r["load"]["optimizer_equal"] for r in again.reports)
@@ -151,3 +163,58 @@ def test_make_batches_split_by_rank():
     b1 = dw.make_batches(2, 1, 2)
     assert len(b0) == 2 and b0[0][0].shape == (16, 32)
     assert not torch.equal(b0[0][0], b1[0][0])
+
+
+# ---------------------------------------------------------------- trusted folders only
+
+
+class _Trojan:
+    """Unpickling this writes a marker file, then returns ``value`` (notebook 11, section 9)."""
+
+    def __init__(self, marker, value):
+        self.marker, self.value = str(marker), value
+
+    def __reduce__(self):
+        return (eval, (f"open({self.marker!r}, 'w').write('ran') and value", {"value": self.value}))
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+def test_reading_a_crafted_folder_runs_its_code(tmp_path):
+    """What notebook 11 and the docstrings warn about, on this PyTorch: describe (read_metadata,
+    plain pickle.load), dcp.load of a plain entry (torch.load weights_only=False) and
+    torch_save_to_dcp (weights_only=False) all run a payload. If PyTorch ever makes these safe,
+    this test fails, and the notebook's warning must be revisited."""
+    import pickle
+
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.format_utils import torch_save_to_dcp
+
+    marker = tmp_path / "marker.txt"
+    folder = tmp_path / "ckpt"
+    dcp.save({"model": dw.build_model().state_dict(), "step": _Trojan(marker, 3)}, checkpoint_id=folder,
+             no_dist=True)
+    assert not marker.exists()  # saving does not run it
+    real = dcp.FileSystemReader(str(folder)).read_metadata()
+    assert not marker.exists()
+
+    state = {"model": dw.build_model(seed=1).state_dict(), "step": 0}
+    dcp.load(state, checkpoint_id=folder, no_dist=True)
+    assert state["step"] == 3 and marker.exists()
+    marker.unlink()
+
+    with open(folder / ".metadata", "wb") as f:
+        pickle.dump(_Trojan(marker, real), f)
+    table = dw.describe(folder, prefix="model.")
+    assert len(table.rows) == 4 and marker.exists()
+    marker.unlink()
+
+    published = tmp_path / "published.pth"
+    torch.save({"model": dw.build_model().state_dict(), "note": _Trojan(marker, "v1")}, published)
+    torch_save_to_dcp(published, tmp_path / "converted")
+    assert marker.exists()
+
+
+def test_helpers_that_read_a_folder_say_trusted_folders_only():
+    for fn in (dw.describe, dw.load_single_process):
+        assert "Trusted folders only" in fn.__doc__ and "pickle" in fn.__doc__
+    assert "Trusted folders only" in dw.__doc__

@@ -1,35 +1,137 @@
-"""Checks for notebooks/11_distributed_checkpoints.ipynb."""
+"""Checks for notebooks/11_distributed_checkpoints.ipynb.
+
+Both exercises get two DCP checkpoints with other shapes than the notebook's ``Net``: one written
+by a single process (one chunk per tensor) and one written as two ranks would write it (two files,
+every tensor with at least two rows split into two chunks, of unequal sizes for an odd row count).
+The model has a BatchNorm (buffers, a 0-dim ``num_batches_tracked``), a submodule whose name
+contains ``model.`` and, next to ``model``, an ``model_ema`` entry, so that prefix handling by
+substring or without the dot goes wrong.
+"""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
+import pickle
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn as nn
 
-from . import NotAttempted, Wrong, call_answer, exercise
+from . import Wrong, call_answer, exercise, run_answer
 
 NB = "11_distributed_checkpoints"
 
 
-def _make_dcp(folder: Path, seed: int = 11) -> dict[str, torch.Tensor]:
-    """Write a single-process DCP checkpoint with ``model`` and ``optim`` entries; return the model's weights."""
-    import torch.distributed.checkpoint as dcp
+class _Model(nn.Module):
+    """Keys: submodel.0.weight/bias, submodel.1.* (BatchNorm, buffers included), head.weight/bias."""
+
+    def __init__(self, width: int = 10, classes: int = 3) -> None:
+        super().__init__()
+        self.submodel = nn.Sequential(nn.Linear(6, width), nn.BatchNorm1d(width))
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.submodel(x)))
+
+
+def _quiet_dcp():
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+    return stack
+
+
+def _train_state(seed: int, width: int, classes: int) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A trained model's ``{"model", "model_ema", "optim", "step"}`` (as get_state_dict gives them)."""
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
-    from ..models import Net
-
     torch.manual_seed(seed)
-    model = Net(in_features=12, hidden=24, num_classes=3)  # other shapes than the notebook's Net
+    model = _Model(width, classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model(torch.randn(4, 12)).sum().backward()
+    model(torch.randn(8, 6)).sum().backward()
     optimizer.step()
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.save({"model": model_sd, "optim": optim_sd, "step": 1}, checkpoint_id=folder, no_dist=True)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ema = {k: v.detach().clone() * 0.5 for k, v in model.state_dict().items() if k.startswith("head.")}
+    state = {"model": model_sd, "model_ema": ema, "optim": optim_sd, "step": 1}
+    return state, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+
+def _save_unsharded(folder: Path, state: dict[str, Any]) -> None:
+    import torch.distributed.checkpoint as dcp
+
+    with _quiet_dcp():
+        dcp.save(state, checkpoint_id=folder, no_dist=True)
+
+
+def _save_sharded(folder: Path, state: dict[str, Any], world: int = 2) -> None:
+    """Write ``state`` as ``world`` ranks would: a ``__<rank>_0.distcp`` file each, and every tensor
+    with at least ``world`` rows split by rows into one chunk per rank; smaller tensors and plain
+    values are written once, by rank 0. Built from single-process saves whose indexes are merged
+    (``dcp.load`` and ``dcp_to_torch_save`` read the result like a real two-rank checkpoint)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, MetadataIndex, TensorStorageMetadata
+
+    def local(obj: Any, rank: int) -> Any:
+        if isinstance(obj, dict):
+            kept = {k: local(v, rank) for k, v in obj.items()}
+            return {k: v for k, v in kept.items() if v is not None}
+        if isinstance(obj, torch.Tensor) and obj.dim() >= 1 and obj.shape[0] >= world:
+            return obj.tensor_split(world)[rank].clone()
+        return obj if rank == 0 else None
+
+    folder.mkdir(parents=True)
+    parts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rank in range(world):
+            sub = Path(tmp) / str(rank)
+            with _quiet_dcp():
+                dcp.save(local(state, rank), checkpoint_id=sub, no_dist=True)
+            (sub / "__0_0.distcp").rename(folder / f"__{rank}_0.distcp")
+            with open(sub / ".metadata", "rb") as f:  # our own file, written a line above
+                parts.append(pickle.load(f))
+    meta = parts[0]
+    for key, item in list(meta.state_dict_metadata.items()):
+        if not isinstance(item, TensorStorageMetadata) or key not in parts[-1].state_dict_metadata:
+            continue
+        chunks, row = [], 0
+        for rank, part in enumerate(parts):
+            size = part.state_dict_metadata[key].size
+            offsets = torch.Size([row] + [0] * (len(size) - 1))
+            chunks.append(ChunkStorageMetadata(offsets=offsets, sizes=size))
+            info = part.storage_data[MetadataIndex(key, torch.Size([0] * len(size)))]
+            meta.storage_data[MetadataIndex(key, offsets)] = dataclasses.replace(
+                info, relative_path=f"__{rank}_0.distcp")
+            row += size[0]
+        meta.state_dict_metadata[key] = TensorStorageMetadata(
+            item.properties, torch.Size([row, *item.size[1:]]), chunks)
+    with open(folder / ".metadata", "wb") as f:
+        pickle.dump(meta, f)
+
+
+#: (name, sharded?, seed, width, classes). Widths: odd row counts give chunks of unequal sizes.
+_CASES = [("one process", False, 11, 10, 3), ("two ranks", True, 12, 9, 5)]
+
+
+def _checkpoints(root: Path):
+    """Yield ``(label, folder, model weights)`` for each case, written under ``root``."""
+    for label, sharded, seed, width, classes in _CASES:
+        state, weights = _train_state(seed, width, classes)
+        folder = root / label.replace(" ", "_")
+        (_save_sharded if sharded else _save_unsharded)(folder, state)
+        yield label, folder, weights
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in folder.iterdir()}
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 1: dcp_to_weights
+# --------------------------------------------------------------------------------------------
 
 def _whole_checkpoint(dcp_dir, out_path):
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
@@ -44,98 +146,370 @@ def _prefixed_keys(dcp_dir, out_path):
     dcp_to_torch_save(dcp_dir, tmp)
     full = torch.load(tmp, weights_only=True)
     torch.save({f"model.{k}": v for k, v in full["model"].items()}, out_path)
+    os.remove(tmp)
 
 
 def _nothing_written(dcp_dir, out_path):
     return out_path
 
 
+def _loads_into_notebook_net(dcp_dir, out_path):
+    """dcp.load into the notebook's Net: the check's checkpoints have other shapes."""
+    from ..dcp_workers import load_single_process
+    from ..models import Net
+
+    model = Net()
+    load_single_process(model, None, dcp_dir)
+    torch.save(model.state_dict(), out_path)
+
+
+def _leaves_temp_file(dcp_dir, out_path):
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    tmp = f"{out_path}.full.tmp"
+    dcp_to_torch_save(dcp_dir, tmp)
+    torch.save(torch.load(tmp, weights_only=True)["model"], out_path)
+
+
+def _parameters_only(dcp_dir, out_path):
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    tmp = f"{out_path}.full.tmp"
+    dcp_to_torch_save(dcp_dir, tmp)
+    model = torch.load(tmp, weights_only=True)["model"]
+    os.remove(tmp)
+    torch.save({k: v for k, v in model.items() if k.endswith(("weight", "bias"))}, out_path)
+
+
+def _ema_weights(dcp_dir, out_path):
+    """Keeps every entry whose key starts with "model" (no dot): model_ema overwrites the head."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    tmp = f"{out_path}.full.tmp"
+    dcp_to_torch_save(dcp_dir, tmp)
+    full = torch.load(tmp, weights_only=True)
+    os.remove(tmp)
+    weights = {}
+    for entry, value in full.items():
+        if entry.startswith("model"):
+            weights.update(value)
+    torch.save(weights, out_path)
+
+
+def _first_chunk_only(dcp_dir, out_path):
+    """Reads each tensor's bytes from rank 0's file only: half of every sharded tensor."""
+    import torch.distributed.checkpoint as dcp
+
+    meta = dcp.FileSystemReader(str(dcp_dir)).read_metadata()
+    state = {"model": {k[len("model."):]: torch.zeros(tuple(v.chunks[0].sizes))
+                       for k, v in meta.state_dict_metadata.items()
+                       if k.startswith("model.") and hasattr(v, "chunks")}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.load(state, checkpoint_id=dcp_dir, no_dist=True)
+    torch.save(state["model"], out_path)
+
+
+def _converts_then_overwrites(dcp_dir, out_path):
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    dcp_to_torch_save(dcp_dir, out_path)
+    torch.save(torch.load(out_path, weights_only=True)["model"], out_path)
+
+
+def _by_loading(dcp_dir, out_path):
+    """Builds a model from the shapes in .metadata and loads into it with dcp.load."""
+    import torch.distributed.checkpoint as dcp
+
+    meta = dcp.FileSystemReader(str(dcp_dir)).read_metadata()
+    state = {"model": {k[len("model."):]: torch.empty(tuple(v.size), dtype=v.properties.dtype)
+                       for k, v in meta.state_dict_metadata.items()
+                       if k.startswith("model.") and hasattr(v, "size")}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.load(state, checkpoint_id=dcp_dir, no_dist=True)
+    torch.save(state["model"], out_path)
+
+
+def _in_a_temporary_folder(dcp_dir, out_path):
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as tmp:
+        dcp_to_torch_save(dcp_dir, Path(tmp) / "full.pth")
+        torch.save(torch.load(Path(tmp) / "full.pth", weights_only=True)["model"], out_path)
+
+
+def _checkpoint_failure(w: Wrong) -> str | None:
+    """The last line of a CheckpointException's message (it wraps a traceback per rank), or None."""
+    text = str(w)
+    if "CheckpointException" not in text:
+        return None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if len(lines) > 1 else "dcp.load failed"
+
+
+def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str) -> None:
+    try:
+        saved = torch.load(out, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise Wrong(f"out_path does not load with torch.load(weights_only=True) ({type(e).__name__}); "
+                    "save a plain dict of tensors") from None
+    if not isinstance(saved, dict):
+        raise Wrong(f"the file holds a {type(saved).__name__}; save the model's state_dict (a dict of tensors)")
+    if {"model", "optim"} & set(saved):
+        raise Wrong("the file holds the whole checkpoint (model, optim, step); keep only the model entry: "
+                    "full['model']")
+    if saved and all(str(k).startswith("model.") for k in saved):
+        raise Wrong("the keys still carry the 'model.' prefix of DCP's flat names; keep the keys of full['model']")
+    missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+    if missing:
+        buffers = [k for k in missing if "running_" in k or "num_batches" in k]
+        more = " (BatchNorm buffers are part of a state_dict too: keep every entry)" if buffers else ""
+        raise Wrong(f"with the {label} checkpoint, {missing[0]!r} is missing from the file{more}")
+    if extra:
+        raise Wrong(f"with the {label} checkpoint, the file has {extra[0]!r}, which is not a model key")
+    for k, v in expected.items():
+        got = saved[k]
+        if not isinstance(got, torch.Tensor) or got.shape != v.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise Wrong(f"with the {label} checkpoint, {k} has shape {shape}, the model's is {tuple(v.shape)}: "
+                        "save whole tensors (dcp_to_torch_save stitches the chunks together)")
+        if not torch.equal(got, v):
+            raise Wrong(f"with the {label} checkpoint, {k} differs from the weights saved in it: take the "
+                        "'model' entry of this checkpoint, nothing else")
+
+
 @exercise("dcp_to_weights", notebook=NB, wrong=[
     (_whole_checkpoint, "only the model"),
     (_prefixed_keys, "prefix"),
     (_nothing_written, "nothing was written"),
-])
+    (_loads_into_notebook_net, "other keys and shapes"),
+    (_leaves_temp_file, "left"),
+    (_parameters_only, "buffers"),
+    (_ema_weights, "differs from the weights"),
+    (_first_chunk_only, "whole shape"),
+], right=[_converts_then_overwrites, _by_loading, _in_a_temporary_folder])
 def dcp_to_weights(fn) -> str:
     """``fn(dcp_dir, out_path)`` writes a torch.save file holding only the model's state_dict."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "ckpt"
-        expected = _make_dcp(folder)
-        out = Path(tmp) / "weights.pth"
-        if not callable(fn):
-            raise Wrong(f"expected a function, got {type(fn).__name__}; define it with def and pass its name")
-        try:
-            result = fn(folder, out)
-        except NotImplementedError:
-            raise NotAttempted from None
-        except Exception as e:
-            raise Wrong(f"your function raised {type(e).__name__}: {e}") from None
-        if not out.exists():
-            if result is None:  # a body that is still `pass`
-                raise NotAttempted
-            raise Wrong("nothing was written to out_path; save the model's state_dict there with torch.save")
-        try:
-            saved = torch.load(out, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise Wrong(f"out_path does not load with torch.load(weights_only=True) ({type(e).__name__}); "
-                        "save a plain dict of tensors") from None
-    if not isinstance(saved, dict):
-        raise Wrong(f"the file holds a {type(saved).__name__}; save the model's state_dict (a dict of tensors)")
-    if "model" in saved or "optim" in saved:
-        raise Wrong("the file holds the whole checkpoint (model, optim, step); keep only the model entry: full['model']")
-    if saved and all(k.startswith("model.") for k in saved):
-        raise Wrong("the keys still carry the 'model.' prefix of DCP's flat names; keep the keys of full['model']")
-    if set(saved) != set(expected):
-        raise Wrong(f"the keys differ from the model's: expected {sorted(expected)}, got {sorted(saved)[:6]}")
-    for k, v in expected.items():
-        if not isinstance(saved[k], torch.Tensor) or not torch.equal(saved[k], v):
-            raise Wrong(f"{k} differs from the weights in the DCP checkpoint")
-    return "a weights-only file, ready for model.load_state_dict(torch.load(path, weights_only=True))."
+        for label, folder, expected in _checkpoints(Path(tmp) / "checkpoints"):
+            out_dir = Path(tmp) / f"out_{folder.name}"
+            out_dir.mkdir()
+            out = out_dir / "weights.pth"
+            before = _listing(folder)
+            try:
+                run_answer(fn, folder, out)
+            except Wrong as w:
+                cause = _checkpoint_failure(w)
+                if cause and "size mismatch" in cause.lower():
+                    raise Wrong(f"with the {label} checkpoint, your function raised CheckpointException "
+                                f"({cause}): dcp.load fills tensors of each entry's whole shape (its .size; "
+                                "a tensor saved by two ranks is stored in smaller chunks); simpler: convert "
+                                "with dcp_to_torch_save and keep the 'model' entry") from None
+                if cause:
+                    raise Wrong(f"with the {label} checkpoint, your function raised CheckpointException "
+                                f"({cause}): the check's checkpoints hold a model with other keys and shapes "
+                                "than the notebook's Net, so a model built in advance does not fit; convert "
+                                "with dcp_to_torch_save and keep the 'model' entry") from None
+                raise
+            if not out.exists():
+                raise Wrong("nothing was written to out_path; save the model's state_dict there with torch.save")
+            left = sorted(p.name for p in out_dir.iterdir() if p != out)
+            if left:
+                raise Wrong(f"your function left {left[0]!r} next to out_path: remove the temporary file "
+                            "once the weights are saved (os.remove)")
+            if _listing(folder) != before:
+                raise Wrong("your function changed the checkpoint folder; write only to out_path")
+            _judge_weights_file(out, expected, label)
+    return ("a weights-only file from both checkpoints (one process, two ranks), ready for "
+            "model.load_state_dict(torch.load(path, weights_only=True)).")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 2: saved_shapes
+# --------------------------------------------------------------------------------------------
+
+def _read_metadata(dcp_dir):
+    import torch.distributed.checkpoint as dcp
+
+    return dcp.FileSystemReader(str(dcp_dir)).read_metadata().state_dict_metadata
 
 
 def _with_prefix(dcp_dir):
-    import torch.distributed.checkpoint as dcp
-
-    meta = dcp.FileSystemReader(str(dcp_dir)).read_metadata()
-    return {k: tuple(v.size) for k, v in meta.state_dict_metadata.items() if k.startswith("model.")}
+    return {k: tuple(v.size) for k, v in _read_metadata(dcp_dir).items() if k.startswith("model.")}
 
 
 def _everything(dcp_dir):
-    import torch.distributed.checkpoint as dcp
-
-    meta = dcp.FileSystemReader(str(dcp_dir)).read_metadata()
-    return {k.split(".", 1)[1]: tuple(v.size) for k, v in meta.state_dict_metadata.items() if hasattr(v, "size")}
+    return {k.split(".", 1)[1]: tuple(v.size) for k, v in _read_metadata(dcp_dir).items() if hasattr(v, "size")}
 
 
 def _torch_sizes(dcp_dir):
+    return {k[6:]: list(v.size) for k, v in _read_metadata(dcp_dir).items() if k.startswith("model.")}
+
+
+def _first_chunk(dcp_dir):
+    return {k[6:]: tuple(v.chunks[0].sizes) for k, v in _read_metadata(dcp_dir).items() if k.startswith("model.")}
+
+
+def _replace_prefix(dcp_dir):
+    return {k.replace("model.", ""): tuple(v.size) for k, v in _read_metadata(dcp_dir).items()
+            if k.startswith("model.")}
+
+
+def _no_dot(dcp_dir):
+    return {k[6:]: tuple(v.size) for k, v in _read_metadata(dcp_dir).items() if k.startswith("model")}
+
+
+def _by_converting(dcp_dir):
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dcp_to_torch_save(dcp_dir, Path(tmp) / "full.pth")
+        full = torch.load(Path(tmp) / "full.pth", weights_only=True)
+    return {k: tuple(v.shape) for k, v in full["model"].items()}
+
+
+def _by_loading_the_notebook_net(dcp_dir):
+    from ..dcp_workers import load_single_process
+    from ..models import Net
+
+    model = Net()
+    load_single_process(model, None, dcp_dir)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _by_loading_exact_shapes(dcp_dir):
     import torch.distributed.checkpoint as dcp
 
-    meta = dcp.FileSystemReader(str(dcp_dir)).read_metadata()
-    return {k[6:]: list(v.size) for k, v in meta.state_dict_metadata.items() if k.startswith("model.")}
+    meta = _read_metadata(dcp_dir)
+    state = {"model": {k[6:]: torch.empty(tuple(v.size)) for k, v in meta.items()
+                       if k.startswith("model.") and hasattr(v, "size")}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.load(state, checkpoint_id=dcp_dir, no_dist=True)
+    return {k: tuple(v.shape) for k, v in state["model"].items()}
+
+
+def _summed_chunks(dcp_dir):
+    return {k[6:]: tuple(sum(c.sizes[d] for c in v.chunks) for d in range(len(v.size)))
+            for k, v in _read_metadata(dcp_dir).items() if k.startswith("model.") and hasattr(v, "chunks")}
+
+
+def _removeprefix_torch_size(dcp_dir):
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    meta = FileSystemReader(Path(dcp_dir)).read_metadata()
+    return {k.removeprefix("model."): v.size for k, v in meta.state_dict_metadata.items()
+            if k.startswith("model.") and isinstance(v, TensorStorageMetadata)}
+
+
+def _chunk_extents(dcp_dir):
+    out = {}
+    for k, v in _read_metadata(dcp_dir).items():
+        if k.startswith("model.") and hasattr(v, "chunks"):
+            out[k[len("model."):]] = tuple(max(c.offsets[d] + c.sizes[d] for c in v.chunks)
+                                           for d in range(len(v.size)))
+    return out
+
+
+@contextlib.contextmanager
+def _data_reads():
+    """Record every read of tensor data while a learner's function runs: FileSystemReader.read_data
+    (dcp.load, dcp_to_torch_save) and torch.load (which also reads .distcp bytes by hand)."""
+    from unittest import mock
+
+    from torch.distributed.checkpoint.filesystem import FileSystemReader
+
+    import torch.distributed.checkpoint as dcp
+    import torch.distributed.checkpoint.state_dict_loader as loader
+
+    seen: list[str] = []
+    real_read, real_load, real_dcp_load = FileSystemReader.read_data, torch.load, loader.load
+
+    def read_data(self, *args, **kwargs):
+        seen.append("FileSystemReader.read_data")
+        return real_read(self, *args, **kwargs)
+
+    def load(*args, **kwargs):
+        seen.append("torch.load")
+        return real_load(*args, **kwargs)
+
+    def dcp_load(*args, **kwargs):
+        seen.append("dcp.load")
+        return real_dcp_load(*args, **kwargs)
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(FileSystemReader, "read_data", read_data))
+        stack.enter_context(mock.patch.object(torch, "load", load))
+        stack.enter_context(mock.patch.object(dcp, "load", dcp_load))
+        stack.enter_context(mock.patch.object(loader, "load", dcp_load))
+        yield seen
 
 
 @exercise("saved_shapes", notebook=NB, wrong=[
     (_with_prefix, "without the 'model.' prefix"),
     (_everything, "only the model"),
     (_torch_sizes, "tuple"),
-])
+    (_first_chunk, "chunk"),
+    (_replace_prefix, "in the middle"),
+    (_no_dot, "model_ema"),
+    (_by_converting, "read tensor data"),
+    (_by_loading_the_notebook_net, "read tensor data"),
+    (_by_loading_exact_shapes, "read tensor data"),
+    (_summed_chunks, "chunk"),
+], right=[_removeprefix_torch_size, _chunk_extents])
 def saved_shapes(fn) -> str:
-    """``fn(dcp_dir)`` returns {model key without 'model.': global shape tuple}, from .metadata."""
+    """``fn(dcp_dir)`` returns {model key without 'model.': global shape tuple}, from .metadata only."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "ckpt"
-        expected = {k: tuple(v.shape) for k, v in _make_dcp(folder).items()}
-        answer = call_answer(fn, folder)
+        for label, folder, weights in _checkpoints(Path(tmp)):
+            expected = {k: tuple(v.shape) for k, v in weights.items()}
+            with _data_reads() as reads:
+                try:
+                    answer = call_answer(fn, folder)
+                except Wrong as w:
+                    if reads:
+                        cause = _checkpoint_failure(w) or str(w)
+                        raise Wrong(f"your function read tensor data ({reads[0]}), and it failed ({cause}); "
+                                    "the shapes are all in .metadata: read only the index, "
+                                    "dcp.FileSystemReader(str(dcp_dir)).read_metadata()") from None
+                    raise
+            if reads:
+                raise Wrong(f"your function read tensor data ({reads[0]} ran): the shapes are all in .metadata; "
+                            "read only the index, dcp.FileSystemReader(str(dcp_dir)).read_metadata()")
+            _judge_shapes(answer, expected, label)
+    return ("the model's global shapes, sharded or not, read from .metadata without reading tensor data "
+            "(only ever for folders your own jobs wrote: reading .metadata unpickles it).")
+
+
+def _judge_shapes(answer: Any, expected: dict[str, tuple], label: str) -> None:
     if not isinstance(answer, dict):
         raise Wrong(f"return a dict of key -> shape tuple, got {type(answer).__name__}")
-    if any(str(k).startswith("model.") for k in answer):
-        raise Wrong("give the keys without the 'model.' prefix, as model.state_dict() names them (e.g. 'net.0.weight')")
-    if set(answer) - set(expected):
-        raise Wrong(f"{sorted(set(answer) - set(expected))[0]!r} is not a model entry; keep only the model's "
-                    "keys (those starting with 'model.')")
-    if set(expected) - set(answer):
-        raise Wrong(f"{sorted(set(expected) - set(answer))[0]!r} is missing")
+    keys = [str(k) for k in answer]
+    if any(k.startswith("model.") for k in keys):
+        raise Wrong("give the keys without the 'model.' prefix, as model.state_dict() names them "
+                    "(e.g. 'head.weight')")
+    if any(k.startswith("_ema.") or k.startswith("ema.") for k in keys):
+        raise Wrong("the checkpoint also has a 'model_ema' entry, whose keys start with 'model_ema.': "
+                    "test for the prefix with its dot, k.startswith('model.')")
+    extra = sorted(set(answer) - set(expected))
+    missing = sorted(set(expected) - set(answer))
+    if extra and missing and any(m.replace("model.", "") in extra for m in missing):
+        raise Wrong(f"{extra[0]!r}: 'model.' also appears in the middle of a key (a submodule named "
+                    "'submodel'); remove the prefix at the start only (k[len('model.'):] or removeprefix)")
+    if extra:
+        raise Wrong(f"{extra[0]!r} is not a model entry; keep only the model's keys (those starting with "
+                    "'model.')")
+    if missing:
+        raise Wrong(f"{missing[0]!r} is missing (with the {label} checkpoint); every tensor of the model "
+                    "counts, buffers included")
     for k, shape in expected.items():
-        if not isinstance(answer[k], tuple):
-            raise Wrong(f"give each shape as a tuple, e.g. {shape}; got {type(answer[k]).__name__} for {k!r}")
-        if answer[k] != shape:
-            raise Wrong(f"{k}: expected the global shape {shape}, got {answer[k]}")
-    return "the model's shapes, read from .metadata without loading a tensor."
+        got = answer[k]
+        if not isinstance(got, tuple):
+            raise Wrong(f"give each shape as a tuple, e.g. {shape}; got {type(got).__name__} for {k!r}")
+        if tuple(got) != shape:
+            hint = ("a tensor saved by several ranks has several chunks; the entry's .size is the whole "
+                    "tensor's shape, a chunk's .sizes only its part" if label == "two ranks" else
+                    "use the entry's .size")
+            raise Wrong(f"{k}: expected the global shape {shape}, got {tuple(got)} with the {label} "
+                        f"checkpoint: {hint}")
