@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="write the weights of a .pth/.pt file as .safetensors")
     c.add_argument("src", help="a torch.save file holding a state_dict or a checkpoint with a 'model' entry")
     c.add_argument("dst", help="output file, ending in .safetensors")
-    c.add_argument("--strip-prefixes", action="store_true", help="remove wrapper prefixes (module., _orig_mod.)")
+    c.add_argument("--strip-prefixes", action="store_true",
+                   help="remove the wrapper prefixes (module., _orig_mod.) that every key carries")
     c.add_argument("--overwrite", action="store_true", help="replace dst if it exists")
     return p
 

@@ -1,9 +1,14 @@
 """Convert a ``torch.save`` state_dict (or the ``model`` entry of a training checkpoint) to safetensors.
 
 ``convert_to_safetensors(src, dst)`` loads ``src`` with safe loading (``weights_only=True``, on the
-CPU), picks the weights, optionally strips wrapper prefixes (``module.``, ``_orig_mod.``), writes
-``dst`` atomically (a crash never leaves a torn file) and checks the round trip with
-``torch.equal``. Scalars of a training checkpoint (``epoch``...) go into the header metadata.
+CPU), picks the weights, optionally strips the wrapper prefixes (``module.``, ``_orig_mod.``) that
+every key carries, writes ``dst`` atomically (a crash never leaves a torn file) and checks the
+round trip with ``torch.equal``.
+
+The header metadata says where the weights came from (``format: pt``, ``source``,
+``source_entry``, ``stripped_prefixes``). Top-level numbers and strings of a training checkpoint
+(``epoch`` ...) are copied under a ``ckpt.`` namespace (``ckpt.epoch``), so they can never
+overwrite those keys: loaders such as Hugging Face's check ``format``.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .checkpoints import CheckpointError, atomic_write, load_checkpoint
-from .inspector import InspectError, _weights_entry, detect_prefixes
+from .inspector import WRAPPER_PREFIXES, InspectError, _weights_entry, detect_prefixes
 
 __all__ = ["ConvertResult", "convert_to_safetensors"]
 
@@ -30,12 +35,23 @@ class ConvertResult:
     stripped: list[str] = field(default_factory=list)
     untied: list[str] = field(default_factory=list)  # keys written as copies of a shared tensor
     metadata: dict[str, str] = field(default_factory=dict)
+    kept_prefixes: dict[str, int] = field(default_factory=dict)  # prefix -> keys that carry it (not all)
+    strip_prefixes: bool = False  # whether stripping was asked for
 
     def lines(self) -> list[str]:
         where = f"{self.src}[{self.entry!r}]" if self.entry else self.src
         out = [f"wrote {self.dst}: {self.tensors} tensors from {where} ({self.file_bytes:,} bytes)"]
         if self.stripped:
             out.append("stripped prefixes: " + ", ".join(self.stripped))
+        elif self.strip_prefixes:
+            out.append("stripped prefixes: none (no wrapper prefix starts every key)")
+        for p, n in self.kept_prefixes.items():
+            out.append(f"kept {p!r} on {n} of {self.tensors} keys: not every key has it, so it is part of the "
+                       "model's own names (a submodule called that)")
+        copied = [k for k in self.metadata if k.startswith(_CKPT)]
+        if copied:
+            out.append("checkpoint values in the header: " + ", ".join(
+                f"{k}={_short(self.metadata[k])}" for k in copied))
         if self.untied:
             out.append("shared tensors written as separate copies: " + ", ".join(self.untied))
         out.append("round trip: every tensor is torch.equal to the source")
@@ -47,26 +63,36 @@ class ConvertResult:
     __repr__ = __str__
 
 
+_CKPT = "ckpt."  # namespace of the checkpoint's own values in the header
+
+
+def _short(value: str, width: int = 40) -> str:
+    return value if len(value) <= width else value[:width - 3] + "..."
+
+
 def _strip_prefixes(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Remove the wrapper prefixes that every key carries (``detect_prefixes``), each once.
+
+    A prefix that only some keys carry is the name of a real submodule (``module``) and stays.
+    """
     found = detect_prefixes(list(sd))
-    try:  # the workbook's general tool, if present
-        from .prefixes import normalize_keys  # type: ignore[import-not-found]
-    except ImportError:
-        normalize_keys = None
-    if normalize_keys is not None:
-        out = normalize_keys(dict(sd))
-        if isinstance(out, tuple):
-            out = out[0]
-        return dict(out), found
-    out = dict(sd)
-    for p in found:  # PyTorch's own helper, one prefix at a time
-        torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(out, p)
-    return dict(out), found
+    cut = len("".join(found))
+    return {k[cut:]: v for k, v in sd.items()}, found
+
+
+def _partial_prefixes(keys: list[str]) -> dict[str, int]:
+    """Wrapper-like prefixes that some, but not all, of ``keys`` carry: prefix -> how many."""
+    counts = {p: sum(k.startswith(p) for k in keys) for p in WRAPPER_PREFIXES}
+    return {p: n for p, n in counts.items() if 0 < n < len(keys)}
 
 
 def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, strip_prefixes: bool = False,
                            overwrite: bool = False) -> ConvertResult:
     """Write the weights of ``src`` (a ``.pth``/``.pt`` file) to ``dst`` (``.safetensors``).
+
+    ``strip_prefixes=True`` removes the wrapper prefixes that every key carries, and only those;
+    the result says what it stripped and which prefixes it kept because only some keys have them.
+    ``dst`` gets the mode ``open(dst, "wb")`` would give it (see ``checkpoints.atomic_write``).
 
     Raises ``FileNotFoundError``/``IsADirectoryError``/``CheckpointError``/``FileExistsError``/
     ``ValueError`` with a message naming the file and the fix.
@@ -81,7 +107,7 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, st
     if src.suffix == ".safetensors":
         raise ValueError(f"{src}: is already a .safetensors file; nothing to convert")
     try:
-        obj = load_checkpoint(src)
+        obj = load_checkpoint(src, mmap=True)  # the data is read once, when it is written out
     except CheckpointError as e:
         raise InspectError(" ".join(str(e).split())) from None
     entry, sd = _weights_entry(obj)
@@ -96,6 +122,7 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, st
     stripped: list[str] = []
     if strip_prefixes:
         sd, stripped = _strip_prefixes(sd)
+    kept = _partial_prefixes(list(sd)) if strip_prefixes else {}
     tensors: dict[str, torch.Tensor] = {}
     seen: dict[tuple[int, int], str] = {}
     untied: list[str] = []
@@ -116,7 +143,7 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, st
     if isinstance(obj, Mapping) and entry:
         for k, v in obj.items():
             if isinstance(k, str) and isinstance(v, (int, float, str)) and not isinstance(v, bool):
-                metadata[k] = str(v)
+                metadata[_CKPT + k] = str(v)
     data = save(tensors, metadata=metadata)
     with atomic_write(dst) as f:
         f.write(data)
@@ -124,5 +151,5 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, st
     if set(back) != set(tensors) or not all(torch.equal(back[k], v) for k, v in tensors.items()):
         raise CheckpointError(f"{dst}: the written file does not match {src}; the disk may be failing")
     return ConvertResult(str(src), str(dst), entry or "", len(tensors), dst.stat().st_size, stripped, untied,
-                         metadata)
+                         metadata, kept, strip_prefixes)
 

@@ -164,7 +164,7 @@ def test_convert_training_checkpoint(tmp_path, model):
     back = load_file(tmp_path / "w.safetensors")
     assert set(back) == set(model.state_dict()) and res.stripped == ["module."] and res.entry == "model"
     assert all(torch.equal(back[k], v) for k, v in model.state_dict().items())
-    assert res.metadata["epoch"] == "3" and "round trip" in str(res)
+    assert res.metadata["ckpt.epoch"] == "3" and "ckpt.epoch=3" in str(res) and "round trip" in str(res)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write left nothing behind
 
 
