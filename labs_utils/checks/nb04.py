@@ -2,33 +2,42 @@
 from __future__ import annotations
 
 import io
+import os
 import tempfile
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from . import Wrong, call_answer, exercise
+from . import Wrong, as_int, call_answer, exercise
 
 NB = "04_checkpoints_and_resume"
 
 NEEDED = {"model", "optimizer", "scheduler", "epoch", "rng"}
+CHECKPOINT_KEYS = NEEDED | {"step", "metrics", "versions"}
 WHY_NEEDED = {
     "model": "the weights themselves",
     "optimizer": "AdamW's running averages and step counts: without them the first steps after the resume are "
                  "different",
-    "scheduler": "the position on the learning-rate schedule: without it the schedule starts again at its peak",
+    "scheduler": "the position on the learning-rate schedule: a fresh scheduler counts its epochs from 0 again "
+                 "(section 4 shows the rates it then gives)",
     "epoch": "where the loop starts again (the resume trains from epoch + 1)",
     "rng": "the generators behind dropout and the loader's shuffling: without them each step sees other masks "
            "and batches",
 }
 WHY_NOT = {
-    "step": "step is only a counter for logs here: the loop restarts from epoch, and the scheduler keeps its own "
-            "count inside its state",
+    "step": "this resume restarts at an epoch boundary, from epoch; step would matter only for a resume in the "
+            "middle of an epoch, and the scheduler keeps its own count inside its state",
     "metrics": "metrics record how the run went; no training computation reads them (the manager uses the best "
                "value to choose best.pth, which does not change the weights)",
     "versions": "versions are for people explaining a difference later; the resume never reads them",
 }
+# names a learner may take from the PyTorch recipe or invent, with what this notebook calls them
+_OTHER_NAMES = {"model_state_dict": "model", "optimizer_state_dict": "optimizer",
+                "scheduler_state_dict": "scheduler", "lr_scheduler": "scheduler", "rng_state": "rng",
+                "random": "rng", "generators": "rng", "train_loader": "rng", "loader": "rng", "weights": "model",
+                "loss": "metrics", "val_loss": "metrics"}
 
 
 @exercise("resume_keys", notebook=NB, wrong=[
@@ -38,18 +47,36 @@ WHY_NOT = {
     ({"model", "optimizer", "scheduler", "rng"}, "epoch"),
     (NEEDED | {"versions"}, "versions"),
     (NEEDED | {"metrics"}, "no training computation reads them"),
-    (NEEDED | {"step"}, "counter"),
+    (NEEDED | {"step"}, "epoch boundary"),
     (["model", "optimizer"], "set"),
     (NEEDED | {"weights"}, "not a key"),
-])
+    # the PyTorch recipe's names
+    ({"model_state_dict", "optimizer_state_dict", "scheduler_state_dict", "epoch", "rng"}, "'model_state_dict'"),
+    (set(CHECKPOINT_KEYS), "every key of the checkpoint"),
+    ("model, optimizer, scheduler, epoch, rng", "set"),
+    (NEEDED - {"rng"} | {"train_loader"}, "inside 'rng'"),
+    (dict.fromkeys(NEEDED, True), "got dict"),
+], right=[frozenset(NEEDED), set(CHECKPOINT_KEYS) - {"step", "metrics", "versions"}])
 def resume_keys(answer) -> str:
     """``answer``: the set of checkpoint keys an exact resume must read."""
     if not isinstance(answer, (set, frozenset)):
-        raise Wrong(f"give a set of key names, e.g. {{'model', 'epoch'}}; got {type(answer).__name__}")
-    known = NEEDED | set(WHY_NOT)
-    unknown = sorted(str(k) for k in answer if k not in known)
+        what = type(answer).__name__
+        extra = " (a dict's keys would be set(your_dict))" if isinstance(answer, dict) else ""
+        raise Wrong(f"give a set of key names, e.g. {{'model', 'epoch'}}; got {what}{extra}")
+    unknown = sorted(str(k) for k in answer if k not in CHECKPOINT_KEYS)
     if unknown:
-        raise Wrong(f"{unknown[0]!r} is not a key of the checkpoint; pick from {sorted(known)}")
+        name = unknown[0]
+        ours = _OTHER_NAMES.get(name)
+        if ours == "rng" and name in ("train_loader", "loader", "generators"):
+            raise Wrong(f"{name!r} is not a key of the checkpoint: the loader's generator state is saved inside "
+                        "'rng' (capture_rng_state(generators={'train_loader': ...}))")
+        if ours:
+            raise Wrong(f"{name!r} is not a key of this notebook's checkpoint (it calls that entry {ours!r}); "
+                        f"pick from {sorted(CHECKPOINT_KEYS)}")
+        raise Wrong(f"{name!r} is not a key of the checkpoint; pick from {sorted(CHECKPOINT_KEYS)}")
+    if set(answer) == CHECKPOINT_KEYS:
+        raise Wrong("that is every key of the checkpoint; some are saved for people or for later, and the "
+                    "resume never reads them: which ones change the next training step?")
     for key in ("model", "optimizer", "scheduler", "epoch", "rng"):
         if key not in answer:
             raise Wrong(f"the resume needs {key!r}: {WHY_NEEDED[key]}")
@@ -65,14 +92,18 @@ EPOCHS, CRASH = 4, 2
 
 
 def _make(seed: int):
+    """The check's run. The schedule is one where a fresh scheduler gives other learning rates after a
+    resume (a cosine: it scales the current rate), and the loader's generator is seeded from ``seed`` so that a
+    freshly built loader does not share its stream with the checkpoint's."""
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=EPOCHS)
     g = torch.Generator().manual_seed(11)
     x = torch.randn(96, 8, generator=g)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
-    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(3))
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True,
+                        generator=torch.Generator().manual_seed(3 + seed))
     return model, optimizer, scheduler, loader
 
 
@@ -100,7 +131,38 @@ def _checkpoint(model, optimizer, scheduler, loader, epoch) -> dict:
 
 
 def _states_equal(a, b) -> bool:
-    return all(torch.equal(v, b[k]) for k, v in a.items())
+    return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+# torch's CPU generator state (5056 bytes) holds the Mersenne Twister's word array at bytes 24..5016;
+# the bytes before it count the draws left before the array is regenerated.
+_MT_WORDS = slice(24, 5016)
+
+
+def _drew_after_restoring(saved: torch.Tensor, now: torch.Tensor, max_refills: int = 8) -> bool:
+    """Whether ``now`` is ``saved`` advanced by some draws: the learner restored this generator, then
+    something drew random numbers from it before training went on."""
+    if saved.numel() != 5056 or now.numel() != 5056:  # pragma: no cover - another torch layout
+        return False
+    target = now[_MT_WORDS]
+    g = torch.Generator()
+    g.set_state(saved)
+    words = saved[_MT_WORDS]
+    for _ in range(max_refills + 1):
+        if torch.equal(words, target):
+            return True
+        for _ in range(2000):  # one draw at a time until the word array is regenerated
+            torch.randint(0, 2, (1,), generator=g)
+            new = g.get_state()[_MT_WORDS]
+            if not torch.equal(new, words):
+                words = new
+                break
+    return False
+
+
+_DREW = ("your function restored {what}, then drew random numbers from it before returning ({examples}): "
+         "the resumed run then starts from another point of the stream. Restore the RNG states last, right "
+         "before training continues")
 
 
 def _weights_only(ckpt, model, optimizer, scheduler, loader):
@@ -138,15 +200,6 @@ def _off_by_one(ckpt, model, optimizer, scheduler, loader):
     return ckpt["epoch"]
 
 
-_RESUME_WRONG = [
-    (_weights_only, "optimizer.load_state_dict"),
-    (_no_scheduler, "scheduler.load_state_dict"),
-    (_no_rng, "dropout masks"),
-    (_no_loader_generator, "shuffling order"),
-    (_off_by_one, "checkpoint['epoch'] + 1"),
-]
-
-
 def _right_resume(ckpt, model, optimizer, scheduler, loader):
     from ..checkpoints import restore_rng_state
 
@@ -157,36 +210,127 @@ def _right_resume(ckpt, model, optimizer, scheduler, loader):
     return ckpt["epoch"] + 1
 
 
-@exercise("resume_exactly", notebook=NB, wrong=_RESUME_WRONG, right=[_right_resume])
+def _draws_a_batch_after(ckpt, model, optimizer, scheduler, loader):
+    """Restores everything, then looks at a batch (the simulation's case)."""
+    start = _right_resume(ckpt, model, optimizer, scheduler, loader)
+    next(iter(loader))
+    return start
+
+
+def _forward_after(ckpt, model, optimizer, scheduler, loader):
+    """Restores everything, then checks the model on a random input in train mode (dropout draws)."""
+    start = _right_resume(ckpt, model, optimizer, scheduler, loader)
+    model(torch.randn(4, 8))
+    return start
+
+
+def _rng_first_then_new_model(ckpt, model, optimizer, scheduler, loader):
+    """Restores the RNG first, then builds a throw-away layer (its initialisation draws)."""
+    from ..checkpoints import restore_rng_state
+
+    restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
+    nn.Linear(8, 16)
+    _no_rng(ckpt, model, optimizer, scheduler, loader)
+    return ckpt["epoch"] + 1
+
+
+def _seeds_instead(ckpt, model, optimizer, scheduler, loader):
+    _no_rng(ckpt, model, optimizer, scheduler, loader)
+    torch.manual_seed(0)
+    loader.generator.manual_seed(0)
+    return ckpt["epoch"] + 1
+
+
+def _new_optimizer(ckpt, model, optimizer, scheduler, loader):
+    from ..checkpoints import restore_rng_state
+
+    model.load_state_dict(ckpt["model"])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # rebinds a local name only
+    optimizer.load_state_dict(ckpt["optimizer"])
+    restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
+    return ckpt["epoch"] + 1
+
+
+def _fast_forward_scheduler(ckpt, model, optimizer, scheduler, loader):
+    """Steps a fresh scheduler to the saved epoch instead of loading its state."""
+    from ..checkpoints import restore_rng_state
+
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    for _ in range(ckpt["epoch"] + 1):
+        scheduler.step()
+    restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
+    return ckpt["epoch"] + 1
+
+
+def _wrong_generator_name(ckpt, model, optimizer, scheduler, loader):
+    from ..checkpoints import restore_rng_state
+
+    _no_rng(ckpt, model, optimizer, scheduler, loader)
+    restore_rng_state(ckpt["rng"], generators={"loader": loader.generator})
+    return ckpt["epoch"] + 1
+
+
+def _step_as_epoch(ckpt, model, optimizer, scheduler, loader):
+    _right_resume(ckpt, model, optimizer, scheduler, loader)
+    return ckpt["step"]
+
+
+def _by_hand_numpy_epoch(ckpt, model, optimizer, scheduler, loader):
+    """Right, by hand, with a NumPy integer for the epoch: accepted."""
+    import numpy as np
+
+    for obj, key in ((model, "model"), (optimizer, "optimizer"), (scheduler, "scheduler")):
+        obj.load_state_dict(ckpt[key])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    loader.generator.set_state(ckpt["rng"]["generators"]["train_loader"])
+    return np.int64(ckpt["epoch"]) + 1
+
+
+def _forgot_return(ckpt, model, optimizer, scheduler, loader):
+    _right_resume(ckpt, model, optimizer, scheduler, loader)
+
+
+_RESUME_WRONG = [
+    (_weights_only, "optimizer.load_state_dict"),
+    (_no_scheduler, "scheduler.load_state_dict"),
+    (_no_rng, "torch's global generator (dropout masks) is not"),
+    (_no_loader_generator, "the loader's generator (the shuffling order) is not"),
+    (_off_by_one, "checkpoint['epoch'] + 1"),
+    (_draws_a_batch_after, "restore the rng states last"),
+    (_forward_after, "restore the rng states last"),
+    (_rng_first_then_new_model, "restore the rng states last"),
+    (_seeds_instead, "is not in the checkpoint's state"),
+    (_new_optimizer, "the optimizer passed in"),
+    (_fast_forward_scheduler, "stepping a fresh scheduler"),
+    (_wrong_generator_name, "no saved state for generator(s) ['loader']"),
+    (_step_as_epoch, "checkpoint['epoch'] + 1"),
+    (_forgot_return, "forget the `return`"),
+]
+
+
+@exercise("resume_exactly", notebook=NB, wrong=_RESUME_WRONG, right=[_right_resume, _by_hand_numpy_epoch])
 def resume_exactly(fn) -> str:
     """``fn(checkpoint, model, optimizer, scheduler, train_loader)`` restores everything, returns the next epoch."""
-    return _resume_exactly(fn)  # the check framework restores the learner's random generators afterwards
-
-
-def _resume_exactly(fn) -> str:
     ref = _make(0)
     _train(*ref, range(EPOCHS))
     model, optimizer, scheduler, loader = _make(0)
     _train(model, optimizer, scheduler, loader, range(CRASH))
     ckpt = _checkpoint(model, optimizer, scheduler, loader, CRASH - 1)
+    saved = _checkpoint(model, optimizer, scheduler, loader, CRASH - 1)  # a copy the answer cannot change
 
     model, optimizer, scheduler, loader = _make(99)
     start = call_answer(fn, ckpt, model, optimizer, scheduler, loader)
-    if not _states_equal(ckpt["model"], model.state_dict()):
+    if not _states_equal(saved["model"], model.state_dict()):
         raise Wrong("the model's weights differ from the checkpoint's: call model.load_state_dict(checkpoint['model'])")
-    if not optimizer.state_dict()["state"]:
-        raise Wrong("the optimizer has no state (SGD's momentum buffers are empty): call "
-                    "optimizer.load_state_dict(checkpoint['optimizer'])")
-    if scheduler.last_epoch != ckpt["scheduler"]["last_epoch"]:
-        raise Wrong("the scheduler starts its schedule again: call scheduler.load_state_dict(checkpoint['scheduler'])")
-    if not torch.equal(torch.get_rng_state(), ckpt["rng"]["torch"]):
-        raise Wrong("torch's global generator (dropout masks) was not restored: call "
-                    "restore_rng_state(checkpoint['rng'], generators=...)")
-    if not torch.equal(loader.generator.get_state(), ckpt["rng"]["generators"]["train_loader"]):
-        raise Wrong("the loader's generator (the shuffling order) was not restored: pass "
-                    "generators={'train_loader': train_loader.generator} to restore_rng_state")
-    if isinstance(start, bool) or not isinstance(start, int):
-        raise Wrong(f"return the next epoch as an int, got {type(start).__name__}")
+    _check_optimizer(saved["optimizer"], optimizer)
+    _check_scheduler(saved["scheduler"], scheduler, optimizer)
+    _check_generator(saved["rng"]["torch"], torch.get_rng_state(), "torch's global generator (dropout masks)",
+                     "a forward pass in train mode, torch.randn, building a layer")
+    _check_generator(saved["rng"]["generators"]["train_loader"], loader.generator.get_state(),
+                     "the loader's generator (the shuffling order)", "iterating over train_loader, even "
+                     "next(iter(train_loader))")
+    start = as_int(start, "the next epoch")
     if start != CRASH:
         raise Wrong(f"checkpoint['epoch'] is the last epoch that finished ({CRASH - 1}); the next one is "
                     f"checkpoint['epoch'] + 1, you returned {start}")
@@ -195,6 +339,42 @@ def _resume_exactly(fn) -> str:
         raise Wrong("every piece was restored, but the final weights differ: restore the RNG state last, right "
                     "before training continues")
     return "the resumed run ends with exactly the uninterrupted run's weights."
+
+
+def _check_optimizer(saved: dict, optimizer) -> None:
+    now = optimizer.state_dict()
+    if not now["state"]:
+        raise Wrong("the optimizer you were given has no state (SGD's momentum buffers are empty): call "
+                    "optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with the "
+                    "optimizer passed in, so loading into a new one made inside the function would not count)")
+    same = now["state"].keys() == saved["state"].keys() and all(
+        _states_equal(saved["state"][i], s) for i, s in now["state"].items())
+    if not same:
+        raise Wrong("the optimizer's momentum buffers differ from the checkpoint's: call "
+                    "optimizer.load_state_dict(checkpoint['optimizer'])")
+
+
+def _check_scheduler(saved: dict, scheduler, optimizer) -> None:
+    now = scheduler.state_dict()
+    lr, saved_lr = optimizer.param_groups[0]["lr"], saved["_last_lr"][0]
+    if now["last_epoch"] == 0:
+        raise Wrong("the scheduler starts its schedule again (last_epoch 0, a fresh scheduler counts from 0): call "
+                    "scheduler.load_state_dict(checkpoint['scheduler'])")
+    if now != saved or lr != saved_lr:
+        raise Wrong(f"the scheduler's state differs from the checkpoint's (learning rate {lr:g}, saved {saved_lr:g}): "
+                    "call scheduler.load_state_dict(checkpoint['scheduler']). Stepping a fresh scheduler "
+                    "forward does not rebuild it: it scales the rate that optimizer.load_state_dict restored again")
+
+
+def _check_generator(saved: torch.Tensor, now: torch.Tensor, what: str, examples: str) -> None:
+    if torch.equal(saved, now):
+        return
+    if _drew_after_restoring(saved, now):
+        raise Wrong(_DREW.format(what=what, examples=examples))
+    fix = ("restore_rng_state(checkpoint['rng'], generators={'train_loader': train_loader.generator})"
+           if "loader" in what else "restore_rng_state(checkpoint['rng'], generators=...)")
+    raise Wrong(f"{what} is not in the checkpoint's state (a seed, even the run's first one, does not bring "
+                f"back the state at the crash): call {fix}")
 
 
 # --------------------------------------------------------------------------- best_by_accuracy
@@ -221,27 +401,123 @@ def _loss_max(folder):
     return CheckpointManager(folder, metric="val_loss", mode="max")
 
 
+def _own_folder(folder):
+    """Ignores ``folder`` and uses the notebook's scratch folder (the simulation's case)."""
+    from ..checkpoints import CheckpointManager
+
+    return CheckpointManager(Path("runs") / "04_checkpoints_and_resume" / "by_accuracy", metric="val_accuracy",
+                             mode="max")
+
+
+def _subfolder(folder):
+    from ..checkpoints import CheckpointManager
+
+    return CheckpointManager(Path(folder) / "best_by_accuracy", metric="val_accuracy", mode="max")
+
+
+def _forgot_return_manager(folder):
+    from ..checkpoints import CheckpointManager
+
+    manager = CheckpointManager(folder, metric="val_accuracy", mode="max")  # noqa: F841
+
+
+def _accuracy_word(folder):
+    from ..checkpoints import CheckpointManager
+
+    return CheckpointManager(folder, metric="accuracy", mode="max")
+
+
+def _maximize(folder):
+    from ..checkpoints import CheckpointManager
+
+    return CheckpointManager(folder, metric="val_accuracy", mode="maximize")
+
+
+def _class_not_instance(folder):
+    from ..checkpoints import CheckpointManager
+
+    return CheckpointManager
+
+
+def _whole_state_as_best(folder):
+    from ..checkpoints import CheckpointManager
+
+    return CheckpointManager(folder, metric="val_accuracy", mode="max", best_key=None)
+
+
+def _str_folder_keep_one(folder):
+    """Right: a str path and another keep_last."""
+    from ..checkpoints import CheckpointManager
+
+    return CheckpointManager(str(folder), "val_accuracy", "max", keep_last=1)
+
+
 @exercise("best_by_accuracy", notebook=NB, wrong=[
     (_default_manager, "tracks 'val_loss'"),
     (_accuracy_min, "mode='max'"),
     (_loss_max, "tracks 'val_loss'"),
     (lambda folder: str(folder), "return the CheckpointManager"),
-])
+    (_own_folder, "the folder you were given"),
+    (_subfolder, "the folder you were given"),
+    (_forgot_return_manager, "forget the `return`"),
+    (_accuracy_word, "metric='val_accuracy'"),
+    (_maximize, "mode must be 'min'"),
+    (_class_not_instance, "the class itself"),
+    (_whole_state_as_best, "best_key"),
+], right=[_str_folder_keep_one])
 def best_by_accuracy(fn) -> str:
-    """``fn(folder)`` returns a CheckpointManager whose best.pth follows the highest val_accuracy."""
+    """``fn(folder)`` returns a CheckpointManager in ``folder`` whose best.pth follows the highest val_accuracy."""
     from ..checkpoints import CheckpointManager
 
+    here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
-        manager = call_answer(fn, tmp)
-        if not isinstance(manager, CheckpointManager):
-            raise Wrong(f"return the CheckpointManager you built, got {type(manager).__name__}")
-        if manager.metric != "val_accuracy":
-            raise Wrong(f"your manager tracks {manager.metric!r}: pass metric='val_accuracy'")
-        for epoch, (loss, acc) in enumerate(_EPOCH_METRICS):
-            manager.save({"model": {"w": torch.full((2,), float(epoch))}}, epoch=epoch,
-                         metrics={"val_loss": loss, "val_accuracy": acc})
-        best = manager.load_best()
+        sandbox = Path(tmp).resolve()
+        os.chdir(sandbox)  # a relative path in the answer lands in the sandbox, not in the learner's folders
+        try:
+            return _best_by_accuracy(fn, sandbox, CheckpointManager)
+        finally:
+            os.chdir(here)
+
+
+def _files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+def _best_by_accuracy(fn, sandbox: Path, CheckpointManager) -> str:
+    folder = sandbox / "given" / "accuracy_run"  # does not exist yet: the manager makes it
+    manager = call_answer(fn, folder)
+    if manager is CheckpointManager or isinstance(manager, type):
+        raise Wrong("you returned the class itself; build a manager with CheckpointManager(folder, ...) and return it")
+    if not isinstance(manager, CheckpointManager):
+        raise Wrong(f"return the CheckpointManager you built, got {type(manager).__name__}")
+    used = Path(manager.folder).resolve()
+    if used != folder:
+        if used.is_relative_to(folder):
+            where = f"a subfolder of it ({used.relative_to(folder).as_posix()})"
+        elif used.is_relative_to(sandbox):
+            where = used.relative_to(sandbox).as_posix()
+        else:
+            where = "another folder"
+        raise Wrong(f"your manager keeps its files in {where}, not in the folder you were given: pass the "
+                    "function's folder argument to CheckpointManager, as it is")
+    if manager.metric != "val_accuracy":
+        raise Wrong(f"your manager tracks {manager.metric!r}: pass metric='val_accuracy'")
+    for epoch, (loss, acc) in enumerate(_EPOCH_METRICS):
+        manager.save({"model": {"w": torch.full((2,), float(epoch))}}, epoch=epoch,
+                     metrics={"val_loss": loss, "val_accuracy": acc})
+    elsewhere = sorted(p.relative_to(sandbox).as_posix() for p in _files_under(sandbox) - _files_under(folder))
+    if elsewhere:
+        raise Wrong(f"your function wrote files outside the folder it was given ({', '.join(elsewhere[:3])}): "
+                    "everything the manager writes belongs in folder")
+    if not (folder / "best.pth").is_file() or not (folder / "last.pth").is_file():
+        raise Wrong("after four saves the folder has no best.pth or last.pth: return the CheckpointManager "
+                    "itself, made with CheckpointManager(folder, ...)")
+    best = manager.load_best()
+    if not isinstance(best, dict) or "w" not in best:
+        raise Wrong("best.pth should hold the model's weights only (state['model']); keep the default "
+                    "best_key='model'")
     if manager.best_epoch != 2 or not torch.equal(best["w"], torch.full((2,), 2.0)):
-        raise Wrong(f"best.pth holds epoch {manager.best_epoch}, the lowest accuracy: for accuracy higher is better, "
-                    "pass mode='max'")
+        raise Wrong(f"best.pth holds epoch {manager.best_epoch}, the lowest accuracy: for accuracy higher is "
+                    "better, pass mode='max'")
     return "best.pth now follows the highest validation accuracy (epoch 2 here), not the lowest loss (epoch 1)."
+
