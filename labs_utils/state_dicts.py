@@ -9,7 +9,10 @@ Both accept a model, a state_dict, or the path of a file holding a state_dict.
 """
 from __future__ import annotations
 
+import copy
 import os
+import warnings
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.parameter import is_lazy
 
 from ._render import Table, human_bytes
 
@@ -59,6 +63,8 @@ def as_state_dict(obj: Any, *, what: str = "state_dict") -> tuple[Mapping[str, A
 
 
 def _shape(v: Any) -> str:
+    if isinstance(v, torch.Tensor) and is_lazy(v):
+        return "uninitialized"
     return str(tuple(v.shape)) if isinstance(v, torch.Tensor) else "-"
 
 
@@ -117,12 +123,12 @@ def summarize(obj: Any) -> StateDictSummary:
     buffers = {n for n, _ in model.named_buffers(remove_duplicate=False)} if model is not None else set()
     rows = []
     for key, v in sd.items():
-        is_t = isinstance(v, torch.Tensor)
+        is_t = isinstance(v, torch.Tensor) and not is_lazy(v)  # a lazy module's parameter holds nothing yet
         row = {
             "key": key,
             "shape": _shape(v),
             "dtype": _dtype(v),
-            "device": str(v.device) if is_t else "-",
+            "device": str(v.device) if isinstance(v, torch.Tensor) else "-",
             "numel": v.numel() if is_t else 0,
             "bytes": v.numel() * v.element_size() if is_t else 0,
         }
@@ -133,6 +139,95 @@ def summarize(obj: Any) -> StateDictSummary:
     return StateDictSummary(rows, non_persistent)
 
 
+# --- a dry run of load_state_dict: the modules' own loading rules, on a copy without data ------
+
+def _meta_like(t: torch.Tensor) -> torch.Tensor:
+    """A stand-in for one of the model's tensors: same kind, shape and dtype, on the meta device."""
+    if isinstance(t, nn.UninitializedParameter):
+        return nn.UninitializedParameter(t.requires_grad, device="meta", dtype=t.dtype)
+    if isinstance(t, nn.UninitializedBuffer):
+        return nn.UninitializedBuffer(t.requires_grad, device="meta", dtype=t.dtype)
+    if isinstance(t, nn.Parameter):
+        return nn.Parameter(torch.empty_like(t, device="meta"), requires_grad=t.requires_grad)
+    return torch.empty_like(t, device="meta")
+
+
+def _on_meta(v: Any) -> Any:
+    """A state_dict value without its data (tensors on the meta device), to be loaded in a dry run."""
+    if not isinstance(v, torch.Tensor) or is_lazy(v) or v.is_meta:
+        return v
+    try:
+        return torch.empty_like(v, device="meta")
+    except Exception:  # a tensor kind without meta support keeps its data
+        return v
+
+
+@dataclass
+class _DryRun:
+    """What ``load_state_dict`` said when loading into a meta copy of the model."""
+
+    missing: list[str]
+    unexpected: list[str]
+    rejected: dict[str, str]  # state_dict key -> load_state_dict's message (size mismatch, not a tensor ...)
+    other_errors: list[str]  # messages that name no key of the state_dict
+    model: dict[str, Any]  # the copy's state_dict afterwards: shapes and dtypes as the model would have them
+
+
+def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
+    """Run the real ``load_state_dict(sd, strict=False)`` on a copy of ``model`` whose parameters
+    and buffers are on the meta device, so every module applies its own rules (BatchNorm filling
+    in ``num_batches_tracked`` for a state_dict without version, lazy modules taking the file's
+    shapes, a 0-dim parameter accepting shape ``(1,)``, custom hooks) and nothing in ``model``
+    changes. ``None`` when the model cannot be copied or its hooks fail on meta tensors."""
+    memo: dict[int, Any] = {}
+    for _, t in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
+        if id(t) not in memo:  # tied tensors stay tied in the copy
+            memo[id(t)] = _meta_like(t)
+    try:
+        shadow = copy.deepcopy(model, memo)
+    except Exception:
+        return None
+    seen: dict[str, Any] = {}
+
+    def keep_errors(module, state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs) -> None:
+        seen["errors"] = error_msgs  # the list load_state_dict fills and raises with
+
+    def keep_keys(module, incompatible_keys) -> None:
+        seen["keys"] = incompatible_keys  # runs last, when every module has been loaded
+
+    shadow.register_load_state_dict_pre_hook(keep_errors)
+    shadow.register_load_state_dict_post_hook(keep_keys)
+    meta_sd: OrderedDict[str, Any] = OrderedDict((k, _on_meta(v)) for k, v in sd.items())
+    if getattr(sd, "_metadata", None) is not None:
+        meta_sd._metadata = sd._metadata  # type: ignore[attr-defined]  # versions decide some rules
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "copying from a non-meta parameter ... is a no-op"
+        try:
+            shadow.load_state_dict(meta_sd, strict=False)
+        except RuntimeError:
+            pass  # load_state_dict collected every problem in error_msgs, then raised
+        except Exception:
+            return None
+    if "keys" not in seen:
+        return None  # it stopped before the end: a hook that cannot run on meta tensors
+    rejected: dict[str, str] = {}
+    other: list[str] = []
+    for msg in seen.get("errors", []):
+        key = next((k for k in sd if msg.startswith(f"size mismatch for {k}: ") or f'named "{k}"' in msg), None)
+        if key is None:
+            other.append(msg)
+        else:
+            rejected[key] = msg
+    return _DryRun(list(seen["keys"].missing_keys), list(seen["keys"].unexpected_keys), rejected, other,
+                   shadow.state_dict())
+
+
+def _in_order(keys: list[str], order: list[str]) -> list[str]:
+    """``keys`` sorted by their position in ``order`` (keys not in it last, as they came)."""
+    pos = {k: i for i, k in enumerate(order)}
+    return sorted(dict.fromkeys(keys), key=lambda k: pos.get(k, len(pos)))
+
+
 @dataclass
 class StateDictDiff:
     """What ``load_state_dict`` would say. Truthy only when the two are fully compatible."""
@@ -141,11 +236,13 @@ class StateDictDiff:
     unexpected: list[str]
     shape_mismatches: dict[str, tuple[tuple, tuple]]
     dtype_differences: dict[str, tuple[str, str]]
+    errors: list[str] = field(default_factory=list)  # load_state_dict's other complaints, e.g. a non-tensor value
+    notes: list[str] = field(default_factory=list)
 
     @property
     def loads_strictly(self) -> bool:
         """True when ``load_state_dict(strict=True)`` would succeed (dtypes are cast on copy)."""
-        return not (self.missing or self.unexpected or self.shape_mismatches)
+        return not (self.missing or self.unexpected or self.shape_mismatches or self.errors)
 
     def __bool__(self) -> bool:
         return self.loads_strictly and not self.dtype_differences
@@ -155,14 +252,16 @@ class StateDictDiff:
         rows += [[k, "unexpected (not in the model)", "", ""] for k in self.unexpected]
         rows += [[k, "shape mismatch", str(m), str(s)] for k, (m, s) in self.shape_mismatches.items()]
         rows += [[k, "dtype differs (cast on load)", m, s] for k, (m, s) in self.dtype_differences.items()]
+        rows += [["", e, "", ""] for e in self.errors]
         if bool(self):
             verdict = "compatible: load_state_dict(strict=True) will load every entry as is"
         elif self.loads_strictly:
             verdict = "loads with strict=True, but some dtypes differ and will be cast to the model's"
         else:
             verdict = (f"not compatible: {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
-                       f"{len(self.shape_mismatches)} shape mismatches, {len(self.dtype_differences)} dtype differences")
-        return Table(["key", "problem", "in model", "in state_dict"], rows, notes=[verdict])
+                       f"{len(self.shape_mismatches)} shape mismatches, {len(self.dtype_differences)} dtype differences"
+                       + (f", {len(self.errors)} other errors" if self.errors else ""))
+        return Table(["key", "problem", "in model", "in state_dict"], rows, notes=[verdict, *self.notes])
 
     def __str__(self) -> str:
         return self.table().to_text()
@@ -176,26 +275,61 @@ class StateDictDiff:
 def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
     """Compare ``state_dict`` (a mapping, a model or a file path) with ``model`` without loading.
 
-    Reports missing keys, unexpected keys, shape mismatches (model shape, state_dict shape) and
-    dtype differences, in the model's key order.
+    Reports what ``model.load_state_dict(state_dict)`` would: missing keys, unexpected keys,
+    shape mismatches (model shape, state_dict shape), other errors, and dtype differences (which
+    loading casts), in the model's key order. The answer comes from ``load_state_dict`` itself,
+    run on a copy of the model whose tensors are on the meta device (no data, and ``model`` is
+    not touched), so each module's own rules apply: BatchNorm accepts a state_dict without
+    ``num_batches_tracked`` when it has no version metadata, lazy modules take the shapes they are
+    given, a 0-dim parameter accepts a tensor of shape ``(1,)``. A model that cannot be copied
+    that way is compared key by key, and the result's notes say so.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"diff() takes the model first, then the state_dict: got {type(model).__name__} "
                         "as the model; call diff(model, state_dict)")
     sd, _ = as_state_dict(state_dict)
+    run = _dry_run(model, sd)
+    if run is None:
+        return _key_by_key_diff(model, sd)
+    order = list(model.state_dict())
+    shapes = {k: (_shape_of(run.model.get(k)), _shape_of(sd[k])) for k in _in_order(list(run.rejected), order)
+              if msg_is_size(run.rejected[k])}
+    errors = [m for k, m in run.rejected.items() if k not in shapes] + run.other_errors
+    dtypes = {}
+    for k in _in_order([k for k in sd if k in run.model], order):
+        mv, sv = run.model[k], sd[k]
+        if k not in run.rejected and isinstance(mv, torch.Tensor) and isinstance(sv, torch.Tensor) \
+                and not is_lazy(sv) and mv.dtype != sv.dtype:
+            dtypes[k] = (_dtype(mv), _dtype(sv))
+    return StateDictDiff(_in_order(run.missing, order), _in_order(run.unexpected, list(sd)), shapes, dtypes, errors)
+
+
+def msg_is_size(msg: str) -> bool:
+    return msg.startswith("size mismatch for ")
+
+
+def _shape_of(v: Any) -> tuple | None:
+    """``tuple(v.shape)``; ``None`` for a non-tensor or an uninitialized (lazy) parameter."""
+    return tuple(v.shape) if isinstance(v, torch.Tensor) and not is_lazy(v) else None
+
+
+def _key_by_key_diff(model: nn.Module, sd: Mapping[str, Any]) -> StateDictDiff:
+    """The fallback of ``diff``: names and shapes compared one by one, without the modules' rules."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
     shapes, dtypes = {}, {}
     for k, mv in expected.items():
-        if k not in sd or not isinstance(mv, torch.Tensor) or not isinstance(sd[k], torch.Tensor):
+        sv = sd.get(k)
+        if not isinstance(mv, torch.Tensor) or not isinstance(sv, torch.Tensor) or is_lazy(mv):
             continue
-        sv = sd[k]
         if mv.shape != sv.shape:
             shapes[k] = (tuple(mv.shape), tuple(sv.shape))
         elif mv.dtype != sv.dtype:
             dtypes[k] = (_dtype(mv), _dtype(sv))
-    return StateDictDiff(missing, unexpected, shapes, dtypes)
+    note = ("compared key by key: the model could not be copied to the meta device to run its own loading "
+            "rules, so version fill-ins and loading hooks are not taken into account")
+    return StateDictDiff(missing, unexpected, shapes, dtypes, notes=[note])
 
 
 # --- load_matching: a partial load that reports exactly what it did --------------------------
@@ -280,8 +414,8 @@ class LoadReport:
 
 def _apply_key_map(sd: Mapping[str, Any], key_map: KeyMap | None) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """Rename the state_dict's keys; returns (renamed state_dict, {new: old}, dropped keys)."""
-    if key_map is None:
-        return dict(sd), {}, []
+    if key_map is None:  # the names are the state_dict's own, so its version metadata still applies
+        return _with_metadata_of(sd, dict(sd)), {}, []
     if isinstance(key_map, Mapping):
         unknown = [k for k in key_map if k not in sd]
         if unknown:
@@ -335,7 +469,10 @@ def load_matching(model: nn.Module, state_dict: Any, *,
 
     Unlike ``load_state_dict(strict=False)``, entries whose shape differs are skipped instead of
     raising (after copying the others), and the returned ``LoadReport`` lists what was loaded,
-    skipped (with both shapes), missing and unexpected. The copy itself is done by
+    skipped (with both shapes), missing and unexpected. Which entries fit is decided by
+    ``load_state_dict`` itself, run first on a copy of the model without data (as in ``diff``),
+    so an entry fits exactly when ``load_state_dict`` would copy it (a lazy module takes any
+    shape, a 0-dim parameter takes shape ``(1,)``). The copy itself is done by
     ``model.load_state_dict(matching, strict=False)``, so dtypes are cast to the model's and
     modules' own loading hooks run.
     """
@@ -345,21 +482,13 @@ def load_matching(model: nn.Module, state_dict: Any, *,
     sd, _ = as_state_dict(state_dict)
     source, renamed, dropped = _apply_key_map(sd, key_map)
     target = model.state_dict()
-    shape = lambda v: tuple(v.shape) if isinstance(v, torch.Tensor) else None  # noqa: E731
-
-    matching: dict[str, Any] = {}
-    mismatched: dict[str, tuple] = {}
+    accepted, mismatched, unexpected = _fitting(model, source, target)
+    matching = _with_metadata_of(source, {k: source[k] for k in accepted})
     cast: dict[str, tuple[str, str]] = {}
-    for k, v in source.items():
-        if k not in target:
-            continue
-        mv = target[k]
-        if isinstance(mv, torch.Tensor) != isinstance(v, torch.Tensor) or shape(mv) != shape(v):
-            mismatched[k] = (shape(mv), shape(v))
-            continue
-        if isinstance(v, torch.Tensor) and v.dtype != mv.dtype:
+    for k, v in matching.items():
+        mv = target.get(k)
+        if isinstance(v, torch.Tensor) and isinstance(mv, torch.Tensor) and v.dtype != mv.dtype:
             cast[k] = (_dtype(v), _dtype(mv))
-        matching[k] = v
 
     groups = _alias_groups(model, target)
     for group in set(groups.values()):
@@ -379,24 +508,54 @@ def load_matching(model: nn.Module, state_dict: Any, *,
     done = set(matching) | set(tied)
     by_id: dict[int, tuple[int, bool]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
-        numel, was = by_id.get(id(p), (p.numel(), False))
+        numel, was = by_id.get(id(p), (0 if is_lazy(p) else p.numel(), False))
         by_id[id(p)] = (numel, was or name in done)
     params_loaded = sum(n for n, ok in by_id.values() if ok)
     params_fresh = sum(n for n, ok in by_id.values() if not ok)
 
     return LoadReport(
-        loaded=[k for k in target if k in matching],
-        shape_mismatches={k: mismatched[k] for k in target if k in mismatched},
+        loaded=[k for k in target if k in matching] + [k for k in matching if k not in target],
+        shape_mismatches={k: mismatched[k] for k in _in_order(list(mismatched), list(target))},
         missing=[k for k in target if k not in source and k not in tied],
-        unexpected=[k for k in source if k not in target],
+        unexpected=unexpected,
         params_loaded=params_loaded,
         params_fresh=params_fresh,
         tied=tied,
         cast=cast,
         renamed=renamed,
         dropped=dropped,
-        model_shapes={k: shape(v) for k, v in target.items()},
-        source_shapes={k: shape(v) for k, v in source.items()},
+        model_shapes={k: _shape_of(v) for k, v in model.state_dict().items()},  # lazy ones now loaded
+        source_shapes={k: _shape_of(v) for k, v in source.items()},
     )
+
+
+def _fitting(model: nn.Module, source: Mapping[str, Any], target: Mapping[str, Any]
+             ) -> tuple[list[str], dict[str, tuple], list[str]]:
+    """Split ``source`` the way ``load_state_dict`` would: the keys it copies, the keys it rejects
+    (key -> (shape in model, shape in source)) and the keys the model has no place for."""
+    run = _dry_run(model, source)
+    if run is not None:
+        rejected = {k: (_shape_of(run.model.get(k)), _shape_of(source[k])) for k in run.rejected}
+        unexpected = _in_order(run.unexpected, list(source))
+        return [k for k in source if k not in rejected and k not in unexpected], rejected, unexpected
+    accepted, rejected = [], {}  # the model cannot be copied: compare names and shapes
+    for k, v in source.items():
+        mv = target.get(k)
+        if k not in target:
+            continue
+        if isinstance(mv, torch.Tensor) != isinstance(v, torch.Tensor) or \
+                (not is_lazy(mv) and _shape_of(mv) != _shape_of(v)):
+            rejected[k] = (_shape_of(mv), _shape_of(v))
+        else:
+            accepted.append(k)
+    return accepted, rejected, [k for k in source if k not in target]
+
+
+def _with_metadata_of(sd: Mapping[str, Any], entries: dict[str, Any]) -> "OrderedDict[str, Any]":
+    """``entries`` as an OrderedDict carrying ``sd``'s ``_metadata`` (module versions), if any."""
+    out: OrderedDict[str, Any] = OrderedDict(entries)
+    if getattr(sd, "_metadata", None) is not None:
+        out._metadata = sd._metadata  # type: ignore[attr-defined]
+    return out
 
 from .prefixes import normalize_keys  # noqa: E402,F401  (re-export; lives in prefixes.py)
