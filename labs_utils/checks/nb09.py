@@ -2,92 +2,269 @@
 from __future__ import annotations
 
 import contextlib
-
 import tempfile
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import torch
+import torch.nn as nn
 
-from . import Wrong, call_answer, exercise
+from . import Wrong, call_answer, exercise, run_answer
 
 NB = "09_safetensors"
 
 
-def _tied_state_dict() -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    emb = torch.randn(10, 4)
-    return {"emb.weight": emb, "head.weight": emb, "head.bias": torch.zeros(10)}
+# --------------------------------------------------------------------------------------------
+# Exercise 1: save_with_epoch(model, path, epoch)
+# --------------------------------------------------------------------------------------------
+
+class _TiedLM(nn.Module):
+    """The notebook's pattern with other sizes: the output layer is the embedding."""
+
+    def __init__(self, vocab: int = 12, dim: int = 4) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.head = nn.Linear(dim, vocab, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.emb(ids))
 
 
-def _no_metadata(sd, path, epoch):
+class _EncoderDecoder(nn.Module):
+    """Other names for the tie, a layer that is not tied, and a persistent buffer."""
+
+    def __init__(self, vocab: int = 9, dim: int = 6) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Embedding(vocab, dim), nn.LayerNorm(dim))
+        self.decoder = nn.Linear(dim, vocab)
+        self.decoder.weight = self.encoder[0].weight
+        self.register_buffer("position_ids", torch.arange(5))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(ids))
+
+
+_MODELS = [(_TiedLM, ("emb.weight", "head.weight"), 7), (_EncoderDecoder, ("encoder.0.weight", "decoder.weight"), 12)]
+
+
+def _tied(model: nn.Module, names: tuple[str, str]) -> bool:
+    return model.get_parameter(names[0]) is model.get_parameter(names[1])
+
+
+def _clone_all(model, path, epoch):
     from safetensors.torch import save_file
 
-    save_file({k: v.clone() for k, v in sd.items()}, path)
+    save_file({k: v.clone() for k, v in model.state_dict().items()}, path, metadata={"epoch": str(epoch)})
     return path
 
 
-def _int_metadata(sd, path, epoch):
+def _save_file_tied(model, path, epoch):
     from safetensors.torch import save_file
 
-    save_file({k: v.clone() for k, v in sd.items()}, path, metadata={"epoch": epoch})
+    save_file(model.state_dict(), path, metadata={"epoch": str(epoch)})
     return path
 
 
-def _keeps_ties(sd, path, epoch):
+def _drops_head_by_name(model, path, epoch):
     from safetensors.torch import save_file
 
-    save_file(dict(sd), path, metadata={"epoch": str(epoch)})
+    save_file({k: v for k, v in model.state_dict().items() if k != "head.weight"}, path,
+              metadata={"epoch": str(epoch)})
     return path
 
 
-def _drops_tied(sd, path, epoch):
+def _no_metadata(model, path, epoch):
+    from safetensors.torch import save_model
+
+    save_model(model, path)
+    return path
+
+
+def _int_metadata(model, path, epoch):
+    from safetensors.torch import save_model
+
+    save_model(model, path, metadata={"epoch": epoch})
+    return path
+
+
+def _forgot_return(model, path, epoch):
+    from safetensors.torch import save_model
+
+    save_model(model, path, metadata={"epoch": str(epoch)})
+
+
+def _torch_save(model, path, epoch):
+    torch.save({"model": model.state_dict(), "epoch": epoch}, path)
+    return path
+
+
+def _unties_the_model(model, path, epoch):
     from safetensors.torch import save_file
 
-    save_file({k: v for k, v in sd.items() if k != "head.weight"}, path, metadata={"epoch": str(epoch)})
+    for module in model.modules():  # give every Linear its own copy of the weight
+        if isinstance(module, nn.Linear):
+            module.weight = nn.Parameter(module.weight.detach().clone())
+    save_file(model.state_dict(), path, metadata={"epoch": str(epoch)})
+    return path
+
+
+def _capital_key(model, path, epoch):
+    from safetensors.torch import save_model
+
+    save_model(model, path, metadata={"Epoch": str(epoch)})
+    return path
+
+
+def _positional_metadata(model, path, epoch):
+    from safetensors.torch import save_model
+
+    save_model(model, str(path), {"epoch": f"{epoch}"})
+    return path
+
+
+def _dedup_by_hand(model, path, epoch):
+    from safetensors.torch import save_file
+
+    kept, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            kept[name] = tensor.contiguous()
+    save_file(kept, path, metadata={"epoch": str(epoch)})
     return path
 
 
 @exercise("save_with_epoch", notebook=NB, wrong=[
+    (_clone_all, "twice"),
+    (_save_file_tied, "save_model"),
+    (_drops_head_by_name, "save_model"),
     (_no_metadata, "metadata"),
     (_int_metadata, "strings"),
-    (_keeps_ties, "share memory"),
-    (_drops_tied, "missing"),
-])
+    (_forgot_return, "return path"),
+    (_torch_save, "not a safetensors file"),
+    (_unties_the_model, "changed the model"),
+    (_capital_key, "'epoch'"),
+], right=[_positional_metadata, _dedup_by_hand])
 def save_with_epoch(fn) -> str:
-    """``fn(state_dict, path, epoch)`` writes safetensors with metadata {"epoch": str(epoch)}; returns path."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    """``fn(model, path, epoch)`` writes safetensors with each shared tensor once and metadata
+    {"epoch": str(epoch)}, and returns path; ``load_model`` gives the weights back, still tied."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_model
 
-    sd = _tied_state_dict()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "w.safetensors"
-        try:
-            out = call_answer(fn, sd, path, 7)
-        except Wrong as w:
-            text = str(w)
-            if "not an instance of 'str'" in text or "metadata" in text:
-                raise Wrong("metadata values must be strings: write metadata={'epoch': str(epoch)}") from None
-            if "share memory" in text:
-                raise Wrong("save_file refuses tensors that share memory (the tied entries); save a copy "
-                            "of each, e.g. {k: v.clone() for k, v in state_dict.items()}") from None
-            raise
-        if not path.exists():
-            raise Wrong("nothing was written to path; call save_file(tensors, path, metadata=...)")
-        if Path(out) != path:
-            raise Wrong("return the path you wrote")
-        back = load_file(path)
-        missing = sorted(set(sd) - set(back))
-        if missing:
-            raise Wrong(f"{missing[0]!r} is missing from the file: keep every key, tied ones included")
-        if not all(torch.equal(back[k], v) for k, v in sd.items()):
-            raise Wrong("a tensor in the file differs from the state_dict")
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-    if meta.get("epoch") != "7":
-        raise Wrong(f"the header metadata should hold epoch '7', got {meta or 'no metadata'}; "
-                    "pass metadata={'epoch': str(epoch)} to save_file")
-    return "every key is in the file, and the header says epoch 7."
+    for i, (cls, tie, epoch) in enumerate(_MODELS):
+        torch.manual_seed(i)
+        model = cls()
+        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "w.safetensors"
+            try:
+                out = run_answer(fn, model, path, epoch)
+            except Wrong as w:
+                text = str(w)
+                if "not an instance of 'str'" in text:
+                    raise Wrong("metadata values must be strings: metadata={'epoch': str(epoch)}") from None
+                if "share memory" in text:
+                    raise Wrong(f"save_file refused the tied weights of {cls.__name__[1:]} ({' and '.join(tie)} "
+                                "are one tensor); save_model stores each shared tensor once: "
+                                "save_model(model, path, metadata=...)") from None
+                raise
+            if not path.exists():
+                raise Wrong("nothing was written to path; call save_model(model, path, metadata=...)")
+            if out is None:
+                raise Wrong("the file is written, but your function returned None: end it with `return path`")
+            if Path(out) != path:
+                raise Wrong(f"return the path you wrote ({path.name}), got {out!r}")
+            if not _tied(model, tie) or any(not torch.equal(v, before[k]) for k, v in model.state_dict().items()):
+                raise Wrong("your function changed the model (its weights or its tie); save it as it is")
+            try:
+                with safe_open(path, framework="pt") as f:
+                    stored, meta = set(f.keys()), f.metadata() or {}
+            except SafetensorError as e:
+                raise Wrong(f"the file is not a safetensors file ({e}); torch.save writes a zip of pickles: "
+                            "use save_model from safetensors.torch") from None
+            both = [n for n in tie if n in stored]
+            if len(both) == 2:
+                raise Wrong(f"the file stores {both[0]!r} and {both[1]!r}: the same tied tensor twice "
+                            "(clone() copies it: twice the bytes, and load_file gives two independent "
+                            "tensors); store it once: save_model(model, path, metadata=...)")
+            if meta.get("epoch") != str(epoch):
+                keys = sorted(k for k in meta if k.lower() == "epoch")
+                seen = f"a key {keys[0]!r}" if keys else f"{dict(sorted(meta.items())) or 'no metadata'}"
+                raise Wrong(f"the header metadata should hold 'epoch': '{epoch}', got {seen}; "
+                            "pass metadata={'epoch': str(epoch)}")
+            fresh = cls()
+            try:
+                load_model(fresh, path)
+            except Exception as e:
+                raise Wrong(f"load_model into a fresh {cls.__name__[1:]} fails ({type(e).__name__}: "
+                            f"{str(e).strip()[:200]}); keep every entry except the second name of a tie") from None
+            if not _tied(fresh, tie) or any(not torch.equal(v, before[k]) for k, v in fresh.state_dict().items()):
+                raise Wrong("load_model gives other weights than the model's; save the model's own tensors")
+    return "each shared tensor stored once, the epoch in the header, and load_model gives the tied model back."
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 2: read_one(path, key)
+# --------------------------------------------------------------------------------------------
+
+class _CountingHandle:
+    """Wraps a ``safe_open`` handle and records the names of the tensors read through it."""
+
+    def __init__(self, real: Any, reads: list[str]) -> None:
+        self._real, self._reads = real, reads
+
+    def __enter__(self) -> "_CountingHandle":
+        self._real.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._real.__exit__(*exc)
+
+    def get_tensor(self, name: str) -> Any:
+        self._reads.append(name)
+        return self._real.get_tensor(name)
+
+    def get_slice(self, name: str) -> Any:
+        self._reads.append(name)
+        return self._real.get_slice(name)
+
+    def get_tensors(self) -> Any:
+        self._reads.extend(self._real.keys())
+        return self._real.get_tensors()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def _counted_reads(fn: Any):
+    """While a learner's function runs: count the tensors read through ``safe_open`` (under any name
+    the learner imported it as) and refuse the whole-file readers ``load_file`` and ``load``."""
+    import safetensors
+    import safetensors.torch as st
+
+    real_open = safetensors.safe_open
+    reads: list[str] = []
+
+    def counting_open(*args: Any, **kwargs: Any) -> _CountingHandle:
+        return _CountingHandle(real_open(*args, **kwargs), reads)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("load_file reads every tensor")
+
+    replaced = {real_open: counting_open, st.load_file: refuse, st.load: refuse}
+    aliases = {name: replaced[value] for name, value in getattr(fn, "__globals__", {}).items()
+               if any(value is r for r in replaced)}
+    with contextlib.ExitStack() as stack:
+        for owner in (safetensors, st):
+            stack.enter_context(mock.patch.object(owner, "safe_open", counting_open))
+        stack.enter_context(mock.patch.object(st, "load_file", refuse))
+        stack.enter_context(mock.patch.object(st, "load", refuse))
+        if aliases:
+            stack.enter_context(mock.patch.dict(fn.__globals__, aliases))
+        yield reads
 
 
 def _uses_load_file(path, key):
@@ -107,48 +284,116 @@ def _wrong_key(path, key):
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as f:
-        return f.get_tensor(sorted(f.keys())[0])
+        return f.get_tensor(sorted(f.keys())[-1])
+
+
+def _reads_every_tensor(path, key):
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}[key]
+
+
+def _loops_until_found(path, key):
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        for k in f.keys():
+            tensor = f.get_tensor(k)
+            if k == key:
+                return tensor
+
+
+def _substring_match(path, key):
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        name = next(k for k in f.keys() if key in k)
+        return f.get_tensor(name)
+
+
+def _returns_the_slice(path, key):
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return f.get_slice(key)
+
+
+def _numpy_framework(path, key):
+    from safetensors import safe_open
+
+    with safe_open(path, framework="np") as f:
+        return f.get_tensor(key)
+
+
+def _torch_load(path, key):
+    return torch.load(path)[key]
+
+
+def _without_with(path, key):
+    from safetensors import safe_open
+
+    return safe_open(str(path), framework="pt", device="cpu").get_tensor(key)
+
+
+def _full_slice(path, key):
+    import safetensors
+
+    with safetensors.safe_open(path, "pt") as f:
+        return f.get_slice(key)[:]
 
 
 @exercise("read_one_tensor", notebook=NB, wrong=[
     (_uses_load_file, "every tensor"),
     (_returns_dict, "just the tensor"),
-    (_wrong_key, "different tensor"),
-])
+    (_wrong_key, "you returned 'e.half')"),
+    (_reads_every_tensor, "read 5 tensors"),
+    (_loops_until_found, "tensors"),
+    (_substring_match, "exactly"),
+    (_returns_the_slice, "[:]"),
+    (_numpy_framework, "framework=\"pt\""),
+    (_torch_load, "every tensor"),
+], right=[_without_with, _full_slice])
 def read_one_tensor(fn) -> str:
-    """``fn(path, key)`` returns one tensor from a .safetensors file without load_file."""
-    import safetensors.torch as st
+    """``fn(path, key)`` returns one tensor from a .safetensors file, reading no other tensor."""
+    from safetensors.torch import save_file
 
-    torch.manual_seed(0)
-    tensors = {"a.weight": torch.randn(3, 4), "b.weight": torch.randn(5), "c.bias": torch.arange(6.0)}
-
-    def refuse(*args, **kwargs):
-        raise RuntimeError("load_file reads every tensor")
-
+    gen = torch.Generator().manual_seed(0)
+    # "a.b.weight" sorts before "b.weight" and contains it; mixed dtypes and shapes
+    tensors = {"a.b.weight": torch.randn(3, 4, generator=gen), "b.weight": torch.randn(5, generator=gen),
+               "c.bias": torch.arange(6.0), "d.index": torch.arange(4), "e.half": torch.randn(2, 2).half()}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "w.safetensors"
-        st.save_file(tensors, path)
-        # Refuse the whole-file readers both in safetensors.torch and under any name the
-        # learner's code imported them as (``from safetensors.torch import load_file``).
-        originals = (st.load_file, st.load)
-        aliases = [name for name, value in getattr(fn, "__globals__", {}).items()
-                   if any(value is o for o in originals)]
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(mock.patch.object(st, "load_file", refuse))
-            stack.enter_context(mock.patch.object(st, "load", refuse))
-            for name in aliases:
-                stack.enter_context(mock.patch.dict(fn.__globals__, {name: refuse}))
-            try:
-                out = call_answer(fn, path, "b.weight")
-            except Wrong as w:
-                if "load_file reads every tensor" in str(w):
-                    raise Wrong("load_file reads every tensor in the file; open it with safe_open and "
-                                "call get_tensor(key)") from None
-                raise
+        save_file(tensors, path)
+        for key in ("b.weight", "e.half", "a.b.weight"):
+            with _counted_reads(fn) as reads:
+                try:
+                    out = call_answer(fn, path, key)
+                except Wrong as w:
+                    if "load_file reads every tensor" in str(w):
+                        raise Wrong("load_file reads every tensor in the file (torch.load hands a .safetensors "
+                                    "file to it too); open the file with safe_open and call get_tensor(key)") from None
+                    raise
+            _judge_one(out, key, tensors, reads)
+    return "one tensor read through the header each time, the others never loaded."
+
+
+def _judge_one(out: Any, key: str, tensors: dict[str, torch.Tensor], reads: list[str]) -> None:
     if isinstance(out, dict):
         raise Wrong("return just the tensor, not a dict")
+    if type(out).__name__ == "PySafeSlice":
+        raise Wrong("get_slice(key) gives a lazy slice object; index it ([:] for all of it) or use get_tensor(key)")
     if not isinstance(out, torch.Tensor):
-        raise Wrong(f"return a tensor, got {type(out).__name__}")
-    if not torch.equal(out, tensors["b.weight"]):
-        raise Wrong("that is a different tensor: use the key you were given")
-    return "one tensor read through the header, the others never loaded."
+        hint = ' (open the file with framework="pt" to get torch tensors)' if type(out).__module__ == "numpy" else ""
+        raise Wrong(f"return a tensor, got {type(out).__name__}{hint}")
+    others = sorted(set(reads) - {key})
+    if len(set(reads)) > 1 and others:
+        raise Wrong(f"your function read {len(set(reads))} tensors to return {key!r} (also {others[0]!r}): "
+                    "get_tensor(key) reads only that one; do not call it for every key")
+    if out.shape != tensors[key].shape or out.dtype != tensors[key].dtype or not torch.equal(out, tensors[key]):
+        wrong = [k for k, v in tensors.items() if v.shape == out.shape and v.dtype == out.dtype and torch.equal(out, v)]
+        also = ""
+        if wrong:
+            also = f" (you returned {wrong[0]!r}" + ("; match the name exactly, not a key that contains it)"
+                                                    if key in wrong[0] else ")")
+        raise Wrong(f"that is a different tensor from {key!r}: use the key you were given, exactly{also}")
