@@ -1,11 +1,59 @@
 """Checks for notebooks/02_architecture_mismatch.ipynb."""
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
+import numpy as np
 import torch
 
-from . import Wrong, call_answer, exercise
+from . import Wrong, as_int, call_answer, exercise
 
 NB = "02_architecture_mismatch"
+
+# --- remap_keys: features. -> backbone., classifier. -> head., at the start of a key only ------
+
+_PREFIXES = {"features.": "backbone.", "classifier.": "head."}
+
+
+def _expected_key(key: str) -> str:
+    for old, new in _PREFIXES.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+# Keys that a correct answer leaves alone, or renames, each built to catch a usual slip:
+# the word inside another name, the word without its dot, the prefix further in the key, and
+# a rest of the key made of letters that str.lstrip would eat.
+_TRICKY_KEYS = [
+    "extra_features.weight",      # contains "features." -> stays
+    "features_old.weight",        # starts with "features" but not "features." -> stays
+    "aux.features.0.weight",      # "features." further in -> stays
+    "classifier_bias",            # no dot -> stays
+    "epoch",                      # unrelated -> stays
+    "features.scale",             # renamed: backbone.scale (lstrip("features.") eats "sca")
+    "classifier.scale",           # renamed: head.scale
+    "features.0.weight",
+    "classifier.2.bias",
+]
+
+
+def _tricky_state_dict() -> dict[str, torch.Tensor]:
+    return {k: torch.full((2,), float(i)) for i, k in enumerate(_TRICKY_KEYS)}
+
+
+def _source_state_dict():
+    """A SmallCNN state_dict whose shapes are not the notebook's (2 input channels, 3 classes) and
+    whose BatchNorm statistics moved, so that copies of another model's tensors show."""
+    from ..models import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(in_channels=2, num_classes=3)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 2, 16, 16))
+    return model.state_dict()
 
 
 def _only_features(sd):
@@ -19,80 +67,165 @@ def _params_only(sd):
 
 def _in_place(sd):
     for k in list(sd):
-        sd[k.replace("features.", "backbone.").replace("classifier.", "head.")] = sd.pop(k)
+        sd[_expected_key(k)] = sd.pop(k)
     return sd
 
 
 def _everywhere(sd):
-    # replaces the word anywhere in the key, and reorders nothing: correct for SmallCNN, but the
-    # check also feeds a key that merely contains "features" inside another name
     return {k.replace("features", "backbone").replace("classifier", "head"): v for k, v in sd.items()}
+
+
+def _regex_without_dot(sd):
+    return {re.sub(r"^classifier", "head", re.sub(r"^features", "backbone", k)): v for k, v in sd.items()}
+
+
+def _lstrip(sd):
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("features."):
+            k = "backbone." + k.lstrip("features.")
+        elif k.startswith("classifier."):
+            k = "head." + k.lstrip("classifier.")
+        out[k] = v
+    return out
+
+
+def _drops_the_rest(sd):
+    return {_expected_key(k): v for k, v in sd.items() if k.startswith(("features.", "classifier."))}
+
+
+def _by_position(sd):
+    from ..models import RenamedCNN
+
+    return dict(zip(RenamedCNN().state_dict(), sd.values()))
+
+
+def _classifier_else_head(sd):
+    return {("backbone." + k[len("features."):]) if k.startswith("features.") else "head." + k.split(".", 1)[-1]: v
+            for k, v in sd.items()}
+
+
+def _right_split(sd):
+    names = {"features": "backbone", "classifier": "head"}
+    out = {}
+    for k, v in sd.items():
+        first, dot, rest = k.partition(".")
+        out[names[first] + dot + rest if dot and first in names else k] = v.clone()
+    return out
+
+
+def _right_regex(sd):
+    from collections import OrderedDict
+
+    return OrderedDict((re.sub(r"^classifier\.", "head.", re.sub(r"^features\.", "backbone.", k)), v)
+                       for k, v in sd.items())
 
 
 @exercise("remap_keys", notebook=NB, wrong=[
     (_only_features, "classifier"),
-    (_params_only, "missing"),
+    (_params_only, "buffers included"),
     (_in_place, "modify"),
     (_everywhere, "start"),
-])
+    (_regex_without_dot, "dot"),
+    (_lstrip, "lstrip"),
+    (_drops_the_rest, "dropped"),
+    (_by_position, "by position"),
+    (_classifier_else_head, "stay as it is"),
+], right=[_right_split, _right_regex])
 def remap_keys(fn) -> str:
-    """``fn(state_dict)`` returns a new state_dict whose SmallCNN keys fit RenamedCNN."""
-    from ..models import RenamedCNN, SmallCNN
+    """``fn(state_dict)`` returns a new state_dict whose SmallCNN keys fit RenamedCNN, renaming
+    ``features.``/``classifier.`` at the start of a key only and leaving every other key as it is."""
+    from ..models import RenamedCNN
     from ..state_dicts import diff
 
-    torch.manual_seed(0)
-    source = SmallCNN().state_dict()
-    original_keys = list(source)
-    out = call_answer(fn, source)
-    if list(source) != original_keys:
-        raise Wrong("do not modify the state_dict you were given: build and return a new dict")
-    if not isinstance(out, dict):
-        raise Wrong(f"return a dict of new names to tensors, got {type(out).__name__}")
-    report = diff(RenamedCNN(), out)
-    if any(k.startswith("classifier.") for k in out):
-        raise Wrong("the classifier.* keys still have their old names: they must start with head.")
-    if any(k.startswith("features.") for k in out):
-        raise Wrong("the features.* keys still have their old names: they must start with backbone.")
+    source = _source_state_dict()
+    out = _call_untouched(fn, source)
+    for k in out:
+        if k.startswith("classifier."):
+            raise Wrong("the classifier.* keys still have their old names: they must start with head.")
+        if k.startswith("features."):
+            raise Wrong("the features.* keys still have their old names: they must start with backbone.")
+    report = diff(RenamedCNN(in_channels=2, num_classes=3), out)
     if report.missing:
         raise Wrong(f"{len(report.missing)} keys are missing, e.g. {report.missing[0]}: keep every entry, "
                     "buffers included, and rename only the prefix")
     if report.unexpected or report.shape_mismatches:
-        raise Wrong(f"RenamedCNN does not expect {(report.unexpected or list(report.shape_mismatches))[0]}")
+        bad = (report.unexpected or list(report.shape_mismatches))[0]
+        raise Wrong(f"RenamedCNN does not expect {bad!r}: rename each key from its own prefix")
     for k, v in source.items():
-        new = k.replace("features.", "backbone.", 1) if k.startswith("features.") else "head." + k[len("classifier."):]
-        if not torch.equal(out[new], v):
-            raise Wrong(f"{new} does not hold the tensor that was {k}")
-    tricky = {"extra_features.weight": torch.zeros(1), "features.0.weight": torch.ones(1)}
-    out2 = call_answer(fn, tricky)
-    if "extra_features.weight" not in out2:
-        raise Wrong("rename only keys that start with 'features.' or 'classifier.': a key such as "
-                    "'extra_features.weight' merely contains the word and must stay as it is")
-    return "every key renamed at the prefix, tensors untouched, the input left as it was."
+        new = _expected_key(k)
+        if not (isinstance(out[new], torch.Tensor) and out[new].dtype == v.dtype and torch.equal(out[new], v)):
+            raise Wrong(f"{new} does not hold the tensor that was {k}: map each key to its own value "
+                        "(not by position), unchanged")
 
+    tricky = _tricky_state_dict()
+    out = _call_untouched(fn, tricky)
+    if out and set(out) <= set(RenamedCNN().state_dict()):
+        raise Wrong("given other keys, your function still returned RenamedCNN's names, paired with the values "
+                    "by position: rename each key from its own name instead (keys of other models exist too)")
+    for old in _TRICKY_KEYS:  # one key at a time, so that two keys sent to one name cannot hide each other
+        expected = _expected_key(old)
+        single = _call_untouched(fn, {old: tricky[old]})
+        if not single:
+            raise Wrong(f"you dropped {old!r}: keep every key; rename only those that start with 'features.' "
+                        "or 'classifier.', and leave the others as they are")
+        got = next(iter(single))
+        if got == expected:
+            continue
+        if expected == old:
+            if old.startswith(("features", "classifier")):
+                raise Wrong(f"{old!r} should stay as it is (you made it {got!r}): match the prefix with its dot, "
+                            "'features.', at the start of the key")
+            raise Wrong(f"{old!r} should stay as it is (you made it {got!r}): rename only at the start of a key; "
+                        "a key such as 'extra_features.weight' merely contains the word")
+        prefix = next(p for p in _PREFIXES if old.startswith(p))
+        if got == _PREFIXES[prefix] + old.lstrip(prefix):
+            raise Wrong(f"{old!r} became {got!r}, not {expected!r}: str.lstrip(prefix) strips any of the prefix's "
+                        "characters, not the prefix; use key[len(prefix):] or key.removeprefix(prefix)")
+        raise Wrong(f"{old!r} became {got!r}, expected {expected!r}: replace only the prefix")
+    wanted = {_expected_key(k): v for k, v in tricky.items()}
+    if set(out) != set(wanted) or any(not torch.equal(out[k], v) for k, v in wanted.items()):
+        raise Wrong("each key alone is renamed right, but the whole dict comes out different: keep every entry, "
+                    "each with its own tensor")
+    return ("every key renamed at its prefix and only there, tensors untouched, the input left as it was "
+            "(tried on a SmallCNN state_dict and on keys built to catch str.replace, lstrip and a missing dot).")
+
+
+def _call_untouched(fn, state_dict: dict) -> Mapping:
+    """Call the answer and check it returned a new mapping and left its input as it was."""
+    keys, values = list(state_dict), list(state_dict.values())
+    copies = [v.clone() for v in values]
+    out = call_answer(fn, state_dict)
+    if (out is state_dict or list(state_dict) != keys or any(a is not b for a, b in zip(state_dict.values(), values))
+            or any(not torch.equal(v, c) for v, c in zip(values, copies))):
+        raise Wrong("do not modify the state_dict you were given: build and return a new dict")
+    if not isinstance(out, Mapping):
+        raise Wrong(f"return a dict of new names to tensors, got {type(out).__name__}")
+    return out
+
+
+# --- doc_input_size: the input side for which 16*26*26 is right -------------------------------
 
 @exercise("doc_input_size", notebook=NB, wrong=[
     (32, "30x30"),
     (26, "output"),
     (24, "bigger"),
-    ("28", "number"),
-])
+    ("28", "whole number"),
+    (28.0, "whole number"),
+    (30, "28x28"),
+    (True, "bool"),
+], right=[np.int64(28), 26 + 3 - 1, torch.tensor(28)])
 def doc_input_size(answer) -> str:
     """The square input size for which the document's ``16*26*26`` would be right (3x3 conv, no padding)."""
     from ..models import conv_output_size
 
-    import operator
-
-    if isinstance(answer, bool):
-        raise Wrong("give a whole number, got a bool")
-    try:
-        answer = operator.index(answer)  # ints, numpy ints and one-element integer tensors
-    except TypeError:
-        raise Wrong(f"give a whole number (an int), got {type(answer).__name__}") from None
+    answer = as_int(answer, "the input size")
     if answer == 32:
         raise Wrong("32 is the size the document assumed: a 3x3 convolution without padding turns it into 30x30")
     if answer == 26:
         raise Wrong("26 is the output side the document wrote; the input must be larger by kernel_size - 1")
-    if conv_output_size(answer, 3) != 26:
-        raise Wrong(f"an input of {answer} gives {conv_output_size(answer, 3)}x{conv_output_size(answer, 3)}; "
-                    "the input must be bigger than the output by kernel_size - 1 = 2")
+    side = conv_output_size(answer, 3)
+    if side != 26:
+        raise Wrong(f"an input of {answer} gives {side}x{side}; the input must be bigger than the output by "
+                    "kernel_size - 1 = 2")
     return "a 28x28 input gives a 26x26 feature map (28 - 3 + 1 = 26)."

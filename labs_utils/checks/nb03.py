@@ -1,12 +1,13 @@
 """Checks for notebooks/03_partial_loading_and_transfer.ipynb."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
 
-from . import Wrong, call_answer, exercise
+from . import Wrong, call_answer, exercise, run_answer
 
 NB = "03_partial_loading_and_transfer"
 
@@ -15,8 +16,11 @@ NB = "03_partial_loading_and_transfer"
 
 def _layers_state_dict() -> dict[str, torch.Tensor]:
     keys = ["conv1.weight", "fc1.weight", "fc1.bias", "fc10.weight", "mlp.fc1.weight", "fc_norm.weight",
-            "fc2.weight", "fc2.bias"]
+            "fc2.weight", "fc2.bias", "head.fc2.bias", "bn.running_mean", "bn.num_batches_tracked"]
     return {k: torch.full((2,), float(i)) for i, k in enumerate(keys)}
+
+
+_KEEP_CASES = (["fc1", "fc2"], ["bn"], ["conv1", "mlp"], [])
 
 
 def _substring(sd, names):
@@ -35,59 +39,148 @@ def _keys_only(sd, names):
     return [k for k in sd if k.startswith(tuple(n + "." for n in names))]
 
 
+def _deletes_in_place(sd, names):
+    for k in list(sd):
+        if k.split(".")[0] not in names:
+            del sd[k]
+    return sd
+
+
+def _parent_module(sd, names):
+    return {k: v for k, v in sd.items() if k.split(".")[-2] in names}
+
+
+def _unanchored_regex(sd, names):
+    pattern = re.compile("|".join(re.escape(n) + r"\." for n in names)) if names else None
+    return {k: v for k, v in sd.items() if pattern and pattern.search(k)}
+
+
+def _weights_and_biases_only(sd, names):
+    wanted = {f"{n}.{p}" for n in names for p in ("weight", "bias")}
+    return {k: v for k, v in sd.items() if k in wanted}
+
+
+def _right_partition(sd, names):
+    from collections import OrderedDict
+
+    chosen = set(names)
+    return OrderedDict((k, v.clone()) for k, v in sd.items() if k.partition(".")[0] in chosen)
+
+
+def _right_submodule_prefix(sd, names):
+    out = {}
+    for k, v in sd.items():
+        for n in names:
+            if k.startswith(f"{n}."):
+                out[k] = v
+    return out
+
+
 @exercise("keep_layers", notebook=NB, wrong=[
     (_substring, "mlp.fc1.weight"),
     (_no_dot, "fc10.weight"),
     (_hard_coded, "names argument"),
     (_keys_only, "dict"),
-])
+    (_deletes_in_place, "new dict"),
+    (_parent_module, "first part"),
+    (_unanchored_regex, "first part"),
+    (_weights_and_biases_only, "buffers"),
+], right=[_right_partition, _right_submodule_prefix])
 def keep_layers(fn) -> str:
-    """``fn(state_dict, names)`` keeps the entries of the modules called ``names`` (e.g. ``["fc1", "fc2"]``)."""
-    for names in (["fc1", "fc2"], ["conv1", "mlp"]):
+    """``fn(state_dict, names)`` returns a new dict with the entries of the top-level modules called
+    ``names`` (e.g. ``["fc1", "fc2"]``), and leaves the given dict as it was."""
+    for names in _KEEP_CASES:
         sd = _layers_state_dict()
+        keys, values = list(sd), list(sd.values())
         out = call_answer(fn, sd, list(names))
+        if out is sd or list(sd) != keys or any(a is not b for a, b in zip(sd.values(), values)):
+            raise Wrong("return a new dict and leave the one you were given as it was: your function changed it "
+                        "(deleted or replaced entries); build {k: v for k, v in state_dict.items() if ...}")
         if not isinstance(out, Mapping):
             raise Wrong(f"return a dict of key -> tensor (a state_dict you can save), got {type(out).__name__}")
         expected = [k for k in sd if k.split(".")[0] in names]
         extra = [k for k in out if k not in expected]
+        inside = [k for k in extra if not k.startswith(tuple(names))]  # a name further in the key
+        if inside:
+            k, first = inside[0], inside[0].split(".")[0]
+            if any(n in e and n not in e.split(".") for e in extra for n in names):
+                raise Wrong(f"you kept {k!r}, which only contains one of the names; a substring test matches by "
+                            "accident: keep keys that start with name + '.'")
+            if any(n in k.split(".") for n in names):
+                raise Wrong(f"you kept {k!r}, which belongs to the top-level module {first!r}: a key belongs to "
+                            "the module named by its first part, so test the start of the key, "
+                            "k.startswith(name + '.') (or k.split('.')[0] in names)")
         for k in extra:
-            if not k.startswith(tuple(names)) and any(n in k for n in names):
-                raise Wrong(f"you kept {k!r}, which only contains one of the names; a substring test matches "
-                            "by accident: keep keys that start with name + '.'")
-        if "fc10.weight" in extra:
-            raise Wrong("'fc10.weight' starts with 'fc1' but belongs to the module fc10: match the name "
-                        "followed by a dot, k.startswith('fc1.')")
+            n = next((n for n in names if k.startswith(n) and not k.startswith(n + ".")), None)
+            if n is not None:
+                raise Wrong(f"{k!r} starts with {n!r} but belongs to the module {k.split('.')[0]}: match the name "
+                            f"followed by a dot, k.startswith('{n}.')")
         if extra and names != ["fc1", "fc2"]:
             raise Wrong(f"with names={names} you kept {extra}: use the names argument instead of fixed prefixes")
         if extra:
             raise Wrong(f"{extra[0]!r} does not belong to any of {names}")
         missing = [k for k in expected if k not in out]
         if missing:
-            raise Wrong(f"with names={names} you dropped {missing[0]!r}: keep every entry under those modules "
-                        "(use the names argument, with a dot after each name)")
+            k = missing[0]
+            if k.count(".") > 1:
+                detail = f" (entries of its submodules too, such as {k}: everything that starts with the name)"
+            elif k.split(".")[-1] not in ("weight", "bias"):
+                detail = " (its buffers too, not only weight and bias: everything that starts with the name)"
+            else:
+                detail = " (use the names argument, with a dot after each name)"
+            raise Wrong(f"with names={names} you dropped {missing[0]!r}: keep every entry under those "
+                        f"modules{detail}")
         for k in expected:
-            if not torch.equal(out[k], sd[k]):
+            if not isinstance(out[k], torch.Tensor) or not torch.equal(out[k], sd[k]):
                 raise Wrong(f"the value of {k!r} changed; keep the tensors as they are")
-    return "whole modules only: 'fc1.' keeps fc1 and nothing that merely contains 'fc1'."
+    return ("whole modules only ('fc1.' keeps fc1, not fc10 or mlp.fc1), buffers included, a new dict, "
+            "the input left as it was.")
 
 
 # --- fits: entries whose name and shape match a model ----------------------------------------
 
-class _Pair(nn.Module):
+class Pair(nn.Module):
+    """The check's model: two linear layers, a BatchNorm (buffers in the state_dict), a non-persistent
+    buffer (not in it) and a head tied to ``a`` (two keys, one Parameter)."""
+
     def __init__(self):
         super().__init__()
         self.a = nn.Linear(4, 6)  # weight (6, 4)
         self.b = nn.Linear(6, 6)
+        self.norm = nn.BatchNorm1d(6)
+        self.register_buffer("mask", torch.ones(6), persistent=False)
+        self.tied = nn.Linear(4, 6, bias=False)
+        self.tied.weight = self.a.weight
 
 
 def _fits_state_dict() -> dict[str, torch.Tensor]:
     return {
-        "a.weight": torch.ones(4, 6),   # same 24 elements, transposed shape: does not fit
-        "a.bias": torch.ones(6),        # fits
-        "b.weight": torch.ones(6, 6),   # fits
-        "b.bias": torch.ones(3),        # wrong shape
-        "c.weight": torch.ones(6),      # not in the model (same shape as a.bias)
+        "a.weight": torch.full((4, 6), 2.0),    # same 24 elements, transposed shape: does not fit
+        "a.bias": torch.full((6,), 3.0),        # fits
+        "b.weight": torch.full((6, 6), 4.0),    # fits
+        "b.bias": torch.full((3,), 5.0),        # wrong shape
+        "c.weight": torch.full((6,), 6.0),      # not in the model (same shape as a.bias)
+        "norm.running_mean": torch.full((6,), 7.0),   # a buffer: fits
+        "norm.running_var": torch.full((2,), 8.0),    # a buffer of the wrong shape
+        "norm.num_batches_tracked": torch.tensor(9),  # a 0-dim buffer: fits
+        "mask": torch.full((6,), 10.0),         # a non-persistent buffer: not in model.state_dict()
+        "tied.weight": torch.full((6, 4), 11.0),  # the second name of a tied weight: fits
     }
+
+
+_FITTING = {"a.bias", "b.weight", "norm.running_mean", "norm.num_batches_tracked", "tied.weight"}
+
+
+def _cnn_case():
+    """SmallCNN(num_classes=2) and a 4-class SmallCNN's state_dict: the backbone fits, buffers
+    included; the head does not."""
+    from ..models import SmallCNN
+
+    torch.manual_seed(3)
+    sd = SmallCNN(num_classes=4).state_dict()
+    model = SmallCNN(num_classes=2)
+    fitting = {k for k in sd if not k.startswith("classifier.")}
+    return sd, model, fitting
 
 
 def _names_only(sd, model):
@@ -104,17 +197,76 @@ def _shapes_only(sd, model):
     return {k: v for k, v in sd.items() if tuple(v.shape) in shapes}
 
 
+def _named_parameters(sd, model):
+    own = dict(model.named_parameters())
+    return {k: v for k, v in sd.items() if k in own and v.shape == own[k].shape}
+
+
+def _parameters_and_buffers(sd, model):
+    own = dict(model.named_parameters()) | dict(model.named_buffers())
+    return {k: v for k, v in sd.items() if k in own and v.shape == own[k].shape}
+
+
+def _models_tensors(sd, model):
+    t = model.state_dict()
+    return {k: t[k] for k, v in sd.items() if k in t and v.shape == t[k].shape}
+
+
+def _drops_in_place(sd, model):
+    t = model.state_dict()
+    for k in list(sd):
+        if k not in t or sd[k].shape != t[k].shape:
+            del sd[k]
+    return sd
+
+
+def _same_dim(sd, model):
+    t = model.state_dict()
+    return {k: v for k, v in sd.items() if k in t and v.dim() == t[k].dim()}
+
+
+def _right_size_loop(sd, model):
+    own = model.state_dict()
+    out = {}
+    for name, tensor in sd.items():
+        if name in own and tensor.size() == own[name].size():
+            out[name] = tensor
+    return out
+
+
+def _right_shape_table(sd, model):
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return {k: v for k, v in sd.items() if shapes.get(k) == tuple(v.shape)}
+
+
 @exercise("fits", notebook=NB, wrong=[
     (_names_only, "compare shapes"),
     (_same_numel, "same number of elements"),
     (_shapes_only, "not a key of the model"),
-])
+    (_named_parameters, "buffer"),
+    (_parameters_and_buffers, "non-persistent"),
+    (_models_tensors, "the model's own"),
+    (_drops_in_place, "new dict"),
+    (_same_dim, "compare shapes"),
+], right=[_right_size_loop, _right_shape_table])
 def fits(fn) -> str:
-    """``fn(state_dict, model)`` returns the entries whose key is in the model's state_dict with the same shape."""
-    model = _Pair()
+    """``fn(state_dict, model)`` returns the entries whose key is in ``model.state_dict()`` with the same shape.
+    Tried on the check's ``Pair`` (BatchNorm buffers, a non-persistent buffer, tied weights) and on SmallCNN."""
+    for sd, model, fitting in [(_fits_state_dict(), Pair(), _FITTING), _cnn_case()]:
+        _judge_fits(fn, sd, model, fitting)
+    return ("the entries with the model's names and shapes, buffers included; transposed, wrong-shaped, "
+            "unknown and non-persistent entries stay out; model and input untouched.")
+
+
+def _judge_fits(fn, sd: dict, model: nn.Module, fitting: set[str]) -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    sd = _fits_state_dict()
+    keys, values = list(sd), list(sd.values())
+    copies = [v.clone() for v in values]
     out = call_answer(fn, sd, model)
+    if out is sd or list(sd) != keys or any(a is not b or not torch.equal(a, c)
+                                            for a, b, c in zip(sd.values(), values, copies)):
+        raise Wrong("return a new dict and leave the state_dict you were given as it was: your function "
+                    "changed it")
     if not isinstance(out, Mapping):
         raise Wrong(f"return a dict of key -> tensor that load_state_dict can take, got {type(out).__name__}")
     if any(not torch.equal(v, before[k]) for k, v in model.state_dict().items()):
@@ -122,6 +274,9 @@ def fits(fn) -> str:
     target = model.state_dict()
     for k in out:
         if k not in target:
+            if k in {n for n, _ in model.named_buffers()}:
+                raise Wrong(f"{k!r} is a non-persistent buffer of the model: it is not in model.state_dict(), so "
+                            "load_state_dict would call it unexpected; compare with model.state_dict()")
             raise Wrong(f"{k!r} is not a key of the model: its shape happens to match another entry, "
                         "but the name must match too")
     bad = [k for k in out if tuple(sd[k].shape) != tuple(target[k].shape)]
@@ -133,11 +288,23 @@ def fits(fn) -> str:
         k = bad[0]
         raise Wrong(f"{k!r} has the same number of elements but a different shape "
                     f"({tuple(sd[k].shape)} vs {tuple(target[k].shape)}): compare .shape, not numel()")
-    missing = {"a.bias", "b.weight"} - set(out)
+    missing = sorted(fitting - set(out))
     if missing:
-        raise Wrong(f"{sorted(missing)[0]!r} fits (same name, same shape) but you dropped it")
-    model.load_state_dict(dict(out), strict=False)
-    return "only a.bias and b.weight fit; a.weight (transposed), b.bias (3 vs 6) and c.weight stay out."
+        k = missing[0]
+        params = {n for n, _ in model.named_parameters()}
+        if k not in params and k in {n for n, _ in model.named_parameters(remove_duplicate=False)}:
+            raise Wrong(f"{k!r} fits but you dropped it: it is the second name of a tied weight, which "
+                        "named_parameters() lists once; model.state_dict() has every key")
+        if k not in params:
+            raise Wrong(f"{k!r} is a buffer that fits (same name, same shape) but you dropped it: compare with "
+                        "model.state_dict(), which holds buffers too, not named_parameters()")
+        raise Wrong(f"{k!r} fits (same name, same shape) but you dropped it")
+    for k, v in out.items():
+        if not isinstance(v, torch.Tensor) or not torch.equal(v, sd[k]):
+            if isinstance(v, torch.Tensor) and torch.equal(v, target[k]):
+                raise Wrong(f"{k!r} holds the model's own tensor: return the entries of the state_dict you were "
+                            "given (its values), not the model's")
+            raise Wrong(f"the value of {k!r} changed; return the state_dict's tensors as they are")
 
 
 # --- to_small_cnn: a key_map for two renamed modules ------------------------------------------
@@ -146,9 +313,12 @@ _RENAMES = {
     "backbone.0.weight": "features.0.weight",
     "backbone.1.running_var": "features.1.running_var",
     "backbone.5.num_batches_tracked": "features.5.num_batches_tracked",
+    "backbone.norm.weight": "features.norm.weight",  # lstrip("backbone.") would eat "no"
     "head.1.weight": "classifier.2.weight",
     "head.1.bias": "classifier.2.bias",
 }
+_STAY = ("aux.backbone.0.weight", "multihead.1.weight", "epoch_counter", "backbone_old.weight",
+         "head.10.weight", "head.0.scale", "classifier.2.weight")
 
 
 def _backbone_only(key):
@@ -165,31 +335,99 @@ def _replace_anywhere(key):
     return key.replace("backbone.", "features.").replace("head.1.", "classifier.2.")
 
 
+def _index_glued(key):
+    if key.startswith("backbone."):
+        return "features." + key[len("backbone."):]
+    if key.startswith("head.1."):
+        return "classifier.2." + key[len("head."):]
+    return key
+
+
+def _head_without_dot(key):
+    if key.startswith("backbone."):
+        return "features." + key[len("backbone."):]
+    if key.startswith("head.1"):
+        return key.replace("head.1", "classifier.2", 1)
+    return key
+
+
+def _lstrip(key):
+    if key.startswith("backbone."):
+        return "features." + key.lstrip("backbone.")
+    if key.startswith("head.1."):
+        return "classifier.2." + key.lstrip("head.1.")
+    return key
+
+
+def _search_not_match(key):
+    key = re.sub(r"backbone\.", "features.", key, count=1)
+    return re.sub(r"head\.1\.", "classifier.2.", key, count=1)
+
+
+def _only_renamed(key):
+    if key.startswith("backbone."):
+        return "features." + key.removeprefix("backbone.")
+    if key.startswith("head.1."):
+        return "classifier.2." + key.removeprefix("head.1.")
+
+
+def _right_table(key):
+    for old, new in (("backbone.", "features."), ("head.1.", "classifier.2.")):
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def _right_regex(key):
+    key = re.sub(r"^backbone\.", "features.", key)
+    return re.sub(r"^head\.1\.", "classifier.2.", key)
+
+
 @exercise("to_small_cnn", notebook=NB, wrong=[
     (_backbone_only, "head.1.weight"),
     (_head_index_kept, "classifier.2"),
     (_replace_anywhere, "only at the start"),
-])
+    (_index_glued, "index included"),
+    (_head_without_dot, "dot"),
+    (_lstrip, "lstrip"),
+    (_search_not_match, "only at the start"),
+    (_only_renamed, "got None"),
+], right=[_right_table, _right_regex])
 def to_small_cnn(fn) -> str:
     """``fn(key)`` renames a ``Classifier`` key (``backbone.`` / ``head.1.``) to SmallCNN's (``features.`` /
     ``classifier.2.``), leaving every other key as it is."""
     first = call_answer(fn, "backbone.0.weight")
     if not isinstance(first, str):
         raise Wrong(f"return the new key as a str, got {type(first).__name__}")
-    cases = dict(_RENAMES, **{k: k for k in ("aux.backbone.0.weight", "multihead.1.weight", "epoch_counter")})
+    cases = dict(_RENAMES, **{k: k for k in _STAY})
     for old, new in cases.items():
         try:
-            got = fn(old)
-        except Exception as e:
-            raise Wrong(f"your function raised {type(e).__name__} on {old!r}: {e}") from None
-        if got != new:
-            if old == new:
-                raise Wrong(f"{old!r} should stay as it is (got {got!r}): rename only keys that start with "
-                            "'backbone.' or 'head.1.', and only at the start")
-            if old.startswith("head.") and got == old:
-                raise Wrong(f"{old!r} kept its name: the head must become SmallCNN's classifier.2")
-            if old.startswith("head."):
-                raise Wrong(f"{old!r} became {got!r}; in SmallCNN the linear layer is classifier.2 "
-                            "(classifier.0 is Flatten, classifier.1 is Dropout)")
-            raise Wrong(f"{old!r} became {got!r}, expected {new!r}")
-    return "backbone.* -> features.* and head.1.* -> classifier.2.*, nothing else touched."
+            got = run_answer(fn, old)
+        except Wrong as w:
+            raise Wrong(f"on {old!r}: {w}") from None
+        if got == new:
+            continue
+        if old == new:
+            if got is None:
+                raise Wrong(f"{old!r} should stay as it is (got None): end the function with `return key`, so "
+                            "that every other key comes back unchanged")
+            if old.startswith("head.1") and not old.startswith("head.1."):
+                raise Wrong(f"{old!r} should stay as it is (got {got!r}): 'head.10' is another module than "
+                            "'head.1'; match the prefix with its dot, 'head.1.'")
+            raise Wrong(f"{old!r} should stay as it is (got {got!r}): rename only keys that start with "
+                        "'backbone.' or 'head.1.', and only at the start")
+        prefix = "backbone." if old.startswith("backbone.") else "head.1."
+        target = new[: len(new) - len(old) + len(prefix)]
+        if got is not None and got == target + old.lstrip(prefix):
+            raise Wrong(f"{old!r} became {got!r}, not {new!r}: str.lstrip(prefix) strips any of the prefix's "
+                        "characters, not the prefix; use key[len(prefix):] or key.removeprefix(prefix)")
+        if old.startswith("head.") and got == old:
+            raise Wrong(f"{old!r} kept its name: the head must become SmallCNN's classifier.2")
+        if old.startswith("head.1.") and isinstance(got, str) and got.startswith("classifier.2."):
+            raise Wrong(f"{old!r} became {got!r}: replace the whole prefix 'head.1.', index included, so that "
+                        f"only what follows it ({old[len('head.1.'):]!r}) comes after 'classifier.2.'")
+        if old.startswith("head."):
+            raise Wrong(f"{old!r} became {got!r}; in SmallCNN the linear layer is classifier.2 "
+                        "(classifier.0 is Flatten, classifier.1 is Dropout)")
+        raise Wrong(f"{old!r} became {got!r}, expected {new!r}")
+    return "backbone.* -> features.* and head.1.* -> classifier.2.*, only at the start; nothing else touched."
