@@ -1,8 +1,9 @@
 """Saving and loading checkpoint files safely.
 
 * ``save_checkpoint(obj, path)``: atomic. The data goes to a temporary file in the same folder,
-  is flushed and fsynced, then ``os.replace`` puts it in place. A crash at any moment leaves the
-  old file or the new one, never a torn one.
+  is flushed and fsynced, then ``os.replace`` puts it in place (and the folder is fsynced). A
+  crash at any moment leaves the old file or the new one, never a torn one. The file gets the
+  mode ``torch.save`` would give it (the umask for a new file, the old file's mode otherwise).
 * ``load_checkpoint(path)``: ``torch.load`` with safe defaults (``weights_only=True``,
   ``map_location="cpu"``) and errors that name the file and the likely cause.
 * ``capture_rng_state()`` / ``restore_rng_state(state)``: every random number generator a
@@ -12,6 +13,7 @@
 * ``CheckpointManager(folder, metric="val_loss", mode="min")``: ``last.pth`` (to resume) on every
   save, ``best.pth`` (weights only, to deploy) when the metric improves, the newest ``keep_last``
   epoch files as history, and ``load_last()`` that resumes from the newest complete checkpoint.
+  It refuses to save a state that ``weights_only=True`` loading could not read back.
 """
 from __future__ import annotations
 
