@@ -726,7 +726,7 @@ class CheckpointManager:
         self.skipped = []
         self.remove_temp_files()
         ckpt = self._newest_checkpoint(map_location, weights_only)
-        record = ckpt.get(_RECORD) or {} if ckpt is not None else {}
+        record = (ckpt.get(_RECORD) or {}) if ckpt is not None else {}
         self._check_record(record, "the checkpoint")
         best_record = self._best_record(weights_only)
         if best_record is not None:

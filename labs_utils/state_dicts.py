@@ -230,7 +230,11 @@ def _in_order(keys: list[str], order: list[str]) -> list[str]:
 
 @dataclass
 class StateDictDiff:
-    """What ``load_state_dict`` would say. Truthy only when the two are fully compatible."""
+    """What ``load_state_dict`` would say. Truthy only when the two are fully compatible.
+
+    ``errors`` holds ``load_state_dict``'s other complaints (a value that is not a tensor ...);
+    ``notes`` says how the comparison was made when it could not ask ``load_state_dict``.
+    """
 
     missing: list[str]
     unexpected: list[str]
@@ -293,7 +297,7 @@ def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
         return _key_by_key_diff(model, sd)
     order = list(model.state_dict())
     shapes = {k: (_shape_of(run.model.get(k)), _shape_of(sd[k])) for k in _in_order(list(run.rejected), order)
-              if msg_is_size(run.rejected[k])}
+              if run.rejected[k].startswith("size mismatch for ")}
     errors = [m for k, m in run.rejected.items() if k not in shapes] + run.other_errors
     dtypes = {}
     for k in _in_order([k for k in sd if k in run.model], order):
@@ -302,10 +306,6 @@ def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
                 and not is_lazy(sv) and mv.dtype != sv.dtype:
             dtypes[k] = (_dtype(mv), _dtype(sv))
     return StateDictDiff(_in_order(run.missing, order), _in_order(run.unexpected, list(sd)), shapes, dtypes, errors)
-
-
-def msg_is_size(msg: str) -> bool:
-    return msg.startswith("size mismatch for ")
 
 
 def _shape_of(v: Any) -> tuple | None:
