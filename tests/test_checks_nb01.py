@@ -139,6 +139,13 @@ def _shared_state_dict(model, path):
     return fresh
 
 
+def _to_double(model, path):
+    torch.save(model.state_dict(), path)
+    fresh = type(model)().double()
+    fresh.load_state_dict(torch.load(path))
+    return fresh
+
+
 def _trains_the_model(model, path):
     with torch.no_grad():
         for p in model.parameters():
@@ -150,6 +157,7 @@ def _trains_the_model(model, path):
     (_snapshot_then_load_snapshot, "did not come from the file"),  # the file is never the source
     (_shared_state_dict, "did not come from the file"),  # overwrites what came from the file
     (_trains_the_model, "changed the model"),  # changes the model it was given
+    (_to_double, "dtype"),  # values from the file, but the model is no longer the class's own
 ])
 def test_save_and_reload_other_wrong_answers(answer, hint):
     result = check.save_and_reload(answer)
@@ -187,3 +195,28 @@ def test_save_and_reload_hint_for_the_keys_report():
     result = check.save_and_reload(lambda m, p: (torch.save(m.state_dict(), p),
                                                  type(m)().load_state_dict(torch.load(p)))[1])
     assert result.status == "wrong" and "_IncompatibleKeys" in result.message
+
+
+def test_save_and_reload_accepts_the_files_bytes_read_into_memory_first():
+    import io
+
+    def via_bytes(model, path):
+        torch.save(model.state_dict(), path)
+        with open(path, "rb") as f:
+            data = io.BytesIO(f.read())
+        fresh = type(model)()
+        fresh.load_state_dict(torch.load(data))
+        return fresh
+
+    def bytes_of_memory(model, path):  # a buffer that is not the file's bytes proves nothing
+        torch.save(model.state_dict(), path)
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        buf.seek(0)
+        fresh = type(model)()
+        fresh.load_state_dict(torch.load(buf))
+        return fresh
+
+    assert check.save_and_reload(via_bytes), check.save_and_reload(via_bytes)
+    result = check.save_and_reload(bytes_of_memory)
+    assert result.status == "wrong" and "from the file" in result.message, repr(result)

@@ -131,7 +131,7 @@ def keep_layers(fn) -> str:
             raise Wrong(f"with names={names} you dropped {missing[0]!r}: keep every entry under those "
                         f"modules{detail}")
         for k in expected:
-            if not isinstance(out[k], torch.Tensor) or not torch.equal(out[k], sd[k]):
+            if not isinstance(out[k], torch.Tensor) or out[k].dtype != sd[k].dtype or not torch.equal(out[k], sd[k]):
                 raise Wrong(f"the value of {k!r} changed; keep the tensors as they are")
     return ("whole modules only ('fc1.' keeps fc1, not fc10 or mlp.fc1), buffers included, a new dict, "
             "the input left as it was.")
@@ -300,7 +300,7 @@ def _judge_fits(fn, sd: dict, model: nn.Module, fitting: set[str]) -> None:
                         "model.state_dict(), which holds buffers too, not named_parameters()")
         raise Wrong(f"{k!r} fits (same name, same shape) but you dropped it")
     for k, v in out.items():
-        if not isinstance(v, torch.Tensor) or not torch.equal(v, sd[k]):
+        if not isinstance(v, torch.Tensor) or v.dtype != sd[k].dtype or not torch.equal(v, sd[k]):
             if isinstance(v, torch.Tensor) and torch.equal(v, target[k]):
                 raise Wrong(f"{k!r} holds the model's own tensor: return the entries of the state_dict you were "
                             "given (its values), not the model's")
