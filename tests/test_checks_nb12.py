@@ -326,3 +326,15 @@ def test_kill_moments():
     moments = crash.kill_moments(calls, at_most=8)
     assert {0, 1, 41, 42} <= set(moments) and len(moments) <= 10
     assert moments == sorted(set(moments))
+
+
+def test_gpu_check_judges_the_same_on_a_gpu_host(monkeypatch):
+    """On a machine with a GPU the check still runs the answer as on the CPU-only serving host:
+    a device chosen at run time picks the CPU, a hard-coded GPU device fails there."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # pretend this host has a GPU
+    assert check.capstone_load_gpu_weights(nb12._load_gpu_device_at_run_time)
+    result = check.capstone_load_gpu_weights(nb12._load_gpu_map_cuda)
+    assert result.status == "wrong" and "map_location='cpu'" in result.message
+    result = check.capstone_load_gpu_weights(nb12._load_gpu_default)
+    assert result.status == "wrong" and "without map_location" in result.message
+    assert torch.cuda.is_available()  # the pretence is back once the check is done

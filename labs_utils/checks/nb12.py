@@ -10,6 +10,7 @@ at each of the answer's write calls would leave on disk, confirmed by a real ``S
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 import torch.nn as nn
@@ -682,6 +684,24 @@ def _load_gpu_lambda(path):
     return model
 
 
+@contextlib.contextmanager
+def _as_on_a_cpu_only_host():
+    """Run the answer as the serving host would, whatever this machine has: where CUDA is
+    available, ``torch.cuda.is_available()`` says False (so torch.load refuses a GPU tag, and
+    code that picks its device at run time picks the CPU) and first use of CUDA fails the way a
+    CUDA build without a visible GPU does. Where CUDA is not available, nothing is changed."""
+    if not torch.cuda.is_available():
+        yield
+        return
+
+    def no_gpu(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("No CUDA GPUs are available")
+
+    with mock.patch.object(torch.cuda, "is_available", lambda: False), \
+            mock.patch.object(torch.cuda, "_lazy_init", no_gpu):
+        yield
+
+
 def _maps_to_cpu(map_location: Any, tag: str = "cuda:0") -> bool | None:
     """Where ``map_location`` sends a tensor saved with the tag ``tag``: True for the CPU, False
     for somewhere else, None when it cannot be told without loading (a callable)."""
@@ -735,7 +755,7 @@ def capstone_load_gpu_weights(fn) -> str:
     from ..models import SimpleModel
 
     path = data_file("gpu_weights_cuda0.pth")
-    with crash.watching(torch.serialization.load) as seen:
+    with crash.watching(torch.serialization.load) as seen, _as_on_a_cpu_only_host():
         try:
             model = call_answer(fn, path)
         except Wrong as w:
@@ -746,8 +766,9 @@ def capstone_load_gpu_weights(fn) -> str:
     loads = seen.arguments.get(torch.serialization.load, [])
     if not any(_same_file(a.get("f"), path) for a in loads):
         raise Wrong("your function did not torch.load the file it was given (path)")
-    for args in loads:  # on a host with a GPU the default load works: judge the code, not the host
-        if _maps_to_cpu(args.get("map_location")) is False:
+    for args in loads:  # would fail on the serving host, whatever this one has
+        ml = args.get("map_location")
+        if ml is None or (isinstance(ml, Mapping) and "cuda:0" not in ml):
             raise Wrong(_gpu_hint([args], ""))
     if not isinstance(model, SimpleModel):
         raise Wrong(f"return the loaded SimpleModel, got {type(model).__name__}")
@@ -1282,8 +1303,6 @@ class _recording_fsync:
                 except (OSError, AttributeError, TypeError):
                     pass
                 return _real(fd)
-
-            from unittest import mock
 
             patcher = mock.patch.object(os, name, wrapper)
             patcher.start()
