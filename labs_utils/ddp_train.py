@@ -9,7 +9,10 @@ the GPU ``cuda:LOCAL_RANK`` when this machine has a GPU for every local process,
 on the CPU, then runs the
 same code as the notebook (``labs_utils.distributed.train_ddp``): a few steps, rank 0 saves
 ``model.module.state_dict()`` to ``<out>/ddp_checkpoint.pth``, a barrier, and a check that
-every rank holds the same weights. Rank 0 prints one summary line.
+every rank holds the same weights. Rank 0 prints one summary line. With ``--resume-steps N``
+every rank then resumes from rank 0's ``ddp_resume.pth`` (model and optimizer, each rank with a
+``map_location`` for its own device: ``labs_utils.distributed.resume_ddp``) and trains N more
+steps; rank 0 prints a second line.
 
 On several machines, run the same command on each with ``--nnodes=N`` and a shared
 ``--rdzv-endpoint=HOST:PORT`` instead of ``--standalone``.
@@ -25,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .distributed import CHECKPOINT, train_ddp
+from .distributed import CHECKPOINT, resume_ddp, train_ddp
 
 __all__ = ["main"]
 
@@ -40,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="optimizer steps (default 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a collective may wait (default 120)")
+    parser.add_argument("--resume-steps", type=int, default=0,
+                        help="then resume from the saved checkpoint on every rank and train this many steps (default 0)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
+    if args.resume_steps < 0:
+        parser.error(f"--resume-steps must be 0 or more, got {args.resume_steps}")
 
     missing = [v for v in _TORCHRUN_VARS if v not in os.environ]
     if missing:
@@ -67,9 +74,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rank 0 of {world_size} ({backend}): trained {args.steps} steps, final mean loss "
                   f"{report['losses'][-1]:.2f}, saved {Path(args.out) / CHECKPOINT}; weights identical on all "
                   f"ranks: {report['identical_across_ranks']}", flush=True)
+        ok = report["identical_across_ranks"] and report["matches_checkpoint"]
+        if args.resume_steps:
+            resumed = resume_ddp(rank, world_size, args.out, steps=args.resume_steps, seed=args.seed, device=device)
+            if rank == 0:
+                print(f"rank 0: resumed model and optimizer on every rank, trained {args.resume_steps} more steps; "
+                      f"weights identical on all ranks: {resumed['identical_across_ranks']}", flush=True)
+            ok = ok and resumed["identical_across_ranks"]
     finally:
         dist.destroy_process_group()
-    return 0 if report["identical_across_ranks"] and report["matches_checkpoint"] else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -6,10 +6,15 @@ in a notebook cell. This module holds:
 
 * ``train_ddp(...)``: the training and saving code every rank runs once a process group
   exists (shared with ``labs_utils.ddp_train``, the ``torchrun`` entry point);
+* ``resume_ddp(...)``: resuming that run under DDP. DDP's constructor broadcasts rank 0's
+  *model*, but nothing broadcasts the *optimizer*: every rank must load its state, with a
+  ``map_location`` that puts the tensors on that rank's own device. It can also run the
+  mistake (only rank 0 loads the optimizer) to show the ranks drifting apart;
 * ``run_ddp_training(out_dir, world_size=2)``: starts ``world_size`` processes with
   ``torch.multiprocessing``, each joins a ``gloo`` process group over localhost (a free port
-  picked for you), trains a few steps, rank 0 saves; it waits with a timeout, so a stuck
-  worker never hangs the caller, and returns what the ranks reported.
+  picked for you), trains a few steps, rank 0 saves; with ``resume_steps`` the same processes
+  then resume from that save both ways. It waits with a timeout, so a stuck worker never hangs
+  the caller, and returns what the ranks reported.
 
 Workers write their stdout/stderr to ``rank<N>.log`` in ``out_dir`` (not to the notebook), so
 cell outputs stay the same from run to run. Nothing returned contains a port or a process id.
@@ -30,12 +35,17 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-__all__ = ["find_free_port", "train_ddp", "run_ddp_training", "DDPRun", "CHECKPOINT", "WRAPPED_CHECKPOINT"]
+__all__ = ["find_free_port", "train_ddp", "resume_ddp", "run_ddp_training", "DDPRun", "CHECKPOINT",
+           "WRAPPED_CHECKPOINT", "RESUME_CHECKPOINT", "MOMENTUM"]
 
 #: What rank 0 saves: ``ddp_model.module.state_dict()``, keys without a prefix.
 CHECKPOINT = "ddp_checkpoint.pth"
 #: What saving ``ddp_model.state_dict()`` gives instead (every key starts with ``module.``).
 WRAPPED_CHECKPOINT = "ddp_wrapped_state_dict.pth"
+#: What rank 0 saves to resume from: ``{"model", "optimizer", "step"}``.
+RESUME_CHECKPOINT = "ddp_resume.pth"
+#: SGD's momentum: the optimizer keeps one buffer per parameter, state that a resume must restore.
+MOMENTUM = 0.9
 
 
 def find_free_port() -> int:
@@ -55,6 +65,38 @@ def _all_equal_across_ranks(vec: torch.Tensor, world_size: int) -> bool:
     return all(torch.equal(gathered[0], g) for g in gathered[1:])
 
 
+def _train_steps(ddp_model, optimizer, rank: int, world_size: int, steps: int, seed: int, device,
+                 first_epoch: int = 0) -> list[float]:
+    """``steps`` optimizer steps on this rank's shard of the data; returns the mean loss over ranks."""
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    from .data import blobs
+
+    dataset = blobs(256, seed=seed)
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    loader = DataLoader(dataset, batch_size=16, sampler=sampler)
+    losses: list[float] = []
+    epoch, batches = first_epoch, iter(())
+    for _ in range(steps):
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
+            epoch += 1
+            batches = iter(loader)
+            x, y = next(batches)
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(ddp_model(x), y)
+        loss.backward()  # DDP all-reduces (averages) the gradients here
+        optimizer.step()
+        mean_loss = loss.detach().clone()
+        dist.all_reduce(mean_loss)  # for the log only: the mean loss over ranks
+        losses.append(mean_loss.item() / world_size)
+    return losses
+
+
 def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: int = 5, seed: int = 0,
               lr: float = 0.1, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Train ``SimpleModel`` under DDP for ``steps`` steps and save it from rank 0.
@@ -64,16 +106,15 @@ def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: 
     Each rank trains on its own shard of the data (``DistributedSampler``); DDP averages
     gradients across ranks in ``backward()``, so every rank takes the same step.
 
+    The optimizer is SGD with momentum, so it has state of its own (one buffer per parameter).
     Files in ``out_dir``: ``ddp_checkpoint.pth`` (rank 0, ``model.module.state_dict()``),
     ``ddp_wrapped_state_dict.pth`` (rank 0, ``model.state_dict()``, to show the prefix),
+    ``ddp_resume.pth`` (rank 0, model + optimizer + step, for ``resume_ddp``),
     ``rank<N>_weights.pth`` and ``rank<N>.json`` (every rank, what it holds and saw).
     Returns the same dict as ``rank<N>.json``.
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from torch.utils.data import DataLoader
-    from torch.utils.data.distributed import DistributedSampler
 
-    from .data import blobs
     from .models import SimpleModel
 
     if not dist.is_initialized():
@@ -91,33 +132,14 @@ def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: 
     ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     synced_after_wrap = _all_equal_across_ranks(_flat(ddp_model.module).to(device), world_size)
 
-    dataset = blobs(256, seed=seed)
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-    loader = DataLoader(dataset, batch_size=16, sampler=sampler)
-    optimizer = torch.optim.SGD(ddp_model.parameters(), lr=lr)
-
-    losses: list[float] = []
-    epoch, batches = 0, iter(())
-    for _ in range(steps):
-        try:
-            x, y = next(batches)
-        except StopIteration:
-            sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
-            epoch += 1
-            batches = iter(loader)
-            x, y = next(batches)
-        x, y = x.to(device), y.to(device)
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(ddp_model(x), y)
-        loss.backward()  # DDP all-reduces (averages) the gradients here
-        optimizer.step()
-        mean_loss = loss.detach().clone()
-        dist.all_reduce(mean_loss)  # for the log only: the mean loss over ranks
-        losses.append(mean_loss.item() / world_size)
+    optimizer = torch.optim.SGD(ddp_model.parameters(), lr=lr, momentum=MOMENTUM)
+    losses = _train_steps(ddp_model, optimizer, rank, world_size, steps, seed, device)
 
     if rank == 0:
         torch.save(ddp_model.module.state_dict(), out / CHECKPOINT)  # the plain model: no prefix
         torch.save(ddp_model.state_dict(), out / WRAPPED_CHECKPOINT)  # what forgetting .module gives
+        torch.save({"model": ddp_model.module.state_dict(), "optimizer": optimizer.state_dict(),
+                    "step": steps}, out / RESUME_CHECKPOINT)
     dist.barrier()  # nobody reads the checkpoint before rank 0 has finished writing it
 
     saved = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
@@ -138,9 +160,57 @@ def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: 
     return report
 
 
+def resume_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, every_rank_loads_optimizer: bool = True,
+               steps: int = 3, seed: int = 0, lr: float = 0.1, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Resume from ``ddp_resume.pth`` (written by ``train_ddp``) under DDP and train ``steps`` more.
+
+    Every rank reads the file with ``map_location`` pointing at its own device: rank 0 saved
+    from ``cuda:0``, so rank ``r`` maps ``{"cuda:0": f"cuda:{r's local index}"}`` on GPUs, and
+    ``"cpu"`` here. Without it every rank would put its copy on GPU 0. Every rank loads the
+    model before wrapping it (DDP would broadcast rank 0's anyway) and then the optimizer:
+    nothing broadcasts optimizer state. With ``every_rank_loads_optimizer=False`` only rank 0
+    loads it, the mistake this function can demonstrate: the other ranks start with empty
+    momentum, take other steps from the same averaged gradients, and their weights drift apart.
+
+    Returns ``{"rank", "every_rank_loads_optimizer", "optimizer_state_loaded",
+    "identical_across_ranks", "losses"}``.
+    """
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from .models import SimpleModel
+
+    if not dist.is_initialized():
+        raise RuntimeError("resume_ddp() needs a process group: call torch.distributed.init_process_group first")
+    device = torch.device(device)
+    path = Path(out_dir) / RESUME_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint to resume from; run train_ddp() first, it writes it")
+    map_location = {"cuda:0": str(device)} if device.type == "cuda" else "cpu"
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)  # on every rank
+
+    torch.manual_seed(seed + 100 + rank)  # a different fresh model on every rank, as before
+    model = SimpleModel().to(device)
+    model.load_state_dict(checkpoint["model"])
+    ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.SGD(ddp_model.parameters(), lr=lr, momentum=MOMENTUM)
+    if every_rank_loads_optimizer or rank == 0:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    loaded = len(optimizer.state) > 0
+    losses = _train_steps(ddp_model, optimizer, rank, world_size, steps, seed, device,
+                          first_epoch=1)  # the next epoch's shuffle
+    return {
+        "rank": rank,
+        "every_rank_loads_optimizer": every_rank_loads_optimizer,
+        "optimizer_state_loaded": loaded,
+        "identical_across_ranks": _all_equal_across_ranks(_flat(ddp_model.module).to(device), world_size),
+        "losses": losses,
+    }
+
+
 def _spawn_worker(rank: int, world_size: int, port: int, out_dir: str, steps: int, seed: int,
-                  timeout_s: float) -> None:
-    """Target of ``torch.multiprocessing``: one rank. Joins a gloo group on 127.0.0.1:port."""
+                  timeout_s: float, resume_steps: int = 0) -> None:
+    """Target of ``torch.multiprocessing``: one rank. Joins a gloo group on 127.0.0.1:port, trains,
+    and with ``resume_steps`` resumes twice: every rank loading the optimizer, then rank 0 only."""
     log = open(Path(out_dir) / f"rank{rank}.log", "w")
     os.dup2(log.fileno(), 1)  # keep this process's output (warnings included) out of the notebook
     os.dup2(log.fileno(), 2)
@@ -149,6 +219,10 @@ def _spawn_worker(rank: int, world_size: int, port: int, out_dir: str, steps: in
                             timeout=timedelta(seconds=timeout_s))
     try:
         train_ddp(rank, world_size, out_dir, steps=steps, seed=seed)
+        if resume_steps:
+            resumes = [resume_ddp(rank, world_size, out_dir, every_rank_loads_optimizer=every,
+                                  steps=resume_steps, seed=seed) for every in (True, False)]
+            (Path(out_dir) / f"rank{rank}_resume.json").write_text(json.dumps(resumes, indent=1))
         dist.barrier()  # every rank is done with the group before anyone tears it down
     finally:
         dist.destroy_process_group()
@@ -175,6 +249,8 @@ class DDPRun:
 
     out_dir: Path
     reports: list[dict[str, Any]] = field(default_factory=list)
+    #: per rank, when run with ``resume_steps``: ``[every rank loads the optimizer, rank 0 only]``
+    resumes: list[list[dict[str, Any]]] = field(default_factory=list)
 
     @property
     def checkpoint(self) -> Path:
@@ -186,6 +262,10 @@ class DDPRun:
 
     def rank_weights(self, rank: int) -> Path:
         return self.out_dir / f"rank{rank}_weights.pth"
+
+    @property
+    def resume_checkpoint(self) -> Path:
+        return self.out_dir / RESUME_CHECKPOINT
 
     @property
     def losses(self) -> list[float]:
@@ -250,25 +330,31 @@ def spawn_workers(worker, args_for_port, *, world_size: int, timeout_s: float, l
 
 
 def run_ddp_training(out_dir: str | os.PathLike, *, world_size: int = 2, steps: int = 5, seed: int = 0,
-                     timeout_s: float = 120.0) -> DDPRun:
+                     timeout_s: float = 120.0, resume_steps: int = 0) -> DDPRun:
     """Run DDP training in ``world_size`` local processes (gloo, CPU) and wait for them.
 
     Starts the workers with ``torch.multiprocessing.start_processes(..., start_method="spawn")``
     on a free localhost port, waits at most ``timeout_s`` seconds (then kills them and raises
     ``TimeoutError`` with the end of their logs), and returns a ``DDPRun``. A worker that fails
-    makes this raise ``RuntimeError`` with its log.
+    makes this raise ``RuntimeError`` with its log. With ``resume_steps`` > 0 the same processes
+    then resume from rank 0's ``ddp_resume.pth`` twice (``resume_ddp``: every rank loading the
+    optimizer, then only rank 0) and train that many more steps each time; see ``DDPRun.resumes``.
     """
 
     if not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size must be a positive int (number of processes), got {world_size!r}")
+    if not isinstance(resume_steps, int) or resume_steps < 0:
+        raise ValueError(f"resume_steps must be an int >= 0 (0: no resume), got {resume_steps!r}")
     if not dist.is_available():
         raise RuntimeError("this PyTorch build has no torch.distributed; install a standard build")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("rank*.json"), out / CHECKPOINT, out / WRAPPED_CHECKPOINT]:
+    for stale in [*out.glob("rank*.json"), out / CHECKPOINT, out / WRAPPED_CHECKPOINT, out / RESUME_CHECKPOINT]:
         stale.unlink(missing_ok=True)
 
-    spawn_workers(_spawn_worker, lambda port: (world_size, port, str(out), steps, seed, timeout_s),
+    spawn_workers(_spawn_worker, lambda port: (world_size, port, str(out), steps, seed, timeout_s, resume_steps),
                   world_size=world_size, timeout_s=timeout_s, log_dir=out, what="DDP worker")
     reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)]
-    return DDPRun(out, reports)
+    resumes = ([json.loads((out / f"rank{r}_resume.json").read_text()) for r in range(world_size)]
+               if resume_steps else [])
+    return DDPRun(out, reports, resumes)

@@ -10,8 +10,8 @@ import torch
 import torch.distributed as dist
 
 from labs_utils import ddp_train
-from labs_utils.distributed import (CHECKPOINT, WRAPPED_CHECKPOINT, find_free_port, run_ddp_training,
-                                    train_ddp)
+from labs_utils.distributed import (CHECKPOINT, RESUME_CHECKPOINT, WRAPPED_CHECKPOINT, find_free_port,
+                                    resume_ddp, run_ddp_training, train_ddp)
 from labs_utils.models import SimpleModel
 from labs_utils.prefixes import normalize_keys
 
@@ -28,7 +28,7 @@ def test_find_free_port():
 
 
 def test_two_process_run_saves_once_and_ranks_agree(tmp_path):
-    result = run_ddp_training(tmp_path / "ddp", world_size=2, steps=3, timeout_s=120)
+    result = run_ddp_training(tmp_path / "ddp", world_size=2, steps=3, timeout_s=120, resume_steps=2)
     assert [r["rank"] for r in result.reports] == [0, 1]
     for r in result.reports:
         assert r["backend"] == "gloo" and r["world_size"] == 2 and len(r["losses"]) == 3
@@ -45,6 +45,22 @@ def test_two_process_run_saves_once_and_ranks_agree(tmp_path):
     assert all(k.startswith("module.") for k in wrapped)
     SimpleModel().load_state_dict(normalize_keys(wrapped))
     assert "2 ranks" in repr(result) and str(find_free_port()) not in repr(result)
+
+    # the resume checkpoint holds the optimizer's momentum, which every rank must load itself
+    resume = _load(result.resume_checkpoint)
+    assert set(resume) == {"model", "optimizer", "step"} and resume["step"] == 3
+    assert len(resume["optimizer"]["state"]) == len(list(SimpleModel().parameters()))
+    every, rank0_only = zip(*result.resumes)  # per variant, one report per rank
+    assert [r["rank"] for r in every] == [0, 1] and all(r["every_rank_loads_optimizer"] for r in every)
+    assert all(r["optimizer_state_loaded"] and r["identical_across_ranks"] for r in every)
+    assert [r["optimizer_state_loaded"] for r in rank0_only] == [True, False]
+    assert not any(r["identical_across_ranks"] for r in rank0_only)  # the ranks drifted apart
+    assert every[0]["losses"] == every[1]["losses"] and len(every[0]["losses"]) == 2
+
+
+def test_a_run_without_resume_has_no_resume_reports(tmp_path):
+    result = run_ddp_training(tmp_path, world_size=1, steps=1, timeout_s=120)
+    assert result.resumes == [] and result.resume_checkpoint.is_file()
 
 
 def test_a_failing_worker_raises_with_its_log(tmp_path):
@@ -65,10 +81,27 @@ def test_bad_world_size(tmp_path, world_size):
         run_ddp_training(tmp_path, world_size=world_size)
 
 
+@pytest.mark.parametrize("resume_steps", [-1, 1.5, "2"])
+def test_bad_resume_steps(tmp_path, resume_steps):
+    with pytest.raises(ValueError, match="resume_steps"):
+        run_ddp_training(tmp_path, resume_steps=resume_steps)
+
+
 def test_train_ddp_needs_a_process_group(tmp_path):
     assert not dist.is_initialized()
     with pytest.raises(RuntimeError, match="init_process_group"):
         train_ddp(0, 1, tmp_path)
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        resume_ddp(0, 1, tmp_path)
+
+
+def test_resume_without_a_checkpoint_names_the_file(tmp_path):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{find_free_port()}", rank=0, world_size=1)
+    try:
+        with pytest.raises(FileNotFoundError, match=RESUME_CHECKPOINT):
+            resume_ddp(0, 1, tmp_path)
+    finally:
+        dist.destroy_process_group()
 
 
 def _torchrun() -> list[str]:
@@ -80,11 +113,13 @@ def test_torchrun_entry_point(tmp_path):
     """What users run on a cluster: torchrun starts 2 ranks of labs_utils.ddp_train."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = _torchrun() + ["--standalone", "--nproc_per_node=2", "-m", "labs_utils.ddp_train",
-                         "--out", "out", "--steps", "3", "--timeout", "60"]
+                         "--out", "out", "--steps", "3", "--timeout", "60", "--resume-steps", "2"]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "rank 0 of 2 (gloo)" in done.stdout
     assert "weights identical on all ranks: True" in done.stdout
+    assert "resumed model and optimizer on every rank, trained 2 more steps; weights identical on all ranks: True" \
+        in done.stdout
 
     saved = _load(tmp_path / "out" / CHECKPOINT)
     assert list(saved) == list(SimpleModel().state_dict())  # model.module.state_dict(): no prefix
@@ -102,7 +137,8 @@ def test_ddp_train_without_torchrun_says_how_to_start_it(tmp_path, monkeypatch, 
     assert "torchrun --standalone --nproc_per_node=2 -m labs_utils.ddp_train" in capsys.readouterr().err
 
 
-def test_ddp_train_rejects_bad_steps(tmp_path):
+@pytest.mark.parametrize("bad", [["--steps", "0"], ["--resume-steps", "-1"]])
+def test_ddp_train_rejects_bad_steps(tmp_path, bad):
     with pytest.raises(SystemExit) as e:
-        ddp_train.main(["--out", str(tmp_path), "--steps", "0"])
+        ddp_train.main(["--out", str(tmp_path), *bad])
     assert e.value.code == 2
