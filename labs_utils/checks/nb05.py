@@ -185,7 +185,8 @@ def amp_checkpoint(fn) -> str:
             raise Wrong(f"return a dict, got {type(ckpt).__name__}")
         missing = [k for k in KEYS if k not in ckpt]
         if missing:
-            extra = " (a disabled scaler's state_dict() is {}: save it anyway)" if missing == ["scaler"] and not enabled else ""
+            only_scaler = missing == ["scaler"] and not enabled
+            extra = " (a disabled scaler's state_dict() is {}: save it anyway)" if only_scaler else ""
             raise Wrong(f"with {label} scaler your checkpoint has no {missing[0]!r} entry{extra}")
         _check_scaler_entry(ckpt["scaler"], scaler, enabled, label)
         for name in ("model", "optimizer", "scheduler"):
