@@ -122,6 +122,12 @@ def _save_keep_vars(model, path):
     torch.save(model.state_dict(keep_vars=True), path)
 
 
+def _save_safetensors(model, path):
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), str(path))
+
+
 def _save_detached_copy(model, path):
     torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, path)
 
@@ -130,6 +136,12 @@ def _save_with_helper(model, path):
     from ..checkpoints import save_checkpoint
 
     save_checkpoint(model.state_dict(), path)
+
+
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file starts with the length of its JSON header (8 bytes), then '{'."""
+    head = path.read_bytes()[:9]
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
 
 
 def _serving_refusal(err: BaseException) -> str:
@@ -159,6 +171,7 @@ def _serving_refusal(err: BaseException) -> str:
     (_save_numpy, "numpy"),
     (_save_other_model, "model you were given"),
     (_save_keep_vars, "require grad"),
+    (_save_safetensors, "safetensors"),
 ], right=[_save_detached_copy, _save_with_helper])
 def capstone_save_for_serving(fn) -> str:
     """``fn(model, path)`` writes a file that safe loading accepts and that holds the state_dict
@@ -173,6 +186,10 @@ def capstone_save_for_serving(fn) -> str:
             try:
                 saved = _load(path)
             except Exception as e:
+                if _is_safetensors(path):
+                    raise Wrong("the file is a safetensors file (save_file): a fine format, but this serving host "
+                                "loads with torch.load(path, weights_only=True); save model.state_dict() with "
+                                "torch.save") from None
                 raise Wrong(_serving_refusal(e)) from None
         what = type(model).__name__
         if not isinstance(saved, Mapping):
@@ -655,6 +672,14 @@ def _load_gpu_map_cuda(path):
     return model
 
 
+def _load_gpu_device_values(path):
+    from ..models import SimpleModel
+
+    model = SimpleModel()
+    model.load_state_dict(torch.load(path, map_location={"cuda:0": torch.device("cpu")}))
+    return model
+
+
 def _load_gpu_returns_state(path):
     return torch.load(path, map_location="cpu")
 
@@ -721,6 +746,10 @@ def _gpu_hint(loads: list[dict[str, Any]], error: str) -> str:
     first_line = error.strip().splitlines()[0] if error.strip() else ""
     for args in loads:
         ml = args.get("map_location")
+        if isinstance(ml, Mapping) and any(not isinstance(v, str) for v in ml.values()):
+            return ("in a dict map_location the values must be strings such as 'cpu': torch.load's dict form "
+                    f"does not take torch.device objects there ({error.strip().splitlines()[0][:120]}); "
+                    "write {'cuda:0': 'cpu'}, or simply map_location=torch.device('cpu')")
         if isinstance(ml, Mapping) and "cuda:0" not in ml:
             keys = ", ".join(repr(k) for k in ml)
             return (f"map_location={{{keys}: ...}} remaps only the location tags it names, and a tag is the full "
@@ -748,6 +777,7 @@ def _gpu_hint(loads: list[dict[str, Any]], error: str) -> str:
     (_load_gpu_default_device, "too late"),
     (_load_gpu_map_cuda, "map_location='cpu'"),
     (_load_gpu_returns_state, "SimpleModel"),
+    (_load_gpu_device_values, "must be strings"),
 ], right=[_load_gpu_device_at_run_time, _load_gpu_full_tag_dict, _load_gpu_lambda])
 def capstone_load_gpu_weights(fn) -> str:
     """``fn(path)`` returns a ``SimpleModel`` on the CPU loaded from data/gpu_weights_cuda0.pth."""
@@ -759,9 +789,11 @@ def capstone_load_gpu_weights(fn) -> str:
         try:
             model = call_answer(fn, path)
         except Wrong as w:
-            if needs_a_gpu(str(w)):
-                raise Wrong(_gpu_hint(seen.arguments.get(torch.serialization.load, []),
-                                      str(w).removeprefix("your function raised "))) from None
+            loads = seen.arguments.get(torch.serialization.load, [])
+            dict_values = any(isinstance(a.get("map_location"), Mapping) and not all(
+                isinstance(v, str) for v in a["map_location"].values()) for a in loads)
+            if needs_a_gpu(str(w)) or dict_values:
+                raise Wrong(_gpu_hint(loads, str(w).removeprefix("your function raised "))) from None
             raise
     loads = seen.arguments.get(torch.serialization.load, [])
     if not any(_same_file(a.get("f"), path) for a in loads):
@@ -836,6 +868,13 @@ def _load_swallow(path):
         return {}
 
 
+def _load_also_getattr(path):
+    from ..capstone import RunInfo
+
+    with torch.serialization.safe_globals([RunInfo, getattr]):  # "the other file asked for getattr"
+        return torch.load(path, weights_only=True)
+
+
 def _load_model_only(path):
     from ..capstone import RunInfo
 
@@ -858,6 +897,7 @@ def _load_pair(path):
     (_load_fallback, "ran its payload"),
     (_load_then_validate, "too late"),
     (_load_swallow, "raise"),
+    (_load_also_getattr, "also lets through getattr"),
     (_load_model_only, "return what the file holds"),
 ], right=[_load_pair])
 def capstone_load_safely(fn) -> str:
@@ -883,6 +923,11 @@ def capstone_load_safely(fn) -> str:
                for args in seen.arguments.get(torch.serialization.add_safe_globals, [])):
             raise Wrong("RunInfo must be allowed for this one load, but add_safe_globals([RunInfo]) allows it for "
                         "every later torch.load in the process, files from strangers included")
+        extra = [e for args in seen.arguments.get(torch._weights_only_unpickler._add_safe_globals, [])
+                 for e in (args.get("safe_globals") or []) if not _mentions_runinfo([e]) and not _torch_own(e)]
+        if extra:
+            raise Wrong(f"the file needs RunInfo only, and your allowlist also lets through {_entry(extra[0])}: "
+                        "every extra entry is something a malicious file may use; allow exactly [RunInfo]")
         if not isinstance(loaded, Mapping) or set(loaded) != {"model", "info"}:
             raise Wrong("return what the file holds (a dict with 'model' and 'info'); to load the RunInfo with "
                         "weights_only=True, allow exactly that class with "
@@ -911,6 +956,16 @@ def capstone_load_safely(fn) -> str:
             raise Wrong(f"your function returned {type(out).__name__} for the malicious file instead of refusing "
                         "it: let torch.load's UnpicklingError raise, so the caller knows the file was rejected")
     return "the model card loads with only RunInfo allowed, and the payload never runs."
+
+
+def _entry(e: Any) -> str:
+    obj = e[0] if isinstance(e, tuple) and e else e
+    return getattr(obj, "__qualname__", None) or repr(obj)
+
+
+def _torch_own(e: Any) -> bool:
+    obj = e[0] if isinstance(e, tuple) and e else e
+    return str(getattr(obj, "__module__", "")).split(".")[0] == "torch"
 
 
 def _mentions_runinfo(entries: Any) -> bool:
