@@ -19,6 +19,15 @@ How it stays safe:
   (``pickletools.genops``, which only decodes) to list the globals it imports and the storages
   it holds; ``torch.serialization.get_unsafe_globals_in_checkpoint`` names what would be refused.
 * A ``.safetensors`` file is read with ``safetensors.safe_open``: the header only, no tensor data.
+
+Files that are not a loadable checkpoint are named from their bytes, before anything is loaded,
+each in one line with the fix (``InspectError``): an empty file, a Git LFS pointer (``git lfs
+pull`` was never run), an HTML page or an XML error document saved in place of the file, a zip
+archive cut short (no central directory at its end), a zip that ``torch.save`` began but never
+finished (no ``data.pkl``), and a file written by a newer PyTorch (its ``version`` record is
+above what this PyTorch's zip reader accepts; ``torch._C.PyTorchFileReader``, which reads the
+archive's directory and records only, gives the verdict). A file in the legacy (pre-1.6, non-zip)
+format is still reported, with a note: ``mmap=True`` refuses it, and how to rewrite it once.
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ import json
 import os
 import pickle
 import pickletools
+import re
 import struct
 import warnings
 import zipfile
@@ -160,13 +170,15 @@ def detect_prefixes(keys: list[str]) -> list[str]:
 
 def _sniff(path: Path) -> str:
     with open(path, "rb") as f:
-        head = f.read(9)
-    if head[:4] == b"PK\x03\x04":
+        head = f.read(16)
+    if head[:4] == _ZIP_MAGIC:
         return "zip"
-    if len(head) == 9:
+    if len(head) >= 9:
         n = struct.unpack("<Q", head[:8])[0]
         if head[8:9] == b"{" and 0 < n <= path.stat().st_size - 8:
             return "safetensors"
+    if _is_legacy_torch(head):
+        return "legacy"
     if head[:1] == b"\x80":
         return "pickle"
     return "unknown"
@@ -180,9 +192,109 @@ def _check_path(path: Path) -> int:
         raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file; give the path of a file inside it")
     size = path.stat().st_size
     if size == 0:
-        raise InspectError(f"{path}: the file is empty (0 bytes), probably a save that was interrupted; "
-                           "use an earlier checkpoint")
+        raise InspectError(f"{path}: the file is empty (0 bytes): a save, download or copy that was "
+                           "interrupted before writing anything; use an earlier checkpoint, or download or "
+                           "copy it again")
     return size
+
+
+# --- files that are not a loadable checkpoint, named from their bytes (nothing is loaded) -------------
+
+_ZIP_MAGIC = b"PK\x03\x04"
+# torch.save's legacy format starts with the pickled magic number 0x1950a86a20f9469cfc6c
+# (protocol 2: PROTO 2, LONG1 of 10 bytes); torch/serialization.py, MAGIC_NUMBER.
+_LEGACY_HEAD = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+_LFS_HEAD = b"version https://git-lfs.github.com/spec/"
+_BOM = b"\xef\xbb\xbf"
+_TORCH_RECORDS = ("version", ".data/version", "byteorder", ".data/serialization_id", ".format_version")
+
+
+_LEGACY_NOTE = ("legacy format (torch.save before PyTorch 1.6, or _use_new_zipfile_serialization=False): "
+                "torch.load(..., mmap=True) refuses it; rewrite it once with "
+                "torch.save(torch.load(old, weights_only=True), new)")
+
+
+def _is_legacy_torch(head: bytes) -> bool:
+    return head.startswith(_LEGACY_HEAD)
+
+
+def _text_field(pattern: str, text: str) -> str:
+    m = re.search(pattern, text, re.IGNORECASE | re.DOTALL)
+    return " ".join(m.group(1).split())[:60] if m else ""
+
+
+def _lfs_message(path: Path, size: int, text: str) -> str:
+    real = _text_field(r"\nsize (\d+)", text)
+    real_file = f"the real file ({int(real):,} bytes)" if real else "the real file"
+    return (f"{path}: a Git LFS pointer ({size} bytes of text), not the checkpoint: {real_file} was never "
+            f"downloaded; run `git lfs pull --include=\"{path.name}\"` (or `git lfs pull`) in the repository, "
+            "then check the file again")
+
+
+def _markup_message(path: Path, size: int, text: str) -> str:
+    low = text.lower()
+    if low.startswith("<?xml") and "<html" not in low:
+        code = _text_field(r"<Code>(.*?)</Code>", text)
+        told = f" (it says {code})" if code else ""
+        return (f"{path}: an XML document ({size:,} bytes), not a checkpoint: probably an error response from "
+                f"the storage service{told} saved in place of the file; fix the access (credentials, a signed or "
+                "public URL), download it again and compare its size and sha256 with the published ones")
+    title = _text_field(r"<title[^>]*>(.*?)</title>", text)
+    told = f" titled {title!r}" if title else ""
+    return (f"{path}: an HTML page ({size:,} bytes){told}, not a checkpoint: the download saved a web page (a "
+            "login, error or confirmation page, or the page that shows the file) instead of the file; download "
+            "it again from the file's raw or direct link and compare its size and sha256 with the published ones")
+
+
+def _zip_problem(path: Path, size: int) -> str:
+    """Why a file that starts like a zip archive cannot be read as a torch.save checkpoint, or ''."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return (f"{path}: truncated: a zip archive (the format torch.save writes) that ends before its central "
+                f"directory ({size:,} bytes): a save, download or copy that was cut short; use an earlier "
+                "checkpoint, or copy or download it again and compare its sha256 with the source's")
+    top = {n.split("/", 1)[0] for n in names if "/" in n}
+    if len(top) == 1 and not any(n.endswith("/data.pkl") and n.count("/") == 1 for n in names):
+        rest = {n.split("/", 1)[1] for n in names if "/" in n}
+        if rest & set(_TORCH_RECORDS):
+            return (f"{path}: torch.save began this file but never finished it (no data.pkl record: pickling the "
+                    "object failed, or the process died); use an earlier checkpoint, and save to a temporary "
+                    "file and os.replace it so a failed save cannot destroy the last good one")
+    try:  # the C++ reader checks the archive's version record; it reads no pickle
+        torch._C.PyTorchFileReader(str(path))
+    except RuntimeError as e:
+        m = re.search(r"file with version (\d+), but the maximum supported version for reading is (\d+)", str(e))
+        if m:
+            record = next((n for n in names if n.endswith("/.data/version")), None) or \
+                next((n for n in names if n.endswith("/version") and n.count("/") == 1), "version")
+            here = torch.__version__.split("+")[0]
+            return (f"{path}: written by a newer PyTorch: its {record.split('/', 1)[-1]} record says "
+                    f"{m.group(1)}, and this PyTorch ({here}) reads up to {m.group(2)}; load it with a newer "
+                    "PyTorch (pip install -U torch), or ask for the weights as .safetensors, which any "
+                    "version reads")
+    except Exception:
+        pass  # other damage: left to the loader, whose message names it
+    return ""
+
+
+def _file_problem(path: Path, size: int) -> str:
+    """One line naming a file that is not a loadable checkpoint and the fix, or '' if it may be one.
+    Reads bytes only; nothing is unpickled."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(_LFS_HEAD):
+        return _lfs_message(path, size, head.decode("utf-8", "replace"))
+    text = head[len(_BOM):] if head.startswith(_BOM) else head
+    text = text.lstrip()
+    if text[:1] == b"<":
+        low = text[:64].lower()
+        if low.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--", b"<body")):
+            return _markup_message(path, size, text.decode("utf-8", "replace"))
+    if head.startswith(_ZIP_MAGIC):
+        return _zip_problem(path, size)
+    return ""
 
 
 # --- safetensors ---------------------------------------------------------------------------------
@@ -348,9 +460,12 @@ def _refused_report(path: Path, size: int, kind: str) -> CheckpointReport:
     for t, _, numel in storages:
         dt = getattr(torch, _storage_dtype(t), None)
         nbytes += numel * (dt.itemsize if isinstance(dt, torch.dtype) else 1)
-    fmt = "torch.save (zip archive)" if kind == "zip" else "pickle (legacy torch.save or plain pickle)"
+    fmt = {"zip": "torch.save (zip archive)", "legacy": "torch.save (legacy format)"}.get(
+        kind, "pickle (legacy torch.save or plain pickle)")
     notes = ["safe loading refuses this file, so it was not unpickled: tensors and keys are unknown;",
              "allow the globals above with torch.serialization.safe_globals([...]) only if you trust its source."]
+    if kind == "legacy":
+        notes.append(_LEGACY_NOTE)
     return CheckpointReport(
         path=str(path), format=fmt, file_bytes=size, safe_to_load=False, refused_globals=refused,
         tensor_bytes=nbytes, storages=len(storages), dtypes=dict(sorted(dtypes.items())),
@@ -411,7 +526,7 @@ def _loaded_report(path: Path, size: int, kind: str, obj: Any, locations: list[s
     entry, sd = _weights_entry(obj)
     params = sum(v.numel() for v in sd.values() if isinstance(v, torch.Tensor)) if sd is not None else None
     fmt = "torch.save (zip archive)" if kind == "zip" else "torch.save (legacy format)"
-    notes = []
+    notes = [_LEGACY_NOTE] if kind != "zip" else []
     if sd is None and not found:
         notes.append("no tensors found")
     elif sd is None:
@@ -438,6 +553,9 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
         raise TypeError(f"inspect_checkpoint() needs a file path, got {type(path).__name__}")
     path = Path(path)
     size = _check_path(path)
+    problem = _file_problem(path, size)
+    if problem:
+        raise InspectError(problem)
     kind = _sniff(path)
     if kind == "safetensors" or path.suffix == ".safetensors":
         return _inspect_safetensors(path, size)
@@ -459,7 +577,7 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
         if isinstance(cause, pickle.UnpicklingError) and "Weights only load failed" in str(cause):
             return _refused_report(path, size, kind)
         msg = " ".join(str(e).split())
-        if kind == "pickle":  # say what a plain pickle would import, still without running it
+        if kind in {"pickle", "legacy"}:  # what the pickle would import, still without running it
             try:
                 unsafe = sorted(_scan_pickle(path.read_bytes())[0] - _allowed_globals())
             except Exception:

@@ -194,3 +194,153 @@ def test_convert_bad_input(tmp_path, model):
     with pytest.raises(CheckpointError, match="refused"):
         convert_to_safetensors(tmp_path / "full.pth", tmp_path / "f.safetensors")
     assert not (tmp_path / "f.safetensors").exists()
+
+
+# --- files that are not a loadable checkpoint: named from their bytes, nothing loaded --------------
+
+@pytest.fixture
+def nothing_loaded(monkeypatch):
+    """Fail the test if the inspector hands the file to torch.load (through load_checkpoint)."""
+    import labs_utils.inspector as inspector
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the inspector loaded a file it should have named from its bytes")
+
+    monkeypatch.setattr(inspector, "load_checkpoint", refuse)
+
+
+def _lfs_pointer(real: bytes) -> bytes:
+    import hashlib
+
+    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(real).hexdigest()}\n"
+            f"size {len(real)}\n").encode()
+
+
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "model.safetensors", "w.pth"])
+def test_git_lfs_pointer(tmp_path, model, nothing_loaded, name):
+    torch.save(model.state_dict(), tmp_path / "real.pth")
+    real = (tmp_path / "real.pth").read_bytes()
+    p = tmp_path / name
+    p.write_bytes(_lfs_pointer(real))
+    with pytest.raises(InspectError) as e:
+        inspect_checkpoint(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: a Git LFS pointer") and "\n" not in msg
+    assert f"the real file ({len(real):,} bytes)" in msg and f'git lfs pull --include="{name}"' in msg
+
+
+@pytest.mark.parametrize("page, words", [
+    (b'<!DOCTYPE html>\n<html lang="en"><head><title>Sign in - Files</title></head><body></body></html>',
+     "HTML page ({n} bytes) titled 'Sign in - Files'"),
+    (b"\xef\xbb\xbf\n  <html><head><TITLE>\n Google Drive - Virus scan warning </TITLE></head></html>",
+     "titled 'Google Drive - Virus scan warning'"),
+    (b"<html><body>404</body></html>", "HTML page ({n} bytes), not a checkpoint"),
+    (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied'
+     b"</Message></Error>", "XML document ({n} bytes), not a checkpoint: probably an error response from the "
+     "storage service (it says AccessDenied)"),
+])
+@pytest.mark.parametrize("name", ["w.pth", "model.safetensors"])
+def test_web_pages_saved_instead_of_the_file(tmp_path, nothing_loaded, page, words, name):
+    p = tmp_path / name
+    p.write_bytes(page)
+    with pytest.raises(InspectError, match="download") as e:
+        inspect_checkpoint(p)
+    assert words.format(n=len(page)) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_empty_file_says_interrupted_and_the_fix(tmp_path, nothing_loaded):
+    (tmp_path / "w.pth").write_bytes(b"")
+    with pytest.raises(InspectError, match=r"empty \(0 bytes\).*interrupted.*download or copy it again"):
+        inspect_checkpoint(tmp_path / "w.pth")
+
+
+@pytest.mark.parametrize("keep", [0.01, 0.2, 0.5, 0.99, -1])
+def test_truncated_zip_named_before_loading(tmp_path, nothing_loaded, keep):
+    """Every cut gives torch.load one of several messages (OSError, 'failed finding central directory');
+    the inspector says 'truncated' for all of them, from the missing end of the archive."""
+    torch.manual_seed(0)
+    torch.save({"w": torch.randn(64, 64)}, tmp_path / "w.pth")
+    raw = (tmp_path / "w.pth").read_bytes()
+    cut = raw[:keep] if keep == -1 else raw[:int(len(raw) * keep)]
+    (tmp_path / "w.pth").write_bytes(cut)
+    with pytest.raises(InspectError) as e:
+        inspect_checkpoint(tmp_path / "w.pth")
+    assert f"truncated: a zip archive (the format torch.save writes) that ends before its central directory " \
+           f"({len(cut):,} bytes)" in str(e.value) and "sha256" in str(e.value)
+
+
+def test_unfinished_torch_save_is_named(tmp_path, nothing_loaded):
+    """torch.save opens the archive, then pickling fails: the file is left without data.pkl."""
+    class Local:
+        pass
+
+    with pytest.raises(Exception):
+        torch.save({"w": torch.ones(2), "f": lambda x: x, "c": Local()}, tmp_path / "w.pth")
+    assert (tmp_path / "w.pth").stat().st_size > 0
+    with pytest.raises(InspectError, match="torch.save began this file but never finished it"):
+        inspect_checkpoint(tmp_path / "w.pth")
+
+
+def test_a_foreign_zip_is_not_called_an_unfinished_save(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "w.pth", "w") as zf:
+        zf.writestr("notes/readme.txt", "hello")
+    with pytest.raises(InspectError) as e:
+        inspect_checkpoint(tmp_path / "w.pth")
+    assert "never finished" not in str(e.value) and "not one written by torch.save" in str(e.value)
+
+
+def test_legacy_format_report_says_mmap_refuses_it_and_how_to_rewrite(tmp_path, model):
+    old, new = tmp_path / "old.pth", tmp_path / "new.pth"
+    torch.save(model.state_dict(), old, _use_new_zipfile_serialization=False)
+    r = inspect_checkpoint(old)
+    assert r.format == "torch.save (legacy format)" and r.safe_to_load
+    note = " ".join(r.notes)
+    assert "mmap=True) refuses it" in note and "torch.save(torch.load(old, weights_only=True), new)" in note
+    assert note in str(r)
+    with pytest.raises(RuntimeError, match="mmap can only be used"):  # what the note claims
+        torch.load(old, mmap=True, weights_only=True)
+    torch.save(torch.load(old, weights_only=True), new)  # the fix it gives
+    back = torch.load(new, mmap=True, weights_only=True)
+    assert all(torch.equal(back[k], v) for k, v in model.state_dict().items())
+    r = inspect_checkpoint(new)
+    assert r.format == "torch.save (zip archive)" and r.notes == []
+
+
+def test_legacy_format_refused_by_safe_loading_keeps_its_format_and_note(tmp_path, model):
+    torch.save(model, tmp_path / "full_old.pth", _use_new_zipfile_serialization=False)
+    r = inspect_checkpoint(tmp_path / "full_old.pth")
+    assert not r.safe_to_load and r.format == "torch.save (legacy format)"
+    assert "labs_utils.models.SimpleModel" in r.refused_globals and any("mmap=True" in n for n in r.notes)
+
+
+def _with_version_record(src: Path, dst: Path, record: str, value: bytes) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        prefix = zin.namelist()[0].split("/", 1)[0]
+        for info in zin.infolist():
+            if info.filename != f"{prefix}/{record}":
+                zout.writestr(info, zin.read(info.filename))
+        zout.writestr(f"{prefix}/{record}", value)
+
+
+@pytest.mark.parametrize("record", ["version", ".data/version"])
+def test_file_from_a_newer_pytorch(tmp_path, model, nothing_loaded, record):
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    _with_version_record(tmp_path / "w.pth", tmp_path / "new.pth", record, b"11\n")
+    with pytest.raises(RuntimeError, match="Attempted to read a PyTorch file with version 11") as real:
+        torch.load(tmp_path / "new.pth", weights_only=True)
+    limit = str(real.value).split("maximum supported version for reading is ")[1].split(".")[0]
+    with pytest.raises(InspectError) as e:
+        inspect_checkpoint(tmp_path / "new.pth")
+    msg = str(e.value)
+    assert f"written by a newer PyTorch: its {record} record says 11" in msg
+    assert f"reads up to {limit};" in msg and ".safetensors" in msg and "+" not in msg.split("PyTorch (")[1][:12]
+
+
+def test_a_version_record_the_reader_accepts_is_inspected(tmp_path, model):
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    _with_version_record(tmp_path / "w.pth", tmp_path / "v3.pth", "version", b"3\n")
+    assert inspect_checkpoint(tmp_path / "v3.pth").weights_elements == 67
