@@ -338,3 +338,18 @@ def test_gpu_check_judges_the_same_on_a_gpu_host(monkeypatch):
     result = check.capstone_load_gpu_weights(nb12._load_gpu_default)
     assert result.status == "wrong" and "without map_location" in result.message
     assert torch.cuda.is_available()  # the pretence is back once the check is done
+
+
+@linux_fork
+def test_the_real_kill_lands_where_the_in_process_run_saw_the_gap():
+    """The moment is an index into the answer's own write calls: the check's own file reads (the
+    framework reading the answer's source, say) must not shift it."""
+    import linecache
+
+    linecache.clearcache()  # the framework will read this file's source again
+    folder = Path(tempfile.mkdtemp())
+    torch.save({"epoch": 1}, folder / "x.pth")  # as in the check: a previous checkpoint exists
+    calls = crash.trace_writes(nb12._save_remove_then_rename, {"epoch": 3, "w": torch.ones(1000)}, folder / "x.pth").calls
+    moment = calls.index("os.rename")
+    result = check.capstone_save_atomically(nb12._save_remove_then_rename)
+    assert f"a SIGKILL just before its {nb12._ordinal(moment + 1)} of" in result.message, result.message

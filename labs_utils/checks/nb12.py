@@ -1262,10 +1262,16 @@ def capstone_save_atomically(fn) -> str:
                 if state in ("torn", "missing"):
                     observed.append(_moment(state, k, call, path, folder, before))
 
+        seen = crash.WriteTrace()
+
+        def watched(*args: Any) -> Any:  # count only the answer's own calls, as the killed child does
+            nonlocal seen
+            with crash.watching(*watch, before_call=observe) as seen:
+                return fn(*args)
+
         with spy(os, "replace") as replaces, spy(os, "rename") as renames, \
-                crash.watching(*watch, before_call=observe) as seen, \
                 _recording_fsync(fsynced, lambda: len(seen.calls)):
-            _run_saver(fn, third, path, path=path)
+            _run_saver(watched, third, path, path=path)
         seen.target = path  # type: ignore[attr-defined]
         if any(f in seen.entered for f in _labs_utils_savers()):
             raise Wrong("the task asks you to write the atomic save yourself, with tempfile and os.replace, not with "
