@@ -1294,6 +1294,7 @@ def capstone_save_atomically(fn) -> str:
             if p != path:
                 p.unlink()
         path.write_bytes(old)
+        elsewhere = set(Path(tempfile.gettempdir()).glob("last.pth*"))  # not the answer's: left alone
         try:
             fn({"epoch": 2, "w": torch.zeros(1000), "boom": _Exploding()}, path)
             crashed = False
@@ -1305,7 +1306,7 @@ def capstone_save_atomically(fn) -> str:
             raise Wrong("a save that failed with an exception left last.pth changed: write to a temporary file in "
                         "the same folder, then os.replace it over the old one")
         litter = sorted(p.name for p in folder.iterdir() if p.name != "last.pth")
-        stray = sorted(Path(tempfile.gettempdir()).glob("last.pth*"))
+        stray = sorted(set(Path(tempfile.gettempdir()).glob("last.pth*")) - elsewhere)
         if litter or stray:
             for p in stray:
                 p.unlink(missing_ok=True)
