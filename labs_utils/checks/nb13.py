@@ -1,0 +1,331 @@
+"""Checks for notebooks/13_export_without_the_class.ipynb.
+
+``export_for_serving`` gets a small CNN whose class lives in a module that does not exist
+(``_nb13_gone``): nothing can import it, so the saved file must work without the class, as on a
+serving machine. The model comes in training mode with BatchNorm statistics away from their
+defaults, and the program is run at batch sizes 1, 2 (the example's), 7 and 1000 and compared with
+``torch.equal`` to the model in eval mode.
+
+``export_gated`` gets a model whose ``forward`` branches on ``x.mean() > 0`` (the notebook's
+``Gated``, with other sizes). The program must agree with the model on a batch of each sign and on
+mixed batches, where some rows have the other sign than the batch: the model decides once per
+batch, so deciding per row is wrong.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from . import Wrong, call_answer, exercise, run_answer
+
+NB = "13_export_without_the_class"
+_GONE = "_nb13_gone"  # the module the check model's class claims to live in: it does not exist
+
+
+class _ServingNet(nn.Module):
+    """Conv-BatchNorm-ReLU-pool, then Dropout and a Linear head, for (N, 3, 12, 12) images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                                  nn.MaxPool2d(3))  # 12 -> 4
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(6 * 4 * 4, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+_ServingNet.__module__ = _GONE  # pickling it, or importing it in another process, fails
+
+
+def _serving_net(seed: int = 13) -> _ServingNet:
+    """In training mode, as a freshly built model is, with trained-looking BatchNorm statistics."""
+    torch.manual_seed(seed)
+    model = _ServingNet()
+    with torch.no_grad():
+        bn = model.body[1]
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.3, 0.3)
+    return model.train()
+
+
+def _archive_kind(path: Path) -> str:
+    """'pt2', 'torchscript', 'torch.save', 'zip' or 'not a zip', from the archive's entries."""
+    if not zipfile.is_zipfile(path):
+        return "not a zip"
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    if any(n.endswith("models/model.json") for n in names):
+        return "pt2"
+    if any("/code/" in n for n in names):
+        return "torchscript"
+    if any(n.endswith("data.pkl") for n in names):
+        return "torch.save"
+    return "zip"
+
+
+_BATCH = torch.export.Dim("batch")
+
+
+def _import_export_machinery() -> None:
+    """Import what torch.export imports on first use, before the learner's code runs: importing
+    torch._dynamo adds PyTorch's own classes (DTensor, DeviceMesh, ...) to the process-wide
+    safe-globals list, which the check framework would otherwise blame on the answer."""
+    import torch._dynamo  # noqa: F401
+    import torch._export.serde.serialize  # noqa: F401
+
+
+def _static(model, example, path):
+    torch.export.save(torch.export.export(model.eval(), (example,)), path)
+
+
+def _train_mode(model, example, path):
+    torch.export.save(torch.export.export(model, (example,), dynamic_shapes={"x": {0: _BATCH}}), path)
+
+
+def _small_max(model, example, path):
+    batch = torch.export.Dim("batch", max=64)
+    torch.export.save(torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: batch}}), path)
+
+
+def _state_dict_only(model, example, path):
+    torch.save(model.eval().state_dict(), path)
+
+
+def _whole_model(model, example, path):
+    torch.save(model.eval(), path)
+
+
+def _torchscript(model, example, path):
+    torch.jit.save(torch.jit.trace(model.eval(), example), path)
+
+
+def _not_saved(model, example, path):
+    return torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: _BATCH}})
+
+
+def _onnx(model, example, path):
+    torch.onnx.export(model.eval(), (example,), path, dynamo=True, external_data=False,
+                      dynamic_shapes={"x": {0: _BATCH}}, verbose=False)
+
+
+def _auto(model, example, path):  # a right answer unlike the notebook's: Dim.AUTO, tuple form
+    program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    with open(path, "wb") as f:
+        torch.export.save(program, f)
+
+
+def _copy_then_export(model, example, path):  # another right answer: leaves the caller's model alone
+    serving = copy.deepcopy(model).eval()
+    batch = torch.export.Dim("n", min=1, max=4096)
+    torch.export.save(torch.export.export(serving, (example,), dynamic_shapes={"x": {0: batch}}), str(path))
+    return path
+
+
+@exercise("export_for_serving", notebook=NB, wrong=[
+    (_static, "dynamic_shapes"),
+    (_train_mode, "eval"),
+    (_small_max, "max"),
+    (_state_dict_only, "torch.save"),
+    (_whole_model, "class"),
+    (_torchscript, "torchscript"),
+    (_not_saved, "torch.export.save"),
+    (_onnx, "onnx"),
+], right=[_auto, _copy_then_export])
+def export_for_serving(fn) -> str:
+    """``fn(model, example, path)`` writes a ``.pt2`` that serves any batch size, equal to eval-mode eager."""
+    _import_export_machinery()
+    model = _serving_net()
+    reference = copy.deepcopy(model).eval()
+    example = torch.randn(2, 3, 12, 12)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "served.pt2"
+        try:
+            run_answer(fn, model, example, path)
+        except Wrong as w:
+            if "pickle" in str(w).lower() and _GONE in str(w):
+                raise Wrong("torch.save(model) pickles the model's class by name, and a serving process "
+                            "that cannot import that class cannot load it; export the forward pass with "
+                            "torch.export.export and save it with torch.export.save") from None
+            raise
+        if not path.is_file():
+            raise Wrong("nothing was written at `path`: after torch.export.export, save the program with "
+                        "torch.export.save(program, path)")
+        kind = _archive_kind(path)
+        if kind == "not a zip":
+            raise Wrong("the file is not a .pt2 archive (an ONNX file, or raw bytes?): this exercise ships "
+                        "the program with torch.export.save, which writes a zip archive")
+        if kind == "torchscript":
+            raise Wrong("that is a TorchScript archive (torch.jit.save), deprecated in PyTorch 2.13: export "
+                        "with torch.export.export and save with torch.export.save")
+        if kind != "pt2":
+            raise Wrong("that is a torch.save file (a pickle of weights or of the model): the server would "
+                        "still need the class; export with torch.export.export and save the program with "
+                        "torch.export.save")
+        program = torch.export.load(path)
+    served = program.module()
+    for n in (1, 2, 7, 1000):
+        x = torch.randn(n, 3, 12, 12)
+        try:
+            with torch.no_grad():
+                out = served(x)
+        except Exception as e:  # noqa: BLE001  (a guard of the program refused the input)
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if "== 2" in message:
+                raise Wrong(f"the program refuses a batch of {n} ({message}): it was exported for the "
+                            "example's batch of 2 only; pass dynamic_shapes={'x': {0: Dim('batch')}} to "
+                            "torch.export.export") from None
+            if "<=" in message:
+                raise Wrong(f"the program refuses a batch of {n} ({message}): the batch dimension has a max "
+                            "below 1000; leave max out of Dim('batch')") from None
+            raise Wrong(f"the program refuses a batch of {n}: {message}") from None
+        with torch.no_grad():
+            expected = reference(x)
+        if out.shape != expected.shape or not torch.equal(out, expected):
+            raise Wrong(f"at a batch of {n} the program's outputs differ from the model in eval mode: it was "
+                        "exported in training mode (Dropout active, BatchNorm on batch statistics); call "
+                        "model.eval() before torch.export.export")
+    return "a .pt2 that runs any batch size without the model's class, equal to eager in eval mode."
+
+
+class _Gated(nn.Module):
+    """The notebook's ``Gated`` with other sizes: ``hot`` when the batch mean is positive, else ``cold``."""
+
+    def __init__(self, features: int = 6, classes: int = 3) -> None:
+        super().__init__()
+        self.cold = nn.Linear(features, classes)
+        self.hot = nn.Linear(features, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.mean() > 0:
+            return self.hot(x)
+        return self.cold(x)
+
+
+def _gated_batches(rows: int, features: int) -> dict[str, torch.Tensor]:
+    """Batches whose mean is positive or negative, two of them with rows of the other sign."""
+    g = torch.Generator().manual_seed(5)
+    magnitude = torch.rand(rows, features, generator=g) + 0.1
+    mixed = magnitude.clone()
+    mixed[:2] = -0.2 * mixed[:2]  # two rows negative, the batch mean still positive
+    return {"a batch with a positive mean": magnitude, "a batch with a negative mean": -magnitude,
+            "a batch with a positive mean and two negative rows": mixed,
+            "a batch with a negative mean and two positive rows": -mixed}
+
+
+class _Cond(nn.Module):
+    def __init__(self, gated: nn.Module) -> None:
+        super().__init__()
+        self.gated = gated
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cond(x.mean() > 0, self.gated.hot, self.gated.cold, (x,))
+
+
+class _WhereBatch(_Cond):  # a right answer unlike the notebook's: both branches, one picked
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x.mean() > 0, self.gated.hot(x), self.gated.cold(x))
+
+
+class _WherePerRow(_Cond):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        row_positive = x.mean(dim=1, keepdim=True) > 0
+        return torch.where(row_positive, self.gated.hot(x), self.gated.cold(x))
+
+
+class _HotOnly(_Cond):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gated.hot(x)
+
+
+def _plain_export(model, example):
+    return torch.export.export(model, (example,))
+
+
+def _where_per_row(model, example):
+    return torch.export.export(_WherePerRow(model), (example,))
+
+
+def _baked_branch(model, example):
+    return torch.export.export(_HotOnly(model), (example,))
+
+
+def _traced(model, example):
+    return torch.jit.trace(model, example)
+
+
+def _returns_module(model, example):
+    return torch.export.export(_Cond(model), (example,)).module()
+
+
+def _draft(model, example):
+    return torch.export.draft_export(model, (example,))
+
+
+def _where_batch(model, example):
+    return torch.export.export(_WhereBatch(model), (example,))
+
+
+@exercise("export_gated", notebook=NB, wrong=[
+    (_plain_export, "torch.cond"),
+    (_where_per_row, "whole batch"),
+    (_baked_branch, "one branch"),
+    (_traced, "torchscript"),
+    (_returns_module, "ExportedProgram"),
+    (_draft, "draft_export"),
+], right=[_where_batch])
+def export_gated(fn) -> str:
+    """``fn(model, example)`` returns an ExportedProgram that takes the branch the model takes."""
+    _import_export_machinery()
+    torch.manual_seed(31)
+    model = _Gated(features=6, classes=3).eval()
+    batches = _gated_batches(rows=5, features=6)
+    example = batches["a batch with a positive mean"].clone()
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):  # torch prints the partial graph of a failed export
+            program = call_answer(fn, model, example)
+    except Wrong as w:
+        if "data-dependent" in str(w) or "DataDependent" in str(w):
+            raise Wrong("torch.export cannot record an `if` on a tensor's value (data-dependent control "
+                        "flow); put both branches in the graph: wrap the model in a module whose forward "
+                        "returns torch.cond(x.mean() > 0, model.hot, model.cold, (x,))") from None
+        raise
+    if isinstance(program, torch.jit.ScriptModule):
+        raise Wrong("that is TorchScript: torch.jit.trace records only the branch the example took (and is "
+                    "deprecated); return the ExportedProgram of torch.export.export")
+    if not isinstance(program, torch.export.ExportedProgram):
+        raise Wrong(f"return the ExportedProgram that torch.export.export gives, got {type(program).__name__}"
+                    " (not its .module())")
+    served = program.module()
+    for name, x in batches.items():
+        try:
+            with torch.no_grad():
+                out = served(x)
+        except Exception as e:  # noqa: BLE001
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            hint = (" (draft_export records the branch the example took as an assertion, it does not "
+                    "export the other branch)" if "assertion" in first.lower() else "")
+            raise Wrong(f"the program fails on {name}: {first}{hint}; use torch.cond so that both branches "
+                        "are in the graph") from None
+        with torch.no_grad():
+            expected = model(x)
+        if out.shape != expected.shape or not torch.allclose(out, expected, rtol=1e-5, atol=1e-6):
+            took = "hot" if bool(x.mean() > 0) else "cold"
+            if "rows" in name:
+                raise Wrong(f"on {name} the program disagrees with the model, which takes the {took} "
+                            "branch for the whole batch (x.mean() over every element); decide once per "
+                            "batch, not per row")
+            raise Wrong(f"on {name} the program disagrees with the model (which takes the {took} branch): "
+                        "the program has only one branch baked in; use torch.cond so that the choice "
+                        "happens when the program runs")
+    return "both branches are in the graph, and the program picks the one the model picks."
