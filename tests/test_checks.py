@@ -189,8 +189,16 @@ def test_process_wide_changes_by_an_answer_are_undone_and_reported():
         assert r.status == "wrong" and "_LearnerGlobal" in r.message and "process-wide" in r.message
         assert _LearnerGlobal not in torch.serialization.get_safe_globals()
         assert run(tidy).status == "correct"
+
+        def own_hint(fn):
+            call_answer(fn, 3)
+            raise Wrong("allow RunInfo for one load only", covers={"safe_globals"})
+
+        once = _demo("_demo_covers", own_hint)(allow_for_everyone)
+        assert once.message == "allow RunInfo for one load only"
     finally:
         REGISTRY.pop("_demo_state", None)
+        REGISTRY.pop("_demo_covers", None)
 
 
 def test_a_checks_own_safe_globals_block_keeps_the_learners_entries():

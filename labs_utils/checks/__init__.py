@@ -36,7 +36,14 @@ CORRECT, WRONG, NOT_ATTEMPTED = "correct", "wrong", "not attempted"
 
 
 class Wrong(Exception):
-    """Raised inside a check with the hint the learner should see."""
+    """Raised inside a check with the hint the learner should see.
+
+    ``covers`` names the process-wide changes the hint already explains ("grad", "safe_globals",
+    "dtype", "cwd"), so the framework does not repeat them after it."""
+
+    def __init__(self, message: str = "", *, covers: tuple[str, ...] | set[str] = ()):
+        super().__init__(message)
+        self.covers = set(covers)
 
 
 class NotAttempted(Exception):
@@ -102,7 +109,7 @@ def _is_placeholder_function(fn: Any) -> bool:
 
 
 # What a learner's code can change for the whole process, and what a check must leave as it was.
-_side_effects: list[str] = []
+_side_effects: list[tuple[str, str]] = []  # (kind, hint)
 
 
 def _safe_globals_now() -> set:
@@ -143,34 +150,34 @@ def _restore_process_state(state: dict[str, Any]) -> None:
         os.chdir(state["cwd"])
 
 
-def _describe_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+def _describe_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str]]:
     """What the learner's code changed for the whole process, each as a hint."""
     out = []
     if before["grad"] and not after["grad"]:
-        out.append("your function turned autograd off for the whole process and left it off "
+        out.append(("grad", "your function turned autograd off for the whole process and left it off "
                    "(torch.set_grad_enabled(False)?): use `with torch.no_grad():` or `with torch.inference_mode():` "
-                   "around the forward pass, so that grad mode is back on when the function returns")
+                   "around the forward pass, so that grad mode is back on when the function returns"))
     elif after["grad"] != before["grad"]:
-        out.append("your function switched grad mode on for the whole process and left it on; "
-                   "change it only inside a `with` block")
+        out.append(("grad", "your function switched grad mode on for the whole process and left it on; "
+                   "change it only inside a `with` block"))
     added = after["safe_globals"] - before["safe_globals"]
     removed = before["safe_globals"] - after["safe_globals"]
     if added:
         names = ", ".join(sorted(_entry_name(e) for e in added))
-        out.append(f"your function allowed {names} for every later torch.load in this process "
+        out.append(("safe_globals", f"your function allowed {names} for every later torch.load in this process "
                    "(torch.serialization.add_safe_globals is process-wide); allow it for one load only, "
-                   "with `with torch.serialization.safe_globals([...]):` around that torch.load")
+                   "with `with torch.serialization.safe_globals([...]):` around that torch.load"))
     if removed:
         names = ", ".join(sorted(_entry_name(e) for e in removed))
-        out.append(f"your function removed {names} from the process-wide safe-globals list "
+        out.append(("safe_globals", f"your function removed {names} from the process-wide safe-globals list "
                    "(clear_safe_globals, or a safe_globals block over names registered elsewhere); "
-                   "leave entries you did not add alone")
+                   "leave entries you did not add alone"))
     if after["dtype"] != before["dtype"]:
-        out.append(f"your function changed the default dtype to {after['dtype']} for the whole process; "
-                   "pass dtype= where you need it instead of torch.set_default_dtype")
+        out.append(("dtype", f"your function changed the default dtype to {after['dtype']} for the whole process; "
+                   "pass dtype= where you need it instead of torch.set_default_dtype"))
     if after["cwd"] != before["cwd"]:
-        out.append("your function changed the current folder (os.chdir) and did not change it back; "
-                   "build paths from the folder you were given instead")
+        out.append(("cwd", "your function changed the current folder (os.chdir) and did not change it back; "
+                   "build paths from the folder you were given instead"))
     return out
 
 
@@ -300,6 +307,7 @@ def exercise(name: str, *, notebook: str, wrong: list[tuple[Any, str]] | None = 
             if _is_placeholder(answer):
                 return CheckResult(name, NOT_ATTEMPTED, "", notebook)
             _side_effects.clear()
+            covered: set[str] = set()
             with learner_state():  # a check seeds and draws freely; the learner's process stays as it was
                 try:
                     msg = fn(answer, *args, **kwargs)
@@ -307,12 +315,12 @@ def exercise(name: str, *, notebook: str, wrong: list[tuple[Any, str]] | None = 
                 except NotAttempted:
                     return CheckResult(name, NOT_ATTEMPTED, "", notebook)
                 except Wrong as w:
-                    status, msg = WRONG, str(w)
+                    status, msg, covered = WRONG, str(w), getattr(w, "covers", set())
                 except KeyboardInterrupt:
                     raise
                 except BaseException as e:  # never let a check crash the learner's notebook
                     status, msg = WRONG, f"the check could not use your answer ({type(e).__name__}: {_short(e)})"
-            effects = list(_side_effects)
+            effects = [hint for kind, hint in _side_effects if kind not in covered]
             _side_effects.clear()
             if effects:  # the answer worked only by changing the process for everyone after it
                 extra = "; also, ".join(effects)

@@ -922,7 +922,8 @@ def capstone_load_safely(fn) -> str:
         if any(_mentions_runinfo(args.get("safe_globals"))
                for args in seen.arguments.get(torch.serialization.add_safe_globals, [])):
             raise Wrong("RunInfo must be allowed for this one load, but add_safe_globals([RunInfo]) allows it for "
-                        "every later torch.load in the process, files from strangers included")
+                        "every later torch.load in the process, files from strangers included",
+                        covers={"safe_globals"})
         extra = [e for args in seen.arguments.get(torch._weights_only_unpickler._add_safe_globals, [])
                  for e in (args.get("safe_globals") or []) if not _mentions_runinfo([e]) and not _torch_own(e)]
         if extra:
