@@ -1,11 +1,13 @@
-"""Checks of notebooks/07_ddp_and_wrapper_prefixes.ipynb: right answers, every wrong answer's hint, placeholders."""
+"""Checks of notebooks/07_ddp_and_wrapper_prefixes.ipynb: right answers, and the cases that make
+the checks hard to fool (prefix only inside a key, other prefixes, both wrapper orders, buffers).
+tests/test_checks.py feeds every declared wrong answer."""
 import pytest
+import torch
 import torch.nn as nn
 
-from labs_utils.checks import check, _load_all
+from labs_utils.checks import _load_all, check, nb07
 
 _load_all()
-
 
 
 def strip_prefix(state_dict, prefix):
@@ -40,6 +42,18 @@ def test_load_into_wrapped_right(fn):
     assert check.load_into_wrapped(fn)
 
 
+def test_strip_prefix_cases_break_the_usual_slips():
+    """Every case has a key that contains the prefix only further in; the task's case also has a key
+    that starts with the prefix's letters but not its dot, and one with the prefix twice at the start."""
+    for prefix, keys in nb07._CASES:
+        assert any(prefix in k and not k.startswith(prefix) for k in keys), prefix
+        assert any(k.startswith(prefix) for k in keys) and any(prefix not in k for k in keys) or prefix != "model."
+    prefix, keys = nb07._CASES[0]
+    assert any(k.startswith(prefix[:-1]) and not k.startswith(prefix) for k in keys)
+    assert any(k.startswith(prefix * 2) for k in keys)
+    assert {p for p, _ in nb07._CASES} >= {"model.", "module.", "_orig_mod."}
+
+
 def test_strip_prefix_that_mutates_its_input_is_told():
     def mutating(state_dict, prefix):
         for k in list(state_dict):
@@ -51,6 +65,12 @@ def test_strip_prefix_that_mutates_its_input_is_told():
     assert result.status == "wrong" and "changed the dict it was given" in result.message
 
 
+def test_load_into_wrapped_tries_both_orders_and_buffers():
+    names = [w for w, _ in nb07._wrappers()]
+    assert "torch.compile(nn.DataParallel({}))" in names and "nn.DataParallel(torch.compile({}))" in names
+    assert any(any(True for _ in make().buffers()) for _, make in nb07._models())
+
+
 def test_load_into_wrapped_must_return_the_wrapper():
     def returns_inner(wrapped, state_dict):
         wrapped.module.load_state_dict(state_dict)
@@ -58,3 +78,14 @@ def test_load_into_wrapped_must_return_the_wrapper():
 
     result = check.load_into_wrapped(returns_inner)
     assert result.status == "wrong" and "return the wrapped model" in result.message
+
+
+def test_load_into_wrapped_leaves_the_given_state_dict_usable():
+    """Each case gets its own copy, so an answer that renames keys in place is judged on that case."""
+    def renames_in_place(wrapped, state_dict):
+        load_into_wrapped(wrapped, state_dict)
+        for k in list(state_dict):
+            state_dict["x." + k] = state_dict.pop(k)
+        return wrapped
+
+    assert check.load_into_wrapped(renames_in_place)

@@ -2,13 +2,24 @@
 
 They use the two GPU-saved files in ``data/`` (tagged ``cuda:0`` and ``cuda:1``; see
 ``data/README.md``), so they need the repository checkout, not only the installed package.
+Exercise 2 also writes files of its own whose storages carry chosen tags (a mix of ``cuda:0``
+and ``cuda:1``, or CPU tensors next to a string that merely reads ``"cuda:1"``), by answering
+``torch.serialization.location_tag`` for them while ``torch.save`` runs.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
+import os
+import re
 import tempfile
+import zipfile
 from pathlib import Path
+from typing import Any, Iterator
+from unittest import mock
 
 import torch
+import torch.serialization
 
 from . import Wrong, call_answer, exercise
 
@@ -25,12 +36,16 @@ def _data_file(tag: str) -> Path:
     return path
 
 
-def _is_cpu(value) -> bool:
+def _device_or_none(value) -> torch.device | None:
     try:
-        return torch.device(value).type == "cpu"
+        return torch.device(value)
     except (TypeError, RuntimeError, ValueError):
-        return False
+        return None
 
+
+# --------------------------------------------------------------------------------------------
+# Exercise 1: a dict map_location for files from cuda:0 and cuda:1
+# --------------------------------------------------------------------------------------------
 
 @exercise("map_two_gpus_to_cpu", notebook=NB, wrong=[
     ({"cuda:0": "cpu"}, "cuda:1"),
@@ -39,6 +54,17 @@ def _is_cpu(value) -> bool:
     ("cpu", "dict"),
     ({0: "cpu", 1: "cpu"}, "strings"),
     ({"cuda:0": torch.device("cpu"), "cuda:1": torch.device("cpu")}, "values must be strings"),
+    # a default for every tag: torch.load calls .get(tag, tag), which never uses the default
+    (collections.defaultdict(lambda: "cpu"), "default"),
+    ({torch.device("cuda:0"): "cpu", torch.device("cuda:1"): "cpu"}, "location strings"),
+    ({"cuda:0": "CPU", "cuda:1": "CPU"}, "not a device name"),
+    ({"cuda:0": "meta", "cuda:1": "meta"}, "meta"),
+    ({"cuda:*": "cpu"}, "full location tags"),
+    ({"cuda:0": "cpu:0", "cuda:1": "cpu:0"}, "does not know"),  # a device, but not a location tag
+], right=[
+    {"cuda:0": "cpu", "cuda:1": "cpu"},
+    dict.fromkeys([f"cuda:{i}" for i in range(8)], "cpu"),
+    {"cuda:1": "cpu", "cuda:0": "cpu", "cpu": "cpu"},
 ])
 def map_two_gpus_to_cpu(answer) -> str:
     """``answer``: a dict ``map_location`` that loads files saved on cuda:0 or cuda:1 onto the CPU."""
@@ -47,25 +73,165 @@ def map_two_gpus_to_cpu(answer) -> str:
                     f"device, e.g. {{'cuda:0': 'cpu', ...}}; got {type(answer).__name__}")
     bad = [k for k in answer if not isinstance(k, str)]
     if bad:
-        raise Wrong(f"the dict's keys are the location strings saved in the file, such as 'cuda:1', got {bad[0]!r}")
+        raise Wrong(f"the dict's keys are the location strings saved in the file, such as 'cuda:1', got {bad[0]!r} "
+                    f"({type(bad[0]).__name__}): torch.load looks the saved string up in your dict")
     if any(not isinstance(v, str) for v in answer.values()):
         raise Wrong("in a dict map_location the values must be strings such as 'cpu': torch.load's dict form "
                     "does not accept torch.device objects there (it raises a TypeError)")
-    if any(":" not in k and k != "cpu" for k in answer):
-        raise Wrong("the keys must be the full location tags as saved in the file, 'cuda:0' and 'cuda:1': "
-                    "a key such as 'cuda' matches no tag")
+    if not answer and isinstance(answer, collections.defaultdict):
+        raise Wrong("a defaultdict's default is never used: torch.load asks map_location.get(tag, tag), and "
+                    ".get does not call the default factory, so every tag stays as saved; name 'cuda:0' and "
+                    "'cuda:1' as keys")
+    if any(not re.fullmatch(r"cpu|cuda:\d+", k) for k in answer):
+        odd = next(k for k in answer if not re.fullmatch(r"cpu|cuda:\d+", k))
+        raise Wrong(f"the keys must be the full location tags as saved in the file, 'cuda:0' and 'cuda:1': "
+                    f"a key such as {odd!r} matches no tag (the dict is looked up, not pattern-matched)")
     for tag in FILES:
         if tag not in answer:
             raise Wrong(f"files saved on {tag} keep the tag {tag!r}; a dict only remaps the tags it names, so add "
                         f"{tag!r}: 'cpu'")
-        if not _is_cpu(answer[tag]):
+        target = _device_or_none(answer[tag])
+        if target is None:
+            raise Wrong(f"{tag} is mapped to {answer[tag]!r}, which is not a device name torch knows "
+                        "(they are lower case: 'cpu', 'cuda:0'); map it to 'cpu'")
+        if target.type == "meta":
+            raise Wrong(f"{tag} is mapped to 'meta': tensors on the meta device have a shape but no values, "
+                        "so the weights would be lost; map it to 'cpu'")
+        if target.type != "cpu":
             raise Wrong(f"{tag} is mapped to {answer[tag]!r}, which needs a GPU; map it to 'cpu'")
     for tag in FILES:
-        sd = torch.load(_data_file(tag), map_location=answer, weights_only=True)
+        try:
+            sd = torch.load(_data_file(tag), map_location=answer, weights_only=True)
+        except RuntimeError as e:
+            raise Wrong(f"torch.load does not know the location {answer[tag]!r} (a device name is not always a "
+                        f"location tag: {str(e).strip()}); map the tags to 'cpu'") from None
         if any(v.device.type != "cpu" for v in sd.values()):
             raise Wrong(f"loading the {tag} file with your dict left tensors off the CPU")
     return "both files load onto the CPU; tags not in a dict stay where they were saved."
 
+
+# --------------------------------------------------------------------------------------------
+# Exercise 2: storage_locations(path) with a callable map_location
+# --------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _tagged(tags: dict[int, str]) -> Iterator[None]:
+    """While active, ``torch.save`` writes ``tags[storage.data_ptr()]`` as the location of those storages."""
+    real = torch.serialization.location_tag
+
+    def location_tag(storage):
+        return tags.get(storage.data_ptr()) or real(storage)
+
+    with mock.patch.object(torch.serialization, "location_tag", location_tag):
+        yield
+
+
+def _cases(folder: Path) -> list[tuple[str, Path, set[str]]]:
+    """(what the file is, its path, the tags of its storages)."""
+    g = torch.Generator().manual_seed(6)
+    cases = [(f"data/{FILES[tag]}", _data_file(tag), {tag}) for tag in FILES]
+
+    cpu_file = folder / "cpu.pth"
+    torch.save({"w": torch.ones(2)}, cpu_file)
+    cases.append(("a file saved on the CPU", cpu_file, {"cpu"}))
+
+    mixed = {"encoder.weight": torch.randn(3, 2, generator=g), "decoder.weight": torch.randn(2, 3, generator=g),
+             "decoder.bias": torch.zeros(2)}
+    tags = {mixed["encoder.weight"].untyped_storage().data_ptr(): "cuda:0",
+            mixed["decoder.weight"].untyped_storage().data_ptr(): "cuda:1"}
+    mixed_file = folder / "two_gpus_and_cpu.pth"
+    with _tagged(tags):
+        torch.save(mixed, mixed_file)
+    cases.append(("a file whose storages were on cuda:0, cuda:1 and the CPU", mixed_file, {"cuda:0", "cuda:1", "cpu"}))
+
+    # CPU tensors, and strings that merely read like tags: a byte search of data.pkl finds those too
+    text_file = folder / "cpu_with_notes.pth"
+    torch.save({"fc.weight": torch.randn(2, 2, generator=g), "trained_on": "cuda:1",
+                "note": "moved from cuda:3 to the CPU before saving"}, text_file)
+    cases.append(("a CPU file with the entry 'trained_on': 'cuda:1'", text_file, {"cpu"}))
+    return cases
+
+
+class _LoadWatch:
+    """What a learner's code passed to torch.load while the check ran."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.callables = 0
+        self.returned: list[Any] = []
+        self.callable_error: BaseException | None = None
+
+
+@contextlib.contextmanager
+def _watch_torch_load(fn: Any) -> Iterator[_LoadWatch]:
+    """Run the real torch.load, but record its file and wrap a callable map_location to see what
+    it returns; also under the names the learner imported it as (``from torch import load``)."""
+    real = torch.serialization.load
+    watch = _LoadWatch()
+
+    def load(f, map_location=None, *args: Any, **kwargs: Any):
+        watch.paths.append(str(f))
+        if callable(map_location) and not isinstance(map_location, (str, dict, torch.device)):
+            learner_fn = map_location
+            watch.callables += 1
+
+            def map_location(storage, location):  # noqa: F811  (the learner's callable, observed)
+                try:
+                    out = learner_fn(storage, location)
+                except BaseException as e:
+                    watch.callable_error = e
+                    raise
+                watch.returned.append(out)
+                return out
+
+        return real(f, map_location, *args, **kwargs)
+
+    aliases = {name: load for name, value in getattr(fn, "__globals__", {}).items() if value is real}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(torch, "load", load))
+        stack.enter_context(mock.patch.object(torch.serialization, "load", load))
+        if aliases:
+            stack.enter_context(mock.patch.dict(fn.__globals__, aliases))
+        yield watch
+
+
+def _meaning(message: str) -> str | None:
+    """A sentence on what torch's raw error means for this task, or None."""
+    if "deserialize" in message or "restore_location" in message:
+        return ("torch.load tried to rebuild the CUDA tensors: your map_location callable returned None (or was "
+                "not passed), and None means 'restore the storage where it was saved'; record the tag (its second "
+                "argument) and return the storage it was given")
+    if "positional argument" in message and ("given" in message or "missing" in message):
+        return ("torch.load calls a map_location callable with two arguments, (storage, location): define it as "
+                "def record(storage, location): ...")
+    if "TypedStorage" in message or "invalid combination of arguments" in message or "untyped_storage" in message:
+        return ("your map_location callable returned something that is not a storage (the tag string?): torch.load "
+                "builds each tensor from what it returns, so return the storage it was given and keep the tag aside")
+    low = message.lower()
+    if "not compiled with cuda" in low or "nvidia driver" in low or "no cuda gpus" in low or "cuda error" in low:
+        return ("your map_location callable moved the storages to a GPU (storage.cuda()?), which this machine does "
+                "not have; return the storage as it is, on the CPU")
+    return None
+
+
+def _went_to_cuda(error: BaseException) -> bool:
+    """True when the error came from PyTorch's CUDA code (storage.cuda(), .to('cuda'), ...)."""
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "cuda" or f"torch{os.sep}cuda" in code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _tags_of(got: Any) -> set | None:
+    if isinstance(got, (set, frozenset)):
+        return set(got)
+    return None
+
+
+# ---- realistic answers the check is tested with (tests/test_checks.py feeds every one)
 
 def _devices_after_load(path):
     sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -93,32 +259,150 @@ def _as_list(path):
     return seen
 
 
+def _byte_search(path):
+    """Section 1's quick look, reused: every match of a tag-like string in data.pkl."""
+    with zipfile.ZipFile(path) as z:
+        pkl = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    return {t.decode() for t in re.findall(rb"(cpu|cuda:\d+)", pkl)}
+
+
+def _byte_search_after_a_load(path):
+    torch.load(path, map_location=lambda storage, location: storage, weights_only=True)
+    return _byte_search(path)
+
+
+def _last_tag_only(path):
+    last = None
+
+    def record(storage, location):
+        nonlocal last
+        last = location
+        return storage
+
+    torch.load(path, map_location=record, weights_only=True)
+    return {last}
+
+
+def _returns_the_tag(path):
+    seen = set()
+
+    def record(storage, location):
+        seen.add(location)
+        return location
+
+    torch.load(path, map_location=record, weights_only=True)
+    return seen
+
+
+def _one_argument(path):
+    seen = set()
+    torch.load(path, map_location=lambda location: seen.add(location), weights_only=True)
+    return seen
+
+
+def _device_objects(path):
+    seen = set()
+
+    def record(storage, location):
+        seen.add(torch.device(location))
+        return storage
+
+    torch.load(path, map_location=record, weights_only=True)
+    return seen
+
+
+def _list_then_set(path):
+    seen: list[str] = []
+    torch.load(path, map_location=lambda storage, location: seen.append(location) or storage, weights_only=True)
+    return set(seen)
+
+
+def _mmap_and_cpu(path):
+    seen = set()
+
+    def record(storage, location):
+        seen.add(location)
+        return storage.cpu()
+
+    torch.load(path, map_location=record, weights_only=True, mmap=True)
+    return frozenset(seen)
+
+
+def _imported_by_name(path):
+    from torch import load
+
+    seen = set()
+    load(path, map_location=lambda s, loc: seen.add(loc) or s, weights_only=True)
+    return seen
+
+
+
 @exercise("storage_locations", notebook=NB, wrong=[
     (_devices_after_load, "after loading"),
     (_no_map_location, "return the storage"),
     (_as_list, "set"),
-])
+    (_byte_search, "byte search"),
+    (_byte_search_after_a_load, "ordinary string"),
+    (_last_tag_only, "every call"),
+    (_returns_the_tag, "not a storage"),
+    (_one_argument, "two arguments"),
+    (_device_objects, "strings"),
+], right=[_list_then_set, _mmap_and_cpu, _imported_by_name])
 def storage_locations(fn) -> str:
-    """``fn(path)`` returns the set of location tags stored in a checkpoint, without needing a GPU."""
-    cases = {tag: _data_file(tag) for tag in FILES}
+    """``fn(path)`` returns the set of location tags stored in a checkpoint, read with a callable
+    ``map_location`` (no GPU needed)."""
+    used_callable = False
     with tempfile.TemporaryDirectory() as tmp:
-        cpu_file = Path(tmp) / "cpu.pth"
-        torch.save({"w": torch.ones(2)}, cpu_file)
-        cases["cpu"] = cpu_file
-        for tag, path in cases.items():
-            try:
-                got = call_answer(fn, path)
-            except Wrong as w:
-                if "deserialize" in str(w):
-                    raise Wrong("torch.load tried to rebuild the CUDA tensors: pass map_location=a function that "
-                                "records its second argument (loc) and must return the storage; returning None "
-                                "means 'restore it where it was saved'") from None
-                raise
-            if not isinstance(got, (set, frozenset)):
-                raise Wrong(f"return a set of tags such as {{'cuda:1'}}, got {type(got).__name__}")
-            if got != {tag}:
-                if tag != "cpu" and got == {"cpu"}:
-                    raise Wrong("you reported where the tensors are after loading ('cpu'); the tag saved in the "
-                                "file is what a map_location callable receives as its second argument")
-                raise Wrong(f"for a file saved on {tag} you returned {sorted(got)}; expected {{{tag!r}}}")
+        for what, path, expected in _cases(Path(tmp)):
+            with _watch_torch_load(fn) as watch:
+                try:
+                    got = call_answer(fn, path)
+                except Wrong as w:
+                    meaning = _meaning(str(w))
+                    inside = watch.callable_error
+                    if meaning is None and inside is not None and _went_to_cuda(inside):
+                        meaning = _meaning("not compiled with CUDA")
+                    if meaning is None and inside is not None:
+                        raise Wrong(f"with {what}: your map_location callable itself raised {type(inside).__name__}: "
+                                    f"{inside}. torch.load calls it once per storage with (storage, location), the "
+                                    "storage already in CPU memory; note the location and return the storage as it "
+                                    "is") from None
+                    if meaning:
+                        raise Wrong(f"with {what}: {meaning} ({str(w).removeprefix('your function raised ')})") \
+                            from None
+                    raise
+            used_callable = used_callable or watch.callables > 0
+            if watch.callables and any(out is None for out in watch.returned):
+                raise Wrong("your map_location callable returned None: that means 'restore the storage where it was "
+                            "saved', which fails on a machine without that GPU; return the storage it was given")
+            tags = _tags_of(got)
+            if tags is None:
+                kind = type(got).__name__
+                raise Wrong(f"return a set of tags such as {{'cuda:1'}}, got {kind}"
+                            + (": a list repeats a tag once per storage; set(...) keeps each tag once"
+                               if isinstance(got, (list, tuple)) else ""))
+            if any(isinstance(t, torch.device) for t in tags):
+                raise Wrong("return the tags as strings, as torch.load passes them ('cuda:1'), not torch.device "
+                            "objects")
+            if tags == expected:
+                continue
+            if len(expected) > 1 and len(tags) == 1 and tags < expected:
+                raise Wrong(f"with {what} you returned only {sorted(tags)}, expected {sorted(expected)}: the "
+                            "callable is called once per storage, so collect every call's tag (add it to a set), "
+                            "not only the last one")
+            if expected != {"cpu"} and tags == {"cpu"}:
+                raise Wrong("you reported where the tensors are after loading ('cpu'); the tag saved in the "
+                            "file is what a map_location callable receives as its second argument")
+            if tags > expected:
+                extra = sorted(tags - expected)
+                raise Wrong(f"with {what} you returned {sorted(tags)}, but no storage was saved on {extra}: that "
+                            "text is in data.pkl as an ordinary string. A byte search finds every string, not only "
+                            "storage tags; use a callable map_location, which torch.load calls once per storage "
+                            "with its tag")
+            raise Wrong(f"with {what} you returned {sorted(map(str, tags))}; expected {sorted(expected)}")
+    if not used_callable:
+        raise Wrong("the tags are right, but the task asks you to read them with a callable map_location "
+                    "(torch.load(path, map_location=record, weights_only=True), where record(storage, location) "
+                    "notes the location): it sees what torch.load sees, while a byte search of data.pkl also "
+                    "finds any string that merely looks like a tag")
     return "a map_location callable sees each storage's saved tag before anything is put on a device."

@@ -1,8 +1,17 @@
-"""Checks for notebooks/10_inference_loading.ipynb."""
+"""Checks for notebooks/10_inference_loading.ipynb.
+
+Exercise 1 runs the returned model (a model that cannot serve is not ready to serve) and watches
+how the file was loaded; exercise 2 watches grad mode inside the forward pass, the BatchNorm
+statistics, and (through the check framework) grad mode left switched off for the whole process.
+"""
 from __future__ import annotations
 
+import contextlib
+import copy
 import tempfile
 from pathlib import Path
+from typing import Any, Iterator
+from unittest import mock
 
 import torch
 
@@ -53,11 +62,125 @@ def _not_loaded(path):
     return SmallCNN().eval()
 
 
+def _whole_dict_not_strict(path):
+    from ..models import SmallCNN
+
+    model = SmallCNN()
+    model.load_state_dict(torch.load(path, weights_only=True), strict=False)
+    return model.eval()
+
+
+def _meta_and_assign(path):
+    """Notebook 10's fast route, without setting the non-persistent buffer afterwards."""
+    from ..models import SmallCNN
+
+    with torch.device("meta"):
+        model = SmallCNN()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"], assign=True)
+    return model.eval()
+
+
+def _parameters_only(path):
+    from ..models import SmallCNN
+
+    model = SmallCNN()
+    weights = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(weights[name])
+    return model.eval()
+
+
+def _unsafe_load(path):
+    from ..models import SmallCNN
+
+    model = SmallCNN()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
+    return model.eval()
+
+
+def _head_only_eval(path):
+    from ..models import SmallCNN
+
+    model = SmallCNN()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+    model.classifier.eval()
+    return model
+
+
+def _via_helper(path):
+    from ..checkpoints import load_checkpoint
+    from ..models import SmallCNN
+
+    model = SmallCNN().eval()
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model
+
+
+def _train_false_and_mmap(path):
+    from ..models import SmallCNN
+
+    model = SmallCNN()
+    model.load_state_dict(torch.load(str(path), map_location=torch.device("cpu"), weights_only=True,
+                                     mmap=True)["model"])
+    return model.train(False)
+
+
+def _meta_assign_and_buffer(path):
+    from ..models import SmallCNN
+
+    with torch.device("meta"):
+        model = SmallCNN()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"], assign=True)
+    model.input_scale = torch.tensor(1.0)
+    return model.eval()
+
+
+@contextlib.contextmanager
+def _unsafe_loads(fn: Any) -> Iterator[list[str]]:
+    """Record torch.load calls made with weights_only=False (under any imported name too)."""
+    real = torch.serialization.load
+    unsafe: list[str] = []
+
+    def load(f, *args: Any, **kwargs: Any):
+        if kwargs.get("weights_only") is False:
+            unsafe.append(str(f))
+        return real(f, *args, **kwargs)
+
+    aliases = {name: load for name, value in getattr(fn, "__globals__", {}).items() if value is real}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(torch, "load", load))
+        stack.enter_context(mock.patch.object(torch.serialization, "load", load))
+        if aliases:
+            stack.enter_context(mock.patch.dict(fn.__globals__, aliases))
+        yield unsafe
+
+
+@contextlib.contextmanager
+def _state_dict_loads() -> Iterator[list[tuple[bool, int]]]:
+    """Record (strict, number of missing keys) of every Module.load_state_dict call."""
+    real = torch.nn.Module.load_state_dict
+    calls: list[tuple[bool, int]] = []
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = real(self, state_dict, strict=strict, assign=assign)
+        calls.append((bool(strict), len(result.missing_keys)))
+        return result
+
+    with mock.patch.object(torch.nn.Module, "load_state_dict", load_state_dict):
+        yield calls
+
+
 @exercise("load_for_inference", notebook=NB, wrong=[
     (_no_eval, "eval"),
     (_whole_dict, "'model' entry"),
-    (_not_loaded, "differ"),
-])
+    (_not_loaded, "never called"),
+    (_whole_dict_not_strict, "strict=false"),
+    (_meta_and_assign, "input_scale"),
+    (_parameters_only, "running_mean"),
+    (_unsafe_load, "weights_only=true"),
+    (_head_only_eval, "still in training mode"),
+], right=[_via_helper, _train_false_and_mmap, _meta_assign_and_buffer])
 def load_for_inference(fn) -> str:
     """``fn(path)`` returns a SmallCNN loaded from the ``model`` entry of a training checkpoint, in eval mode."""
     from ..models import SmallCNN
@@ -66,24 +189,53 @@ def load_for_inference(fn) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "last.pth"
         torch.save(_training_checkpoint(reference), path)
-        try:
-            model = call_answer(fn, path)
-        except Wrong as w:
-            if "Missing key" in str(w) or "Unexpected key" in str(w):
-                raise Wrong("load_state_dict got the whole training checkpoint; pass it only the 'model' entry: "
-                            "checkpoint['model']") from None
-            raise
+        with _unsafe_loads(fn) as unsafe, _state_dict_loads() as loads:
+            try:
+                model = call_answer(fn, path)
+            except Wrong as w:
+                if "Missing key" in str(w) or "Unexpected key" in str(w):
+                    raise Wrong("load_state_dict got the whole training checkpoint; pass it only the 'model' "
+                                "entry: checkpoint['model']") from None
+                raise
     if not isinstance(model, SmallCNN):
         raise Wrong(f"return the SmallCNN you loaded, got {type(model).__name__}")
+    state = model.state_dict()
     for k, v in reference.state_dict().items():
-        if not torch.equal(v, model.state_dict()[k]):
-            raise Wrong(f"the returned model's {k} differ from the checkpoint's: load checkpoint['model'] "
-                        "into it with load_state_dict")
+        if state[k].is_meta:
+            raise Wrong(f"the returned model's {k} is on the meta device: it has a shape but no values")
+        if not torch.equal(v, state[k].cpu()):
+            if all(torch.equal(state[n].cpu(), p) for n, p in reference.named_parameters()):
+                raise Wrong(f"the parameters were loaded, but {k} (a BatchNorm buffer) was not: load the whole "
+                            "'model' entry with load_state_dict, which covers parameters and buffers")
+            if any(not strict and missing for strict, missing in loads):
+                raise Wrong(f"the returned model's {k} differ from the checkpoint's: load_state_dict(..., "
+                            "strict=False) matched none of the keys you gave it and loaded nothing, without a word; "
+                            "pass it checkpoint['model'], strictly")
+            if not loads:
+                raise Wrong(f"the returned model's {k} differ from the checkpoint's, and load_state_dict was never "
+                            "called: load checkpoint['model'] into the model you return")
+            raise Wrong(f"the returned model's {k} differ from the checkpoint's: load checkpoint['model'] (from the "
+                        "file at `path`) into the model you return")
     if any(m.training for m in model.modules()):
-        raise Wrong("the model is still in training mode (Dropout and BatchNorm behave as in training); "
-                    "call model.eval() before returning it")
-    if any(t.device.type != "cpu" for t in model.state_dict().values()):
+        still = sorted(n or "the model itself" for n, m in model.named_modules() if m.training)
+        raise Wrong(f"the model is still in training mode ({still[0]}; Dropout and BatchNorm behave as in "
+                    "training); call model.eval() on the whole model before returning it")
+    if any(t.device.type != "cpu" for t in state.values()):
         raise Wrong("the weights should be on the CPU: pass map_location='cpu' to torch.load")
+    meta = [n for n, b in model.named_buffers() if b.is_meta]
+    if meta:
+        raise Wrong(f"the model cannot serve: its non-persistent buffer {meta[0]} is still on the meta device "
+                    "(assign=True only fills what the state_dict holds); set it by hand after loading, e.g. "
+                    "model.input_scale = torch.tensor(1.0), or build the model on the CPU")
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, 1, 16, 16))
+    except Exception as e:  # the learner's model, not the check, failed
+        raise Wrong(f"the returned model cannot run a forward pass ({type(e).__name__}: {e})") from None
+    if unsafe:
+        raise Wrong("the model is right, but you loaded the checkpoint with weights_only=False: this file holds "
+                    "only tensors and plain values, so weights_only=True loads it, and never runs code hidden in "
+                    "a file (notebook 08)")
     return "the 'model' entry only, in eval mode: ready to serve."
 
 
@@ -108,12 +260,79 @@ def _argmax_with_graph(model, images):
     return model(images).argmax(1)
 
 
+def _grad_off_for_good(model, images):
+    torch.set_grad_enabled(False)
+    model.eval()
+    return model(images).argmax(dim=1)
+
+
+def _no_parentheses(model, images):
+    model.eval()
+    with torch.no_grad:  # the class, not an instance
+        return model(images).argmax(dim=1)
+
+
+def _copy_without_eval(model, images):
+    scratch = copy.deepcopy(model)  # keeps the caller's BatchNorm statistics, but Dropout is still on
+    with torch.no_grad():
+        return scratch(images).argmax(dim=1)
+
+
+def _seeded_train_mode(model, images):
+    torch.manual_seed(0)  # "the same answer every time", by fixing Dropout's masks
+    with torch.no_grad():
+        return model(images).argmax(dim=1)
+
+
+def _float_classes(model, images):
+    model.eval()
+    with torch.no_grad():
+        return model(images).softmax(dim=1).argmax(dim=1).float()
+
+
+def _argmax_dim0(model, images):
+    model.eval()
+    with torch.inference_mode():
+        return model(images).argmax(dim=0)
+
+
+def _grad_off_then_on(model, images):
+    torch.set_grad_enabled(False)
+    try:
+        model.eval()
+        return model(images).argmax(dim=1)
+    finally:
+        torch.set_grad_enabled(True)
+
+
+@torch.no_grad()
+def _decorated_and_restored(model, images):
+    was_training = model.training
+    model.eval()
+    try:
+        return model(images).softmax(dim=-1).argmax(dim=-1)
+    finally:
+        model.train(was_training)
+
+
+def _int32_classes(model, images):
+    model.train(False)
+    with torch.inference_mode():
+        return model(images).argmax(1).int()
+
+
 @exercise("predict_no_trace", notebook=NB, wrong=[
     (_no_eval_predict, "eval"),
     (_logits, "argmax"),
     (_with_grad, "autograd"),
     (_argmax_with_graph, "autograd on"),
-])
+    (_grad_off_for_good, "autograd off for the whole process"),
+    (_no_parentheses, "parentheses"),
+    (_copy_without_eval, "dropout"),
+    (_seeded_train_mode, "running_mean"),
+    (_float_classes, "integer"),
+    (_argmax_dim0, "dim=1"),
+], right=[_grad_off_then_on, _decorated_and_restored, _int32_classes])
 def predict_no_trace(fn) -> str:
     """``fn(model, images)`` returns class indices, with no graph, no BatchNorm update, deterministically."""
     model = _trained_like_cnn(11)
@@ -125,6 +344,12 @@ def predict_no_trace(fn) -> str:
     hook = model.register_forward_hook(lambda module, args, out: grad_modes.append(torch.is_grad_enabled()))
     try:
         first = call_answer(fn, model, images)
+    except Wrong as w:
+        if "context manager protocol" in str(w):
+            raise Wrong("`with torch.no_grad:` (or torch.inference_mode) without parentheses hands `with` the "
+                        "class itself, which is not a context manager: write `with torch.no_grad():` "
+                        f"({str(w).removeprefix('your function raised ')})") from None
+        raise
     finally:
         hook.remove()
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, saved[k])]
@@ -147,7 +372,7 @@ def predict_no_trace(fn) -> str:
     second = call_answer(fn, model, images)
     if not torch.equal(first, second):
         raise Wrong("two calls on the same images gave different classes: Dropout is active in training "
-                    "mode; call model.eval()")
+                    "mode (on a copy of the model too); call model.eval()")
     reference = _trained_like_cnn(11).eval()
     with torch.no_grad():
         expected = reference(images).argmax(dim=1)
