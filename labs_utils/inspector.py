@@ -279,6 +279,35 @@ def _zip_problem(path: Path, size: int) -> str:
     return ""
 
 
+def _pickle_protocol(path: Path, kind: str) -> str | None:
+    """The protocol of the checkpoint's main pickle, from its first two bytes (PROTO n; protocols 0
+    and 1 have no PROTO opcode)."""
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as zf:
+                name = next(n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1)
+                with zf.open(name) as f:
+                    head = f.read(2)
+        else:
+            with open(path, "rb") as f:
+                head = f.read(2)
+    except Exception:
+        return None
+    if head[:1] == b"\x80" and len(head) == 2:
+        return str(head[1])
+    return "0 or 1" if head else None
+
+
+def _protocol_message(path: Path, kind: str, operand: int) -> str:
+    """A torch.save file whose pickle uses opcodes that safe loading does not implement."""
+    protocol = _pickle_protocol(path, kind)
+    saved = f"saved with pickle protocol {protocol} (torch.save(..., pickle_protocol=N)), whose" \
+        if protocol not in (None, "2") else "its pickle uses"
+    return (f"{path}: {saved} opcodes safe loading (weights_only=True) does not support ('Unsupported operand "
+            f"{operand}'); nothing in it was run; if you trust its source, load it once with weights_only=False "
+            "and save it again with torch.save's default protocol")
+
+
 def _file_problem(path: Path, size: int) -> str:
     """One line naming a file that is not a loadable checkpoint and the fix, or '' if it may be one.
     Reads bytes only; nothing is unpickled."""
@@ -575,6 +604,9 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
     except CheckpointError as e:
         cause = e.__cause__
         if isinstance(cause, pickle.UnpicklingError) and "Weights only load failed" in str(cause):
+            operand = re.search(r"Unsupported operand (\d+)", str(cause))
+            if operand:
+                raise InspectError(_protocol_message(path, kind, int(operand.group(1)))) from None
             return _refused_report(path, size, kind)
         msg = " ".join(str(e).split())
         if kind in {"pickle", "legacy"}:  # what the pickle would import, still without running it

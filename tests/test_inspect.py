@@ -344,3 +344,23 @@ def test_a_version_record_the_reader_accepts_is_inspected(tmp_path, model):
     torch.save(model.state_dict(), tmp_path / "w.pth")
     _with_version_record(tmp_path / "w.pth", tmp_path / "v3.pth", "version", b"3\n")
     assert inspect_checkpoint(tmp_path / "v3.pth").weights_elements == 67
+
+
+@pytest.mark.parametrize("protocol, said", [(0, "0 or 1"), (1, "0 or 1"), (4, "4"), (5, "5")])
+def test_other_pickle_protocols_are_named_not_called_malicious(tmp_path, model, protocol, said):
+    """torch.save(..., pickle_protocol=4) is a real checkpoint that safe loading cannot read: the
+    message says why, instead of 'its pickle could not be read; do not load it'."""
+    import warnings
+
+    p = tmp_path / "w.pth"
+    torch.save(model.state_dict(), p, pickle_protocol=protocol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about protocols other than 2
+        with pytest.raises(pickle.UnpicklingError, match="Unsupported operand") as real:
+            torch.load(p, weights_only=True)
+        operand = str(real.value).split("Unsupported operand ")[1].split()[0]
+        with pytest.raises(InspectError) as e:
+            inspect_checkpoint(p)
+    msg = str(e.value)
+    assert f"saved with pickle protocol {said} " in msg and f"'Unsupported operand {operand}'" in msg
+    assert "nothing in it was run" in msg and "save it again" in msg and "\n" not in msg
