@@ -6,6 +6,8 @@
 #   make bench      time saving/loading a ~300 MB model (atomic save, mmap, safetensors)
 #   make test-portable  run the notebooks again under other CPU kernels and two threads
 #   make test-gpu   GPU machines only: every notebook with the GPU visible, report in build/gpu-report.md
+#   make lint       ruff: lint and format check of labs_utils/, tests/, data/ and the notebooks
+#   make format     apply ruff's fixes and formatter
 #   make notebooks  re-execute every notebook in place, top to bottom (regenerates stored outputs)
 #                   NB=notebooks/03_x.ipynb make notebooks  re-executes just one
 
@@ -27,7 +29,7 @@ export OMP_NUM_THREADS
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup lab test test-portable test-gpu notebooks learner learner-lab bench browser-deps clean
+.PHONY: setup lab test test-portable test-gpu lint format notebooks learner learner-lab bench browser-deps clean
 
 setup: $(STAMP)
 
@@ -79,6 +81,15 @@ test-portable: setup
 GPU_JOBS ?= 4
 test-gpu: setup
 	$(BIN)/python -m labs_utils.maintenance.gpu_run --jobs $(GPU_JOBS) $(NOTEBOOKS)
+
+LINT_PATHS := labs_utils tests data notebooks
+lint: setup
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+format: setup
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
 
 # The browser test (tests/test_browser.py) drives Debian's Chromium. In CI (CI=true) or in a root
 # shell with apt-get, it is installed here; elsewhere the test is skipped and says how to install it.
