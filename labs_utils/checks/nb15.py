@@ -141,7 +141,8 @@ def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> N
     if not _states_equal(saved["ema"], ema_now):
         raise Wrong(f"with {where}, the average's weights differ from the checkpoint's: load checkpoint['ema'] "
                     "with ema.load_state_dict (the AveragedModel's own keys, 'module.' prefix and n_averaged)")
-    if loader.next_iter_state is None:
+    if loader.next_iter_state is None and not loader._initial_iter_for_state_dict:
+        # (after load_state_dict, loader.state_dict() builds the iterator the next iter() reuses: fine)
         if loader._iterator is not None:
             raise Wrong(f"with {where}, your function iterated over the loader (iter(loader) or "
                         "next(iter(loader))): the first iter() after load_state_dict uses the restored position, "
@@ -190,6 +191,13 @@ def _rng_first_by_hand(checkpoint, model, optimizer, ema, loader):
     for obj, key in ((loader, "loader"), (ema, "ema"), (optimizer, "optimizer"), (model, "model")):
         obj.load_state_dict(checkpoint[key])
     return np.int64(checkpoint["epoch"])
+
+
+def _looks_at_the_state(checkpoint, model, optimizer, ema, loader):
+    """Right: restores everything, then reads the loader's state back (to log the position)."""
+    start = _right_resume(checkpoint, model, optimizer, ema, loader)
+    position = loader.state_dict()  # noqa: F841
+    return start
 
 
 def _no_loader_state(checkpoint, model, optimizer, ema, loader):
@@ -279,7 +287,7 @@ def _forgot_return(checkpoint, model, optimizer, ema, loader):
     (_peeks_a_batch, "iterated over the loader"),
     (_forward_after, "restore the rng states last"),
     (_forgot_return, "forget the `return`"),
-], right=[_right_resume, _rng_first_by_hand])
+], right=[_right_resume, _rng_first_by_hand, _looks_at_the_state])
 def resume_mid_epoch(fn) -> str:
     """``fn(checkpoint, model, optimizer, ema, loader)`` restores everything and returns the epoch to train next."""
     references: dict = {}
