@@ -120,3 +120,21 @@ def test_gated_blend_by_arithmetic_is_accepted():
             return hot * self.gated.hot(x) + (1 - hot) * self.gated.cold(x)
 
     assert check.export_gated(lambda model, example: torch.export.export(Blend(model), (example,)))
+
+
+
+def test_a_batch_minimum_is_not_a_mistake_when_one_still_runs():
+    """Dim(min=2) adds no runtime guard for a batch of 1 (0/1 are special cases), so it passes."""
+    def min_two(model, example, path):
+        batch = Dim("batch", min=2)
+        program = torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: batch}})
+        torch.export.save(program, path)
+
+    assert check.export_for_serving(min_two)
+
+
+def test_gated_hints_name_the_branch_the_program_took():
+    result = check.export_gated(nb13._baked_branch)
+    assert "`hot` for every batch" in result.message
+    result = check.export_gated(nb13._swapped)
+    assert "swapped" in result.message and "true_fn" in result.message

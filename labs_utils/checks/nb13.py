@@ -247,6 +247,11 @@ class _HotOnly(_Cond):
         return self.gated.hot(x)
 
 
+class _Swapped(_Cond):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cond(x.mean() > 0, self.gated.cold, self.gated.hot, (x,))
+
+
 def _plain_export(model, example):
     return torch.export.export(model, (example,))
 
@@ -267,6 +272,10 @@ def _returns_module(model, example):
     return torch.export.export(_Cond(model), (example,)).module()
 
 
+def _swapped(model, example):
+    return torch.export.export(_Swapped(model), (example,))
+
+
 def _draft(model, example):
     return torch.export.draft_export(model, (example,))
 
@@ -282,6 +291,7 @@ def _where_batch(model, example):
     (_traced, "torchscript"),
     (_returns_module, "ExportedProgram"),
     (_draft, "draft_export"),
+    (_swapped, "swapped"),
 ], right=[_where_batch])
 def export_gated(fn) -> str:
     """``fn(model, example)`` returns an ExportedProgram that takes the branch the model takes."""
@@ -307,6 +317,7 @@ def export_gated(fn) -> str:
         raise Wrong(f"return the ExportedProgram that torch.export.export gives, got {type(program).__name__}"
                     " (not its .module())")
     served = program.module()
+    took: dict[str, str] = {}  # batch -> the branch the program's output equals
     for name, x in batches.items():
         try:
             with torch.no_grad():
@@ -318,14 +329,22 @@ def export_gated(fn) -> str:
             raise Wrong(f"the program fails on {name}: {first}{hint}; use torch.cond so that both branches "
                         "are in the graph") from None
         with torch.no_grad():
-            expected = model(x)
-        if out.shape != expected.shape or not torch.allclose(out, expected, rtol=1e-5, atol=1e-6):
-            took = "hot" if bool(x.mean() > 0) else "cold"
-            if "rows" in name:
-                raise Wrong(f"on {name} the program disagrees with the model, which takes the {took} "
-                            "branch for the whole batch (x.mean() over every element); decide once per "
-                            "batch, not per row")
-            raise Wrong(f"on {name} the program disagrees with the model (which takes the {took} branch): "
-                        "the program has only one branch baked in; use torch.cond so that the choice "
-                        "happens when the program runs")
-    return "both branches are in the graph, and the program picks the one the model picks."
+            branches = {"hot": model.hot(x), "cold": model.cold(x)}
+        took[name] = next((b for b, y in branches.items() if out.shape == y.shape
+                           and torch.allclose(out, y, rtol=1e-5, atol=1e-6)), "neither")
+    wanted = {name: "hot" if bool(x.mean() > 0) else "cold" for name, x in batches.items()}
+    if took == wanted:
+        return "both branches are in the graph, and the program picks the one the model picks."
+    if len(set(took.values())) == 1 and "neither" not in took.values():
+        only = next(iter(took.values()))
+        raise Wrong(f"the program gives `{only}` for every batch, also where the model takes the other branch: "
+                    "one branch is baked in; use torch.cond so that the choice happens when the program runs")
+    if all(took[n] not in (wanted[n], "neither") for n in took):
+        raise Wrong("the program takes `cold` where the model takes `hot` and the other way round: the branches "
+                    "are swapped (torch.cond(pred, true_fn, false_fn, ...) runs true_fn when pred is true)")
+    wrong = [n for n in took if took[n] != wanted[n]]
+    if all("rows" in n for n in wrong):
+        raise Wrong(f"on {wrong[0]} the program disagrees with the model, which takes the {wanted[wrong[0]]} "
+                    "branch for the whole batch (x.mean() over every element); decide once per batch, not "
+                    "per row")
+    raise Wrong(f"on {wrong[0]} the program's outputs are not those of the model's {wanted[wrong[0]]} branch")
