@@ -74,6 +74,10 @@ def test_framework_results():
 
         assert demo(not_impl).status == "not attempted"
         assert demo(42).status == "wrong" and "expected a function" in demo(42).message
+        # a failing check shows the case it tried: what went in, what came out
+        assert repr(demo(lambda x: x + x)).endswith("\n  tried: <lambda>(3) returned 6")
+        assert "tried: <lambda>(3) raised ZeroDivisionError" in repr(demo(lambda x: 1 / 0))
+        assert "tried" not in repr(demo(lambda x: x * x))
         with pytest.raises(ValueError, match="two checks"):
             exercise("_demo_square", notebook="00_demo")(lambda a: None)
     finally:

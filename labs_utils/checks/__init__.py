@@ -56,6 +56,7 @@ class CheckResult:
     status: str
     message: str
     notebook: str = ""
+    tried: str = ""  # the last call of the learner's code: what went in, what came out
 
     def __bool__(self) -> bool:
         return self.status == CORRECT
@@ -67,7 +68,8 @@ class CheckResult:
             return ("Not attempted yet: replace the placeholder in the cell above with your answer, "
                     "then run this check again.")
         revisit = f" (revisit notebooks/{self.notebook}.ipynb)" if self.notebook else ""
-        return f"Not yet: {self.message}{revisit}"
+        tried = f"\n  tried: {self.tried}" if self.tried else ""
+        return f"Not yet: {self.message}{revisit}{tried}"
 
     __str__ = __repr__
 
@@ -208,13 +210,16 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     if _is_placeholder_function(fn):
         raise NotAttempted
     before = _process_state()
+    call = f"{getattr(fn, '__name__', 'your function')}({_summary_args(args, kwargs)})"
     try:
         out = fn(*args, **kwargs)
+        _last_call[:] = [f"{call} returned {_summary(out)}"]
     except NotImplementedError:
         raise NotAttempted from None
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # the learner's code failed: say how, as a hint
+        _last_call[:] = [f"{call} raised {type(e).__name__}"]
         raise Wrong(f"your function raised {type(e).__name__}: {str(e).strip() or '(no message)'}") from None
     finally:
         after = _process_state()
@@ -223,6 +228,44 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
             _restore_process_state(before)
             _side_effects.extend(c for c in changes if c not in _side_effects)
     return out
+
+
+_last_call: list[str] = []  # one line: the learner's last call in this check and its outcome
+
+
+def _summary(obj: Any, depth: int = 0) -> str:
+    """A short, machine-independent description of a value, for the "tried:" line of a hint."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return f"tensor{tuple(obj.shape)} {str(obj.dtype).removeprefix('torch.')}"
+    if isinstance(obj, torch.nn.Module):
+        return f"a {type(obj).__name__} model"
+    if isinstance(obj, os.PathLike):
+        return f"a path ending in {os.fspath(obj).replace(os.sep, '/').split('/')[-1]!r}"
+    if isinstance(obj, (bool, int, float)) or obj is None:
+        return repr(obj)
+    if isinstance(obj, str):
+        return repr(obj if len(obj) <= 40 else obj[:37] + "...")
+    if isinstance(obj, dict) or (hasattr(obj, "keys") and hasattr(obj, "items")):
+        keys = list(obj.keys())
+        shown = ", ".join(repr(k) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
+        return f"{type(obj).__name__} with {len(keys)} key(s) [{shown}]"
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = list(obj)
+        simple = all(isinstance(i, (str, int, float)) for i in items)
+        if len(items) <= 3 and (depth == 0 or simple):
+            inner = ", ".join(_summary(i, 1) for i in items)
+            return f"{type(obj).__name__} [{inner}]"
+        return f"{type(obj).__name__} of {len(items)}"
+    if callable(obj):
+        return f"function {getattr(obj, '__name__', type(obj).__name__)}"
+    return f"a {type(obj).__name__}"
+
+
+def _summary_args(args: tuple, kwargs: dict) -> str:
+    parts = [_summary(a, 1) for a in args] + [f"{k}={_summary(v, 1)}" for k, v in kwargs.items()]
+    return ", ".join(parts)
 
 
 def _short(e: BaseException, limit: int = 600) -> str:
@@ -307,6 +350,7 @@ def exercise(name: str, *, notebook: str, wrong: list[tuple[Any, str]] | None = 
             if _is_placeholder(answer):
                 return CheckResult(name, NOT_ATTEMPTED, "", notebook)
             _side_effects.clear()
+            _last_call.clear()
             covered: set[str] = set()
             with learner_state():  # a check seeds and draws freely; the learner's process stays as it was
                 try:
@@ -326,7 +370,9 @@ def exercise(name: str, *, notebook: str, wrong: list[tuple[Any, str]] | None = 
                 extra = "; also, ".join(effects)
                 msg = extra if status == CORRECT else f"{msg}; also, {extra}"
                 status = WRONG
-            return CheckResult(name, status, msg or "", notebook)
+            tried = _last_call[0] if status == WRONG and _last_call else ""
+            _last_call.clear()
+            return CheckResult(name, status, msg or "", notebook, tried)
 
         if name in REGISTRY:
             raise ValueError(f"two checks are named {name!r}; give one another name")
