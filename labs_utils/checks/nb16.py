@@ -122,14 +122,15 @@ def _lightning_cases() -> tuple[dict[str, Any], ...]:
     state_dict of each attribute at that moment, and a copy of the attribute to load into."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from torch.utils.data import DataLoader, TensorDataset
 
     cases = []
     with _quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
         for kind, attributes in (("ema", ("net", "net_ema")), ("nested", ("model",))):
             torch.manual_seed(16)
             lit = _lightning_module(kind)
-            data = torch.utils.data.TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,)))
-            loader = torch.utils.data.DataLoader(data, batch_size=8)
+            loader = DataLoader(TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,))),
+                                batch_size=8)  # two batches: the epoch ends at step 2
             saver = ModelCheckpoint(dirpath=tmp, filename=kind)
             trainer = L.Trainer(max_steps=2, callbacks=[saver], accelerator="cpu", devices=1,
                                 logger=False, enable_progress_bar=False,
@@ -194,7 +195,7 @@ def _judge_weights(out: Any, case: dict[str, Any], attribute: str) -> None:
                               for k in unexpected):
             raise Wrong(f"{where}: the entries of another attribute that starts with the same letters "
                         f"came along ({other_attr[0]!r}); test key.startswith({prefix!r}), with the dot")
-        foreign = sorted(k for k in unexpected if any(c == k for c in case["all_keys"]))
+        foreign = sorted(k for k in unexpected if k in case["all_keys"])
         if foreign:
             raise Wrong(f"{where}: {foreign[0]!r} belongs to another attribute of the LightningModule, "
                         f"not to {attribute!r}; a plain module's strict load refuses it: keep only the "
