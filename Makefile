@@ -110,14 +110,14 @@ notebooks: setup
 		(cd notebooks && CUDA_VISIBLE_DEVICES= ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.kernel_name=python3 $$(basename $$nb)) || exit 1; \
 	done
-	$(BIN)/python -m labs_utils.notebook_tools sanitize $(NOTEBOOKS)
+	$(BIN)/python -m labs_utils.maintenance.notebook_tools sanitize $(NOTEBOOKS)
 
 bench: setup
-	$(BIN)/python -m labs_utils.bench
+	$(BIN)/python -m labs_utils.maintenance.bench
 
 learner: setup
 	rm -rf build/learner
-	$(BIN)/python -m labs_utils.notebook_tools learner build/learner $(NOTEBOOKS)
+	$(BIN)/python -m labs_utils.maintenance.notebook_tools learner build/learner $(NOTEBOOKS)
 
 learner-lab: learner
 	$(BIN)/jupyter lab $(LAB_FLAGS) --notebook-dir=build/learner

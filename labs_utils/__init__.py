@@ -69,3 +69,39 @@ def data_file(name: str) -> Path:
         raise FileNotFoundError(f"data/{name}: no such fixture; see data/README.md for the files that "
                                 "exist and the scripts that remake them")
     return path
+
+
+# --- transition: old module paths keep working while the package moves to role folders ------
+# (removed once every notebook and test imports the new paths)
+import importlib as _importlib
+import importlib.abc as _abc
+import importlib.util as _util
+import sys as _sys
+
+_OLD_PATHS = {
+    "labs_utils." + old: "labs_utils." + new
+    for old, new in [
+        ("checkpoints", "toolkit.checkpoints"), ("state_dicts", "toolkit.state_dicts"),
+        ("prefixes", "toolkit.prefixes"), ("inspector", "toolkit.inspector"),
+        ("convert", "toolkit.convert"), ("_render", "toolkit.render"),
+        ("distributed", "workers.distributed"), ("ddp_train", "workers.ddp_train"),
+        ("dcp_workers", "workers.dcp_workers"), ("notebook_tools", "maintenance.notebook_tools"),
+        ("bench", "maintenance.bench"),
+    ]
+}
+
+
+class _OldPath(_abc.MetaPathFinder, _abc.Loader):
+    def find_spec(self, fullname, path, target=None):
+        if fullname in _OLD_PATHS:
+            return _util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return _importlib.import_module(_OLD_PATHS[spec.name])
+
+    def exec_module(self, module):
+        pass
+
+
+_sys.meta_path.insert(0, _OldPath())

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "inspect":
-            from .inspector import inspect_checkpoint
+            from .toolkit.inspector import inspect_checkpoint
 
             report = inspect_checkpoint(args.path)
             print(report.to_json() if args.json else report)
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                       "it was run", file=sys.stderr)
                 return EXIT_REFUSED
             return EXIT_OK
-        from .convert import convert_to_safetensors
+        from .toolkit.convert import convert_to_safetensors
 
         result = convert_to_safetensors(args.src, args.dst, strip_prefixes=args.strip_prefixes,
                                         overwrite=args.overwrite)

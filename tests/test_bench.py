@@ -1,7 +1,7 @@
 """The benchmark runs end to end on a tiny model and rejects bad arguments."""
 import pytest
 
-from labs_utils import bench
+from labs_utils.maintenance import bench
 
 
 def test_make_state_dict_size():

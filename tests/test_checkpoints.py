@@ -1,4 +1,4 @@
-"""labs_utils.checkpoints: atomic saves, clear load errors, RNG states, CheckpointManager."""
+"""labs_utils.toolkit.checkpoints: atomic saves, clear load errors, RNG states, CheckpointManager."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from labs_utils.checkpoints import (
+from labs_utils.toolkit.checkpoints import (
     CheckpointError,
     CheckpointManager,
     atomic_write,

@@ -66,7 +66,7 @@ def test_a_checkpoint_exception_from_the_learner_is_a_hint(name):
 
 
 def test_loading_into_the_notebooks_net_gets_a_short_hint_without_a_traceback():
-    from labs_utils.dcp_workers import load_single_process
+    from labs_utils.workers.dcp_workers import load_single_process
     from labs_utils.models import Net
 
     def into_net(dcp_dir, out_path):

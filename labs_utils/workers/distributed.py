@@ -5,7 +5,7 @@ process that imports its target function by name, so the function must live in a
 in a notebook cell. This module holds:
 
 * ``train_ddp(...)``: the training and saving code every rank runs once a process group
-  exists (shared with ``labs_utils.ddp_train``, the ``torchrun`` entry point);
+  exists (shared with ``labs_utils.workers.ddp_train``, the ``torchrun`` entry point);
 * ``resume_ddp(...)``: resuming that run under DDP. DDP's constructor broadcasts rank 0's
   *model*, but nothing broadcasts the *optimizer*: every rank must load its state, with a
   ``map_location`` that puts the tensors on that rank's own device. It can also run the
@@ -71,7 +71,7 @@ def _train_steps(ddp_model, optimizer, rank: int, world_size: int, steps: int, s
     from torch.utils.data import DataLoader
     from torch.utils.data.distributed import DistributedSampler
 
-    from .data import blobs
+    from ..data import blobs
 
     dataset = blobs(256, seed=seed)
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
@@ -115,11 +115,11 @@ def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: 
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from .models import SimpleModel
+    from ..models import SimpleModel
 
     if not dist.is_initialized():
         raise RuntimeError("train_ddp() needs a process group: call torch.distributed.init_process_group first, "
-                           "or use run_ddp_training() / torchrun -m labs_utils.ddp_train")
+                           "or use run_ddp_training() / torchrun -m labs_utils.workers.ddp_train")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     out = Path(out_dir)
@@ -177,7 +177,7 @@ def resume_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, every_
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from .models import SimpleModel
+    from ..models import SimpleModel
 
     if not dist.is_initialized():
         raise RuntimeError("resume_ddp() needs a process group: call torch.distributed.init_process_group first")

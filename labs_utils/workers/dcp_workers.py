@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ._render import Table
+from ..toolkit.render import Table
 from .distributed import exit_without_teardown, spawn_workers
 
 __all__ = ["build_model", "make_batches", "train_and_save", "load_and_verify", "run_dcp_job", "DCPJob",
@@ -54,7 +54,7 @@ EXPORT = "full_model.pth"
 
 def build_model(seed: int = 0) -> nn.Module:
     """The model every lesson process builds: ``labs_utils.models.Net`` (32 -> 64 -> 10), seeded."""
-    from .models import Net
+    from ..models import Net
 
     torch.manual_seed(seed)
     return Net()
@@ -63,7 +63,7 @@ def build_model(seed: int = 0) -> nn.Module:
 def make_batches(steps: int, rank: int = 0, world_size: int = 1, *, batch_size: int = 16,
                  seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``steps`` batches of this rank's share of a fixed data set (blobs: 32 features, 10 classes)."""
-    from .data import blobs
+    from ..data import blobs
 
     x, y = blobs(steps * batch_size * world_size, n_features=32, n_classes=10, seed=seed).tensors
     x, y = x[rank::world_size], y[rank::world_size]
@@ -313,7 +313,7 @@ def check_dcp_folder(path: str | os.PathLike) -> Path:
                                 "torch.distributed.checkpoint.save: check the path")
     if path.is_file():
         raise NotADirectoryError(f"{path}: is a file, not a DCP checkpoint folder; a single torch.save file "
-                                 "loads with torch.load (or labs_utils.checkpoints.load_checkpoint)")
+                                 "loads with torch.load (or labs_utils.toolkit.checkpoints.load_checkpoint)")
     if not (path / ".metadata").is_file():
         raise FileNotFoundError(f"{path}: has no .metadata file, so it is not a complete DCP checkpoint "
                                 "(dcp.save writes .metadata last: the save may have been interrupted); "

@@ -1,9 +1,9 @@
 """Benchmark of saving and loading a model of a realistic size.
 
-    python -m labs_utils.bench [--size-mb 300] [--repeats 5] [--dir build/bench]
+    python -m labs_utils.maintenance.bench [--size-mb 300] [--repeats 5] [--dir build/bench]
     make bench
 
-Compares ``labs_utils.checkpoints.save_checkpoint`` (atomic: temp file, fsync, rename) with
+Compares ``labs_utils.toolkit.checkpoints.save_checkpoint`` (atomic: temp file, fsync, rename) with
 plain ``torch.save``; ``load_checkpoint`` with ``torch.load``; ``torch.load(mmap=True)``; and
 safetensors. Prints the median of several runs of each as a table. Files are written to
 ``--dir`` (on the disk you care about) and deleted afterwards. Loads read files the operating
@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from ._render import Table, human_bytes
+from ..toolkit.render import Table, human_bytes
 
 __all__ = ["make_state_dict", "run", "main"]
 
@@ -62,7 +62,7 @@ def run(size_mb: float = 300, repeats: int = 5, folder: str | os.PathLike = "bui
     """Run the benchmark and return the table (also usable from a notebook)."""
     from safetensors.torch import load_file, save_file
 
-    from .checkpoints import load_checkpoint, save_checkpoint
+    from ..toolkit.checkpoints import load_checkpoint, save_checkpoint
 
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -134,7 +134,7 @@ def run(size_mb: float = 300, repeats: int = 5, folder: str | os.PathLike = "bui
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs_utils.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m labs_utils.maintenance.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=float, default=300, help="model size in MiB (default 300)")
     parser.add_argument("--repeats", type=int, default=5, help="runs per measurement; the median is shown (default 5)")
     parser.add_argument("--dir", default="build/bench", help="scratch folder for the files (default build/bench)")

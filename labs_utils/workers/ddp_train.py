@@ -1,17 +1,17 @@
 """DDP training and saving, started by ``torchrun`` (what you run on a real cluster).
 
-    torchrun --standalone --nproc_per_node=2 -m labs_utils.ddp_train --out runs/ddp --steps 5
+    torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train --out runs/ddp --steps 5
 
 ``torchrun`` starts one process per rank and gives each its identity in environment
 variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), so
 ``init_process_group`` needs no arguments besides the backend. This module picks ``nccl`` and
 the GPU ``cuda:LOCAL_RANK`` when this machine has a GPU for every local process, else ``gloo``
 on the CPU, then runs the
-same code as the notebook (``labs_utils.distributed.train_ddp``): a few steps, rank 0 saves
+same code as the notebook (``labs_utils.workers.distributed.train_ddp``): a few steps, rank 0 saves
 ``model.module.state_dict()`` to ``<out>/ddp_checkpoint.pth``, a barrier, and a check that
 every rank holds the same weights. Rank 0 prints one summary line. With ``--resume-steps N``
 every rank then resumes from rank 0's ``ddp_resume.pth`` (model and optimizer, each rank with a
-``map_location`` for its own device: ``labs_utils.distributed.resume_ddp``) and trains N more
+``map_location`` for its own device: ``labs_utils.workers.distributed.resume_ddp``) and trains N more
 steps; rank 0 prints a second line.
 
 On several machines, run the same command on each with ``--nnodes=N`` and a shared
@@ -37,7 +37,7 @@ _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_POR
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="torchrun --standalone --nproc_per_node=2 -m labs_utils.ddp_train",
+        prog="torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train",
         description="Train SimpleModel with DistributedDataParallel and save it from rank 0.")
     parser.add_argument("--out", required=True, help="folder for the checkpoint (created if missing)")
     parser.add_argument("--steps", type=int, default=5, help="optimizer steps (default 5)")
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     missing = [v for v in _TORCHRUN_VARS if v not in os.environ]
     if missing:
-        print(f"labs_utils.ddp_train: {', '.join(missing)} not set; this module is meant to be started by torchrun:\n"
-              f"  torchrun --standalone --nproc_per_node=2 -m labs_utils.ddp_train --out {args.out}",
+        print(f"labs_utils.workers.ddp_train: {', '.join(missing)} not set; this module is meant to be started by torchrun:\n"
+              f"  torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train --out {args.out}",
               file=sys.stderr)
         return 2
 
@@ -87,6 +87,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from labs_utils.distributed import exit_without_teardown
+    from labs_utils.workers.distributed import exit_without_teardown
 
     exit_without_teardown(main())  # gloo threads can abort a normal interpreter exit (see there)

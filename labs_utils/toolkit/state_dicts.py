@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
-from ._render import Table, human_bytes
+from .render import Table, human_bytes
 
 __all__ = ["summarize", "diff", "as_state_dict", "StateDictSummary", "StateDictDiff", "load_matching", "LoadReport", "normalize_keys"]
 
