@@ -1,4 +1,4 @@
-"""labs_utils.dcp_workers: a real two-process DCP save (gloo, CPU), loads with two and with one process,
+"""labs_utils.workers.dcp_workers: a real two-process DCP save (gloo, CPU), loads with two and with one process,
 and clear errors for bad input."""
 import pytest
 import torch

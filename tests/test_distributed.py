@@ -1,4 +1,4 @@
-"""labs_utils.distributed (torch.multiprocessing + gloo) and labs_utils.ddp_train (torchrun)."""
+"""labs_utils.workers.distributed (torch.multiprocessing + gloo) and labs_utils.workers.ddp_train (torchrun)."""
 import os
 import subprocess
 import sys
@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from labs_utils import ddp_train
-from labs_utils.distributed import (CHECKPOINT, RESUME_CHECKPOINT, WRAPPED_CHECKPOINT, find_free_port,
+from labs_utils.workers import ddp_train
+from labs_utils.workers.distributed import (CHECKPOINT, RESUME_CHECKPOINT, WRAPPED_CHECKPOINT, find_free_port,
                                     resume_ddp, run_ddp_training, train_ddp)
 from labs_utils.models import SimpleModel
-from labs_utils.prefixes import normalize_keys
+from labs_utils.toolkit.prefixes import normalize_keys
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="this PyTorch build has no torch.distributed")
 
@@ -110,9 +110,9 @@ def _torchrun() -> list[str]:
 
 
 def test_torchrun_entry_point(tmp_path):
-    """What users run on a cluster: torchrun starts 2 ranks of labs_utils.ddp_train."""
+    """What users run on a cluster: torchrun starts 2 ranks of labs_utils.workers.ddp_train."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = _torchrun() + ["--standalone", "--nproc_per_node=2", "-m", "labs_utils.ddp_train",
+    cmd = _torchrun() + ["--standalone", "--nproc_per_node=2", "-m", "labs_utils.workers.ddp_train",
                          "--out", "out", "--steps", "3", "--timeout", "60", "--resume-steps", "2"]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
@@ -134,7 +134,7 @@ def test_ddp_train_without_torchrun_says_how_to_start_it(tmp_path, monkeypatch, 
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(var, raising=False)
     assert ddp_train.main(["--out", str(tmp_path)]) == 2
-    assert "torchrun --standalone --nproc_per_node=2 -m labs_utils.ddp_train" in capsys.readouterr().err
+    assert "torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", [["--steps", "0"], ["--resume-steps", "-1"]])

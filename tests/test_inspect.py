@@ -1,4 +1,4 @@
-"""labs_utils.inspector.inspect_checkpoint and labs_utils.convert.convert_to_safetensors (in process)."""
+"""labs_utils.toolkit.inspector.inspect_checkpoint and labs_utils.toolkit.convert.convert_to_safetensors (in process)."""
 from __future__ import annotations
 
 import pickle
@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from labs_utils.checkpoints import CheckpointError
-from labs_utils.convert import convert_to_safetensors
-from labs_utils.inspector import InspectError, detect_prefixes, inspect_checkpoint
+from labs_utils.toolkit.checkpoints import CheckpointError
+from labs_utils.toolkit.convert import convert_to_safetensors
+from labs_utils.toolkit.inspector import InspectError, detect_prefixes, inspect_checkpoint
 from labs_utils.models import SimpleModel
 
 
@@ -201,7 +201,7 @@ def test_convert_bad_input(tmp_path, model):
 @pytest.fixture
 def nothing_loaded(monkeypatch):
     """Fail the test if the inspector hands the file to torch.load (through load_checkpoint)."""
-    import labs_utils.inspector as inspector
+    import labs_utils.toolkit.inspector as inspector
 
     def refuse(*args, **kwargs):
         raise AssertionError("the inspector loaded a file it should have named from its bytes")

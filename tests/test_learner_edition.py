@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from labs_utils.notebook_tools import BEGIN, END, learner_edition, main, strip_solutions
+from labs_utils.maintenance.notebook_tools import BEGIN, END, learner_edition, main, strip_solutions
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -79,7 +79,7 @@ for _notebook in NOTEBOOKS:
 
 
 def test_sanitize_merges_stream_chunks_and_strips_paths(tmp_path):
-    from labs_utils.notebook_tools import sanitize_notebook, sanitize_text
+    from labs_utils.maintenance.notebook_tools import sanitize_notebook, sanitize_text
 
     nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "execution_count": 1, "outputs": [
         {"output_type": "stream", "name": "stdout", "text": ["a: "]},

@@ -7,8 +7,8 @@ import torch.nn as nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from labs_utils.models import SimpleModel, SmallCNN
-from labs_utils.prefixes import WRAPPER_PREFIXES, normalize_keys, strip_wrapper_prefixes
-from labs_utils.state_dicts import normalize_keys as reexported
+from labs_utils.toolkit.prefixes import WRAPPER_PREFIXES, normalize_keys, strip_wrapper_prefixes
+from labs_utils.toolkit.state_dicts import normalize_keys as reexported
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
@@ -17,7 +17,7 @@ PLAIN = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
 
 def test_reexported_from_state_dicts():
     assert reexported is normalize_keys
-    import labs_utils.state_dicts as sd
+    import labs_utils.toolkit.state_dicts as sd
 
     assert "normalize_keys" in sd.__all__
 

@@ -1,4 +1,4 @@
-"""Regression tests for the technical review's findings on labs_utils.checkpoints.
+"""Regression tests for the technical review's findings on labs_utils.toolkit.checkpoints.
 
 A5 (files written 0600), A6 (a crash between best.pth and last.pth let a worse model replace
 best.pth), B6 (CheckpointManager saved states it could not load back). Each test is built from
@@ -16,8 +16,8 @@ import stat
 import pytest
 import torch
 
-import labs_utils.checkpoints as C
-from labs_utils.checkpoints import CheckpointManager, load_checkpoint, save_checkpoint
+import labs_utils.toolkit.checkpoints as C
+from labs_utils.toolkit.checkpoints import CheckpointManager, load_checkpoint, save_checkpoint
 
 
 def mode(path) -> int:

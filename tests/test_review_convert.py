@@ -1,4 +1,4 @@
-"""Regression tests for the technical review's findings on labs_utils.convert.
+"""Regression tests for the technical review's findings on labs_utils.toolkit.convert.
 
 A7 (checkpoint scalars overwrote the header's own ``format``/``source``), A8 (--strip-prefixes
 renamed a real submodule called ``module``), A9 (a top-level tensor hid the ``model`` entry) and
@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from labs_utils.__main__ import main
-from labs_utils.convert import convert_to_safetensors
+from labs_utils.toolkit.convert import convert_to_safetensors
 
 
 class WithModule(nn.Module):

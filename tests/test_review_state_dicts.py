@@ -1,4 +1,4 @@
-"""Regression tests for the technical review's finding A10 on labs_utils.state_dicts.
+"""Regression tests for the technical review's finding A10 on labs_utils.toolkit.state_dicts.
 
 ``diff`` and ``load_matching`` must agree with ``load_state_dict``: BatchNorm without
 ``num_batches_tracked`` and without ``_metadata``, lazy modules, 0-dim parameters saved with
@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from labs_utils.state_dicts import diff, load_matching
+from labs_utils.toolkit.state_dicts import diff, load_matching
 
 
 class Scalar(nn.Module):

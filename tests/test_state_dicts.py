@@ -1,10 +1,10 @@
-"""labs_utils.state_dicts: summarize and diff."""
+"""labs_utils.toolkit.state_dicts: summarize and diff."""
 import pytest
 import torch
 import torch.nn as nn
 
 from labs_utils.models import SimpleModel, SimpleModelDifferent, SmallCNN
-from labs_utils.state_dicts import diff, summarize
+from labs_utils.toolkit.state_dicts import diff, summarize
 
 
 def test_summarize_model_marks_parameters_and_buffers():

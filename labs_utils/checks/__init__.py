@@ -90,7 +90,7 @@ def _is_placeholder(answer: Any) -> bool:
     return answer is None or answer is Ellipsis
 
 
-# The learner edition replaces a solution with ``pass  # Your turn: ...`` (labs_utils.notebook_tools).
+# The learner edition replaces a solution with ``pass  # Your turn: ...`` (labs_utils.maintenance.notebook_tools).
 _PLACEHOLDER_MARK = "# Your turn:"
 
 
@@ -311,7 +311,7 @@ def isolated_safe_globals():
 def learner_state():
     """Run a block and leave the learner's process as it was: random generators, grad mode, the
     safe-globals list, the default dtype, the current folder."""
-    from ..checkpoints import capture_rng_state, restore_rng_state
+    from ..toolkit.checkpoints import capture_rng_state, restore_rng_state
 
     rng = capture_rng_state()
     state = _process_state()
