@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from . import Wrong, call_answer, exercise
+from .fixtures import cnn_with_moved_statistics, snapshot
 
 NB = "01_state_dict_basics"
 
@@ -220,13 +221,9 @@ def _right_assign(model, path):
 
 def _models() -> list[nn.Module]:
     """Three classes (a hard-coded one fails two), one with BatchNorm buffers that were updated."""
-    from ..models import Net, SimpleModel, SmallCNN
+    from ..models import Net, SimpleModel
 
-    torch.manual_seed(123)
-    cnn = SmallCNN()
-    cnn.train()
-    with torch.no_grad():
-        cnn(torch.randn(8, 1, 16, 16))  # running statistics and the batch counter move
+    cnn = cnn_with_moved_statistics(123)
     return [SimpleModel(), cnn, Net()]
 
 
@@ -266,7 +263,7 @@ def save_and_reload(fn) -> str:
     in place with other values of the same keys and shapes: only a model loaded from the file holds them."""
     for model in _models():
         name = type(model).__name__
-        original = {k: v.clone() for k, v in model.state_dict().items()}
+        original = snapshot(model)
         planted = _other_values(original)
         with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
             path = Path(tmp) / "weights.pth"

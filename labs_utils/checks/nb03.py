@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from . import Wrong, call_answer, exercise, run_answer
+from .fixtures import changed_keys, snapshot
 
 NB = "03_partial_loading_and_transfer"
 
@@ -259,7 +260,7 @@ def fits(fn) -> str:
 
 
 def _judge_fits(fn, sd: dict, model: nn.Module, fitting: set[str]) -> None:
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = snapshot(model)
     keys, values = list(sd), list(sd.values())
     copies = [v.clone() for v in values]
     out = call_answer(fn, sd, model)
@@ -269,7 +270,7 @@ def _judge_fits(fn, sd: dict, model: nn.Module, fitting: set[str]) -> None:
                     "changed it")
     if not isinstance(out, Mapping):
         raise Wrong(f"return a dict of key -> tensor that load_state_dict can take, got {type(out).__name__}")
-    if any(not torch.equal(v, before[k]) for k, v in model.state_dict().items()):
+    if changed_keys(model, before):
         raise Wrong("your function changed the model; only select entries, let the caller load them")
     target = model.state_dict()
     for k in out:

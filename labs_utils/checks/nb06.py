@@ -22,6 +22,7 @@ import torch
 import torch.serialization
 
 from . import Wrong, call_answer, exercise
+from .fixtures import patched_torch_load
 
 NB = "06_devices_and_map_location"
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -186,12 +187,7 @@ def _watch_torch_load(fn: Any) -> Iterator[_LoadWatch]:
 
         return real(f, map_location, *args, **kwargs)
 
-    aliases = {name: load for name, value in getattr(fn, "__globals__", {}).items() if value is real}
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(torch, "load", load))
-        stack.enter_context(mock.patch.object(torch.serialization, "load", load))
-        if aliases:
-            stack.enter_context(mock.patch.dict(fn.__globals__, aliases))
+    with patched_torch_load(fn, load):
         yield watch
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import Wrong, call_answer, exercise, isolated_safe_globals
+from .fixtures import scratch_file
 
 NB = "08_safe_loading"
 
@@ -97,8 +98,7 @@ def _learner_allowed() -> set[str]:
 
 def _save_and_load(obj: Any) -> Any:
     """torch.save, then torch.load with weights_only=True and the learner's process-wide allowlist hidden."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "ckpt.pth"
+    with scratch_file("ckpt.pth") as path:
         torch.save(obj, path)
         with isolated_safe_globals():
             return torch.load(path, weights_only=True)

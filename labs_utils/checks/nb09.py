@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -11,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from . import Wrong, call_answer, exercise, run_answer
+from .fixtures import changed_keys, scratch_file, snapshot
 
 NB = "09_safetensors"
 
@@ -156,9 +156,8 @@ def save_with_epoch(fn) -> str:
     for i, (cls, tie, epoch) in enumerate(_MODELS):
         torch.manual_seed(i)
         model = cls()
-        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "w.safetensors"
+        before = snapshot(model)
+        with scratch_file("w.safetensors") as path:
             try:
                 out = run_answer(fn, model, path, epoch)
             except Wrong as w:
@@ -176,7 +175,7 @@ def save_with_epoch(fn) -> str:
                 raise Wrong("the file is written, but your function returned None: end it with `return path`")
             if Path(out) != path:
                 raise Wrong(f"return the path you wrote ({path.name}), got {out!r}")
-            if not _tied(model, tie) or any(not torch.equal(v, before[k]) for k, v in model.state_dict().items()):
+            if not _tied(model, tie) or changed_keys(model, before):
                 raise Wrong("your function changed the model (its weights or its tie); save it as it is")
             try:
                 with safe_open(path, framework="pt") as f:
@@ -200,7 +199,7 @@ def save_with_epoch(fn) -> str:
             except Exception as e:
                 raise Wrong(f"load_model into a fresh {cls.__name__[1:]} fails ({type(e).__name__}: "
                             f"{str(e).strip()[:200]}); keep every entry except the second name of a tie") from None
-            if not _tied(fresh, tie) or any(not torch.equal(v, before[k]) for k, v in fresh.state_dict().items()):
+            if not _tied(fresh, tie) or changed_keys(fresh, before):
                 raise Wrong("load_model gives other weights than the model's; save the model's own tensors")
     return "each shared tensor stored once, the epoch in the header, and load_model gives the tied model back."
 
@@ -362,8 +361,7 @@ def read_one_tensor(fn) -> str:
     # "a.b.weight" sorts before "b.weight" and contains it; mixed dtypes and shapes
     tensors = {"a.b.weight": torch.randn(3, 4, generator=gen), "b.weight": torch.randn(5, generator=gen),
                "c.bias": torch.arange(6.0), "d.index": torch.arange(4), "e.half": torch.randn(2, 2).half()}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "w.safetensors"
+    with scratch_file("w.safetensors") as path:
         save_file(tensors, path)
         for key in ("b.weight", "e.half", "a.b.weight"):
             with _counted_reads(fn) as reads:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import tempfile
-from pathlib import Path
 from typing import Any, Iterator
 from unittest import mock
 
 import torch
 
 from . import Wrong, call_answer, exercise
+from .fixtures import changed_keys, patched_torch_load, scratch_file, snapshot
 
 NB = "10_inference_loading"
 
@@ -109,7 +108,7 @@ def _head_only_eval(path):
 
 
 def _via_helper(path):
-    from ..checkpoints import load_checkpoint
+    from ..toolkit import load_checkpoint
     from ..models import SmallCNN
 
     model = SmallCNN().eval()
@@ -147,12 +146,7 @@ def _unsafe_loads(fn: Any) -> Iterator[list[str]]:
             unsafe.append(str(f))
         return real(f, *args, **kwargs)
 
-    aliases = {name: load for name, value in getattr(fn, "__globals__", {}).items() if value is real}
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(torch, "load", load))
-        stack.enter_context(mock.patch.object(torch.serialization, "load", load))
-        if aliases:
-            stack.enter_context(mock.patch.dict(fn.__globals__, aliases))
+    with patched_torch_load(fn, load):
         yield unsafe
 
 
@@ -186,8 +180,7 @@ def load_for_inference(fn) -> str:
     from ..models import SmallCNN
 
     reference = _trained_like_cnn()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "last.pth"
+    with scratch_file("last.pth") as path:
         torch.save(_training_checkpoint(reference), path)
         with _unsafe_loads(fn) as unsafe, _state_dict_loads() as loads:
             try:
@@ -337,7 +330,7 @@ def predict_no_trace(fn) -> str:
     """``fn(model, images)`` returns class indices, with no graph, no BatchNorm update, deterministically."""
     model = _trained_like_cnn(11)
     model.train()  # as a freshly loaded model would be
-    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    saved = snapshot(model)
     torch.manual_seed(0)
     images = torch.randn(16, 1, 16, 16)
     grad_modes: list[bool] = []
@@ -352,7 +345,7 @@ def predict_no_trace(fn) -> str:
         raise
     finally:
         hook.remove()
-    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, saved[k])]
+    changed = changed_keys(model, saved)
     if changed:
         raise Wrong(f"{changed[0]} changed during prediction: in training mode BatchNorm updates its running "
                     "statistics on every forward pass; call model.eval() first")

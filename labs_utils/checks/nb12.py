@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from . import Wrong, as_int, call_answer, exercise, isolated_safe_globals, run_answer, spy
+from .fixtures import cnn_with_moved_statistics, scratch_file, snapshot
 from . import crash
 
 __all__: list[str] = []
@@ -42,13 +43,7 @@ def _net(seed: int = 0) -> nn.Module:
 
 def _cnn(seed: int = 0) -> nn.Module:
     """A SmallCNN whose BatchNorm buffers are not their defaults (one forward pass in train mode)."""
-    from ..models import SmallCNN
-
-    torch.manual_seed(seed)
-    model = SmallCNN(dropout=0.0)
-    with torch.no_grad():
-        model(torch.randn(8, 1, 16, 16))
-    return model
+    return cnn_with_moved_statistics(seed, dropout=0.0)
 
 
 def _load(path: Path, **kwargs: Any) -> Any:
@@ -133,7 +128,7 @@ def _save_detached_copy(model, path):
 
 
 def _save_with_helper(model, path):
-    from ..checkpoints import save_checkpoint
+    from ..toolkit import save_checkpoint
 
     save_checkpoint(model.state_dict(), path)
 
@@ -178,10 +173,9 @@ def capstone_save_for_serving(fn) -> str:
     of the model it was given (tried on a Net and on a SmallCNN with BatchNorm buffers)."""
     for make in (_net, _cnn):
         model = make(5)
-        expected = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        expected = snapshot(model)
         buffers = {name for name, _ in model.named_buffers() if name in expected}
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "best.pth"
+        with scratch_file("best.pth") as path:
             _run_saver(fn, model, path, path=path)
             try:
                 saved = _load(path)
@@ -312,7 +306,7 @@ def _save_list(model, optimizer, scheduler, epoch, path):
 def _save_resume_deepcopy(model, optimizer, scheduler, epoch, path):
     import copy
 
-    from ..checkpoints import capture_rng_state
+    from ..toolkit import capture_rng_state
 
     torch.save(dict(model=model.state_dict(), optimizer=copy.deepcopy(optimizer.state_dict()),
                     scheduler=scheduler.state_dict(), epoch=int(epoch), rng=capture_rng_state(),
@@ -346,8 +340,7 @@ def capstone_save_for_resume(fn) -> str:
         data = torch.Generator().manual_seed(1)
         first = _resume_setup(kind)
         _steps(*first, n=epoch, data=data)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "last.pth"
+        with scratch_file("last.pth") as path:
             _run_saver(fn, *first, epoch, path, path=path)
             try:
                 ckpt = _load(path)
@@ -508,7 +501,7 @@ def _load_positional_false(path):
 
 def _load_normalize_keys(path):
     from ..models import Net
-    from ..prefixes import normalize_keys
+    from ..toolkit import normalize_keys
 
     model = Net()
     model.load_state_dict(normalize_keys(torch.load(path, map_location="cpu", weights_only=True)))
@@ -1097,7 +1090,7 @@ def _save_swallowing(obj, path):
 
 
 def _save_labs_utils(obj, path):
-    from ..checkpoints import save_checkpoint
+    from ..toolkit import save_checkpoint
 
     save_checkpoint(obj, path)
 
@@ -1208,7 +1201,7 @@ def _same_name(a: Any, path: Path) -> bool:
 
 
 def _labs_utils_savers() -> list[Any]:
-    from ..checkpoints import CheckpointManager, atomic_write, save_checkpoint
+    from ..toolkit import CheckpointManager, atomic_write, save_checkpoint
 
     return [save_checkpoint, getattr(atomic_write, "__wrapped__", atomic_write), CheckpointManager.save]
 
