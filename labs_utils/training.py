@@ -6,7 +6,7 @@ from typing import Callable, Iterable
 import torch
 import torch.nn as nn
 
-__all__ = ["train_epoch", "evaluate", "fit"]
+__all__ = ["train_epoch", "evaluate"]
 
 
 def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
@@ -47,14 +47,3 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable = nn.function
     if count == 0:
         raise ValueError("evaluate() got an empty loader: check the dataset and batch size")
     return {"loss": total / count, "accuracy": correct / count}
-
-
-def fit(model: nn.Module, train_loader, val_loader, optimizer, *, epochs: int,
-        loss_fn: Callable = nn.functional.cross_entropy, scheduler=None) -> list[dict[str, float]]:
-    """Train for ``epochs`` epochs; returns one dict per epoch: train_loss, val_loss, val_accuracy."""
-    history = []
-    for _ in range(epochs):
-        train_loss = train_epoch(model, train_loader, optimizer, loss_fn, scheduler=scheduler)
-        metrics = evaluate(model, val_loader, loss_fn)
-        history.append({"train_loss": train_loss, "val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"]})
-    return history

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from labs_utils.toolkit.checkpoints import (
+from labs_utils.toolkit import (
     CheckpointError,
     CheckpointManager,
     atomic_write,

@@ -78,7 +78,7 @@ def test_drew_after_restoring_follows_the_stream_across_refills():
 
 
 def test_best_by_accuracy():
-    from labs_utils.toolkit.checkpoints import CheckpointManager
+    from labs_utils.toolkit import CheckpointManager
 
     assert check.best_by_accuracy(lambda folder: CheckpointManager(folder, metric="val_accuracy", mode="max"))
     assert check.best_by_accuracy(nb04._str_folder_keep_one)
@@ -91,7 +91,7 @@ def test_best_by_accuracy_writes_nothing_outside_its_sandbox(tmp_path, monkeypat
     (tmp_path / "runs" / "04_checkpoints_and_resume").mkdir(parents=True)
     r = check.best_by_accuracy(nb04._own_folder)
     assert r.status == "wrong" and "the folder you were given" in r.message
-    from labs_utils.toolkit.checkpoints import CheckpointManager
+    from labs_utils.toolkit import CheckpointManager
 
     assert check.best_by_accuracy(lambda folder: CheckpointManager(folder, metric="val_accuracy", mode="max"))
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
@@ -99,7 +99,7 @@ def test_best_by_accuracy_writes_nothing_outside_its_sandbox(tmp_path, monkeypat
 
 
 def test_best_by_accuracy_rejects_writes_beside_the_folder():
-    from labs_utils.toolkit.checkpoints import CheckpointManager, save_checkpoint
+    from labs_utils.toolkit import CheckpointManager, save_checkpoint
 
     def also_writes_elsewhere(folder):
         save_checkpoint({"note": 1}, "notes.pth")  # relative to the current folder

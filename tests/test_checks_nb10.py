@@ -16,7 +16,7 @@ def load_for_inference(path):
 
 
 def load_for_inference_via_helper(path):
-    from labs_utils.toolkit.checkpoints import load_checkpoint
+    from labs_utils.toolkit import load_checkpoint
 
     model = SmallCNN().eval()
     model.load_state_dict(load_checkpoint(path)["model"])

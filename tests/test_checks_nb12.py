@@ -120,7 +120,7 @@ def test_backup_restored_in_except_baseexception_is_still_caught():
 
 
 def test_labs_utils_is_rejected_however_it_is_imported():
-    from labs_utils.toolkit.checkpoints import save_checkpoint  # the name bound here, not the module attribute
+    from labs_utils.toolkit import save_checkpoint  # the name bound here, not the module attribute
 
     def save(obj, path):
         save_checkpoint(obj, path)

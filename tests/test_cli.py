@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from labs_utils.__main__ import main
+from labs_utils.toolkit.cli import main
 from labs_utils.models import SimpleModel
 
 

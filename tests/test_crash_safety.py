@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labs_utils.toolkit.checkpoints import CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
+from labs_utils.toolkit import CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin",
                                 reason="needs os.fork (Linux)")

@@ -13,7 +13,7 @@ from labs_utils.workers import ddp_train
 from labs_utils.workers.distributed import (CHECKPOINT, RESUME_CHECKPOINT, WRAPPED_CHECKPOINT, find_free_port,
                                     resume_ddp, run_ddp_training, train_ddp)
 from labs_utils.models import SimpleModel
-from labs_utils.toolkit.prefixes import normalize_keys
+from labs_utils.toolkit import normalize_keys
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="this PyTorch build has no torch.distributed")
 

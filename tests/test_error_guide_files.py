@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labs_utils.__main__ import main
+from labs_utils.toolkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

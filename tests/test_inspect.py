@@ -1,4 +1,4 @@
-"""labs_utils.toolkit.inspector.inspect_checkpoint and labs_utils.toolkit.convert.convert_to_safetensors (in process)."""
+"""labs_utils.toolkit.inspect_checkpoint and labs_utils.toolkit.convert_to_safetensors (in process)."""
 from __future__ import annotations
 
 import pickle
@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from labs_utils.toolkit.checkpoints import CheckpointError
-from labs_utils.toolkit.convert import convert_to_safetensors
-from labs_utils.toolkit.inspector import InspectError, detect_prefixes, inspect_checkpoint
+from labs_utils.toolkit import CheckpointError
+from labs_utils.toolkit import convert_to_safetensors
+from labs_utils.toolkit import InspectError, detect_prefixes, inspect_checkpoint
 from labs_utils.models import SimpleModel
 
 

@@ -1,4 +1,4 @@
-"""Tests for labs_utils.toolkit.state_dicts.load_matching and its LoadReport."""
+"""Tests for labs_utils.toolkit.load_matching and its LoadReport."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from labs_utils.models import ComplexModel, ModifiedComplexModel, SmallCNN
-from labs_utils.toolkit.state_dicts import LoadReport, diff, load_matching
+from labs_utils.toolkit import LoadReport, diff, load_matching
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -7,19 +7,25 @@ import torch.nn as nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from labs_utils.models import SimpleModel, SmallCNN
-from labs_utils.toolkit.prefixes import WRAPPER_PREFIXES, normalize_keys, strip_wrapper_prefixes
-from labs_utils.toolkit.state_dicts import normalize_keys as reexported
+from labs_utils.toolkit import WRAPPER_PREFIXES, normalize_keys, strip_wrapper_prefixes
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
 PLAIN = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
 
 
-def test_reexported_from_state_dicts():
-    assert reexported is normalize_keys
-    import labs_utils.toolkit.state_dicts as sd
+def test_no_import_cycle_between_state_dicts_and_prefixes():
+    import ast
+    import inspect
 
-    assert "normalize_keys" in sd.__all__
+    import labs_utils.toolkit.prefixes as prefixes
+    import labs_utils.toolkit.state_dicts as state_dicts
+
+    def imports(module):
+        tree = ast.parse(inspect.getsource(module))
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    assert "state_dicts" not in imports(prefixes) and "prefixes" not in imports(state_dicts)
 
 
 def test_wrapper_prefixes_are_pytorchs():

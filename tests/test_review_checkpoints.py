@@ -16,8 +16,8 @@ import stat
 import pytest
 import torch
 
-import labs_utils.toolkit.checkpoints as C
-from labs_utils.toolkit.checkpoints import CheckpointManager, load_checkpoint, save_checkpoint
+import labs_utils.toolkit.manager as C  # CheckpointManager calls save_checkpoint from here
+from labs_utils.toolkit import CheckpointManager, load_checkpoint, save_checkpoint
 
 
 def mode(path) -> int:

@@ -15,8 +15,8 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from labs_utils.__main__ import main
-from labs_utils.toolkit.convert import convert_to_safetensors
+from labs_utils.toolkit.cli import main
+from labs_utils.toolkit import convert_to_safetensors
 
 
 class WithModule(nn.Module):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labs_utils.toolkit.inspector import inspect_checkpoint
+from labs_utils.toolkit import inspect_checkpoint
 from labs_utils.models import SmallCNN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_inspect_maps_a_large_file_instead_of_reading_it(tmp_path):
     torch.save({f"w{i}": torch.zeros(1024, 1024) for i in range(32)}, path)  # 128 MiB
     size_mib = path.stat().st_size / 2**20
     code = textwrap.dedent(f"""
-        from labs_utils.toolkit.inspector import inspect_checkpoint
+        from labs_utils.toolkit import inspect_checkpoint
         def hwm():
             return next(int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
         open("/proc/self/clear_refs", "w").write("5")  # reset the peak

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from labs_utils.toolkit.state_dicts import diff, load_matching
+from labs_utils.toolkit import diff, load_matching
 
 
 class Scalar(nn.Module):

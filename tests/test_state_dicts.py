@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 from labs_utils.models import SimpleModel, SimpleModelDifferent, SmallCNN
-from labs_utils.toolkit.state_dicts import diff, summarize
+from labs_utils.toolkit import diff, summarize
 
 
 def test_summarize_model_marks_parameters_and_buffers():

@@ -311,7 +311,7 @@ def isolated_safe_globals():
 def learner_state():
     """Run a block and leave the learner's process as it was: random generators, grad mode, the
     safe-globals list, the default dtype, the current folder."""
-    from ..toolkit.checkpoints import capture_rng_state, restore_rng_state
+    from ..toolkit import capture_rng_state, restore_rng_state
 
     rng = capture_rng_state()
     state = _process_state()

@@ -136,7 +136,7 @@ def remap_keys(fn) -> str:
     """``fn(state_dict)`` returns a new state_dict whose SmallCNN keys fit RenamedCNN, renaming
     ``features.``/``classifier.`` at the start of a key only and leaving every other key as it is."""
     from ..models import RenamedCNN
-    from ..state_dicts import diff
+    from ..toolkit import diff
 
     source = _source_state_dict()
     out = _call_untouched(fn, source)

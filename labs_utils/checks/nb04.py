@@ -118,7 +118,7 @@ def _train(model, optimizer, scheduler, loader, epochs) -> None:
 
 
 def _checkpoint(model, optimizer, scheduler, loader, epoch) -> dict:
-    from ..checkpoints import capture_rng_state
+    from ..toolkit import capture_rng_state
 
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "epoch": epoch, "step": (epoch + 1) * len(loader), "metrics": {"val_loss": 1.0},
@@ -171,7 +171,7 @@ def _weights_only(ckpt, model, optimizer, scheduler, loader):
 
 
 def _no_scheduler(ckpt, model, optimizer, scheduler, loader):
-    from ..checkpoints import restore_rng_state
+    from ..toolkit import restore_rng_state
 
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -187,7 +187,7 @@ def _no_rng(ckpt, model, optimizer, scheduler, loader):
 
 
 def _no_loader_generator(ckpt, model, optimizer, scheduler, loader):
-    from ..checkpoints import restore_rng_state
+    from ..toolkit import restore_rng_state
 
     _no_rng(ckpt, model, optimizer, scheduler, loader)
     restore_rng_state(ckpt["rng"])
@@ -201,7 +201,7 @@ def _off_by_one(ckpt, model, optimizer, scheduler, loader):
 
 
 def _right_resume(ckpt, model, optimizer, scheduler, loader):
-    from ..checkpoints import restore_rng_state
+    from ..toolkit import restore_rng_state
 
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -226,7 +226,7 @@ def _forward_after(ckpt, model, optimizer, scheduler, loader):
 
 def _rng_first_then_new_model(ckpt, model, optimizer, scheduler, loader):
     """Restores the RNG first, then builds a throw-away layer (its initialisation draws)."""
-    from ..checkpoints import restore_rng_state
+    from ..toolkit import restore_rng_state
 
     restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
     nn.Linear(8, 16)
@@ -242,7 +242,7 @@ def _seeds_instead(ckpt, model, optimizer, scheduler, loader):
 
 
 def _new_optimizer(ckpt, model, optimizer, scheduler, loader):
-    from ..checkpoints import restore_rng_state
+    from ..toolkit import restore_rng_state
 
     model.load_state_dict(ckpt["model"])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # rebinds a local name only
@@ -253,7 +253,7 @@ def _new_optimizer(ckpt, model, optimizer, scheduler, loader):
 
 def _fast_forward_scheduler(ckpt, model, optimizer, scheduler, loader):
     """Steps a fresh scheduler to the saved epoch instead of loading its state."""
-    from ..checkpoints import restore_rng_state
+    from ..toolkit import restore_rng_state
 
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -264,7 +264,7 @@ def _fast_forward_scheduler(ckpt, model, optimizer, scheduler, loader):
 
 
 def _wrong_generator_name(ckpt, model, optimizer, scheduler, loader):
-    from ..checkpoints import restore_rng_state
+    from ..toolkit import restore_rng_state
 
     _no_rng(ckpt, model, optimizer, scheduler, loader)
     restore_rng_state(ckpt["rng"], generators={"loader": loader.generator})
@@ -384,70 +384,70 @@ _EPOCH_METRICS = [(0.9, 0.60), (0.5, 0.70), (0.6, 0.80), (0.7, 0.75)]
 
 
 def _default_manager(folder):
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     return CheckpointManager(folder)
 
 
 def _accuracy_min(folder):
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     return CheckpointManager(folder, metric="val_accuracy", mode="min")
 
 
 def _loss_max(folder):
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     return CheckpointManager(folder, metric="val_loss", mode="max")
 
 
 def _own_folder(folder):
     """Ignores ``folder`` and uses the notebook's scratch folder (the simulation's case)."""
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     return CheckpointManager(Path("runs") / "04_checkpoints_and_resume" / "by_accuracy", metric="val_accuracy",
                              mode="max")
 
 
 def _subfolder(folder):
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     return CheckpointManager(Path(folder) / "best_by_accuracy", metric="val_accuracy", mode="max")
 
 
 def _forgot_return_manager(folder):
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     manager = CheckpointManager(folder, metric="val_accuracy", mode="max")  # noqa: F841
 
 
 def _accuracy_word(folder):
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     return CheckpointManager(folder, metric="accuracy", mode="max")
 
 
 def _maximize(folder):
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     return CheckpointManager(folder, metric="val_accuracy", mode="maximize")
 
 
 def _class_not_instance(folder):
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     return CheckpointManager
 
 
 def _whole_state_as_best(folder):
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     return CheckpointManager(folder, metric="val_accuracy", mode="max", best_key=None)
 
 
 def _str_folder_keep_one(folder):
     """Right: a str path and another keep_last."""
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     return CheckpointManager(str(folder), "val_accuracy", "max", keep_last=1)
 
@@ -467,7 +467,7 @@ def _str_folder_keep_one(folder):
 ], right=[_str_folder_keep_one])
 def best_by_accuracy(fn) -> str:
     """``fn(folder)`` returns a CheckpointManager in ``folder`` whose best.pth follows the highest val_accuracy."""
-    from ..checkpoints import CheckpointManager
+    from ..toolkit import CheckpointManager
 
     here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:

@@ -152,7 +152,7 @@ def _right_deepcopy_loop(model, optimizer, scheduler, scaler, epoch):
 
 
 def _right_with_extras(model, optimizer, scheduler, scaler, epoch):
-    from ..checkpoints import capture_rng_state
+    from ..toolkit import capture_rng_state
 
     return {**_right(model, optimizer, scheduler, scaler, epoch), "rng": capture_rng_state(),
             "versions": {"torch": str(torch.__version__)}}

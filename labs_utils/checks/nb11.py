@@ -155,7 +155,7 @@ def _nothing_written(dcp_dir, out_path):
 
 def _loads_into_notebook_net(dcp_dir, out_path):
     """dcp.load into the notebook's Net: the check's checkpoints have other shapes."""
-    from ..dcp_workers import load_single_process
+    from ..workers.dcp_workers import load_single_process
     from ..models import Net
 
     model = Net()
@@ -370,7 +370,7 @@ def _by_converting(dcp_dir):
 
 
 def _by_loading_the_notebook_net(dcp_dir):
-    from ..dcp_workers import load_single_process
+    from ..workers.dcp_workers import load_single_process
     from ..models import Net
 
     model = Net()

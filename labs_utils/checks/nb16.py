@@ -241,7 +241,7 @@ def _replace_everywhere(path, attribute):
 
 
 def _normalize_without_like(path, attribute):
-    from ..toolkit.prefixes import normalize_keys
+    from ..toolkit import normalize_keys
 
     sd = _load(path)["state_dict"]
     under = {k: v for k, v in sd.items() if k.startswith(attribute + ".")}

@@ -3,7 +3,7 @@
     python -m labs_utils.maintenance.bench [--size-mb 300] [--repeats 5] [--dir build/bench]
     make bench
 
-Compares ``labs_utils.toolkit.checkpoints.save_checkpoint`` (atomic: temp file, fsync, rename) with
+Compares ``labs_utils.toolkit.save_checkpoint`` (atomic: temp file, fsync, rename) with
 plain ``torch.save``; ``load_checkpoint`` with ``torch.load``; ``torch.load(mmap=True)``; and
 safetensors. Prints the median of several runs of each as a table. Files are written to
 ``--dir`` (on the disk you care about) and deleted afterwards. Loads read files the operating
@@ -62,7 +62,7 @@ def run(size_mb: float = 300, repeats: int = 5, folder: str | os.PathLike = "bui
     """Run the benchmark and return the table (also usable from a notebook)."""
     from safetensors.torch import load_file, save_file
 
-    from ..toolkit.checkpoints import load_checkpoint, save_checkpoint
+    from ..toolkit import load_checkpoint, save_checkpoint
 
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")

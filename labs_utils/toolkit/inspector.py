@@ -10,7 +10,7 @@ that safe loading (``weights_only=True``) would refuse.
 How it stays safe:
 
 * A file that safe loading accepts is loaded with ``weights_only=True`` (through
-  ``labs_utils.toolkit.checkpoints.load_checkpoint``) and a ``map_location`` callable that keeps every
+  ``labs_utils.toolkit.load_checkpoint``) and a ``map_location`` callable that keeps every
   storage on the CPU and records the location tag it was saved with (``cuda:0`` ...). So a
   CUDA-saved file is reported as such on a machine without CUDA. Files in the zip format are
   loaded with ``mmap=True``: the tensor data is mapped, not read, so a multi-GB checkpoint
@@ -48,8 +48,8 @@ from typing import Any
 
 import torch
 
-from .render import Table, human_bytes
 from .checkpoints import CheckpointError, load_checkpoint
+from .render import Table, human_bytes
 
 __all__ = ["InspectError", "CheckpointReport", "inspect_checkpoint", "WRAPPER_PREFIXES", "detect_prefixes"]
 

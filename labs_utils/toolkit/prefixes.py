@@ -21,6 +21,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .inputs import as_state_dict
+
 __all__ = ["WRAPPER_PREFIXES", "normalize_keys", "strip_wrapper_prefixes"]
 
 #: Prefixes added by ``nn.DataParallel``/``DistributedDataParallel`` and by ``torch.compile``.
@@ -97,8 +99,6 @@ def normalize_keys(state_dict: Any, prefixes: Iterable[str] = WRAPPER_PREFIXES, 
     and ``fc1.weight`` in the same state_dict), naming both keys, instead of silently keeping
     one of the two tensors.
     """
-    from .state_dicts import as_state_dict  # here, not at the top: state_dicts re-exports this module
-
     prefixes = _check_prefixes(prefixes)
     sd, _ = as_state_dict(state_dict)
     target = set(as_state_dict(like, what="like= state_dict")[0]) if like is not None else None

@@ -10,57 +10,20 @@ Both accept a model, a state_dict, or the path of a file holding a state_dict.
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
+from .inputs import as_state_dict
 from .render import Table, human_bytes
 
-__all__ = ["summarize", "diff", "as_state_dict", "StateDictSummary", "StateDictDiff", "load_matching", "LoadReport", "normalize_keys"]
-
-_CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "module", "net", "weights")
-
-
-def as_state_dict(obj: Any, *, what: str = "state_dict") -> tuple[Mapping[str, Any], nn.Module | None]:
-    """Turn a model, a state_dict or a file path into ``(state_dict, model_or_None)``.
-
-    Raises a ``TypeError``/``ValueError``/``FileNotFoundError`` that says what was wrong and what
-    to pass instead.
-    """
-    if isinstance(obj, nn.Module):
-        return obj.state_dict(), obj
-    if isinstance(obj, (str, os.PathLike)):
-        from .checkpoints import load_checkpoint
-
-        loaded = load_checkpoint(obj)
-        try:
-            sd, _ = as_state_dict(loaded, what=what)
-        except (TypeError, ValueError) as e:
-            raise type(e)(f"{Path(obj)}: {e}") from None
-        return sd, None
-    if isinstance(obj, Mapping):
-        if len(obj) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            nested = [k for k in _CHECKPOINT_KEYS if isinstance(obj.get(k), Mapping)]
-            hint = (f"; it looks like a training checkpoint: pass checkpoint[{nested[0]!r}]" if nested
-                    else "; pass model.state_dict() or the entry of your checkpoint that holds the weights")
-            raise ValueError(f"expected a {what} (a mapping of names to tensors), but no value is a tensor "
-                             f"(top-level keys: {sorted(map(str, obj))[:8]}){hint}")
-        bad = [k for k in obj if not isinstance(k, str)]
-        if bad:
-            raise TypeError(f"a {what} has string keys such as 'fc1.weight', got key {bad[0]!r} "
-                            f"of type {type(bad[0]).__name__}")
-        return obj, None
-    raise TypeError(f"expected an nn.Module, a {what} (a mapping of names to tensors) or a file path, "
-                    f"got {type(obj).__name__}; for example pass model.state_dict() or 'weights.pth'")
-
+__all__ = ["summarize", "diff", "as_state_dict", "StateDictSummary", "StateDictDiff", "load_matching", "LoadReport"]
 
 def _shape(v: Any) -> str:
     if isinstance(v, torch.Tensor) and is_lazy(v):
@@ -558,4 +521,3 @@ def _with_metadata_of(sd: Mapping[str, Any], entries: dict[str, Any]) -> "Ordere
         out._metadata = sd._metadata  # type: ignore[attr-defined]
     return out
 
-from .prefixes import normalize_keys  # noqa: E402,F401  (re-export; lives in prefixes.py)

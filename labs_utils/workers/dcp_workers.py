@@ -313,7 +313,7 @@ def check_dcp_folder(path: str | os.PathLike) -> Path:
                                 "torch.distributed.checkpoint.save: check the path")
     if path.is_file():
         raise NotADirectoryError(f"{path}: is a file, not a DCP checkpoint folder; a single torch.save file "
-                                 "loads with torch.load (or labs_utils.toolkit.checkpoints.load_checkpoint)")
+                                 "loads with torch.load (or labs_utils.toolkit.load_checkpoint)")
     if not (path / ".metadata").is_file():
         raise FileNotFoundError(f"{path}: has no .metadata file, so it is not a complete DCP checkpoint "
                                 "(dcp.save writes .metadata last: the save may have been interrupted); "

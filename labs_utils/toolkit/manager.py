@@ -1,0 +1,365 @@
+"""``CheckpointManager(folder, metric="val_loss", mode="min")``: ``last.pth`` (to resume) on
+every save, ``best.pth`` (weights only, to deploy) when the metric improves, the newest
+``keep_last`` epoch files as history, and ``load_last()`` that resumes from the newest complete
+checkpoint. It refuses to save a state that ``weights_only=True`` loading could not read back.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import re
+import shutil
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoints import (  # noqa: F401  (CheckpointError: the errors load_last raises)
+    CheckpointError,
+    _safe_load_check,
+    _StagedFile,
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+__all__ = ["CheckpointManager", "SavedCheckpoint"]
+
+
+# --------------------------------------------------------------------------------------------
+# last / best / history
+# --------------------------------------------------------------------------------------------
+
+def _numpy_path(obj: Any, where: str, depth: int = 0) -> str:
+    """Where ``obj`` holds a value that ``weights_only`` loading refuses although it looks plain: a
+    numpy object, or a subclass of str/int/float such as ``torch.__version__`` (a ``TorchVersion``).
+    Returns a description such as ``"state['x'] is a numpy.float64"``, or ''. Tensors are not searched."""
+    mod = type(obj).__module__
+    if mod == "numpy" or mod.startswith("numpy."):
+        return f"{where} is a {mod.split('.')[0]}.{type(obj).__name__}"
+    for base in (str, float, int):
+        if isinstance(obj, base) and type(obj) not in (base, bool):
+            return (f"{where} is a {mod}.{type(obj).__name__} (a subclass of {base.__name__}); store "
+                    f"{base.__name__}(x) instead")
+    if depth > 20 or isinstance(obj, (torch.Tensor, str, bytes, int, float, bool, type(None))):
+        return ""
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            found = _numpy_path(v, f"{where}[{k!r}]", depth + 1)
+            if found:
+                return found
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for i, v in enumerate(obj):
+            found = _numpy_path(v, f"{where}[{i}]", depth + 1)
+            if found:
+                return found
+    return ""
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """What ``CheckpointManager.save`` did."""
+
+    epoch: int
+    metric: str
+    value: float
+    is_best: bool
+    best_value: float
+    best_epoch: int
+    files: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        star = " (new best)" if self.is_best else f" (best: {self.best_value:.4g} at epoch {self.best_epoch})"
+        return f"epoch {self.epoch}: {self.metric}={self.value:.4g}{star} -> {', '.join(self.files)}"
+
+    __str__ = __repr__
+
+
+_EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pth$")
+_RECORD = "checkpoint_manager"  # last.pth[_RECORD], and best.pth's attribute _checkpoint_manager
+
+
+class CheckpointManager:
+    """Keep ``last.pth`` (to resume), ``best.pth`` (weights only, to deploy) and a short history.
+
+    ``save(state, epoch=..., metrics=...)`` writes, each file atomically (``save_checkpoint``):
+
+    * ``best.pth``: ``state[best_key]`` (by default the model's ``state_dict``; the whole state
+      with ``best_key=None``), only when ``metrics[metric]`` improves on the best so far (lower
+      for ``mode="min"``, higher for ``"max"``);
+    * ``last.pth``: ``state`` plus ``epoch``, ``metrics`` and the manager's own record (the best
+      value and epoch), every time;
+    * ``epoch_NNNN.pth``: a hard link to (or copy of) that ``last.pth``; the newest ``keep_last``
+      are kept (0 keeps none).
+
+    ``best.pth`` loads as a plain state_dict (an ``OrderedDict``); it carries the same record as
+    an attribute, ``_checkpoint_manager``, which ``load_state_dict`` ignores as it ignores
+    ``_metadata``. So the best value always travels with the best weights.
+
+    Before any file is replaced, ``last.pth`` is written to a temporary file and loaded back with
+    ``weights_only=True``: a state that safe loading would refuse (a ``pathlib.Path``, a
+    dataclass, an ``argparse.Namespace``, a NumPy value ...) raises a ``TypeError`` naming the
+    entry, and every file stays as it was.
+
+    After a crash, a new manager on the same folder calls ``load_last()``: it removes the
+    temporary files of interrupted saves, returns the newest checkpoint that loads (``last.pth``,
+    else the newest epoch file) and takes the best value from ``best.pth`` itself, so
+    ``best.pth`` is only ever replaced by a better model, even after a crash between writing
+    ``best.pth`` and ``last.pth``. Saving into a folder that already holds ``last.pth`` or
+    ``best.pth`` without calling ``load_last()`` first is refused, so an old run's ``best.pth``
+    is never overwritten by mistake.
+    """
+
+    LAST = "last.pth"
+    BEST = "best.pth"
+
+    def __init__(self, folder: str | os.PathLike, metric: str = "val_loss", mode: str = "min", keep_last: int = 2,
+                 best_key: str | None = "model"):
+        if not isinstance(folder, (str, os.PathLike)):
+            raise TypeError(f"CheckpointManager() needs a folder path such as 'runs/exp1', got {type(folder).__name__}")
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise NotADirectoryError(f"{self.folder}: is a file; CheckpointManager needs a folder to keep "
+                                     "last.pth and best.pth in")
+        if not isinstance(metric, str) or not metric:
+            raise TypeError(f"metric must be the name of a metric such as 'val_loss', got {metric!r}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' (lower {metric} is better, e.g. a loss) or 'max' (higher is "
+                             f"better, e.g. accuracy), got {mode!r}")
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+            raise ValueError(f"keep_last must be an int >= 0 (how many epoch_NNNN.pth files to keep), got {keep_last!r}")
+        if best_key is not None and not isinstance(best_key, str):
+            raise TypeError(f"best_key must be the key of the weights in your state (e.g. 'model') or None, "
+                            f"got {best_key!r}")
+        self.metric, self.mode, self.keep_last, self.best_key = metric, mode, keep_last, best_key
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.skipped: list[str] = []  # why load_last() passed over a file
+        self._resumed = False
+
+    def __repr__(self) -> str:
+        return (f"CheckpointManager({self.folder.as_posix()!r}, metric={self.metric!r}, mode={self.mode!r}, "
+                f"keep_last={self.keep_last})")
+
+    @property
+    def last_path(self) -> Path:
+        return self.folder / self.LAST
+
+    @property
+    def best_path(self) -> Path:
+        return self.folder / self.BEST
+
+    def epoch_paths(self) -> list[Path]:
+        """The ``epoch_NNNN.pth`` files in the folder, oldest epoch first."""
+        if not self.folder.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := _EPOCH_FILE.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def _better(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        return value < self.best_value if self.mode == "min" else value > self.best_value
+
+    # --- input checks: nothing is written before they pass --------------------------------------
+
+    def _check_metrics(self, metrics: Any) -> float:
+        """``metrics[self.metric]`` as a float, after checking that every metric will load back."""
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"metrics must be a dict such as {{'{self.metric}': 0.42}}, got {type(metrics).__name__}")
+        if self.metric not in metrics:
+            raise ValueError(f"metrics has no {self.metric!r} (it has {sorted(map(str, metrics))}); the manager "
+                             f"picks best.pth by {self.metric!r}: add it, or create the manager with "
+                             "metric='<one of those>'")
+        for name, v in metrics.items():
+            if isinstance(v, torch.Tensor):
+                raise TypeError(f"metrics[{name!r}] is a tensor; store a plain Python number: "
+                                f"metrics[{name!r}] = value.item()")
+            found = _numpy_path(v, f"metrics[{name!r}]")
+            if found:
+                raise TypeError(f"{found}; store plain Python numbers (float(x) or x.item()): torch.load with "
+                                "weights_only=True refuses it, so the checkpoint would not load")
+            if not isinstance(v, (numbers.Real, str)):
+                raise TypeError(f"metrics[{name!r}] is a {type(v).__name__}; metrics must be plain numbers or strings")
+        value = metrics[self.metric]
+        if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"metrics[{self.metric!r}] must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            kept = (f"{self.LAST} still holds the previous save: resume from it, e.g. with a lower learning rate"
+                    if self.last_path.exists() else "check the loss and learning rate")
+            raise ValueError(f"metrics[{self.metric!r}] is {value}, not a finite number: training has probably "
+                             f"diverged. Nothing was saved; {kept}")
+        return value
+
+    def _check_state(self, state: Any, epoch: Any, metrics: Mapping[str, Any]) -> None:
+        if not isinstance(state, Mapping):
+            raise TypeError(f"save() needs the training state as a dict (e.g. {{'model': model.state_dict(), "
+                            f"'optimizer': optimizer.state_dict()}}), got {type(state).__name__}")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise TypeError(f"epoch must be a plain int >= 0, got {epoch!r} ({type(epoch).__name__}); "
+                            "use int(epoch) for numpy or tensor values")
+        found = _numpy_path(state, "state")
+        if found:
+            raise TypeError(f"{found}; convert it (float(x), int(x), str(x), torch.from_numpy(a)) before saving: "
+                            "torch.load with weights_only=True refuses it, so the checkpoint would not load")
+        if _RECORD in state:
+            raise ValueError(f"state has a key {_RECORD!r}, which the manager writes itself; rename it")
+        if "epoch" in state and state["epoch"] != epoch:
+            raise ValueError(f"state['epoch'] is {state['epoch']!r} but epoch={epoch}; pass the epoch once, as epoch=")
+        if "metrics" in state and state["metrics"] != dict(metrics):
+            raise ValueError("state['metrics'] differs from metrics=...; pass the metrics once, as metrics=")
+        if self.best_key is not None and self.best_key not in state:
+            raise ValueError(f"state has no {self.best_key!r} entry for best.pth (it has {sorted(map(str, state))}); "
+                             "create the manager with best_key='<the key of your model weights>', or best_key=None "
+                             "to save the whole state as best.pth")
+        if self.best_key is not None and not isinstance(state[self.best_key], Mapping):
+            raise TypeError(f"state[{self.best_key!r}] is a {type(state[self.best_key]).__name__}, not a state_dict; "
+                            f"best.pth holds weights to deploy: store model.state_dict() under {self.best_key!r}")
+
+    # --- saving ------------------------------------------------------------------------------------
+
+    def save(self, state: Mapping[str, Any], *, epoch: int, metrics: Mapping[str, float]) -> SavedCheckpoint:
+        """Save ``last.pth`` (always), ``best.pth`` (when ``metrics[metric]`` improves) and the history.
+
+        Wrong input, or a state that ``weights_only=True`` loading would refuse, raises before any
+        file is replaced.
+        """
+        value = self._check_metrics(metrics)
+        self._check_state(state, epoch, metrics)
+        self._claim_folder()
+        is_best = self._better(value)
+        best_value, best_epoch = (value, epoch) if is_best else (self.best_value, self.best_epoch)
+        record = {"metric": self.metric, "mode": self.mode, "best_value": best_value, "best_epoch": best_epoch}
+        last = _StagedFile(self.last_path)  # written and checked first, put in place last
+        try:
+            torch.save({**state, "epoch": epoch, "metrics": dict(metrics), _RECORD: record}, last.file)
+            last.close()
+            _safe_load_check(state, self.last_path, "state")(last.tmp)
+            if is_best:  # best.pth carries its record: a crash before last.pth is replaced loses nothing
+                save_checkpoint(self._best_object(state, record), self.best_path)
+                self.best_value, self.best_epoch = value, epoch
+            last.commit()
+        except BaseException:
+            last.discard()
+            raise
+        files = [self.LAST] + self._keep_history(epoch) + ([self.BEST] if is_best else [])
+        return SavedCheckpoint(epoch, self.metric, value, is_best, float(best_value), int(best_epoch), tuple(files))
+
+    def _claim_folder(self) -> None:
+        if not self._resumed:
+            found = [p.name for p in (self.last_path, self.best_path) if p.exists()]
+            if found:
+                raise FileExistsError(f"{self.folder}: already holds {' and '.join(found)} from an earlier run; call "
+                                      "load_last() first to resume it, or use an empty folder for a new run")
+        self._resumed = True  # from now on this manager owns the folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _best_object(self, state: Mapping[str, Any], record: dict[str, Any]) -> OrderedDict:
+        """What ``best.pth`` holds: the weights (or the whole state) with the record as an attribute."""
+        weights = state[self.best_key] if self.best_key is not None else state
+        best: OrderedDict = OrderedDict(weights)
+        if hasattr(weights, "_metadata"):
+            best._metadata = weights._metadata  # type: ignore[attr-defined]
+        best._checkpoint_manager = dict(record)  # type: ignore[attr-defined]
+        return best
+
+    def _keep_history(self, epoch: int) -> list[str]:
+        if not self.keep_last:
+            return []
+        epoch_file = self.folder / f"epoch_{epoch:04d}.pth"
+        self._link_or_copy(self.last_path, epoch_file)
+        for old in self.epoch_paths()[:-self.keep_last]:
+            old.unlink(missing_ok=True)
+        return [epoch_file.name]
+
+    @staticmethod
+    def _link_or_copy(src: Path, dst: Path) -> None:
+        tmp = dst.with_name(f".{dst.name}.link.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)  # same bytes, no second write; os.replace makes it appear atomically
+            os.replace(tmp, dst)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            with atomic_write(dst) as f, open(src, "rb") as s:
+                shutil.copyfileobj(s, f)
+
+    # --- resuming ----------------------------------------------------------------------------------
+
+    def remove_temp_files(self) -> int:
+        """Delete temporary files left by saves that were interrupted (a killed process); returns how many."""
+        if not self.folder.is_dir():
+            return 0
+        n = 0
+        for p in self.folder.iterdir():
+            if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
+                p.unlink(missing_ok=True)
+                n += 1
+        return n
+
+    def load_last(self, map_location: Any = "cpu", weights_only: bool = True) -> dict[str, Any] | None:
+        """The newest complete checkpoint (``last.pth``, else the newest ``epoch_NNNN.pth``), or ``None``.
+
+        Also removes the temporary files of interrupted saves and restores the best value and
+        epoch, from the record ``best.pth`` carries (else from the checkpoint), so later saves
+        replace ``best.pth`` only with a better model. Files that do not load are skipped with a
+        warning (the reasons are kept in ``self.skipped``).
+        """
+        self._resumed = True
+        self.skipped = []
+        self.remove_temp_files()
+        ckpt = self._newest_checkpoint(map_location, weights_only)
+        record = (ckpt.get(_RECORD) or {}) if ckpt is not None else {}
+        self._check_record(record, "the checkpoint")
+        best_record = self._best_record(weights_only)
+        if best_record is not None:
+            self._check_record(best_record, self.BEST)
+            record = best_record  # it describes the best.pth on disk, whatever happened after
+        self.best_value, self.best_epoch = record.get("best_value"), record.get("best_epoch")
+        return ckpt
+
+    def _newest_checkpoint(self, map_location: Any, weights_only: bool) -> dict[str, Any] | None:
+        for path in [self.last_path] + self.epoch_paths()[::-1]:
+            if not path.exists():
+                continue
+            try:
+                ckpt = load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+                if not isinstance(ckpt, Mapping) or "epoch" not in ckpt:
+                    raise CheckpointError(f"{path}: not a CheckpointManager checkpoint (no 'epoch' entry)")
+            except CheckpointError as e:
+                self.skipped.append(str(e))
+                warnings.warn(f"skipping {path.name}: {e}; trying an older checkpoint", stacklevel=3)
+                continue
+            return dict(ckpt)
+        if self.skipped:
+            raise CheckpointError(f"{self.folder}: no checkpoint in it loads ({len(self.skipped)} tried); the first "
+                                  f"error: {self.skipped[0]}")
+        return None
+
+    def _best_record(self, weights_only: bool) -> dict[str, Any] | None:
+        """The record ``best.pth`` carries, or ``None`` (no ``best.pth``, or one written without it)."""
+        if not self.best_path.exists():
+            return None
+        try:  # mmap: the record is in the pickle, the weights are not read
+            best = load_checkpoint(self.best_path, weights_only=weights_only, mmap=True)
+        except CheckpointError as e:
+            warnings.warn(f"{self.BEST} does not load ({e}); the best value comes from {self.LAST}", stacklevel=3)
+            return None
+        record = getattr(best, "_checkpoint_manager", None)
+        return dict(record) if isinstance(record, Mapping) else None
+
+    def _check_record(self, record: Mapping[str, Any], where: str) -> None:
+        if record.get("metric", self.metric) != self.metric or record.get("mode", self.mode) != self.mode:
+            raise ValueError(f"{self.folder}: {where} was saved tracking {record.get('metric')!r} "
+                             f"({record.get('mode')}), but this manager tracks {self.metric!r} ({self.mode}); "
+                             "create it with the same metric and mode")
+
+    def load_best(self, map_location: Any = "cpu", weights_only: bool = True) -> Any:
+        """What ``best.pth`` holds (by default the model's ``state_dict``)."""
+        return load_checkpoint(self.best_path, map_location=map_location, weights_only=weights_only)
