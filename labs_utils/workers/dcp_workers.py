@@ -43,7 +43,7 @@ import torch.nn as nn
 from ..toolkit.render import Table
 from .distributed import exit_without_teardown, spawn_workers
 
-__all__ = ["build_model", "make_batches", "train_and_save", "load_and_verify", "run_dcp_job", "DCPJob",
+__all__ = ["build_model", "shard_model", "make_batches", "train_and_save", "load_and_verify", "run_dcp_job", "DCPJob",
            "check_dcp_folder", "describe", "load_single_process", "REFERENCE", "EXPORT"]
 
 #: What rank 0 writes next to the logs: the full weights and optimizer state right after saving.
@@ -70,7 +70,7 @@ def make_batches(steps: int, rank: int = 0, world_size: int = 1, *, batch_size: 
     return [(x[i * batch_size:(i + 1) * batch_size], y[i * batch_size:(i + 1) * batch_size]) for i in range(steps)]
 
 
-def _shard(model: nn.Module, world_size: int) -> nn.Module:
+def shard_model(model: nn.Module, world_size: int) -> nn.Module:
     """Shard every parameter of ``model`` across the ranks (FSDP2's ``fully_shard``, on CPU)."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
@@ -126,7 +126,7 @@ def train_and_save(rank: int, world_size: int, checkpoint_dir: str | os.PathLike
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
 
     _need_group("train_and_save")
-    model = _shard(build_model(seed), world_size)  # the same start on every rank
+    model = shard_model(build_model(seed), world_size)  # the same start on every rank
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for x, y in make_batches(steps, rank, world_size, seed=seed):
         optimizer.zero_grad()
@@ -170,7 +170,7 @@ def load_and_verify(rank: int, world_size: int, checkpoint_dir: str | os.PathLik
 
     _need_group("load_and_verify")
     reference = torch.load(Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True)
-    model = _shard(build_model(seed), world_size)
+    model = shard_model(build_model(seed), world_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     differs_before = not _same(_full_state(model, optimizer)["model"], reference["model"])
 
