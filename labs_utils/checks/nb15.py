@@ -96,7 +96,7 @@ def _train(model, optimizer, ema, loader, start: int, log: list, stop_at=None) -
 
 
 def _training_state(model, optimizer, ema, loader, epoch: int) -> dict:
-    from ..checkpoints import capture_rng_state
+    from ..toolkit import capture_rng_state
 
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema.state_dict(),
             "loader": loader.state_dict(), "epoch": epoch, "rng": capture_rng_state()}
@@ -173,7 +173,7 @@ def _check_batches(log: list, reference: list, stop_at, start: int, where: str) 
 
 
 def _right_resume(checkpoint, model, optimizer, ema, loader):
-    from ..checkpoints import restore_rng_state
+    from ..toolkit import restore_rng_state
 
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
@@ -201,7 +201,7 @@ def _looks_at_the_state(checkpoint, model, optimizer, ema, loader):
 
 
 def _no_loader_state(checkpoint, model, optimizer, ema, loader):
-    from ..checkpoints import restore_rng_state
+    from ..toolkit import restore_rng_state
 
     for obj, key in ((model, "model"), (optimizer, "optimizer"), (ema, "ema")):
         obj.load_state_dict(checkpoint[key])
@@ -215,7 +215,7 @@ def _next_epoch(checkpoint, model, optimizer, ema, loader):
 
 
 def _no_ema(checkpoint, model, optimizer, ema, loader):
-    from ..checkpoints import restore_rng_state
+    from ..toolkit import restore_rng_state
 
     for obj, key in ((model, "model"), (optimizer, "optimizer"), (loader, "loader")):
         obj.load_state_dict(checkpoint[key])
