@@ -17,10 +17,16 @@ case, with errors that name the file and the fix:
 
 Example::
 
+    >>> import tempfile, torch
+    >>> from pathlib import Path
     >>> from labs_utils.toolkit import save_checkpoint, load_checkpoint
-    >>> save_checkpoint({"model": model.state_dict(), "epoch": 3}, "runs/last.pth")
-    >>> load_checkpoint("runs/last.pth")["epoch"]
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> model = torch.nn.Linear(2, 2)
+    >>> path = Path(tmp.name) / "runs" / "last.pth"
+    >>> _ = save_checkpoint({"model": model.state_dict(), "epoch": 3}, path)
+    >>> load_checkpoint(path)["epoch"]
     3
+    >>> tmp.cleanup()
 """
 
 from .checkpoints import CheckpointError, atomic_write, load_checkpoint, save_checkpoint

@@ -27,7 +27,26 @@ __all__ = ["CheckpointError", "atomic_write", "save_checkpoint", "load_checkpoin
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file could not be read; the message names the file and the likely fix."""
+    """A checkpoint file could not be read; the message names the file and the likely fix.
+
+    Example::
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from labs_utils.toolkit import CheckpointError, load_checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "weights.pth"
+        >>> _ = path.write_text('{"lr": 0.1}')  # the run's settings, not its weights
+        >>> load_checkpoint(path)
+        Traceback (most recent call last):
+        ...
+        labs_utils.toolkit.checkpoints.CheckpointError: ...weights.pth: not a PyTorch
+        checkpoint: a JSON/text file; check that the path points to the checkpoint, not to
+        its metadata
+        >>> issubclass(CheckpointError, RuntimeError)
+        True
+        >>> tmp.cleanup()
+    """
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -126,6 +145,29 @@ def atomic_write(path: str | os.PathLike, *, fsync: bool = True,
 
     ``fsync=False`` skips waiting for the disk: the replace is still atomic for a process that
     crashes or is killed, but after a power loss or kernel crash the new file may be empty.
+
+    Example::
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from labs_utils.toolkit import atomic_write
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "notes.txt"
+        >>> with atomic_write(path) as f:
+        ...     _ = f.write(b"epoch 3")
+        >>> path.read_bytes()
+        b'epoch 3'
+        >>> with atomic_write(path) as f:  # fails halfway: the old file stays
+        ...     _ = f.write(b"epoch 4, half writ")
+        ...     raise OSError("disk full")
+        Traceback (most recent call last):
+        ...
+        OSError: disk full
+        >>> path.read_bytes()
+        b'epoch 3'
+        >>> [p.name for p in Path(tmp.name).iterdir()]  # no temporary file left behind
+        ['notes.txt']
+        >>> tmp.cleanup()
     """
     staged = _StagedFile(path, fsync=fsync)
     try:
@@ -153,6 +195,25 @@ def save_checkpoint(obj: Any, path: str | os.PathLike, *, fsync: bool = True,
     dataclass, an ``argparse.Namespace`` ...): the written file is loaded back that way (with
     ``mmap=True``, so tensor data is not read) before it replaces ``path``. The safe globals
     allowed in this process at that moment count as allowed.
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from labs_utils.toolkit import load_checkpoint, save_checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> model = torch.nn.Linear(2, 2)
+        >>> path = Path(tmp.name) / "runs" / "last.pth"  # runs/ is created
+        >>> save_checkpoint({"model": model.state_dict(), "epoch": 3}, path).name
+        'last.pth'
+        >>> save_checkpoint({"epoch": 4, "out": Path("runs")}, path, check_safe_load=True)
+        Traceback (most recent call last):
+        ...
+        TypeError: ...: obj['out'] is a pathlib...Path, which torch.load(weights_only=True)
+        refuses, so the file would not load back safely; nothing was replaced. ...
+        >>> load_checkpoint(path)["epoch"]  # the previous file is untouched
+        3
+        >>> tmp.cleanup()
     """
     with atomic_write(path, fsync=fsync, check=_safe_load_check(obj, Path(path)) if check_safe_load else None) as f:
         torch.save(obj, f)
@@ -253,6 +314,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
     the likely cause: a wrong path, a folder, an empty or truncated file (an interrupted save), a
     file that is not a PyTorch checkpoint, or one that safe loading refuses (with the globals it
     would need).
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from labs_utils.toolkit import load_checkpoint, save_checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "last.pth"
+        >>> _ = save_checkpoint({"model": torch.nn.Linear(2, 2).state_dict(), "epoch": 3}, path)
+        >>> ckpt = load_checkpoint(path)  # weights_only=True, map_location="cpu"
+        >>> ckpt["epoch"], list(ckpt["model"]), ckpt["model"]["weight"].device
+        (3, ['weight', 'bias'], device(type='cpu'))
+        >>> empty = Path(tmp.name) / "empty.pth"
+        >>> empty.touch()
+        >>> load_checkpoint(empty)
+        Traceback (most recent call last):
+        ...
+        labs_utils.toolkit.checkpoints.CheckpointError: ...empty.pth: the file is empty
+        (0 bytes), probably a save that was interrupted; ...
+        >>> tmp.cleanup()
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"load_checkpoint() needs a file path, got {type(path).__name__}; "

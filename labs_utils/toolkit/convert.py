@@ -27,6 +27,24 @@ __all__ = ["ConvertResult", "convert_to_safetensors"]
 
 @dataclass
 class ConvertResult:
+    """What ``convert_to_safetensors`` wrote; ``str()`` gives it in a few lines.
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from labs_utils.toolkit import convert_to_safetensors
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> src = Path(tmp.name) / "weights.pth"
+        >>> torch.save(torch.nn.Linear(2, 3).state_dict(), src)
+        >>> result = convert_to_safetensors(src, Path(tmp.name) / "weights.safetensors")
+        >>> result.entry, result.tensors, result.stripped, result.metadata
+        ('', 2, [], {'format': 'pt', 'source': 'weights.pth'})
+        >>> result.lines()[-1]
+        'round trip: every tensor is torch.equal to the source'
+        >>> tmp.cleanup()
+    """
+
     src: str
     dst: str
     entry: str  # "" when src is a state_dict, else the checkpoint key the weights came from
@@ -96,6 +114,31 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, st
 
     Raises ``FileNotFoundError``/``IsADirectoryError``/``CheckpointError``/``FileExistsError``/
     ``ValueError`` with a message naming the file and the fix.
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from safetensors.torch import load_file
+        >>> from labs_utils.toolkit import convert_to_safetensors, save_checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> weights = {"module." + k: v for k, v in torch.nn.Linear(2, 3).state_dict().items()}
+        >>> src = save_checkpoint({"model": weights, "epoch": 3}, Path(tmp.name) / "last.pth")
+        >>> dst = Path(tmp.name) / "model.safetensors"
+        >>> result = convert_to_safetensors(src, dst, strip_prefixes=True)
+        >>> result.entry, result.tensors, result.stripped
+        ('model', 2, ['module.'])
+        >>> result.metadata
+        {'format': 'pt', 'source': 'last.pth', 'source_entry': 'model',
+         'stripped_prefixes': 'module.', 'ckpt.epoch': '3'}
+        >>> sorted(load_file(dst))
+        ['bias', 'weight']
+        >>> convert_to_safetensors(src, dst)
+        Traceback (most recent call last):
+        ...
+        FileExistsError: ...model.safetensors: already exists; pass --overwrite
+        (overwrite=True) to replace it
+        >>> tmp.cleanup()
     """
     from safetensors.torch import load_file, save
 

@@ -20,6 +20,28 @@ def as_state_dict(obj: Any, *, what: str = "state_dict") -> tuple[Mapping[str, A
 
     Raises a ``TypeError``/``ValueError``/``FileNotFoundError`` that says what was wrong and what
     to pass instead.
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from labs_utils.toolkit import as_state_dict, save_checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> model = torch.nn.Linear(2, 2)
+        >>> sd, found = as_state_dict(model)
+        >>> list(sd), found is model
+        (['weight', 'bias'], True)
+        >>> path = save_checkpoint(model.state_dict(), Path(tmp.name) / "weights.pth")
+        >>> sd, found = as_state_dict(path)
+        >>> list(sd), found
+        (['weight', 'bias'], None)
+        >>> as_state_dict({"model": model.state_dict(), "epoch": 3})
+        Traceback (most recent call last):
+        ...
+        ValueError: expected a state_dict (a mapping of names to tensors), but no value is a
+        tensor (top-level keys: ['epoch', 'model']); it looks like a training checkpoint:
+        pass checkpoint['model']
+        >>> tmp.cleanup()
     """
     if isinstance(obj, nn.Module):
         return obj.state_dict(), obj

@@ -69,12 +69,50 @@ _SAFETENSORS_DTYPES = {
 
 
 class InspectError(CheckpointError):
-    """The file could not be inspected; the message names the file and the likely cause."""
+    """The file could not be inspected; the message names the file and the likely cause.
+
+    Example::
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from labs_utils.toolkit import CheckpointError, InspectError, inspect_checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "model.pth"
+        >>> _ = path.write_text("version https://git-lfs.github.com/spec/v1\\n"
+        ...                     "oid sha256:4d7a\\nsize 1234567\\n")
+        >>> inspect_checkpoint(path)
+        Traceback (most recent call last):
+        ...
+        labs_utils.toolkit.inspector.InspectError: ...model.pth: a Git LFS pointer (72 bytes
+        of text), not the checkpoint: the real file (1,234,567 bytes) was never downloaded;
+        run `git lfs pull --include="model.pth"` (or `git lfs pull`) in the repository, then
+        check the file again
+        >>> issubclass(InspectError, CheckpointError)
+        True
+        >>> tmp.cleanup()
+    """
 
 
 @dataclass
 class CheckpointReport:
-    """What ``inspect_checkpoint`` found. ``str()`` is a table, ``to_json()`` is for scripts."""
+    """What ``inspect_checkpoint`` found. ``str()`` is a table, ``to_json()`` is for scripts.
+
+    Example::
+
+        >>> import argparse, json, tempfile, torch
+        >>> from pathlib import Path
+        >>> from labs_utils.toolkit import inspect_checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "run.pth"
+        >>> args = argparse.Namespace(lr=0.1)  # a Python object: safe loading refuses it
+        >>> torch.save({"model": torch.nn.Linear(2, 3).state_dict(), "args": args}, path)
+        >>> report = inspect_checkpoint(path)  # nothing in the file is run
+        >>> report.safe_to_load, report.refused_globals, report.storages, report.tensors
+        (False, ['argparse.Namespace'], 2, None)
+        >>> json.loads(report.to_json())["refused_globals"]
+        ['argparse.Namespace']
+        >>> tmp.cleanup()
+    """
 
     path: str
     format: str
@@ -156,7 +194,16 @@ def _is_dangerous(name: str) -> bool:
 
 
 def detect_prefixes(keys: list[str]) -> list[str]:
-    """Wrapper prefixes every key carries, outermost first: ``['_orig_mod.', 'module.']``."""
+    """Wrapper prefixes every key carries, outermost first: ``['_orig_mod.', 'module.']``.
+
+    Example::
+
+        >>> from labs_utils.toolkit import detect_prefixes
+        >>> detect_prefixes(["module._orig_mod.fc.weight", "module._orig_mod.fc.bias"])
+        ['module.', '_orig_mod.']
+        >>> detect_prefixes(["module.weight", "fc.weight"])  # not every key: a real submodule
+        []
+    """
     found: list[str] = []
     keys = list(keys)
     while keys:
@@ -577,6 +624,23 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
     Raises ``FileNotFoundError``, ``IsADirectoryError`` or ``InspectError`` (a ``CheckpointError``)
     with a one-line message naming the file for anything that is not a readable checkpoint.
     A file that safe loading refuses is not an error: the report lists what it would need.
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from labs_utils.toolkit import inspect_checkpoint, save_checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> weights = {"module." + k: v for k, v in torch.nn.Linear(2, 3).state_dict().items()}
+        >>> path = save_checkpoint({"model": weights, "epoch": 3}, Path(tmp.name) / "last.pth")
+        >>> report = inspect_checkpoint(path)
+        >>> report.format, report.safe_to_load, report.top_level_keys
+        ('torch.save (zip archive)', True, ['epoch', 'model'])
+        >>> report.weights_entry, report.tensors, report.weights_elements, report.dtypes
+        ('model', 2, 9, {'float32': 2})
+        >>> report.saved_on, report.prefixes
+        ({'cpu': 2}, ['module.'])
+        >>> tmp.cleanup()
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"inspect_checkpoint() needs a file path, got {type(path).__name__}")

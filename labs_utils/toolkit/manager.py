@@ -63,7 +63,23 @@ def _numpy_path(obj: Any, where: str, depth: int = 0) -> str:
 
 @dataclass(frozen=True)
 class SavedCheckpoint:
-    """What ``CheckpointManager.save`` did."""
+    """What ``CheckpointManager.save`` did: the epoch, the metric's value, whether it is the new
+    best (and the best so far), and the files it wrote. Prints as one line.
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> from labs_utils.toolkit import CheckpointManager
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> manager = CheckpointManager(tmp.name, metric="accuracy", mode="max")
+        >>> state = {"model": torch.nn.Linear(2, 2).state_dict()}
+        >>> saved = manager.save(state, epoch=0, metrics={"accuracy": 0.75})
+        >>> saved.is_best, saved.best_epoch, saved.files
+        (True, 0, ('last.pth', 'epoch_0000.pth', 'best.pth'))
+        >>> print(manager.save(state, epoch=1, metrics={"accuracy": 0.5}))
+        epoch 1: accuracy=0.5 (best: 0.75 at epoch 0) -> last.pth, epoch_0001.pth
+        >>> tmp.cleanup()
+    """
 
     epoch: int
     metric: str
@@ -113,6 +129,40 @@ class CheckpointManager:
     ``best.pth`` and ``last.pth``. Saving into a folder that already holds ``last.pth`` or
     ``best.pth`` without calling ``load_last()`` first is refused, so an old run's ``best.pth``
     is never overwritten by mistake.
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from labs_utils.toolkit import CheckpointManager, load_checkpoint
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> folder = Path(tmp.name) / "run"
+        >>> model = torch.nn.Linear(2, 2)
+        >>> manager = CheckpointManager(folder, metric="val_loss", mode="min", keep_last=1)
+        >>> for epoch, loss in enumerate([0.9, 0.5, 0.7]):
+        ...     state = {"model": model.state_dict()}
+        ...     print(manager.save(state, epoch=epoch, metrics={"val_loss": loss}))
+        epoch 0: val_loss=0.9 (new best) -> last.pth, epoch_0000.pth, best.pth
+        epoch 1: val_loss=0.5 (new best) -> last.pth, epoch_0001.pth, best.pth
+        epoch 2: val_loss=0.7 (best: 0.5 at epoch 1) -> last.pth, epoch_0002.pth
+        >>> sorted(p.name for p in folder.iterdir())
+        ['best.pth', 'epoch_0002.pth', 'last.pth']
+        >>> list(load_checkpoint(manager.best_path))  # weights only, ready to deploy
+        ['weight', 'bias']
+
+    Later (a new process, or after a crash), a new manager on the same folder resumes:
+
+        >>> resumed = CheckpointManager(folder, metric="val_loss", mode="min")
+        >>> ckpt = resumed.load_last()
+        >>> ckpt["epoch"], ckpt["metrics"], resumed.best_value, resumed.best_epoch
+        (2, {'val_loss': 0.7}, 0.5, 1)
+        >>> state = {"model": ckpt["model"]}
+        >>> CheckpointManager(folder).save(state, epoch=3, metrics={"val_loss": 0.4})
+        Traceback (most recent call last):
+        ...
+        FileExistsError: ...run: already holds last.pth and best.pth from an earlier run;
+        call load_last() first to resume it, or use an empty folder for a new run
+        >>> tmp.cleanup()
     """
 
     LAST = "last.pth"

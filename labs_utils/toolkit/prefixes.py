@@ -50,6 +50,18 @@ def strip_wrapper_prefixes(key: str, prefixes: Iterable[str] = WRAPPER_PREFIXES)
 
     Prefixes are removed repeatedly, in any order, as long as something is left after them.
     Text further in the key is never touched.
+
+    Example::
+
+        >>> from labs_utils.toolkit import WRAPPER_PREFIXES, strip_wrapper_prefixes
+        >>> WRAPPER_PREFIXES
+        ('module.', '_orig_mod.')
+        >>> strip_wrapper_prefixes("module._orig_mod.fc1.weight")  # DDP(torch.compile(m))
+        'fc1.weight'
+        >>> strip_wrapper_prefixes("encoder.module.weight")  # further in: a real submodule
+        'encoder.module.weight'
+        >>> strip_wrapper_prefixes("module.fc1.weight", prefixes=("_orig_mod.",))
+        'module.fc1.weight'
     """
     if not isinstance(key, str):
         raise TypeError(f"state_dict keys are strings such as 'fc1.weight', got {type(key).__name__}: {key!r}")
@@ -98,6 +110,31 @@ def normalize_keys(state_dict: Any, prefixes: Iterable[str] = WRAPPER_PREFIXES, 
     Raises ``ValueError`` when two keys would become one (for example ``module.fc1.weight``
     and ``fc1.weight`` in the same state_dict), naming both keys, instead of silently keeping
     one of the two tensors.
+
+    Example::
+
+        >>> import torch
+        >>> from labs_utils.toolkit import normalize_keys
+        >>> model = torch.nn.Linear(2, 2)
+        >>> saved = {"module." + k: v for k, v in model.state_dict().items()}  # from DDP
+        >>> list(saved)
+        ['module.weight', 'module.bias']
+        >>> model.load_state_dict(normalize_keys(saved))
+        <All keys matched successfully>
+
+    A model whose own submodule is called ``module`` needs ``like=``:
+
+        >>> net = torch.nn.Module()
+        >>> net.module = torch.nn.Linear(2, 2)
+        >>> saved = {"module." + k: v for k, v in net.state_dict().items()}  # DDP(net)
+        >>> list(normalize_keys(saved))  # the keys alone: both look like wrappers
+        ['weight', 'bias']
+        >>> list(normalize_keys(saved, like=net))
+        ['module.weight', 'module.bias']
+        >>> normalize_keys({"module.bias": torch.zeros(2), "bias": torch.ones(2)})
+        Traceback (most recent call last):
+        ...
+        ValueError: normalize_keys would map both 'module.bias' and 'bias' to 'bias': ...
     """
     prefixes = _check_prefixes(prefixes)
     sd, _ = as_state_dict(state_dict)

@@ -49,6 +49,20 @@ def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -
     Everything is stored as tensors, ints, strings and tuples, so a checkpoint holding it loads
     with ``torch.load(..., weights_only=True)`` (numpy's own state holds an ``ndarray``, which
     safe loading refuses; here it is a tensor).
+
+    Example::
+
+        >>> import io, torch
+        >>> from labs_utils.toolkit import capture_rng_state
+        >>> loader_generator = torch.Generator().manual_seed(0)  # a DataLoader's generator=
+        >>> state = capture_rng_state({"train_loader": loader_generator})
+        >>> sorted(state), list(state["generators"])
+        (['cuda', 'generators', 'numpy', 'python', 'torch'], ['train_loader'])
+        >>> buffer = io.BytesIO()
+        >>> torch.save({"rng": state}, buffer)
+        >>> _ = buffer.seek(0)
+        >>> sorted(torch.load(buffer, weights_only=True)["rng"])  # safe loading accepts it
+        ['cuda', 'generators', 'numpy', 'python', 'torch']
     """
     import numpy as np
 
@@ -81,6 +95,27 @@ def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.G
     capture time; each must be in ``state``). CUDA states are restored when this machine has
     CUDA with the same number of GPUs; a checkpoint saved with CUDA restores everything else
     on a CPU-only machine (a bit-exact resume across devices is not possible anyway).
+
+    Example::
+
+        >>> import random
+        >>> import numpy as np
+        >>> import torch
+        >>> from labs_utils.toolkit import capture_rng_state, restore_rng_state
+        >>> loader_generator = torch.Generator().manual_seed(0)
+        >>> state = capture_rng_state({"train_loader": loader_generator})
+        >>> def draw():
+        ...     return (random.random(), np.random.rand(), torch.rand(3),
+        ...             torch.randperm(5, generator=loader_generator))
+        >>> first = draw()
+        >>> restored = restore_rng_state(state, {"train_loader": loader_generator})
+        >>> restored[:3], restored[-1]  # and "cuda" on a machine with CUDA
+        (['python', 'numpy', 'torch'], 'train_loader')
+        >>> again = draw()
+        >>> first[:2] == again[:2]  # random and numpy
+        True
+        >>> torch.equal(first[2], again[2]), torch.equal(first[3], again[3])
+        (True, True)
     """
     import numpy as np
 

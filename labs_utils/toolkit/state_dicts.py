@@ -37,7 +37,19 @@ def _dtype(v: Any) -> str:
 
 @dataclass
 class StateDictSummary:
-    """Rows of ``summarize``. ``rows`` are dicts; the object renders as a table."""
+    """Rows of ``summarize``. ``rows`` are dicts; the object renders as a table.
+
+    Example::
+
+        >>> import torch
+        >>> from labs_utils.toolkit import summarize
+        >>> summary = summarize(torch.nn.Linear(2, 3))
+        >>> summary.rows[0]
+        {'key': 'weight', 'shape': '(3, 2)', 'dtype': 'float32', 'device': 'cpu', 'numel': 6,
+         'bytes': 24, 'kind': 'parameter'}
+        >>> summary.keys(), len(summary), summary.total_elements, summary.total_bytes
+        (['weight', 'bias'], 2, 9, 36)
+    """
 
     rows: list[dict[str, Any]]
     non_persistent_buffers: list[str] = field(default_factory=list)
@@ -80,6 +92,25 @@ def summarize(obj: Any) -> StateDictSummary:
 
     ``obj`` may be a model (rows then say ``parameter`` or ``buffer``, and non-persistent buffers,
     which are not saved, are listed under the table), a state_dict, or a path to a saved one.
+
+    Example::
+
+        >>> import torch
+        >>> from labs_utils.toolkit import summarize
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+        >>> print(summarize(model))
+        key                    shape   dtype    device  numel  bytes  kind
+        ---------------------  ------  -------  ------  -----  -----  ---------
+        0.weight               (3, 2)  float32  cpu     6      24     parameter
+        0.bias                 (3,)    float32  cpu     3      12     parameter
+        1.weight               (3,)    float32  cpu     3      12     parameter
+        1.bias                 (3,)    float32  cpu     3      12     parameter
+        1.running_mean         (3,)    float32  cpu     3      12     buffer
+        1.running_var          (3,)    float32  cpu     3      12     buffer
+        1.num_batches_tracked  ()      int64    cpu     1      8      buffer
+        7 entries, 22 elements, 92 B
+        >>> summarize(model.state_dict()).keys()[-1]  # a state_dict: no kind column
+        '1.num_batches_tracked'
     """
     sd, model = as_state_dict(obj)
     params = {n for n, _ in model.named_parameters(remove_duplicate=False)} if model is not None else set()
@@ -197,6 +228,19 @@ class StateDictDiff:
 
     ``errors`` holds ``load_state_dict``'s other complaints (a value that is not a tensor ...);
     ``notes`` says how the comparison was made when it could not ask ``load_state_dict``.
+
+    Example::
+
+        >>> import torch
+        >>> from labs_utils.toolkit import diff
+        >>> model = torch.nn.Linear(2, 3)
+        >>> result = diff(model, {"weight": torch.zeros(3, 2), "extra": torch.zeros(1)})
+        >>> result.missing, result.unexpected, result.loads_strictly, bool(result)
+        (['bias'], ['extra'], False, False)
+        >>> as_double = {k: v.double() for k, v in model.state_dict().items()}
+        >>> result = diff(model, as_double)  # loads, but casts every entry
+        >>> result.loads_strictly, bool(result), result.dtype_differences["weight"]
+        (True, False, ('float32', 'float64'))
     """
 
     missing: list[str]
@@ -250,6 +294,23 @@ def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
     ``num_batches_tracked`` when it has no version metadata, lazy modules take the shapes they are
     given, a 0-dim parameter accepts a tensor of shape ``(1,)``. A model that cannot be copied
     that way is compared key by key, and the result's notes say so.
+
+    Example::
+
+        >>> import torch
+        >>> from labs_utils.toolkit import diff
+        >>> model = torch.nn.Linear(2, 3)
+        >>> result = diff(model, torch.nn.Linear(2, 4).state_dict())
+        >>> bool(result), result.shape_mismatches
+        (False, {'weight': ((3, 2), (4, 2)), 'bias': ((3,), (4,))})
+        >>> print(result)
+        key     problem         in model  in state_dict
+        ------  --------------  --------  -------------
+        weight  shape mismatch  (3, 2)    (4, 2)
+        bias    shape mismatch  (3,)      (4,)
+        not compatible: 0 missing, 0 unexpected, 2 shape mismatches, 0 dtype differences
+        >>> bool(diff(model, model.state_dict()))
+        True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"diff() takes the model first, then the state_dict: got {type(model).__name__} "
@@ -317,6 +378,18 @@ class LoadReport:
     * ``dropped``: state_dict keys the ``key_map`` sent to ``None``; ignored.
     * ``params_loaded`` / ``params_fresh``: parameter elements (tied weights counted once) that
       got values from the state_dict / kept their initial values.
+
+    Example::
+
+        >>> import torch
+        >>> from labs_utils.toolkit import load_matching
+        >>> saved = {"fc.weight": torch.ones(3, 2), "fc.bias": torch.ones(3)}
+        >>> report = load_matching(torch.nn.Linear(2, 3), saved,
+        ...                        key_map=lambda key: key.removeprefix("fc."))
+        >>> report.loaded, report.renamed
+        (['weight', 'bias'], {'weight': 'fc.weight', 'bias': 'fc.bias'})
+        >>> report.missing, report.params_loaded, report.params_fresh
+        ([], 9, 0)
     """
 
     loaded: list[str]
@@ -438,6 +511,26 @@ def load_matching(model: nn.Module, state_dict: Any, *,
     shape, a 0-dim parameter takes shape ``(1,)``). The copy itself is done by
     ``model.load_state_dict(matching, strict=False)``, so dtypes are cast to the model's and
     modules' own loading hooks run.
+
+    Example::
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from labs_utils.toolkit import load_matching
+        >>> pretrained = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 10))
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))  # a new head
+        >>> report = load_matching(model, pretrained.state_dict())
+        >>> torch.equal(model[0].weight, pretrained[0].weight)
+        True
+        >>> print(report)
+        loaded 2 of 4 model entries; 2 skipped (shape), 0 missing, 0 unexpected
+        key       status                  in model  in state_dict
+        --------  ----------------------  --------  -------------
+        0.weight  loaded                  (8, 4)    (8, 4)
+        0.bias    loaded                  (8,)      (8,)
+        2.weight  skipped: shape differs  (3, 8)    (10, 8)
+        2.bias    skipped: shape differs  (3,)      (10,)
+        parameters: 40 loaded, 27 left as initialised (59.7% loaded)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"load_matching() takes the model first, then the state_dict: got "
