@@ -162,7 +162,9 @@ def _describe_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tup
     elif after["grad"] != before["grad"]:
         out.append(("grad", "your function switched grad mode on for the whole process and left it on; "
                    "change it only inside a `with` block"))
-    added = after["safe_globals"] - before["safe_globals"]
+    # PyTorch registers its own entries when a module is first imported (torch._dynamo adds DTensor
+    # and DeviceMesh): only what the learner's code added counts.
+    added = {e for e in after["safe_globals"] - before["safe_globals"] if not _torch_own(e)}
     removed = before["safe_globals"] - after["safe_globals"]
     if added:
         names = ", ".join(sorted(_entry_name(e) for e in added))
