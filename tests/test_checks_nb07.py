@@ -2,7 +2,6 @@
 the checks hard to fool (prefix only inside a key, other prefixes, both wrapper orders, buffers).
 tests/test_checks.py feeds every declared wrong answer."""
 import pytest
-import torch
 import torch.nn as nn
 
 from labs_utils.checks import _load_all, check, nb07

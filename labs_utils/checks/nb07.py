@@ -11,8 +11,7 @@ from __future__ import annotations
 import copy
 import re
 import warnings
-from collections.abc import Mapping
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -237,7 +236,7 @@ def _plain_state(make: Callable[[], nn.Module], seed: int) -> dict[str, torch.Te
     torch.manual_seed(seed)
     model = make()
     with torch.no_grad():
-        for name, buf in model.named_buffers():
+        for buf in model.buffers():
             if buf.is_floating_point():
                 buf.uniform_(0.5, 1.5)
             else:
@@ -356,7 +355,7 @@ def _hint_for(name: str, msg: str) -> str:
 ], right=[_loop_unwrap, _prefix_from_keys, _recursive_modules])
 def load_into_wrapped(fn) -> str:
     """``fn(wrapped, state_dict)`` loads a plain state_dict into a wrapped model and returns the wrapper."""
-    from ..prefixes import normalize_keys
+    from ..toolkit import normalize_keys
 
     seed = 11
     with warnings.catch_warnings():  # torch.compile's first import of its backend warns about torch.jit
@@ -377,7 +376,8 @@ def load_into_wrapped(fn) -> str:
                     raise Wrong(f"{name}: return the wrapped model you were given (got "
                                 f"{type(out).__name__}); the caller keeps using the wrapper")
                 loaded = normalize_keys(wrapped.state_dict())
-                wrong_keys = [k for k, v in plain.items() if not torch.equal(loaded[k], v)]
+                # .cpu(): with one GPU visible, DataParallel moved the model to cuda:0
+                wrong_keys = [k for k, v in plain.items() if not torch.equal(loaded[k].cpu(), v.cpu())]
                 if not wrong_keys:
                     continue
                 buffers = {n for n, _ in _inner(wrapped).named_buffers()}
