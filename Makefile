@@ -4,6 +4,7 @@
 #   make learner    write the learner edition (solutions replaced, outputs cleared) to build/learner/
 #   make learner-lab  the same, then open it in JupyterLab
 #   make bench      time saving/loading a ~300 MB model (atomic save, mmap, safetensors)
+#   make test-learner   run every learner-edition notebook top to bottom (checks say "not attempted")
 #   make test-portable  run the notebooks again under other CPU kernels and two threads
 #   make test-gpu   GPU machines only: every notebook with the GPU visible, report in build/gpu-report.md
 #   make lint       ruff: lint and format check of labs_utils/, tests/, data/ and the notebooks
@@ -29,7 +30,7 @@ export OMP_NUM_THREADS
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup lab test test-portable test-gpu lint format notebooks learner learner-lab bench browser-deps clean
+.PHONY: setup lab test test-learner test-portable test-gpu lint format notebooks learner learner-lab bench browser-deps clean
 
 setup: $(STAMP)
 
@@ -55,7 +56,13 @@ lab: setup
 # The stored outputs come from a CPU-only run; the suite hides any GPU so it compares like with
 # like (GPU cells say "skipped: no CUDA" here). `make lab` sees the GPU and runs them for real.
 test: setup browser-deps
-	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope -m "not learner_run"
+
+# The learner edition (solutions replaced by placeholders, outputs cleared), every notebook run
+# top to bottom: no error outside raises-exception cells, every check says "Not attempted yet".
+# It repeats every notebook's work, so it has its own target; .ci/run runs it after make test.
+test-learner: setup
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope -m learner_run tests/test_learner_edition.py
 
 # The stored outputs must not depend on the CPU they were made on. Run every notebook again
 # (strict nbval) under PyTorch's portable CPU kernels ("default", no vector units) and AVX2, with

@@ -17,14 +17,15 @@ raises "Attempting to deserialize object on a CUDA device ...".
 The weights are those of ``labs_utils.models.SimpleModel`` right after
 ``torch.manual_seed(0)`` (no training), so they can be remade anywhere.
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.serialization
@@ -44,7 +45,9 @@ def _no_deserializer(storage, location: str):
     return None  # loading is left entirely to PyTorch's own deserializers
 
 
-torch.serialization.register_package(0, _tagger, _no_deserializer)  # 0 runs before "cpu" (10)
+torch.serialization.register_package(
+    0, _tagger, _no_deserializer
+)  # 0 runs before "cpu" (10)
 
 
 @contextlib.contextmanager
@@ -100,7 +103,9 @@ def check() -> int:
             b = torch.load(new, map_location="cpu", weights_only=True)
             same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
             tags = stored_locations(old)
-            print(f"{old.name}: tags {sorted(tags)}, same tensors as a fresh remake: {same}")
+            print(
+                f"{old.name}: tags {sorted(tags)}, same tensors as a fresh remake: {same}"
+            )
             if not same or tags != {location}:
                 return 1
     return 0
@@ -108,12 +113,16 @@ def check() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="remake in a temporary folder and compare")
+    parser.add_argument(
+        "--check", action="store_true", help="remake in a temporary folder and compare"
+    )
     args = parser.parse_args(argv)
     if args.check:
         return check()
     for path in write(HERE):
-        print(f"wrote {path.relative_to(HERE.parent)} ({path.stat().st_size} bytes), tags {sorted(stored_locations(path))}")
+        print(
+            f"wrote {path.relative_to(HERE.parent)} ({path.stat().st_size} bytes), tags {sorted(stored_locations(path))}"
+        )
     return 0
 
 

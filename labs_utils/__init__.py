@@ -5,6 +5,7 @@ plots, process workers, self-checks) and the production-grade utilities the less
 up to (state-dict tools, checkpoints). The PyTorch call a lesson is about always stays in
 the notebook.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,13 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
     implementation warn instead of failing). Returns the seed.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed_everything() expects an int seed, got {type(seed).__name__}: {seed!r}")
+        raise TypeError(
+            f"seed_everything() expects an int seed, got {type(seed).__name__}: {seed!r}"
+        )
     if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32), got {seed}; numpy cannot use it otherwise")
+        raise ValueError(
+            f"seed must be in [0, 2**32), got {seed}; numpy cannot use it otherwise"
+        )
     import numpy as np
     import torch
 
@@ -49,8 +54,16 @@ def scratch_dir(name: str, root: str | os.PathLike = "runs") -> Path:
     The folder is removed and made again, so a rerun starts from the same state. The path is
     relative (to the notebook's folder), so outputs never show a machine's absolute paths.
     """
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in {".", ".."}:
-        raise ValueError(f"scratch_dir() needs a plain folder name such as '01_state_dict_basics', got {name!r}")
+    if (
+        not isinstance(name, str)
+        or not name
+        or "/" in name
+        or "\\" in name
+        or name in {".", ".."}
+    ):
+        raise ValueError(
+            f"scratch_dir() needs a plain folder name such as '01_state_dict_basics', got {name!r}"
+        )
     path = Path(root) / name
     if path.exists():
         shutil.rmtree(path)
@@ -66,8 +79,10 @@ def data_file(name: str) -> Path:
     """
     path = Path(__file__).resolve().parent.parent / "data" / name
     if not path.is_file():
-        raise FileNotFoundError(f"data/{name}: no such fixture; see data/README.md for the files that "
-                                "exist and the scripts that remake them")
+        raise FileNotFoundError(
+            f"data/{name}: no such fixture; see data/README.md for the files that "
+            "exist and the scripts that remake them"
+        )
     return path
 
 
@@ -81,11 +96,16 @@ import sys as _sys
 _OLD_PATHS = {
     "labs_utils." + old: "labs_utils." + new
     for old, new in [
-        ("checkpoints", "toolkit.checkpoints"), ("state_dicts", "toolkit.state_dicts"),
-        ("prefixes", "toolkit.prefixes"), ("inspector", "toolkit.inspector"),
-        ("convert", "toolkit.convert"), ("_render", "toolkit.render"),
-        ("distributed", "workers.distributed"), ("ddp_train", "workers.ddp_train"),
-        ("dcp_workers", "workers.dcp_workers"), ("notebook_tools", "maintenance.notebook_tools"),
+        ("checkpoints", "toolkit.checkpoints"),
+        ("state_dicts", "toolkit.state_dicts"),
+        ("prefixes", "toolkit.prefixes"),
+        ("inspector", "toolkit.inspector"),
+        ("convert", "toolkit.convert"),
+        ("_render", "toolkit.render"),
+        ("distributed", "workers.distributed"),
+        ("ddp_train", "workers.ddp_train"),
+        ("dcp_workers", "workers.dcp_workers"),
+        ("notebook_tools", "maintenance.notebook_tools"),
         ("bench", "maintenance.bench"),
     ]
 }

@@ -1,5 +1,6 @@
 """Scaffolding for notebooks/12_capstone_lab.ipynb: the metadata class the pipeline stores, and
 the harmless "malicious" payload the safe-loading check plants (it only writes a marker file)."""
+
 from __future__ import annotations
 
 import os

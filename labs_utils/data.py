@@ -1,4 +1,5 @@
 """Tiny deterministic data sets, made on the fly (nothing to download)."""
+
 from __future__ import annotations
 
 import torch
@@ -11,16 +12,24 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def blobs(n_samples: int = 512, n_features: int = 10, n_classes: int = 2, *, noise: float = 1.0,
-          seed: int = 0) -> TensorDataset:
+def blobs(
+    n_samples: int = 512,
+    n_features: int = 10,
+    n_classes: int = 2,
+    *,
+    noise: float = 1.0,
+    seed: int = 0,
+) -> TensorDataset:
     """Gaussian blobs: ``n_classes`` clusters in ``n_features`` dimensions.
 
     Returns a ``TensorDataset`` of float32 features and int64 labels. The same seed always
     gives the same data, on any machine.
     """
     if n_samples < 1 or n_features < 1 or n_classes < 2:
-        raise ValueError("blobs() needs n_samples >= 1, n_features >= 1 and n_classes >= 2, "
-                         f"got {n_samples}, {n_features}, {n_classes}")
+        raise ValueError(
+            "blobs() needs n_samples >= 1, n_features >= 1 and n_classes >= 2, "
+            f"got {n_samples}, {n_features}, {n_classes}"
+        )
     g = _generator(seed)
     centers = torch.randn(n_classes, n_features, generator=g) * 3.0
     y = torch.arange(n_samples) % n_classes
@@ -29,11 +38,19 @@ def blobs(n_samples: int = 512, n_features: int = 10, n_classes: int = 2, *, noi
     return TensorDataset(x, y)
 
 
-def tiny_images(n_samples: int = 256, *, channels: int = 1, size: int = 16, n_classes: int = 4,
-                seed: int = 0) -> TensorDataset:
+def tiny_images(
+    n_samples: int = 256,
+    *,
+    channels: int = 1,
+    size: int = 16,
+    n_classes: int = 4,
+    seed: int = 0,
+) -> TensorDataset:
     """Small images whose class is a bright quadrant (0: top-left ... 3: bottom-right), plus noise."""
     if n_classes not in (2, 3, 4):
-        raise ValueError(f"tiny_images() supports 2 to 4 classes (one per quadrant), got {n_classes}")
+        raise ValueError(
+            f"tiny_images() supports 2 to 4 classes (one per quadrant), got {n_classes}"
+        )
     g = _generator(seed)
     y = torch.randint(0, n_classes, (n_samples,), generator=g)
     x = 0.5 * torch.randn(n_samples, channels, size, size, generator=g)
@@ -41,12 +58,17 @@ def tiny_images(n_samples: int = 256, *, channels: int = 1, size: int = 16, n_cl
     for cls in range(n_classes):
         r, c = divmod(cls, 2)
         idx = y == cls
-        x[idx, :, r * h:(r + 1) * h, c * h:(c + 1) * h] += 1.5
+        x[idx, :, r * h : (r + 1) * h, c * h : (c + 1) * h] += 1.5
     return TensorDataset(x, y)
 
 
-def make_loaders(dataset: TensorDataset, *, batch_size: int = 32, val_fraction: float = 0.25,
-                 seed: int = 0) -> tuple[DataLoader, DataLoader]:
+def make_loaders(
+    dataset: TensorDataset,
+    *,
+    batch_size: int = 32,
+    val_fraction: float = 0.25,
+    seed: int = 0,
+) -> tuple[DataLoader, DataLoader]:
     """Split ``dataset`` into train/validation loaders. The training loader shuffles with its
     own seeded generator, so two calls give the same batches in the same order."""
     if not 0 < val_fraction < 1:
@@ -55,6 +77,8 @@ def make_loaders(dataset: TensorDataset, *, batch_size: int = 32, val_fraction: 
     perm = torch.randperm(len(dataset), generator=_generator(seed))
     train = torch.utils.data.Subset(dataset, perm[n_val:].tolist())
     val = torch.utils.data.Subset(dataset, perm[:n_val].tolist())
-    train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=_generator(seed + 1))
+    train_loader = DataLoader(
+        train, batch_size=batch_size, shuffle=True, generator=_generator(seed + 1)
+    )
     val_loader = DataLoader(val, batch_size=batch_size, shuffle=False)
     return train_loader, val_loader

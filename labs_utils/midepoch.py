@@ -15,6 +15,7 @@ the simplest random augmentation. Where the noise comes from is the lesson:
 The class lives here rather than in the notebook because worker processes started with the
 ``spawn`` method (the default on macOS and Windows) must import the dataset's class by name.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -39,7 +40,9 @@ def _whole(value: Any, what: str, *, allow_none: bool = False) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         extra = " or None" if allow_none else ""
-        raise TypeError(f"Jitter: {what} must be a whole number >= 0{extra}, got {value!r}")
+        raise TypeError(
+            f"Jitter: {what} must be a whole number >= 0{extra}, got {value!r}"
+        )
     return int(value)
 
 
@@ -53,10 +56,14 @@ class Jitter(Dataset):
 
     def __init__(self, dataset: Dataset, noise: float = 0.1, seed: int | None = None):
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
-            raise TypeError(f"Jitter needs a map-style dataset (with __getitem__ and __len__), got "
-                            f"{type(dataset).__name__}; wrap tensors with TensorDataset(x, y)")
+            raise TypeError(
+                f"Jitter needs a map-style dataset (with __getitem__ and __len__), got "
+                f"{type(dataset).__name__}; wrap tensors with TensorDataset(x, y)"
+            )
         if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or noise < 0:
-            raise ValueError(f"Jitter: noise is a standard deviation >= 0, got {noise!r}")
+            raise ValueError(
+                f"Jitter: noise is a standard deviation >= 0, got {noise!r}"
+            )
         self.dataset, self.noise = dataset, float(noise)
         self.seed = _whole(seed, "seed", allow_none=True)
         self.epoch = 0
@@ -71,12 +78,18 @@ class Jitter(Dataset):
     def __getitem__(self, index: int) -> tuple:
         sample = self.dataset[index]
         if not isinstance(sample, (tuple, list)) or not sample:
-            raise TypeError(f"Jitter: dataset[{index}] should be a tuple such as (x, y), got "
-                            f"{type(sample).__name__}")
+            raise TypeError(
+                f"Jitter: dataset[{index}] should be a tuple such as (x, y), got "
+                f"{type(sample).__name__}"
+            )
         x = sample[0]
         if self.seed is None:
             generator = None  # torch's global generator: in a worker, the worker's own
         else:
-            generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, int(index)))
-        noisy = x + self.noise * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            generator = torch.Generator().manual_seed(
+                sample_seed(self.seed, self.epoch, int(index))
+            )
+        noisy = x + self.noise * torch.randn(
+            x.shape, generator=generator, dtype=x.dtype
+        )
         return (noisy, *sample[1:])

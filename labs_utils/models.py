@@ -9,6 +9,7 @@ The first three follow the first source document ("How to save model weights sep
 * The flatten uses ``torch.flatten(x, 1)`` instead of ``x.view(-1, ...)``, which silently
   reshapes a wrong-sized batch into a different batch size instead of failing.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,7 +27,9 @@ __all__ = [
 ]
 
 
-def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+def conv_output_size(
+    size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> int:
     """Spatial size after a convolution (the formula in ``torch.nn.Conv2d``'s docs)."""
     return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
 
@@ -85,7 +88,9 @@ class Net(nn.Module):
 
     def __init__(self, in_features: int = 32, hidden: int = 64, num_classes: int = 10):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -99,7 +104,9 @@ class SmallCNN(nn.Module):
     the module, moved with ``.to()``, but not saved).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 4, dropout: float = 0.5):
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 4, dropout: float = 0.5
+    ):
         super().__init__()
         self.features = _cnn_features(in_channels)
         self.classifier = _cnn_head(num_classes, dropout)
@@ -113,7 +120,9 @@ class RenamedCNN(nn.Module):
     """``SmallCNN`` after a refactor that renamed ``features`` to ``backbone`` and
     ``classifier`` to ``head``: the same layers and shapes, other state_dict keys."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 4, dropout: float = 0.5):
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 4, dropout: float = 0.5
+    ):
         super().__init__()
         self.backbone = _cnn_features(in_channels)
         self.head = _cnn_head(num_classes, dropout)
@@ -136,4 +145,6 @@ def _cnn_features(in_channels: int) -> nn.Sequential:
 
 
 def _cnn_head(num_classes: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 4 * 4, num_classes))
+    return nn.Sequential(
+        nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 4 * 4, num_classes)
+    )

@@ -2,16 +2,26 @@
 
 The notebooks call ``plt.show()`` themselves; these helpers only draw.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = ["plot_runs"]
 
 
-def plot_runs(ax, runs: Mapping[str, Sequence[float] | tuple[Sequence[float], Sequence[float]]], *, title: str,
-              xlabel: str, ylabel: str, resume_at: float | None = None, resume_label: str = "crash + resume",
-              styles: Mapping[str, Mapping] | None = None, logy: bool = False):
+def plot_runs(
+    ax,
+    runs: Mapping[str, Sequence[float] | tuple[Sequence[float], Sequence[float]]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    resume_at: float | None = None,
+    resume_label: str = "crash + resume",
+    styles: Mapping[str, Mapping] | None = None,
+    logy: bool = False,
+):
     """Draw each run on ``ax`` (a matplotlib Axes) and return it.
 
     ``runs`` maps a legend label to ``ys`` (x = 1, 2, ...) or to ``(xs, ys)``. ``resume_at`` draws a
@@ -19,7 +29,9 @@ def plot_runs(ax, runs: Mapping[str, Sequence[float] | tuple[Sequence[float], Se
     ``{"resumed": {"linestyle": "--"}}``).
     """
     if not runs:
-        raise ValueError("plot_runs() needs at least one run, e.g. {'uninterrupted': losses}")
+        raise ValueError(
+            "plot_runs() needs at least one run, e.g. {'uninterrupted': losses}"
+        )
     styles = styles or {}
     for label, data in runs.items():
         if isinstance(data, tuple) and len(data) == 2:
@@ -28,10 +40,14 @@ def plot_runs(ax, runs: Mapping[str, Sequence[float] | tuple[Sequence[float], Se
             ys = list(data)
             xs = range(1, len(ys) + 1)
         if len(xs) != len(ys):
-            raise ValueError(f"run {label!r}: {len(xs)} x values but {len(ys)} y values")
+            raise ValueError(
+                f"run {label!r}: {len(xs)} x values but {len(ys)} y values"
+            )
         ax.plot(list(xs), list(ys), label=label, **dict(styles.get(label, {})))
     if resume_at is not None:
-        ax.axvline(resume_at, color="grey", linestyle=":", linewidth=1.5, label=resume_label)
+        ax.axvline(
+            resume_at, color="grey", linestyle=":", linewidth=1.5, label=resume_label
+        )
     if logy:
         ax.set_yscale("log")
     ax.set_title(title)

@@ -1,7 +1,8 @@
 """Small training and evaluation loops (scaffolding: the lessons are about saving, not training)."""
+
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -9,9 +10,15 @@ import torch.nn as nn
 __all__ = ["train_epoch", "evaluate"]
 
 
-def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
-                loss_fn: Callable = nn.functional.cross_entropy, *, scheduler=None,
-                device: str | torch.device = "cpu") -> float:
+def train_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable = nn.functional.cross_entropy,
+    *,
+    scheduler=None,
+    device: str | torch.device = "cpu",
+) -> float:
     """One pass over ``loader``; steps ``scheduler`` after every batch when given. Returns the mean loss."""
     model.train()
     total, count = 0.0, 0
@@ -26,13 +33,20 @@ def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optim
         total += loss.item() * len(x)
         count += len(x)
     if count == 0:
-        raise ValueError("train_epoch() got an empty loader: check the dataset and batch size")
+        raise ValueError(
+            "train_epoch() got an empty loader: check the dataset and batch size"
+        )
     return total / count
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable = nn.functional.cross_entropy, *,
-             device: str | torch.device = "cpu") -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    loss_fn: Callable = nn.functional.cross_entropy,
+    *,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
     """Mean loss and accuracy over ``loader`` in eval mode (restores the previous mode after)."""
     was_training = model.training
     model.eval()
@@ -45,5 +59,7 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable = nn.function
         count += len(x)
     model.train(was_training)
     if count == 0:
-        raise ValueError("evaluate() got an empty loader: check the dataset and batch size")
+        raise ValueError(
+            "evaluate() got an empty loader: check the dataset and batch size"
+        )
     return {"loss": total / count, "accuracy": correct / count}

@@ -4,6 +4,7 @@ driven by Playwright) runs every cell through the UI, and no cell shows an unexp
 In CI (CI=true) this test must run: `make test` installs Chromium and Playwright. On a learner's
 machine without Chromium it is skipped with a message that says how to install it.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01_state_dict_basics.ipynb"
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-HOW_TO_INSTALL = ("install Debian's Chromium (sudo apt-get install chromium) and Playwright "
-                  "(pip install -r requirements.txt), or set CHROMIUM to a Chromium binary")
+HOW_TO_INSTALL = (
+    "install Debian's Chromium (sudo apt-get install chromium) and Playwright "
+    "(pip install -r requirements.txt), or set CHROMIUM to a Chromium binary"
+)
 
 
 def _need(condition: bool, what: str) -> None:
@@ -46,12 +49,28 @@ def lab_server(tmp_path):
     work.mkdir()
     shutil.copy(ROOT / "notebooks" / NOTEBOOK, work / NOTEBOOK)
     port, token = _free_port(), "workbook-e2e"
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}", "--ServerApp.allow_root=True",
-           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={work}",
+        "--ServerApp.allow_root=True",
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     log = open(tmp_path / "lab.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work,
-                            env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"})
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=work,
+        env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while True:
@@ -61,7 +80,10 @@ def lab_server(tmp_path):
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
+                pytest.fail(
+                    "JupyterLab did not start:\n"
+                    + (tmp_path / "lab.log").read_text()[-3000:]
+                )
             time.sleep(0.5)
     yield url, token, work
     proc.terminate()
@@ -81,15 +103,25 @@ def test_notebook_01_runs_in_jupyterlab(lab_server):
     url, token, work = lab_server
     shots = ROOT / "build" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}", timeout=60_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            page.wait_for_selector(
+                ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
+            )
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
             # On a loaded machine the first click can land before the kernel session is wired up;
             # retry until the first code cell has started ([*]) or finished ([1]).
@@ -99,8 +131,10 @@ def test_notebook_01_runs_in_jupyterlab(lab_server):
                 page.click(".lm-Menu-item:has-text('Run All Cells')")
                 try:
                     page.wait_for_function(
-                        "el => /\\[(\\*|\\d+)\\]/.test(el.textContent)", arg=first_prompt.element_handle(),
-                        timeout=30_000)
+                        "el => /\\[(\\*|\\d+)\\]/.test(el.textContent)",
+                        arg=first_prompt.element_handle(),
+                        timeout=30_000,
+                    )
                     break
                 except Exception:
                     if attempt == 2:
@@ -110,12 +144,18 @@ def test_notebook_01_runs_in_jupyterlab(lab_server):
                 """() => {
                     const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
                     return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-                }""", timeout=180_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+                }""",
+                timeout=180_000,
+            )
+            page.wait_for_selector(
+                ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
+            )
             page.keyboard.press("Control+s")
             page.wait_for_selector(".jp-mod-dirty", state="detached", timeout=30_000)
         finally:
-            page.screenshot(path=str(shots / "01_state_dict_basics.png"), full_page=False)
+            page.screenshot(
+                path=str(shots / "01_state_dict_basics.png"), full_page=False
+            )
             browser.close()
     saved = json.loads((work / NOTEBOOK).read_text())
     code = [c for c in saved["cells"] if c["cell_type"] == "code"]
@@ -123,7 +163,9 @@ def test_notebook_01_runs_in_jupyterlab(lab_server):
     for c in code:
         errors = [o for o in c["outputs"] if o["output_type"] == "error"]
         tagged = "raises-exception" in c.get("metadata", {}).get("tags", [])
-        assert tagged or not errors, f"unexpected error in cell {''.join(c['source'])[:80]!r}: {errors[0]['evalue'][:300]}"
+        assert tagged or not errors, (
+            f"unexpected error in cell {''.join(c['source'])[:80]!r}: {errors[0]['evalue'][:300]}"
+        )
         if tagged:
             assert errors, "a cell tagged raises-exception did not raise in the browser"
     checks = [c for c in code if "".join(c["source"]).startswith("check.")]

@@ -1,8 +1,16 @@
 """The self-check framework, and every registered check: placeholders, wrong answers, hints."""
+
 import pytest
 
-from labs_utils.checks import REGISTRY, CheckResult, Wrong, call_answer, check, exercise
-from labs_utils.checks import _load_all
+from labs_utils.checks import (
+    REGISTRY,
+    CheckResult,
+    Wrong,
+    _load_all,
+    call_answer,
+    check,
+    exercise,
+)
 
 _load_all()
 EXERCISES = sorted(REGISTRY)
@@ -26,7 +34,9 @@ def test_placeholder_is_not_attempted_and_never_raises(name, placeholder):
 
 @pytest.mark.parametrize("name", EXERCISES)
 def test_every_check_declares_wrong_answers(name):
-    assert len(REGISTRY[name].wrong) >= 1, f"{name} declares no wrong answers to test its hints"
+    assert len(REGISTRY[name].wrong) >= 1, (
+        f"{name} declares no wrong answers to test its hints"
+    )
 
 
 WRONG = [(name, i) for name in EXERCISES for i in range(len(REGISTRY[name].wrong))]
@@ -39,7 +49,10 @@ def test_wrong_answer_gets_its_specific_hint(name, i):
     assert result.status == "wrong", repr(result)
     assert hint.lower() in result.message.lower(), repr(result)
     text = repr(result)
-    assert text.startswith("Not yet: ") and f"notebooks/{REGISTRY[name].notebook}.ipynb" in text
+    assert (
+        text.startswith("Not yet: ")
+        and f"notebooks/{REGISTRY[name].notebook}.ipynb" in text
+    )
 
 
 @pytest.mark.parametrize("name", EXERCISES)
@@ -50,7 +63,7 @@ def test_declared_right_answers_pass(name):
 
 def test_unknown_check_lists_known_ones():
     with pytest.raises(AttributeError, match="known checks"):
-        check.no_such_check
+        _ = check.no_such_check
     assert "buffers_in_state_dict" in dir(check)
 
 
@@ -76,7 +89,9 @@ def test_framework_results():
         assert demo(42).status == "wrong" and "expected a function" in demo(42).message
         # a failing check shows the case it tried: what went in, what came out
         assert repr(demo(lambda x: x + x)).endswith("\n  tried: <lambda>(3) returned 6")
-        assert "tried: <lambda>(3) raised ZeroDivisionError" in repr(demo(lambda x: 1 / 0))
+        assert "tried: <lambda>(3) raised ZeroDivisionError" in repr(
+            demo(lambda x: 1 / 0)
+        )
         assert "tried" not in repr(demo(lambda x: x * x))
         with pytest.raises(ValueError, match="two checks"):
             exercise("_demo_square", notebook="00_demo")(lambda a: None)
@@ -104,7 +119,11 @@ def test_checks_leave_the_learners_process_alone(name, tmp_path, monkeypatch):
         torch.manual_seed(7)
         random.seed(7)
         np.random.seed(7)
-        before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+        before = (
+            torch.get_rng_state(),
+            random.getstate(),
+            np.random.get_state()[1].copy(),
+        )
         globals_before = set(torch.serialization.get_safe_globals())
         answers = [REGISTRY[name].wrong[0][0], *REGISTRY[name].right]
         for answer in answers:
@@ -117,7 +136,9 @@ def test_checks_leave_the_learners_process_alone(name, tmp_path, monkeypatch):
         assert random.getstate() == before[1]
         assert (np.random.get_state()[1] == before[2]).all()
     finally:
-        torch.serialization._weights_only_unpickler._remove_safe_globals([_LearnerGlobal])
+        torch.serialization._weights_only_unpickler._remove_safe_globals(
+            [_LearnerGlobal]
+        )
 
 
 def _demo(name, body):
@@ -126,7 +147,9 @@ def _demo(name, body):
 
 
 def test_learner_exceptions_never_crash_a_check():
-    class CheckpointLikeError(BaseException):  # torch.distributed.checkpoint's CheckpointException is one
+    class CheckpointLikeError(
+        BaseException
+    ):  # torch.distributed.checkpoint's CheckpointException is one
         pass
 
     def boom(x):
@@ -135,7 +158,11 @@ def test_learner_exceptions_never_crash_a_check():
     try:
         run = _demo("_demo_base", lambda fn: call_answer(fn, 1) and "ok")
         result = run(boom)
-        assert result.status == "wrong" and "CheckpointLikeError" in result.message and "size mismatch" in result.message
+        assert (
+            result.status == "wrong"
+            and "CheckpointLikeError" in result.message
+            and "size mismatch" in result.message
+        )
 
         def interrupted(x):
             raise KeyboardInterrupt
@@ -157,7 +184,8 @@ def test_forgotten_return_is_not_called_not_attempted(tmp_path, monkeypatch):
 
     # the learner edition's placeholder inside a function that has other code around it
     (tmp_path / "learner_cell.py").write_text(
-        "def partly(x):\n    y = x + 1\n    pass  # Your turn: write your answer here\n")
+        "def partly(x):\n    y = x + 1\n    pass  # Your turn: write your answer here\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     partly = importlib.import_module("learner_cell").partly
     try:
@@ -188,9 +216,17 @@ def test_process_wide_changes_by_an_answer_are_undone_and_reported():
     try:
         run = _demo("_demo_state", lambda fn: call_answer(fn, 3) and "ok")
         r = run(grad_off)
-        assert r.status == "wrong" and "autograd off" in r.message and torch.is_grad_enabled()
+        assert (
+            r.status == "wrong"
+            and "autograd off" in r.message
+            and torch.is_grad_enabled()
+        )
         r = run(allow_for_everyone)
-        assert r.status == "wrong" and "_LearnerGlobal" in r.message and "process-wide" in r.message
+        assert (
+            r.status == "wrong"
+            and "_LearnerGlobal" in r.message
+            and "process-wide" in r.message
+        )
         assert _LearnerGlobal not in torch.serialization.get_safe_globals()
         assert run(tidy).status == "correct"
 
@@ -222,7 +258,9 @@ def test_a_checks_own_safe_globals_block_keeps_the_learners_entries():
         assert _LearnerGlobal in torch.serialization.get_safe_globals()
     finally:
         REGISTRY.pop("_demo_block", None)
-        torch.serialization._weights_only_unpickler._remove_safe_globals([_LearnerGlobal])
+        torch.serialization._weights_only_unpickler._remove_safe_globals(
+            [_LearnerGlobal]
+        )
 
 
 def test_isolated_safe_globals_hides_and_restores_the_learners_entries():
@@ -235,10 +273,17 @@ def test_isolated_safe_globals_hides_and_restores_the_learners_entries():
         with isolated_safe_globals():
             inside = torch.serialization.get_safe_globals()
             assert _LearnerGlobal not in inside
-            assert all(getattr(e[0] if isinstance(e, tuple) else e, "__module__", "").startswith("torch") for e in inside)
+            assert all(
+                getattr(
+                    e[0] if isinstance(e, tuple) else e, "__module__", ""
+                ).startswith("torch")
+                for e in inside
+            )
         assert _LearnerGlobal in torch.serialization.get_safe_globals()
     finally:
-        torch.serialization._weights_only_unpickler._remove_safe_globals([_LearnerGlobal])
+        torch.serialization._weights_only_unpickler._remove_safe_globals(
+            [_LearnerGlobal]
+        )
 
 
 def test_as_int_one_rule_for_whole_numbers():
@@ -248,6 +293,11 @@ def test_as_int_one_rule_for_whole_numbers():
     from labs_utils.checks import as_int
 
     assert as_int(7) == 7 and as_int(np.int64(7)) == 7 and as_int(torch.tensor(7)) == 7
-    for bad, words in [(True, "bool"), (7.0, "7 as int"), (np.float64(7.5), "float64"), ("7", "str")]:
+    for bad, words in [
+        (True, "bool"),
+        (7.0, "7 as int"),
+        (np.float64(7.5), "float64"),
+        ("7", "str"),
+    ]:
         with pytest.raises(Wrong, match=words):
             as_int(bad, "the number of steps")

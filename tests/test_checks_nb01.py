@@ -2,43 +2,71 @@
 pass; the learner simulation's false accepts, and answers that only work on the notebook's own
 model, are rejected with a hint that names the mistake; the check looks at effects (the file is
 really read, the model given is left alone), not only at the return value."""
+
 import copy
 import os
 
 import pytest
 import torch
-import torch.nn as nn
 
 from labs_utils.checks import check, nb01
 from labs_utils.models import SimpleModel, SmallCNN
 
-
 # --- Exercise 1: buffer_keys(model) ------------------------------------------------------------
+
 
 def buffer_keys(model):  # the notebook's solution
     return set(model.state_dict()) - {name for name, _ in model.named_parameters()}
 
 
-@pytest.mark.parametrize("answer", [
-    buffer_keys,
-    lambda m: m.state_dict().keys() - dict(m.named_parameters()).keys(),
-    lambda m: frozenset(n for n, _ in m.named_buffers() if n in m.state_dict()),
-    lambda m: {k for k in m.state_dict() if k not in dict(m.named_parameters())},
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        buffer_keys,
+        lambda m: m.state_dict().keys() - dict(m.named_parameters()).keys(),
+        lambda m: frozenset(n for n, _ in m.named_buffers() if n in m.state_dict()),
+        lambda m: {k for k in m.state_dict() if k not in dict(m.named_parameters())},
+    ],
+)
 def test_buffer_keys_right_answers(answer):
     assert check.buffers_in_state_dict(answer), check.buffers_in_state_dict(answer)
 
 
-@pytest.mark.parametrize("answer,hint", [
-    # accepted by the old value check ("not ending in .weight/.bias"): right on SmallCNN only
-    (lambda m: {k for k in m.state_dict() if not k.endswith((".weight", ".bias"))}, "parameter"),
-    (lambda m: {n for n, _ in m.named_buffers()}, "non-persistent"),
-    (lambda m: {k for k in m.state_dict() if "running" in k or "num_batches" in k}, "not only BatchNorm"),
-    (lambda m: {k for k in SmallCNN().state_dict() if "running" in k or "num_batches" in k}, "model you are given"),
-    (lambda m: set(m.buffers()), "tensors"),
-    (lambda m: {n: b for n, b in m.named_buffers()}, "set"),
-    (lambda m: {k for k in m.state_dict() if k.endswith(("running_mean", "running_var"))}, "num_batches_tracked"),
-])
+@pytest.mark.parametrize(
+    "answer,hint",
+    [
+        # accepted by the old value check ("not ending in .weight/.bias"): right on SmallCNN only
+        (
+            lambda m: {
+                k for k in m.state_dict() if not k.endswith((".weight", ".bias"))
+            },
+            "parameter",
+        ),
+        (lambda m: {n for n, _ in m.named_buffers()}, "non-persistent"),
+        (
+            lambda m: {
+                k for k in m.state_dict() if "running" in k or "num_batches" in k
+            },
+            "not only BatchNorm",
+        ),
+        (
+            lambda m: {
+                k
+                for k in SmallCNN().state_dict()
+                if "running" in k or "num_batches" in k
+            },
+            "model you are given",
+        ),
+        (lambda m: set(m.buffers()), "tensors"),
+        (lambda m: {n: b for n, b in m.named_buffers()}, "set"),
+        (
+            lambda m: {
+                k for k in m.state_dict() if k.endswith(("running_mean", "running_var"))
+            },
+            "num_batches_tracked",
+        ),
+    ],
+)
 def test_buffer_keys_wrong_answers(answer, hint):
     result = check.buffers_in_state_dict(answer)
     assert result.status == "wrong" and hint in result.message, repr(result)
@@ -65,6 +93,7 @@ def test_a_forgotten_return_is_named():
 
 # --- Exercise 2: save_and_reload(model, path) --------------------------------------------------
 
+
 def save_and_reload(model, path):  # the notebook's solution
     torch.save(model.state_dict(), path)
     fresh = type(model)()
@@ -77,13 +106,19 @@ def test_save_and_reload_solution():
 
 
 def test_save_and_reload_right_answers_unlike_the_solution():
-    def with_options(model, path):  # from the simulation: __class__, map_location device, weights_only, eval
+    def with_options(
+        model, path
+    ):  # from the simulation: __class__, map_location device, weights_only, eval
         torch.save(model.state_dict(), path)
         fresh = model.__class__()
-        fresh.load_state_dict(torch.load(path, map_location=torch.device("cpu"), weights_only=True))
+        fresh.load_state_dict(
+            torch.load(path, map_location=torch.device("cpu"), weights_only=True)
+        )
         return fresh.eval()
 
-    def file_objects(model, path):  # open() once to write, once to read, before torch.load runs
+    def file_objects(
+        model, path
+    ):  # open() once to write, once to read, before torch.load runs
         with open(path, "wb") as f:
             torch.save(model.state_dict(), f)
         fresh = type(model)()
@@ -98,7 +133,10 @@ def test_save_and_reload_right_answers_unlike_the_solution():
         return fresh
 
     for answer in (with_options, file_objects, string_path_and_assign):
-        assert check.save_and_reload(answer), (answer.__name__, check.save_and_reload(answer))
+        assert check.save_and_reload(answer), (
+            answer.__name__,
+            check.save_and_reload(answer),
+        )
 
 
 def test_save_and_reload_rejects_the_simulations_false_accepts():
@@ -153,12 +191,24 @@ def _trains_the_model(model, path):
     return save_and_reload(model, path)
 
 
-@pytest.mark.parametrize("answer,hint", [
-    (_snapshot_then_load_snapshot, "did not come from the file"),  # the file is never the source
-    (_shared_state_dict, "did not come from the file"),  # overwrites what came from the file
-    (_trains_the_model, "changed the model"),  # changes the model it was given
-    (_to_double, "dtype"),  # values from the file, but the model is no longer the class's own
-])
+@pytest.mark.parametrize(
+    "answer,hint",
+    [
+        (
+            _snapshot_then_load_snapshot,
+            "did not come from the file",
+        ),  # the file is never the source
+        (
+            _shared_state_dict,
+            "did not come from the file",
+        ),  # overwrites what came from the file
+        (_trains_the_model, "changed the model"),  # changes the model it was given
+        (
+            _to_double,
+            "dtype",
+        ),  # values from the file, but the model is no longer the class's own
+    ],
+)
 def test_save_and_reload_other_wrong_answers(answer, hint):
     result = check.save_and_reload(answer)
     assert result.status == "wrong" and hint in result.message, repr(result)
@@ -192,8 +242,12 @@ def test_save_and_reload_models_hold_moved_buffers():
 
 
 def test_save_and_reload_hint_for_the_keys_report():
-    result = check.save_and_reload(lambda m, p: (torch.save(m.state_dict(), p),
-                                                 type(m)().load_state_dict(torch.load(p)))[1])
+    result = check.save_and_reload(
+        lambda m, p: (
+            torch.save(m.state_dict(), p),
+            type(m)().load_state_dict(torch.load(p)),
+        )[1]
+    )
     assert result.status == "wrong" and "_IncompatibleKeys" in result.message
 
 
@@ -208,7 +262,9 @@ def test_save_and_reload_accepts_the_files_bytes_read_into_memory_first():
         fresh.load_state_dict(torch.load(data))
         return fresh
 
-    def bytes_of_memory(model, path):  # a buffer that is not the file's bytes proves nothing
+    def bytes_of_memory(
+        model, path
+    ):  # a buffer that is not the file's bytes proves nothing
         torch.save(model.state_dict(), path)
         buf = io.BytesIO()
         torch.save(model.state_dict(), buf)

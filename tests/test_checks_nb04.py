@@ -1,5 +1,6 @@
 """Checks of notebooks/04_checkpoints_and_resume.ipynb: right answers pass, and the cases the generic tests in
 test_checks.py do not cover (each wrong answer's hint is tested there, from the check's ``wrong=[...]``)."""
+
 import os
 
 import pytest
@@ -10,9 +11,22 @@ from labs_utils.checks import check, nb04
 
 def test_resume_keys():
     assert check.resume_keys({"model", "optimizer", "scheduler", "epoch", "rng"})
-    assert check.resume_keys(frozenset({"rng", "epoch", "scheduler", "optimizer", "model"}))
-    state_keys = {"model", "optimizer", "scheduler", "epoch", "step", "metrics", "rng", "versions"}
-    assert check.resume_keys(state_keys - {"step", "metrics", "versions"})  # from section 1's state
+    assert check.resume_keys(
+        frozenset({"rng", "epoch", "scheduler", "optimizer", "model"})
+    )
+    state_keys = {
+        "model",
+        "optimizer",
+        "scheduler",
+        "epoch",
+        "step",
+        "metrics",
+        "rng",
+        "versions",
+    }
+    assert check.resume_keys(
+        state_keys - {"step", "metrics", "versions"}
+    )  # from section 1's state
 
 
 def test_resume_exactly_right():
@@ -39,9 +53,21 @@ def _final_weights(resume):
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of")
-@pytest.mark.parametrize("resume", [nb04._weights_only, nb04._no_scheduler, nb04._no_rng, nb04._no_loader_generator,
-                                    nb04._draws_a_batch_after, nb04._forward_after, nb04._rng_first_then_new_model,
-                                    nb04._seeds_instead, nb04._fast_forward_scheduler, nb04._new_optimizer])
+@pytest.mark.parametrize(
+    "resume",
+    [
+        nb04._weights_only,
+        nb04._no_scheduler,
+        nb04._no_rng,
+        nb04._no_loader_generator,
+        nb04._draws_a_batch_after,
+        nb04._forward_after,
+        nb04._rng_first_then_new_model,
+        nb04._seeds_instead,
+        nb04._fast_forward_scheduler,
+        nb04._new_optimizer,
+    ],
+)
 def test_every_rejected_resume_really_ends_elsewhere(resume):
     """The check rejects these by looking at the restored state; each one does change the final weights on the
     check's run (a fresh scheduler too: the check's cosine schedule scales the restored rate)."""
@@ -51,7 +77,9 @@ def test_every_rejected_resume_really_ends_elsewhere(resume):
     right = _final_weights(nb04._right_resume)
     wrong = _final_weights(resume)
     assert all(torch.equal(v, reference[0].state_dict()[k]) for k, v in right.items())
-    assert not all(torch.equal(v, reference[0].state_dict()[k]) for k, v in wrong.items())
+    assert not all(
+        torch.equal(v, reference[0].state_dict()[k]) for k, v in wrong.items()
+    )
 
 
 def test_a_batch_drawn_after_the_restore_is_named_as_such():
@@ -59,7 +87,10 @@ def test_a_batch_drawn_after_the_restore_is_named_as_such():
     last, and does not tell the learner to pass generators=..., which they did."""
     r = check.resume_exactly(nb04._draws_a_batch_after)
     assert r.status == "wrong"
-    assert "restore the rng states last" in r.message.lower() and "pass generators" not in r.message
+    assert (
+        "restore the rng states last" in r.message.lower()
+        and "pass generators" not in r.message
+    )
 
 
 def test_drew_after_restoring_follows_the_stream_across_refills():
@@ -74,13 +105,17 @@ def test_drew_after_restoring_follows_the_stream_across_refills():
     other = torch.Generator().manual_seed(6)
     torch.randn(10, generator=other)
     assert not nb04._drew_after_restoring(saved, other.get_state())
-    assert not nb04._drew_after_restoring(saved, torch.Generator().manual_seed(5).get_state())  # reseeded
+    assert not nb04._drew_after_restoring(
+        saved, torch.Generator().manual_seed(5).get_state()
+    )  # reseeded
 
 
 def test_best_by_accuracy():
     from labs_utils.toolkit import CheckpointManager
 
-    assert check.best_by_accuracy(lambda folder: CheckpointManager(folder, metric="val_accuracy", mode="max"))
+    assert check.best_by_accuracy(
+        lambda folder: CheckpointManager(folder, metric="val_accuracy", mode="max")
+    )
     assert check.best_by_accuracy(nb04._str_folder_keep_one)
 
 
@@ -93,7 +128,9 @@ def test_best_by_accuracy_writes_nothing_outside_its_sandbox(tmp_path, monkeypat
     assert r.status == "wrong" and "the folder you were given" in r.message
     from labs_utils.toolkit import CheckpointManager
 
-    assert check.best_by_accuracy(lambda folder: CheckpointManager(folder, metric="val_accuracy", mode="max"))
+    assert check.best_by_accuracy(
+        lambda folder: CheckpointManager(folder, metric="val_accuracy", mode="max")
+    )
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     assert os.getcwd() == str(tmp_path)
 
@@ -106,4 +143,8 @@ def test_best_by_accuracy_rejects_writes_beside_the_folder():
         return CheckpointManager(folder, metric="val_accuracy", mode="max")
 
     r = check.best_by_accuracy(also_writes_elsewhere)
-    assert r.status == "wrong" and "outside the folder" in r.message and "notes.pth" in r.message
+    assert (
+        r.status == "wrong"
+        and "outside the folder" in r.message
+        and "notes.pth" in r.message
+    )

@@ -1,5 +1,6 @@
 """Checks of notebooks/05_amp_and_scheduler_resume.ipynb: right answers pass, and the cases the generic tests in
 test_checks.py do not cover (each wrong answer's hint is tested there, from the check's ``wrong=[...]``)."""
+
 import math
 
 import numpy as np
@@ -14,7 +15,9 @@ def test_fresh_scaler_skips():
     assert not check.fresh_scaler_skips(True)
 
 
-@pytest.mark.parametrize("answer", [np.int64(7), np.int32(7), int(math.log2(2**16 // 2**9)), 16 - 9])
+@pytest.mark.parametrize(
+    "answer", [np.int64(7), np.int32(7), int(math.log2(2**16 // 2**9)), 16 - 9]
+)
 def test_fresh_scaler_skips_accepts_every_integer_form(answer):
     """One rule for whole numbers across the workbook: NumPy integers pass (the simulation's false reject)."""
     assert check.fresh_scaler_skips(answer)
@@ -27,10 +30,17 @@ def test_amp_checkpoint_right():
 
 def test_amp_checkpoint_refuses_unloadable_extras():
     def with_version(model, optimizer, scheduler, scaler, epoch):
-        return {**nb05._right(model, optimizer, scheduler, scaler, epoch), "torch": torch.__version__}
+        return {
+            **nb05._right(model, optimizer, scheduler, scaler, epoch),
+            "torch": torch.__version__,
+        }
 
     r = check.amp_checkpoint(with_version)
-    assert r.status == "wrong" and "weights_only=True" in r.message and "'torch' entry" in r.message
+    assert (
+        r.status == "wrong"
+        and "weights_only=True" in r.message
+        and "'torch' entry" in r.message
+    )
 
 
 SLOTS = ("model", "optimizer", "scheduler")
@@ -53,15 +63,26 @@ def test_amp_checkpoint_compares_every_entry_with_the_right_object(slot, source)
     if slot == source:
         assert r, repr(r)
     else:
-        assert r.status == "wrong" and f"the {slot!r} entry holds the {source}'s" in r.message, repr(r)
+        assert (
+            r.status == "wrong"
+            and f"the {slot!r} entry holds the {source}'s" in r.message
+        ), repr(r)
 
 
 def test_amp_checkpoint_rejects_weights_of_another_model():
     """Right keys, wrong numbers: a state_dict of a freshly built model is not this model's."""
+
     def fresh_weights(model, optimizer, scheduler, scaler, epoch):
-        other = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(),
-                                    torch.nn.Linear(6, 3))
-        return {**nb05._right(model, optimizer, scheduler, scaler, epoch), "model": other.state_dict()}
+        other = torch.nn.Sequential(
+            torch.nn.Linear(4, 6),
+            torch.nn.BatchNorm1d(6),
+            torch.nn.ReLU(),
+            torch.nn.Linear(6, 3),
+        )
+        return {
+            **nb05._right(model, optimizer, scheduler, scaler, epoch),
+            "model": other.state_dict(),
+        }
 
     r = check.amp_checkpoint(fresh_weights)
     assert r.status == "wrong" and "is not model.state_dict()" in r.message

@@ -1,12 +1,15 @@
 """Checks of notebooks/06_devices_and_map_location.ipynb: right answers, and what makes the checks
 hard to fool (files where a byte search disagrees with the real storage tags, a callable map_location
 required, torch's raw errors explained). tests/test_checks.py feeds every declared wrong answer."""
+
 import re
 import zipfile
 
 import pytest
 import torch
-from torch import load  # a learner may import it by name; the check must still see the call
+from torch import (
+    load,  # a learner may import it by name; the check must still see the call
+)
 
 from labs_utils.checks import _load_all, check, nb06
 
@@ -26,7 +29,11 @@ def storage_locations(path):
 
 def storage_locations_by_imported_name(path):
     seen = set()
-    load(path, map_location=lambda storage, location: seen.add(location) or storage, weights_only=True)
+    load(
+        path,
+        map_location=lambda storage, location: seen.add(location) or storage,
+        weights_only=True,
+    )
     return seen
 
 
@@ -36,10 +43,13 @@ def _byte_search(path):
     return {t.decode() for t in re.findall(rb"(cpu|cuda:\d+)", pkl)}
 
 
-@pytest.mark.parametrize("answer", [
-    {"cuda:0": "cpu", "cuda:1": "cpu"},
-    {"cuda:1": "cpu", "cuda:0": "cpu", "cuda:2": "cpu"},
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"cuda:0": "cpu", "cuda:1": "cpu"},
+        {"cuda:1": "cpu", "cuda:0": "cpu", "cuda:2": "cpu"},
+    ],
+)
 def test_map_two_gpus_to_cpu_right(answer):
     result = check.map_two_gpus_to_cpu(answer)
     assert result and repr(result).startswith("Correct!")
@@ -55,7 +65,9 @@ def test_the_checks_files_are_what_they_claim(tmp_path):
     on at least one file a byte search of data.pkl gives another answer: the trap that catches it."""
     cases = nb06._cases(tmp_path)
     assert len(cases) >= 5
-    assert any(len(expected) > 1 for _, _, expected in cases)  # a file with several tags
+    assert any(
+        len(expected) > 1 for _, _, expected in cases
+    )  # a file with several tags
     disagree = 0
     for what, path, expected in cases:
         assert storage_locations(path) == expected, what
@@ -70,7 +82,9 @@ def test_the_check_puts_torch_load_back():
     assert torch.load is real and torch.serialization.load is real and load is real
 
 
-def test_a_byte_search_is_refused_even_where_it_gets_every_file_right(tmp_path, monkeypatch):
+def test_a_byte_search_is_refused_even_where_it_gets_every_file_right(
+    tmp_path, monkeypatch
+):
     """With only the files a byte search reads correctly, the check still asks for the callable."""
     cases = [c for c in nb06._cases(tmp_path) if _byte_search(c[1]) == c[2]]
     monkeypatch.setattr(nb06, "_cases", lambda folder: cases)
@@ -98,10 +112,18 @@ def test_learner_code_that_crashes_gets_a_hint():
 def test_raw_torch_errors_come_with_their_meaning():
     def returns_cuda(path):
         seen = set()
-        torch.load(path, map_location=lambda s, loc: seen.add(loc) or s.cuda(), weights_only=True)
+        torch.load(
+            path,
+            map_location=lambda s, loc: seen.add(loc) or s.cuda(),
+            weights_only=True,
+        )
         return seen
 
     result = check.storage_locations(returns_cuda)
-    if torch.cuda.is_available():  # the suite hides GPUs; on a GPU machine the answer is merely odd
+    if (
+        torch.cuda.is_available()
+    ):  # the suite hides GPUs; on a GPU machine the answer is merely odd
         return
-    assert result.status == "wrong" and "moved the storages to a GPU" in result.message, repr(result)
+    assert (
+        result.status == "wrong" and "moved the storages to a GPU" in result.message
+    ), repr(result)

@@ -1,6 +1,7 @@
 """Checks of notebooks/08_safe_loading.ipynb: the notebook's answers pass; an allowance the learner
 made for the whole process neither helps an answer nor is taken away; the checks load with
 weights_only=True said explicitly."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,10 +14,25 @@ import torch
 
 from labs_utils.checks import check, nb08
 
-ALLOW = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType, argparse.Namespace]
-EVERYTHING = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType, np.dtypes.Int64DType,
-              np.dtypes.Float32DType, np.dtypes.Int32DType, argparse.Namespace, nb08._Info, nb08._Stage,
-              nb08._Run, nb08._Phase]
+ALLOW = [
+    np._core.multiarray.scalar,
+    np.dtype,
+    np.dtypes.Float64DType,
+    argparse.Namespace,
+]
+EVERYTHING = [
+    np._core.multiarray.scalar,
+    np.dtype,
+    np.dtypes.Float64DType,
+    np.dtypes.Int64DType,
+    np.dtypes.Float32DType,
+    np.dtypes.Int32DType,
+    argparse.Namespace,
+    nb08._Info,
+    nb08._Stage,
+    nb08._Run,
+    nb08._Phase,
+]
 
 
 def make_loadable(ckpt):  # the notebook's solution
@@ -49,14 +65,20 @@ def test_notebook_answers_pass():
     assert check.allowlist_for_exercise_file(ALLOW)
 
 
-def test_process_wide_allowance_does_not_make_an_unconverted_checkpoint_pass(learner_allowed_everything):
+def test_process_wide_allowance_does_not_make_an_unconverted_checkpoint_pass(
+    learner_allowed_everything,
+):
     result = check.make_loadable(lambda ckpt: dict(ckpt))
     assert result.status == "wrong" and "still refuses" in result.message
-    assert "add_safe_globals" in result.message  # says why it loaded for them and not here
+    assert (
+        "add_safe_globals" in result.message
+    )  # says why it loaded for them and not here
     assert set(torch.serialization.get_safe_globals()) == learner_allowed_everything
 
 
-def test_process_wide_allowance_then_an_empty_list_is_refused(learner_allowed_everything):
+def test_process_wide_allowance_then_an_empty_list_is_refused(
+    learner_allowed_everything,
+):
     """The simulation's false accept: add_safe_globals([...]) in the cell, then allow = []."""
     result = check.allowlist_for_exercise_file([])
     assert result.status == "wrong" and "empty" in result.message
@@ -86,14 +108,26 @@ def test_an_answer_that_allows_for_the_whole_process_is_refused_and_undone():
 
 def test_float_for_an_integer_numpy_scalar_gets_the_kind_hint():
     """The notebook recommends .item(), which keeps an int an int; float() is accepted for floats."""
+
     def float_for_floats_only(ckpt):
         out = make_loadable(ckpt)
-        return {k: (float(v) if isinstance(v, np.floating) else out[k]) for k, v in ckpt.items()}
+        return {
+            k: (float(v) if isinstance(v, np.floating) else out[k])
+            for k, v in ckpt.items()
+        }
 
     assert check.make_loadable(float_for_floats_only)
-    result = check.make_loadable(lambda ckpt: {k: (float(v) if isinstance(v, np.generic) else w)
-                                               for (k, v), w in zip(ckpt.items(), make_loadable(ckpt).values())})
-    assert result.status == "wrong" and "integer NumPy scalar" in result.message and ".item()" in result.message
+    result = check.make_loadable(
+        lambda ckpt: {
+            k: (float(v) if isinstance(v, np.generic) else w)
+            for (k, v), w in zip(ckpt.items(), make_loadable(ckpt).values())
+        }
+    )
+    assert (
+        result.status == "wrong"
+        and "integer NumPy scalar" in result.message
+        and ".item()" in result.message
+    )
 
 
 def test_a_forced_unsafe_default_does_not_fool_the_check(monkeypatch):

@@ -1,5 +1,6 @@
 """Checks of notebooks/09_safetensors.ipynb: the notebook's answers pass; a copy of a tied tensor is
 not "storing it once"; reading every tensor inside safe_open is noticed, under any imported name."""
+
 from __future__ import annotations
 
 from safetensors import safe_open
@@ -41,8 +42,13 @@ def test_the_check_models_are_tied_and_save_model_stores_one_copy(tmp_path):
 
 def test_clone_hint_of_the_old_exercise_is_refused():
     """{k: v.clone()} gets past save_file but stores the tied tensor twice (review finding D)."""
+
     def clone_then_save(model, path, epoch):
-        save_file({k: v.clone() for k, v in model.state_dict().items()}, path, metadata={"epoch": str(epoch)})
+        save_file(
+            {k: v.clone() for k, v in model.state_dict().items()},
+            path,
+            metadata={"epoch": str(epoch)},
+        )
         return path
 
     result = check.save_with_epoch(clone_then_save)
@@ -60,6 +66,7 @@ def test_a_forgotten_return_says_so():
 
 def test_reading_every_tensor_is_noticed_under_an_imported_name():
     """The simulation's false accept, with safe_open imported by name (as the notebook does)."""
+
     def every_tensor(path, key):
         with safe_open(path, framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}[key]
@@ -70,7 +77,9 @@ def test_reading_every_tensor_is_noticed_under_an_imported_name():
 
     for answer in (every_tensor, get_tensors_then_pick):
         result = check.read_one_tensor(answer)
-        assert result.status == "wrong" and "read 5 tensors" in result.message, answer.__name__
+        assert result.status == "wrong" and "read 5 tensors" in result.message, (
+            answer.__name__
+        )
 
 
 def test_the_counting_wrapper_is_gone_after_the_check():
@@ -79,7 +88,11 @@ def test_the_counting_wrapper_is_gone_after_the_check():
 
     real = safetensors.safe_open
     check.read_one_tensor(read_one)
-    assert safetensors.safe_open is real and st.safe_open is real and globals()["safe_open"] is real
+    assert (
+        safetensors.safe_open is real
+        and st.safe_open is real
+        and globals()["safe_open"] is real
+    )
     assert st.load_file.__name__ == "load_file"
 
 

@@ -1,6 +1,7 @@
 """Checks of notebooks/11_distributed_checkpoints.ipynb: the notebook's answers pass, the check's
 sharded checkpoint is a real one, learner errors of any kind become hints, and reading tensor data
 is noticed where the task says "only .metadata"."""
+
 import os
 import warnings
 
@@ -22,8 +23,11 @@ def dcp_to_weights(dcp_dir, out_path):  # the notebook's solution
 
 def saved_shapes(dcp_dir):  # the notebook's solution
     meta = dcp.FileSystemReader(str(dcp_dir)).read_metadata()
-    return {key[len("model."):]: tuple(item.size) for key, item in meta.state_dict_metadata.items()
-            if key.startswith("model.") and hasattr(item, "size")}
+    return {
+        key[len("model.") :]: tuple(item.size)
+        for key, item in meta.state_dict_metadata.items()
+        if key.startswith("model.") and hasattr(item, "size")
+    }
 
 
 def test_notebook_answers_pass():
@@ -38,11 +42,20 @@ def test_the_sharded_checkpoint_is_a_real_two_rank_one(tmp_path):
     state, weights = nb11._train_state(seed=3, width=9, classes=5)
     folder = tmp_path / "ckpt"
     nb11._save_sharded(folder, state)
-    assert sorted(p.name for p in folder.iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".metadata",
+        "__0_0.distcp",
+        "__1_0.distcp",
+    ]
     meta = dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata
     head = meta["model.head.weight"]
-    assert tuple(head.size) == (5, 9) and [tuple(c.sizes) for c in head.chunks] == [(3, 9), (2, 9)]
-    assert len(meta["model.submodel.1.num_batches_tracked"].chunks) == 1  # 0-dim: written once
+    assert tuple(head.size) == (5, 9) and [tuple(c.sizes) for c in head.chunks] == [
+        (3, 9),
+        (2, 9),
+    ]
+    assert (
+        len(meta["model.submodel.1.num_batches_tracked"].chunks) == 1
+    )  # 0-dim: written once
     dcp_to_torch_save(folder, tmp_path / "full.pth")
     full = torch.load(tmp_path / "full.pth", weights_only=True)
     assert full["step"] == 1 and set(full) == {"model", "model_ema", "optim", "step"}
@@ -57,17 +70,20 @@ def test_the_sharded_checkpoint_is_a_real_two_rank_one(tmp_path):
 @pytest.mark.parametrize("name", ["dcp_to_weights", "saved_shapes"])
 def test_a_checkpoint_exception_from_the_learner_is_a_hint(name):
     """CheckpointException derives from BaseException: it must not escape the check cell."""
+
     def fails(*args):
         raise CheckpointException("rank 0 failed", {})
 
-    assert issubclass(CheckpointException, BaseException) and not issubclass(CheckpointException, Exception)
+    assert issubclass(CheckpointException, BaseException) and not issubclass(
+        CheckpointException, Exception
+    )
     result = getattr(check, name)(fails)
     assert result.status == "wrong" and "CheckpointException" in result.message
 
 
 def test_loading_into_the_notebooks_net_gets_a_short_hint_without_a_traceback():
-    from labs_utils.workers.dcp_workers import load_single_process
     from labs_utils.models import Net
+    from labs_utils.workers.dcp_workers import load_single_process
 
     def into_net(dcp_dir, out_path):
         model = Net()
@@ -81,6 +97,7 @@ def test_loading_into_the_notebooks_net_gets_a_short_hint_without_a_traceback():
 
 def test_reading_tensor_bytes_by_hand_is_noticed():
     """Shapes taken from tensors read with torch.load, even after reading .metadata, are refused."""
+
     def reads_a_chunk(dcp_dir):
         shapes = saved_shapes(dcp_dir)
         dcp_to_torch_save(dcp_dir, os.path.join(dcp_dir, "..", "peek.pth"))

@@ -4,6 +4,7 @@ tests/test_checks.py feeds every check its declared wrong and right answers; her
 that need a set-up (a process-wide allowlist, a simulated CUDA build, no fork), the learner
 simulation's false accepts and misleading hints, and the harness itself.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,18 +17,21 @@ import pytest
 import torch
 
 from labs_utils.capstone import RunInfo
-from labs_utils.checks import check, crash
-from labs_utils.checks import nb12
+from labs_utils.checks import check, crash, nb12
 
 check.capstone_save_atomically  # noqa: B018  (loads the module)
 
-linux_fork = pytest.mark.skipif(not crash.can_fork(), reason="kill_at needs os.fork on Linux")
+linux_fork = pytest.mark.skipif(
+    not crash.can_fork(), reason="kill_at needs os.fork on Linux"
+)
 
 
 # ---------------------------------------------------------------- the notebook's solutions
 def save_atomically(obj, path):  # notebooks/12_capstone_lab.ipynb, fix 6
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -60,11 +64,15 @@ def test_solution_passes_without_production_tips():
     assert "Production code" not in result.message and "detail" not in result.message
 
 
-@pytest.mark.parametrize("answer", [nb12._save_named_temporary, nb12._save_mkstemp_rename])
+@pytest.mark.parametrize(
+    "answer", [nb12._save_named_temporary, nb12._save_mkstemp_rename]
+)
 def test_owner_only_answers_pass_with_the_mode_tip(answer):
     result = check.capstone_save_atomically(answer)
     assert result, repr(result)
-    if os.name == "posix" and 0o666 & ~nb12._umask() != 0o600:  # torch.save's files are not owner-only here
+    if (
+        os.name == "posix" and 0o666 & ~nb12._umask() != 0o600
+    ):  # torch.save's files are not owner-only here
         assert "0o600" in result.message and "os.chmod" in result.message
         assert "fsync the folder" in result.message
 
@@ -79,7 +87,9 @@ KILLED_ANSWERS = [
 
 
 @linux_fork
-@pytest.mark.parametrize("answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS])
+@pytest.mark.parametrize(
+    "answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS]
+)
 def test_a_real_kill_catches_each_non_atomic_save_every_time(answer, hint):
     """Kill moments are counted in write calls, not timed: the verdict is the same on every run."""
     for _ in range(3):
@@ -88,8 +98,12 @@ def test_a_real_kill_catches_each_non_atomic_save_every_time(answer, hint):
         assert "SIGKILL" in result.message
 
 
-@pytest.mark.parametrize("answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS])
-def test_without_fork_the_disk_is_examined_at_the_same_moments(monkeypatch, answer, hint):
+@pytest.mark.parametrize(
+    "answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS]
+)
+def test_without_fork_the_disk_is_examined_at_the_same_moments(
+    monkeypatch, answer, hint
+):
     monkeypatch.setattr(crash, "can_fork", lambda: False)
     result = check.capstone_save_atomically(answer)
     assert result.status == "wrong" and hint in result.message.lower(), repr(result)
@@ -120,7 +134,9 @@ def test_backup_restored_in_except_baseexception_is_still_caught():
 
 
 def test_labs_utils_is_rejected_however_it_is_imported():
-    from labs_utils.toolkit import save_checkpoint  # the name bound here, not the module attribute
+    from labs_utils.toolkit import (
+        save_checkpoint,  # the name bound here, not the module attribute
+    )
 
     def save(obj, path):
         save_checkpoint(obj, path)
@@ -158,32 +174,48 @@ def test_every_build_s_no_gpu_message_is_recognised(message):
     assert nb12.needs_a_gpu(message)
 
 
-@pytest.mark.parametrize("message", ["Error(s) in loading state_dict for SimpleModel", "CUDA is great",
-                                     "No such file or directory: 'gpu_weights_cuda0.pth'"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Error(s) in loading state_dict for SimpleModel",
+        "CUDA is great",
+        "No such file or directory: 'gpu_weights_cuda0.pth'",
+    ],
+)
 def test_other_errors_are_not_taken_for_a_missing_gpu(message):
     assert not nb12.needs_a_gpu(message)
 
 
-@pytest.mark.parametrize("error", [
-    AssertionError("Torch not compiled with CUDA enabled"),
-    RuntimeError(NO_GPU_MESSAGES[2]),
-    RuntimeError("No CUDA GPUs are available"),
-], ids=["cpu-build", "cuda-build-no-driver", "cuda-build-no-visible-gpu"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        AssertionError("Torch not compiled with CUDA enabled"),
+        RuntimeError(NO_GPU_MESSAGES[2]),
+        RuntimeError("No CUDA GPUs are available"),
+    ],
+    ids=["cpu-build", "cuda-build-no-driver", "cuda-build-no-visible-gpu"],
+)
 def test_moving_to_the_gpu_gets_one_hint_with_every_build(monkeypatch, error):
     """What .to('cuda') raises depends on the build of torch; the hint does not."""
+
     def no_gpu(*args, **kwargs):
         raise error
 
     monkeypatch.setattr(torch.cuda, "_lazy_init", no_gpu)
     result = check.capstone_load_gpu_weights(nb12._load_gpu_then_cuda)
     assert result.status == "wrong", repr(result)
-    assert "moves the model to the GPU" in result.message and str(error)[:20] in result.message
+    assert (
+        "moves the model to the GPU" in result.message
+        and str(error)[:20] in result.message
+    )
 
 
 def test_cuda_prefix_dict_hint_explains_the_full_tag():
     result = check.capstone_load_gpu_weights(nb12._load_gpu_cuda_prefix_dict)
     assert "'cuda:0'" in result.message and "device index" in result.message
-    assert "use torch.load with map_location=torch.device('cpu')" not in result.message  # not torch's raw text
+    assert (
+        "use torch.load with map_location=torch.device('cpu')" not in result.message
+    )  # not torch's raw text
 
 
 def test_simulation_right_answers_for_the_gpu_file():
@@ -191,7 +223,9 @@ def test_simulation_right_answers_for_the_gpu_file():
         from labs_utils.models import SimpleModel
 
         model = SimpleModel()
-        model.load_state_dict(torch.load(path, map_location=torch.device("cpu"), weights_only=True))
+        model.load_state_dict(
+            torch.load(path, map_location=torch.device("cpu"), weights_only=True)
+        )
         return model
 
     assert check.capstone_load_gpu_weights(load_gpu_weights)
@@ -206,11 +240,20 @@ def test_process_wide_add_is_rejected_and_undone():
 
 
 def test_an_answer_that_relies_on_an_earlier_process_wide_add_is_told_so():
-    torch.serialization.add_safe_globals([RunInfo])  # in a cell above, outside the function
+    torch.serialization.add_safe_globals(
+        [RunInfo]
+    )  # in a cell above, outside the function
     try:
-        result = check.capstone_load_safely(lambda path: torch.load(path, weights_only=True))
-        assert result.status == "wrong" and "already allowed for the whole process" in result.message
-        assert RunInfo in torch.serialization.get_safe_globals()  # the learner's own entry stays
+        result = check.capstone_load_safely(
+            lambda path: torch.load(path, weights_only=True)
+        )
+        assert (
+            result.status == "wrong"
+            and "already allowed for the whole process" in result.message
+        )
+        assert (
+            RunInfo in torch.serialization.get_safe_globals()
+        )  # the learner's own entry stays
         assert check.capstone_load_safely(load_model_card)
         assert RunInfo in torch.serialization.get_safe_globals()
     finally:
@@ -248,7 +291,10 @@ def test_hard_coded_file_is_rejected(tmp_path):
 # ---------------------------------------------------------------- fix 2 and fix 1: weak hints made specific
 def test_param_groups_only_is_explained_not_a_type_error():
     result = check.capstone_save_for_resume(nb12._save_param_groups_only)
-    assert "could not use your answer" not in result.message and "param_groups alone" in result.message
+    assert (
+        "could not use your answer" not in result.message
+        and "param_groups alone" in result.message
+    )
 
 
 def test_notebook_global_model_is_caught():
@@ -284,7 +330,9 @@ def test_kill_at_kills_before_the_chosen_call_and_no_cleanup_runs(tmp_path):
     kill = crash.kill_at(save, ({"w": torch.ones(10)}, tmp_path / "b.pth"), 0)
     assert kill.killed and kill.call == trace.calls[0]
     assert not marker.exists()  # SIGKILL: no finally block ran
-    assert (tmp_path / "b.pth").stat().st_size == 0  # torch.save had opened (truncated) the file
+    assert (
+        tmp_path / "b.pth"
+    ).stat().st_size == 0  # torch.save had opened (truncated) the file
 
 
 @linux_fork
@@ -316,13 +364,19 @@ def test_watching_sees_calls_however_they_are_named(tmp_path):
     with crash.watching(torch.serialization.save) as seen:
         save({"w": 1}, tmp_path / "e.pth")
     assert seen.calls[-1] == "os.replace"
-    assert [Path(a["f"]).name for a in seen.arguments[torch.serialization.save]] == ["e.tmp"]
+    assert [Path(a["f"]).name for a in seen.arguments[torch.serialization.save]] == [
+        "e.tmp"
+    ]
     assert sys.getprofile() is None
 
 
 def test_kill_moments():
     assert crash.kill_moments(["open", "write"]) == [0, 1]
-    calls = ["open"] + ["BufferedWriter.write"] * 40 + ["BufferedWriter.close", "os.replace"]
+    calls = (
+        ["open"]
+        + ["BufferedWriter.write"] * 40
+        + ["BufferedWriter.close", "os.replace"]
+    )
     moments = crash.kill_moments(calls, at_most=8)
     assert {0, 1, 41, 42} <= set(moments) and len(moments) <= 10
     assert moments == sorted(set(moments))
@@ -331,7 +385,9 @@ def test_kill_moments():
 def test_gpu_check_judges_the_same_on_a_gpu_host(monkeypatch):
     """On a machine with a GPU the check still runs the answer as on the CPU-only serving host:
     a device chosen at run time picks the CPU, a hard-coded GPU device fails there."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # pretend this host has a GPU
+    monkeypatch.setattr(
+        torch.cuda, "is_available", lambda: True
+    )  # pretend this host has a GPU
     assert check.capstone_load_gpu_weights(nb12._load_gpu_device_at_run_time)
     result = check.capstone_load_gpu_weights(nb12._load_gpu_map_cuda)
     assert result.status == "wrong" and "map_location='cpu'" in result.message
@@ -348,8 +404,16 @@ def test_the_real_kill_lands_where_the_in_process_run_saw_the_gap():
 
     linecache.clearcache()  # the framework will read this file's source again
     folder = Path(tempfile.mkdtemp())
-    torch.save({"epoch": 1}, folder / "x.pth")  # as in the check: a previous checkpoint exists
-    calls = crash.trace_writes(nb12._save_remove_then_rename, {"epoch": 3, "w": torch.ones(1000)}, folder / "x.pth").calls
+    torch.save(
+        {"epoch": 1}, folder / "x.pth"
+    )  # as in the check: a previous checkpoint exists
+    calls = crash.trace_writes(
+        nb12._save_remove_then_rename,
+        {"epoch": 3, "w": torch.ones(1000)},
+        folder / "x.pth",
+    ).calls
     moment = calls.index("os.rename")
     result = check.capstone_save_atomically(nb12._save_remove_then_rename)
-    assert f"a SIGKILL just before its {nb12._ordinal(moment + 1)} of" in result.message, result.message
+    assert (
+        f"a SIGKILL just before its {nb12._ordinal(moment + 1)} of" in result.message
+    ), result.message

@@ -1,6 +1,7 @@
 """Checks of notebooks/13_export_without_the_class.ipynb: the notebook's answers and other right
 answers pass; the check model's class cannot be imported; each usual mistake gets its own hint.
 (tests/test_checks.py runs every declared wrong answer and placeholder.)"""
+
 from __future__ import annotations
 
 import importlib
@@ -14,7 +15,9 @@ from torch.export import Dim
 from labs_utils.checks import REGISTRY, check, nb13
 
 check.export_for_serving  # noqa: B018  (loads the module)
-NAMES = [n for n, ex in REGISTRY.items() if ex.notebook == "13_export_without_the_class"]
+NAMES = [
+    n for n, ex in REGISTRY.items() if ex.notebook == "13_export_without_the_class"
+]
 
 
 def export_for_serving(model, example, path):  # the notebook's solution
@@ -119,15 +122,19 @@ def test_gated_blend_by_arithmetic_is_accepted():
             hot = (x.mean() > 0).to(x.dtype)
             return hot * self.gated.hot(x) + (1 - hot) * self.gated.cold(x)
 
-    assert check.export_gated(lambda model, example: torch.export.export(Blend(model), (example,)))
-
+    assert check.export_gated(
+        lambda model, example: torch.export.export(Blend(model), (example,))
+    )
 
 
 def test_a_batch_minimum_is_not_a_mistake_when_one_still_runs():
     """Dim(min=2) adds no runtime guard for a batch of 1 (0/1 are special cases), so it passes."""
+
     def min_two(model, example, path):
         batch = Dim("batch", min=2)
-        program = torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: batch}})
+        program = torch.export.export(
+            model.eval(), (example,), dynamic_shapes={"x": {0: batch}}
+        )
         torch.export.save(program, path)
 
     assert check.export_for_serving(min_two)

@@ -1,6 +1,7 @@
 """Checks of notebooks/14_error_field_guide.ipynb: the notebook's answers pass; answers that rely on
 a file's name, read text, skip a case, or get the adaptation almost right are refused with a hint
 that names the mistake; the learner's inputs are left alone."""
+
 from __future__ import annotations
 
 import os
@@ -49,6 +50,7 @@ def test_notebook_answers_pass():
 
 # --- what_is ---------------------------------------------------------------------------------
 
+
 def test_the_cases_are_what_they_claim():
     """The check's files really are what its table says (judged by the notebook's solution and by
     PyTorch and safetensors themselves), so a hint never blames a right answer."""
@@ -66,11 +68,14 @@ def test_the_cases_are_what_they_claim():
                 assert list(load_file(path)) == ["w"]
             if want == "legacy":
                 assert set(torch.load(path, weights_only=True)) == {"w"}
-    assert set(labels) == set(nb14.LABELS) and labels["html"] >= 3 and labels["other"] >= 4
+    assert (
+        set(labels) == set(nb14.LABELS) and labels["html"] >= 3 and labels["other"] >= 4
+    )
 
 
 def test_reading_too_few_bytes_is_refused():
     """Eight bytes cannot hold the LFS prefix, a doctype, or the b'{' after safetensors' length."""
+
     def eight_bytes(path):
         with open(path, "rb") as f:
             head = f.read(8)
@@ -106,6 +111,7 @@ def test_a_check_that_loads_only_zips_is_still_caught():
 
 # --- adapt_first_conv ----------------------------------------------------------------------------
 
+
 def test_an_ordered_dict_and_new_tensors_are_fine():
     def ordered(state_dict, key, in_channels):
         out = OrderedDict((k, v.clone()) for k, v in state_dict.items())
@@ -113,8 +119,18 @@ def test_an_ordered_dict_and_new_tensors_are_fine():
         if in_channels == 1:
             out[key] = w.sum(1, keepdim=True)
         else:
-            out[key] = torch.cat([w, torch.zeros(w.shape[0], in_channels - w.shape[1], *w.shape[2:],
-                                                 dtype=w.dtype)], 1)
+            out[key] = torch.cat(
+                [
+                    w,
+                    torch.zeros(
+                        w.shape[0],
+                        in_channels - w.shape[1],
+                        *w.shape[2:],
+                        dtype=w.dtype,
+                    ),
+                ],
+                1,
+            )
         return out
 
     assert check.adapt_first_conv(ordered)
@@ -122,11 +138,17 @@ def test_an_ordered_dict_and_new_tensors_are_fine():
 
 def test_float32_zeros_into_a_float64_model_are_accepted_when_cat_promotes():
     """torch.cat promotes float32 zeros to the weight's float64: the dtype stays right, so this passes."""
+
     def default_dtype_zeros(state_dict, key, in_channels):
         out = dict(state_dict)
         w = out[key]
-        out[key] = w.sum(1, keepdim=True) if in_channels == 1 else torch.cat(
-            [w, torch.zeros(w.shape[0], in_channels - w.shape[1], *w.shape[2:])], 1)
+        out[key] = (
+            w.sum(1, keepdim=True)
+            if in_channels == 1
+            else torch.cat(
+                [w, torch.zeros(w.shape[0], in_channels - w.shape[1], *w.shape[2:])], 1
+            )
+        )
         return out
 
     assert check.adapt_first_conv(default_dtype_zeros)
@@ -139,7 +161,11 @@ def test_a_weight_cast_to_float32_is_refused_with_the_dtype():
         return out
 
     result = check.adapt_first_conv(cast)
-    assert result.status == "wrong" and "torch.float32" in result.message and "float64" in result.message
+    assert (
+        result.status == "wrong"
+        and "torch.float32" in result.message
+        and "float64" in result.message
+    )
 
 
 def test_changing_another_entry_is_named():

@@ -1,6 +1,7 @@
 """Checks of notebooks/15_resume_mid_epoch_and_ema.ipynb: right answers pass, and what the generic tests in
 test_checks.py do not cover: each rejected answer really ends elsewhere (the check's hint is not about a
 harmless difference), and the check's cases do break the mistakes they are meant for."""
+
 import copy
 import math
 
@@ -29,12 +30,24 @@ def _finish(resume, stop_at, workers=0):
     ref_log, ref_model, ref_ema = nb15._reference(workers, {})
     model, optimizer, ema, loader = nb15._objects(0, workers)
     log = nb15._train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
-    ckpt = nb15._through_file(nb15._training_state(model, optimizer, ema, loader, stop_at[0]))
+    ckpt = nb15._through_file(
+        nb15._training_state(model, optimizer, ema, loader, stop_at[0])
+    )
     model, optimizer, ema, loader = nb15._objects(99, workers)
     start = resume(ckpt, model, optimizer, ema, loader)
-    nb15._train(model, optimizer, ema, loader, int(start if start is not None else stop_at[0]), log)
-    same = (log == ref_log, nb15._states_equal(ref_model, model.state_dict()),
-            nb15._states_equal(ref_ema, ema.state_dict()))
+    nb15._train(
+        model,
+        optimizer,
+        ema,
+        loader,
+        int(start if start is not None else stop_at[0]),
+        log,
+    )
+    same = (
+        log == ref_log,
+        nb15._states_equal(ref_model, model.state_dict()),
+        nb15._states_equal(ref_ema, ema.state_dict()),
+    )
     return same
 
 
@@ -44,8 +57,19 @@ def test_the_right_resume_is_exact_in_every_case(stop_at, workers):
     assert _finish(nb15._rng_first_by_hand, stop_at, workers) == (True, True, True)
 
 
-@pytest.mark.parametrize("resume", [nb15._no_loader_state, nb15._new_loader, nb15._next_epoch, nb15._no_ema,
-                                    nb15._new_average, nb15._no_rng, nb15._peeks_a_batch, nb15._forward_after])
+@pytest.mark.parametrize(
+    "resume",
+    [
+        nb15._no_loader_state,
+        nb15._new_loader,
+        nb15._next_epoch,
+        nb15._no_ema,
+        nb15._new_average,
+        nb15._no_rng,
+        nb15._peeks_a_batch,
+        nb15._forward_after,
+    ],
+)
 def test_every_rejected_resume_really_ends_elsewhere(resume):
     """On the check's first case (mid-epoch), each rejected answer changes the batches, the model or the EMA."""
     torch.manual_seed(0)
@@ -54,8 +78,14 @@ def test_every_rejected_resume_really_ends_elsewhere(resume):
 
 def test_the_cases_cover_start_middle_last_step_boundary_and_workers():
     stops = {stop for stop, _ in nb15._CASES}
-    assert (0, 0) in stops and (0, nb15._STEPS) in stops and any(0 < s < nb15._STEPS for _, s in stops)
-    assert any(e > 0 and s == 0 for e, s in stops)  # an epoch boundary: the loader's epoch has ended
+    assert (
+        (0, 0) in stops
+        and (0, nb15._STEPS) in stops
+        and any(0 < s < nb15._STEPS for _, s in stops)
+    )
+    assert any(
+        e > 0 and s == 0 for e, s in stops
+    )  # an epoch boundary: the loader's epoch has ended
     assert any(workers > 0 for _, workers in nb15._CASES)
 
 
@@ -66,8 +96,12 @@ def test_a_shared_generator_is_what_the_two_generator_loader_avoids():
 
     def shared(seed):
         with pytest.warns(UserWarning, match="set_vital"):
-            return StatefulDataLoader(nb15._data(), batch_size=nb15._BATCH, shuffle=True,
-                                      generator=torch.Generator().manual_seed(seed))
+            return StatefulDataLoader(
+                nb15._data(),
+                batch_size=nb15._BATCH,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(seed),
+            )
 
     def two(seed):
         return nb15._objects(seed, 0)[3]
@@ -80,7 +114,9 @@ def test_a_shared_generator_is_what_the_two_generator_loader_avoids():
         next(batches)
         resumed = make(5)
         resumed.load_state_dict(crashed.state_dict())
-        assert [b[2].tolist() for b in resumed] == epochs[0][1:]  # the rest of the epoch: right in both
+        assert [b[2].tolist() for b in resumed] == epochs[0][
+            1:
+        ]  # the rest of the epoch: right in both
         assert ([b[2].tolist() for b in resumed] == epochs[1]) is later_same
 
 
@@ -108,24 +144,53 @@ def _scaled_rates(answer, name, make_scheduler, factor):
         model(torch.randn(5, 3)).pow(2).mean().backward()
         optimizer.step()
         scheduler.step()
-    ckpt = nb15._through_file({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
+    ckpt = nb15._through_file(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    )
     plan = nb15._rates(optimizer, scheduler, nb15._AFTER)
     _, optimizer2, scheduler2 = nb15._scheduled(make_scheduler, lrs=(0.3, 0.03))
     answer(ckpt, optimizer2, scheduler2, factor)
     got = nb15._rates(optimizer2, scheduler2, nb15._AFTER)
-    return all(math.isclose(g, factor * p, rel_tol=1e-9) for rg, rp in zip(got, plan) for g, p in zip(rg, rp))
+    return all(
+        math.isclose(g, factor * p, rel_tol=1e-9)
+        for rg, rp in zip(got, plan)
+        for g, p in zip(rg, rp)
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of")
-@pytest.mark.parametrize("answer", [nb15._scale_before_load, nb15._group_lr_only, nb15._base_lrs_only,
-                                    nb15._first_group_only, nb15._set_to_factor, nb15._no_scheduler_state,
-                                    nb15._steps_to_apply, nb15._own_optimizer])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        nb15._scale_before_load,
+        nb15._group_lr_only,
+        nb15._base_lrs_only,
+        nb15._first_group_only,
+        nb15._set_to_factor,
+        nb15._no_scheduler_state,
+        nb15._steps_to_apply,
+        nb15._own_optimizer,
+    ],
+)
 def test_every_rejected_scaling_gives_other_rates(answer):
-    results = [_scaled_rates(answer, name, make, 0.1) for name, make in nb15._schedulers()]
+    results = [
+        _scaled_rates(answer, name, make, 0.1) for name, make in nb15._schedulers()
+    ]
     assert not all(results)
 
 
 def test_scaling_only_the_current_rate_is_right_for_recursive_schedulers_and_wrong_for_lambdalr():
-    by_name = {name: _scaled_rates(nb15._group_lr_only, name, make, 0.1) for name, make in nb15._schedulers()}
-    assert by_name == {"CosineAnnealingLR": True, "LambdaLR": False, "StepLR": True, "ExponentialLR": True}
-    assert all(_scaled_rates(nb15._right_scaled, name, make, 0.5) for name, make in nb15._schedulers())
+    by_name = {
+        name: _scaled_rates(nb15._group_lr_only, name, make, 0.1)
+        for name, make in nb15._schedulers()
+    }
+    assert by_name == {
+        "CosineAnnealingLR": True,
+        "LambdaLR": False,
+        "StepLR": True,
+        "ExponentialLR": True,
+    }
+    assert all(
+        _scaled_rates(nb15._right_scaled, name, make, 0.5)
+        for name, make in nb15._schedulers()
+    )

@@ -2,6 +2,7 @@
 pass; the checkpoints and adapters the checks build are what they claim to be (real Lightning and
 PEFT files with the traps the exercises describe); each usual mistake gets its own hint.
 (tests/test_checks.py runs every declared wrong answer, right answer and placeholder.)"""
+
 from __future__ import annotations
 
 import io
@@ -24,8 +25,11 @@ NAMES = [n for n, ex in REGISTRY.items() if ex.notebook == "16_ecosystem_formats
 def weights_from_ckpt(path, attribute):  # the notebook's solution
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     prefix = attribute + "."
-    return {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items()
-            if key.startswith(prefix)}
+    return {
+        key[len(prefix) :]: value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(prefix)
+    }
 
 
 def merge_lora(base_state_dict, adapter_dir):  # the notebook's solution
@@ -36,9 +40,13 @@ def merge_lora(base_state_dict, adapter_dir):  # the notebook's solution
     merged = dict(base_state_dict)
     for key, lora_a in adapter.items():
         if key.endswith(".lora_A.weight"):
-            module = key.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
+            module = key.removeprefix("base_model.model.").removesuffix(
+                ".lora_A.weight"
+            )
             lora_b = adapter[key.replace(".lora_A.", ".lora_B.")]
-            merged[module + ".weight"] = base_state_dict[module + ".weight"] + (lora_b @ lora_a) * scale
+            merged[module + ".weight"] = (
+                base_state_dict[module + ".weight"] + (lora_b @ lora_a) * scale
+            )
     return merged
 
 
@@ -56,22 +64,38 @@ def test_the_checkpoints_are_real_lightning_files_with_the_traps():
     assert set(cases) == {"ema.ckpt", "nested.ckpt"}
     for case in cases.values():
         ckpt = torch.load(io.BytesIO(case["bytes"]), weights_only=True)
-        assert {"state_dict", "optimizer_states", "lr_schedulers", "loops", "callbacks",
-                "hyper_parameters", "pytorch-lightning_version"} <= set(ckpt)
+        assert {
+            "state_dict",
+            "optimizer_states",
+            "lr_schedulers",
+            "loops",
+            "callbacks",
+            "hyper_parameters",
+            "pytorch-lightning_version",
+        } <= set(ckpt)
         assert ckpt["global_step"] == 2
         for attribute, expected in case["expected"].items():
-            under = {k[len(attribute) + 1:]: v for k, v in ckpt["state_dict"].items()
-                     if k.startswith(attribute + ".")}
+            under = {
+                k[len(attribute) + 1 :]: v
+                for k, v in ckpt["state_dict"].items()
+                if k.startswith(attribute + ".")
+            }
             assert under.keys() == expected.keys()
             assert all(torch.equal(under[k], v) for k, v in expected.items())
-    ema = torch.load(io.BytesIO(cases["ema.ckpt"]["bytes"]), weights_only=True)["state_dict"]
+    ema = torch.load(io.BytesIO(cases["ema.ckpt"]["bytes"]), weights_only=True)[
+        "state_dict"
+    ]
     assert any(k.startswith("net_ema.") for k in ema) and "loss_fn.weight" in ema
-    nested = torch.load(io.BytesIO(cases["nested.ckpt"]["bytes"]), weights_only=True)["state_dict"]
+    nested = torch.load(io.BytesIO(cases["nested.ckpt"]["bytes"]), weights_only=True)[
+        "state_dict"
+    ]
     assert "model.model.weight" in nested and "model.norm.num_batches_tracked" in nested
     assert any(k.startswith("teacher.") for k in nested)
 
 
-def test_the_tampered_checkpoint_is_refused_by_safe_loading_and_runs_code_otherwise(tmp_path):
+def test_the_tampered_checkpoint_is_refused_by_safe_loading_and_runs_code_otherwise(
+    tmp_path,
+):
     marker, path = tmp_path / "marker.txt", tmp_path / "stranger.ckpt"
     nb16._tampered(nb16._lightning_cases()[0]["bytes"], marker, path)
     with pytest.raises(pickle.UnpicklingError, match="exec"):
@@ -110,14 +134,18 @@ def test_solution_is_close_to_peft_but_tolerance_is_what_passes_it(tmp_path):
 
 def _right_other_order(base_state_dict, adapter_dir):
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    scale = config["lora_alpha"] / (math.sqrt(config["r"]) if config["use_rslora"] else config["r"])
+    scale = config["lora_alpha"] / (
+        math.sqrt(config["r"]) if config["use_rslora"] else config["r"]
+    )
     adapter = load_file(adapter_dir / "adapter_model.safetensors")
     out = {k: v.clone() for k, v in base_state_dict.items()}
     for key in adapter:
         if ".lora_A." in key:
-            module = key[len("base_model.model."):-len(".lora_A.weight")]
+            module = key[len("base_model.model.") : -len(".lora_A.weight")]
             a, b = adapter[key], adapter[key.replace("lora_A", "lora_B")]
-            out[module + ".weight"] = out[module + ".weight"] + b @ (a * scale)  # scale A first
+            out[module + ".weight"] = out[module + ".weight"] + b @ (
+                a * scale
+            )  # scale A first
     return out
 
 
@@ -131,11 +159,14 @@ def _returns_tensors_cast(path, attribute):
     return {k: v.double() if v.is_floating_point() else v for k, v in sd.items()}
 
 
-@pytest.mark.parametrize("answer,hint", [
-    (_hard_coded_net, "saved as 'net.0.weight'"),
-    (_returns_tensors_cast, "torch.float64"),
-    (lambda path, attribute: [1, 2], "return a dict"),
-])
+@pytest.mark.parametrize(
+    "answer,hint",
+    [
+        (_hard_coded_net, "saved as 'net.0.weight'"),
+        (_returns_tensors_cast, "torch.float64"),
+        (lambda path, attribute: [1, 2], "return a dict"),
+    ],
+)
 def test_more_wrong_weights_answers(answer, hint):
     result = check.weights_from_ckpt(answer)
     assert result.status == "wrong" and hint in result.message, repr(result)
@@ -155,12 +186,15 @@ def _forgets_return(base_state_dict, adapter_dir):
     merge_lora(base_state_dict, adapter_dir)
 
 
-@pytest.mark.parametrize("answer,hint", [
-    (_merges_onto_float64, "torch.float32 tensor"),
-    (_changes_other_entries, "has nothing for it"),
-    (_forgets_return, "return"),
-    (42, "expected a function"),
-])
+@pytest.mark.parametrize(
+    "answer,hint",
+    [
+        (_merges_onto_float64, "torch.float32 tensor"),
+        (_changes_other_entries, "has nothing for it"),
+        (_forgets_return, "return"),
+        (42, "expected a function"),
+    ],
+)
 def test_more_wrong_merge_answers(answer, hint):
     result = check.merge_lora(answer)
     assert result.status == "wrong" and hint in result.message, repr(result)
@@ -190,10 +224,14 @@ def test_the_check_leaves_lightnings_logger_level_alone():
 
 
 def test_scale_hints():
-    assert "upside down" in nb16._scale_hint(0.25, r=4, alpha=16, rslora=False, scale=4.0)
+    assert "upside down" in nb16._scale_hint(
+        0.25, r=4, alpha=16, rslora=False, scale=4.0
+    )
     assert "use_rslora" in nb16._scale_hint(2.0, r=4, alpha=8, rslora=True, scale=4.0)
     assert "only" in nb16._scale_hint(4.0, r=4, alpha=8, rslora=False, scale=2.0)
     assert "alone" in nb16._scale_hint(16.0, r=4, alpha=16, rslora=False, scale=4.0)
-    assert "did not change" in nb16._scale_hint(0.0, r=4, alpha=16, rslora=False, scale=4.0)
+    assert "did not change" in nb16._scale_hint(
+        0.0, r=4, alpha=16, rslora=False, scale=4.0
+    )
     assert nb16._scale_hint(3.3, r=4, alpha=16, rslora=False, scale=4.0) is None
     assert Path(nb16.__file__).name == "nb16.py"

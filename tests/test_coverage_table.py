@@ -1,5 +1,6 @@
 """notebooks/COVERAGE.md agrees with the notebooks: every section it links exists, and its summary
 counts match its rows."""
+
 import json
 import re
 from pathlib import Path
@@ -30,11 +31,16 @@ def test_every_linked_section_exists(number, heading, notebook):
 
 
 def test_summary_counts_match_the_rows():
-    rows = re.findall(r"^\| (\d\.\d+) \| doc \d \|.*\| \*{0,2}(holds|wrong|misleading|outdated|not tested)\*{0,2} \|",
-                      TEXT, flags=re.M)
+    rows = re.findall(
+        r"^\| (\d\.\d+) \| doc \d \|.*\| \*{0,2}(holds|wrong|misleading|outdated|not tested)\*{0,2} \|",
+        TEXT,
+        flags=re.M,
+    )
     verdicts = [v for _, v in rows]
-    summary = re.search(r"(\d+) rows \((\d+) from document 1, (\d+) from document 2\): \*\*(\d+) claims hold\*\*",
-                        TEXT)
+    summary = re.search(
+        r"(\d+) rows \((\d+) from document 1, (\d+) from document 2\): \*\*(\d+) claims hold\*\*",
+        TEXT,
+    )
     assert summary, "the summary line has changed form; update this test"
     total, doc1, doc2, holds = map(int, summary.groups())
     assert total == len(rows)
@@ -46,4 +52,6 @@ def test_summary_counts_match_the_rows():
         listed = [n for n, v in rows if v == verdict]
         if listed:
             assert m, f"the summary does not count the {verdict} rows"
-            assert int(m.group(1)) == len(listed) and sorted(re.split(r",\s*", m.group(2))) == sorted(listed), verdict
+            assert int(m.group(1)) == len(listed) and sorted(
+                re.split(r",\s*", m.group(2))
+            ) == sorted(listed), verdict

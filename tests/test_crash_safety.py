@@ -20,6 +20,7 @@ with SIGKILL at a random moment, then inspects the file.
 The delays come from a seeded ``random.Random``, so the schedule is the same on every run; the
 outcomes asserted do not depend on the exact moments.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,10 +34,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from labs_utils.toolkit import CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
+from labs_utils.toolkit import (
+    CheckpointError,
+    CheckpointManager,
+    load_checkpoint,
+    save_checkpoint,
+)
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin",
-                                reason="needs os.fork (Linux)")
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork (Linux)"
+)
 
 N = 2 * 1024 * 1024  # float32 elements: 8 MiB per checkpoint
 PAYLOADS = [torch.full((N,), 1.0), torch.full((N,), 2.0)]
@@ -75,12 +82,16 @@ def _child(mode: str, target: Path, wfd: int) -> None:
         os._exit(0)
 
 
-def _run_and_kill(mode: str, target: Path, delay: float, *, kill_after_begin: bool = False) -> tuple[int, int]:
+def _run_and_kill(
+    mode: str, target: Path, delay: float, *, kill_after_begin: bool = False
+) -> tuple[int, int]:
     """Fork a saver, let it finish at least one save, wait ``delay`` s (after the next "begin"
     message when ``kill_after_begin``), SIGKILL it. Returns (last finished save, saves begun)."""
     r, w = os.pipe()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (Python >= 3.12)
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # fork with threads (Python >= 3.12)
         pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         os.close(r)
@@ -143,13 +154,22 @@ def test_killed_manager_resumes_from_newest_complete_checkpoint(tmp_path):
         ckpt = manager.load_last()
         assert ckpt is not None and manager.skipped == []
         step = _check_complete(ckpt, finished)
-        assert ckpt["epoch"] == step and step > previous  # each child resumed and made progress
+        assert (
+            ckpt["epoch"] == step and step > previous
+        )  # each child resumed and made progress
         previous = step
         # best.pth: the weights of an even epoch, the one recorded or a newer one saved just before the kill
         best = manager.load_best()
-        assert int(best["marker"]) % 2 == 0 and manager.best_epoch <= int(best["marker"]) <= step + 1
-        assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]  # load_last removed them
-        assert len(manager.epoch_paths()) <= 3  # keep_last=2, plus at most one the kill interrupted
+        assert (
+            int(best["marker"]) % 2 == 0
+            and manager.best_epoch <= int(best["marker"]) <= step + 1
+        )
+        assert not [
+            p for p in folder.iterdir() if p.name.endswith(".tmp")
+        ]  # load_last removed them
+        assert (
+            len(manager.epoch_paths()) <= 3
+        )  # keep_last=2, plus at most one the kill interrupted
 
 
 def test_killed_plain_torch_save_tears_the_file(tmp_path):

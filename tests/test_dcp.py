@@ -1,5 +1,6 @@
 """labs_utils.workers.dcp_workers: a real two-process DCP save (gloo, CPU), loads with two and with one process,
 and clear errors for bad input."""
+
 import pytest
 import torch
 
@@ -10,7 +11,9 @@ from labs_utils import dcp_workers as dw
 def job(tmp_path_factory):
     """Two ranks train a sharded model, save it with dcp.save, and load it back (one spawn, ~10 s)."""
     root = tmp_path_factory.mktemp("dcp")
-    return dw.run_dcp_job(root / "ckpt", world_size=2, actions=("save", "load"), steps=2, timeout_s=180)
+    return dw.run_dcp_job(
+        root / "ckpt", world_size=2, actions=("save", "load"), steps=2, timeout_s=180
+    )
 
 
 def _reference(job):
@@ -22,13 +25,19 @@ def test_two_ranks_write_a_file_each_plus_metadata(job):
     assert names == [".metadata", "__0_0.distcp", "__1_0.distcp"]
     assert [r["save"]["local_shape"] for r in job.reports] == [[32, 32], [32, 32]]
     assert all(r["save"]["local_type"] == "DTensor" for r in job.reports)
-    assert not any(p.name.startswith("rank") for p in job.checkpoint_dir.iterdir())  # logs live elsewhere
+    assert not any(
+        p.name.startswith("rank") for p in job.checkpoint_dir.iterdir()
+    )  # logs live elsewhere
 
 
 def test_two_ranks_load_what_was_saved(job):
     for r in job.reports:
         load = r["load"]
-        assert load["differs_before_load"] and load["model_equal"] and load["optimizer_equal"]
+        assert (
+            load["differs_before_load"]
+            and load["model_equal"]
+            and load["optimizer_equal"]
+        )
         assert load["step"] == 2
     text = repr(job)
     assert "DCPJob(2 ranks)" in text and "True" in text
@@ -37,7 +46,10 @@ def test_two_ranks_load_what_was_saved(job):
 def test_describe_reads_shards_from_metadata(job):
     table = dw.describe(job.checkpoint_dir, prefix="model.")
     rows = [r for r in table.rows if r[0] == "model.net.0.weight"]
-    assert [(r[2], r[3], r[4]) for r in rows] == [((0, 0), (32, 32), "__0_0.distcp"), ((32, 0), (32, 32), "__1_0.distcp")]
+    assert [(r[2], r[3], r[4]) for r in rows] == [
+        ((0, 0), (32, 32), "__0_0.distcp"),
+        ((32, 0), (32, 32), "__1_0.distcp"),
+    ]
     assert "<table>" in table.to_html()
 
 
@@ -53,7 +65,9 @@ def test_one_process_loads_a_two_rank_checkpoint(job):
     names = [n for n, _ in model.named_parameters()]
     for i, name in enumerate(names):
         for field in ("exp_avg", "exp_avg_sq", "step"):
-            assert torch.equal(optimizer.state_dict()["state"][i][field], ref["optim"][name][field])
+            assert torch.equal(
+                optimizer.state_dict()["state"][i][field], ref["optim"][name][field]
+            )
 
 
 def test_one_process_loads_model_only(job):
@@ -63,7 +77,10 @@ def test_one_process_loads_model_only(job):
 
 
 def test_format_utils_round_trip(job, tmp_path):
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save, torch_save_to_dcp
+    from torch.distributed.checkpoint.format_utils import (
+        dcp_to_torch_save,
+        torch_save_to_dcp,
+    )
 
     single = tmp_path / "full.pth"
     dcp_to_torch_save(job.checkpoint_dir, single)
@@ -87,13 +104,26 @@ def test_rank0_writes_one_full_file_with_cpu_offload(job):
     assert saves[0]["export_devices"] == ["cpu"] and saves[1]["export_devices"] == []
     exported = torch.load(job.export, map_location="cpu", weights_only=True)
     ref = _reference(job)["model"]
-    assert exported.keys() == ref.keys() and all(torch.equal(exported[k], v) for k, v in ref.items())
-    assert job.export.parent == job.log_dir and not (job.checkpoint_dir / dw.EXPORT).exists()
+    assert exported.keys() == ref.keys() and all(
+        torch.equal(exported[k], v) for k, v in ref.items()
+    )
+    assert (
+        job.export.parent == job.log_dir
+        and not (job.checkpoint_dir / dw.EXPORT).exists()
+    )
 
 
 def test_load_with_two_ranks_again_in_new_processes(job):
-    again = dw.run_dcp_job(job.checkpoint_dir, world_size=2, actions=("load",), log_dir=job.log_dir, timeout_s=180)
-    assert all(r["load"]["model_equal"] and r["load"]["optimizer_equal"] for r in again.reports)
+    again = dw.run_dcp_job(
+        job.checkpoint_dir,
+        world_size=2,
+        actions=("load",),
+        log_dir=job.log_dir,
+        timeout_s=180,
+    )
+    assert all(
+        r["load"]["model_equal"] and r["load"]["optimizer_equal"] for r in again.reports
+    )
     assert all("save" not in r for r in again.reports)
 
 
@@ -146,7 +176,9 @@ def test_load_only_needs_a_checkpoint_and_reference(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         dw.run_dcp_job(tmp_path / "missing", actions=("load",))
     single = tmp_path / "single"
-    torch.distributed.checkpoint.save({"model": dw.build_model().state_dict()}, checkpoint_id=single, no_dist=True)
+    torch.distributed.checkpoint.save(
+        {"model": dw.build_model().state_dict()}, checkpoint_id=single, no_dist=True
+    )
     with pytest.raises(FileNotFoundError, match="reference"):
         dw.run_dcp_job(single, actions=("load",))
 
@@ -175,7 +207,13 @@ class _Trojan:
         self.marker, self.value = str(marker), value
 
     def __reduce__(self):
-        return (eval, (f"open({self.marker!r}, 'w').write('ran') and value", {"value": self.value}))
+        return (
+            eval,
+            (
+                f"open({self.marker!r}, 'w').write('ran') and value",
+                {"value": self.value},
+            ),
+        )
 
 
 @pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
@@ -191,8 +229,11 @@ def test_reading_a_crafted_folder_runs_its_code(tmp_path):
 
     marker = tmp_path / "marker.txt"
     folder = tmp_path / "ckpt"
-    dcp.save({"model": dw.build_model().state_dict(), "step": _Trojan(marker, 3)}, checkpoint_id=folder,
-             no_dist=True)
+    dcp.save(
+        {"model": dw.build_model().state_dict(), "step": _Trojan(marker, 3)},
+        checkpoint_id=folder,
+        no_dist=True,
+    )
     assert not marker.exists()  # saving does not run it
     real = dcp.FileSystemReader(str(folder)).read_metadata()
     assert not marker.exists()
@@ -209,7 +250,10 @@ def test_reading_a_crafted_folder_runs_its_code(tmp_path):
     marker.unlink()
 
     published = tmp_path / "published.pth"
-    torch.save({"model": dw.build_model().state_dict(), "note": _Trojan(marker, "v1")}, published)
+    torch.save(
+        {"model": dw.build_model().state_dict(), "note": _Trojan(marker, "v1")},
+        published,
+    )
     torch_save_to_dcp(published, tmp_path / "converted")
     assert marker.exists()
 

@@ -1,4 +1,5 @@
 """labs_utils.workers.distributed (torch.multiprocessing + gloo) and labs_utils.workers.ddp_train (torchrun)."""
+
 import os
 import subprocess
 import sys
@@ -9,13 +10,22 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from labs_utils.workers import ddp_train
-from labs_utils.workers.distributed import (CHECKPOINT, RESUME_CHECKPOINT, WRAPPED_CHECKPOINT, find_free_port,
-                                    resume_ddp, run_ddp_training, train_ddp)
 from labs_utils.models import SimpleModel
 from labs_utils.toolkit import normalize_keys
+from labs_utils.workers import ddp_train
+from labs_utils.workers.distributed import (
+    CHECKPOINT,
+    RESUME_CHECKPOINT,
+    WRAPPED_CHECKPOINT,
+    find_free_port,
+    resume_ddp,
+    run_ddp_training,
+    train_ddp,
+)
 
-pytestmark = pytest.mark.skipif(not dist.is_available(), reason="this PyTorch build has no torch.distributed")
+pytestmark = pytest.mark.skipif(
+    not dist.is_available(), reason="this PyTorch build has no torch.distributed"
+)
 
 
 def _load(path):
@@ -28,7 +38,9 @@ def test_find_free_port():
 
 
 def test_two_process_run_saves_once_and_ranks_agree(tmp_path):
-    result = run_ddp_training(tmp_path / "ddp", world_size=2, steps=3, timeout_s=120, resume_steps=2)
+    result = run_ddp_training(
+        tmp_path / "ddp", world_size=2, steps=3, timeout_s=120, resume_steps=2
+    )
     assert [r["rank"] for r in result.reports] == [0, 1]
     for r in result.reports:
         assert r["backend"] == "gloo" and r["world_size"] == 2 and len(r["losses"]) == 3
@@ -51,10 +63,16 @@ def test_two_process_run_saves_once_and_ranks_agree(tmp_path):
     assert set(resume) == {"model", "optimizer", "step"} and resume["step"] == 3
     assert len(resume["optimizer"]["state"]) == len(list(SimpleModel().parameters()))
     every, rank0_only = zip(*result.resumes)  # per variant, one report per rank
-    assert [r["rank"] for r in every] == [0, 1] and all(r["every_rank_loads_optimizer"] for r in every)
-    assert all(r["optimizer_state_loaded"] and r["identical_across_ranks"] for r in every)
+    assert [r["rank"] for r in every] == [0, 1] and all(
+        r["every_rank_loads_optimizer"] for r in every
+    )
+    assert all(
+        r["optimizer_state_loaded"] and r["identical_across_ranks"] for r in every
+    )
     assert [r["optimizer_state_loaded"] for r in rank0_only] == [True, False]
-    assert not any(r["identical_across_ranks"] for r in rank0_only)  # the ranks drifted apart
+    assert not any(
+        r["identical_across_ranks"] for r in rank0_only
+    )  # the ranks drifted apart
     assert every[0]["losses"] == every[1]["losses"] and len(every[0]["losses"]) == 2
 
 
@@ -71,7 +89,9 @@ def test_a_failing_worker_raises_with_its_log(tmp_path):
 def test_a_stuck_run_times_out_instead_of_hanging(tmp_path):
     start = time.monotonic()
     with pytest.raises(TimeoutError, match="did not finish within"):
-        run_ddp_training(tmp_path, world_size=2, steps=2, timeout_s=0.5)  # workers cannot even start in time
+        run_ddp_training(
+            tmp_path, world_size=2, steps=2, timeout_s=0.5
+        )  # workers cannot even start in time
     assert time.monotonic() - start < 30
 
 
@@ -96,7 +116,9 @@ def test_train_ddp_needs_a_process_group(tmp_path):
 
 
 def test_resume_without_a_checkpoint_names_the_file(tmp_path):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{find_free_port()}", rank=0, world_size=1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{find_free_port()}", rank=0, world_size=1
+    )
     try:
         with pytest.raises(FileNotFoundError, match=RESUME_CHECKPOINT):
             resume_ddp(0, 1, tmp_path)
@@ -106,26 +128,48 @@ def test_resume_without_a_checkpoint_names_the_file(tmp_path):
 
 def _torchrun() -> list[str]:
     exe = Path(sys.executable).with_name("torchrun")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    return (
+        [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    )
 
 
 def test_torchrun_entry_point(tmp_path):
     """What users run on a cluster: torchrun starts 2 ranks of labs_utils.workers.ddp_train."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = _torchrun() + ["--standalone", "--nproc_per_node=2", "-m", "labs_utils.workers.ddp_train",
-                         "--out", "out", "--steps", "3", "--timeout", "60", "--resume-steps", "2"]
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    cmd = _torchrun() + [
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "labs_utils.workers.ddp_train",
+        "--out",
+        "out",
+        "--steps",
+        "3",
+        "--timeout",
+        "60",
+        "--resume-steps",
+        "2",
+    ]
+    done = subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "rank 0 of 2 (gloo)" in done.stdout
     assert "weights identical on all ranks: True" in done.stdout
-    assert "resumed model and optimizer on every rank, trained 2 more steps; weights identical on all ranks: True" \
+    assert (
+        "resumed model and optimizer on every rank, trained 2 more steps; weights identical on all ranks: True"
         in done.stdout
+    )
 
     saved = _load(tmp_path / "out" / CHECKPOINT)
-    assert list(saved) == list(SimpleModel().state_dict())  # model.module.state_dict(): no prefix
+    assert list(saved) == list(
+        SimpleModel().state_dict()
+    )  # model.module.state_dict(): no prefix
     model = SimpleModel()
     model.load_state_dict(saved)  # strict
-    assert all(k.startswith("module.") for k in _load(tmp_path / "out" / WRAPPED_CHECKPOINT))
+    assert all(
+        k.startswith("module.") for k in _load(tmp_path / "out" / WRAPPED_CHECKPOINT)
+    )
     rank1 = _load(tmp_path / "out" / "rank1_weights.pth")
     assert all(torch.equal(saved[k], rank1[k]) for k in saved)
 
@@ -134,7 +178,10 @@ def test_ddp_train_without_torchrun_says_how_to_start_it(tmp_path, monkeypatch, 
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(var, raising=False)
     assert ddp_train.main(["--out", str(tmp_path)]) == 2
-    assert "torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train" in capsys.readouterr().err
+    assert (
+        "torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train"
+        in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize("bad", [["--steps", "0"], ["--resume-steps", "-1"]])

@@ -1,5 +1,6 @@
 """The learner edition: solutions replaced by placeholders, outputs cleared, and every learner
 notebook still runs top to bottom, with every check reporting "not attempted yet"."""
+
 import json
 import shutil
 from pathlib import Path
@@ -8,14 +9,22 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from labs_utils.maintenance.notebook_tools import BEGIN, END, learner_edition, main, strip_solutions
+from labs_utils.maintenance.notebook_tools import (
+    BEGIN,
+    END,
+    learner_edition,
+    main,
+    strip_solutions,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def _source(cell) -> str:
-    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    return (
+        "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    )
 
 
 def test_strip_solutions_keeps_indentation_and_hint():
@@ -29,14 +38,20 @@ def test_strip_solutions_keeps_indentation_and_hint():
 
 def test_strip_solutions_value_answer_without_hint():
     out = strip_solutions(f"answer = ...\n{BEGIN}\nanswer = 42\n{END}")
-    assert out.splitlines() == ["answer = ...", "pass  # Your turn: write your answer here, then run the check below"]
+    assert out.splitlines() == [
+        "answer = ...",
+        "pass  # Your turn: write your answer here, then run the check below",
+    ]
 
 
-@pytest.mark.parametrize("bad,msg", [
-    (f"{BEGIN}\nx = 1\n", "never closed"),
-    (f"x = 1\n{END}\n", "without a"),
-    (f"{BEGIN}\n{BEGIN}\n{END}\n", "inside another"),
-])
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        (f"{BEGIN}\nx = 1\n", "never closed"),
+        (f"x = 1\n{END}\n", "without a"),
+        (f"{BEGIN}\n{BEGIN}\n{END}\n", "inside another"),
+    ],
+)
 def test_strip_solutions_rejects_broken_markers(bad, msg):
     with pytest.raises(ValueError, match=msg):
         strip_solutions(bad, where="nb.ipynb, cell 3")
@@ -57,17 +72,29 @@ def _run_learner_notebook(notebook: Path, tmp_path: Path) -> None:
     assert not any(BEGIN in _source(c) or END in _source(c) for c in nb.cells)
     # Run it where nothing else runs (its scratch folder lands in tmp_path). Cells tagged
     # raises-exception may raise; any other error fails the run.
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    check_cells = [c for c in nb.cells if c.cell_type == "code" and _source(c).lstrip().startswith("check.")]
+    NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
+    check_cells = [
+        c
+        for c in nb.cells
+        if c.cell_type == "code" and _source(c).lstrip().startswith("check.")
+    ]
     assert len(check_cells) >= 2
     for cell in check_cells:
         text = json.dumps(cell.outputs)
-        assert "Not attempted yet" in text, f"{notebook.name}: {_source(cell)!r} printed {text[:300]}"
+        assert "Not attempted yet" in text, (
+            f"{notebook.name}: {_source(cell)!r} printed {text[:300]}"
+        )
     shutil.rmtree(tmp_path / "runs", ignore_errors=True)
 
 
 # One test class per notebook: `pytest --dist loadscope` (the Makefile's) sends each class to its
-# own worker, so the learner notebooks run side by side instead of one after another.
+# own worker, so the learner notebooks run side by side instead of one after another. They are
+# marked learner_run: `make test-learner` runs them (and .ci/run), `make test` does not.
 for _notebook in NOTEBOOKS:
     _name = "TestLearner_" + _notebook.stem
 
@@ -75,23 +102,47 @@ for _notebook in NOTEBOOKS:
         _run_learner_notebook(_notebook, tmp_path)
 
     _test.__name__ = "test_runs_and_checks_say_not_attempted"
-    globals()[_name] = type(_name, (), {"test_runs_and_checks_say_not_attempted": _test})
+    _test = pytest.mark.learner_run(_test)  # make test-learner
+    globals()[_name] = type(
+        _name, (), {"test_runs_and_checks_say_not_attempted": _test}
+    )
 
 
 def test_sanitize_merges_stream_chunks_and_strips_paths(tmp_path):
     from labs_utils.maintenance.notebook_tools import sanitize_notebook, sanitize_text
 
-    nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "execution_count": 1, "outputs": [
-        {"output_type": "stream", "name": "stdout", "text": ["a: "]},
-        {"output_type": "stream", "name": "stdout", "text": ["1\nb: 2\n"]},
-        {"output_type": "error", "ename": "E", "evalue": "x",
-         "traceback": ["File /home/me/.venv/lib/python3.11/site-packages/torch/nn/modules/module.py:12"]},
-    ]}], "metadata": {}, "nbformat": 4, "nbformat_minor": 4}
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": "",
+                "metadata": {},
+                "execution_count": 1,
+                "outputs": [
+                    {"output_type": "stream", "name": "stdout", "text": ["a: "]},
+                    {"output_type": "stream", "name": "stdout", "text": ["1\nb: 2\n"]},
+                    {
+                        "output_type": "error",
+                        "ename": "E",
+                        "evalue": "x",
+                        "traceback": [
+                            "File /home/me/.venv/lib/python3.11/site-packages/torch/nn/modules/module.py:12"
+                        ],
+                    },
+                ],
+            }
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 4,
+    }
     path = tmp_path / "n.ipynb"
     path.write_text(json.dumps(nb))
     assert sanitize_notebook(path)
     outs = json.loads(path.read_text())["cells"][0]["outputs"]
     assert outs[0]["text"] == ["a: 1\n", "b: 2\n"] and len(outs) == 2
-    assert outs[1]["traceback"] == ["File .../site-packages/torch/nn/modules/module.py:12"]
+    assert outs[1]["traceback"] == [
+        "File .../site-packages/torch/nn/modules/module.py:12"
+    ]
     assert not sanitize_notebook(path)  # a second pass changes nothing
     assert sanitize_text("<object at 0x7f00deadbeef>") == "<object at 0x...>"

@@ -1,4 +1,5 @@
 """Tests for labs_utils.toolkit.load_matching and its LoadReport."""
+
 from __future__ import annotations
 
 import pytest
@@ -35,14 +36,19 @@ class Backboned(nn.Module):
 def test_loads_matching_entries_and_leaves_the_rest():
     torch.manual_seed(0)
     src = ComplexModel()
-    fc_only = {k: v for k, v in src.state_dict().items() if k.startswith(("fc1.", "fc2."))}
+    fc_only = {
+        k: v for k, v in src.state_dict().items() if k.startswith(("fc1.", "fc2."))
+    }
     model = ModifiedComplexModel()
     before = _snapshot(model)
     report = load_matching(model, fc_only)
     assert isinstance(report, LoadReport)
     assert report.loaded == ["fc2.bias"]
-    assert report.shape_mismatches == {"fc1.weight": ((12, 14400), (10, 14400)), "fc1.bias": ((12,), (10,)),
-                                       "fc2.weight": ((2, 12), (2, 10))}
+    assert report.shape_mismatches == {
+        "fc1.weight": ((12, 14400), (10, 14400)),
+        "fc1.bias": ((12,), (10,)),
+        "fc2.weight": ((2, 12), (2, 10)),
+    }
     assert report.missing == ["conv1.weight", "conv1.bias"]
     assert report.unexpected == []
     assert torch.equal(model.fc2.bias, src.fc2.bias)
@@ -94,7 +100,9 @@ def test_tied_weights_load_once_and_are_reported():
 def test_tied_weights_with_equal_values_from_a_full_state_dict():
     src, model = Tied(), Tied()
     report = load_matching(model, src.state_dict())
-    assert report.loaded == ["emb.weight", "out.weight", "out.bias"] and report.tied == {}
+    assert (
+        report.loaded == ["emb.weight", "out.weight", "out.bias"] and report.tied == {}
+    )
     assert report.params_loaded == 21 + 7 and report.params_fresh == 0
 
 
@@ -110,18 +118,28 @@ def test_empty_state_dict_loads_nothing_and_says_so():
     report = load_matching(model, {})
     assert report.loaded == [] and report.unexpected == []
     assert report.missing == list(before)
-    assert report.params_loaded == 0 and report.params_fresh == sum(p.numel() for p in model.parameters())
+    assert report.params_loaded == 0 and report.params_fresh == sum(
+        p.numel() for p in model.parameters()
+    )
     assert "nothing was loaded" in str(report)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_dtype_difference_is_cast_to_the_model_dtype_and_reported():
     model = nn.Linear(3, 2)
-    sd = {"weight": torch.ones(2, 3, dtype=torch.float64), "bias": torch.zeros(2, dtype=torch.float16)}
+    sd = {
+        "weight": torch.ones(2, 3, dtype=torch.float64),
+        "bias": torch.zeros(2, dtype=torch.float16),
+    }
     report = load_matching(model, sd)
     assert report.loaded == ["weight", "bias"]
-    assert report.cast == {"weight": ("float64", "float32"), "bias": ("float16", "float32")}
-    assert model.weight.dtype == torch.float32 and torch.equal(model.weight, torch.ones(2, 3))
+    assert report.cast == {
+        "weight": ("float64", "float32"),
+        "bias": ("float16", "float32"),
+    }
+    assert model.weight.dtype == torch.float32 and torch.equal(
+        model.weight, torch.ones(2, 3)
+    )
     assert "cast float64 -> float32" in str(report)
 
 
@@ -129,16 +147,24 @@ def test_key_map_function_renames_a_prefix():
     torch.manual_seed(0)
     src = SmallCNN()
     model = Backboned()
-    report = load_matching(model, src.state_dict(),
-                           key_map=lambda k: "backbone." + k[len("features."):] if k.startswith("features.") else k)
+    report = load_matching(
+        model,
+        src.state_dict(),
+        key_map=lambda k: (
+            "backbone." + k[len("features.") :] if k.startswith("features.") else k
+        ),
+    )
     assert len(report.loaded) == 14
     assert report.renamed["backbone.0.weight"] == "features.0.weight"
     assert report.missing == ["head.weight", "head.bias"]
     assert report.unexpected == ["classifier.2.weight", "classifier.2.bias"]
     assert torch.equal(model.backbone[0].weight, src.features[0].weight)
     assert "(from features.0.weight)" in str(report)
-    backbone_only = {k.replace("features.", "backbone.", 1): v for k, v in src.state_dict().items()
-                     if k.startswith("features.")}
+    backbone_only = {
+        k.replace("features.", "backbone.", 1): v
+        for k, v in src.state_dict().items()
+        if k.startswith("features.")
+    }
     assert diff(model, backbone_only).missing == ["head.weight", "head.bias"]
 
 
@@ -153,15 +179,24 @@ def test_key_map_dict_and_none_drops():
 
 
 def test_key_map_mapping_two_keys_onto_one_is_a_clear_error():
-    sd = {"a.weight": torch.ones(2, 3), "b.weight": torch.zeros(2, 3), "bias": torch.ones(2)}
+    sd = {
+        "a.weight": torch.ones(2, 3),
+        "b.weight": torch.zeros(2, 3),
+        "bias": torch.ones(2),
+    }
     model = nn.Linear(3, 2)
     before = _snapshot(model)
-    with pytest.raises(ValueError, match=r"two state_dict keys onto 'weight': 'a.weight' and 'b.weight'"):
+    with pytest.raises(
+        ValueError,
+        match=r"two state_dict keys onto 'weight': 'a.weight' and 'b.weight'",
+    ):
         load_matching(model, sd, key_map=lambda k: k.split(".")[-1])
     # an unmapped key that already has the target name counts too
     with pytest.raises(ValueError, match="onto 'bias'"):
         load_matching(model, sd, key_map={"a.weight": "bias"})
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing was loaded
+    assert all(
+        torch.equal(v, before[k]) for k, v in model.state_dict().items()
+    )  # nothing was loaded
 
 
 def test_key_map_bad_input():
@@ -217,12 +252,23 @@ def test_non_tensor_extra_state_is_loaded_by_name():
 
 
 def test_report_renders_as_text_and_html():
-    report = load_matching(ModifiedComplexModel(), {k: v for k, v in ComplexModel().state_dict().items()
-                                                    if k.startswith("fc")})
+    report = load_matching(
+        ModifiedComplexModel(),
+        {k: v for k, v in ComplexModel().state_dict().items() if k.startswith("fc")},
+    )
     text = str(report)
     assert text == repr(report)
-    assert text.splitlines()[0] == "loaded 1 of 6 model entries; 3 skipped (shape), 2 missing, 0 unexpected"
-    assert "fc1.weight    skipped: shape differs        (12, 14400)    (10, 14400)" in text
+    assert (
+        text.splitlines()[0]
+        == "loaded 1 of 6 model entries; 3 skipped (shape), 2 missing, 0 unexpected"
+    )
+    assert (
+        "fc1.weight    skipped: shape differs        (12, 14400)    (10, 14400)" in text
+    )
     assert "parameters: 2 loaded, 173,284 left as initialised (0.0% loaded)" in text
     html = report._repr_html_()
-    assert html.startswith("<p><b>loaded 1 of 6") and "<table>" in html and "<code>(12, 14400)</code>" in html
+    assert (
+        html.startswith("<p><b>loaded 1 of 6")
+        and "<table>" in html
+        and "<code>(12, 14400)</code>" in html
+    )

@@ -1,4 +1,5 @@
 """normalize_keys / strip_wrapper_prefixes: wrapper prefixes from DataParallel, DDP and torch.compile."""
+
 from collections import OrderedDict
 
 import pytest
@@ -9,7 +10,9 @@ from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from labs_utils.models import SimpleModel, SmallCNN
 from labs_utils.toolkit import WRAPPER_PREFIXES, normalize_keys, strip_wrapper_prefixes
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
+)
 
 PLAIN = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
 
@@ -23,9 +26,15 @@ def test_no_import_cycle_between_state_dicts_and_prefixes():
 
     def imports(module):
         tree = ast.parse(inspect.getsource(module))
-        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        return {
+            n.module
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module
+        }
 
-    assert "state_dicts" not in imports(prefixes) and "prefixes" not in imports(state_dicts)
+    assert "state_dicts" not in imports(prefixes) and "prefixes" not in imports(
+        state_dicts
+    )
 
 
 def test_wrapper_prefixes_are_pytorchs():
@@ -35,14 +44,17 @@ def test_wrapper_prefixes_are_pytorchs():
     assert set(WRAPPER_PREFIXES) == {"module.", "_orig_mod."}
 
 
-@pytest.mark.parametrize("wrap", [
-    lambda m: nn.DataParallel(m),
-    lambda m: torch.compile(m),
-    lambda m: nn.DataParallel(torch.compile(m)),  # module._orig_mod.
-    lambda m: torch.compile(nn.DataParallel(m)),  # _orig_mod.module.
-    lambda m: nn.DataParallel(nn.DataParallel(m)),  # module.module.
-    lambda m: m,  # never wrapped: unchanged
-])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda m: nn.DataParallel(m),
+        lambda m: torch.compile(m),
+        lambda m: nn.DataParallel(torch.compile(m)),  # module._orig_mod.
+        lambda m: torch.compile(nn.DataParallel(m)),  # _orig_mod.module.
+        lambda m: nn.DataParallel(nn.DataParallel(m)),  # module.module.
+        lambda m: m,  # never wrapped: unchanged
+    ],
+)
 def test_real_wrappers_load_strictly_after_normalizing(wrap):
     model = SimpleModel()
     sd = wrap(model).state_dict()
@@ -51,7 +63,9 @@ def test_real_wrappers_load_strictly_after_normalizing(wrap):
     fresh = SimpleModel()
     fresh.load_state_dict(out)  # strict
     for k in PLAIN:
-        assert out[k] is sd[next(s for s in sd if s.endswith(k))]  # same tensor objects, no copies
+        assert (
+            out[k] is sd[next(s for s in sd if s.endswith(k))]
+        )  # same tensor objects, no copies
         assert torch.equal(fresh.state_dict()[k], model.state_dict()[k])
 
 
@@ -65,51 +79,73 @@ def test_buffers_and_metadata_follow():
     SmallCNN().load_state_dict(out)
 
 
-@pytest.mark.parametrize("key,expected", [
-    ("module.fc1.weight", "fc1.weight"),
-    ("_orig_mod.fc1.weight", "fc1.weight"),
-    ("module._orig_mod.module.fc1.weight", "fc1.weight"),
-    ("_orig_mod.module.fc1.weight", "fc1.weight"),
-    # "module." only somewhere inside: real attribute paths, left alone
-    ("encoder.module.weight", "encoder.module.weight"),
-    ("submodule.weight", "submodule.weight"),
-    ("module.submodule.weight", "submodule.weight"),
-    ("blocks.0._orig_mod.bias", "blocks.0._orig_mod.bias"),
-    ("modules.weight", "modules.weight"),
-    ("module", "module"),
-    ("module.", "module."),  # nothing would be left: kept
-])
+@pytest.mark.parametrize(
+    "key,expected",
+    [
+        ("module.fc1.weight", "fc1.weight"),
+        ("_orig_mod.fc1.weight", "fc1.weight"),
+        ("module._orig_mod.module.fc1.weight", "fc1.weight"),
+        ("_orig_mod.module.fc1.weight", "fc1.weight"),
+        # "module." only somewhere inside: real attribute paths, left alone
+        ("encoder.module.weight", "encoder.module.weight"),
+        ("submodule.weight", "submodule.weight"),
+        ("module.submodule.weight", "submodule.weight"),
+        ("blocks.0._orig_mod.bias", "blocks.0._orig_mod.bias"),
+        ("modules.weight", "modules.weight"),
+        ("module", "module"),
+        ("module.", "module."),  # nothing would be left: kept
+    ],
+)
 def test_strip_only_at_the_start(key, expected):
     assert strip_wrapper_prefixes(key) == expected
 
 
 def test_keys_containing_module_in_the_middle_are_untouched():
-    sd = OrderedDict([("encoder.module.weight", torch.ones(1)), ("submodule.bias", torch.zeros(1))])
+    sd = OrderedDict(
+        [("encoder.module.weight", torch.ones(1)), ("submodule.bias", torch.zeros(1))]
+    )
     assert list(normalize_keys(sd)) == ["encoder.module.weight", "submodule.bias"]
     wrapped = OrderedDict(("module." + k, v) for k, v in sd.items())
     assert list(normalize_keys(wrapped)) == ["encoder.module.weight", "submodule.bias"]
 
 
 def test_collision_is_refused_with_both_keys_named():
-    sd = OrderedDict([("module.fc1.weight", torch.ones(1)), ("fc1.weight", torch.zeros(1))])
-    with pytest.raises(ValueError, match=r"'module\.fc1\.weight' and 'fc1\.weight' to 'fc1\.weight'"):
+    sd = OrderedDict(
+        [("module.fc1.weight", torch.ones(1)), ("fc1.weight", torch.zeros(1))]
+    )
+    with pytest.raises(
+        ValueError, match=r"'module\.fc1\.weight' and 'fc1\.weight' to 'fc1\.weight'"
+    ):
         normalize_keys(sd)
-    nested = OrderedDict([("module._orig_mod.w", torch.ones(1)), ("_orig_mod.w", torch.zeros(1))])
+    nested = OrderedDict(
+        [("module._orig_mod.w", torch.ones(1)), ("_orig_mod.w", torch.zeros(1))]
+    )
     with pytest.raises(ValueError, match="mixes wrapped and unwrapped"):
         normalize_keys(nested)
 
 
 def test_like_resolves_a_submodule_really_named_module():
-    inner = nn.ModuleDict({"module": nn.Linear(2, 2)})  # keys: module.weight, module.bias
-    sd = nn.DataParallel(inner).state_dict()  # module.module.weight: ambiguous from keys alone
+    inner = nn.ModuleDict(
+        {"module": nn.Linear(2, 2)}
+    )  # keys: module.weight, module.bias
+    sd = nn.DataParallel(
+        inner
+    ).state_dict()  # module.module.weight: ambiguous from keys alone
     assert list(normalize_keys(sd)) == ["weight", "bias"]
     assert list(normalize_keys(sd, like=inner)) == ["module.weight", "module.bias"]
-    assert list(normalize_keys(inner.state_dict(), like=inner.state_dict())) == ["module.weight", "module.bias"]
-    nn.ModuleDict({"module": nn.Linear(2, 2)}).load_state_dict(normalize_keys(sd, like=inner))
+    assert list(normalize_keys(inner.state_dict(), like=inner.state_dict())) == [
+        "module.weight",
+        "module.bias",
+    ]
+    nn.ModuleDict({"module": nn.Linear(2, 2)}).load_state_dict(
+        normalize_keys(sd, like=inner)
+    )
 
 
 def test_custom_prefixes():
-    sd = OrderedDict([("model.fc1.weight", torch.ones(1)), ("ema.decay", torch.ones(1))])
+    sd = OrderedDict(
+        [("model.fc1.weight", torch.ones(1)), ("ema.decay", torch.ones(1))]
+    )
     assert list(normalize_keys(sd, prefixes=("model.",))) == ["fc1.weight", "ema.decay"]
 
 
@@ -131,13 +167,16 @@ def test_accepts_a_model_and_a_path(tmp_path):
     assert list(normalize_keys(path)) == PLAIN
 
 
-@pytest.mark.parametrize("bad,exc,match", [
-    ("module.", TypeError, "list or tuple"),
-    (("module",), ValueError, "must end with '.'"),
-    (("",), TypeError, "non-empty"),
-    ((), ValueError, "empty"),
-    ((3,), TypeError, "non-empty string"),
-])
+@pytest.mark.parametrize(
+    "bad,exc,match",
+    [
+        ("module.", TypeError, "list or tuple"),
+        (("module",), ValueError, "must end with '.'"),
+        (("",), TypeError, "non-empty"),
+        ((), ValueError, "empty"),
+        ((3,), TypeError, "non-empty string"),
+    ],
+)
 def test_bad_prefixes(bad, exc, match):
     with pytest.raises(exc, match=match):
         normalize_keys({"module.w": torch.ones(1)}, prefixes=bad)

@@ -4,6 +4,7 @@ A7 (checkpoint scalars overwrote the header's own ``format``/``source``), A8 (--
 renamed a real submodule called ``module``), A9 (a top-level tensor hid the ``model`` entry) and
 A5 for the converter's output file. Built from the review's e12_conv.py and e_conv2.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,8 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from labs_utils.toolkit.cli import main
 from labs_utils.toolkit import convert_to_safetensors
+from labs_utils.toolkit.cli import main
 
 
 class WithModule(nn.Module):
@@ -35,19 +36,43 @@ def header(path) -> dict[str, str]:
 
 def test_checkpoint_values_never_overwrite_the_reserved_metadata(tmp_path):
     m = nn.Linear(2, 2)
-    torch.save({"model": m.state_dict(), "format": "v2", "source": "colleague", "source_entry": "x",
-                "stripped_prefixes": "y", "epoch": 3}, tmp_path / "ck_fmt.pth")
+    torch.save(
+        {
+            "model": m.state_dict(),
+            "format": "v2",
+            "source": "colleague",
+            "source_entry": "x",
+            "stripped_prefixes": "y",
+            "epoch": 3,
+        },
+        tmp_path / "ck_fmt.pth",
+    )
     r = convert_to_safetensors(tmp_path / "ck_fmt.pth", tmp_path / "c1.safetensors")
     meta = header(tmp_path / "c1.safetensors")
-    assert meta == r.metadata == {
-        "format": "pt", "source": "ck_fmt.pth", "source_entry": "model",
-        "ckpt.format": "v2", "ckpt.source": "colleague", "ckpt.source_entry": "x", "ckpt.stripped_prefixes": "y",
-        "ckpt.epoch": "3"}
-    assert "checkpoint values in the header: ckpt.format=v2, ckpt.source=colleague" in str(r)
+    assert (
+        meta
+        == r.metadata
+        == {
+            "format": "pt",
+            "source": "ck_fmt.pth",
+            "source_entry": "model",
+            "ckpt.format": "v2",
+            "ckpt.source": "colleague",
+            "ckpt.source_entry": "x",
+            "ckpt.stripped_prefixes": "y",
+            "ckpt.epoch": "3",
+        }
+    )
+    assert (
+        "checkpoint values in the header: ckpt.format=v2, ckpt.source=colleague"
+        in str(r)
+    )
 
 
 def test_a_long_value_is_shortened_in_the_report_only(tmp_path):
-    torch.save({"model": nn.Linear(2, 2).state_dict(), "note": "x" * 100}, tmp_path / "ck.pth")
+    torch.save(
+        {"model": nn.Linear(2, 2).state_dict(), "note": "x" * 100}, tmp_path / "ck.pth"
+    )
     r = convert_to_safetensors(tmp_path / "ck.pth", tmp_path / "c.safetensors")
     assert header(tmp_path / "c.safetensors")["ckpt.note"] == "x" * 100
     assert "ckpt.note=" + "x" * 37 + "..." in str(r)
@@ -56,7 +81,14 @@ def test_a_long_value_is_shortened_in_the_report_only(tmp_path):
 def test_strip_prefixes_keeps_a_submodule_named_module(tmp_path, capsys):
     model = WithModule()
     torch.save(model.state_dict(), tmp_path / "m_module.pth")
-    code = main(["convert", str(tmp_path / "m_module.pth"), str(tmp_path / "c3.safetensors"), "--strip-prefixes"])
+    code = main(
+        [
+            "convert",
+            str(tmp_path / "m_module.pth"),
+            str(tmp_path / "c3.safetensors"),
+            "--strip-prefixes",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     back = load_file(tmp_path / "c3.safetensors")
@@ -66,19 +98,31 @@ def test_strip_prefixes_keeps_a_submodule_named_module(tmp_path, capsys):
     assert "kept 'module.' on 2 of 4 keys" in out
 
 
-@pytest.mark.parametrize("wrap, stripped", [
-    ("module.", ["module."]),
-    ("module._orig_mod.", ["module.", "_orig_mod."]),
-    ("_orig_mod.module.", ["_orig_mod.", "module."]),
-])
+@pytest.mark.parametrize(
+    "wrap, stripped",
+    [
+        ("module.", ["module."]),
+        ("module._orig_mod.", ["module.", "_orig_mod."]),
+        ("_orig_mod.module.", ["_orig_mod.", "module."]),
+    ],
+)
 def test_strip_prefixes_removes_the_wrappers_once(tmp_path, wrap, stripped):
     model = WithModule()
-    torch.save({"model": {wrap + k: v for k, v in model.state_dict().items()}, "epoch": 1}, tmp_path / "ddp.pth")
-    r = convert_to_safetensors(tmp_path / "ddp.pth", tmp_path / "w.safetensors", strip_prefixes=True)
+    torch.save(
+        {"model": {wrap + k: v for k, v in model.state_dict().items()}, "epoch": 1},
+        tmp_path / "ddp.pth",
+    )
+    r = convert_to_safetensors(
+        tmp_path / "ddp.pth", tmp_path / "w.safetensors", strip_prefixes=True
+    )
     back = load_file(tmp_path / "w.safetensors")
     assert str(WithModule().load_state_dict(back)) == "<All keys matched successfully>"
-    assert r.stripped == stripped and header(tmp_path / "w.safetensors")["stripped_prefixes"] == ",".join(stripped)
-    assert f"stripped prefixes: {', '.join(stripped)}" in str(r) and "kept 'module.' on 2 of 4 keys" in str(r)
+    assert r.stripped == stripped and header(tmp_path / "w.safetensors")[
+        "stripped_prefixes"
+    ] == ",".join(stripped)
+    assert f"stripped prefixes: {', '.join(stripped)}" in str(
+        r
+    ) and "kept 'module.' on 2 of 4 keys" in str(r)
 
 
 def test_no_prefix_lines_unless_stripping_was_asked(tmp_path):
@@ -89,7 +133,9 @@ def test_no_prefix_lines_unless_stripping_was_asked(tmp_path):
 
 def test_weights_are_found_next_to_a_top_level_tensor(tmp_path):
     m = nn.Linear(2, 2)
-    torch.save({"model": m.state_dict(), "step": torch.tensor(100)}, tmp_path / "ck_step.pth")
+    torch.save(
+        {"model": m.state_dict(), "step": torch.tensor(100)}, tmp_path / "ck_step.pth"
+    )
     r = convert_to_safetensors(tmp_path / "ck_step.pth", tmp_path / "c2.safetensors")
     back = load_file(tmp_path / "c2.safetensors")
     assert r.entry == "model" and sorted(back) == ["bias", "weight"]

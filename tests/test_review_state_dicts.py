@@ -5,6 +5,7 @@
 shape ``(1,)`` (the review's e14_diff.py), and more generally whatever a module's own loading
 rules and hooks decide.
 """
+
 from __future__ import annotations
 
 import copy
@@ -60,20 +61,37 @@ def bn_without_num_batches_tracked(keep_metadata: bool):
 
 
 CASES = {
-    "batchnorm, no num_batches_tracked, no metadata": (lambda: nn.BatchNorm1d(4),
-                                                        lambda: bn_without_num_batches_tracked(False)),
-    "batchnorm, no num_batches_tracked, version 2": (lambda: nn.BatchNorm1d(4),
-                                                      lambda: bn_without_num_batches_tracked(True)),
-    "lazy linear": (lambda: nn.Sequential(nn.LazyLinear(3)),
-                    lambda: {"0.weight": torch.ones(3, 5), "0.bias": torch.ones(3)}),
+    "batchnorm, no num_batches_tracked, no metadata": (
+        lambda: nn.BatchNorm1d(4),
+        lambda: bn_without_num_batches_tracked(False),
+    ),
+    "batchnorm, no num_batches_tracked, version 2": (
+        lambda: nn.BatchNorm1d(4),
+        lambda: bn_without_num_batches_tracked(True),
+    ),
+    "lazy linear": (
+        lambda: nn.Sequential(nn.LazyLinear(3)),
+        lambda: {"0.weight": torch.ones(3, 5), "0.bias": torch.ones(3)},
+    ),
     "0-dim parameter saved as (1,)": (Scalar, lambda: {"s": torch.tensor([2.0])}),
     "0-dim parameter saved as (2,)": (Scalar, lambda: {"s": torch.tensor([2.0, 3.0])}),
-    "old name renamed by the module's hook": (Renames, lambda: {"old_weight": torch.ones(2)}),
-    "shape mismatch and an unexpected key": (lambda: nn.Linear(2, 3),
-                                             lambda: {"weight": torch.ones(3, 4), "bias": torch.ones(3),
-                                                      "extra": torch.ones(1)}),
+    "old name renamed by the module's hook": (
+        Renames,
+        lambda: {"old_weight": torch.ones(2)},
+    ),
+    "shape mismatch and an unexpected key": (
+        lambda: nn.Linear(2, 3),
+        lambda: {
+            "weight": torch.ones(3, 4),
+            "bias": torch.ones(3),
+            "extra": torch.ones(1),
+        },
+    ),
     "a missing key": (lambda: nn.Linear(2, 3), lambda: {"weight": torch.ones(3, 2)}),
-    "a parameter given as a number": (lambda: nn.Linear(2, 3), lambda: {"weight": 1.0, "bias": torch.ones(3)}),
+    "a parameter given as a number": (
+        lambda: nn.Linear(2, 3),
+        lambda: {"weight": 1.0, "bias": torch.ones(3)},
+    ),
 }
 
 
@@ -92,16 +110,25 @@ def test_diff_agrees_with_load_state_dict(case):
     relaxed = copy.deepcopy(make_model())
     try:
         keys = relaxed.load_state_dict(make_sd(), strict=False)
-    except RuntimeError:  # strict=False still raises on shape errors; compare the keys without them
-        bad = set(d.shape_mismatches) | {k for k, v in make_sd().items() if not isinstance(v, torch.Tensor)}
-        keys = make_model().load_state_dict({k: v for k, v in make_sd().items() if k not in bad}, strict=False)
+    except (
+        RuntimeError
+    ):  # strict=False still raises on shape errors; compare the keys without them
+        bad = set(d.shape_mismatches) | {
+            k for k, v in make_sd().items() if not isinstance(v, torch.Tensor)
+        }
+        keys = make_model().load_state_dict(
+            {k: v for k, v in make_sd().items() if k not in bad}, strict=False
+        )
         keys.missing_keys[:] = [k for k in keys.missing_keys if k not in bad]
     assert d.missing == keys.missing_keys and d.unexpected == keys.unexpected_keys
 
 
 def test_the_review_cases_are_compatible():
     assert diff(nn.BatchNorm1d(4), bn_without_num_batches_tracked(False)).missing == []
-    assert diff(nn.Sequential(nn.LazyLinear(3)), {"0.weight": torch.ones(3, 5), "0.bias": torch.ones(3)})
+    assert diff(
+        nn.Sequential(nn.LazyLinear(3)),
+        {"0.weight": torch.ones(3, 5), "0.bias": torch.ones(3)},
+    )
     assert diff(Scalar(), {"s": torch.tensor([2.0])})
     mismatch = diff(Scalar(), {"s": torch.tensor([2.0, 3.0])})
     assert mismatch.shape_mismatches == {"s": ((), (2,))}
@@ -133,9 +160,13 @@ def test_a_model_that_cannot_be_copied_is_compared_key_by_key():
 
 def test_load_matching_loads_into_a_lazy_model():
     model = nn.Sequential(nn.LazyLinear(3))
-    report = load_matching(model, {"0.weight": torch.ones(3, 5), "0.bias": torch.full((3,), 2.0)})
+    report = load_matching(
+        model, {"0.weight": torch.ones(3, 5), "0.bias": torch.full((3,), 2.0)}
+    )
     assert report.loaded == ["0.weight", "0.bias"] and not report.shape_mismatches
-    assert torch.equal(model[0].weight, torch.ones(3, 5)) and torch.equal(model[0].bias, torch.full((3,), 2.0))
+    assert torch.equal(model[0].weight, torch.ones(3, 5)) and torch.equal(
+        model[0].bias, torch.full((3,), 2.0)
+    )
     assert report.model_shapes["0.weight"] == (3, 5) and report.params_loaded == 18
     assert "loaded 2 of 2 model entries" in str(report)
 
@@ -144,14 +175,18 @@ def test_load_matching_on_a_lazy_model_with_part_of_the_weights():
     model = nn.Sequential(nn.LazyLinear(3))
     report = load_matching(model, {"0.bias": torch.ones(3)})
     assert report.loaded == ["0.bias"] and report.missing == ["0.weight"]
-    assert report.params_loaded == 3 and report.params_fresh == 0  # the weight has no elements yet
+    assert (
+        report.params_loaded == 3 and report.params_fresh == 0
+    )  # the weight has no elements yet
     assert "-" in str(report)
 
 
 def test_load_matching_takes_a_0_dim_parameter_saved_as_shape_1():
     model = Scalar()
     report = load_matching(model, {"s": torch.tensor([2.0])})
-    assert report.loaded == ["s"] and not report.shape_mismatches and model.s.item() == 2.0
+    assert (
+        report.loaded == ["s"] and not report.shape_mismatches and model.s.item() == 2.0
+    )
     skipped = load_matching(Scalar(), {"s": torch.tensor([2.0, 3.0])})
     assert skipped.shape_mismatches == {"s": ((), (2,))} and skipped.loaded == []
 
@@ -161,5 +196,7 @@ def test_load_matching_uses_the_modules_own_hooks_and_versions():
     report = load_matching(model, {"old_weight": torch.ones(2)})
     assert report.unexpected == [] and torch.equal(model.weight, torch.ones(2))
     bn = nn.BatchNorm1d(4)
-    report = load_matching(bn, bn_without_num_batches_tracked(True))  # version kept: nothing filled in
+    report = load_matching(
+        bn, bn_without_num_batches_tracked(True)
+    )  # version kept: nothing filled in
     assert report.missing == ["num_batches_tracked"] and len(report.loaded) == 4

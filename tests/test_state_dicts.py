@@ -1,4 +1,5 @@
 """labs_utils.toolkit.state_dicts: summarize and diff."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -23,7 +24,11 @@ def test_summarize_counts_bytes_and_elements():
     assert s.total_elements == 10 * 5 + 5 + 5 * 2 + 2
     assert s.total_bytes == 4 * s.total_elements
     row = s.rows[0]
-    assert row["key"] == "fc1.weight" and row["shape"] == "(5, 10)" and row["dtype"] == "float32"
+    assert (
+        row["key"] == "fc1.weight"
+        and row["shape"] == "(5, 10)"
+        and row["dtype"] == "float32"
+    )
     assert row["device"] == "cpu" and "kind" not in row
     text = str(s)
     assert "fc1.weight" in text and "(5, 10)" in text and "268 B" in text
@@ -31,7 +36,12 @@ def test_summarize_counts_bytes_and_elements():
 
 
 def test_summarize_dtypes_and_non_tensor_entries():
-    s = summarize({"a": torch.zeros(3, dtype=torch.float16), "b": torch.zeros((), dtype=torch.int64)})
+    s = summarize(
+        {
+            "a": torch.zeros(3, dtype=torch.float16),
+            "b": torch.zeros((), dtype=torch.int64),
+        }
+    )
     assert [r["bytes"] for r in s.rows] == [6, 8]
     assert [r["dtype"] for r in s.rows] == ["float16", "int64"]
 
@@ -88,8 +98,11 @@ def test_diff_reports_what_load_state_dict_reports():
     d = diff(model, saved)
     assert not d
     assert d.missing == ["fc2.bias"] and d.unexpected == ["extra.weight"]
-    assert d.shape_mismatches == {"fc1.weight": ((6, 10), (5, 10)), "fc1.bias": ((6,), (5,)),
-                                  "fc2.weight": ((2, 6), (2, 5))}
+    assert d.shape_mismatches == {
+        "fc1.weight": ((6, 10), (5, 10)),
+        "fc1.bias": ((6,), (5,)),
+        "fc2.weight": ((2, 6), (2, 5)),
+    }
     with pytest.raises(RuntimeError) as err:
         model.load_state_dict(saved)
     for key in ["fc2.bias", "extra.weight", "fc1.weight", "fc1.bias", "fc2.weight"]:

@@ -15,6 +15,7 @@ Every check returns a ``CheckResult`` that renders as one line:
 Checks live in one module per notebook (``nb01.py``, ``nb02.py``, ...), registered with
 ``@exercise``. Each declares wrong answers with the hint they must get, which the tests use.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,12 +26,25 @@ import inspect
 import operator
 import os
 import pkgutil
-from unittest import mock
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from unittest import mock
 
-__all__ = ["check", "exercise", "CheckResult", "Wrong", "NotAttempted", "REGISTRY", "call_answer", "spy",
-           "run_answer", "as_int", "isolated_safe_globals", "learner_state"]
+__all__ = [
+    "check",
+    "exercise",
+    "CheckResult",
+    "Wrong",
+    "NotAttempted",
+    "REGISTRY",
+    "call_answer",
+    "spy",
+    "run_answer",
+    "as_int",
+    "isolated_safe_globals",
+    "learner_state",
+]
 
 CORRECT, WRONG, NOT_ATTEMPTED = "correct", "wrong", "not attempted"
 
@@ -65,8 +79,10 @@ class CheckResult:
         if self.status == CORRECT:
             return f"Correct! {self.message}".rstrip()
         if self.status == NOT_ATTEMPTED:
-            return ("Not attempted yet: replace the placeholder in the cell above with your answer, "
-                    "then run this check again.")
+            return (
+                "Not attempted yet: replace the placeholder in the cell above with your answer, "
+                "then run this check again."
+            )
         revisit = f" (revisit notebooks/{self.notebook}.ipynb)" if self.notebook else ""
         tried = f"\n  tried: {self.tried}" if self.tried else ""
         return f"Not yet: {self.message}{revisit}{tried}"
@@ -100,8 +116,15 @@ def _is_placeholder_function(fn: Any) -> bool:
     code = getattr(fn, "__code__", None)
     if code is None:
         return False
-    ops = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in {"RESUME", "NOP", "CACHE"}]
-    if ops in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)]):
+    ops = [
+        (i.opname, i.argval)
+        for i in dis.get_instructions(code)
+        if i.opname not in {"RESUME", "NOP", "CACHE"}
+    ]
+    if ops in (
+        [("LOAD_CONST", None), ("RETURN_VALUE", None)],
+        [("RETURN_CONST", None)],
+    ):
         return True
     try:
         source = inspect.getsource(fn)
@@ -137,8 +160,12 @@ def _entry_name(entry: Any) -> str:
 def _process_state() -> dict[str, Any]:
     import torch
 
-    return {"grad": torch.is_grad_enabled(), "safe_globals": _safe_globals_now(),
-            "dtype": torch.get_default_dtype(), "cwd": os.getcwd()}
+    return {
+        "grad": torch.is_grad_enabled(),
+        "safe_globals": _safe_globals_now(),
+        "dtype": torch.get_default_dtype(),
+        "cwd": os.getcwd(),
+    }
 
 
 def _restore_process_state(state: dict[str, Any]) -> None:
@@ -152,36 +179,70 @@ def _restore_process_state(state: dict[str, Any]) -> None:
         os.chdir(state["cwd"])
 
 
-def _describe_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str]]:
+def _describe_changes(
+    before: dict[str, Any], after: dict[str, Any]
+) -> list[tuple[str, str]]:
     """What the learner's code changed for the whole process, each as a hint."""
     out = []
     if before["grad"] and not after["grad"]:
-        out.append(("grad", "your function turned autograd off for the whole process and left it off "
-                   "(torch.set_grad_enabled(False)?): use `with torch.no_grad():` or `with torch.inference_mode():` "
-                   "around the forward pass, so that grad mode is back on when the function returns"))
+        out.append(
+            (
+                "grad",
+                "your function turned autograd off for the whole process and left it off "
+                "(torch.set_grad_enabled(False)?): use `with torch.no_grad():` or `with torch.inference_mode():` "
+                "around the forward pass, so that grad mode is back on when the function returns",
+            )
+        )
     elif after["grad"] != before["grad"]:
-        out.append(("grad", "your function switched grad mode on for the whole process and left it on; "
-                   "change it only inside a `with` block"))
+        out.append(
+            (
+                "grad",
+                "your function switched grad mode on for the whole process and left it on; "
+                "change it only inside a `with` block",
+            )
+        )
     # PyTorch registers its own entries when a module is first imported (torch._dynamo adds DTensor
     # and DeviceMesh): only what the learner's code added counts.
-    added = {e for e in after["safe_globals"] - before["safe_globals"] if not _torch_own(e)}
+    added = {
+        e for e in after["safe_globals"] - before["safe_globals"] if not _torch_own(e)
+    }
     removed = before["safe_globals"] - after["safe_globals"]
     if added:
         names = ", ".join(sorted(_entry_name(e) for e in added))
-        out.append(("safe_globals", f"your function allowed {names} for every later torch.load in this process "
-                   "(torch.serialization.add_safe_globals is process-wide); allow it for one load only, "
-                   "with `with torch.serialization.safe_globals([...]):` around that torch.load"))
+        out.append(
+            (
+                "safe_globals",
+                f"your function allowed {names} for every later torch.load in this process "
+                "(torch.serialization.add_safe_globals is process-wide); allow it for one load only, "
+                "with `with torch.serialization.safe_globals([...]):` around that torch.load",
+            )
+        )
     if removed:
         names = ", ".join(sorted(_entry_name(e) for e in removed))
-        out.append(("safe_globals", f"your function removed {names} from the process-wide safe-globals list "
-                   "(clear_safe_globals, or a safe_globals block over names registered elsewhere); "
-                   "leave entries you did not add alone"))
+        out.append(
+            (
+                "safe_globals",
+                f"your function removed {names} from the process-wide safe-globals list "
+                "(clear_safe_globals, or a safe_globals block over names registered elsewhere); "
+                "leave entries you did not add alone",
+            )
+        )
     if after["dtype"] != before["dtype"]:
-        out.append(("dtype", f"your function changed the default dtype to {after['dtype']} for the whole process; "
-                   "pass dtype= where you need it instead of torch.set_default_dtype"))
+        out.append(
+            (
+                "dtype",
+                f"your function changed the default dtype to {after['dtype']} for the whole process; "
+                "pass dtype= where you need it instead of torch.set_default_dtype",
+            )
+        )
     if after["cwd"] != before["cwd"]:
-        out.append(("cwd", "your function changed the current folder (os.chdir) and did not change it back; "
-                   "build paths from the folder you were given instead"))
+        out.append(
+            (
+                "cwd",
+                "your function changed the current folder (os.chdir) and did not change it back; "
+                "build paths from the folder you were given instead",
+            )
+        )
     return out
 
 
@@ -201,14 +262,18 @@ def call_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """
     out = run_answer(fn, *args, **kwargs)
     if out is None:
-        raise Wrong("your function ran but returned None: did you forget the `return` line at its end?")
+        raise Wrong(
+            "your function ran but returned None: did you forget the `return` line at its end?"
+        )
     return out
 
 
 def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Like ``call_answer``, for a function that may return None (its effect is what counts)."""
     if not callable(fn):
-        raise Wrong(f"expected a function, got {type(fn).__name__}; define it with def and pass its name")
+        raise Wrong(
+            f"expected a function, got {type(fn).__name__}; define it with def and pass its name"
+        )
     if _is_placeholder_function(fn):
         raise NotAttempted
     before = _process_state()
@@ -222,7 +287,9 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise
     except BaseException as e:  # the learner's code failed: say how, as a hint
         _last_call[:] = [f"{call} raised {type(e).__name__}"]
-        raise Wrong(f"your function raised {type(e).__name__}: {str(e).strip() or '(no message)'}") from None
+        raise Wrong(
+            f"your function raised {type(e).__name__}: {str(e).strip() or '(no message)'}"
+        ) from None
     finally:
         after = _process_state()
         changes = _describe_changes(before, after)
@@ -232,7 +299,9 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return out
 
 
-_last_call: list[str] = []  # one line: the learner's last call in this check and its outcome
+_last_call: list[
+    str
+] = []  # one line: the learner's last call in this check and its outcome
 
 
 def _summary(obj: Any, depth: int = 0) -> str:
@@ -244,14 +313,18 @@ def _summary(obj: Any, depth: int = 0) -> str:
     if isinstance(obj, torch.nn.Module):
         return f"a {type(obj).__name__} model"
     if isinstance(obj, os.PathLike):
-        return f"a path ending in {os.fspath(obj).replace(os.sep, '/').split('/')[-1]!r}"
+        return (
+            f"a path ending in {os.fspath(obj).replace(os.sep, '/').split('/')[-1]!r}"
+        )
     if isinstance(obj, (bool, int, float)) or obj is None:
         return repr(obj)
     if isinstance(obj, str):
         return repr(obj if len(obj) <= 40 else obj[:37] + "...")
     if isinstance(obj, dict) or (hasattr(obj, "keys") and hasattr(obj, "items")):
         keys = list(obj.keys())
-        shown = ", ".join(repr(k) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
+        shown = ", ".join(repr(k) for k in keys[:3]) + (
+            ", ..." if len(keys) > 3 else ""
+        )
         return f"{type(obj).__name__} with {len(keys)} key(s) [{shown}]"
     if isinstance(obj, (list, tuple, set, frozenset)):
         items = list(obj)
@@ -266,7 +339,9 @@ def _summary(obj: Any, depth: int = 0) -> str:
 
 
 def _summary_args(args: tuple, kwargs: dict) -> str:
-    parts = [_summary(a, 1) for a in args] + [f"{k}={_summary(v, 1)}" for k, v in kwargs.items()]
+    parts = [_summary(a, 1) for a in args] + [
+        f"{k}={_summary(v, 1)}" for k, v in kwargs.items()
+    ]
     return ", ".join(parts)
 
 
@@ -285,9 +360,15 @@ def as_int(value: Any, what: str = "the answer") -> int:
     except TypeError:
         pass
     if isinstance(value, float) or type(value).__module__ == "numpy":
-        hint = f" ({int(value)} as int)" if isinstance(value, float) and float(value).is_integer() else ""
-        raise Wrong(f"{what} should be a whole number (an int), got {type(value).__name__} {value!r}{hint}: "
-                    "wrap it in int(...) or use integer arithmetic (//)")
+        hint = (
+            f" ({int(value)} as int)"
+            if isinstance(value, float) and float(value).is_integer()
+            else ""
+        )
+        raise Wrong(
+            f"{what} should be a whole number (an int), got {type(value).__name__} {value!r}{hint}: "
+            "wrap it in int(...) or use integer arithmetic (//)"
+        )
     raise Wrong(f"{what} should be a whole number (an int), got {type(value).__name__}")
 
 
@@ -341,8 +422,13 @@ def spy(owner: Any, name: str):
         yield calls
 
 
-def exercise(name: str, *, notebook: str, wrong: list[tuple[Any, str]] | None = None,
-             right: list[Any] | None = None) -> Callable:
+def exercise(
+    name: str,
+    *,
+    notebook: str,
+    wrong: list[tuple[Any, str]] | None = None,
+    right: list[Any] | None = None,
+) -> Callable:
     """Register a check. ``wrong`` pairs a wrong answer with a piece of the hint it must get;
     ``right`` lists answers that must pass (besides the notebook's own solution)."""
 
@@ -354,7 +440,9 @@ def exercise(name: str, *, notebook: str, wrong: list[tuple[Any, str]] | None = 
             _side_effects.clear()
             _last_call.clear()
             covered: set[str] = set()
-            with learner_state():  # a check seeds and draws freely; the learner's process stays as it was
+            with (
+                learner_state()
+            ):  # a check seeds and draws freely; the learner's process stays as it was
                 try:
                     msg = fn(answer, *args, **kwargs)
                     status = CORRECT
@@ -364,11 +452,18 @@ def exercise(name: str, *, notebook: str, wrong: list[tuple[Any, str]] | None = 
                     status, msg, covered = WRONG, str(w), getattr(w, "covers", set())
                 except KeyboardInterrupt:
                     raise
-                except BaseException as e:  # never let a check crash the learner's notebook
-                    status, msg = WRONG, f"the check could not use your answer ({type(e).__name__}: {_short(e)})"
+                except (
+                    BaseException
+                ) as e:  # never let a check crash the learner's notebook
+                    status, msg = (
+                        WRONG,
+                        f"the check could not use your answer ({type(e).__name__}: {_short(e)})",
+                    )
             effects = [hint for kind, hint in _side_effects if kind not in covered]
             _side_effects.clear()
-            if effects:  # the answer worked only by changing the process for everyone after it
+            if (
+                effects
+            ):  # the answer worked only by changing the process for everyone after it
                 extra = "; also, ".join(effects)
                 msg = extra if status == CORRECT else f"{msg}; also, {extra}"
                 status = WRONG
@@ -378,7 +473,9 @@ def exercise(name: str, *, notebook: str, wrong: list[tuple[Any, str]] | None = 
 
         if name in REGISTRY:
             raise ValueError(f"two checks are named {name!r}; give one another name")
-        REGISTRY[name] = Exercise(name, notebook, run, list(wrong or []), list(right or []))
+        REGISTRY[name] = Exercise(
+            name, notebook, run, list(wrong or []), list(right or [])
+        )
         return run
 
     return deco
@@ -392,7 +489,9 @@ class _Checks:
         try:
             return REGISTRY[name].fn
         except KeyError:
-            raise AttributeError(f"no check named {name!r}; known checks: {', '.join(sorted(REGISTRY))}") from None
+            raise AttributeError(
+                f"no check named {name!r}; known checks: {', '.join(sorted(REGISTRY))}"
+            ) from None
 
     def __dir__(self) -> list[str]:
         _load_all()

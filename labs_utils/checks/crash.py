@@ -26,6 +26,7 @@ calls ``before_call(k, name)`` just before each write call, where the caller can
 disk. What the disk holds at that instant is what a kill at that instant would leave, except
 that data still in Python's buffers would also be lost.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,26 +35,64 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
-__all__ = ["WRITE_CALLS", "WriteTrace", "Kill", "can_fork", "watching", "trace_writes", "kill_at", "kill_moments"]
+__all__ = [
+    "WRITE_CALLS",
+    "WriteTrace",
+    "Kill",
+    "can_fork",
+    "watching",
+    "trace_writes",
+    "kill_at",
+    "kill_moments",
+]
 
-WRITE_CALLS = frozenset({
-    # builtins, io and os
-    "open", "write", "writelines", "flush", "close", "truncate", "ftruncate", "replace", "rename",
-    "renames", "link", "symlink", "unlink", "remove", "rmdir", "fsync", "fdatasync", "sendfile",
-    "copy_file_range", "splice", "pwrite", "pwritev", "writev", "chmod", "fchmod", "mkdir",
-    # torch.save's zip writer (torch._C.PyTorchFileWriter)
-    "write_record", "write_end_of_file",
-})
+WRITE_CALLS = frozenset(
+    {
+        # builtins, io and os
+        "open",
+        "write",
+        "writelines",
+        "flush",
+        "close",
+        "truncate",
+        "ftruncate",
+        "replace",
+        "rename",
+        "renames",
+        "link",
+        "symlink",
+        "unlink",
+        "remove",
+        "rmdir",
+        "fsync",
+        "fdatasync",
+        "sendfile",
+        "copy_file_range",
+        "splice",
+        "pwrite",
+        "pwritev",
+        "writev",
+        "chmod",
+        "fchmod",
+        "mkdir",
+        # torch.save's zip writer (torch._C.PyTorchFileWriter)
+        "write_record",
+        "write_end_of_file",
+    }
+)
 
 
 def _label(fn: Any) -> str:
     """A readable name for a C function: 'os.replace', 'BufferedWriter.write', 'open'."""
     name = getattr(fn, "__name__", "?")
     if name in ("write_record", "write_end_of_file"):
-        return f"PyTorchFileWriter.{name}"  # pybind11 methods have no useful __self__ type
+        return (
+            f"PyTorchFileWriter.{name}"  # pybind11 methods have no useful __self__ type
+        )
     owner = getattr(fn, "__self__", None)
     module = getattr(fn, "__module__", None)
     if module in ("posix", "nt"):
@@ -81,8 +120,12 @@ class WriteTrace:
 
 
 class _Profiler:
-    def __init__(self, before_call: Callable[[int, str], None] | None = None,
-                 watch: Iterable[Any] = (), trace: WriteTrace | None = None) -> None:
+    def __init__(
+        self,
+        before_call: Callable[[int, str], None] | None = None,
+        watch: Iterable[Any] = (),
+        trace: WriteTrace | None = None,
+    ) -> None:
         self.before_call = before_call
         self.watch = {getattr(f, "__code__", f): f for f in watch}
         self.trace = trace if trace is not None else WriteTrace()
@@ -105,14 +148,22 @@ class _Profiler:
         elif event == "call" and frame.f_code in self.watch:
             fn = self.watch[frame.f_code]
             self.trace.entered.add(fn)
-            args = {k: v for k, v in frame.f_locals.items()
-                    if k in frame.f_code.co_varnames[:frame.f_code.co_argcount + frame.f_code.co_kwonlyargcount]}
+            args = {
+                k: v
+                for k, v in frame.f_locals.items()
+                if k
+                in frame.f_code.co_varnames[
+                    : frame.f_code.co_argcount + frame.f_code.co_kwonlyargcount
+                ]
+            }
             self.trace.arguments.setdefault(fn, []).append(args)
             self.trace.order.append((self.count, fn))
 
 
 @contextlib.contextmanager
-def watching(*functions: Any, before_call: Callable[[int, str], None] | None = None) -> Iterator[WriteTrace]:
+def watching(
+    *functions: Any, before_call: Callable[[int, str], None] | None = None
+) -> Iterator[WriteTrace]:
     """Record, while the block runs, every write call (``WRITE_CALLS``) and every call of the
     Python ``functions`` named here (with its arguments), however the code refers to them.
     ``before_call(k, name)`` runs just before the ``k``-th write call. Only the calling thread is
@@ -127,8 +178,12 @@ def watching(*functions: Any, before_call: Callable[[int, str], None] | None = N
         sys.setprofile(previous)
 
 
-def trace_writes(fn: Callable[..., Any], *args: Any, watch: Iterable[Any] = (),
-                 before_call: Callable[[int, str], None] | None = None) -> WriteTrace:
+def trace_writes(
+    fn: Callable[..., Any],
+    *args: Any,
+    watch: Iterable[Any] = (),
+    before_call: Callable[[int, str], None] | None = None,
+) -> WriteTrace:
     """Run ``fn(*args)`` in this process under ``watching(*watch, before_call=...)`` and return
     the trace (``fn``'s return value is in ``trace.result``). Exceptions from ``fn`` propagate."""
     with watching(*watch, before_call=before_call) as trace:
@@ -143,7 +198,9 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and sys.platform.startswith("linux")
 
 
-_DATA_CALLS = frozenset({"write", "writelines", "pwrite", "pwritev", "writev", "write_record", "flush"})
+_DATA_CALLS = frozenset(
+    {"write", "writelines", "pwrite", "pwritev", "writev", "write_record", "flush"}
+)
 
 
 def kill_moments(calls: Sequence[str], at_most: int = 16) -> list[int]:
@@ -186,12 +243,16 @@ class Kill:
     seconds: float = 0.0
 
 
-def _child(fn: Callable[..., Any], args: Sequence[Any], moment: int, wfd: int) -> None:  # pragma: no cover
+def _child(
+    fn: Callable[..., Any], args: Sequence[Any], moment: int, wfd: int
+) -> None:  # pragma: no cover
     """Runs in the forked child; never returns."""
     code = 3
     try:
         devnull = open(os.devnull, "w")
-        sys.stdout = sys.stderr = devnull  # a notebook kernel's streams talk to its parent
+        sys.stdout = sys.stderr = (
+            devnull  # a notebook kernel's streams talk to its parent
+        )
         try:
             import torch
 
@@ -216,15 +277,21 @@ def _child(fn: Callable[..., Any], args: Sequence[Any], moment: int, wfd: int) -
         os._exit(code)
 
 
-def kill_at(fn: Callable[..., Any], args: Sequence[Any], moment: int, *, timeout: float = 10.0) -> Kill:
+def kill_at(
+    fn: Callable[..., Any], args: Sequence[Any], moment: int, *, timeout: float = 10.0
+) -> Kill:
     """Fork; the child runs ``fn(*args)`` and is SIGKILLed just before its write call number
     ``moment`` (0-based). Waits for it and says what happened (``Kill``). Needs ``can_fork()``."""
     if not can_fork():
-        raise RuntimeError("kill_at needs os.fork on Linux; use trace_writes(..., before_call=...) here")
+        raise RuntimeError(
+            "kill_at needs os.fork on Linux; use trace_writes(..., before_call=...) here"
+        )
     r, w = os.pipe()
     start = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (Python >= 3.12)
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # fork with threads (Python >= 3.12)
         pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         os.close(r)

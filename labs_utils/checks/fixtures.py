@@ -4,6 +4,7 @@ replaced while a learner's function runs (under whatever name it imported it as)
 
 Each check module keeps the setups only it uses; what two or more modules need lives here.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +17,13 @@ from unittest import mock
 import torch
 import torch.nn as nn
 
-__all__ = ["changed_keys", "cnn_with_moved_statistics", "patched_torch_load",
-           "scratch_file", "snapshot"]
+__all__ = [
+    "changed_keys",
+    "cnn_with_moved_statistics",
+    "patched_torch_load",
+    "scratch_file",
+    "snapshot",
+]
 
 
 def cnn_with_moved_statistics(seed: int, **kwargs: Any) -> nn.Module:

@@ -1,4 +1,5 @@
 """Checks for notebooks/04_checkpoints_and_resume.ipynb."""
+
 from __future__ import annotations
 
 import io
@@ -19,64 +20,102 @@ CHECKPOINT_KEYS = NEEDED | {"step", "metrics", "versions"}
 WHY_NEEDED = {
     "model": "the weights themselves",
     "optimizer": "AdamW's running averages and step counts: without them the first steps after the resume are "
-                 "different",
+    "different",
     "scheduler": "the position on the learning-rate schedule: a fresh scheduler counts its epochs from 0 again "
-                 "(section 4 shows the rates it then gives)",
+    "(section 4 shows the rates it then gives)",
     "epoch": "where the loop starts again (the resume trains from epoch + 1)",
     "rng": "the generators behind dropout and the loader's shuffling: without them each step sees other masks "
-           "and batches",
+    "and batches",
 }
 WHY_NOT = {
     "step": "this resume restarts at an epoch boundary, from epoch; step would matter only for a resume in the "
-            "middle of an epoch, and the scheduler keeps its own count inside its state",
+    "middle of an epoch, and the scheduler keeps its own count inside its state",
     "metrics": "metrics record how the run went; no training computation reads them (the manager uses the best "
-               "value to choose best.pth, which does not change the weights)",
+    "value to choose best.pth, which does not change the weights)",
     "versions": "versions are for people explaining a difference later; the resume never reads them",
 }
 # names a learner may take from the PyTorch recipe or invent, with what this notebook calls them
-_OTHER_NAMES = {"model_state_dict": "model", "optimizer_state_dict": "optimizer",
-                "scheduler_state_dict": "scheduler", "lr_scheduler": "scheduler", "rng_state": "rng",
-                "random": "rng", "generators": "rng", "train_loader": "rng", "loader": "rng", "weights": "model",
-                "loss": "metrics", "val_loss": "metrics"}
+_OTHER_NAMES = {
+    "model_state_dict": "model",
+    "optimizer_state_dict": "optimizer",
+    "scheduler_state_dict": "scheduler",
+    "lr_scheduler": "scheduler",
+    "rng_state": "rng",
+    "random": "rng",
+    "generators": "rng",
+    "train_loader": "rng",
+    "loader": "rng",
+    "weights": "model",
+    "loss": "metrics",
+    "val_loss": "metrics",
+}
 
 
-@exercise("resume_keys", notebook=NB, wrong=[
-    ({"model", "optimizer", "epoch"}, "scheduler"),
-    ({"model", "optimizer", "scheduler", "epoch"}, "rng"),
-    ({"model", "scheduler", "epoch", "rng"}, "optimizer"),
-    ({"model", "optimizer", "scheduler", "rng"}, "epoch"),
-    (NEEDED | {"versions"}, "versions"),
-    (NEEDED | {"metrics"}, "no training computation reads them"),
-    (NEEDED | {"step"}, "epoch boundary"),
-    (["model", "optimizer"], "set"),
-    (NEEDED | {"weights"}, "not a key"),
-    # the PyTorch recipe's names
-    ({"model_state_dict", "optimizer_state_dict", "scheduler_state_dict", "epoch", "rng"}, "'model_state_dict'"),
-    (set(CHECKPOINT_KEYS), "every key of the checkpoint"),
-    ("model, optimizer, scheduler, epoch, rng", "set"),
-    (NEEDED - {"rng"} | {"train_loader"}, "inside 'rng'"),
-    (dict.fromkeys(NEEDED, True), "got dict"),
-], right=[frozenset(NEEDED), set(CHECKPOINT_KEYS) - {"step", "metrics", "versions"}])
+@exercise(
+    "resume_keys",
+    notebook=NB,
+    wrong=[
+        ({"model", "optimizer", "epoch"}, "scheduler"),
+        ({"model", "optimizer", "scheduler", "epoch"}, "rng"),
+        ({"model", "scheduler", "epoch", "rng"}, "optimizer"),
+        ({"model", "optimizer", "scheduler", "rng"}, "epoch"),
+        (NEEDED | {"versions"}, "versions"),
+        (NEEDED | {"metrics"}, "no training computation reads them"),
+        (NEEDED | {"step"}, "epoch boundary"),
+        (["model", "optimizer"], "set"),
+        (NEEDED | {"weights"}, "not a key"),
+        # the PyTorch recipe's names
+        (
+            {
+                "model_state_dict",
+                "optimizer_state_dict",
+                "scheduler_state_dict",
+                "epoch",
+                "rng",
+            },
+            "'model_state_dict'",
+        ),
+        (set(CHECKPOINT_KEYS), "every key of the checkpoint"),
+        ("model, optimizer, scheduler, epoch, rng", "set"),
+        (NEEDED - {"rng"} | {"train_loader"}, "inside 'rng'"),
+        (dict.fromkeys(NEEDED, True), "got dict"),
+    ],
+    right=[frozenset(NEEDED), set(CHECKPOINT_KEYS) - {"step", "metrics", "versions"}],
+)
 def resume_keys(answer) -> str:
     """``answer``: the set of checkpoint keys an exact resume must read."""
     if not isinstance(answer, (set, frozenset)):
         what = type(answer).__name__
-        extra = " (a dict's keys would be set(your_dict))" if isinstance(answer, dict) else ""
-        raise Wrong(f"give a set of key names, e.g. {{'model', 'epoch'}}; got {what}{extra}")
+        extra = (
+            " (a dict's keys would be set(your_dict))"
+            if isinstance(answer, dict)
+            else ""
+        )
+        raise Wrong(
+            f"give a set of key names, e.g. {{'model', 'epoch'}}; got {what}{extra}"
+        )
     unknown = sorted(str(k) for k in answer if k not in CHECKPOINT_KEYS)
     if unknown:
         name = unknown[0]
         ours = _OTHER_NAMES.get(name)
         if ours == "rng" and name in ("train_loader", "loader", "generators"):
-            raise Wrong(f"{name!r} is not a key of the checkpoint: the loader's generator state is saved inside "
-                        "'rng' (capture_rng_state(generators={'train_loader': ...}))")
+            raise Wrong(
+                f"{name!r} is not a key of the checkpoint: the loader's generator state is saved inside "
+                "'rng' (capture_rng_state(generators={'train_loader': ...}))"
+            )
         if ours:
-            raise Wrong(f"{name!r} is not a key of this notebook's checkpoint (it calls that entry {ours!r}); "
-                        f"pick from {sorted(CHECKPOINT_KEYS)}")
-        raise Wrong(f"{name!r} is not a key of the checkpoint; pick from {sorted(CHECKPOINT_KEYS)}")
+            raise Wrong(
+                f"{name!r} is not a key of this notebook's checkpoint (it calls that entry {ours!r}); "
+                f"pick from {sorted(CHECKPOINT_KEYS)}"
+            )
+        raise Wrong(
+            f"{name!r} is not a key of the checkpoint; pick from {sorted(CHECKPOINT_KEYS)}"
+        )
     if set(answer) == CHECKPOINT_KEYS:
-        raise Wrong("that is every key of the checkpoint; some are saved for people or for later, and the "
-                    "resume never reads them: which ones change the next training step?")
+        raise Wrong(
+            "that is every key of the checkpoint; some are saved for people or for later, and the "
+            "resume never reads them: which ones change the next training step?"
+        )
     for key in ("model", "optimizer", "scheduler", "epoch", "rng"):
         if key not in answer:
             raise Wrong(f"the resume needs {key!r}: {WHY_NEEDED[key]}")
@@ -96,14 +135,20 @@ def _make(seed: int):
     resume (a cosine: it scales the current rate), and the loader's generator is seeded from ``seed`` so that a
     freshly built loader does not share its stream with the checkpoint's."""
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+    model = nn.Sequential(
+        nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3)
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=EPOCHS)
     g = torch.Generator().manual_seed(11)
     x = torch.randn(96, 8, generator=g)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
-    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True,
-                        generator=torch.Generator().manual_seed(3 + seed))
+    loader = DataLoader(
+        TensorDataset(x, y),
+        batch_size=16,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(3 + seed),
+    )
     return model, optimizer, scheduler, loader
 
 
@@ -120,10 +165,16 @@ def _train(model, optimizer, scheduler, loader, epochs) -> None:
 def _checkpoint(model, optimizer, scheduler, loader, epoch) -> dict:
     from ..toolkit import capture_rng_state
 
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "epoch": epoch, "step": (epoch + 1) * len(loader), "metrics": {"val_loss": 1.0},
-             "rng": capture_rng_state(generators={"train_loader": loader.generator}),
-             "versions": {"torch": str(torch.__version__)}}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "step": (epoch + 1) * len(loader),
+        "metrics": {"val_loss": 1.0},
+        "rng": capture_rng_state(generators={"train_loader": loader.generator}),
+        "versions": {"torch": str(torch.__version__)},
+    }
     buf = io.BytesIO()  # through a file, as in the notebook
     torch.save(state, buf)
     buf.seek(0)
@@ -139,10 +190,14 @@ def _states_equal(a, b) -> bool:
 _MT_WORDS = slice(24, 5016)
 
 
-def _drew_after_restoring(saved: torch.Tensor, now: torch.Tensor, max_refills: int = 8) -> bool:
+def _drew_after_restoring(
+    saved: torch.Tensor, now: torch.Tensor, max_refills: int = 8
+) -> bool:
     """Whether ``now`` is ``saved`` advanced by some draws: the learner restored this generator, then
     something drew random numbers from it before training went on."""
-    if saved.numel() != 5056 or now.numel() != 5056:  # pragma: no cover - another torch layout
+    if (
+        saved.numel() != 5056 or now.numel() != 5056
+    ):  # pragma: no cover - another torch layout
         return False
     target = now[_MT_WORDS]
     g = torch.Generator()
@@ -160,9 +215,11 @@ def _drew_after_restoring(saved: torch.Tensor, now: torch.Tensor, max_refills: i
     return False
 
 
-_DREW = ("your function restored {what}, then drew random numbers from it before returning ({examples}): "
-         "the resumed run then starts from another point of the stream. Restore the RNG states last, right "
-         "before training continues")
+_DREW = (
+    "your function restored {what}, then drew random numbers from it before returning ({examples}): "
+    "the resumed run then starts from another point of the stream. Restore the RNG states last, right "
+    "before training continues"
+)
 
 
 def _weights_only(ckpt, model, optimizer, scheduler, loader):
@@ -245,7 +302,9 @@ def _new_optimizer(ckpt, model, optimizer, scheduler, loader):
     from ..toolkit import restore_rng_state
 
     model.load_state_dict(ckpt["model"])
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # rebinds a local name only
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9
+    )  # rebinds a local name only
     optimizer.load_state_dict(ckpt["optimizer"])
     restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
     return ckpt["epoch"] + 1
@@ -280,7 +339,11 @@ def _by_hand_numpy_epoch(ckpt, model, optimizer, scheduler, loader):
     """Right, by hand, with a NumPy integer for the epoch: accepted."""
     import numpy as np
 
-    for obj, key in ((model, "model"), (optimizer, "optimizer"), (scheduler, "scheduler")):
+    for obj, key in (
+        (model, "model"),
+        (optimizer, "optimizer"),
+        (scheduler, "scheduler"),
+    ):
         obj.load_state_dict(ckpt[key])
     torch.set_rng_state(ckpt["rng"]["torch"])
     loader.generator.set_state(ckpt["rng"]["generators"]["train_loader"])
@@ -309,7 +372,12 @@ _RESUME_WRONG = [
 ]
 
 
-@exercise("resume_exactly", notebook=NB, wrong=_RESUME_WRONG, right=[_right_resume, _by_hand_numpy_epoch])
+@exercise(
+    "resume_exactly",
+    notebook=NB,
+    wrong=_RESUME_WRONG,
+    right=[_right_resume, _by_hand_numpy_epoch],
+)
 def resume_exactly(fn) -> str:
     """``fn(checkpoint, model, optimizer, scheduler, train_loader)`` restores everything, returns the next epoch."""
     ref = _make(0)
@@ -317,64 +385,97 @@ def resume_exactly(fn) -> str:
     model, optimizer, scheduler, loader = _make(0)
     _train(model, optimizer, scheduler, loader, range(CRASH))
     ckpt = _checkpoint(model, optimizer, scheduler, loader, CRASH - 1)
-    saved = _checkpoint(model, optimizer, scheduler, loader, CRASH - 1)  # a copy the answer cannot change
+    saved = _checkpoint(
+        model, optimizer, scheduler, loader, CRASH - 1
+    )  # a copy the answer cannot change
 
     model, optimizer, scheduler, loader = _make(99)
     start = call_answer(fn, ckpt, model, optimizer, scheduler, loader)
     if not _states_equal(saved["model"], model.state_dict()):
-        raise Wrong("the model's weights differ from the checkpoint's: call model.load_state_dict(checkpoint['model'])")
+        raise Wrong(
+            "the model's weights differ from the checkpoint's: call model.load_state_dict(checkpoint['model'])"
+        )
     _check_optimizer(saved["optimizer"], optimizer)
     _check_scheduler(saved["scheduler"], scheduler, optimizer)
-    _check_generator(saved["rng"]["torch"], torch.get_rng_state(), "torch's global generator (dropout masks)",
-                     "a forward pass in train mode, torch.randn, building a layer")
-    _check_generator(saved["rng"]["generators"]["train_loader"], loader.generator.get_state(),
-                     "the loader's generator (the shuffling order)", "iterating over train_loader, even "
-                     "next(iter(train_loader))")
+    _check_generator(
+        saved["rng"]["torch"],
+        torch.get_rng_state(),
+        "torch's global generator (dropout masks)",
+        "a forward pass in train mode, torch.randn, building a layer",
+    )
+    _check_generator(
+        saved["rng"]["generators"]["train_loader"],
+        loader.generator.get_state(),
+        "the loader's generator (the shuffling order)",
+        "iterating over train_loader, even next(iter(train_loader))",
+    )
     start = as_int(start, "the next epoch")
     if start != CRASH:
-        raise Wrong(f"checkpoint['epoch'] is the last epoch that finished ({CRASH - 1}); the next one is "
-                    f"checkpoint['epoch'] + 1, you returned {start}")
+        raise Wrong(
+            f"checkpoint['epoch'] is the last epoch that finished ({CRASH - 1}); the next one is "
+            f"checkpoint['epoch'] + 1, you returned {start}"
+        )
     _train(model, optimizer, scheduler, loader, range(start, EPOCHS))
-    if not _states_equal(ref[0].state_dict(), model.state_dict()):  # pragma: no cover - all pieces were checked
-        raise Wrong("every piece was restored, but the final weights differ: restore the RNG state last, right "
-                    "before training continues")
+    if not _states_equal(
+        ref[0].state_dict(), model.state_dict()
+    ):  # pragma: no cover - all pieces were checked
+        raise Wrong(
+            "every piece was restored, but the final weights differ: restore the RNG state last, right "
+            "before training continues"
+        )
     return "the resumed run ends with exactly the uninterrupted run's weights."
 
 
 def _check_optimizer(saved: dict, optimizer) -> None:
     now = optimizer.state_dict()
     if not now["state"]:
-        raise Wrong("the optimizer you were given has no state (SGD's momentum buffers are empty): call "
-                    "optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with the "
-                    "optimizer passed in, so loading into a new one made inside the function would not count)")
+        raise Wrong(
+            "the optimizer you were given has no state (SGD's momentum buffers are empty): call "
+            "optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with the "
+            "optimizer passed in, so loading into a new one made inside the function would not count)"
+        )
     same = now["state"].keys() == saved["state"].keys() and all(
-        _states_equal(saved["state"][i], s) for i, s in now["state"].items())
+        _states_equal(saved["state"][i], s) for i, s in now["state"].items()
+    )
     if not same:
-        raise Wrong("the optimizer's momentum buffers differ from the checkpoint's: call "
-                    "optimizer.load_state_dict(checkpoint['optimizer'])")
+        raise Wrong(
+            "the optimizer's momentum buffers differ from the checkpoint's: call "
+            "optimizer.load_state_dict(checkpoint['optimizer'])"
+        )
 
 
 def _check_scheduler(saved: dict, scheduler, optimizer) -> None:
     now = scheduler.state_dict()
     lr, saved_lr = optimizer.param_groups[0]["lr"], saved["_last_lr"][0]
     if now["last_epoch"] == 0:
-        raise Wrong("the scheduler starts its schedule again (last_epoch 0, a fresh scheduler counts from 0): call "
-                    "scheduler.load_state_dict(checkpoint['scheduler'])")
+        raise Wrong(
+            "the scheduler starts its schedule again (last_epoch 0, a fresh scheduler counts from 0): call "
+            "scheduler.load_state_dict(checkpoint['scheduler'])"
+        )
     if now != saved or lr != saved_lr:
-        raise Wrong(f"the scheduler's state differs from the checkpoint's (learning rate {lr:g}, saved {saved_lr:g}): "
-                    "call scheduler.load_state_dict(checkpoint['scheduler']). Stepping a fresh scheduler "
-                    "forward does not rebuild it: it scales the rate that optimizer.load_state_dict restored again")
+        raise Wrong(
+            f"the scheduler's state differs from the checkpoint's (learning rate {lr:g}, saved {saved_lr:g}): "
+            "call scheduler.load_state_dict(checkpoint['scheduler']). Stepping a fresh scheduler "
+            "forward does not rebuild it: it scales the rate that optimizer.load_state_dict restored again"
+        )
 
 
-def _check_generator(saved: torch.Tensor, now: torch.Tensor, what: str, examples: str) -> None:
+def _check_generator(
+    saved: torch.Tensor, now: torch.Tensor, what: str, examples: str
+) -> None:
     if torch.equal(saved, now):
         return
     if _drew_after_restoring(saved, now):
         raise Wrong(_DREW.format(what=what, examples=examples))
-    fix = ("restore_rng_state(checkpoint['rng'], generators={'train_loader': train_loader.generator})"
-           if "loader" in what else "restore_rng_state(checkpoint['rng'], generators=...)")
-    raise Wrong(f"{what} is not in the checkpoint's state (a seed, even the run's first one, does not bring "
-                f"back the state at the crash): call {fix}")
+    fix = (
+        "restore_rng_state(checkpoint['rng'], generators={'train_loader': train_loader.generator})"
+        if "loader" in what
+        else "restore_rng_state(checkpoint['rng'], generators=...)"
+    )
+    raise Wrong(
+        f"{what} is not in the checkpoint's state (a seed, even the run's first one, does not bring "
+        f"back the state at the crash): call {fix}"
+    )
 
 
 # --------------------------------------------------------------------------- best_by_accuracy
@@ -405,14 +506,19 @@ def _own_folder(folder):
     """Ignores ``folder`` and uses the notebook's scratch folder (the simulation's case)."""
     from ..toolkit import CheckpointManager
 
-    return CheckpointManager(Path("runs") / "04_checkpoints_and_resume" / "by_accuracy", metric="val_accuracy",
-                             mode="max")
+    return CheckpointManager(
+        Path("runs") / "04_checkpoints_and_resume" / "by_accuracy",
+        metric="val_accuracy",
+        mode="max",
+    )
 
 
 def _subfolder(folder):
     from ..toolkit import CheckpointManager
 
-    return CheckpointManager(Path(folder) / "best_by_accuracy", metric="val_accuracy", mode="max")
+    return CheckpointManager(
+        Path(folder) / "best_by_accuracy", metric="val_accuracy", mode="max"
+    )
 
 
 def _forgot_return_manager(folder):
@@ -452,19 +558,24 @@ def _str_folder_keep_one(folder):
     return CheckpointManager(str(folder), "val_accuracy", "max", keep_last=1)
 
 
-@exercise("best_by_accuracy", notebook=NB, wrong=[
-    (_default_manager, "tracks 'val_loss'"),
-    (_accuracy_min, "mode='max'"),
-    (_loss_max, "tracks 'val_loss'"),
-    (lambda folder: str(folder), "return the CheckpointManager"),
-    (_own_folder, "the folder you were given"),
-    (_subfolder, "the folder you were given"),
-    (_forgot_return_manager, "forget the `return`"),
-    (_accuracy_word, "metric='val_accuracy'"),
-    (_maximize, "mode must be 'min'"),
-    (_class_not_instance, "the class itself"),
-    (_whole_state_as_best, "best_key"),
-], right=[_str_folder_keep_one])
+@exercise(
+    "best_by_accuracy",
+    notebook=NB,
+    wrong=[
+        (_default_manager, "tracks 'val_loss'"),
+        (_accuracy_min, "mode='max'"),
+        (_loss_max, "tracks 'val_loss'"),
+        (lambda folder: str(folder), "return the CheckpointManager"),
+        (_own_folder, "the folder you were given"),
+        (_subfolder, "the folder you were given"),
+        (_forgot_return_manager, "forget the `return`"),
+        (_accuracy_word, "metric='val_accuracy'"),
+        (_maximize, "mode must be 'min'"),
+        (_class_not_instance, "the class itself"),
+        (_whole_state_as_best, "best_key"),
+    ],
+    right=[_str_folder_keep_one],
+)
 def best_by_accuracy(fn) -> str:
     """``fn(folder)`` returns a CheckpointManager in ``folder`` whose best.pth follows the highest val_accuracy."""
     from ..toolkit import CheckpointManager
@@ -472,7 +583,9 @@ def best_by_accuracy(fn) -> str:
     here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         sandbox = Path(tmp).resolve()
-        os.chdir(sandbox)  # a relative path in the answer lands in the sandbox, not in the learner's folders
+        os.chdir(
+            sandbox
+        )  # a relative path in the answer lands in the sandbox, not in the learner's folders
         try:
             return _best_by_accuracy(fn, sandbox, CheckpointManager)
         finally:
@@ -484,12 +597,18 @@ def _files_under(root: Path) -> set[Path]:
 
 
 def _best_by_accuracy(fn, sandbox: Path, CheckpointManager) -> str:
-    folder = sandbox / "given" / "accuracy_run"  # does not exist yet: the manager makes it
+    folder = (
+        sandbox / "given" / "accuracy_run"
+    )  # does not exist yet: the manager makes it
     manager = call_answer(fn, folder)
     if manager is CheckpointManager or isinstance(manager, type):
-        raise Wrong("you returned the class itself; build a manager with CheckpointManager(folder, ...) and return it")
+        raise Wrong(
+            "you returned the class itself; build a manager with CheckpointManager(folder, ...) and return it"
+        )
     if not isinstance(manager, CheckpointManager):
-        raise Wrong(f"return the CheckpointManager you built, got {type(manager).__name__}")
+        raise Wrong(
+            f"return the CheckpointManager you built, got {type(manager).__name__}"
+        )
     used = Path(manager.folder).resolve()
     if used != folder:
         if used.is_relative_to(folder):
@@ -498,26 +617,43 @@ def _best_by_accuracy(fn, sandbox: Path, CheckpointManager) -> str:
             where = used.relative_to(sandbox).as_posix()
         else:
             where = "another folder"
-        raise Wrong(f"your manager keeps its files in {where}, not in the folder you were given: pass the "
-                    "function's folder argument to CheckpointManager, as it is")
+        raise Wrong(
+            f"your manager keeps its files in {where}, not in the folder you were given: pass the "
+            "function's folder argument to CheckpointManager, as it is"
+        )
     if manager.metric != "val_accuracy":
-        raise Wrong(f"your manager tracks {manager.metric!r}: pass metric='val_accuracy'")
+        raise Wrong(
+            f"your manager tracks {manager.metric!r}: pass metric='val_accuracy'"
+        )
     for epoch, (loss, acc) in enumerate(_EPOCH_METRICS):
-        manager.save({"model": {"w": torch.full((2,), float(epoch))}}, epoch=epoch,
-                     metrics={"val_loss": loss, "val_accuracy": acc})
-    elsewhere = sorted(p.relative_to(sandbox).as_posix() for p in _files_under(sandbox) - _files_under(folder))
+        manager.save(
+            {"model": {"w": torch.full((2,), float(epoch))}},
+            epoch=epoch,
+            metrics={"val_loss": loss, "val_accuracy": acc},
+        )
+    elsewhere = sorted(
+        p.relative_to(sandbox).as_posix()
+        for p in _files_under(sandbox) - _files_under(folder)
+    )
     if elsewhere:
-        raise Wrong(f"your function wrote files outside the folder it was given ({', '.join(elsewhere[:3])}): "
-                    "everything the manager writes belongs in folder")
+        raise Wrong(
+            f"your function wrote files outside the folder it was given ({', '.join(elsewhere[:3])}): "
+            "everything the manager writes belongs in folder"
+        )
     if not (folder / "best.pth").is_file() or not (folder / "last.pth").is_file():
-        raise Wrong("after four saves the folder has no best.pth or last.pth: return the CheckpointManager "
-                    "itself, made with CheckpointManager(folder, ...)")
+        raise Wrong(
+            "after four saves the folder has no best.pth or last.pth: return the CheckpointManager "
+            "itself, made with CheckpointManager(folder, ...)"
+        )
     best = manager.load_best()
     if not isinstance(best, dict) or "w" not in best:
-        raise Wrong("best.pth should hold the model's weights only (state['model']); keep the default "
-                    "best_key='model'")
+        raise Wrong(
+            "best.pth should hold the model's weights only (state['model']); keep the default "
+            "best_key='model'"
+        )
     if manager.best_epoch != 2 or not torch.equal(best["w"], torch.full((2,), 2.0)):
-        raise Wrong(f"best.pth holds epoch {manager.best_epoch}, the lowest accuracy: for accuracy higher is "
-                    "better, pass mode='max'")
+        raise Wrong(
+            f"best.pth holds epoch {manager.best_epoch}, the lowest accuracy: for accuracy higher is "
+            "better, pass mode='max'"
+        )
     return "best.pth now follows the highest validation accuracy (epoch 2 here), not the lowest loss (epoch 1)."
-

@@ -1,4 +1,5 @@
 """Checks for notebooks/05_amp_and_scheduler_resume.ipynb."""
+
 from __future__ import annotations
 
 import copy
@@ -14,34 +15,51 @@ from . import Wrong, as_int, call_answer, exercise
 NB = "05_amp_and_scheduler_resume"
 
 
-@exercise("fresh_scaler_skips", notebook=NB, wrong=[
-    (6, "2**16"),
-    (8, "2**9 itself"),
-    (0, "starts at 2**16"),
-    (2**7, "halving"),
-    ("7", "int"),
-    (math.log2(2**16 / 2**9), "7 as int"),
-    (np.float64(7.0), "float64"),
-    (9, "exponent of the settled scale"),
-    (16, "exponent of the start scale"),
-    (True, "bool"),
-], right=[np.int64(7), int(math.log2(2**16 // 2**9)), torch.tensor(7)])
+@exercise(
+    "fresh_scaler_skips",
+    notebook=NB,
+    wrong=[
+        (6, "2**16"),
+        (8, "2**9 itself"),
+        (0, "starts at 2**16"),
+        (2**7, "halving"),
+        ("7", "int"),
+        (math.log2(2**16 / 2**9), "7 as int"),
+        (np.float64(7.0), "float64"),
+        (9, "exponent of the settled scale"),
+        (16, "exponent of the start scale"),
+        (True, "bool"),
+    ],
+    right=[np.int64(7), int(math.log2(2**16 // 2**9)), torch.tensor(7)],
+)
 def fresh_scaler_skips(answer) -> str:
     """``answer``: steps a fresh GradScaler skips to get from 2**16 down to a settled scale of 2**9."""
     answer = as_int(answer, "the number of skipped steps")
     if answer == 0:
-        raise Wrong("a fresh GradScaler starts at 2**16, far above 2**9, so its first steps overflow and are skipped")
+        raise Wrong(
+            "a fresh GradScaler starts at 2**16, far above 2**9, so its first steps overflow and are skipped"
+        )
     if answer == 2**7:
-        raise Wrong("each skipped step multiplies the scale by backoff_factor=0.5, one halving per step; count the "
-                    "halvings from 2**16 to 2**9, not the ratio 2**16 / 2**9")
+        raise Wrong(
+            "each skipped step multiplies the scale by backoff_factor=0.5, one halving per step; count the "
+            "halvings from 2**16 to 2**9, not the ratio 2**16 / 2**9"
+        )
     if answer == 8:
-        raise Wrong("the step that runs at 2**9 itself does not overflow: count only the steps with a scale above it")
+        raise Wrong(
+            "the step that runs at 2**9 itself does not overflow: count only the steps with a scale above it"
+        )
     if answer == 9:
-        raise Wrong("9 is the exponent of the settled scale, 2**9; count the halvings from 2**16 down to it")
+        raise Wrong(
+            "9 is the exponent of the settled scale, 2**9; count the halvings from 2**16 down to it"
+        )
     if answer == 16:
-        raise Wrong("16 is the exponent of the start scale, 2**16; count the halvings from it down to 2**9")
+        raise Wrong(
+            "16 is the exponent of the start scale, 2**16; count the halvings from it down to 2**9"
+        )
     if answer != 7:
-        raise Wrong("each skipped step halves the scale once: count the halvings from 2**16 down to 2**9")
+        raise Wrong(
+            "each skipped step halves the scale once: count the halvings from 2**16 down to 2**9"
+        )
     return "2**16 -> 2**9 is seven halvings: seven batches thrown away, which restoring the scaler's state avoids."
 
 
@@ -54,10 +72,14 @@ EPOCH = 4
 def _objects(enabled: bool):
     """A model with buffers (BatchNorm), Adam with state, a stepped scheduler, a scaler whose scale moved."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    model = nn.Sequential(
+        nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
-    scaler = torch.amp.GradScaler("cpu", enabled=enabled, init_scale=2.0**10, growth_interval=3)
+    scaler = torch.amp.GradScaler(
+        "cpu", enabled=enabled, init_scale=2.0**10, growth_interval=3
+    )
     for _ in range(5):
         optimizer.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -70,69 +92,127 @@ def _objects(enabled: bool):
 
 
 def _globals_trick(model, optimizer, scheduler, scaler, epoch):
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if "scaler" in globals() else None, "epoch": epoch}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if "scaler" in globals() else None,
+        "epoch": epoch,
+    }
 
 
 def _scaler_object(model, optimizer, scheduler, scaler, epoch):
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler, "epoch": epoch}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler,
+        "epoch": epoch,
+    }
 
 
 def _no_scheduler(model, optimizer, scheduler, scaler, epoch):
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "epoch": epoch}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+    }
 
 
 def _enabled_only(model, optimizer, scheduler, scaler, epoch):
-    ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "epoch": epoch}
+    ckpt = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+    }
     if scaler.is_enabled():
         ckpt["scaler"] = scaler.state_dict()
     return ckpt
 
 
 def _none_when_disabled(model, optimizer, scheduler, scaler, epoch):
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None, "epoch": epoch}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "epoch": epoch,
+    }
 
 
 def _model_object(model, optimizer, scheduler, scaler, epoch):
-    return {"model": model, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch}
+    return {
+        "model": model,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+    }
 
 
 def _optimizer_is_model(model, optimizer, scheduler, scaler, epoch):
     """Copy-paste slip: the optimizer entry holds the model's state_dict (the simulation's case)."""
-    return {"model": model.state_dict(), "optimizer": model.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch}
+    return {
+        "model": model.state_dict(),
+        "optimizer": model.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+    }
 
 
 def _model_is_optimizer(model, optimizer, scheduler, scaler, epoch):
     """Copy-paste slip: the model entry holds the optimizer's state_dict (the simulation's case)."""
-    return {"model": optimizer.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch}
+    return {
+        "model": optimizer.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+    }
 
 
 def _scheduler_is_optimizer(model, optimizer, scheduler, scaler, epoch):
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": optimizer.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+    }
 
 
 def _parameters_only(model, optimizer, scheduler, scaler, epoch):
     """Weights from named_parameters(): BatchNorm's running statistics (buffers) are lost."""
-    return {"model": {k: v.detach() for k, v in model.named_parameters()}, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch}
+    return {
+        "model": {k: v.detach() for k, v in model.named_parameters()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+    }
 
 
 def _optimizer_state_only(model, optimizer, scheduler, scaler, epoch):
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict()["state"],
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict()["state"],
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+    }
 
 
 def _bound_method(model, optimizer, scheduler, scaler, epoch):
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict,
-            "scaler": scaler.state_dict(), "epoch": epoch}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict,
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+    }
 
 
 def _next_epoch(model, optimizer, scheduler, scaler, epoch):
@@ -140,13 +220,23 @@ def _next_epoch(model, optimizer, scheduler, scaler, epoch):
 
 
 def _right(model, optimizer, scheduler, scaler, epoch):
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+    }
 
 
 def _right_deepcopy_loop(model, optimizer, scheduler, scaler, epoch):
     ckpt = dict(epoch=int(epoch))
-    for name, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
+    for name, obj in (
+        ("model", model),
+        ("optimizer", optimizer),
+        ("scheduler", scheduler),
+        ("scaler", scaler),
+    ):
         ckpt[name] = copy.deepcopy(obj.state_dict())
     return ckpt
 
@@ -154,31 +244,43 @@ def _right_deepcopy_loop(model, optimizer, scheduler, scaler, epoch):
 def _right_with_extras(model, optimizer, scheduler, scaler, epoch):
     from ..toolkit import capture_rng_state
 
-    return {**_right(model, optimizer, scheduler, scaler, epoch), "rng": capture_rng_state(),
-            "versions": {"torch": str(torch.__version__)}}
+    return {
+        **_right(model, optimizer, scheduler, scaler, epoch),
+        "rng": capture_rng_state(),
+        "versions": {"torch": str(torch.__version__)},
+    }
 
 
-@exercise("amp_checkpoint", notebook=NB, right=[_right, _right_deepcopy_loop, _right_with_extras], wrong=[
-    (_globals_trick, "globals()"),
-    (_scaler_object, "scaler.state_dict()"),
-    (_no_scheduler, "'scheduler'"),
-    (_enabled_only, "disabled"),
-    (_model_object, "model.state_dict()"),
-    (_optimizer_is_model, "the 'optimizer' entry holds the model's"),
-    (_model_is_optimizer, "the 'model' entry holds the optimizer's"),
-    (_scheduler_is_optimizer, "the 'scheduler' entry holds the optimizer's"),
-    (_parameters_only, "buffers"),
-    (_optimizer_state_only, "param_groups"),
-    (_bound_method, "scheduler.state_dict()"),
-    (_none_when_disabled, "a disabled scaler's state_dict() is {}"),
-    (_next_epoch, "the epoch you were given"),
-])
+@exercise(
+    "amp_checkpoint",
+    notebook=NB,
+    right=[_right, _right_deepcopy_loop, _right_with_extras],
+    wrong=[
+        (_globals_trick, "globals()"),
+        (_scaler_object, "scaler.state_dict()"),
+        (_no_scheduler, "'scheduler'"),
+        (_enabled_only, "disabled"),
+        (_model_object, "model.state_dict()"),
+        (_optimizer_is_model, "the 'optimizer' entry holds the model's"),
+        (_model_is_optimizer, "the 'model' entry holds the optimizer's"),
+        (_scheduler_is_optimizer, "the 'scheduler' entry holds the optimizer's"),
+        (_parameters_only, "buffers"),
+        (_optimizer_state_only, "param_groups"),
+        (_bound_method, "scheduler.state_dict()"),
+        (_none_when_disabled, "a disabled scaler's state_dict() is {}"),
+        (_next_epoch, "the epoch you were given"),
+    ],
+)
 def amp_checkpoint(fn) -> str:
     """``fn(model, optimizer, scheduler, scaler, epoch)`` returns a loadable checkpoint dict, scaler included."""
     for enabled in (True, False):
         model, optimizer, scheduler, scaler = _objects(enabled)
-        real = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()}
+        real = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+        }
         ckpt = call_answer(fn, model, optimizer, scheduler, scaler, EPOCH)
         label = "an enabled" if enabled else "a disabled"
         if not isinstance(ckpt, dict):
@@ -186,14 +288,22 @@ def amp_checkpoint(fn) -> str:
         missing = [k for k in KEYS if k not in ckpt]
         if missing:
             only_scaler = missing == ["scaler"] and not enabled
-            extra = " (a disabled scaler's state_dict() is {}: save it anyway)" if only_scaler else ""
-            raise Wrong(f"with {label} scaler your checkpoint has no {missing[0]!r} entry{extra}")
+            extra = (
+                " (a disabled scaler's state_dict() is {}: save it anyway)"
+                if only_scaler
+                else ""
+            )
+            raise Wrong(
+                f"with {label} scaler your checkpoint has no {missing[0]!r} entry{extra}"
+            )
         _check_scaler_entry(ckpt["scaler"], scaler, enabled, label)
         for name in ("model", "optimizer", "scheduler"):
             _check_entry(name, ckpt[name], real)
         epoch = as_int(ckpt["epoch"], "the 'epoch' entry")
         if epoch != EPOCH:
-            raise Wrong(f"'epoch' should be the epoch you were given ({EPOCH}), got {epoch!r}: the resume adds the 1")
+            raise Wrong(
+                f"'epoch' should be the epoch you were given ({EPOCH}), got {epoch!r}: the resume adds the 1"
+            )
         loaded = _round_trip(ckpt)
         _check_loads_back(loaded, enabled, real)
     return "one pattern for AMP on and off: the scaler's state_dict() is always saved and always loads."
@@ -202,15 +312,23 @@ def amp_checkpoint(fn) -> str:
 def _check_scaler_entry(entry, scaler, enabled: bool, label: str) -> None:
     if entry is None:
         if enabled:
-            raise Wrong(f"with {label} scaler your checkpoint says scaler=None: whatever decided that did not look at "
-                        "the scaler you were given (a test like \"scaler\" in globals() does this); store "
-                        "scaler.state_dict() always")
-        raise Wrong("with a disabled scaler your checkpoint says scaler=None: store scaler.state_dict() always (a "
-                    "disabled scaler's state_dict() is {}), so the resume loads it with no condition")
+            raise Wrong(
+                f"with {label} scaler your checkpoint says scaler=None: whatever decided that did not look at "
+                'the scaler you were given (a test like "scaler" in globals() does this); store '
+                "scaler.state_dict() always"
+            )
+        raise Wrong(
+            "with a disabled scaler your checkpoint says scaler=None: store scaler.state_dict() always (a "
+            "disabled scaler's state_dict() is {}), so the resume loads it with no condition"
+        )
     if isinstance(entry, torch.amp.GradScaler) or not isinstance(entry, dict):
-        raise Wrong("store scaler.state_dict(), not the GradScaler object: weights_only loading refuses objects")
+        raise Wrong(
+            "store scaler.state_dict(), not the GradScaler object: weights_only loading refuses objects"
+        )
     if entry != scaler.state_dict():
-        raise Wrong(f"with {label} scaler the 'scaler' entry differs from scaler.state_dict()")
+        raise Wrong(
+            f"with {label} scaler the 'scaler' entry differs from scaler.state_dict()"
+        )
 
 
 def _kind(value, real: dict) -> str:
@@ -225,7 +343,12 @@ def _kind(value, real: dict) -> str:
 
 def _tensors_equal(a, b) -> bool:
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and torch.equal(a, b)
+        )
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_tensors_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -234,26 +357,38 @@ def _tensors_equal(a, b) -> bool:
 
 
 def _check_entry(name: str, value, real: dict) -> None:
-    if isinstance(value, (nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)):
-        raise Wrong(f"store {name}.state_dict(), not the {type(value).__name__} object: weights_only loading "
-                    "refuses objects")
+    if isinstance(
+        value, (nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+    ):
+        raise Wrong(
+            f"store {name}.state_dict(), not the {type(value).__name__} object: weights_only loading "
+            "refuses objects"
+        )
     if callable(value):
-        raise Wrong(f"the {name!r} entry is a function ({name}.state_dict without parentheses?): store "
-                    f"{name}.state_dict()")
+        raise Wrong(
+            f"the {name!r} entry is a function ({name}.state_dict without parentheses?): store "
+            f"{name}.state_dict()"
+        )
     if _tensors_equal(value, real[name]):
         return
     other = _kind(value, real)
     if other and other != name:
-        raise Wrong(f"the {name!r} entry holds the {other}'s state_dict (a copy-paste slip?): store "
-                    f"{name}.state_dict() there")
+        raise Wrong(
+            f"the {name!r} entry holds the {other}'s state_dict (a copy-paste slip?): store "
+            f"{name}.state_dict() there"
+        )
     if name == "model" and isinstance(value, dict):
         lost = sorted(set(real["model"]) - set(value))
         if lost:
-            raise Wrong(f"the 'model' entry misses {lost[:3]}: BatchNorm's running statistics are buffers, not "
-                        "parameters; model.state_dict() holds both")
+            raise Wrong(
+                f"the 'model' entry misses {lost[:3]}: BatchNorm's running statistics are buffers, not "
+                "parameters; model.state_dict() holds both"
+            )
     if name == "optimizer" and isinstance(value, dict) and "param_groups" not in value:
-        raise Wrong("the 'optimizer' entry has no 'param_groups' (learning rate, betas ...): store the whole "
-                    "optimizer.state_dict(), not only its 'state'")
+        raise Wrong(
+            "the 'optimizer' entry has no 'param_groups' (learning rate, betas ...): store the whole "
+            "optimizer.state_dict(), not only its 'state'"
+        )
     raise Wrong(f"the {name!r} entry is not {name}.state_dict(): store exactly that")
 
 
@@ -272,18 +407,29 @@ def _round_trip(ckpt: dict):
                 save_load({key: value})
             except Exception:
                 inside = _type_inside(value) or type(value).__name__
-                raise Wrong(f"the checkpoint does not load with weights_only=True: its {key!r} entry holds a "
-                            f"{inside}; store state_dict()s, plain numbers (int(x), float(x)) and "
-                            "strings only") from None
-        raise Wrong(f"the checkpoint does not load with weights_only=True ({type(e).__name__}); store "
-                    "state_dict()s and plain numbers only") from None
+                raise Wrong(
+                    f"the checkpoint does not load with weights_only=True: its {key!r} entry holds a "
+                    f"{inside}; store state_dict()s, plain numbers (int(x), float(x)) and "
+                    "strings only"
+                ) from None
+        raise Wrong(
+            f"the checkpoint does not load with weights_only=True ({type(e).__name__}); store "
+            "state_dict()s and plain numbers only"
+        ) from None
 
 
 def _type_inside(value, depth: int = 0) -> str:
     """The type of the first thing in ``value`` that is not a tensor, a plain Python value or container."""
     from collections import OrderedDict
 
-    if isinstance(value, torch.Tensor) or type(value) in (str, bytes, int, float, bool, type(None)):
+    if isinstance(value, torch.Tensor) or type(value) in (
+        str,
+        bytes,
+        int,
+        float,
+        bool,
+        type(None),
+    ):
         return ""
     if isinstance(value, (dict, list, tuple)) and depth < 10:
         for v in value.values() if isinstance(value, dict) else value:
@@ -297,7 +443,9 @@ def _type_inside(value, depth: int = 0) -> str:
 
 def _check_loads_back(loaded: dict, enabled: bool, real: dict) -> None:
     """Every entry loads into a freshly built object of the right kind and gives the saved state back."""
-    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    model = nn.Sequential(
+        nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
     scaler = torch.amp.GradScaler("cpu", enabled=enabled)
@@ -305,8 +453,16 @@ def _check_loads_back(loaded: dict, enabled: bool, real: dict) -> None:
     optimizer.load_state_dict(loaded["optimizer"])
     scheduler.load_state_dict(loaded["scheduler"])
     scaler.load_state_dict(loaded["scaler"])
-    got = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-           "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()}
+    got = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+    }
     for name in got:
-        if not _tensors_equal(got[name], real[name]):  # pragma: no cover - the entries were compared above
-            raise Wrong(f"after a weights_only load, the {name!r} entry does not give the saved state back")
+        if not _tensors_equal(
+            got[name], real[name]
+        ):  # pragma: no cover - the entries were compared above
+            raise Wrong(
+                f"after a weights_only load, the {name!r} entry does not give the saved state back"
+            )

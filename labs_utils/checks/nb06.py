@@ -6,6 +6,7 @@ Exercise 2 also writes files of its own whose storages carry chosen tags (a mix 
 and ``cuda:1``, or CPU tensors next to a string that merely reads ``"cuda:1"``), by answering
 ``torch.serialization.location_tag`` for them while ``torch.save`` runs.
 """
+
 from __future__ import annotations
 
 import collections
@@ -14,8 +15,9 @@ import os
 import re
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from unittest import mock
 
 import torch
@@ -32,8 +34,10 @@ FILES = {"cuda:0": "gpu_weights_cuda0.pth", "cuda:1": "gpu_weights_cuda1.pth"}
 def _data_file(tag: str) -> Path:
     path = DATA / FILES[tag]
     if not path.is_file():
-        raise Wrong(f"the check needs data/{FILES[tag]} from the repository; run the notebook from a checkout "
-                    "of the workbook, or remake it with python data/make_cuda_checkpoint.py")
+        raise Wrong(
+            f"the check needs data/{FILES[tag]} from the repository; run the notebook from a checkout "
+            "of the workbook, or remake it with python data/make_cuda_checkpoint.py"
+        )
     return path
 
 
@@ -48,72 +52,112 @@ def _device_or_none(value) -> torch.device | None:
 # Exercise 1: a dict map_location for files from cuda:0 and cuda:1
 # --------------------------------------------------------------------------------------------
 
-@exercise("map_two_gpus_to_cpu", notebook=NB, wrong=[
-    ({"cuda:0": "cpu"}, "cuda:1"),
-    ({"cuda": "cpu"}, "full location tags"),
-    ({"cuda:0": "cpu", "cuda:1": "cuda:0"}, "needs a gpu"),
-    ("cpu", "dict"),
-    ({0: "cpu", 1: "cpu"}, "strings"),
-    ({"cuda:0": torch.device("cpu"), "cuda:1": torch.device("cpu")}, "values must be strings"),
-    # a default for every tag: torch.load calls .get(tag, tag), which never uses the default
-    (collections.defaultdict(lambda: "cpu"), "default"),
-    ({torch.device("cuda:0"): "cpu", torch.device("cuda:1"): "cpu"}, "location strings"),
-    ({"cuda:0": "CPU", "cuda:1": "CPU"}, "not a device name"),
-    ({"cuda:0": "meta", "cuda:1": "meta"}, "meta"),
-    ({"cuda:*": "cpu"}, "full location tags"),
-    ({"cuda:0": "cpu:0", "cuda:1": "cpu:0"}, "does not know"),  # a device, but not a location tag
-], right=[
-    {"cuda:0": "cpu", "cuda:1": "cpu"},
-    dict.fromkeys([f"cuda:{i}" for i in range(8)], "cpu"),
-    {"cuda:1": "cpu", "cuda:0": "cpu", "cpu": "cpu"},
-])
+
+@exercise(
+    "map_two_gpus_to_cpu",
+    notebook=NB,
+    wrong=[
+        ({"cuda:0": "cpu"}, "cuda:1"),
+        ({"cuda": "cpu"}, "full location tags"),
+        ({"cuda:0": "cpu", "cuda:1": "cuda:0"}, "needs a gpu"),
+        ("cpu", "dict"),
+        ({0: "cpu", 1: "cpu"}, "strings"),
+        (
+            {"cuda:0": torch.device("cpu"), "cuda:1": torch.device("cpu")},
+            "values must be strings",
+        ),
+        # a default for every tag: torch.load calls .get(tag, tag), which never uses the default
+        (collections.defaultdict(lambda: "cpu"), "default"),
+        (
+            {torch.device("cuda:0"): "cpu", torch.device("cuda:1"): "cpu"},
+            "location strings",
+        ),
+        ({"cuda:0": "CPU", "cuda:1": "CPU"}, "not a device name"),
+        ({"cuda:0": "meta", "cuda:1": "meta"}, "meta"),
+        ({"cuda:*": "cpu"}, "full location tags"),
+        (
+            {"cuda:0": "cpu:0", "cuda:1": "cpu:0"},
+            "does not know",
+        ),  # a device, but not a location tag
+    ],
+    right=[
+        {"cuda:0": "cpu", "cuda:1": "cpu"},
+        dict.fromkeys([f"cuda:{i}" for i in range(8)], "cpu"),
+        {"cuda:1": "cpu", "cuda:0": "cpu", "cpu": "cpu"},
+    ],
+)
 def map_two_gpus_to_cpu(answer) -> str:
     """``answer``: a dict ``map_location`` that loads files saved on cuda:0 or cuda:1 onto the CPU."""
     if not isinstance(answer, dict):
-        raise Wrong(f"a string, device or callable would work, but this exercise asks for a dict from saved tag to "
-                    f"device, e.g. {{'cuda:0': 'cpu', ...}}; got {type(answer).__name__}")
+        raise Wrong(
+            f"a string, device or callable would work, but this exercise asks for a dict from saved tag to "
+            f"device, e.g. {{'cuda:0': 'cpu', ...}}; got {type(answer).__name__}"
+        )
     bad = [k for k in answer if not isinstance(k, str)]
     if bad:
-        raise Wrong(f"the dict's keys are the location strings saved in the file, such as 'cuda:1', got {bad[0]!r} "
-                    f"({type(bad[0]).__name__}): torch.load looks the saved string up in your dict")
+        raise Wrong(
+            f"the dict's keys are the location strings saved in the file, such as 'cuda:1', got {bad[0]!r} "
+            f"({type(bad[0]).__name__}): torch.load looks the saved string up in your dict"
+        )
     if any(not isinstance(v, str) for v in answer.values()):
-        raise Wrong("in a dict map_location the values must be strings such as 'cpu': torch.load's dict form "
-                    "does not accept torch.device objects there (it raises a TypeError)")
+        raise Wrong(
+            "in a dict map_location the values must be strings such as 'cpu': torch.load's dict form "
+            "does not accept torch.device objects there (it raises a TypeError)"
+        )
     if not answer and isinstance(answer, collections.defaultdict):
-        raise Wrong("a defaultdict's default is never used: torch.load asks map_location.get(tag, tag), and "
-                    ".get does not call the default factory, so every tag stays as saved; name 'cuda:0' and "
-                    "'cuda:1' as keys")
+        raise Wrong(
+            "a defaultdict's default is never used: torch.load asks map_location.get(tag, tag), and "
+            ".get does not call the default factory, so every tag stays as saved; name 'cuda:0' and "
+            "'cuda:1' as keys"
+        )
     if any(not re.fullmatch(r"cpu|cuda:\d+", k) for k in answer):
         odd = next(k for k in answer if not re.fullmatch(r"cpu|cuda:\d+", k))
-        raise Wrong(f"the keys must be the full location tags as saved in the file, 'cuda:0' and 'cuda:1': "
-                    f"a key such as {odd!r} matches no tag (the dict is looked up, not pattern-matched)")
+        raise Wrong(
+            f"the keys must be the full location tags as saved in the file, 'cuda:0' and 'cuda:1': "
+            f"a key such as {odd!r} matches no tag (the dict is looked up, not pattern-matched)"
+        )
     for tag in FILES:
         if tag not in answer:
-            raise Wrong(f"files saved on {tag} keep the tag {tag!r}; a dict only remaps the tags it names, so add "
-                        f"{tag!r}: 'cpu'")
+            raise Wrong(
+                f"files saved on {tag} keep the tag {tag!r}; a dict only remaps the tags it names, so add "
+                f"{tag!r}: 'cpu'"
+            )
         target = _device_or_none(answer[tag])
         if target is None:
-            raise Wrong(f"{tag} is mapped to {answer[tag]!r}, which is not a device name torch knows "
-                        "(they are lower case: 'cpu', 'cuda:0'); map it to 'cpu'")
+            raise Wrong(
+                f"{tag} is mapped to {answer[tag]!r}, which is not a device name torch knows "
+                "(they are lower case: 'cpu', 'cuda:0'); map it to 'cpu'"
+            )
         if target.type == "meta":
-            raise Wrong(f"{tag} is mapped to 'meta': tensors on the meta device have a shape but no values, "
-                        "so the weights would be lost; map it to 'cpu'")
+            raise Wrong(
+                f"{tag} is mapped to 'meta': tensors on the meta device have a shape but no values, "
+                "so the weights would be lost; map it to 'cpu'"
+            )
         if target.type != "cpu":
-            raise Wrong(f"{tag} is mapped to {answer[tag]!r}, which needs a GPU; map it to 'cpu'")
+            raise Wrong(
+                f"{tag} is mapped to {answer[tag]!r}, which needs a GPU; map it to 'cpu'"
+            )
     for tag in FILES:
         try:
             sd = torch.load(_data_file(tag), map_location=answer, weights_only=True)
         except RuntimeError as e:
-            raise Wrong(f"torch.load does not know the location {answer[tag]!r} (a device name is not always a "
-                        f"location tag: {str(e).strip()}); map the tags to 'cpu'") from None
+            raise Wrong(
+                f"torch.load does not know the location {answer[tag]!r} (a device name is not always a "
+                f"location tag: {str(e).strip()}); map the tags to 'cpu'"
+            ) from None
         if any(v.device.type != "cpu" for v in sd.values()):
-            raise Wrong(f"loading the {tag} file with your dict left tensors off the CPU")
-    return "both files load onto the CPU; tags not in a dict stay where they were saved."
+            raise Wrong(
+                f"loading the {tag} file with your dict left tensors off the CPU"
+            )
+    return (
+        "both files load onto the CPU; tags not in a dict stay where they were saved."
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Exercise 2: storage_locations(path) with a callable map_location
 # --------------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _tagged(tags: dict[int, str]) -> Iterator[None]:
@@ -136,20 +180,39 @@ def _cases(folder: Path) -> list[tuple[str, Path, set[str]]]:
     torch.save({"w": torch.ones(2)}, cpu_file)
     cases.append(("a file saved on the CPU", cpu_file, {"cpu"}))
 
-    mixed = {"encoder.weight": torch.randn(3, 2, generator=g), "decoder.weight": torch.randn(2, 3, generator=g),
-             "decoder.bias": torch.zeros(2)}
-    tags = {mixed["encoder.weight"].untyped_storage().data_ptr(): "cuda:0",
-            mixed["decoder.weight"].untyped_storage().data_ptr(): "cuda:1"}
+    mixed = {
+        "encoder.weight": torch.randn(3, 2, generator=g),
+        "decoder.weight": torch.randn(2, 3, generator=g),
+        "decoder.bias": torch.zeros(2),
+    }
+    tags = {
+        mixed["encoder.weight"].untyped_storage().data_ptr(): "cuda:0",
+        mixed["decoder.weight"].untyped_storage().data_ptr(): "cuda:1",
+    }
     mixed_file = folder / "two_gpus_and_cpu.pth"
     with _tagged(tags):
         torch.save(mixed, mixed_file)
-    cases.append(("a file whose storages were on cuda:0, cuda:1 and the CPU", mixed_file, {"cuda:0", "cuda:1", "cpu"}))
+    cases.append(
+        (
+            "a file whose storages were on cuda:0, cuda:1 and the CPU",
+            mixed_file,
+            {"cuda:0", "cuda:1", "cpu"},
+        )
+    )
 
     # CPU tensors, and strings that merely read like tags: a byte search of data.pkl finds those too
     text_file = folder / "cpu_with_notes.pth"
-    torch.save({"fc.weight": torch.randn(2, 2, generator=g), "trained_on": "cuda:1",
-                "note": "moved from cuda:3 to the CPU before saving"}, text_file)
-    cases.append(("a CPU file with the entry 'trained_on': 'cuda:1'", text_file, {"cpu"}))
+    torch.save(
+        {
+            "fc.weight": torch.randn(2, 2, generator=g),
+            "trained_on": "cuda:1",
+            "note": "moved from cuda:3 to the CPU before saving",
+        },
+        text_file,
+    )
+    cases.append(
+        ("a CPU file with the entry 'trained_on': 'cuda:1'", text_file, {"cpu"})
+    )
     return cases
 
 
@@ -172,7 +235,9 @@ def _watch_torch_load(fn: Any) -> Iterator[_LoadWatch]:
 
     def load(f, map_location=None, *args: Any, **kwargs: Any):
         watch.paths.append(str(f))
-        if callable(map_location) and not isinstance(map_location, (str, dict, torch.device)):
+        if callable(map_location) and not isinstance(
+            map_location, (str, dict, torch.device)
+        ):
             learner_fn = map_location
             watch.callables += 1
 
@@ -194,19 +259,38 @@ def _watch_torch_load(fn: Any) -> Iterator[_LoadWatch]:
 def _meaning(message: str) -> str | None:
     """A sentence on what torch's raw error means for this task, or None."""
     if "deserialize" in message or "restore_location" in message:
-        return ("torch.load tried to rebuild the CUDA tensors: your map_location callable returned None (or was "
-                "not passed), and None means 'restore the storage where it was saved'; record the tag (its second "
-                "argument) and return the storage it was given")
-    if "positional argument" in message and ("given" in message or "missing" in message):
-        return ("torch.load calls a map_location callable with two arguments, (storage, location): define it as "
-                "def record(storage, location): ...")
-    if "TypedStorage" in message or "invalid combination of arguments" in message or "untyped_storage" in message:
-        return ("your map_location callable returned something that is not a storage (the tag string?): torch.load "
-                "builds each tensor from what it returns, so return the storage it was given and keep the tag aside")
+        return (
+            "torch.load tried to rebuild the CUDA tensors: your map_location callable returned None (or was "
+            "not passed), and None means 'restore the storage where it was saved'; record the tag (its second "
+            "argument) and return the storage it was given"
+        )
+    if "positional argument" in message and (
+        "given" in message or "missing" in message
+    ):
+        return (
+            "torch.load calls a map_location callable with two arguments, (storage, location): define it as "
+            "def record(storage, location): ..."
+        )
+    if (
+        "TypedStorage" in message
+        or "invalid combination of arguments" in message
+        or "untyped_storage" in message
+    ):
+        return (
+            "your map_location callable returned something that is not a storage (the tag string?): torch.load "
+            "builds each tensor from what it returns, so return the storage it was given and keep the tag aside"
+        )
     low = message.lower()
-    if "not compiled with cuda" in low or "nvidia driver" in low or "no cuda gpus" in low or "cuda error" in low:
-        return ("your map_location callable moved the storages to a GPU (storage.cuda()?), which this machine does "
-                "not have; return the storage as it is, on the CPU")
+    if (
+        "not compiled with cuda" in low
+        or "nvidia driver" in low
+        or "no cuda gpus" in low
+        or "cuda error" in low
+    ):
+        return (
+            "your map_location callable moved the storages to a GPU (storage.cuda()?), which this machine does "
+            "not have; return the storage as it is, on the CPU"
+        )
     return None
 
 
@@ -229,6 +313,7 @@ def _tags_of(got: Any) -> set | None:
 
 # ---- realistic answers the check is tested with (tests/test_checks.py feeds every one)
 
+
 def _devices_after_load(path):
     sd = torch.load(path, map_location="cpu", weights_only=True)
     return {str(v.device) for v in sd.values()}
@@ -240,7 +325,9 @@ def _no_map_location(path):
     def record(storage, location):
         seen.add(location)
 
-    torch.load(path, map_location=record, weights_only=True)  # returns None: torch restores as saved
+    torch.load(
+        path, map_location=record, weights_only=True
+    )  # returns None: torch restores as saved
     return seen
 
 
@@ -292,7 +379,9 @@ def _returns_the_tag(path):
 
 def _one_argument(path):
     seen = set()
-    torch.load(path, map_location=lambda location: seen.add(location), weights_only=True)
+    torch.load(
+        path, map_location=lambda location: seen.add(location), weights_only=True
+    )
     return seen
 
 
@@ -309,7 +398,11 @@ def _device_objects(path):
 
 def _list_then_set(path):
     seen: list[str] = []
-    torch.load(path, map_location=lambda storage, location: seen.append(location) or storage, weights_only=True)
+    torch.load(
+        path,
+        map_location=lambda storage, location: seen.append(location) or storage,
+        weights_only=True,
+    )
     return set(seen)
 
 
@@ -332,18 +425,22 @@ def _imported_by_name(path):
     return seen
 
 
-
-@exercise("storage_locations", notebook=NB, wrong=[
-    (_devices_after_load, "after loading"),
-    (_no_map_location, "return the storage"),
-    (_as_list, "set"),
-    (_byte_search, "byte search"),
-    (_byte_search_after_a_load, "ordinary string"),
-    (_last_tag_only, "every call"),
-    (_returns_the_tag, "not a storage"),
-    (_one_argument, "two arguments"),
-    (_device_objects, "strings"),
-], right=[_list_then_set, _mmap_and_cpu, _imported_by_name])
+@exercise(
+    "storage_locations",
+    notebook=NB,
+    wrong=[
+        (_devices_after_load, "after loading"),
+        (_no_map_location, "return the storage"),
+        (_as_list, "set"),
+        (_byte_search, "byte search"),
+        (_byte_search_after_a_load, "ordinary string"),
+        (_last_tag_only, "every call"),
+        (_returns_the_tag, "not a storage"),
+        (_one_argument, "two arguments"),
+        (_device_objects, "strings"),
+    ],
+    right=[_list_then_set, _mmap_and_cpu, _imported_by_name],
+)
 def storage_locations(fn) -> str:
     """``fn(path)`` returns the set of location tags stored in a checkpoint, read with a callable
     ``map_location`` (no GPU needed)."""
@@ -359,46 +456,68 @@ def storage_locations(fn) -> str:
                     if meaning is None and inside is not None and _went_to_cuda(inside):
                         meaning = _meaning("not compiled with CUDA")
                     if meaning is None and inside is not None:
-                        raise Wrong(f"with {what}: your map_location callable itself raised {type(inside).__name__}: "
-                                    f"{inside}. torch.load calls it once per storage with (storage, location), the "
-                                    "storage already in CPU memory; note the location and return the storage as it "
-                                    "is") from None
+                        raise Wrong(
+                            f"with {what}: your map_location callable itself raised {type(inside).__name__}: "
+                            f"{inside}. torch.load calls it once per storage with (storage, location), the "
+                            "storage already in CPU memory; note the location and return the storage as it "
+                            "is"
+                        ) from None
                     if meaning:
-                        raise Wrong(f"with {what}: {meaning} ({str(w).removeprefix('your function raised ')})") \
-                            from None
+                        raise Wrong(
+                            f"with {what}: {meaning} ({str(w).removeprefix('your function raised ')})"
+                        ) from None
                     raise
             used_callable = used_callable or watch.callables > 0
             if watch.callables and any(out is None for out in watch.returned):
-                raise Wrong("your map_location callable returned None: that means 'restore the storage where it was "
-                            "saved', which fails on a machine without that GPU; return the storage it was given")
+                raise Wrong(
+                    "your map_location callable returned None: that means 'restore the storage where it was "
+                    "saved', which fails on a machine without that GPU; return the storage it was given"
+                )
             tags = _tags_of(got)
             if tags is None:
                 kind = type(got).__name__
-                raise Wrong(f"return a set of tags such as {{'cuda:1'}}, got {kind}"
-                            + (": a list repeats a tag once per storage; set(...) keeps each tag once"
-                               if isinstance(got, (list, tuple)) else ""))
+                raise Wrong(
+                    f"return a set of tags such as {{'cuda:1'}}, got {kind}"
+                    + (
+                        ": a list repeats a tag once per storage; set(...) keeps each tag once"
+                        if isinstance(got, (list, tuple))
+                        else ""
+                    )
+                )
             if any(isinstance(t, torch.device) for t in tags):
-                raise Wrong("return the tags as strings, as torch.load passes them ('cuda:1'), not torch.device "
-                            "objects")
+                raise Wrong(
+                    "return the tags as strings, as torch.load passes them ('cuda:1'), not torch.device "
+                    "objects"
+                )
             if tags == expected:
                 continue
             if len(expected) > 1 and len(tags) == 1 and tags < expected:
-                raise Wrong(f"with {what} you returned only {sorted(tags)}, expected {sorted(expected)}: the "
-                            "callable is called once per storage, so collect every call's tag (add it to a set), "
-                            "not only the last one")
+                raise Wrong(
+                    f"with {what} you returned only {sorted(tags)}, expected {sorted(expected)}: the "
+                    "callable is called once per storage, so collect every call's tag (add it to a set), "
+                    "not only the last one"
+                )
             if expected != {"cpu"} and tags == {"cpu"}:
-                raise Wrong("you reported where the tensors are after loading ('cpu'); the tag saved in the "
-                            "file is what a map_location callable receives as its second argument")
+                raise Wrong(
+                    "you reported where the tensors are after loading ('cpu'); the tag saved in the "
+                    "file is what a map_location callable receives as its second argument"
+                )
             if tags > expected:
                 extra = sorted(tags - expected)
-                raise Wrong(f"with {what} you returned {sorted(tags)}, but no storage was saved on {extra}: that "
-                            "text is in data.pkl as an ordinary string. A byte search finds every string, not only "
-                            "storage tags; use a callable map_location, which torch.load calls once per storage "
-                            "with its tag")
-            raise Wrong(f"with {what} you returned {sorted(map(str, tags))}; expected {sorted(expected)}")
+                raise Wrong(
+                    f"with {what} you returned {sorted(tags)}, but no storage was saved on {extra}: that "
+                    "text is in data.pkl as an ordinary string. A byte search finds every string, not only "
+                    "storage tags; use a callable map_location, which torch.load calls once per storage "
+                    "with its tag"
+                )
+            raise Wrong(
+                f"with {what} you returned {sorted(map(str, tags))}; expected {sorted(expected)}"
+            )
     if not used_callable:
-        raise Wrong("the tags are right, but the task asks you to read them with a callable map_location "
-                    "(torch.load(path, map_location=record, weights_only=True), where record(storage, location) "
-                    "notes the location): it sees what torch.load sees, while a byte search of data.pkl also "
-                    "finds any string that merely looks like a tag")
+        raise Wrong(
+            "the tags are right, but the task asks you to read them with a callable map_location "
+            "(torch.load(path, map_location=record, weights_only=True), where record(storage, location) "
+            "notes the location): it sees what torch.load sees, while a byte search of data.pkl also "
+            "finds any string that merely looks like a tag"
+        )
     return "a map_location callable sees each storage's saved tag before anything is put on a device."

@@ -4,6 +4,7 @@ Both checks load with ``weights_only=True`` said explicitly (``TORCH_FORCE_NO_WE
 cannot turn it off) and inside ``isolated_safe_globals()``, so what a learner allowed earlier for the
 whole process neither helps an answer nor gets removed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,13 +52,29 @@ def _cases() -> list[dict[str, Any]]:
     """Checkpoints to convert: the notebook's shape, and one with other keys, other NumPy types, an
     enum with an int value, a top-level tensor (a GradScaler-style scale) and values already plain."""
     gen = torch.Generator().manual_seed(0)
-    first = {"model": {"fc.weight": torch.randn(2, 3, generator=gen), "fc.bias": torch.zeros(2)}, "epoch": 4,
-             "best_val_loss": np.float64(0.25), "step": np.int64(120), "info": _Info("SimpleModel", 4),
-             "stage": _Stage.FINETUNE, "args": argparse.Namespace(lr=0.001, epochs=5)}
-    second = {"weights": {"head.weight": torch.randn(4, 2, generator=gen)}, "val_acc": np.float32(0.75),
-              "global_step": np.int32(7), "run": _Run("baseline", 3, ["small"]), "phase": _Phase.WARMUP,
-              "hparams": argparse.Namespace(batch_size=32, dropout=0.1),
-              "loss_scale": torch.tensor(65536.0), "note": "plain text", "history": [0.5, 0.4]}
+    first = {
+        "model": {
+            "fc.weight": torch.randn(2, 3, generator=gen),
+            "fc.bias": torch.zeros(2),
+        },
+        "epoch": 4,
+        "best_val_loss": np.float64(0.25),
+        "step": np.int64(120),
+        "info": _Info("SimpleModel", 4),
+        "stage": _Stage.FINETUNE,
+        "args": argparse.Namespace(lr=0.001, epochs=5),
+    }
+    second = {
+        "weights": {"head.weight": torch.randn(4, 2, generator=gen)},
+        "val_acc": np.float32(0.75),
+        "global_step": np.int32(7),
+        "run": _Run("baseline", 3, ["small"]),
+        "phase": _Phase.WARMUP,
+        "hparams": argparse.Namespace(batch_size=32, dropout=0.1),
+        "loss_scale": torch.tensor(65536.0),
+        "note": "plain text",
+        "history": [0.5, 0.4],
+    }
     return [first, second]
 
 
@@ -74,13 +91,19 @@ def _expected(value: Any) -> Any:
 
 
 def _refused_global(err: BaseException) -> str:
-    m = re.search(r"GLOBAL (\S+) was not an allowed global|but got <class '([^']+)'>", str(err))
+    m = re.search(
+        r"GLOBAL (\S+) was not an allowed global|but got <class '([^']+)'>", str(err)
+    )
     return (m.group(1) or m.group(2)) if m else type(err).__name__
 
 
 def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and torch.equal(a, b)
+        )
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
     return type(a) is type(b) and a == b
@@ -91,8 +114,11 @@ def _learner_allowed() -> set[str]:
     names = set()
     for entry in torch.serialization.get_safe_globals():
         obj = entry[0] if isinstance(entry, tuple) else entry
-        names.add(entry[1] if isinstance(entry, tuple) else
-                  f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}")
+        names.add(
+            entry[1]
+            if isinstance(entry, tuple)
+            else f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+        )
     return names
 
 
@@ -108,16 +134,22 @@ def _save_and_load(obj: Any) -> Any:
 # Exercise 1: make_loadable
 # --------------------------------------------------------------------------------------------
 
+
 def _returns_input(ckpt):
     return ckpt
 
 
 def _drops_refused(ckpt):
-    return {k: v for k, v in ckpt.items() if isinstance(v, (dict, int, str, torch.Tensor))}
+    return {
+        k: v for k, v in ckpt.items() if isinstance(v, (dict, int, str, torch.Tensor))
+    }
 
 
 def _stringify(ckpt):
-    return {k: (v if isinstance(v, (dict, int, torch.Tensor)) else str(v)) for k, v in ckpt.items()}
+    return {
+        k: (v if isinstance(v, (dict, int, torch.Tensor)) else str(v))
+        for k, v in ckpt.items()
+    }
 
 
 def _in_place(ckpt):
@@ -165,10 +197,16 @@ def _item_anything(ckpt):
 
 def _notebook_keys(ckpt):
     out = dict(ckpt)
-    out["best_val_loss"] = float(ckpt["best_val_loss"]) if "best_val_loss" in ckpt else None
+    out["best_val_loss"] = (
+        float(ckpt["best_val_loss"]) if "best_val_loss" in ckpt else None
+    )
     if "step" in ckpt:
         out["step"] = int(ckpt["step"])
-    for key, convert in (("info", dataclasses.asdict), ("stage", lambda s: s.value), ("args", vars)):
+    for key, convert in (
+        ("info", dataclasses.asdict),
+        ("stage", lambda s: s.value),
+        ("args", vars),
+    ):
         if key in ckpt:
             out[key] = convert(ckpt[key])
     return {k: v for k, v in out.items() if v is not None}
@@ -176,12 +214,18 @@ def _notebook_keys(ckpt):
 
 def _enum_name(ckpt):
     out = _float_free(ckpt)
-    return {k: (ckpt[k].name if isinstance(ckpt[k], enum.Enum) else v) for k, v in out.items()}
+    return {
+        k: (ckpt[k].name if isinstance(ckpt[k], enum.Enum) else v)
+        for k, v in out.items()
+    }
 
 
 def _astuple(ckpt):
     out = _float_free(ckpt)
-    return {k: (dataclasses.astuple(ckpt[k]) if dataclasses.is_dataclass(ckpt[k]) else v) for k, v in out.items()}
+    return {
+        k: (dataclasses.astuple(ckpt[k]) if dataclasses.is_dataclass(ckpt[k]) else v)
+        for k, v in out.items()
+    }
 
 
 def _float_free(ckpt):
@@ -232,21 +276,28 @@ def _duck_typed(ckpt):
     return {k: plain(v) for k, v in copy.deepcopy(ckpt).items()}
 
 
-@exercise("make_loadable", notebook=NB, wrong=[
-    (_returns_input, "still refuses"),
-    (_drops_refused, "missing"),
-    (_stringify, "became a str"),
-    (_in_place, "new dict"),
-    (_float_everything, ".item() keeps"),
-    (_item_anything, "keep every tensor"),
-    (_notebook_keys, "still refuses"),
-    (_enum_name, "should load as 'finetune'"),
-    (_astuple, "should load as {"),
-], right=[_float_free, _per_kind, _duck_typed])
+@exercise(
+    "make_loadable",
+    notebook=NB,
+    wrong=[
+        (_returns_input, "still refuses"),
+        (_drops_refused, "missing"),
+        (_stringify, "became a str"),
+        (_in_place, "new dict"),
+        (_float_everything, ".item() keeps"),
+        (_item_anything, "keep every tensor"),
+        (_notebook_keys, "still refuses"),
+        (_enum_name, "should load as 'finetune'"),
+        (_astuple, "should load as {"),
+    ],
+    right=[_float_free, _per_kind, _duck_typed],
+)
 def make_loadable(fn) -> str:
     """``fn(ckpt)`` returns a new dict that ``torch.load(weights_only=True)`` accepts, values converted."""
     for original in _cases():
-        given = copy.copy(original)  # the learner's function gets this dict; ``original`` keeps what it held
+        given = copy.copy(
+            original
+        )  # the learner's function gets this dict; ``original`` keeps what it held
         out = call_answer(fn, given)
         if not isinstance(out, dict):
             raise Wrong(f"return a dict (the new checkpoint), got {type(out).__name__}")
@@ -254,19 +305,35 @@ def make_loadable(fn) -> str:
             loaded = _save_and_load(out)
         except Exception as e:
             name = _refused_global(e)
-            hint = (" (you allowed it for the whole process with add_safe_globals, but the file must load "
-                    "without that: convert the value)" if name in _learner_allowed() else "")
-            raise Wrong(f"torch.load(weights_only=True) still refuses your checkpoint: it needs {name}; "
-                        f"convert that value to a plain type{hint}") from None
-        if out is given or given.keys() != original.keys() or any(given[k] is not original[k] for k in original):
-            raise Wrong("your function changed the dict it was given (converted in place): build a new dict, "
-                        "out = {}, fill it, return it, and leave ckpt as it was")
+            hint = (
+                " (you allowed it for the whole process with add_safe_globals, but the file must load "
+                "without that: convert the value)"
+                if name in _learner_allowed()
+                else ""
+            )
+            raise Wrong(
+                f"torch.load(weights_only=True) still refuses your checkpoint: it needs {name}; "
+                f"convert that value to a plain type{hint}"
+            ) from None
+        if (
+            out is given
+            or given.keys() != original.keys()
+            or any(given[k] is not original[k] for k in original)
+        ):
+            raise Wrong(
+                "your function changed the dict it was given (converted in place): build a new dict, "
+                "out = {}, fill it, return it, and leave ckpt as it was"
+            )
         missing = sorted(set(original) - set(loaded))
         if missing:
-            raise Wrong(f"key {missing[0]!r} is missing: keep every entry, converted, not dropped")
+            raise Wrong(
+                f"key {missing[0]!r} is missing: keep every entry, converted, not dropped"
+            )
         extra = sorted(set(loaded) - set(original))
         if extra:
-            raise Wrong(f"key {extra[0]!r} was not in the checkpoint: keep the keys as they are")
+            raise Wrong(
+                f"key {extra[0]!r} was not in the checkpoint: keep the keys as they are"
+            )
         for key, value in original.items():
             _judge_value(key, value, loaded[key])
     return "every value is a plain type of the right kind now, and torch.load(weights_only=True) accepts the file."
@@ -274,36 +341,55 @@ def make_loadable(fn) -> str:
 
 def _judge_value(key: str, value: Any, got: Any) -> None:
     want = _expected(value)
-    if isinstance(value, torch.Tensor) or (isinstance(value, dict) and any(
-            isinstance(v, torch.Tensor) for v in value.values())):
+    if isinstance(value, torch.Tensor) or (
+        isinstance(value, dict)
+        and any(isinstance(v, torch.Tensor) for v in value.values())
+    ):
         if not _same_value(got, value):
-            raise Wrong(f"{key!r} holds tensors, and it changed (got {type(got).__name__}): keep every tensor as "
-                        "it is; only NumPy scalars need .item()")
+            raise Wrong(
+                f"{key!r} holds tensors, and it changed (got {type(got).__name__}): keep every tensor as "
+                "it is; only NumPy scalars need .item()"
+            )
         return
     if isinstance(value, np.integer) and isinstance(got, float):
-        raise Wrong(f"{key!r} is an integer NumPy scalar ({type(value).__name__}): it should load as the int "
-                    f"{want}, got the float {got}; .item() keeps the kind (an int stays an int), float() does not")
+        raise Wrong(
+            f"{key!r} is an integer NumPy scalar ({type(value).__name__}): it should load as the int "
+            f"{want}, got the float {got}; .item() keeps the kind (an int stays an int), float() does not"
+        )
     if isinstance(got, str) and not isinstance(want, str):
-        raise Wrong(f"{key!r} became a str ({got!r}); use a number or a dict so it stays usable "
-                    "(.item(), dataclasses.asdict, vars)")
+        raise Wrong(
+            f"{key!r} became a str ({got!r}); use a number or a dict so it stays usable "
+            "(.item(), dataclasses.asdict, vars)"
+        )
     if not _same_value(got, want):
-        raise Wrong(f"{key!r} should load as {want!r} ({type(want).__name__}), got {got!r} ({type(got).__name__})")
+        raise Wrong(
+            f"{key!r} should load as {want!r} ({type(want).__name__}), got {got!r} ({type(got).__name__})"
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # Exercise 2: allowlist_for_exercise_file
 # --------------------------------------------------------------------------------------------
 
+
 def _exercise_file(folder: Path) -> Path:
     gen = torch.Generator().manual_seed(0)
     path = folder / "exercise.pth"
-    torch.save({"model": {"fc.weight": torch.randn(2, 3, generator=gen)}, "best_val_loss": np.float64(0.25),
-                "args": argparse.Namespace(lr=0.01, epochs=5)}, path)
+    torch.save(
+        {
+            "model": {"fc.weight": torch.randn(2, 3, generator=gen)},
+            "best_val_loss": np.float64(0.25),
+            "args": argparse.Namespace(lr=0.01, epochs=5),
+        },
+        path,
+    )
     return path
 
 
 def _loads_with(path: Path, allow: list) -> BaseException | None:
-    with isolated_safe_globals():  # the learner's process-wide entries neither help nor get removed
+    with (
+        isolated_safe_globals()
+    ):  # the learner's process-wide entries neither help nor get removed
         try:
             with torch.serialization.safe_globals(list(allow)):
                 torch.load(path, weights_only=True)
@@ -313,7 +399,11 @@ def _loads_with(path: Path, allow: list) -> BaseException | None:
 
 
 def _entry_object(item: Any) -> Any:
-    return item[0] if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str) else item
+    return (
+        item[0]
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str)
+        else item
+    )
 
 
 def _label(item: Any) -> str:
@@ -324,36 +414,70 @@ def _label(item: Any) -> str:
 _SCALAR, _FLOAT64 = np._core.multiarray.scalar, np.dtypes.Float64DType
 
 
-@exercise("allowlist_for_exercise_file", notebook=NB, wrong=[
-    ([_SCALAR, np.dtype, argparse.Namespace], "Float64DType"),
-    (["numpy._core.multiarray.scalar", "numpy.dtype", "argparse.Namespace"], "objects"),
-    ([_SCALAR, np.dtype, _FLOAT64, argparse.Namespace, exec], "does not need"),
-    (np.dtype, "a list of objects"),
-    ([], "empty"),
-    ([np.float64, np.dtype, _FLOAT64, argparse.Namespace], "numpy._core.multiarray.scalar"),
-    ([_SCALAR, np.dtype, _FLOAT64, argparse.Namespace, argparse.Namespace], "twice"),
-    ([_SCALAR, np.dtype, _FLOAT64, np.dtypes.Int64DType, argparse.Namespace], "Int64DType"),
-], right=[
-    (argparse.Namespace, _FLOAT64, np.dtype, _SCALAR),
-    {_SCALAR, np.dtype, _FLOAT64, argparse.Namespace},
-    [(_SCALAR, "numpy._core.multiarray.scalar"), np.dtype, _FLOAT64, (argparse.Namespace, "argparse.Namespace")],
-])
+@exercise(
+    "allowlist_for_exercise_file",
+    notebook=NB,
+    wrong=[
+        ([_SCALAR, np.dtype, argparse.Namespace], "Float64DType"),
+        (
+            ["numpy._core.multiarray.scalar", "numpy.dtype", "argparse.Namespace"],
+            "objects",
+        ),
+        ([_SCALAR, np.dtype, _FLOAT64, argparse.Namespace, exec], "does not need"),
+        (np.dtype, "a list of objects"),
+        ([], "empty"),
+        (
+            [np.float64, np.dtype, _FLOAT64, argparse.Namespace],
+            "numpy._core.multiarray.scalar",
+        ),
+        (
+            [_SCALAR, np.dtype, _FLOAT64, argparse.Namespace, argparse.Namespace],
+            "twice",
+        ),
+        (
+            [_SCALAR, np.dtype, _FLOAT64, np.dtypes.Int64DType, argparse.Namespace],
+            "Int64DType",
+        ),
+    ],
+    right=[
+        (argparse.Namespace, _FLOAT64, np.dtype, _SCALAR),
+        {_SCALAR, np.dtype, _FLOAT64, argparse.Namespace},
+        [
+            (_SCALAR, "numpy._core.multiarray.scalar"),
+            np.dtype,
+            _FLOAT64,
+            (argparse.Namespace, "argparse.Namespace"),
+        ],
+    ],
+)
 def allowlist_for_exercise_file(allow) -> str:
     """``allow``: the narrowest list for ``safe_globals`` that loads the exercise file, judged on its own."""
     if isinstance(allow, type) or (callable(allow) and hasattr(allow, "__name__")):
         kind = "class" if isinstance(allow, type) else "function"
-        raise Wrong(f"give a list of objects, e.g. [argparse.Namespace, ...]; got the {kind} "
-                    f"{allow.__name__} alone: put every object the file needs in one list")
+        raise Wrong(
+            f"give a list of objects, e.g. [argparse.Namespace, ...]; got the {kind} "
+            f"{allow.__name__} alone: put every object the file needs in one list"
+        )
     if not isinstance(allow, (list, tuple, set, frozenset)):
-        raise Wrong(f"give a list of objects, e.g. [argparse.Namespace, ...]; got {type(allow).__name__}")
-    allow = sorted(allow, key=_label) if isinstance(allow, (set, frozenset)) else list(allow)
+        raise Wrong(
+            f"give a list of objects, e.g. [argparse.Namespace, ...]; got {type(allow).__name__}"
+        )
+    allow = (
+        sorted(allow, key=_label)
+        if isinstance(allow, (set, frozenset))
+        else list(allow)
+    )
     strings = [a for a in allow if isinstance(a, str)]
     if strings:
-        raise Wrong(f"pass the objects themselves, not their names: {strings[0]!r} is a string; "
-                    "import the object and put it in the list")
+        raise Wrong(
+            f"pass the objects themselves, not their names: {strings[0]!r} is a string; "
+            "import the object and put it in the list"
+        )
     if not allow:
-        raise Wrong("your list is empty; the file needs some objects allowed (an allowance made for the whole "
-                    "process with add_safe_globals does not count: put them in the list)")
+        raise Wrong(
+            "your list is empty; the file needs some objects allowed (an allowance made for the whole "
+            "process with add_safe_globals does not count: put them in the list)"
+        )
     seen: list[Any] = []
     for item in allow:
         obj = _entry_object(item)
@@ -364,10 +488,14 @@ def allowlist_for_exercise_file(allow) -> str:
         path = _exercise_file(Path(tmp))
         err = _loads_with(path, allow)
         if err is not None:
-            raise Wrong(f"torch.load still refuses the file: it also needs {_refused_global(err)} "
-                        "(the static scan cannot see classes made while loading; read the error)")
+            raise Wrong(
+                f"torch.load still refuses the file: it also needs {_refused_global(err)} "
+                "(the static scan cannot see classes made while loading; read the error)"
+            )
         for i, item in enumerate(allow):
-            rest = allow[:i] + allow[i + 1:]
+            rest = allow[:i] + allow[i + 1 :]
             if _loads_with(path, rest) is None:
-                raise Wrong(f"the file does not need {_label(item)}: it loads without it; allow only what it needs")
+                raise Wrong(
+                    f"the file does not need {_label(item)}: it loads without it; allow only what it needs"
+                )
     return f"these {len(allow)} objects, and nothing else, let the file load with weights_only=True."

@@ -1,4 +1,5 @@
 """Checks for notebooks/09_safetensors.ipynb."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,6 +19,7 @@ NB = "09_safetensors"
 # --------------------------------------------------------------------------------------------
 # Exercise 1: save_with_epoch(model, path, epoch)
 # --------------------------------------------------------------------------------------------
+
 
 class _TiedLM(nn.Module):
     """The notebook's pattern with other sizes: the output layer is the embedding."""
@@ -46,7 +48,10 @@ class _EncoderDecoder(nn.Module):
         return self.decoder(self.encoder(ids))
 
 
-_MODELS = [(_TiedLM, ("emb.weight", "head.weight"), 7), (_EncoderDecoder, ("encoder.0.weight", "decoder.weight"), 12)]
+_MODELS = [
+    (_TiedLM, ("emb.weight", "head.weight"), 7),
+    (_EncoderDecoder, ("encoder.0.weight", "decoder.weight"), 12),
+]
 
 
 def _tied(model: nn.Module, names: tuple[str, str]) -> bool:
@@ -56,7 +61,11 @@ def _tied(model: nn.Module, names: tuple[str, str]) -> bool:
 def _clone_all(model, path, epoch):
     from safetensors.torch import save_file
 
-    save_file({k: v.clone() for k, v in model.state_dict().items()}, path, metadata={"epoch": str(epoch)})
+    save_file(
+        {k: v.clone() for k, v in model.state_dict().items()},
+        path,
+        metadata={"epoch": str(epoch)},
+    )
     return path
 
 
@@ -70,8 +79,11 @@ def _save_file_tied(model, path, epoch):
 def _drops_head_by_name(model, path, epoch):
     from safetensors.torch import save_file
 
-    save_file({k: v for k, v in model.state_dict().items() if k != "head.weight"}, path,
-              metadata={"epoch": str(epoch)})
+    save_file(
+        {k: v for k, v in model.state_dict().items() if k != "head.weight"},
+        path,
+        metadata={"epoch": str(epoch)},
+    )
     return path
 
 
@@ -136,17 +148,22 @@ def _dedup_by_hand(model, path, epoch):
     return path
 
 
-@exercise("save_with_epoch", notebook=NB, wrong=[
-    (_clone_all, "twice"),
-    (_save_file_tied, "save_model"),
-    (_drops_head_by_name, "save_model"),
-    (_no_metadata, "metadata"),
-    (_int_metadata, "strings"),
-    (_forgot_return, "return path"),
-    (_torch_save, "not a safetensors file"),
-    (_unties_the_model, "changed the model"),
-    (_capital_key, "'epoch'"),
-], right=[_positional_metadata, _dedup_by_hand])
+@exercise(
+    "save_with_epoch",
+    notebook=NB,
+    wrong=[
+        (_clone_all, "twice"),
+        (_save_file_tied, "save_model"),
+        (_drops_head_by_name, "save_model"),
+        (_no_metadata, "metadata"),
+        (_int_metadata, "strings"),
+        (_forgot_return, "return path"),
+        (_torch_save, "not a safetensors file"),
+        (_unties_the_model, "changed the model"),
+        (_capital_key, "'epoch'"),
+    ],
+    right=[_positional_metadata, _dedup_by_hand],
+)
 def save_with_epoch(fn) -> str:
     """``fn(model, path, epoch)`` writes safetensors with each shared tensor once and metadata
     {"epoch": str(epoch)}, and returns path; ``load_model`` gives the weights back, still tied."""
@@ -163,44 +180,68 @@ def save_with_epoch(fn) -> str:
             except Wrong as w:
                 text = str(w)
                 if "not an instance of 'str'" in text:
-                    raise Wrong("metadata values must be strings: metadata={'epoch': str(epoch)}") from None
+                    raise Wrong(
+                        "metadata values must be strings: metadata={'epoch': str(epoch)}"
+                    ) from None
                 if "share memory" in text:
-                    raise Wrong(f"save_file refused the tied weights of {cls.__name__[1:]} ({' and '.join(tie)} "
-                                "are one tensor); save_model stores each shared tensor once: "
-                                "save_model(model, path, metadata=...)") from None
+                    raise Wrong(
+                        f"save_file refused the tied weights of {cls.__name__[1:]} ({' and '.join(tie)} "
+                        "are one tensor); save_model stores each shared tensor once: "
+                        "save_model(model, path, metadata=...)"
+                    ) from None
                 raise
             if not path.exists():
-                raise Wrong("nothing was written to path; call save_model(model, path, metadata=...)")
+                raise Wrong(
+                    "nothing was written to path; call save_model(model, path, metadata=...)"
+                )
             if out is None:
-                raise Wrong("the file is written, but your function returned None: end it with `return path`")
+                raise Wrong(
+                    "the file is written, but your function returned None: end it with `return path`"
+                )
             if Path(out) != path:
                 raise Wrong(f"return the path you wrote ({path.name}), got {out!r}")
             if not _tied(model, tie) or changed_keys(model, before):
-                raise Wrong("your function changed the model (its weights or its tie); save it as it is")
+                raise Wrong(
+                    "your function changed the model (its weights or its tie); save it as it is"
+                )
             try:
                 with safe_open(path, framework="pt") as f:
                     stored, meta = set(f.keys()), f.metadata() or {}
             except SafetensorError as e:
-                raise Wrong(f"the file is not a safetensors file ({e}); torch.save writes a zip of pickles: "
-                            "use save_model from safetensors.torch") from None
+                raise Wrong(
+                    f"the file is not a safetensors file ({e}); torch.save writes a zip of pickles: "
+                    "use save_model from safetensors.torch"
+                ) from None
             both = [n for n in tie if n in stored]
             if len(both) == 2:
-                raise Wrong(f"the file stores {both[0]!r} and {both[1]!r}: the same tied tensor twice "
-                            "(clone() copies it: twice the bytes, and load_file gives two independent "
-                            "tensors); store it once: save_model(model, path, metadata=...)")
+                raise Wrong(
+                    f"the file stores {both[0]!r} and {both[1]!r}: the same tied tensor twice "
+                    "(clone() copies it: twice the bytes, and load_file gives two independent "
+                    "tensors); store it once: save_model(model, path, metadata=...)"
+                )
             if meta.get("epoch") != str(epoch):
                 keys = sorted(k for k in meta if k.lower() == "epoch")
-                seen = f"a key {keys[0]!r}" if keys else f"{dict(sorted(meta.items())) or 'no metadata'}"
-                raise Wrong(f"the header metadata should hold 'epoch': '{epoch}', got {seen}; "
-                            "pass metadata={'epoch': str(epoch)}")
+                seen = (
+                    f"a key {keys[0]!r}"
+                    if keys
+                    else f"{dict(sorted(meta.items())) or 'no metadata'}"
+                )
+                raise Wrong(
+                    f"the header metadata should hold 'epoch': '{epoch}', got {seen}; "
+                    "pass metadata={'epoch': str(epoch)}"
+                )
             fresh = cls()
             try:
                 load_model(fresh, path)
             except Exception as e:
-                raise Wrong(f"load_model into a fresh {cls.__name__[1:]} fails ({type(e).__name__}: "
-                            f"{str(e).strip()[:200]}); keep every entry except the second name of a tie") from None
+                raise Wrong(
+                    f"load_model into a fresh {cls.__name__[1:]} fails ({type(e).__name__}: "
+                    f"{str(e).strip()[:200]}); keep every entry except the second name of a tie"
+                ) from None
             if not _tied(fresh, tie) or changed_keys(fresh, before):
-                raise Wrong("load_model gives other weights than the model's; save the model's own tensors")
+                raise Wrong(
+                    "load_model gives other weights than the model's; save the model's own tensors"
+                )
     return "each shared tensor stored once, the epoch in the header, and load_model gives the tied model back."
 
 
@@ -208,13 +249,14 @@ def save_with_epoch(fn) -> str:
 # Exercise 2: read_one(path, key)
 # --------------------------------------------------------------------------------------------
 
+
 class _CountingHandle:
     """Wraps a ``safe_open`` handle and records the names of the tensors read through it."""
 
     def __init__(self, real: Any, reads: list[str]) -> None:
         self._real, self._reads = real, reads
 
-    def __enter__(self) -> "_CountingHandle":
+    def __enter__(self) -> _CountingHandle:
         self._real.__enter__()
         return self
 
@@ -254,8 +296,11 @@ def _counted_reads(fn: Any):
         raise RuntimeError("load_file reads every tensor")
 
     replaced = {real_open: counting_open, st.load_file: refuse, st.load: refuse}
-    aliases = {name: replaced[value] for name, value in getattr(fn, "__globals__", {}).items()
-               if any(value is r for r in replaced)}
+    aliases = {
+        name: replaced[value]
+        for name, value in getattr(fn, "__globals__", {}).items()
+        if any(value is r for r in replaced)
+    }
     with contextlib.ExitStack() as stack:
         for owner in (safetensors, st):
             stack.enter_context(mock.patch.object(owner, "safe_open", counting_open))
@@ -342,25 +387,35 @@ def _full_slice(path, key):
         return f.get_slice(key)[:]
 
 
-@exercise("read_one_tensor", notebook=NB, wrong=[
-    (_uses_load_file, "every tensor"),
-    (_returns_dict, "just the tensor"),
-    (_wrong_key, "you returned 'e.half')"),
-    (_reads_every_tensor, "read 5 tensors"),
-    (_loops_until_found, "tensors"),
-    (_substring_match, "exactly"),
-    (_returns_the_slice, "[:]"),
-    (_numpy_framework, "framework=\"pt\""),
-    (_torch_load, "every tensor"),
-], right=[_without_with, _full_slice])
+@exercise(
+    "read_one_tensor",
+    notebook=NB,
+    wrong=[
+        (_uses_load_file, "every tensor"),
+        (_returns_dict, "just the tensor"),
+        (_wrong_key, "you returned 'e.half')"),
+        (_reads_every_tensor, "read 5 tensors"),
+        (_loops_until_found, "tensors"),
+        (_substring_match, "exactly"),
+        (_returns_the_slice, "[:]"),
+        (_numpy_framework, 'framework="pt"'),
+        (_torch_load, "every tensor"),
+    ],
+    right=[_without_with, _full_slice],
+)
 def read_one_tensor(fn) -> str:
     """``fn(path, key)`` returns one tensor from a .safetensors file, reading no other tensor."""
     from safetensors.torch import save_file
 
     gen = torch.Generator().manual_seed(0)
     # "a.b.weight" sorts before "b.weight" and contains it; mixed dtypes and shapes
-    tensors = {"a.b.weight": torch.randn(3, 4, generator=gen), "b.weight": torch.randn(5, generator=gen),
-               "c.bias": torch.arange(6.0), "d.index": torch.arange(4), "e.half": torch.randn(2, 2).half()}
+    tensors = {
+        "a.b.weight": torch.randn(3, 4, generator=gen),
+        "b.weight": torch.randn(5, generator=gen),
+        "c.bias": torch.arange(6.0),
+        "d.index": torch.arange(4),
+        "e.half": torch.randn(2, 2).half(),
+    }
     with scratch_file("w.safetensors") as path:
         save_file(tensors, path)
         for key in ("b.weight", "e.half", "a.b.weight"):
@@ -369,29 +424,54 @@ def read_one_tensor(fn) -> str:
                     out = call_answer(fn, path, key)
                 except Wrong as w:
                     if "load_file reads every tensor" in str(w):
-                        raise Wrong("load_file reads every tensor in the file (torch.load hands a .safetensors "
-                                    "file to it too); open the file with safe_open and call get_tensor(key)") from None
+                        raise Wrong(
+                            "load_file reads every tensor in the file (torch.load hands a .safetensors "
+                            "file to it too); open the file with safe_open and call get_tensor(key)"
+                        ) from None
                     raise
             _judge_one(out, key, tensors, reads)
     return "one tensor read through the header each time, the others never loaded."
 
 
-def _judge_one(out: Any, key: str, tensors: dict[str, torch.Tensor], reads: list[str]) -> None:
+def _judge_one(
+    out: Any, key: str, tensors: dict[str, torch.Tensor], reads: list[str]
+) -> None:
     if isinstance(out, dict):
         raise Wrong("return just the tensor, not a dict")
     if type(out).__name__ == "PySafeSlice":
-        raise Wrong("get_slice(key) gives a lazy slice object; index it ([:] for all of it) or use get_tensor(key)")
+        raise Wrong(
+            "get_slice(key) gives a lazy slice object; index it ([:] for all of it) or use get_tensor(key)"
+        )
     if not isinstance(out, torch.Tensor):
-        hint = ' (open the file with framework="pt" to get torch tensors)' if type(out).__module__ == "numpy" else ""
+        hint = (
+            ' (open the file with framework="pt" to get torch tensors)'
+            if type(out).__module__ == "numpy"
+            else ""
+        )
         raise Wrong(f"return a tensor, got {type(out).__name__}{hint}")
     others = sorted(set(reads) - {key})
     if len(set(reads)) > 1 and others:
-        raise Wrong(f"your function read {len(set(reads))} tensors to return {key!r} (also {others[0]!r}): "
-                    "get_tensor(key) reads only that one; do not call it for every key")
-    if out.shape != tensors[key].shape or out.dtype != tensors[key].dtype or not torch.equal(out, tensors[key]):
-        wrong = [k for k, v in tensors.items() if v.shape == out.shape and v.dtype == out.dtype and torch.equal(out, v)]
+        raise Wrong(
+            f"your function read {len(set(reads))} tensors to return {key!r} (also {others[0]!r}): "
+            "get_tensor(key) reads only that one; do not call it for every key"
+        )
+    if (
+        out.shape != tensors[key].shape
+        or out.dtype != tensors[key].dtype
+        or not torch.equal(out, tensors[key])
+    ):
+        wrong = [
+            k
+            for k, v in tensors.items()
+            if v.shape == out.shape and v.dtype == out.dtype and torch.equal(out, v)
+        ]
         also = ""
         if wrong:
-            also = f" (you returned {wrong[0]!r}" + ("; match the name exactly, not a key that contains it)"
-                                                    if key in wrong[0] else ")")
-        raise Wrong(f"that is a different tensor from {key!r}: use the key you were given, exactly{also}")
+            also = f" (you returned {wrong[0]!r}" + (
+                "; match the name exactly, not a key that contains it)"
+                if key in wrong[0]
+                else ")"
+            )
+        raise Wrong(
+            f"that is a different tensor from {key!r}: use the key you were given, exactly{also}"
+        )

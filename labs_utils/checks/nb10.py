@@ -4,11 +4,13 @@ Exercise 1 runs the returned model (a model that cannot serve is not ready to se
 how the file was loaded; exercise 2 watches grad mode inside the forward pass, the BatchNorm
 statistics, and (through the check framework) grad mode left switched off for the whole process.
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from unittest import mock
 
 import torch
@@ -35,8 +37,12 @@ def _trained_like_cnn(seed: int = 10):
 
 def _training_checkpoint(model) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3,
-            "metrics": {"val_loss": 0.25, "val_acc": 0.9}}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": 3,
+        "metrics": {"val_loss": 0.25, "val_acc": 0.9},
+    }
 
 
 def _no_eval(path):
@@ -75,7 +81,9 @@ def _meta_and_assign(path):
 
     with torch.device("meta"):
         model = SmallCNN()
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"], assign=True)
+    model.load_state_dict(
+        torch.load(path, map_location="cpu", weights_only=True)["model"], assign=True
+    )
     return model.eval()
 
 
@@ -94,7 +102,9 @@ def _unsafe_load(path):
     from ..models import SmallCNN
 
     model = SmallCNN()
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
+    model.load_state_dict(
+        torch.load(path, map_location="cpu", weights_only=False)["model"]
+    )
     return model.eval()
 
 
@@ -102,14 +112,16 @@ def _head_only_eval(path):
     from ..models import SmallCNN
 
     model = SmallCNN()
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+    model.load_state_dict(
+        torch.load(path, map_location="cpu", weights_only=True)["model"]
+    )
     model.classifier.eval()
     return model
 
 
 def _via_helper(path):
-    from ..toolkit import load_checkpoint
     from ..models import SmallCNN
+    from ..toolkit import load_checkpoint
 
     model = SmallCNN().eval()
     model.load_state_dict(load_checkpoint(path)["model"])
@@ -120,8 +132,11 @@ def _train_false_and_mmap(path):
     from ..models import SmallCNN
 
     model = SmallCNN()
-    model.load_state_dict(torch.load(str(path), map_location=torch.device("cpu"), weights_only=True,
-                                     mmap=True)["model"])
+    model.load_state_dict(
+        torch.load(
+            str(path), map_location=torch.device("cpu"), weights_only=True, mmap=True
+        )["model"]
+    )
     return model.train(False)
 
 
@@ -130,7 +145,9 @@ def _meta_assign_and_buffer(path):
 
     with torch.device("meta"):
         model = SmallCNN()
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"], assign=True)
+    model.load_state_dict(
+        torch.load(path, map_location="cpu", weights_only=True)["model"], assign=True
+    )
     model.input_scale = torch.tensor(1.0)
     return model.eval()
 
@@ -165,16 +182,21 @@ def _state_dict_loads() -> Iterator[list[tuple[bool, int]]]:
         yield calls
 
 
-@exercise("load_for_inference", notebook=NB, wrong=[
-    (_no_eval, "eval"),
-    (_whole_dict, "'model' entry"),
-    (_not_loaded, "never called"),
-    (_whole_dict_not_strict, "strict=false"),
-    (_meta_and_assign, "input_scale"),
-    (_parameters_only, "running_mean"),
-    (_unsafe_load, "weights_only=true"),
-    (_head_only_eval, "still in training mode"),
-], right=[_via_helper, _train_false_and_mmap, _meta_assign_and_buffer])
+@exercise(
+    "load_for_inference",
+    notebook=NB,
+    wrong=[
+        (_no_eval, "eval"),
+        (_whole_dict, "'model' entry"),
+        (_not_loaded, "never called"),
+        (_whole_dict_not_strict, "strict=false"),
+        (_meta_and_assign, "input_scale"),
+        (_parameters_only, "running_mean"),
+        (_unsafe_load, "weights_only=true"),
+        (_head_only_eval, "still in training mode"),
+    ],
+    right=[_via_helper, _train_false_and_mmap, _meta_assign_and_buffer],
+)
 def load_for_inference(fn) -> str:
     """``fn(path)`` returns a SmallCNN loaded from the ``model`` entry of a training checkpoint, in eval mode."""
     from ..models import SmallCNN
@@ -187,48 +209,74 @@ def load_for_inference(fn) -> str:
                 model = call_answer(fn, path)
             except Wrong as w:
                 if "Missing key" in str(w) or "Unexpected key" in str(w):
-                    raise Wrong("load_state_dict got the whole training checkpoint; pass it only the 'model' "
-                                "entry: checkpoint['model']") from None
+                    raise Wrong(
+                        "load_state_dict got the whole training checkpoint; pass it only the 'model' "
+                        "entry: checkpoint['model']"
+                    ) from None
                 raise
     if not isinstance(model, SmallCNN):
         raise Wrong(f"return the SmallCNN you loaded, got {type(model).__name__}")
     state = model.state_dict()
     for k, v in reference.state_dict().items():
         if state[k].is_meta:
-            raise Wrong(f"the returned model's {k} is on the meta device: it has a shape but no values")
+            raise Wrong(
+                f"the returned model's {k} is on the meta device: it has a shape but no values"
+            )
         if not torch.equal(v, state[k].cpu()):
-            if all(torch.equal(state[n].cpu(), p) for n, p in reference.named_parameters()):
-                raise Wrong(f"the parameters were loaded, but {k} (a BatchNorm buffer) was not: load the whole "
-                            "'model' entry with load_state_dict, which covers parameters and buffers")
+            if all(
+                torch.equal(state[n].cpu(), p) for n, p in reference.named_parameters()
+            ):
+                raise Wrong(
+                    f"the parameters were loaded, but {k} (a BatchNorm buffer) was not: load the whole "
+                    "'model' entry with load_state_dict, which covers parameters and buffers"
+                )
             if any(not strict and missing for strict, missing in loads):
-                raise Wrong(f"the returned model's {k} differ from the checkpoint's: load_state_dict(..., "
-                            "strict=False) matched none of the keys you gave it and loaded nothing, without a word; "
-                            "pass it checkpoint['model'], strictly")
+                raise Wrong(
+                    f"the returned model's {k} differ from the checkpoint's: load_state_dict(..., "
+                    "strict=False) matched none of the keys you gave it and loaded nothing, without a word; "
+                    "pass it checkpoint['model'], strictly"
+                )
             if not loads:
-                raise Wrong(f"the returned model's {k} differ from the checkpoint's, and load_state_dict was never "
-                            "called: load checkpoint['model'] into the model you return")
-            raise Wrong(f"the returned model's {k} differ from the checkpoint's: load checkpoint['model'] (from the "
-                        "file at `path`) into the model you return")
+                raise Wrong(
+                    f"the returned model's {k} differ from the checkpoint's, and load_state_dict was never "
+                    "called: load checkpoint['model'] into the model you return"
+                )
+            raise Wrong(
+                f"the returned model's {k} differ from the checkpoint's: load checkpoint['model'] (from the "
+                "file at `path`) into the model you return"
+            )
     if any(m.training for m in model.modules()):
-        still = sorted(n or "the model itself" for n, m in model.named_modules() if m.training)
-        raise Wrong(f"the model is still in training mode ({still[0]}; Dropout and BatchNorm behave as in "
-                    "training); call model.eval() on the whole model before returning it")
+        still = sorted(
+            n or "the model itself" for n, m in model.named_modules() if m.training
+        )
+        raise Wrong(
+            f"the model is still in training mode ({still[0]}; Dropout and BatchNorm behave as in "
+            "training); call model.eval() on the whole model before returning it"
+        )
     if any(t.device.type != "cpu" for t in state.values()):
-        raise Wrong("the weights should be on the CPU: pass map_location='cpu' to torch.load")
+        raise Wrong(
+            "the weights should be on the CPU: pass map_location='cpu' to torch.load"
+        )
     meta = [n for n, b in model.named_buffers() if b.is_meta]
     if meta:
-        raise Wrong(f"the model cannot serve: its non-persistent buffer {meta[0]} is still on the meta device "
-                    "(assign=True only fills what the state_dict holds); set it by hand after loading, e.g. "
-                    "model.input_scale = torch.tensor(1.0), or build the model on the CPU")
+        raise Wrong(
+            f"the model cannot serve: its non-persistent buffer {meta[0]} is still on the meta device "
+            "(assign=True only fills what the state_dict holds); set it by hand after loading, e.g. "
+            "model.input_scale = torch.tensor(1.0), or build the model on the CPU"
+        )
     try:
         with torch.no_grad():
             model(torch.zeros(2, 1, 16, 16))
     except Exception as e:  # the learner's model, not the check, failed
-        raise Wrong(f"the returned model cannot run a forward pass ({type(e).__name__}: {e})") from None
+        raise Wrong(
+            f"the returned model cannot run a forward pass ({type(e).__name__}: {e})"
+        ) from None
     if unsafe:
-        raise Wrong("the model is right, but you loaded the checkpoint with weights_only=False: this file holds "
-                    "only tensors and plain values, so weights_only=True loads it, and never runs code hidden in "
-                    "a file (notebook 08)")
+        raise Wrong(
+            "the model is right, but you loaded the checkpoint with weights_only=False: this file holds "
+            "only tensors and plain values, so weights_only=True loads it, and never runs code hidden in "
+            "a file (notebook 08)"
+        )
     return "the 'model' entry only, in eval mode: ready to serve."
 
 
@@ -266,7 +314,9 @@ def _no_parentheses(model, images):
 
 
 def _copy_without_eval(model, images):
-    scratch = copy.deepcopy(model)  # keeps the caller's BatchNorm statistics, but Dropout is still on
+    scratch = copy.deepcopy(
+        model
+    )  # keeps the caller's BatchNorm statistics, but Dropout is still on
     with torch.no_grad():
         return scratch(images).argmax(dim=1)
 
@@ -314,18 +364,23 @@ def _int32_classes(model, images):
         return model(images).argmax(1).int()
 
 
-@exercise("predict_no_trace", notebook=NB, wrong=[
-    (_no_eval_predict, "eval"),
-    (_logits, "argmax"),
-    (_with_grad, "autograd"),
-    (_argmax_with_graph, "autograd on"),
-    (_grad_off_for_good, "autograd off for the whole process"),
-    (_no_parentheses, "parentheses"),
-    (_copy_without_eval, "dropout"),
-    (_seeded_train_mode, "running_mean"),
-    (_float_classes, "integer"),
-    (_argmax_dim0, "dim=1"),
-], right=[_grad_off_then_on, _decorated_and_restored, _int32_classes])
+@exercise(
+    "predict_no_trace",
+    notebook=NB,
+    wrong=[
+        (_no_eval_predict, "eval"),
+        (_logits, "argmax"),
+        (_with_grad, "autograd"),
+        (_argmax_with_graph, "autograd on"),
+        (_grad_off_for_good, "autograd off for the whole process"),
+        (_no_parentheses, "parentheses"),
+        (_copy_without_eval, "dropout"),
+        (_seeded_train_mode, "running_mean"),
+        (_float_classes, "integer"),
+        (_argmax_dim0, "dim=1"),
+    ],
+    right=[_grad_off_then_on, _decorated_and_restored, _int32_classes],
+)
 def predict_no_trace(fn) -> str:
     """``fn(model, images)`` returns class indices, with no graph, no BatchNorm update, deterministically."""
     model = _trained_like_cnn(11)
@@ -334,41 +389,57 @@ def predict_no_trace(fn) -> str:
     torch.manual_seed(0)
     images = torch.randn(16, 1, 16, 16)
     grad_modes: list[bool] = []
-    hook = model.register_forward_hook(lambda module, args, out: grad_modes.append(torch.is_grad_enabled()))
+    hook = model.register_forward_hook(
+        lambda module, args, out: grad_modes.append(torch.is_grad_enabled())
+    )
     try:
         first = call_answer(fn, model, images)
     except Wrong as w:
         if "context manager protocol" in str(w):
-            raise Wrong("`with torch.no_grad:` (or torch.inference_mode) without parentheses hands `with` the "
-                        "class itself, which is not a context manager: write `with torch.no_grad():` "
-                        f"({str(w).removeprefix('your function raised ')})") from None
+            raise Wrong(
+                "`with torch.no_grad:` (or torch.inference_mode) without parentheses hands `with` the "
+                "class itself, which is not a context manager: write `with torch.no_grad():` "
+                f"({str(w).removeprefix('your function raised ')})"
+            ) from None
         raise
     finally:
         hook.remove()
     changed = changed_keys(model, saved)
     if changed:
-        raise Wrong(f"{changed[0]} changed during prediction: in training mode BatchNorm updates its running "
-                    "statistics on every forward pass; call model.eval() first")
+        raise Wrong(
+            f"{changed[0]} changed during prediction: in training mode BatchNorm updates its running "
+            "statistics on every forward pass; call model.eval() first"
+        )
     if not isinstance(first, torch.Tensor):
         raise Wrong(f"return a tensor of class indices, got {type(first).__name__}")
     if any(grad_modes):
-        raise Wrong("the forward pass ran with autograd on, recording a graph you never use (argmax hides "
-                    "it: its result never requires grad); wrap it in torch.inference_mode() or torch.no_grad()")
+        raise Wrong(
+            "the forward pass ran with autograd on, recording a graph you never use (argmax hides "
+            "it: its result never requires grad); wrap it in torch.inference_mode() or torch.no_grad()"
+        )
     if first.requires_grad or first.grad_fn is not None:
-        raise Wrong("the result is tracked by autograd (requires_grad=True); run the forward pass inside "
-                    "torch.inference_mode() or torch.no_grad()")
+        raise Wrong(
+            "the result is tracked by autograd (requires_grad=True); run the forward pass inside "
+            "torch.inference_mode() or torch.no_grad()"
+        )
     if first.dim() != 1 or first.shape[0] != len(images):
-        raise Wrong(f"expected one class per image, shape ({len(images)},), got {tuple(first.shape)}: "
-                    "take argmax over dim=1 of the logits")
+        raise Wrong(
+            f"expected one class per image, shape ({len(images)},), got {tuple(first.shape)}: "
+            "take argmax over dim=1 of the logits"
+        )
     if first.is_floating_point():
         raise Wrong("return integer class indices (argmax), not floats")
     second = call_answer(fn, model, images)
     if not torch.equal(first, second):
-        raise Wrong("two calls on the same images gave different classes: Dropout is active in training "
-                    "mode (on a copy of the model too); call model.eval()")
+        raise Wrong(
+            "two calls on the same images gave different classes: Dropout is active in training "
+            "mode (on a copy of the model too); call model.eval()"
+        )
     reference = _trained_like_cnn(11).eval()
     with torch.no_grad():
         expected = reference(images).argmax(dim=1)
     if not torch.equal(first.cpu().long(), expected):
-        raise Wrong("the classes differ from the eval-mode predictions; use model.eval() and argmax(dim=1)")
+        raise Wrong(
+            "the classes differ from the eval-mode predictions; use model.eval() and argmax(dim=1)"
+        )
     return "eval mode, no autograd, the model untouched: the same answer every time."

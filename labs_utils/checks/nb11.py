@@ -7,6 +7,7 @@ The model has a BatchNorm (buffers, a 0-dim ``num_batches_tracked``), a submodul
 contains ``model.`` and, next to ``model``, an ``model_ema`` entry, so that prefix handling by
 substring or without the dot goes wrong.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,7 +46,9 @@ def _quiet_dcp():
     return stack
 
 
-def _train_state(seed: int, width: int, classes: int) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _train_state(
+    seed: int, width: int, classes: int
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """A trained model's ``{"model", "model_ema", "optim", "step"}`` (as get_state_dict gives them)."""
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
@@ -55,7 +58,11 @@ def _train_state(seed: int, width: int, classes: int) -> tuple[dict[str, Any], d
     model(torch.randn(8, 6)).sum().backward()
     optimizer.step()
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    ema = {k: v.detach().clone() * 0.5 for k, v in model.state_dict().items() if k.startswith("head.")}
+    ema = {
+        k: v.detach().clone() * 0.5
+        for k, v in model.state_dict().items()
+        if k.startswith("head.")
+    }
     state = {"model": model_sd, "model_ema": ema, "optim": optim_sd, "step": 1}
     return state, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -73,7 +80,11 @@ def _save_sharded(folder: Path, state: dict[str, Any], world: int = 2) -> None:
     values are written once, by rank 0. Built from single-process saves whose indexes are merged
     (``dcp.load`` and ``dcp_to_torch_save`` read the result like a real two-rank checkpoint)."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, MetadataIndex, TensorStorageMetadata
+    from torch.distributed.checkpoint.metadata import (
+        ChunkStorageMetadata,
+        MetadataIndex,
+        TensorStorageMetadata,
+    )
 
     def local(obj: Any, rank: int) -> Any:
         if isinstance(obj, dict):
@@ -91,11 +102,16 @@ def _save_sharded(folder: Path, state: dict[str, Any], world: int = 2) -> None:
             with _quiet_dcp():
                 dcp.save(local(state, rank), checkpoint_id=sub, no_dist=True)
             (sub / "__0_0.distcp").rename(folder / f"__{rank}_0.distcp")
-            with open(sub / ".metadata", "rb") as f:  # our own file, written a line above
+            with open(
+                sub / ".metadata", "rb"
+            ) as f:  # our own file, written a line above
                 parts.append(pickle.load(f))
     meta = parts[0]
     for key, item in list(meta.state_dict_metadata.items()):
-        if not isinstance(item, TensorStorageMetadata) or key not in parts[-1].state_dict_metadata:
+        if (
+            not isinstance(item, TensorStorageMetadata)
+            or key not in parts[-1].state_dict_metadata
+        ):
             continue
         chunks, row = [], 0
         for rank, part in enumerate(parts):
@@ -104,10 +120,12 @@ def _save_sharded(folder: Path, state: dict[str, Any], world: int = 2) -> None:
             chunks.append(ChunkStorageMetadata(offsets=offsets, sizes=size))
             info = part.storage_data[MetadataIndex(key, torch.Size([0] * len(size)))]
             meta.storage_data[MetadataIndex(key, offsets)] = dataclasses.replace(
-                info, relative_path=f"__{rank}_0.distcp")
+                info, relative_path=f"__{rank}_0.distcp"
+            )
             row += size[0]
         meta.state_dict_metadata[key] = TensorStorageMetadata(
-            item.properties, torch.Size([row, *item.size[1:]]), chunks)
+            item.properties, torch.Size([row, *item.size[1:]]), chunks
+        )
     with open(folder / ".metadata", "wb") as f:
         pickle.dump(meta, f)
 
@@ -133,6 +151,7 @@ def _listing(folder: Path) -> dict[str, int]:
 # Exercise 1: dcp_to_weights
 # --------------------------------------------------------------------------------------------
 
+
 def _whole_checkpoint(dcp_dir, out_path):
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
@@ -155,8 +174,8 @@ def _nothing_written(dcp_dir, out_path):
 
 def _loads_into_notebook_net(dcp_dir, out_path):
     """dcp.load into the notebook's Net: the check's checkpoints have other shapes."""
-    from ..workers.dcp_workers import load_single_process
     from ..models import Net
+    from ..workers.dcp_workers import load_single_process
 
     model = Net()
     load_single_process(model, None, dcp_dir)
@@ -178,7 +197,9 @@ def _parameters_only(dcp_dir, out_path):
     dcp_to_torch_save(dcp_dir, tmp)
     model = torch.load(tmp, weights_only=True)["model"]
     os.remove(tmp)
-    torch.save({k: v for k, v in model.items() if k.endswith(("weight", "bias"))}, out_path)
+    torch.save(
+        {k: v for k, v in model.items() if k.endswith(("weight", "bias"))}, out_path
+    )
 
 
 def _ema_weights(dcp_dir, out_path):
@@ -201,9 +222,13 @@ def _first_chunk_only(dcp_dir, out_path):
     import torch.distributed.checkpoint as dcp
 
     meta = dcp.FileSystemReader(str(dcp_dir)).read_metadata()
-    state = {"model": {k[len("model."):]: torch.zeros(tuple(v.chunks[0].sizes))
-                       for k, v in meta.state_dict_metadata.items()
-                       if k.startswith("model.") and hasattr(v, "chunks")}}
+    state = {
+        "model": {
+            k[len("model.") :]: torch.zeros(tuple(v.chunks[0].sizes))
+            for k, v in meta.state_dict_metadata.items()
+            if k.startswith("model.") and hasattr(v, "chunks")
+        }
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dcp.load(state, checkpoint_id=dcp_dir, no_dist=True)
@@ -222,9 +247,13 @@ def _by_loading(dcp_dir, out_path):
     import torch.distributed.checkpoint as dcp
 
     meta = dcp.FileSystemReader(str(dcp_dir)).read_metadata()
-    state = {"model": {k[len("model."):]: torch.empty(tuple(v.size), dtype=v.properties.dtype)
-                       for k, v in meta.state_dict_metadata.items()
-                       if k.startswith("model.") and hasattr(v, "size")}}
+    state = {
+        "model": {
+            k[len("model.") :]: torch.empty(tuple(v.size), dtype=v.properties.dtype)
+            for k, v in meta.state_dict_metadata.items()
+            if k.startswith("model.") and hasattr(v, "size")
+        }
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dcp.load(state, checkpoint_id=dcp_dir, no_dist=True)
@@ -236,7 +265,9 @@ def _in_a_temporary_folder(dcp_dir, out_path):
 
     with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as tmp:
         dcp_to_torch_save(dcp_dir, Path(tmp) / "full.pth")
-        torch.save(torch.load(Path(tmp) / "full.pth", weights_only=True)["model"], out_path)
+        torch.save(
+            torch.load(Path(tmp) / "full.pth", weights_only=True)["model"], out_path
+        )
 
 
 def _checkpoint_failure(w: Wrong) -> str | None:
@@ -248,47 +279,81 @@ def _checkpoint_failure(w: Wrong) -> str | None:
     return lines[-1] if len(lines) > 1 else "dcp.load failed"
 
 
-def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str) -> None:
+def _judge_weights_file(
+    out: Path, expected: dict[str, torch.Tensor], label: str
+) -> None:
     try:
         saved = torch.load(out, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise Wrong(f"out_path does not load with torch.load(weights_only=True) ({type(e).__name__}); "
-                    "save a plain dict of tensors") from None
+        raise Wrong(
+            f"out_path does not load with torch.load(weights_only=True) ({type(e).__name__}); "
+            "save a plain dict of tensors"
+        ) from None
     if not isinstance(saved, dict):
-        raise Wrong(f"the file holds a {type(saved).__name__}; save the model's state_dict (a dict of tensors)")
+        raise Wrong(
+            f"the file holds a {type(saved).__name__}; save the model's state_dict (a dict of tensors)"
+        )
     if {"model", "optim"} & set(saved):
-        raise Wrong("the file holds the whole checkpoint (model, optim, step); keep only the model entry: "
-                    "full['model']")
+        raise Wrong(
+            "the file holds the whole checkpoint (model, optim, step); keep only the model entry: "
+            "full['model']"
+        )
     if saved and all(str(k).startswith("model.") for k in saved):
-        raise Wrong("the keys still carry the 'model.' prefix of DCP's flat names; keep the keys of full['model']")
-    missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+        raise Wrong(
+            "the keys still carry the 'model.' prefix of DCP's flat names; keep the keys of full['model']"
+        )
+    missing, extra = (
+        sorted(set(expected) - set(saved)),
+        sorted(set(saved) - set(expected)),
+    )
     if missing:
         buffers = [k for k in missing if "running_" in k or "num_batches" in k]
-        more = " (BatchNorm buffers are part of a state_dict too: keep every entry)" if buffers else ""
-        raise Wrong(f"with the {label} checkpoint, {missing[0]!r} is missing from the file{more}")
+        more = (
+            " (BatchNorm buffers are part of a state_dict too: keep every entry)"
+            if buffers
+            else ""
+        )
+        raise Wrong(
+            f"with the {label} checkpoint, {missing[0]!r} is missing from the file{more}"
+        )
     if extra:
-        raise Wrong(f"with the {label} checkpoint, the file has {extra[0]!r}, which is not a model key")
+        raise Wrong(
+            f"with the {label} checkpoint, the file has {extra[0]!r}, which is not a model key"
+        )
     for k, v in expected.items():
         got = saved[k]
         if not isinstance(got, torch.Tensor) or got.shape != v.shape:
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise Wrong(f"with the {label} checkpoint, {k} has shape {shape}, the model's is {tuple(v.shape)}: "
-                        "save whole tensors (dcp_to_torch_save stitches the chunks together)")
+            shape = (
+                tuple(got.shape)
+                if isinstance(got, torch.Tensor)
+                else type(got).__name__
+            )
+            raise Wrong(
+                f"with the {label} checkpoint, {k} has shape {shape}, the model's is {tuple(v.shape)}: "
+                "save whole tensors (dcp_to_torch_save stitches the chunks together)"
+            )
         if not torch.equal(got, v):
-            raise Wrong(f"with the {label} checkpoint, {k} differs from the weights saved in it: take the "
-                        "'model' entry of this checkpoint, nothing else")
+            raise Wrong(
+                f"with the {label} checkpoint, {k} differs from the weights saved in it: take the "
+                "'model' entry of this checkpoint, nothing else"
+            )
 
 
-@exercise("dcp_to_weights", notebook=NB, wrong=[
-    (_whole_checkpoint, "only the model"),
-    (_prefixed_keys, "prefix"),
-    (_nothing_written, "nothing was written"),
-    (_loads_into_notebook_net, "other keys and shapes"),
-    (_leaves_temp_file, "left"),
-    (_parameters_only, "buffers"),
-    (_ema_weights, "differs from the weights"),
-    (_first_chunk_only, "whole shape"),
-], right=[_converts_then_overwrites, _by_loading, _in_a_temporary_folder])
+@exercise(
+    "dcp_to_weights",
+    notebook=NB,
+    wrong=[
+        (_whole_checkpoint, "only the model"),
+        (_prefixed_keys, "prefix"),
+        (_nothing_written, "nothing was written"),
+        (_loads_into_notebook_net, "other keys and shapes"),
+        (_leaves_temp_file, "left"),
+        (_parameters_only, "buffers"),
+        (_ema_weights, "differs from the weights"),
+        (_first_chunk_only, "whole shape"),
+    ],
+    right=[_converts_then_overwrites, _by_loading, _in_a_temporary_folder],
+)
 def dcp_to_weights(fn) -> str:
     """``fn(dcp_dir, out_path)`` writes a torch.save file holding only the model's state_dict."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -302,32 +367,45 @@ def dcp_to_weights(fn) -> str:
             except Wrong as w:
                 cause = _checkpoint_failure(w)
                 if cause and "size mismatch" in cause.lower():
-                    raise Wrong(f"with the {label} checkpoint, your function raised CheckpointException "
-                                f"({cause}): dcp.load fills tensors of each entry's whole shape (its .size; "
-                                "a tensor saved by two ranks is stored in smaller chunks); simpler: convert "
-                                "with dcp_to_torch_save and keep the 'model' entry") from None
+                    raise Wrong(
+                        f"with the {label} checkpoint, your function raised CheckpointException "
+                        f"({cause}): dcp.load fills tensors of each entry's whole shape (its .size; "
+                        "a tensor saved by two ranks is stored in smaller chunks); simpler: convert "
+                        "with dcp_to_torch_save and keep the 'model' entry"
+                    ) from None
                 if cause:
-                    raise Wrong(f"with the {label} checkpoint, your function raised CheckpointException "
-                                f"({cause}): the check's checkpoints hold a model with other keys and shapes "
-                                "than the notebook's Net, so a model built in advance does not fit; convert "
-                                "with dcp_to_torch_save and keep the 'model' entry") from None
+                    raise Wrong(
+                        f"with the {label} checkpoint, your function raised CheckpointException "
+                        f"({cause}): the check's checkpoints hold a model with other keys and shapes "
+                        "than the notebook's Net, so a model built in advance does not fit; convert "
+                        "with dcp_to_torch_save and keep the 'model' entry"
+                    ) from None
                 raise
             if not out.exists():
-                raise Wrong("nothing was written to out_path; save the model's state_dict there with torch.save")
+                raise Wrong(
+                    "nothing was written to out_path; save the model's state_dict there with torch.save"
+                )
             left = sorted(p.name for p in out_dir.iterdir() if p != out)
             if left:
-                raise Wrong(f"your function left {left[0]!r} next to out_path: remove the temporary file "
-                            "once the weights are saved (os.remove)")
+                raise Wrong(
+                    f"your function left {left[0]!r} next to out_path: remove the temporary file "
+                    "once the weights are saved (os.remove)"
+                )
             if _listing(folder) != before:
-                raise Wrong("your function changed the checkpoint folder; write only to out_path")
+                raise Wrong(
+                    "your function changed the checkpoint folder; write only to out_path"
+                )
             _judge_weights_file(out, expected, label)
-    return ("a weights-only file from both checkpoints (one process, two ranks), ready for "
-            "model.load_state_dict(torch.load(path, weights_only=True)).")
+    return (
+        "a weights-only file from both checkpoints (one process, two ranks), ready for "
+        "model.load_state_dict(torch.load(path, weights_only=True))."
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Exercise 2: saved_shapes
 # --------------------------------------------------------------------------------------------
+
 
 def _read_metadata(dcp_dir):
     import torch.distributed.checkpoint as dcp
@@ -336,28 +414,51 @@ def _read_metadata(dcp_dir):
 
 
 def _with_prefix(dcp_dir):
-    return {k: tuple(v.size) for k, v in _read_metadata(dcp_dir).items() if k.startswith("model.")}
+    return {
+        k: tuple(v.size)
+        for k, v in _read_metadata(dcp_dir).items()
+        if k.startswith("model.")
+    }
 
 
 def _everything(dcp_dir):
-    return {k.split(".", 1)[1]: tuple(v.size) for k, v in _read_metadata(dcp_dir).items() if hasattr(v, "size")}
+    return {
+        k.split(".", 1)[1]: tuple(v.size)
+        for k, v in _read_metadata(dcp_dir).items()
+        if hasattr(v, "size")
+    }
 
 
 def _torch_sizes(dcp_dir):
-    return {k[6:]: list(v.size) for k, v in _read_metadata(dcp_dir).items() if k.startswith("model.")}
+    return {
+        k[6:]: list(v.size)
+        for k, v in _read_metadata(dcp_dir).items()
+        if k.startswith("model.")
+    }
 
 
 def _first_chunk(dcp_dir):
-    return {k[6:]: tuple(v.chunks[0].sizes) for k, v in _read_metadata(dcp_dir).items() if k.startswith("model.")}
+    return {
+        k[6:]: tuple(v.chunks[0].sizes)
+        for k, v in _read_metadata(dcp_dir).items()
+        if k.startswith("model.")
+    }
 
 
 def _replace_prefix(dcp_dir):
-    return {k.replace("model.", ""): tuple(v.size) for k, v in _read_metadata(dcp_dir).items()
-            if k.startswith("model.")}
+    return {
+        k.replace("model.", ""): tuple(v.size)
+        for k, v in _read_metadata(dcp_dir).items()
+        if k.startswith("model.")
+    }
 
 
 def _no_dot(dcp_dir):
-    return {k[6:]: tuple(v.size) for k, v in _read_metadata(dcp_dir).items() if k.startswith("model")}
+    return {
+        k[6:]: tuple(v.size)
+        for k, v in _read_metadata(dcp_dir).items()
+        if k.startswith("model")
+    }
 
 
 def _by_converting(dcp_dir):
@@ -370,8 +471,8 @@ def _by_converting(dcp_dir):
 
 
 def _by_loading_the_notebook_net(dcp_dir):
-    from ..workers.dcp_workers import load_single_process
     from ..models import Net
+    from ..workers.dcp_workers import load_single_process
 
     model = Net()
     load_single_process(model, None, dcp_dir)
@@ -382,8 +483,13 @@ def _by_loading_exact_shapes(dcp_dir):
     import torch.distributed.checkpoint as dcp
 
     meta = _read_metadata(dcp_dir)
-    state = {"model": {k[6:]: torch.empty(tuple(v.size)) for k, v in meta.items()
-                       if k.startswith("model.") and hasattr(v, "size")}}
+    state = {
+        "model": {
+            k[6:]: torch.empty(tuple(v.size))
+            for k, v in meta.items()
+            if k.startswith("model.") and hasattr(v, "size")
+        }
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dcp.load(state, checkpoint_id=dcp_dir, no_dist=True)
@@ -391,8 +497,11 @@ def _by_loading_exact_shapes(dcp_dir):
 
 
 def _summed_chunks(dcp_dir):
-    return {k[6:]: tuple(sum(c.sizes[d] for c in v.chunks) for d in range(len(v.size)))
-            for k, v in _read_metadata(dcp_dir).items() if k.startswith("model.") and hasattr(v, "chunks")}
+    return {
+        k[6:]: tuple(sum(c.sizes[d] for c in v.chunks) for d in range(len(v.size)))
+        for k, v in _read_metadata(dcp_dir).items()
+        if k.startswith("model.") and hasattr(v, "chunks")
+    }
 
 
 def _removeprefix_torch_size(dcp_dir):
@@ -400,16 +509,21 @@ def _removeprefix_torch_size(dcp_dir):
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     meta = FileSystemReader(Path(dcp_dir)).read_metadata()
-    return {k.removeprefix("model."): v.size for k, v in meta.state_dict_metadata.items()
-            if k.startswith("model.") and isinstance(v, TensorStorageMetadata)}
+    return {
+        k.removeprefix("model."): v.size
+        for k, v in meta.state_dict_metadata.items()
+        if k.startswith("model.") and isinstance(v, TensorStorageMetadata)
+    }
 
 
 def _chunk_extents(dcp_dir):
     out = {}
     for k, v in _read_metadata(dcp_dir).items():
         if k.startswith("model.") and hasattr(v, "chunks"):
-            out[k[len("model."):]] = tuple(max(c.offsets[d] + c.sizes[d] for c in v.chunks)
-                                           for d in range(len(v.size)))
+            out[k[len("model.") :]] = tuple(
+                max(c.offsets[d] + c.sizes[d] for c in v.chunks)
+                for d in range(len(v.size))
+            )
     return out
 
 
@@ -419,13 +533,16 @@ def _data_reads():
     (dcp.load, dcp_to_torch_save) and torch.load (which also reads .distcp bytes by hand)."""
     from unittest import mock
 
-    from torch.distributed.checkpoint.filesystem import FileSystemReader
-
     import torch.distributed.checkpoint as dcp
     import torch.distributed.checkpoint.state_dict_loader as loader
+    from torch.distributed.checkpoint.filesystem import FileSystemReader
 
     seen: list[str] = []
-    real_read, real_load, real_dcp_load = FileSystemReader.read_data, torch.load, loader.load
+    real_read, real_load, real_dcp_load = (
+        FileSystemReader.read_data,
+        torch.load,
+        loader.load,
+    )
 
     def read_data(self, *args, **kwargs):
         seen.append("FileSystemReader.read_data")
@@ -447,18 +564,23 @@ def _data_reads():
         yield seen
 
 
-@exercise("saved_shapes", notebook=NB, wrong=[
-    (_with_prefix, "without the 'model.' prefix"),
-    (_everything, "only the model"),
-    (_torch_sizes, "tuple"),
-    (_first_chunk, "chunk"),
-    (_replace_prefix, "in the middle"),
-    (_no_dot, "model_ema"),
-    (_by_converting, "read tensor data"),
-    (_by_loading_the_notebook_net, "read tensor data"),
-    (_by_loading_exact_shapes, "read tensor data"),
-    (_summed_chunks, "chunk"),
-], right=[_removeprefix_torch_size, _chunk_extents])
+@exercise(
+    "saved_shapes",
+    notebook=NB,
+    wrong=[
+        (_with_prefix, "without the 'model.' prefix"),
+        (_everything, "only the model"),
+        (_torch_sizes, "tuple"),
+        (_first_chunk, "chunk"),
+        (_replace_prefix, "in the middle"),
+        (_no_dot, "model_ema"),
+        (_by_converting, "read tensor data"),
+        (_by_loading_the_notebook_net, "read tensor data"),
+        (_by_loading_exact_shapes, "read tensor data"),
+        (_summed_chunks, "chunk"),
+    ],
+    right=[_removeprefix_torch_size, _chunk_extents],
+)
 def saved_shapes(fn) -> str:
     """``fn(dcp_dir)`` returns {model key without 'model.': global shape tuple}, from .metadata only."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -470,16 +592,22 @@ def saved_shapes(fn) -> str:
                 except Wrong as w:
                     if reads:
                         cause = _checkpoint_failure(w) or str(w)
-                        raise Wrong(f"your function read tensor data ({reads[0]}), and it failed ({cause}); "
-                                    "the shapes are all in .metadata: read only the index, "
-                                    "dcp.FileSystemReader(str(dcp_dir)).read_metadata()") from None
+                        raise Wrong(
+                            f"your function read tensor data ({reads[0]}), and it failed ({cause}); "
+                            "the shapes are all in .metadata: read only the index, "
+                            "dcp.FileSystemReader(str(dcp_dir)).read_metadata()"
+                        ) from None
                     raise
             if reads:
-                raise Wrong(f"your function read tensor data ({reads[0]} ran): the shapes are all in .metadata; "
-                            "read only the index, dcp.FileSystemReader(str(dcp_dir)).read_metadata()")
+                raise Wrong(
+                    f"your function read tensor data ({reads[0]} ran): the shapes are all in .metadata; "
+                    "read only the index, dcp.FileSystemReader(str(dcp_dir)).read_metadata()"
+                )
             _judge_shapes(answer, expected, label)
-    return ("the model's global shapes, sharded or not, read from .metadata without reading tensor data "
-            "(only ever for folders your own jobs wrote: reading .metadata unpickles it).")
+    return (
+        "the model's global shapes, sharded or not, read from .metadata without reading tensor data "
+        "(only ever for folders your own jobs wrote: reading .metadata unpickles it)."
+    )
 
 
 def _judge_shapes(answer: Any, expected: dict[str, tuple], label: str) -> None:
@@ -487,29 +615,46 @@ def _judge_shapes(answer: Any, expected: dict[str, tuple], label: str) -> None:
         raise Wrong(f"return a dict of key -> shape tuple, got {type(answer).__name__}")
     keys = [str(k) for k in answer]
     if any(k.startswith("model.") for k in keys):
-        raise Wrong("give the keys without the 'model.' prefix, as model.state_dict() names them "
-                    "(e.g. 'head.weight')")
+        raise Wrong(
+            "give the keys without the 'model.' prefix, as model.state_dict() names them "
+            "(e.g. 'head.weight')"
+        )
     if any(k.startswith("_ema.") or k.startswith("ema.") for k in keys):
-        raise Wrong("the checkpoint also has a 'model_ema' entry, whose keys start with 'model_ema.': "
-                    "test for the prefix with its dot, k.startswith('model.')")
+        raise Wrong(
+            "the checkpoint also has a 'model_ema' entry, whose keys start with 'model_ema.': "
+            "test for the prefix with its dot, k.startswith('model.')"
+        )
     extra = sorted(set(answer) - set(expected))
     missing = sorted(set(expected) - set(answer))
     if extra and missing and any(m.replace("model.", "") in extra for m in missing):
-        raise Wrong(f"{extra[0]!r}: 'model.' also appears in the middle of a key (a submodule named "
-                    "'submodel'); remove the prefix at the start only (k[len('model.'):] or removeprefix)")
+        raise Wrong(
+            f"{extra[0]!r}: 'model.' also appears in the middle of a key (a submodule named "
+            "'submodel'); remove the prefix at the start only (k[len('model.'):] or removeprefix)"
+        )
     if extra:
-        raise Wrong(f"{extra[0]!r} is not a model entry; keep only the model's keys (those starting with "
-                    "'model.')")
+        raise Wrong(
+            f"{extra[0]!r} is not a model entry; keep only the model's keys (those starting with "
+            "'model.')"
+        )
     if missing:
-        raise Wrong(f"{missing[0]!r} is missing (with the {label} checkpoint); every tensor of the model "
-                    "counts, buffers included")
+        raise Wrong(
+            f"{missing[0]!r} is missing (with the {label} checkpoint); every tensor of the model "
+            "counts, buffers included"
+        )
     for k, shape in expected.items():
         got = answer[k]
         if not isinstance(got, tuple):
-            raise Wrong(f"give each shape as a tuple, e.g. {shape}; got {type(got).__name__} for {k!r}")
+            raise Wrong(
+                f"give each shape as a tuple, e.g. {shape}; got {type(got).__name__} for {k!r}"
+            )
         if tuple(got) != shape:
-            hint = ("a tensor saved by several ranks has several chunks; the entry's .size is the whole "
-                    "tensor's shape, a chunk's .sizes only its part" if label == "two ranks" else
-                    "use the entry's .size")
-            raise Wrong(f"{k}: expected the global shape {shape}, got {tuple(got)} with the {label} "
-                        f"checkpoint: {hint}")
+            hint = (
+                "a tensor saved by several ranks has several chunks; the entry's .size is the whole "
+                "tensor's shape, a chunk's .sizes only its part"
+                if label == "two ranks"
+                else "use the entry's .size"
+            )
+            raise Wrong(
+                f"{k}: expected the global shape {shape}, got {tuple(got)} with the {label} "
+                f"checkpoint: {hint}"
+            )

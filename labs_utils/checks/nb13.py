@@ -11,6 +11,7 @@ defaults, and the program is run at batch sizes 1, 2 (the example's), 7 and 1000
 mixed batches, where some rows have the other sign than the batch: the model decides once per
 batch, so deciding per row is wrong.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,9 +35,12 @@ class _ServingNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-                                  nn.MaxPool2d(3))  # 12 -> 4
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(6 * 4 * 4, 5))
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(3)
+        )  # 12 -> 4
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(0.3), nn.Linear(6 * 4 * 4, 5)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -89,12 +93,17 @@ def _static(model, example, path):
 
 
 def _train_mode(model, example, path):
-    torch.export.save(torch.export.export(model, (example,), dynamic_shapes={"x": {0: _BATCH}}), path)
+    torch.export.save(
+        torch.export.export(model, (example,), dynamic_shapes={"x": {0: _BATCH}}), path
+    )
 
 
 def _small_max(model, example, path):
     batch = torch.export.Dim("batch", max=64)
-    torch.export.save(torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: batch}}), path)
+    torch.export.save(
+        torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: batch}}),
+        path,
+    )
 
 
 def _state_dict_only(model, example, path):
@@ -110,37 +119,60 @@ def _torchscript(model, example, path):
 
 
 def _not_saved(model, example, path):
-    return torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: _BATCH}})
+    return torch.export.export(
+        model.eval(), (example,), dynamic_shapes={"x": {0: _BATCH}}
+    )
 
 
 def _onnx(model, example, path):
-    torch.onnx.export(model.eval(), (example,), path, dynamo=True, external_data=False,
-                      dynamic_shapes={"x": {0: _BATCH}}, verbose=False)
+    torch.onnx.export(
+        model.eval(),
+        (example,),
+        path,
+        dynamo=True,
+        external_data=False,
+        dynamic_shapes={"x": {0: _BATCH}},
+        verbose=False,
+    )
 
 
-def _auto(model, example, path):  # a right answer unlike the notebook's: Dim.AUTO, tuple form
-    program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+def _auto(
+    model, example, path
+):  # a right answer unlike the notebook's: Dim.AUTO, tuple form
+    program = torch.export.export(
+        model.eval(), (example,), dynamic_shapes=({0: torch.export.Dim.AUTO},)
+    )
     with open(path, "wb") as f:
         torch.export.save(program, f)
 
 
-def _copy_then_export(model, example, path):  # another right answer: leaves the caller's model alone
+def _copy_then_export(
+    model, example, path
+):  # another right answer: leaves the caller's model alone
     serving = copy.deepcopy(model).eval()
     batch = torch.export.Dim("n", min=1, max=4096)
-    torch.export.save(torch.export.export(serving, (example,), dynamic_shapes={"x": {0: batch}}), str(path))
+    torch.export.save(
+        torch.export.export(serving, (example,), dynamic_shapes={"x": {0: batch}}),
+        str(path),
+    )
     return path
 
 
-@exercise("export_for_serving", notebook=NB, wrong=[
-    (_static, "dynamic_shapes"),
-    (_train_mode, "eval"),
-    (_small_max, "max"),
-    (_state_dict_only, "torch.save"),
-    (_whole_model, "class"),
-    (_torchscript, "torchscript"),
-    (_not_saved, "torch.export.save"),
-    (_onnx, "onnx"),
-], right=[_auto, _copy_then_export])
+@exercise(
+    "export_for_serving",
+    notebook=NB,
+    wrong=[
+        (_static, "dynamic_shapes"),
+        (_train_mode, "eval"),
+        (_small_max, "max"),
+        (_state_dict_only, "torch.save"),
+        (_whole_model, "class"),
+        (_torchscript, "torchscript"),
+        (_not_saved, "torch.export.save"),
+        (_onnx, "onnx"),
+    ],
+    right=[_auto, _copy_then_export],
+)
 def export_for_serving(fn) -> str:
     """``fn(model, example, path)`` writes a ``.pt2`` that serves any batch size, equal to eval-mode eager."""
     _import_export_machinery()
@@ -153,24 +185,34 @@ def export_for_serving(fn) -> str:
             run_answer(fn, model, example, path)
         except Wrong as w:
             if "pickle" in str(w).lower() and _GONE in str(w):
-                raise Wrong("torch.save(model) pickles the model's class by name, and a serving process "
-                            "that cannot import that class cannot load it; export the forward pass with "
-                            "torch.export.export and save it with torch.export.save") from None
+                raise Wrong(
+                    "torch.save(model) pickles the model's class by name, and a serving process "
+                    "that cannot import that class cannot load it; export the forward pass with "
+                    "torch.export.export and save it with torch.export.save"
+                ) from None
             raise
         if not path.is_file():
-            raise Wrong("nothing was written at `path`: after torch.export.export, save the program with "
-                        "torch.export.save(program, path)")
+            raise Wrong(
+                "nothing was written at `path`: after torch.export.export, save the program with "
+                "torch.export.save(program, path)"
+            )
         kind = _archive_kind(path)
         if kind == "not a zip":
-            raise Wrong("the file is not a .pt2 archive (an ONNX file, or raw bytes?): this exercise ships "
-                        "the program with torch.export.save, which writes a zip archive")
+            raise Wrong(
+                "the file is not a .pt2 archive (an ONNX file, or raw bytes?): this exercise ships "
+                "the program with torch.export.save, which writes a zip archive"
+            )
         if kind == "torchscript":
-            raise Wrong("that is a TorchScript archive (torch.jit.save), deprecated in PyTorch 2.13: export "
-                        "with torch.export.export and save with torch.export.save")
+            raise Wrong(
+                "that is a TorchScript archive (torch.jit.save), deprecated in PyTorch 2.13: export "
+                "with torch.export.export and save with torch.export.save"
+            )
         if kind != "pt2":
-            raise Wrong("that is a torch.save file (a pickle of weights or of the model): the server would "
-                        "still need the class; export with torch.export.export and save the program with "
-                        "torch.export.save")
+            raise Wrong(
+                "that is a torch.save file (a pickle of weights or of the model): the server would "
+                "still need the class; export with torch.export.export and save the program with "
+                "torch.export.save"
+            )
         program = torch.export.load(path)
     served = program.module()
     for n in (1, 2, 7, 1000):
@@ -179,21 +221,29 @@ def export_for_serving(fn) -> str:
             with torch.no_grad():
                 out = served(x)
         except Exception as e:  # noqa: BLE001  (a guard of the program refused the input)
-            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            message = (
+                str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            )
             if "== 2" in message:
-                raise Wrong(f"the program refuses a batch of {n} ({message}): it was exported for the "
-                            "example's batch of 2 only; pass dynamic_shapes={'x': {0: Dim('batch')}} to "
-                            "torch.export.export") from None
+                raise Wrong(
+                    f"the program refuses a batch of {n} ({message}): it was exported for the "
+                    "example's batch of 2 only; pass dynamic_shapes={'x': {0: Dim('batch')}} to "
+                    "torch.export.export"
+                ) from None
             if "<=" in message:
-                raise Wrong(f"the program refuses a batch of {n} ({message}): the batch dimension has a max "
-                            "below 1000; leave max out of Dim('batch')") from None
+                raise Wrong(
+                    f"the program refuses a batch of {n} ({message}): the batch dimension has a max "
+                    "below 1000; leave max out of Dim('batch')"
+                ) from None
             raise Wrong(f"the program refuses a batch of {n}: {message}") from None
         with torch.no_grad():
             expected = reference(x)
         if out.shape != expected.shape or not torch.equal(out, expected):
-            raise Wrong(f"at a batch of {n} the program's outputs differ from the model in eval mode: it was "
-                        "exported in training mode (Dropout active, BatchNorm on batch statistics); call "
-                        "model.eval() before torch.export.export")
+            raise Wrong(
+                f"at a batch of {n} the program's outputs differ from the model in eval mode: it was "
+                "exported in training mode (Dropout active, BatchNorm on batch statistics); call "
+                "model.eval() before torch.export.export"
+            )
     return "a .pt2 that runs any batch size without the model's class, equal to eager in eval mode."
 
 
@@ -217,9 +267,12 @@ def _gated_batches(rows: int, features: int) -> dict[str, torch.Tensor]:
     magnitude = torch.rand(rows, features, generator=g) + 0.1
     mixed = magnitude.clone()
     mixed[:2] = -0.2 * mixed[:2]  # two rows negative, the batch mean still positive
-    return {"a batch with a positive mean": magnitude, "a batch with a negative mean": -magnitude,
-            "a batch with a positive mean and two negative rows": mixed,
-            "a batch with a negative mean and two positive rows": -mixed}
+    return {
+        "a batch with a positive mean": magnitude,
+        "a batch with a negative mean": -magnitude,
+        "a batch with a positive mean and two negative rows": mixed,
+        "a batch with a negative mean and two positive rows": -mixed,
+    }
 
 
 class _Cond(nn.Module):
@@ -231,7 +284,9 @@ class _Cond(nn.Module):
         return torch.cond(x.mean() > 0, self.gated.hot, self.gated.cold, (x,))
 
 
-class _WhereBatch(_Cond):  # a right answer unlike the notebook's: both branches, one picked
+class _WhereBatch(
+    _Cond
+):  # a right answer unlike the notebook's: both branches, one picked
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(x.mean() > 0, self.gated.hot(x), self.gated.cold(x))
 
@@ -284,15 +339,20 @@ def _where_batch(model, example):
     return torch.export.export(_WhereBatch(model), (example,))
 
 
-@exercise("export_gated", notebook=NB, wrong=[
-    (_plain_export, "torch.cond"),
-    (_where_per_row, "whole batch"),
-    (_baked_branch, "one branch"),
-    (_traced, "torchscript"),
-    (_returns_module, "ExportedProgram"),
-    (_draft, "draft_export"),
-    (_swapped, "swapped"),
-], right=[_where_batch])
+@exercise(
+    "export_gated",
+    notebook=NB,
+    wrong=[
+        (_plain_export, "torch.cond"),
+        (_where_per_row, "whole batch"),
+        (_baked_branch, "one branch"),
+        (_traced, "torchscript"),
+        (_returns_module, "ExportedProgram"),
+        (_draft, "draft_export"),
+        (_swapped, "swapped"),
+    ],
+    right=[_where_batch],
+)
 def export_gated(fn) -> str:
     """``fn(model, example)`` returns an ExportedProgram that takes the branch the model takes."""
     _import_export_machinery()
@@ -302,20 +362,28 @@ def export_gated(fn) -> str:
     example = batches["a batch with a positive mean"].clone()
     stderr = io.StringIO()
     try:
-        with contextlib.redirect_stderr(stderr):  # torch prints the partial graph of a failed export
+        with contextlib.redirect_stderr(
+            stderr
+        ):  # torch prints the partial graph of a failed export
             program = call_answer(fn, model, example)
     except Wrong as w:
         if "data-dependent" in str(w) or "DataDependent" in str(w):
-            raise Wrong("torch.export cannot record an `if` on a tensor's value (data-dependent control "
-                        "flow); put both branches in the graph: wrap the model in a module whose forward "
-                        "returns torch.cond(x.mean() > 0, model.hot, model.cold, (x,))") from None
+            raise Wrong(
+                "torch.export cannot record an `if` on a tensor's value (data-dependent control "
+                "flow); put both branches in the graph: wrap the model in a module whose forward "
+                "returns torch.cond(x.mean() > 0, model.hot, model.cold, (x,))"
+            ) from None
         raise
     if isinstance(program, torch.jit.ScriptModule):
-        raise Wrong("that is TorchScript: torch.jit.trace records only the branch the example took (and is "
-                    "deprecated); return the ExportedProgram of torch.export.export")
+        raise Wrong(
+            "that is TorchScript: torch.jit.trace records only the branch the example took (and is "
+            "deprecated); return the ExportedProgram of torch.export.export"
+        )
     if not isinstance(program, torch.export.ExportedProgram):
-        raise Wrong(f"return the ExportedProgram that torch.export.export gives, got {type(program).__name__}"
-                    " (not its .module())")
+        raise Wrong(
+            f"return the ExportedProgram that torch.export.export gives, got {type(program).__name__}"
+            " (not its .module())"
+        )
     served = program.module()
     took: dict[str, str] = {}  # batch -> the branch the program's output equals
     for name, x in batches.items():
@@ -323,28 +391,52 @@ def export_gated(fn) -> str:
             with torch.no_grad():
                 out = served(x)
         except Exception as e:  # noqa: BLE001
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            hint = (" (draft_export records the branch the example took as an assertion, it does not "
-                    "export the other branch)" if "assertion" in first.lower() else "")
-            raise Wrong(f"the program fails on {name}: {first}{hint}; use torch.cond so that both branches "
-                        "are in the graph") from None
+            first = (
+                str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            )
+            hint = (
+                " (draft_export records the branch the example took as an assertion, it does not "
+                "export the other branch)"
+                if "assertion" in first.lower()
+                else ""
+            )
+            raise Wrong(
+                f"the program fails on {name}: {first}{hint}; use torch.cond so that both branches "
+                "are in the graph"
+            ) from None
         with torch.no_grad():
             branches = {"hot": model.hot(x), "cold": model.cold(x)}
-        took[name] = next((b for b, y in branches.items() if out.shape == y.shape
-                           and torch.allclose(out, y, rtol=1e-5, atol=1e-6)), "neither")
-    wanted = {name: "hot" if bool(x.mean() > 0) else "cold" for name, x in batches.items()}
+        took[name] = next(
+            (
+                b
+                for b, y in branches.items()
+                if out.shape == y.shape and torch.allclose(out, y, rtol=1e-5, atol=1e-6)
+            ),
+            "neither",
+        )
+    wanted = {
+        name: "hot" if bool(x.mean() > 0) else "cold" for name, x in batches.items()
+    }
     if took == wanted:
         return "both branches are in the graph, and the program picks the one the model picks."
     if len(set(took.values())) == 1 and "neither" not in took.values():
         only = next(iter(took.values()))
-        raise Wrong(f"the program gives `{only}` for every batch, also where the model takes the other branch: "
-                    "one branch is baked in; use torch.cond so that the choice happens when the program runs")
+        raise Wrong(
+            f"the program gives `{only}` for every batch, also where the model takes the other branch: "
+            "one branch is baked in; use torch.cond so that the choice happens when the program runs"
+        )
     if all(took[n] not in (wanted[n], "neither") for n in took):
-        raise Wrong("the program takes `cold` where the model takes `hot` and the other way round: the branches "
-                    "are swapped (torch.cond(pred, true_fn, false_fn, ...) runs true_fn when pred is true)")
+        raise Wrong(
+            "the program takes `cold` where the model takes `hot` and the other way round: the branches "
+            "are swapped (torch.cond(pred, true_fn, false_fn, ...) runs true_fn when pred is true)"
+        )
     wrong = [n for n in took if took[n] != wanted[n]]
     if all("rows" in n for n in wrong):
-        raise Wrong(f"on {wrong[0]} the program disagrees with the model, which takes the {wanted[wrong[0]]} "
-                    "branch for the whole batch (x.mean() over every element); decide once per batch, not "
-                    "per row")
-    raise Wrong(f"on {wrong[0]} the program's outputs are not those of the model's {wanted[wrong[0]]} branch")
+        raise Wrong(
+            f"on {wrong[0]} the program disagrees with the model, which takes the {wanted[wrong[0]]} "
+            "branch for the whole batch (x.mean() over every element); decide once per batch, not "
+            "per row"
+        )
+    raise Wrong(
+        f"on {wrong[0]} the program's outputs are not those of the model's {wanted[wrong[0]]} branch"
+    )

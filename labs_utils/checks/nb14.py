@@ -9,6 +9,7 @@ byte-order mark, whitespace or lower case. It must not call ``torch.load``.
 other layer names, kernel sizes, dtypes and channel counts, their outputs must equal the pretrained
 model's on the inputs that the adaptation promises to preserve.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,9 +17,9 @@ import json
 import pickle
 import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +49,9 @@ def _legacy(gen: torch.Generator) -> bytes:
     import io
 
     buf = io.BytesIO()
-    torch.save({"w": torch.randn(4, generator=gen)}, buf, _use_new_zipfile_serialization=False)
+    torch.save(
+        {"w": torch.randn(4, generator=gen)}, buf, _use_new_zipfile_serialization=False
+    )
     return buf.getvalue()
 
 
@@ -56,7 +59,9 @@ def _safetensors(header_len: int | None = None) -> bytes:
     """A valid safetensors file with one float32 tensor; ``header_len`` pads the JSON header (with
     spaces, as the format allows) to that many bytes, so the first byte can be chosen."""
     data = np.arange(4, dtype=np.float32).tobytes()
-    header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, len(data)]}}).encode()
+    header = json.dumps(
+        {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, len(data)]}}
+    ).encode()
     if header_len is not None:
         header += b" " * (header_len - len(header))
     return struct.pack("<Q", len(header)) + header + data
@@ -65,8 +70,10 @@ def _safetensors(header_len: int | None = None) -> bytes:
 def _lfs(real: bytes) -> bytes:
     import hashlib
 
-    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(real).hexdigest()}\n"
-            f"size {len(real)}\n").encode()
+    return (
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(real).hexdigest()}\n"
+        f"size {len(real)}\n"
+    ).encode()
 
 
 def _file_cases() -> list[tuple[str, bytes, str, str]]:
@@ -77,24 +84,63 @@ def _file_cases() -> list[tuple[str, bytes, str, str]]:
         ("weights.bin", zipped, "zip", "a complete torch.save file"),
         ("last.pth", b"", "empty", "an empty file (0 bytes)"),
         ("pytorch_model.bin", _lfs(zipped), "lfs-pointer", "a Git LFS pointer"),
-        ("model.safetensors", b'<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n', "html",
-         "an HTML page that starts with <!DOCTYPE html>"),
-        ("ckpt.pt", b"\xef\xbb\xbf\r\n  <!doctype html>\n<html lang='en'></html>", "html",
-         "an HTML page that starts with a byte-order mark, a blank line and a lower-case <!doctype html>"),
-        ("best.pth", b"<HTML><BODY>Access denied</BODY></HTML>", "html",
-         "an HTML page that starts with an upper-case <HTML>"),
-        ("encoder.pth", zipped[:300], "zip", "a torch.save file cut after 300 bytes (still a zip by its first bytes)"),
+        (
+            "model.safetensors",
+            b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n",
+            "html",
+            "an HTML page that starts with <!DOCTYPE html>",
+        ),
+        (
+            "ckpt.pt",
+            b"\xef\xbb\xbf\r\n  <!doctype html>\n<html lang='en'></html>",
+            "html",
+            "an HTML page that starts with a byte-order mark, a blank line and a lower-case <!doctype html>",
+        ),
+        (
+            "best.pth",
+            b"<HTML><BODY>Access denied</BODY></HTML>",
+            "html",
+            "an HTML page that starts with an upper-case <HTML>",
+        ),
+        (
+            "encoder.pth",
+            zipped[:300],
+            "zip",
+            "a torch.save file cut after 300 bytes (still a zip by its first bytes)",
+        ),
         ("checkpoint.pth", _safetensors(), "safetensors", "a safetensors file"),
-        ("model.pt", _safetensors(header_len=0x280), "safetensors",
-         "a safetensors file whose header is 640 bytes long: its first bytes are 80 02 00 00, like a pickle's"),
+        (
+            "model.pt",
+            _safetensors(header_len=0x280),
+            "safetensors",
+            "a safetensors file whose header is 640 bytes long: its first bytes are 80 02 00 00, like a pickle's",
+        ),
         ("weights.pt", _legacy(gen), "legacy", "a legacy-format torch.save file"),
-        ("state.pt", pickle.dumps({"w": [1.0, 2.0]}, protocol=2), "other",
-         "a plain pickle, protocol 2 (it starts with 80 02 but not with PyTorch's magic number)"),
-        ("vocab.pth", pickle.dumps({"w": [1.0]}, protocol=4), "other", "a plain pickle, protocol 4"),
+        (
+            "state.pt",
+            pickle.dumps({"w": [1.0, 2.0]}, protocol=2),
+            "other",
+            "a plain pickle, protocol 2 (it starts with 80 02 but not with PyTorch's magic number)",
+        ),
+        (
+            "vocab.pth",
+            pickle.dumps({"w": [1.0]}, protocol=4),
+            "other",
+            "a plain pickle, protocol 4",
+        ),
         ("config.bin", b'{"lr": 0.001, "epochs": 10}', "other", "a JSON config"),
-        ("error.pth", b'<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>', "other",
-         "an XML error document (not an HTML page)"),
-        ("array.pth", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "other", "a NumPy .npy file"),
+        (
+            "error.pth",
+            b'<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>',
+            "other",
+            "an XML error document (not an HTML page)",
+        ),
+        (
+            "array.pth",
+            b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}",
+            "other",
+            "a NumPy .npy file",
+        ),
     ]
 
 
@@ -102,16 +148,16 @@ _HINTS = {
     "empty": "an empty file has no first byte: check `if not head:` before looking at head[0]",
     "lfs-pointer": "a Git LFS pointer is text starting with b'version https://git-lfs.github.com/spec/'",
     "html": "an HTML page may start with a UTF-8 byte-order mark (b'\\xef\\xbb\\xbf'), whitespace, and "
-            "<!doctype html> or <html> in any case: strip the mark and the whitespace, then compare in lower case",
+    "<!doctype html> or <html> in any case: strip the mark and the whitespace, then compare in lower case",
     "zip": "every torch.save file since PyTorch 1.6, cut or not, starts with the zip header b'PK\\x03\\x04'",
     "safetensors": "a safetensors file starts with its header length (8 bytes, little-endian, so its first "
-                   "byte can be 0x80) and then b'{': check head[8:9] == b'{' before you look for a pickle",
+    "byte can be 0x80) and then b'{': check head[8:9] == b'{' before you look for a pickle",
     "legacy": "the legacy format starts with the 14 bytes shown in section 3: a pickle's b'\\x80\\x02' and then "
-              "PyTorch's magic number",
+    "PyTorch's magic number",
 }
 _OTHER_HINTS = {  # what an "other" file was taken for -> why it is not that
     "legacy": "only the legacy torch.save head counts as 'legacy': a plain pickle also starts with b'\\x80', "
-              "so compare the whole 14-byte head",
+    "so compare the whole 14-byte head",
     "html": "an XML document is not an HTML page: look for <!doctype html or <html, not for any '<'",
     "safetensors": "a safetensors file has b'{' exactly at byte 8, after its 8-byte header length",
 }
@@ -119,12 +165,19 @@ _OTHER_HINTS = {  # what an "other" file was taken for -> why it is not that
 
 # Wrong answers, each a usual shortcut.
 
+
 def _wi_by_suffix(path):
-    return {".safetensors": "safetensors", ".pth": "zip", ".pt": "zip"}.get(Path(path).suffix, "other")
+    return {".safetensors": "safetensors", ".pth": "zip", ".pt": "zip"}.get(
+        Path(path).suffix, "other"
+    )
 
 
-def _wi_solution_core(head: bytes, html: Callable[[bytes], bool], pickle_first: bool = False,
-                      legacy: Callable[[bytes], bool] = lambda h: h.startswith(_LEGACY_HEAD)) -> str:
+def _wi_solution_core(
+    head: bytes,
+    html: Callable[[bytes], bool],
+    pickle_first: bool = False,
+    legacy: Callable[[bytes], bool] = lambda h: h.startswith(_LEGACY_HEAD),
+) -> str:
     if not head:
         return "empty"
     if head.startswith(b"version https://git-lfs.github.com/spec/"):
@@ -143,13 +196,20 @@ def _wi_solution_core(head: bytes, html: Callable[[bytes], bool], pickle_first: 
 
 
 def _html_ok(head: bytes) -> bool:
-    return head.removeprefix(b"\xef\xbb\xbf").lstrip().lower().startswith((b"<!doctype html", b"<html"))
+    return (
+        head.removeprefix(b"\xef\xbb\xbf")
+        .lstrip()
+        .lower()
+        .startswith((b"<!doctype html", b"<html"))
+    )
 
 
 def _wi_strict_html(path):
     with open(path, "rb") as f:
         head = f.read(64)
-    return _wi_solution_core(head, html=lambda h: h.startswith((b"<!DOCTYPE html", b"<html")))
+    return _wi_solution_core(
+        head, html=lambda h: h.startswith((b"<!DOCTYPE html", b"<html"))
+    )
 
 
 def _wi_pickle_first(path):
@@ -161,7 +221,9 @@ def _wi_pickle_first(path):
 def _wi_any_protocol_2_pickle(path):
     with open(path, "rb") as f:
         head = f.read(64)
-    return _wi_solution_core(head, html=_html_ok, legacy=lambda h: h.startswith(b"\x80\x02"))
+    return _wi_solution_core(
+        head, html=_html_ok, legacy=lambda h: h.startswith(b"\x80\x02")
+    )
 
 
 def _wi_index_error(path):
@@ -193,10 +255,13 @@ def _wi_loads(path):
 def _wi_any_angle_bracket(path):
     with open(path, "rb") as f:
         head = f.read(64)
-    return _wi_solution_core(head, html=lambda h: h.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"<")
+    return _wi_solution_core(
+        head, html=lambda h: h.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"<"
+    )
 
 
 # Right answers written differently from the notebook's.
+
 
 def _wi_pathlib_struct(path):
     data = Path(path).read_bytes()[:32]
@@ -205,7 +270,10 @@ def _wi_pathlib_struct(path):
     if data[:40].startswith(b"version https://git-lfs"):
         return "lfs-pointer"
     stripped = data[3:] if data[:3] == b"\xef\xbb\xbf" else data
-    if stripped.strip()[:14].lower() in (b"<!doctype html",) or stripped.strip()[:5].lower() == b"<html":
+    if (
+        stripped.strip()[:14].lower() in (b"<!doctype html",)
+        or stripped.strip()[:5].lower() == b"<html"
+    ):
         return "html"
     if data[:4] == b"PK\x03\x04":
         return "zip"
@@ -231,10 +299,11 @@ def _wi_match(path):
             return "zip"
         case _ if head[8:9] == b"{":
             return "safetensors"
-        case _ if head.startswith(b"\x80\x02\x8a\x0a") and head[4:14] == _LEGACY_HEAD[4:]:
+        case _ if (
+            head.startswith(b"\x80\x02\x8a\x0a") and head[4:14] == _LEGACY_HEAD[4:]
+        ):
             return "legacy"
     return "other"
-
 
 
 def _ask(fn: Any, path: Path, want: str, what: str) -> Any:
@@ -244,22 +313,29 @@ def _ask(fn: Any, path: Path, want: str, what: str) -> Any:
     except Wrong as w:
         extra = ""
         if "UnicodeDecodeError" in str(w):
-            extra = "; open the file in binary mode, open(path, 'rb'), and compare bytes"
+            extra = (
+                "; open the file in binary mode, open(path, 'rb'), and compare bytes"
+            )
         elif want == "empty":
             extra = f"; {_HINTS['empty']}"
         raise Wrong(f"on {what} ({path.name}): {w}{extra}") from None
 
 
-@exercise("what_is", notebook=NB, wrong=[
-    (_wi_by_suffix, "name says nothing"),
-    (_wi_strict_html, "byte-order mark"),
-    (_wi_pickle_first, "first byte can be 0x80"),
-    (_wi_any_protocol_2_pickle, "plain pickle also starts"),
-    (_wi_index_error, "no first byte"),
-    (_wi_text_mode, "binary mode"),
-    (_wi_loads, "called torch.load"),
-    (_wi_any_angle_bracket, "XML document is not an HTML page"),
-], right=[_wi_pathlib_struct, _wi_match])
+@exercise(
+    "what_is",
+    notebook=NB,
+    wrong=[
+        (_wi_by_suffix, "name says nothing"),
+        (_wi_strict_html, "byte-order mark"),
+        (_wi_pickle_first, "first byte can be 0x80"),
+        (_wi_any_protocol_2_pickle, "plain pickle also starts"),
+        (_wi_index_error, "no first byte"),
+        (_wi_text_mode, "binary mode"),
+        (_wi_loads, "called torch.load"),
+        (_wi_any_angle_bracket, "XML document is not an HTML page"),
+    ],
+    right=[_wi_pathlib_struct, _wi_match],
+)
 def what_is(fn) -> str:
     """``fn(path)`` names a file from its first bytes, one of LABELS, without torch.load."""
     cases = _file_cases()
@@ -268,29 +344,47 @@ def what_is(fn) -> str:
         # the same bytes under two names must get the same answer
         for name in ("download.safetensors", "download.pth"):
             (folder / name).write_bytes(cases[0][1])
-        one = _ask(fn, folder / "download.safetensors", "zip", "a complete torch.save file")
+        one = _ask(
+            fn, folder / "download.safetensors", "zip", "a complete torch.save file"
+        )
         two = _ask(fn, folder / "download.pth", "zip", "a complete torch.save file")
         if one != two:
-            raise Wrong(f"the same bytes got {one!r} as download.safetensors and {two!r} as download.pth: the "
-                        "name says nothing about what a file holds (a Git LFS pointer keeps the real file's "
-                        "name); read its first bytes")
+            raise Wrong(
+                f"the same bytes got {one!r} as download.safetensors and {two!r} as download.pth: the "
+                "name says nothing about what a file holds (a Git LFS pointer keeps the real file's "
+                "name); read its first bytes"
+            )
         for i, (name, data, want, what) in enumerate(cases):
             path = folder / f"{i:02d}" / name
             path.parent.mkdir()
             path.write_bytes(data)
             got = _ask(fn, path, want, what)
             if loads:
-                raise Wrong("your function called torch.load: read the first bytes with open(path, 'rb').read(64) "
-                            "instead (loading is what fails on these files, and it can run code)")
+                raise Wrong(
+                    "your function called torch.load: read the first bytes with open(path, 'rb').read(64) "
+                    "instead (loading is what fails on these files, and it can run code)"
+                )
             if not isinstance(got, str):
-                raise Wrong(f"return one of the strings {', '.join(map(repr, LABELS))}; got {type(got).__name__} "
-                            f"{got!r} for {what}")
+                raise Wrong(
+                    f"return one of the strings {', '.join(map(repr, LABELS))}; got {type(got).__name__} "
+                    f"{got!r} for {what}"
+                )
             if got not in LABELS:
-                raise Wrong(f"{got!r} is not one of {', '.join(map(repr, LABELS))} (for {what})")
+                raise Wrong(
+                    f"{got!r} is not one of {', '.join(map(repr, LABELS))} (for {what})"
+                )
             if got != want:
-                hint = _HINTS[want] if want != "other" else _OTHER_HINTS.get(
-                    got, "only the kinds in the table have a name; everything else is 'other'")
-                raise Wrong(f"{what} ({name}) should be {want!r}, you said {got!r}: {hint}")
+                hint = (
+                    _HINTS[want]
+                    if want != "other"
+                    else _OTHER_HINTS.get(
+                        got,
+                        "only the kinds in the table have a name; everything else is 'other'",
+                    )
+                )
+                raise Wrong(
+                    f"{what} ({name}) should be {want!r}, you said {got!r}: {hint}"
+                )
     return f"{len(cases)} files named from their bytes alone, none loaded."
 
 
@@ -298,12 +392,15 @@ def what_is(fn) -> str:
 # Exercise 2: adapt_first_conv
 # --------------------------------------------------------------------------------------------
 
+
 class StemNet(nn.Module):
     """Another layout than SmallCNN: the first conv at ``stem.0``, 5x5, no bias."""
 
     def __init__(self, in_channels: int):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 6, 5, bias=False), nn.ReLU(), nn.Conv2d(6, 3, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5, bias=False), nn.ReLU(), nn.Conv2d(6, 3, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem(x)
@@ -318,18 +415,57 @@ def _small_cnn(in_channels: int) -> nn.Module:
 def _conv_cases() -> list[dict[str, Any]]:
     """Pretrained model factory, original and new channel counts, key, dtype, input size."""
     return [
-        {"make": _small_cnn, "key": "features.0.weight", "old": 3, "new": 1, "dtype": torch.float32, "size": 16},
-        {"make": _small_cnn, "key": "features.0.weight", "old": 3, "new": 4, "dtype": torch.float32, "size": 16},
-        {"make": StemNet, "key": "stem.0.weight", "old": 2, "new": 1, "dtype": torch.float64, "size": 9},
-        {"make": StemNet, "key": "stem.0.weight", "old": 2, "new": 5, "dtype": torch.float64, "size": 9},
-        {"make": _small_cnn, "key": "features.0.weight", "old": 1, "new": 3, "dtype": torch.float32, "size": 16},
+        {
+            "make": _small_cnn,
+            "key": "features.0.weight",
+            "old": 3,
+            "new": 1,
+            "dtype": torch.float32,
+            "size": 16,
+        },
+        {
+            "make": _small_cnn,
+            "key": "features.0.weight",
+            "old": 3,
+            "new": 4,
+            "dtype": torch.float32,
+            "size": 16,
+        },
+        {
+            "make": StemNet,
+            "key": "stem.0.weight",
+            "old": 2,
+            "new": 1,
+            "dtype": torch.float64,
+            "size": 9,
+        },
+        {
+            "make": StemNet,
+            "key": "stem.0.weight",
+            "old": 2,
+            "new": 5,
+            "dtype": torch.float64,
+            "size": 9,
+        },
+        {
+            "make": _small_cnn,
+            "key": "features.0.weight",
+            "old": 1,
+            "new": 3,
+            "dtype": torch.float32,
+            "size": 16,
+        },
     ]
 
 
 def _pretrained(case: dict[str, Any], seed: int) -> nn.Module:
-    torch.manual_seed(seed)  # the framework restores the learner's generators afterwards
+    torch.manual_seed(
+        seed
+    )  # the framework restores the learner's generators afterwards
     model = case["make"](case["old"]).to(case["dtype"])
-    with torch.no_grad():  # BatchNorm statistics that are not the defaults, so a scale error shows
+    with (
+        torch.no_grad()
+    ):  # BatchNorm statistics that are not the defaults, so a scale error shows
         for name, buf in model.named_buffers():
             if name.endswith("running_mean"):
                 buf.uniform_(-0.5, 0.5)
@@ -343,27 +479,37 @@ def _describe_weight(got: torch.Tensor, w: torch.Tensor, new: int) -> str:
     old = w.shape[1]
     if new == 1:
         if torch.allclose(got, w.mean(dim=1, keepdim=True)):
-            return ("you averaged the kernel over its input channels: the first layer's outputs are then "
-                    f"1/{old} of the pretrained model's; sum it (w.sum(dim=1, keepdim=True)) so that a gray "
-                    "image copied into every channel gives the same output")
+            return (
+                "you averaged the kernel over its input channels: the first layer's outputs are then "
+                f"1/{old} of the pretrained model's; sum it (w.sum(dim=1, keepdim=True)) so that a gray "
+                "image copied into every channel gives the same output"
+            )
         if torch.allclose(got, w[:, :1]):
-            return ("you kept only the kernel of the first input channel; sum the kernel over all its input "
-                    "channels, so that the information of every channel the model learned is kept")
+            return (
+                "you kept only the kernel of the first input channel; sum the kernel over all its input "
+                "channels, so that the information of every channel the model learned is kept"
+            )
         if torch.allclose(got, w.sum(dim=1, keepdim=True), rtol=1e-5, atol=1e-6):
             return ""
         return "for one channel, sum the kernel over its input channels: w.sum(dim=1, keepdim=True)"
     if not torch.equal(got[:, :old], w):
         if torch.allclose(got[:, :old], w * old / new):
-            return (f"you scaled the existing kernel by {old}/{new} (timm's way); the task keeps the existing "
-                    "channels' kernel unchanged and gives the new channels zeros, so the model starts exactly as "
-                    "the pretrained one")
+            return (
+                f"you scaled the existing kernel by {old}/{new} (timm's way); the task keeps the existing "
+                "channels' kernel unchanged and gives the new channels zeros, so the model starts exactly as "
+                "the pretrained one"
+            )
         return "keep the kernel of the existing input channels unchanged: got[:, :old] must equal the old weight"
     extra = got[:, old:]
     if extra.abs().sum() != 0:
-        copies = all(torch.equal(extra[:, i], w[:, i % old]) for i in range(extra.shape[1]))
+        copies = all(
+            torch.equal(extra[:, i], w[:, i % old]) for i in range(extra.shape[1])
+        )
         how = "copies of existing channels" if copies else "non-zero values"
-        return (f"the new input channels got {how}: they must start at zero (w.new_zeros(...)), otherwise "
-                "whatever the new channel holds changes the pretrained model's output from the first step")
+        return (
+            f"the new input channels got {how}: they must start at zero (w.new_zeros(...)), otherwise "
+            "whatever the new channel holds changes the pretrained model's output from the first step"
+        )
     return ""
 
 
@@ -382,33 +528,56 @@ def _judge_case(fn: Any, case: dict[str, Any], seed: int) -> None:
             extra = "; this model's first convolution is elsewhere: use the `key` argument, not a fixed name"
         raise Wrong(f"{w} ({where}){extra}") from None
     if isinstance(out, torch.Tensor):
-        raise Wrong(f"return the whole state_dict with the adapted entry in it, not the tensor alone ({where})")
+        raise Wrong(
+            f"return the whole state_dict with the adapted entry in it, not the tensor alone ({where})"
+        )
     if not isinstance(out, Mapping):
-        raise Wrong(f"return the state_dict (a dict), got {type(out).__name__} ({where})")
-    if given.keys() != snapshot.keys() or any(not torch.equal(given[k], snapshot[k]) or given[k].shape !=
-                                              snapshot[k].shape for k in snapshot):
-        raise Wrong(f"your function changed the state_dict it was given ({where}): build a new dict, "
-                    "adapted = dict(state_dict), and replace the entry there")
+        raise Wrong(
+            f"return the state_dict (a dict), got {type(out).__name__} ({where})"
+        )
+    if given.keys() != snapshot.keys() or any(
+        not torch.equal(given[k], snapshot[k]) or given[k].shape != snapshot[k].shape
+        for k in snapshot
+    ):
+        raise Wrong(
+            f"your function changed the state_dict it was given ({where}): build a new dict, "
+            "adapted = dict(state_dict), and replace the entry there"
+        )
     missing = [k for k in snapshot if k not in out]
     if missing:
-        raise Wrong(f"{missing[0]!r} is missing from your state_dict ({where}): keep every entry, and adapt the "
-                    "one at `key` instead of dropping it")
+        raise Wrong(
+            f"{missing[0]!r} is missing from your state_dict ({where}): keep every entry, and adapt the "
+            "one at `key` instead of dropping it"
+        )
     extra = [k for k in out if k not in snapshot]
     if extra:
-        raise Wrong(f"{extra[0]!r} was not in the state_dict ({where}): keep the keys as they are")
+        raise Wrong(
+            f"{extra[0]!r} was not in the state_dict ({where}): keep the keys as they are"
+        )
     for k in snapshot:
-        if k != key and not (isinstance(out[k], torch.Tensor) and torch.equal(out[k], snapshot[k])):
+        if k != key and not (
+            isinstance(out[k], torch.Tensor) and torch.equal(out[k], snapshot[k])
+        ):
             raise Wrong(f"{k!r} changed ({where}); only the entry at `key` is adapted")
     w, got = snapshot[key], out[key]
     want_shape = (w.shape[0], new, *w.shape[2:])
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != want_shape:
-        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-        hint = (" (did you write a fixed key instead of using the `key` argument?)" if isinstance(got, torch.Tensor)
-                and tuple(got.shape) == tuple(w.shape) else "")
-        raise Wrong(f"the weight at {key!r} should have shape {want_shape}, got {shape} ({where}){hint}")
+        shape = (
+            tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        )
+        hint = (
+            " (did you write a fixed key instead of using the `key` argument?)"
+            if isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(w.shape)
+            else ""
+        )
+        raise Wrong(
+            f"the weight at {key!r} should have shape {want_shape}, got {shape} ({where}){hint}"
+        )
     if got.dtype != w.dtype:
-        raise Wrong(f"the weight at {key!r} became {got.dtype}, the model's is {w.dtype} ({where}); "
-                    "make new tensors with w.new_zeros(...) to keep the dtype")
+        raise Wrong(
+            f"the weight at {key!r} became {got.dtype}, the model's is {w.dtype} ({where}); "
+            "make new tensors with w.new_zeros(...) to keep the dtype"
+        )
     mistake = _describe_weight(got, w, new)
     if mistake:
         raise Wrong(f"{mistake} ({where})")
@@ -416,15 +585,22 @@ def _judge_case(fn: Any, case: dict[str, Any], seed: int) -> None:
     target.load_state_dict(out)  # strict
     gen = torch.Generator().manual_seed(seed + 100)
     size = case["size"]
-    x = torch.rand(3, 1 if new == 1 else old, size, size, generator=gen, dtype=case["dtype"])
+    x = torch.rand(
+        3, 1 if new == 1 else old, size, size, generator=gen, dtype=case["dtype"]
+    )
     with torch.no_grad():
         if new == 1:
             want, mine = pretrained(x.expand(-1, old, -1, -1)), target(x)
         else:
-            more = torch.rand(3, new - old, size, size, generator=gen, dtype=case["dtype"]) * 5
+            more = (
+                torch.rand(3, new - old, size, size, generator=gen, dtype=case["dtype"])
+                * 5
+            )
             want, mine = pretrained(x), target(torch.cat([x, more], dim=1))
     if not torch.allclose(mine, want, rtol=1e-4, atol=1e-5):
-        raise Wrong(f"the adapted model's output differs from the pretrained model's ({where})")
+        raise Wrong(
+            f"the adapted model's output differs from the pretrained model's ({where})"
+        )
 
 
 def _ac_solution(state_dict, key, in_channels):
@@ -438,9 +614,12 @@ def _ac_solution(state_dict, key, in_channels):
     return adapted
 
 
-def _ac_variant(reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                grow: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-                in_place: bool = False, fixed_key: str | None = None) -> Callable:
+def _ac_variant(
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    grow: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    in_place: bool = False,
+    fixed_key: str | None = None,
+) -> Callable:
     def answer(state_dict, key, in_channels):
         adapted = state_dict if in_place else dict(state_dict)
         key = fixed_key or key
@@ -448,20 +627,38 @@ def _ac_variant(reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
         if in_channels == 1:
             adapted[key] = (reduce or (lambda t: t.sum(dim=1, keepdim=True)))(w)
         else:
-            adapted[key] = (grow or (lambda t, n: torch.cat(
-                [t, t.new_zeros(t.shape[0], n - t.shape[1], *t.shape[2:])], dim=1)))(w, in_channels)
+            adapted[key] = (
+                grow
+                or (
+                    lambda t, n: torch.cat(
+                        [t, t.new_zeros(t.shape[0], n - t.shape[1], *t.shape[2:])],
+                        dim=1,
+                    )
+                )
+            )(w, in_channels)
         return adapted
+
     return answer
 
 
 _ac_mean = _ac_variant(reduce=lambda w: w.mean(dim=1, keepdim=True))
 _ac_first_channel = _ac_variant(reduce=lambda w: w[:, :1].clone())
-_ac_random_new = _ac_variant(grow=lambda w, n: torch.cat(
-    [w, torch.randn(w.shape[0], n - w.shape[1], *w.shape[2:], dtype=w.dtype) * 0.1], dim=1))
-_ac_copy_channel = _ac_variant(grow=lambda w, n: torch.cat(
-    [w, w[:, :1].repeat(1, n - w.shape[1], 1, 1)], dim=1))
-_ac_timm_scaled = _ac_variant(grow=lambda w, n: torch.cat(
-    [w, w.new_zeros(w.shape[0], n - w.shape[1], *w.shape[2:])], dim=1) * w.shape[1] / n)
+_ac_random_new = _ac_variant(
+    grow=lambda w, n: torch.cat(
+        [w, torch.randn(w.shape[0], n - w.shape[1], *w.shape[2:], dtype=w.dtype) * 0.1],
+        dim=1,
+    )
+)
+_ac_copy_channel = _ac_variant(
+    grow=lambda w, n: torch.cat([w, w[:, :1].repeat(1, n - w.shape[1], 1, 1)], dim=1)
+)
+_ac_timm_scaled = _ac_variant(
+    grow=lambda w, n: (
+        torch.cat([w, w.new_zeros(w.shape[0], n - w.shape[1], *w.shape[2:])], dim=1)
+        * w.shape[1]
+        / n
+    )
+)
 _ac_in_place = _ac_variant(in_place=True)
 _ac_fixed_key = _ac_variant(fixed_key="features.0.weight")
 
@@ -479,7 +676,11 @@ def _ac_pad(state_dict, key, in_channels):
 
     out = copy.copy(state_dict)
     w = out[key]
-    out[key] = w.sum(1, keepdim=True) if in_channels == 1 else F.pad(w, (0, 0, 0, 0, 0, in_channels - w.shape[1]))
+    out[key] = (
+        w.sum(1, keepdim=True)
+        if in_channels == 1
+        else F.pad(w, (0, 0, 0, 0, 0, in_channels - w.shape[1]))
+    )
     return out
 
 
@@ -498,22 +699,28 @@ def _ac_loop(state_dict, key, in_channels):
     return result
 
 
-@exercise("adapt_first_conv", notebook=NB, wrong=[
-    (_ac_mean, "averaged"),
-    (_ac_first_channel, "first input channel"),
-    (_ac_random_new, "start at zero"),
-    (_ac_copy_channel, "copies of existing channels"),
-    (_ac_timm_scaled, "timm"),
-    (_ac_in_place, "changed the state_dict it was given"),
-    (_ac_weight_only, "not the tensor alone"),
-    (_ac_drops_key, "instead of dropping it"),
-    (_ac_fixed_key, "`key` argument"),
-], right=[_ac_solution, _ac_pad, _ac_loop])
+@exercise(
+    "adapt_first_conv",
+    notebook=NB,
+    wrong=[
+        (_ac_mean, "averaged"),
+        (_ac_first_channel, "first input channel"),
+        (_ac_random_new, "start at zero"),
+        (_ac_copy_channel, "copies of existing channels"),
+        (_ac_timm_scaled, "timm"),
+        (_ac_in_place, "changed the state_dict it was given"),
+        (_ac_weight_only, "not the tensor alone"),
+        (_ac_drops_key, "instead of dropping it"),
+        (_ac_fixed_key, "`key` argument"),
+    ],
+    right=[_ac_solution, _ac_pad, _ac_loop],
+)
 def adapt_first_conv(fn) -> str:
     """``fn(state_dict, key, in_channels)`` adapts a first convolution to another number of input channels."""
     cases = _conv_cases()
     for i, case in enumerate(cases):
         _judge_case(fn, case, seed=i)
-    return (f"{len(cases)} models (other names, kernels, dtypes, 1 to 5 channels) load your weights strictly and "
-            "give the pretrained model's outputs.")
-
+    return (
+        f"{len(cases)} models (other names, kernels, dtypes, 1 to 5 channels) load your weights strictly and "
+        "give the pretrained model's outputs."
+    )

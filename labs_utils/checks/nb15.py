@@ -15,6 +15,7 @@ average, and hold copies that a later ``update_parameters`` does not change.
 (they scale the current rate), ``LambdaLR`` (it computes from ``base_lrs``) and ``ExponentialLR``,
 with factors 0.1 and 0.5, and compares each group's rate over the next steps with the plan.
 """
+
 from __future__ import annotations
 
 import copy
@@ -68,15 +69,29 @@ def _objects(seed: int, num_workers: int):
     from torchdata.stateful_dataloader.sampler import RandomSampler
 
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(6, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Dropout(0.3), nn.Linear(12, 3))
+    model = nn.Sequential(
+        nn.Linear(6, 12),
+        nn.BatchNorm1d(12),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.Linear(12, 3),
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
     data = _data()
-    with warnings.catch_warnings():  # torchdata 0.11 calls torch.set_vital, which torch 2.13 deprecates
+    with (
+        warnings.catch_warnings()
+    ):  # torchdata 0.11 calls torch.set_vital, which torch 2.13 deprecates
         warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
-        loader = StatefulDataLoader(data, batch_size=_BATCH, num_workers=num_workers,
-                                    sampler=RandomSampler(data, generator=torch.Generator().manual_seed(seed + 5)),
-                                    generator=torch.Generator().manual_seed(seed + 6))
+        loader = StatefulDataLoader(
+            data,
+            batch_size=_BATCH,
+            num_workers=num_workers,
+            sampler=RandomSampler(
+                data, generator=torch.Generator().manual_seed(seed + 5)
+            ),
+            generator=torch.Generator().manual_seed(seed + 6),
+        )
     return model, optimizer, ema, loader
 
 
@@ -98,15 +113,25 @@ def _train(model, optimizer, ema, loader, start: int, log: list, stop_at=None) -
 def _training_state(model, optimizer, ema, loader, epoch: int) -> dict:
     from ..toolkit import capture_rng_state
 
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema.state_dict(),
-            "loader": loader.state_dict(), "epoch": epoch, "rng": capture_rng_state()}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "ema": ema.state_dict(),
+        "loader": loader.state_dict(),
+        "epoch": epoch,
+        "rng": capture_rng_state(),
+    }
 
 
 def _reference(num_workers: int, cache: dict):
     if num_workers not in cache:
         model, optimizer, ema, loader = _objects(0, num_workers)
         log = _train(model, optimizer, ema, loader, 0, [])
-        cache[num_workers] = (log, copy.deepcopy(model.state_dict()), copy.deepcopy(ema.state_dict()))
+        cache[num_workers] = (
+            log,
+            copy.deepcopy(model.state_dict()),
+            copy.deepcopy(ema.state_dict()),
+        )
     return cache[num_workers]
 
 
@@ -123,40 +148,60 @@ def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> N
     from .nb04 import _drew_after_restoring
 
     if not _states_equal(saved["model"], model.state_dict()):
-        raise Wrong(f"with {where}, the model's weights differ from the checkpoint's: call "
-                    "model.load_state_dict(checkpoint['model']) on the model passed in")
+        raise Wrong(
+            f"with {where}, the model's weights differ from the checkpoint's: call "
+            "model.load_state_dict(checkpoint['model']) on the model passed in"
+        )
     now = optimizer.state_dict()
     if saved["optimizer"]["state"] and not now["state"]:
-        raise Wrong(f"with {where}, the optimizer you were given has no momentum buffers: call "
-                    "optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with it)")
+        raise Wrong(
+            f"with {where}, the optimizer you were given has no momentum buffers: call "
+            "optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with it)"
+        )
     if now["state"].keys() != saved["optimizer"]["state"].keys() or not all(
-            _states_equal(saved["optimizer"]["state"][i], s) for i, s in now["state"].items()):
-        raise Wrong(f"with {where}, the optimizer's momentum buffers differ from the checkpoint's: call "
-                    "optimizer.load_state_dict(checkpoint['optimizer'])")
+        _states_equal(saved["optimizer"]["state"][i], s)
+        for i, s in now["state"].items()
+    ):
+        raise Wrong(
+            f"with {where}, the optimizer's momentum buffers differ from the checkpoint's: call "
+            "optimizer.load_state_dict(checkpoint['optimizer'])"
+        )
     ema_now = ema.state_dict()
     if int(ema_now["n_averaged"]) == 0 and int(saved["ema"]["n_averaged"]) > 0:
-        raise Wrong(f"with {where}, the average you were given was not restored (its n_averaged is 0, so its next "
-                    "update would copy the weights and forget the average): call "
-                    "ema.load_state_dict(checkpoint['ema']) on the AveragedModel passed in")
+        raise Wrong(
+            f"with {where}, the average you were given was not restored (its n_averaged is 0, so its next "
+            "update would copy the weights and forget the average): call "
+            "ema.load_state_dict(checkpoint['ema']) on the AveragedModel passed in"
+        )
     if not _states_equal(saved["ema"], ema_now):
-        raise Wrong(f"with {where}, the average's weights differ from the checkpoint's: load checkpoint['ema'] "
-                    "with ema.load_state_dict (the AveragedModel's own keys, 'module.' prefix and n_averaged)")
+        raise Wrong(
+            f"with {where}, the average's weights differ from the checkpoint's: load checkpoint['ema'] "
+            "with ema.load_state_dict (the AveragedModel's own keys, 'module.' prefix and n_averaged)"
+        )
     if loader.next_iter_state is None and not loader._initial_iter_for_state_dict:
         # (after load_state_dict, loader.state_dict() builds the iterator the next iter() reuses: fine)
         if loader._iterator is not None:
-            raise Wrong(f"with {where}, your function iterated over the loader (iter(loader) or "
-                        "next(iter(loader))): the first iter() after load_state_dict uses the restored position, "
-                        "and the training loop's own iter() then starts a new epoch. Leave the loader to the loop")
-        raise Wrong(f"with {where}, the loader you were given has no restored position: call "
-                    "loader.load_state_dict(checkpoint['loader']) on it (training goes on with that loader)")
+            raise Wrong(
+                f"with {where}, your function iterated over the loader (iter(loader) or "
+                "next(iter(loader))): the first iter() after load_state_dict uses the restored position, "
+                "and the training loop's own iter() then starts a new epoch. Leave the loader to the loop"
+            )
+        raise Wrong(
+            f"with {where}, the loader you were given has no restored position: call "
+            "loader.load_state_dict(checkpoint['loader']) on it (training goes on with that loader)"
+        )
     saved_rng, now_rng = saved["rng"]["torch"], torch.get_rng_state()
     if not torch.equal(saved_rng, now_rng):
         if _drew_after_restoring(saved_rng, now_rng):
-            raise Wrong(f"with {where}, your function restored torch's global generator, then drew from it before "
-                        "returning (a forward pass in train mode, torch.randn, building a layer): restore the RNG "
-                        "states last")
-        raise Wrong(f"with {where}, torch's global generator (the Dropout masks) is not the checkpoint's: "
-                    "restore_rng_state(checkpoint['rng'])")
+            raise Wrong(
+                f"with {where}, your function restored torch's global generator, then drew from it before "
+                "returning (a forward pass in train mode, torch.randn, building a layer): restore the RNG "
+                "states last"
+            )
+        raise Wrong(
+            f"with {where}, torch's global generator (the Dropout masks) is not the checkpoint's: "
+            "restore_rng_state(checkpoint['rng'])"
+        )
 
 
 def _check_batches(log: list, reference: list, stop_at, start: int, where: str) -> None:
@@ -166,10 +211,14 @@ def _check_batches(log: list, reference: list, stop_at, start: int, where: str) 
     if got == expected:
         return
     if start == epoch and step > 0 and len(got) == len(expected) + step:
-        raise Wrong(f"with {where}, the loader gave all {len(expected)} batches of epoch {epoch} again, not the "
-                    f"{len(expected) - step} left: load checkpoint['loader'] into the loader passed in")
-    raise Wrong(f"with {where}, the batches of epoch {epoch} after the resume differ from the uninterrupted run's: "
-                "load checkpoint['loader'] into the loader passed in, and do not draw batches in your function")
+        raise Wrong(
+            f"with {where}, the loader gave all {len(expected)} batches of epoch {epoch} again, not the "
+            f"{len(expected) - step} left: load checkpoint['loader'] into the loader passed in"
+        )
+    raise Wrong(
+        f"with {where}, the batches of epoch {epoch} after the resume differ from the uninterrupted run's: "
+        "load checkpoint['loader'] into the loader passed in, and do not draw batches in your function"
+    )
 
 
 def _right_resume(checkpoint, model, optimizer, ema, loader):
@@ -188,7 +237,12 @@ def _rng_first_by_hand(checkpoint, model, optimizer, ema, loader):
     import numpy as np
 
     torch.set_rng_state(checkpoint["rng"]["torch"])
-    for obj, key in ((loader, "loader"), (ema, "ema"), (optimizer, "optimizer"), (model, "model")):
+    for obj, key in (
+        (loader, "loader"),
+        (ema, "ema"),
+        (optimizer, "optimizer"),
+        (model, "model"),
+    ):
         obj.load_state_dict(checkpoint[key])
     return np.int64(checkpoint["epoch"])
 
@@ -238,7 +292,12 @@ def _ema_into_module(checkpoint, model, optimizer, ema, loader):
 
 
 def _no_rng(checkpoint, model, optimizer, ema, loader):
-    for obj, key in ((model, "model"), (optimizer, "optimizer"), (ema, "ema"), (loader, "loader")):
+    for obj, key in (
+        (model, "model"),
+        (optimizer, "optimizer"),
+        (ema, "ema"),
+        (loader, "loader"),
+    ):
         obj.load_state_dict(checkpoint[key])
     return checkpoint["epoch"]
 
@@ -267,7 +326,9 @@ def _new_loader(checkpoint, model, optimizer, ema, loader):
     _no_loader_state(checkpoint, model, optimizer, ema, loader)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        own = StatefulDataLoader(loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler)
+        own = StatefulDataLoader(
+            loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler
+        )
     own.load_state_dict(checkpoint["loader"])
     return checkpoint["epoch"]
 
@@ -276,18 +337,23 @@ def _forgot_return(checkpoint, model, optimizer, ema, loader):
     _right_resume(checkpoint, model, optimizer, ema, loader)
 
 
-@exercise("resume_mid_epoch", notebook=NB, wrong=[
-    (_no_loader_state, "loader.load_state_dict(checkpoint['loader'])"),
-    (_new_loader, "no restored position"),
-    (_next_epoch, "is not finished"),
-    (_no_ema, "ema.load_state_dict(checkpoint['ema'])"),
-    (_new_average, "n_averaged is 0"),
-    (_ema_into_module, "unexpected key"),
-    (_no_rng, "restore_rng_state(checkpoint['rng'])"),
-    (_peeks_a_batch, "iterated over the loader"),
-    (_forward_after, "restore the rng states last"),
-    (_forgot_return, "forget the `return`"),
-], right=[_right_resume, _rng_first_by_hand, _looks_at_the_state])
+@exercise(
+    "resume_mid_epoch",
+    notebook=NB,
+    wrong=[
+        (_no_loader_state, "loader.load_state_dict(checkpoint['loader'])"),
+        (_new_loader, "no restored position"),
+        (_next_epoch, "is not finished"),
+        (_no_ema, "ema.load_state_dict(checkpoint['ema'])"),
+        (_new_average, "n_averaged is 0"),
+        (_ema_into_module, "unexpected key"),
+        (_no_rng, "restore_rng_state(checkpoint['rng'])"),
+        (_peeks_a_batch, "iterated over the loader"),
+        (_forward_after, "restore the rng states last"),
+        (_forgot_return, "forget the `return`"),
+    ],
+    right=[_right_resume, _rng_first_by_hand, _looks_at_the_state],
+)
 def resume_mid_epoch(fn) -> str:
     """``fn(checkpoint, model, optimizer, ema, loader)`` restores everything and returns the epoch to train next."""
     references: dict = {}
@@ -295,7 +361,9 @@ def resume_mid_epoch(fn) -> str:
         ref_log, ref_model, ref_ema = _reference(workers, references)
         model, optimizer, ema, loader = _objects(0, workers)
         log = _train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
-        checkpoint = _through_file(_training_state(model, optimizer, ema, loader, stop_at[0]))
+        checkpoint = _through_file(
+            _training_state(model, optimizer, ema, loader, stop_at[0])
+        )
         saved = _through_file(checkpoint)  # a copy the answer cannot change
         del model, optimizer, ema, loader  # the process dies
 
@@ -305,33 +373,47 @@ def resume_mid_epoch(fn) -> str:
             start = call_answer(fn, checkpoint, model, optimizer, ema, loader)
         except Wrong as w:
             if "n_averaged" in str(w) and "Unexpected key" in str(w):
-                raise Wrong(f"{w}: checkpoint['ema'] is the AveragedModel's own state_dict (unexpected keys "
-                            "'n_averaged' and 'module.'...); load it with ema.load_state_dict, not into ema.module") \
-                    from None
+                raise Wrong(
+                    f"{w}: checkpoint['ema'] is the AveragedModel's own state_dict (unexpected keys "
+                    "'n_averaged' and 'module.'...); load it with ema.load_state_dict, not into ema.module"
+                ) from None
             raise
         start = as_int(start, "the epoch your function returned")
         _check_restored(saved, model, optimizer, ema, loader, where)
         epoch = saved["epoch"]
         if start == epoch + 1:
-            raise Wrong(f"with {where}, your function returned {start}, the epoch after the checkpoint's: epoch "
-                        f"{epoch} is not finished, its loader state holds the batches left; return checkpoint['epoch']")
+            raise Wrong(
+                f"with {where}, your function returned {start}, the epoch after the checkpoint's: epoch "
+                f"{epoch} is not finished, its loader state holds the batches left; return checkpoint['epoch']"
+            )
         if start != epoch:
-            raise Wrong(f"with {where}, your function returned {start}; the run goes on in the checkpoint's epoch "
-                        f"({epoch}): return checkpoint['epoch']")
+            raise Wrong(
+                f"with {where}, your function returned {start}; the run goes on in the checkpoint's epoch "
+                f"({epoch}): return checkpoint['epoch']"
+            )
         _train(model, optimizer, ema, loader, start, log)
         _check_batches(log, ref_log, stop_at, start, where)
         if log != ref_log:
-            raise Wrong(f"with {where}, the epochs after the resumed one got other batches than the uninterrupted "
-                        "run: restore every object passed in, and build nothing that draws from the loader's "
-                        "generators")
-        if not _states_equal(ref_model, model.state_dict()) or not _states_equal(ref_ema, ema.state_dict()):
-            raise Wrong(f"with {where}, the run saw the same batches but ended with other weights: restore the "
-                        "model, the optimizer, the EMA and the RNG states, and draw no random numbers afterwards")
-    return ("the model and its EMA end identical to uninterrupted runs, resumed before the first step, mid-epoch, "
-            "after an epoch's last step, at an epoch boundary, and with 2 workers.")
+            raise Wrong(
+                f"with {where}, the epochs after the resumed one got other batches than the uninterrupted "
+                "run: restore every object passed in, and build nothing that draws from the loader's "
+                "generators"
+            )
+        if not _states_equal(ref_model, model.state_dict()) or not _states_equal(
+            ref_ema, ema.state_dict()
+        ):
+            raise Wrong(
+                f"with {where}, the run saw the same batches but ended with other weights: restore the "
+                "model, the optimizer, the EMA and the RNG states, and draw no random numbers afterwards"
+            )
+    return (
+        "the model and its EMA end identical to uninterrupted runs, resumed before the first step, mid-epoch, "
+        "after an epoch's last step, at an epoch boundary, and with 2 workers."
+    )
 
 
 # --------------------------------------------------------------------------- ema_weights
+
 
 class _HasModule(nn.Module):
     """A model with a submodule of its own named ``module``: its keys start with 'module.'."""
@@ -350,16 +432,20 @@ def _bn_model() -> nn.Module:
 
 
 # (factory, use_buffers, description)
-_EMA_CASES = [(_bn_model, True, "a model with BatchNorm (use_buffers=True)"),
-              (_HasModule, True, "a model with a submodule named 'module'"),
-              (_bn_model, False, "a model with BatchNorm (use_buffers=False)")]
+_EMA_CASES = [
+    (_bn_model, True, "a model with BatchNorm (use_buffers=True)"),
+    (_HasModule, True, "a model with a submodule named 'module'"),
+    (_bn_model, False, "a model with BatchNorm (use_buffers=False)"),
+]
 
 
 def _trained_average(factory, use_buffers: bool, seed: int):
     """An AveragedModel that differs from its model: a few SGD steps, an update after each."""
     torch.manual_seed(seed)
     model = factory()
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.8), use_buffers=use_buffers)
+    ema = AveragedModel(
+        model, multi_avg_fn=get_ema_multi_avg_fn(0.8), use_buffers=use_buffers
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     for _ in range(4):
         optimizer.zero_grad()
@@ -374,51 +460,80 @@ def _check_ema_weights(fn, factory, use_buffers: bool, what: str) -> None:
     before = copy.deepcopy(ema)
     out = call_answer(fn, ema)
     if isinstance(out, nn.Module):
-        raise Wrong(f"for {what}, you returned a module ({type(out).__name__}); return its state_dict(), the "
-                    "dict of tensors a model loads")
+        raise Wrong(
+            f"for {what}, you returned a module ({type(out).__name__}); return its state_dict(), the "
+            "dict of tensors a model loads"
+        )
     if not isinstance(out, Mapping):
-        raise Wrong(f"for {what}, return a state_dict (a dict of tensors), got {type(out).__name__}")
+        raise Wrong(
+            f"for {what}, return a state_dict (a dict of tensors), got {type(out).__name__}"
+        )
     if not _states_equal(before.state_dict(), ema.state_dict()):
-        raise Wrong(f"for {what}, your function changed the average it was given; read from it, do not modify it")
+        raise Wrong(
+            f"for {what}, your function changed the average it was given; read from it, do not modify it"
+        )
     expected = before.module.state_dict()
     keys, wanted = set(map(str, out)), set(expected)
     if "n_averaged" in keys:
-        raise Wrong(f"for {what}, your dict holds 'n_averaged', the AveragedModel's own counter: it is not a weight "
-                    "of the model, which refuses it as an unexpected key. Take the weights of ema.module")
+        raise Wrong(
+            f"for {what}, your dict holds 'n_averaged', the AveragedModel's own counter: it is not a weight "
+            "of the model, which refuses it as an unexpected key. Take the weights of ema.module"
+        )
     if keys != wanted:
         missing, extra = sorted(wanted - keys), sorted(keys - wanted)
-        if extra and all(k.startswith("module.") and k.removeprefix("module.") in wanted for k in extra):
-            raise Wrong(f"for {what}, the keys still carry AveragedModel's 'module.' prefix ({extra[0]!r}): take "
-                        "ema.module.state_dict(), or remove the prefix once, at the start of each key")
+        if extra and all(
+            k.startswith("module.") and k.removeprefix("module.") in wanted
+            for k in extra
+        ):
+            raise Wrong(
+                f"for {what}, the keys still carry AveragedModel's 'module.' prefix ({extra[0]!r}): take "
+                "ema.module.state_dict(), or remove the prefix once, at the start of each key"
+            )
         flattened = {k.replace("module.", "") for k in wanted}
         if extra and set(extra) <= flattened | {k.lstrip("module.") for k in wanted}:
-            raise Wrong(f"for {what}, a key became {extra[0]!r}: this model has a submodule named 'module', and "
-                        "replace('module.', '') or lstrip('module.') removes more than AveragedModel's prefix. "
-                        "Remove the prefix only once, at the start (str.removeprefix), or use ema.module.state_dict()")
+            raise Wrong(
+                f"for {what}, a key became {extra[0]!r}: this model has a submodule named 'module', and "
+                "replace('module.', '') or lstrip('module.') removes more than AveragedModel's prefix. "
+                "Remove the prefix only once, at the start (str.removeprefix), or use ema.module.state_dict()"
+            )
         buffers = {n for n, _ in before.module.named_buffers()}
         if missing and set(missing) <= buffers:
-            raise Wrong(f"for {what}, the buffers are missing ({', '.join(missing[:3])}): parameters alone leave out "
-                        "BatchNorm's running statistics; a state_dict holds parameters and buffers")
-        raise Wrong(f"for {what}, the keys differ from the model's (missing {missing[:3]}, unexpected {extra[:3]}): "
-                    "return the keys of ema.module.state_dict()")
+            raise Wrong(
+                f"for {what}, the buffers are missing ({', '.join(missing[:3])}): parameters alone leave out "
+                "BatchNorm's running statistics; a state_dict holds parameters and buffers"
+            )
+        raise Wrong(
+            f"for {what}, the keys differ from the model's (missing {missing[:3]}, unexpected {extra[:3]}): "
+            "return the keys of ema.module.state_dict()"
+        )
     for k, v in expected.items():
         got = out[k]
-        if not isinstance(got, torch.Tensor) or got.dtype != v.dtype or not torch.equal(got, v):
-            raise Wrong(f"for {what}, {k!r} is not the average's value (same dtype, same numbers): take the tensors "
-                        "of ema.module.state_dict()")
+        if (
+            not isinstance(got, torch.Tensor)
+            or got.dtype != v.dtype
+            or not torch.equal(got, v)
+        ):
+            raise Wrong(
+                f"for {what}, {k!r} is not the average's value (same dtype, same numbers): take the tensors "
+                "of ema.module.state_dict()"
+            )
     fresh = factory()
     fresh.load_state_dict(out)  # strict; the keys and shapes were checked above
     x = torch.randn(5, 4)
     with torch.no_grad():
         if not torch.equal(fresh.eval()(x), before.module.eval()(x)):
-            raise Wrong(f"for {what}, a model loaded with your dict does not answer like the average")
+            raise Wrong(
+                f"for {what}, a model loaded with your dict does not answer like the average"
+            )
     snapshot = {k: v.clone() for k, v in expected.items()}
     ema.update_parameters(model)  # training goes on: the average moves, in place
     changed = [k for k, v in out.items() if not torch.equal(v, snapshot[k])]
     if changed:
-        raise Wrong(f"for {what}, the tensors you returned share memory with the average: the next "
-                    f"ema.update_parameters(model) changed {changed[0]!r} in your dict (a state_dict's tensors are the "
-                    "module's own). Return copies: v.clone() for each tensor, or copy.deepcopy of the dict")
+        raise Wrong(
+            f"for {what}, the tensors you returned share memory with the average: the next "
+            f"ema.update_parameters(model) changed {changed[0]!r} in your dict (a state_dict's tensors are the "
+            "module's own). Return copies: v.clone() for each tensor, or copy.deepcopy of the dict"
+        )
 
 
 def _right_copy(ema):
@@ -439,15 +554,27 @@ def _consume_prefix(ema):
 
 
 def _removeprefix(ema):
-    return {k.removeprefix("module."): v.clone() for k, v in ema.state_dict().items() if k != "n_averaged"}
+    return {
+        k.removeprefix("module."): v.clone()
+        for k, v in ema.state_dict().items()
+        if k != "n_averaged"
+    }
 
 
 def _replace_everywhere(ema):
-    return {k.replace("module.", ""): v.clone() for k, v in ema.state_dict().items() if k != "n_averaged"}
+    return {
+        k.replace("module.", ""): v.clone()
+        for k, v in ema.state_dict().items()
+        if k != "n_averaged"
+    }
 
 
 def _lstrip(ema):
-    return {k.lstrip("module."): v.clone() for k, v in ema.state_dict().items() if k != "n_averaged"}
+    return {
+        k.lstrip("module."): v.clone()
+        for k, v in ema.state_dict().items()
+        if k != "n_averaged"
+    }
 
 
 def _keeps_prefix(ema):
@@ -462,22 +589,29 @@ def _forgot_return_ema(ema):
     state = copy.deepcopy(ema.module.state_dict())  # noqa: F841
 
 
-@exercise("ema_weights", notebook=NB, wrong=[
-    (lambda ema: ema.state_dict(), "n_averaged"),
-    (_keeps_prefix, "'module.' prefix"),
-    (_replace_everywhere, "removes more than"),
-    (_lstrip, "removes more than"),
-    (lambda ema: ema.module.state_dict(), "share memory"),
-    (_parameters_only, "buffers are missing"),
-    (lambda ema: copy.deepcopy(ema.module), "returned a module"),
-    (_forgot_return_ema, "forget the `return`"),
-], right=[_right_copy, _deepcopy_state, _consume_prefix, _removeprefix])
+@exercise(
+    "ema_weights",
+    notebook=NB,
+    wrong=[
+        (lambda ema: ema.state_dict(), "n_averaged"),
+        (_keeps_prefix, "'module.' prefix"),
+        (_replace_everywhere, "removes more than"),
+        (_lstrip, "removes more than"),
+        (lambda ema: ema.module.state_dict(), "share memory"),
+        (_parameters_only, "buffers are missing"),
+        (lambda ema: copy.deepcopy(ema.module), "returned a module"),
+        (_forgot_return_ema, "forget the `return`"),
+    ],
+    right=[_right_copy, _deepcopy_state, _consume_prefix, _removeprefix],
+)
 def ema_weights(fn) -> str:
     """``fn(ema)`` returns the averaged weights as a plain state_dict of copies."""
     for factory, use_buffers, what in _EMA_CASES:
         _check_ema_weights(fn, factory, use_buffers, what)
-    return ("a plain state_dict of copies: it loads strictly into a fresh model, answers like the average, and "
-            "later updates of the average leave it alone.")
+    return (
+        "a plain state_dict of copies: it loads strictly into a fresh model, answers like the average, and "
+        "later updates of the average leave it alone."
+    )
 
 
 # --------------------------------------------------------------------------- resume_scaled
@@ -488,17 +622,23 @@ _BEFORE, _AFTER = 4, 6
 def _schedulers():
     """(name, factory(optimizer)) for each schedule the check resumes."""
     sched = torch.optim.lr_scheduler
-    return [("CosineAnnealingLR", lambda opt: sched.CosineAnnealingLR(opt, T_max=12)),
-            ("LambdaLR", lambda opt: sched.LambdaLR(opt, lambda e: 1.0 / (1 + e))),
-            ("StepLR", lambda opt: sched.StepLR(opt, step_size=3, gamma=0.5)),
-            ("ExponentialLR", lambda opt: sched.ExponentialLR(opt, gamma=0.8))]
+    return [
+        ("CosineAnnealingLR", lambda opt: sched.CosineAnnealingLR(opt, T_max=12)),
+        ("LambdaLR", lambda opt: sched.LambdaLR(opt, lambda e: 1.0 / (1 + e))),
+        ("StepLR", lambda opt: sched.StepLR(opt, step_size=3, gamma=0.5)),
+        ("ExponentialLR", lambda opt: sched.ExponentialLR(opt, gamma=0.8)),
+    ]
 
 
 def _scheduled(make_scheduler, lrs=(0.1, 0.01)):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-    optimizer = torch.optim.AdamW([{"params": model[0].parameters(), "lr": lrs[0]},
-                                   {"params": model[2].parameters(), "lr": lrs[1]}])
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model[0].parameters(), "lr": lrs[0]},
+            {"params": model[2].parameters(), "lr": lrs[1]},
+        ]
+    )
     return model, optimizer, make_scheduler(optimizer)
 
 
@@ -513,9 +653,12 @@ def _rates(optimizer, scheduler, steps: int) -> list[list[float]]:
     return rates
 
 
-def _diagnose(got, plan, factor: float, name: str, lr_ratio: list[float], base_ratio: list[float]) -> str:
+def _diagnose(
+    got, plan, factor: float, name: str, lr_ratio: list[float], base_ratio: list[float]
+) -> str:
     """A hint for rates ``got`` that are not ``factor`` times ``plan``; ``lr_ratio`` and ``base_ratio``: each
     group's rate and each entry of ``base_lrs`` right after the answer, divided by the checkpoint's."""
+
     def close(r, v):
         return math.isclose(r, v, rel_tol=1e-9)
 
@@ -525,23 +668,35 @@ def _diagnose(got, plan, factor: float, name: str, lr_ratio: list[float], base_r
     lr_scaled = [close(r, factor) for r in lr_ratio]
     base_scaled = [close(r, factor) for r in base_ratio]
     if all(close(r, 1.0) for r in lr_ratio + base_ratio):
-        return ("the rates are the saved ones, not scaled: optimizer.load_state_dict puts the saved rates back (and "
-                "scheduler.load_state_dict the saved base_lrs), so scale after loading both")
+        return (
+            "the rates are the saved ones, not scaled: optimizer.load_state_dict puts the saved rates back (and "
+            "scheduler.load_state_dict the saved base_lrs), so scale after loading both"
+        )
     if any(lr_scaled) and not all(lr_scaled):
-        return ("only the first parameter group's rate is scaled; the optimizer has two groups: change every group "
-                "in optimizer.param_groups (and every entry of scheduler.base_lrs)")
+        return (
+            "only the first parameter group's rate is scaled; the optimizer has two groups: change every group "
+            "in optimizer.param_groups (and every entry of scheduler.base_lrs)"
+        )
     if all(close(r, 1.0) for r in lr_ratio) and all(base_scaled):
-        return (f"the rate in use right after the resume is not scaled, and {name} multiplies the current rate at "
-                "each step (it reads base_lrs only in special cases): multiply every optimizer.param_groups[i]['lr'] "
-                "by factor as well")
+        return (
+            f"the rate in use right after the resume is not scaled, and {name} multiplies the current rate at "
+            "each step (it reads base_lrs only in special cases): multiply every optimizer.param_groups[i]['lr'] "
+            "by factor as well"
+        )
     if all(lr_scaled) and not all(base_scaled):
-        return (f"the first rate after the resume is scaled, then {name} goes back to the plan: it computes each rate "
-                "from scheduler.base_lrs, which scheduler.load_state_dict restored; scale scheduler.base_lrs too")
+        return (
+            f"the first rate after the resume is scaled, then {name} goes back to the plan: it computes each rate "
+            "from scheduler.base_lrs, which scheduler.load_state_dict restored; scale scheduler.base_lrs too"
+        )
     if not any(lr_scaled):
-        return (f"each rate is {lr_ratio[0]:.3g} times the saved one, not {factor} times: multiply the current rates "
-                "by factor (group['lr'] *= factor) instead of setting them to a value")
-    return (f"the rates are not {factor} times the plan at every step: scale every group's current rate and "
-            "scheduler.base_lrs, after loading")
+        return (
+            f"each rate is {lr_ratio[0]:.3g} times the saved one, not {factor} times: multiply the current rates "
+            "by factor (group['lr'] *= factor) instead of setting them to a value"
+        )
+    return (
+        f"the rates are not {factor} times the plan at every step: scale every group's current rate and "
+        "scheduler.base_lrs, after loading"
+    )
 
 
 def _check_scaled(fn, name: str, make_scheduler, factor: float) -> None:
@@ -551,31 +706,53 @@ def _check_scaled(fn, name: str, make_scheduler, factor: float) -> None:
         model(torch.randn(5, 3)).pow(2).mean().backward()
         optimizer.step()
         scheduler.step()
-    checkpoint = _through_file({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
+    checkpoint = _through_file(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    )
     saved = _through_file(checkpoint)
     plan = _rates(optimizer, scheduler, _AFTER)
 
-    _, optimizer2, scheduler2 = _scheduled(make_scheduler, lrs=(0.3, 0.03))  # the new process
+    _, optimizer2, scheduler2 = _scheduled(
+        make_scheduler, lrs=(0.3, 0.03)
+    )  # the new process
     run_answer(fn, checkpoint, optimizer2, scheduler2, factor)
     where = f"with {name} and factor={factor}"
     if not optimizer2.state:
-        raise Wrong(f"{where}, the optimizer you were given has no state (AdamW's averages): call "
-                    "optimizer.load_state_dict(checkpoint['optimizer']) on that object")
-    state_ok = all(_states_equal(s, optimizer2.state_dict()["state"][i]) for i, s in saved["optimizer"]["state"].items())
+        raise Wrong(
+            f"{where}, the optimizer you were given has no state (AdamW's averages): call "
+            "optimizer.load_state_dict(checkpoint['optimizer']) on that object"
+        )
+    state_ok = all(
+        _states_equal(s, optimizer2.state_dict()["state"][i])
+        for i, s in saved["optimizer"]["state"].items()
+    )
     if not state_ok:
-        raise Wrong(f"{where}, the optimizer's state (AdamW's averages) differs from the checkpoint's: load "
-                    "checkpoint['optimizer'] and change only the learning rates")
+        raise Wrong(
+            f"{where}, the optimizer's state (AdamW's averages) differs from the checkpoint's: load "
+            "checkpoint['optimizer'] and change only the learning rates"
+        )
     last = scheduler2.last_epoch
     if last == 0:
-        raise Wrong(f"{where}, the scheduler you were given is at step 0, not {_BEFORE}: call "
-                    "scheduler.load_state_dict(checkpoint['scheduler'])")
+        raise Wrong(
+            f"{where}, the scheduler you were given is at step 0, not {_BEFORE}: call "
+            "scheduler.load_state_dict(checkpoint['scheduler'])"
+        )
     if last != saved["scheduler"]["last_epoch"]:
-        raise Wrong(f"{where}, your function moved the scheduler to step {last} (the checkpoint's is "
-                    f"{saved['scheduler']['last_epoch']}): do not call scheduler.step() in it; the next training step "
-                    "does")
-    lr_ratio = [g["lr"] / s["lr"] for g, s in zip(optimizer2.param_groups, saved["optimizer"]["param_groups"])]
-    base_ratio = [b / s for b, s in zip(scheduler2.base_lrs, saved["scheduler"]["base_lrs"])]
-    hint = _diagnose(_rates(optimizer2, scheduler2, _AFTER), plan, factor, name, lr_ratio, base_ratio)
+        raise Wrong(
+            f"{where}, your function moved the scheduler to step {last} (the checkpoint's is "
+            f"{saved['scheduler']['last_epoch']}): do not call scheduler.step() in it; the next training step "
+            "does"
+        )
+    lr_ratio = [
+        g["lr"] / s["lr"]
+        for g, s in zip(optimizer2.param_groups, saved["optimizer"]["param_groups"])
+    ]
+    base_ratio = [
+        b / s for b, s in zip(scheduler2.base_lrs, saved["scheduler"]["base_lrs"])
+    ]
+    hint = _diagnose(
+        _rates(optimizer2, scheduler2, _AFTER), plan, factor, name, lr_ratio, base_ratio
+    )
     if hint:
         raise Wrong(f"{where}, {hint}")
 
@@ -649,25 +826,37 @@ def _steps_to_apply(checkpoint, optimizer, scheduler, factor):
 
 def _own_optimizer(checkpoint, optimizer, scheduler, factor):
     """Builds a new optimizer with the lower rate and loads into it (the one passed in stays fresh)."""
-    optimizer = torch.optim.AdamW([{"params": g["params"], "lr": g["lr"] * factor} for g in optimizer.param_groups])
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": g["params"], "lr": g["lr"] * factor}
+            for g in optimizer.param_groups
+        ]
+    )
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
 
 
-@exercise("resume_scaled", notebook=NB, wrong=[
-    (_scale_before_load, "scale after loading both"),
-    (_group_lr_only, "scale scheduler.base_lrs too"),
-    (_base_lrs_only, "multiply every optimizer.param_groups"),
-    (_first_group_only, "only the first parameter group"),
-    (_set_to_factor, "instead of setting them"),
-    (_no_scheduler_state, "scheduler.load_state_dict(checkpoint['scheduler'])"),
-    (_steps_to_apply, "do not call scheduler.step()"),
-    (_own_optimizer, "has no state"),
-], right=[_right_scaled, _scaled_with_initial_lr])
+@exercise(
+    "resume_scaled",
+    notebook=NB,
+    wrong=[
+        (_scale_before_load, "scale after loading both"),
+        (_group_lr_only, "scale scheduler.base_lrs too"),
+        (_base_lrs_only, "multiply every optimizer.param_groups"),
+        (_first_group_only, "only the first parameter group"),
+        (_set_to_factor, "instead of setting them"),
+        (_no_scheduler_state, "scheduler.load_state_dict(checkpoint['scheduler'])"),
+        (_steps_to_apply, "do not call scheduler.step()"),
+        (_own_optimizer, "has no state"),
+    ],
+    right=[_right_scaled, _scaled_with_initial_lr],
+)
 def resume_scaled(fn) -> str:
     """``fn(checkpoint, optimizer, scheduler, factor)`` loads both states and scales every rate from now on."""
     for i, (name, make_scheduler) in enumerate(_schedulers()):
-        for factor in ((0.1, 0.5) if i % 2 == 0 else (0.5, 0.1)):
+        for factor in (0.1, 0.5) if i % 2 == 0 else (0.5, 0.1):
             _check_scaled(fn, name, make_scheduler, factor)
-    return ("every group's rate is factor times the plan at every later step, for schedulers that scale the current "
-            "rate and for LambdaLR, which computes from base_lrs.")
+    return (
+        "every group's rate is factor times the plan at every later step, for schedulers that scale the current "
+        "rate and for LambdaLR, which computes from base_lrs."
+    )

@@ -19,6 +19,7 @@ with ``lora_B`` away from its zero start, and compares the answer with PEFT's ow
 Lightning and PEFT are imported inside the functions: importing them takes seconds, and every
 check module is imported as soon as any check runs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,7 +36,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import NotAttempted, Wrong, _is_placeholder_function, call_answer, exercise, run_answer
+from . import (
+    NotAttempted,
+    Wrong,
+    _is_placeholder_function,
+    call_answer,
+    exercise,
+    run_answer,
+)
 
 NB = "16_ecosystem_formats"
 
@@ -43,7 +51,9 @@ NB = "16_ecosystem_formats"
 def _attempted(fn: Any) -> None:
     """Stop before building checkpoints or adapters when there is no answer to judge yet."""
     if not callable(fn):
-        raise Wrong(f"expected a function, got {type(fn).__name__}; define it with def and pass its name")
+        raise Wrong(
+            f"expected a function, got {type(fn).__name__}; define it with def and pass its name"
+        )
     if _is_placeholder_function(fn):
         raise NotAttempted
 
@@ -51,6 +61,7 @@ def _attempted(fn: Any) -> None:
 # --------------------------------------------------------------------------------------------
 # Exercise 1: the network out of a Lightning checkpoint
 # --------------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _quiet_lightning():
@@ -86,8 +97,12 @@ def _lightning_module(kind: str):
         def __init__(self, hidden: int = 12):
             super().__init__()
             self.save_hyperparameters()
-            self.net = nn.Sequential(nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3))
-            self.net_ema = nn.Sequential(nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+            self.net = nn.Sequential(
+                nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3)
+            )
+            self.net_ema = nn.Sequential(
+                nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3)
+            )
             self.net_ema.requires_grad_(False)
             self.loss_fn = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 3.0, 0.5]))
 
@@ -129,20 +144,41 @@ def _lightning_cases() -> tuple[dict[str, Any], ...]:
         for kind, attributes in (("ema", ("net", "net_ema")), ("nested", ("model",))):
             torch.manual_seed(16)
             lit = _lightning_module(kind)
-            loader = DataLoader(TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,))),
-                                batch_size=8)  # two batches: the epoch ends at step 2
+            loader = DataLoader(
+                TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,))),
+                batch_size=8,
+            )  # two batches: the epoch ends at step 2
             saver = ModelCheckpoint(dirpath=tmp, filename=kind)
-            trainer = L.Trainer(max_steps=2, callbacks=[saver], accelerator="cpu", devices=1,
-                                logger=False, enable_progress_bar=False,
-                                enable_model_summary=False, default_root_dir=tmp)
+            trainer = L.Trainer(
+                max_steps=2,
+                callbacks=[saver],
+                accelerator="cpu",
+                devices=1,
+                logger=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                default_root_dir=tmp,
+            )
             trainer.fit(lit, loader)
-            expected = {a: {k: v.detach().clone() for k, v in getattr(lit, a).state_dict().items()}
-                        for a in attributes}
+            expected = {
+                a: {
+                    k: v.detach().clone()
+                    for k, v in getattr(lit, a).state_dict().items()
+                }
+                for a in attributes
+            }
             templates = {a: copy.deepcopy(getattr(lit, a)) for a in attributes}
             all_state = {k: v.detach().clone() for k, v in lit.state_dict().items()}
-            cases.append({"name": f"{kind}.ckpt", "bytes": (Path(tmp) / f"{kind}.ckpt").read_bytes(),
-                          "expected": expected, "templates": templates, "all_keys": list(all_state),
-                          "all_state": all_state})
+            cases.append(
+                {
+                    "name": f"{kind}.ckpt",
+                    "bytes": (Path(tmp) / f"{kind}.ckpt").read_bytes(),
+                    "expected": expected,
+                    "templates": templates,
+                    "all_keys": list(all_state),
+                    "all_state": all_state,
+                }
+            )
     return tuple(cases)
 
 
@@ -168,59 +204,94 @@ def _judge_weights(out: Any, case: dict[str, Any], attribute: str) -> None:
     where = f"{case['name']}, attribute {attribute!r}"
     expected = case["expected"][attribute]
     if not isinstance(out, Mapping):
-        raise Wrong(f"{where}: return a dict of key -> tensor, got {type(out).__name__}")
+        raise Wrong(
+            f"{where}: return a dict of key -> tensor, got {type(out).__name__}"
+        )
     got = set(out)
     want = set(expected)
     prefix = attribute + "."
     if got == set(case["all_keys"]):
-        raise Wrong(f"{where}: you returned the whole state_dict of the LightningModule, keys such as "
-                    f"{sorted(got)[0]!r}; keep only the entries under {prefix!r} and remove that prefix")
+        raise Wrong(
+            f"{where}: you returned the whole state_dict of the LightningModule, keys such as "
+            f"{sorted(got)[0]!r}; keep only the entries under {prefix!r} and remove that prefix"
+        )
     if got == {prefix + k for k in want}:
-        raise Wrong(f"{where}: the keys still start with {prefix!r} ({sorted(got)[0]!r}); remove the "
-                    "prefix from each key, once")
+        raise Wrong(
+            f"{where}: the keys still start with {prefix!r} ({sorted(got)[0]!r}); remove the "
+            "prefix from each key, once"
+        )
     missing, unexpected = want - got, got - want
     if missing:
-        once_more = {k[len(prefix):] for k in missing if k.startswith(prefix)}
+        once_more = {k[len(prefix) :] for k in missing if k.startswith(prefix)}
         if once_more and once_more <= got:
             example = sorted(k for k in missing if k.startswith(prefix))[0]
-            raise Wrong(f"{where}: {prefix + example!r} became {example[len(prefix):]!r}: the prefix "
-                        f"was removed more than once, but the submodule's own key is {example!r}. "
-                        "str.replace removes every occurrence, a while loop strips a run, and "
-                        "normalize_keys strips a run of prefixes unless you pass like=; remove the "
-                        "prefix once, at the start: key[len(prefix):]")
+            raise Wrong(
+                f"{where}: {prefix + example!r} became {example[len(prefix) :]!r}: the prefix "
+                f"was removed more than once, but the submodule's own key is {example!r}. "
+                "str.replace removes every occurrence, a while loop strips a run, and "
+                "normalize_keys strips a run of prefixes unless you pass like=; remove the "
+                "prefix once, at the start: key[len(prefix):]"
+            )
     if unexpected:
-        other_attr = sorted(k for k in case["all_keys"] if k.startswith(attribute)
-                            and not k.startswith(prefix))
-        if other_attr and any(k.lstrip("._") in {o[len(attribute):].lstrip("._") for o in other_attr}
-                              for k in unexpected):
-            raise Wrong(f"{where}: the entries of another attribute that starts with the same letters "
-                        f"came along ({other_attr[0]!r}); test key.startswith({prefix!r}), with the dot")
+        other_attr = sorted(
+            k
+            for k in case["all_keys"]
+            if k.startswith(attribute) and not k.startswith(prefix)
+        )
+        if other_attr and any(
+            k.lstrip("._") in {o[len(attribute) :].lstrip("._") for o in other_attr}
+            for k in unexpected
+        ):
+            raise Wrong(
+                f"{where}: the entries of another attribute that starts with the same letters "
+                f"came along ({other_attr[0]!r}); test key.startswith({prefix!r}), with the dot"
+            )
         foreign = sorted(k for k in unexpected if k in case["all_keys"])
         if foreign:
-            raise Wrong(f"{where}: {foreign[0]!r} belongs to another attribute of the LightningModule, "
-                        f"not to {attribute!r}; a plain module's strict load refuses it: keep only the "
-                        f"keys under {prefix!r}")
+            raise Wrong(
+                f"{where}: {foreign[0]!r} belongs to another attribute of the LightningModule, "
+                f"not to {attribute!r}; a plain module's strict load refuses it: keep only the "
+                f"keys under {prefix!r}"
+            )
     if missing or unexpected:
         raise Wrong(f"{where}: expected the keys {sorted(want)}, got {sorted(got)}")
     for k, v in expected.items():
         value = out[k]
         if not isinstance(value, torch.Tensor):
-            raise Wrong(f"{where}: {k!r} should be a tensor, got {type(value).__name__}")
+            raise Wrong(
+                f"{where}: {k!r} should be a tensor, got {type(value).__name__}"
+            )
         if value.dtype != v.dtype or value.shape != v.shape:
-            raise Wrong(f"{where}: {k!r} is a {value.dtype} tensor of shape {tuple(value.shape)}; the file "
-                        f"holds a {v.dtype} tensor of shape {tuple(v.shape)}: keep the values as they are")
+            raise Wrong(
+                f"{where}: {k!r} is a {value.dtype} tensor of shape {tuple(value.shape)}; the file "
+                f"holds a {v.dtype} tensor of shape {tuple(v.shape)}: keep the values as they are"
+            )
         if not torch.equal(value, v):
-            source = next((name for name, t in case["all_state"].items()
-                           if t.dtype == value.dtype and t.shape == value.shape and torch.equal(t, value)), None)
+            source = next(
+                (
+                    name
+                    for name, t in case["all_state"].items()
+                    if t.dtype == value.dtype
+                    and t.shape == value.shape
+                    and torch.equal(t, value)
+                ),
+                None,
+            )
             if source is not None:
-                raise Wrong(f"{where}: {k!r} holds the tensor saved as {source!r}; take the entries under "
-                            f"{prefix!r}, the attribute you were asked for")
-            raise Wrong(f"{where}: {k!r} does not hold the saved tensor; keep the values as they are")
+                raise Wrong(
+                    f"{where}: {k!r} holds the tensor saved as {source!r}; take the entries under "
+                    f"{prefix!r}, the attribute you were asked for"
+                )
+            raise Wrong(
+                f"{where}: {k!r} does not hold the saved tensor; keep the values as they are"
+            )
     template = copy.deepcopy(case["templates"][attribute])
     try:
         template.load_state_dict(out, strict=True)
     except RuntimeError as e:  # e.g. a value that is not what the module expects
-        raise Wrong(f"{where}: a {type(template).__name__} refuses the result: {e}") from None
+        raise Wrong(
+            f"{where}: a {type(template).__name__} refuses the result: {e}"
+        ) from None
 
 
 def _load(path):
@@ -232,12 +303,20 @@ def _whole_state_dict(path, attribute):
 
 
 def _keeps_prefix(path, attribute):
-    return {k: v for k, v in _load(path)["state_dict"].items() if k.startswith(attribute + ".")}
+    return {
+        k: v
+        for k, v in _load(path)["state_dict"].items()
+        if k.startswith(attribute + ".")
+    }
 
 
 def _replace_everywhere(path, attribute):
     sd = _load(path)["state_dict"]
-    return {k.replace(attribute + ".", ""): v for k, v in sd.items() if k.startswith(attribute + ".")}
+    return {
+        k.replace(attribute + ".", ""): v
+        for k, v in sd.items()
+        if k.startswith(attribute + ".")
+    }
 
 
 def _normalize_without_like(path, attribute):
@@ -250,19 +329,21 @@ def _normalize_without_like(path, attribute):
 
 def _no_dot(path, attribute):
     sd = _load(path)["state_dict"]
-    return {k[len(attribute) + 1:]: v for k, v in sd.items() if k.startswith(attribute)}
+    return {
+        k[len(attribute) + 1 :]: v for k, v in sd.items() if k.startswith(attribute)
+    }
 
 
 def _keeps_other_attributes(path, attribute):  # notebook 07's strip_prefix
     sd = _load(path)["state_dict"]
     p = attribute + "."
-    return {(k[len(p):] if k.startswith(p) else k): v for k, v in sd.items()}
+    return {(k[len(p) :] if k.startswith(p) else k): v for k, v in sd.items()}
 
 
 def _unsafe(path, attribute):
     sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     p = attribute + "."
-    return {k[len(p):]: v for k, v in sd.items() if k.startswith(p)}
+    return {k[len(p) :]: v for k, v in sd.items() if k.startswith(p)}
 
 
 def _retry_unsafe(path, attribute):
@@ -273,7 +354,7 @@ def _retry_unsafe(path, attribute):
     except pickle.UnpicklingError:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     p = attribute + "."
-    return {k[len(p):]: v for k, v in ckpt["state_dict"].items() if k.startswith(p)}
+    return {k[len(p) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(p)}
 
 
 def _swallows_refusal(path, attribute):
@@ -282,7 +363,7 @@ def _swallows_refusal(path, attribute):
     except Exception:
         return {}
     p = attribute + "."
-    return {k[len(p):]: v for k, v in ckpt["state_dict"].items() if k.startswith(p)}
+    return {k[len(p) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(p)}
 
 
 def _right_removeprefix(path, attribute):
@@ -290,8 +371,11 @@ def _right_removeprefix(path, attribute):
 
     with open(path, "rb") as f:
         ckpt = torch.load(f, weights_only=True)
-    return OrderedDict((k.removeprefix(attribute + "."), v) for k, v in ckpt["state_dict"].items()
-                       if k.startswith(attribute + "."))
+    return OrderedDict(
+        (k.removeprefix(attribute + "."), v)
+        for k, v in ckpt["state_dict"].items()
+        if k.startswith(attribute + ".")
+    )
 
 
 def _right_consume_prefix(path, attribute):
@@ -305,17 +389,22 @@ def _right_consume_prefix(path, attribute):
     return mine
 
 
-@exercise("weights_from_ckpt", notebook=NB, wrong=[
-    (_whole_state_dict, "whole state_dict"),
-    (_keeps_prefix, "still start with"),
-    (_replace_everywhere, "str.replace"),
-    (_normalize_without_like, "like="),
-    (_no_dot, "with the dot"),
-    (_keeps_other_attributes, "belongs to another attribute"),
-    (_unsafe, "weights_only=True"),
-    (_retry_unsafe, "never retry"),
-    (_swallows_refusal, "instead of raising"),
-], right=[_right_removeprefix, _right_consume_prefix])
+@exercise(
+    "weights_from_ckpt",
+    notebook=NB,
+    wrong=[
+        (_whole_state_dict, "whole state_dict"),
+        (_keeps_prefix, "still start with"),
+        (_replace_everywhere, "str.replace"),
+        (_normalize_without_like, "like="),
+        (_no_dot, "with the dot"),
+        (_keeps_other_attributes, "belongs to another attribute"),
+        (_unsafe, "weights_only=True"),
+        (_retry_unsafe, "never retry"),
+        (_swallows_refusal, "instead of raising"),
+    ],
+    right=[_right_removeprefix, _right_consume_prefix],
+)
 def weights_from_ckpt(fn) -> str:
     """``fn(path, attribute)`` returns the state_dict of the LightningModule's ``attribute``."""
     _attempted(fn)
@@ -328,7 +417,9 @@ def weights_from_ckpt(fn) -> str:
                 try:
                     out = call_answer(fn, path, attribute)
                 except Wrong as w:
-                    raise Wrong(f"{case['name']}, attribute {attribute!r}: {w}") from None
+                    raise Wrong(
+                        f"{case['name']}, attribute {attribute!r}: {w}"
+                    ) from None
                 _judge_weights(out, case, attribute)
         marker = Path(tmp) / "marker.txt"
         tampered = Path(tmp) / "from_a_stranger.ckpt"
@@ -339,20 +430,27 @@ def weights_from_ckpt(fn) -> str:
         except Wrong:
             refused = True
         if marker.exists():
-            raise Wrong("given a tampered .ckpt, your function ran the code hidden in its 'callbacks' entry "
-                        "(it wrote a marker file while loading): load with torch.load(path, "
-                        "weights_only=True) and never retry with weights_only=False")
+            raise Wrong(
+                "given a tampered .ckpt, your function ran the code hidden in its 'callbacks' entry "
+                "(it wrote a marker file while loading): load with torch.load(path, "
+                "weights_only=True) and never retry with weights_only=False"
+            )
         if not refused:
-            raise Wrong("given a tampered .ckpt that safe loading refuses, your function returned "
-                        f"{type(out).__name__} instead of raising: let the UnpicklingError through, so "
-                        "that the caller knows the file is not what it should be")
-    return ("the weights of each attribute, keys as the submodule has them, loaded safely; the "
-            "tampered file was refused.")
+            raise Wrong(
+                "given a tampered .ckpt that safe loading refuses, your function returned "
+                f"{type(out).__name__} instead of raising: let the UnpicklingError through, so "
+                "that the caller knows the file is not what it should be"
+            )
+    return (
+        "the weights of each attribute, keys as the submodule has them, loaded safely; the "
+        "tampered file was refused."
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Exercise 2: merge a LoRA adapter without PEFT
 # --------------------------------------------------------------------------------------------
+
 
 class _MLP(nn.Module):
     def __init__(self) -> None:
@@ -391,12 +489,28 @@ class _Stack(nn.Module):
 # model, target_modules, r, lora_alpha, use_rslora
 _LORA_CASES = (
     ("fc1 and fc2, r=4, lora_alpha=16", _MLP, ["fc1", "fc2"], 4, 16, False),
-    ("proj but not out_proj in blocks.0 and blocks.1, r=8, lora_alpha=4", _Stack, ["proj"], 8, 4, False),
-    ("proj and out_proj, r=4, lora_alpha=8, use_rslora=True", _Stack, ["proj", "out_proj"], 4, 8, True),
+    (
+        "proj but not out_proj in blocks.0 and blocks.1, r=8, lora_alpha=4",
+        _Stack,
+        ["proj"],
+        8,
+        4,
+        False,
+    ),
+    (
+        "proj and out_proj, r=4, lora_alpha=8, use_rslora=True",
+        _Stack,
+        ["proj", "out_proj"],
+        4,
+        8,
+        True,
+    ),
 )
 
 
-def _adapter(tmp: Path, index: int) -> tuple[str, dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
+def _adapter(
+    tmp: Path, index: int
+) -> tuple[str, dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
     """Write one adapter with PEFT; return (name, base state_dict, PEFT's merged state_dict, scale)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="IProgress not found")
@@ -406,7 +520,9 @@ def _adapter(tmp: Path, index: int) -> tuple[str, dict[str, torch.Tensor], dict[
     torch.manual_seed(100 + index)
     base = model_cls()
     base_sd = {k: v.detach().clone() for k, v in base.state_dict().items()}
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, use_rslora=rslora)
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, target_modules=targets, use_rslora=rslora
+    )
     peft_model = get_peft_model(copy.deepcopy(base), config)
     with torch.no_grad():  # as if trained: lora_B away from its zero start
         for module in peft_model.modules():
@@ -415,31 +531,47 @@ def _adapter(tmp: Path, index: int) -> tuple[str, dict[str, torch.Tensor], dict[
                 module.lora_B["default"].weight.normal_(0, 0.3)
     folder = tmp / f"adapter_{index}"
     peft_model.save_pretrained(folder)
-    merged = {k: v.detach().clone() for k, v in peft_model.merge_and_unload().state_dict().items()}
+    merged = {
+        k: v.detach().clone()
+        for k, v in peft_model.merge_and_unload().state_dict().items()
+    }
     scale = alpha / math.sqrt(r) if rslora else alpha / r
     return name, base_sd, merged, scale
 
 
-def _implied_scale(out: torch.Tensor, base: torch.Tensor, ref: torch.Tensor, scale: float) -> float:
+def _implied_scale(
+    out: torch.Tensor, base: torch.Tensor, ref: torch.Tensor, scale: float
+) -> float:
     """The scale the answer used, from its change to the weight against PEFT's change."""
     theirs, true = (out - base).double(), (ref - base).double()
     return float((theirs * true).sum() / (true * true).sum()) * scale
 
 
-def _scale_hint(used: float, r: int, alpha: float, rslora: bool, scale: float) -> str | None:
+def _scale_hint(
+    used: float, r: int, alpha: float, rslora: bool, scale: float
+) -> str | None:
     def near(a: float, b: float) -> bool:
         return abs(a - b) <= 1e-3 * max(abs(b), 1e-6)
 
     if near(used, 0.0):
         return "the weight did not change: the adapter's B @ A was not added to it"
     if near(used, 1.0) and not near(scale, 1.0):
-        return (f"you added B @ A without the scale: multiply by s = lora_alpha / r ({alpha} / {r}"
-                + (f", or lora_alpha / sqrt(r) = {scale:g} with use_rslora" if rslora else "") + ")")
+        return (
+            f"you added B @ A without the scale: multiply by s = lora_alpha / r ({alpha} / {r}"
+            + (
+                f", or lora_alpha / sqrt(r) = {scale:g} with use_rslora"
+                if rslora
+                else ""
+            )
+            + ")"
+        )
     if near(used, r / alpha):
         return f"the scale is upside down: s = lora_alpha / r = {alpha} / {r}, not r / lora_alpha"
     if rslora and near(used, alpha / r):
-        return (f"this adapter has use_rslora = true in adapter_config.json: its scale is "
-                f"lora_alpha / sqrt(r) = {scale:g}, not lora_alpha / r = {alpha / r:g}")
+        return (
+            f"this adapter has use_rslora = true in adapter_config.json: its scale is "
+            f"lora_alpha / sqrt(r) = {scale:g}, not lora_alpha / r = {alpha / r:g}"
+        )
     if not rslora and near(used, alpha / math.sqrt(r)):
         return f"lora_alpha / sqrt(r) is for use_rslora = true only; here s = lora_alpha / r = {scale:g}"
     if near(used, alpha):
@@ -451,34 +583,54 @@ def _judge_merge(out: Any, base_sd: dict, ref: dict, case: int, scale: float) ->
     name, _, _, r, alpha, rslora = _LORA_CASES[case]
     where = f"adapter on {name}"
     if not isinstance(out, Mapping):
-        raise Wrong(f"{where}: return a state_dict (a dict of key -> tensor), got {type(out).__name__}")
+        raise Wrong(
+            f"{where}: return a state_dict (a dict of key -> tensor), got {type(out).__name__}"
+        )
     got, want = set(out), set(base_sd)
-    peft_keys = sorted(k for k in got if k.startswith("base_model.model.") or ".lora_" in k)
+    peft_keys = sorted(
+        k for k in got if k.startswith("base_model.model.") or ".lora_" in k
+    )
     if peft_keys:
-        raise Wrong(f"{where}: your state_dict has the key {peft_keys[0]!r}; the base model's keys have no "
-                    "'base_model.model.' and no lora_ entries: strip 'base_model.model.' and "
-                    "'.lora_A.weight' to get the module's name, and write its '.weight'")
+        raise Wrong(
+            f"{where}: your state_dict has the key {peft_keys[0]!r}; the base model's keys have no "
+            "'base_model.model.' and no lora_ entries: strip 'base_model.model.' and "
+            "'.lora_A.weight' to get the module's name, and write its '.weight'"
+        )
     if got != want:
-        raise Wrong(f"{where}: expected the base model's keys {sorted(want)}, got {sorted(got)}")
+        raise Wrong(
+            f"{where}: expected the base model's keys {sorted(want)}, got {sorted(got)}"
+        )
     for k, base in base_sd.items():
         value = out[k]
-        if not isinstance(value, torch.Tensor) or value.shape != base.shape or value.dtype != base.dtype:
-            raise Wrong(f"{where}: {k!r} should be a {base.dtype} tensor of shape {tuple(base.shape)}, got "
-                        f"{getattr(value, 'dtype', type(value).__name__)} {tuple(getattr(value, 'shape', ()))}")
+        if (
+            not isinstance(value, torch.Tensor)
+            or value.shape != base.shape
+            or value.dtype != base.dtype
+        ):
+            raise Wrong(
+                f"{where}: {k!r} should be a {base.dtype} tensor of shape {tuple(base.shape)}, got "
+                f"{getattr(value, 'dtype', type(value).__name__)} {tuple(getattr(value, 'shape', ()))}"
+            )
         targeted = not torch.equal(ref[k], base)
         if not targeted:
             if not torch.equal(value, base):
-                raise Wrong(f"{where}: {k!r} changed, but the adapter has nothing for it; change only "
-                            "the weights of modules with lora_A and lora_B in the file")
+                raise Wrong(
+                    f"{where}: {k!r} changed, but the adapter has nothing for it; change only "
+                    "the weights of modules with lora_A and lora_B in the file"
+                )
             continue
         if torch.allclose(value, ref[k], rtol=1e-5, atol=1e-5):
             continue
-        hint = _scale_hint(_implied_scale(value, base, ref[k], scale), r, alpha, rslora, scale)
+        hint = _scale_hint(
+            _implied_scale(value, base, ref[k], scale), r, alpha, rslora, scale
+        )
         if hint:
             raise Wrong(f"{where}: {k!r}: {hint}")
-        raise Wrong(f"{where}: {k!r} differs from PEFT's merge_and_unload by up to "
-                    f"{(value - ref[k]).abs().max().item():.3g}: it should be W + s * (B @ A), with B "
-                    "(out x r) and A (r x in) of that module")
+        raise Wrong(
+            f"{where}: {k!r} differs from PEFT's merge_and_unload by up to "
+            f"{(value - ref[k]).abs().max().item():.3g}: it should be W + s * (B @ A), with B "
+            "(out x r) and A (r x in) of that module"
+        )
 
 
 def _read(adapter_dir):
@@ -493,7 +645,9 @@ def _read(adapter_dir):
 def _pairs(adapter):
     for key, a in adapter.items():
         if key.endswith(".lora_A.weight"):
-            module = key.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
+            module = key.removeprefix("base_model.model.").removesuffix(
+                ".lora_A.weight"
+            )
             yield module, a, adapter[key.replace(".lora_A.", ".lora_B.")]
 
 
@@ -502,8 +656,11 @@ def _merge_with(name, scale_of):
         config, adapter = _read(adapter_dir)
         merged = dict(base_state_dict)
         for module, a, b in _pairs(adapter):
-            merged[module + ".weight"] = merged[module + ".weight"] + (b @ a) * scale_of(config)
+            merged[module + ".weight"] = merged[module + ".weight"] + (
+                b @ a
+            ) * scale_of(config)
         return merged
+
     merge.__name__ = merge.__qualname__ = name
     return merge
 
@@ -515,7 +672,9 @@ _ignores_rslora = _merge_with("_ignores_rslora", lambda c: c["lora_alpha"] / c["
 
 def _in_place(base_state_dict, adapter_dir):
     config, adapter = _read(adapter_dir)
-    scale = config["lora_alpha"] / (math.sqrt(config["r"]) if config["use_rslora"] else config["r"])
+    scale = config["lora_alpha"] / (
+        math.sqrt(config["r"]) if config["use_rslora"] else config["r"]
+    )
     for module, a, b in _pairs(adapter):
         base_state_dict[module + ".weight"] += (b @ a) * scale
     return base_state_dict
@@ -523,20 +682,26 @@ def _in_place(base_state_dict, adapter_dir):
 
 def _keeps_peft_names(base_state_dict, adapter_dir):
     config, adapter = _read(adapter_dir)
-    scale = config["lora_alpha"] / (math.sqrt(config["r"]) if config["use_rslora"] else config["r"])
+    scale = config["lora_alpha"] / (
+        math.sqrt(config["r"]) if config["use_rslora"] else config["r"]
+    )
     merged = dict(base_state_dict)
     for key, a in adapter.items():
         if key.endswith(".lora_A.weight"):
             module = key.removesuffix(".lora_A.weight")  # still "base_model.model.fc1"
             b = adapter[key.replace(".lora_A.", ".lora_B.")]
-            merged[module + ".weight"] = base_state_dict[module.removeprefix("base_model.model.") + ".weight"] \
+            merged[module + ".weight"] = (
+                base_state_dict[module.removeprefix("base_model.model.") + ".weight"]
                 + (b @ a) * scale
+            )
     return merged
 
 
 def _transposed(base_state_dict, adapter_dir):
     config, adapter = _read(adapter_dir)
-    scale = config["lora_alpha"] / (math.sqrt(config["r"]) if config["use_rslora"] else config["r"])
+    scale = config["lora_alpha"] / (
+        math.sqrt(config["r"]) if config["use_rslora"] else config["r"]
+    )
     merged = dict(base_state_dict)
     for module, a, b in _pairs(adapter):
         merged[module + ".weight"] = merged[module + ".weight"] + (a.T @ b.T) * scale
@@ -550,13 +715,15 @@ def _right_float64(base_state_dict, adapter_dir):
 
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     r = config["r"]
-    scale = config["lora_alpha"] / (r ** 0.5 if config.get("use_rslora", False) else r)
+    scale = config["lora_alpha"] / (r**0.5 if config.get("use_rslora", False) else r)
     merged = {k: v.clone() for k, v in base_state_dict.items()}
     with safe_open(adapter_dir / "adapter_model.safetensors", framework="pt") as f:
         for key in f.keys():
             if ".lora_A." not in key:
                 continue
-            weight_key = key.split("base_model.model.", 1)[1].split(".lora_A.")[0] + ".weight"
+            weight_key = (
+                key.split("base_model.model.", 1)[1].split(".lora_A.")[0] + ".weight"
+            )
             a = f.get_tensor(key).double()
             b = f.get_tensor(key.replace("lora_A", "lora_B")).double()
             w = merged[weight_key]
@@ -566,21 +733,30 @@ def _right_float64(base_state_dict, adapter_dir):
 
 def _right_addmm(base_state_dict, adapter_dir):
     config, adapter = _read(adapter_dir)
-    scale = config["lora_alpha"] / (math.sqrt(config["r"]) if config["use_rslora"] else config["r"])
+    scale = config["lora_alpha"] / (
+        math.sqrt(config["r"]) if config["use_rslora"] else config["r"]
+    )
     merged = {k: v.clone() for k, v in base_state_dict.items()}
     for module, a, b in _pairs(adapter):
-        merged[module + ".weight"].addmm_(b, a, alpha=scale)  # on the copy, not the given tensor
+        merged[module + ".weight"].addmm_(
+            b, a, alpha=scale
+        )  # on the copy, not the given tensor
     return merged
 
 
-@exercise("merge_lora", notebook=NB, wrong=[
-    (_no_scale, "without the scale"),
-    (_upside_down, "upside down"),
-    (_ignores_rslora, "use_rslora"),
-    (_in_place, "changed the state_dict you were given"),
-    (_keeps_peft_names, "base_model.model."),
-    (_transposed, "B @ A is (out x in)"),
-], right=[_right_float64, _right_addmm])
+@exercise(
+    "merge_lora",
+    notebook=NB,
+    wrong=[
+        (_no_scale, "without the scale"),
+        (_upside_down, "upside down"),
+        (_ignores_rslora, "use_rslora"),
+        (_in_place, "changed the state_dict you were given"),
+        (_keeps_peft_names, "base_model.model."),
+        (_transposed, "B @ A is (out x in)"),
+    ],
+    right=[_right_float64, _right_addmm],
+)
 def merge_lora(fn) -> str:
     """``fn(base_state_dict, adapter_dir)`` returns a new state_dict with the adapter merged."""
     _attempted(fn)
@@ -593,17 +769,28 @@ def merge_lora(fn) -> str:
                 out = call_answer(fn, given, Path(tmp) / f"adapter_{case}")
             except Wrong as w:
                 msg = str(w)
-                if "must match the size" in msg or "size mismatch" in msg or "cannot be multiplied" in msg:
-                    raise Wrong(f"adapter on {name}: {msg}; the shapes: lora_B is (out x r) and lora_A is "
-                                "(r x in), so B @ A is (out x in), like the weight") from None
+                if (
+                    "must match the size" in msg
+                    or "size mismatch" in msg
+                    or "cannot be multiplied" in msg
+                ):
+                    raise Wrong(
+                        f"adapter on {name}: {msg}; the shapes: lora_B is (out x r) and lora_A is "
+                        "(r x in), so B @ A is (out x in), like the weight"
+                    ) from None
                 raise Wrong(f"adapter on {name}: {msg}") from None
-            changed = (set(given) != set(base_sd)
-                       or any(id(given[k]) != given_ids[k] or not torch.equal(given[k], v)
-                              for k, v in base_sd.items()))
+            changed = set(given) != set(base_sd) or any(
+                id(given[k]) != given_ids[k] or not torch.equal(given[k], v)
+                for k, v in base_sd.items()
+            )
             if changed:
-                raise Wrong(f"adapter on {name}: your function changed the state_dict you were given (its "
-                            "entries or their values); build a new dict, e.g. merged = dict(base_state_dict), "
-                            "and assign new tensors with + instead of +=")
+                raise Wrong(
+                    f"adapter on {name}: your function changed the state_dict you were given (its "
+                    "entries or their values); build a new dict, e.g. merged = dict(base_state_dict), "
+                    "and assign new tensors with + instead of +="
+                )
             _judge_merge(out, base_sd, ref, case, scale)
-    return ("every adapter merged as PEFT's merge_and_unload does (within 1e-5), other entries unchanged, "
-            "the given state_dict left alone.")
+    return (
+        "every adapter merged as PEFT's merge_and_unload does (within 1e-5), other entries unchanged, "
+        "the given state_dict left alone."
+    )

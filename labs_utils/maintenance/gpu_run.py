@@ -55,6 +55,7 @@ that it proves nothing about GPUs, and the exit status is still ``3``.
 The report is rewritten after each notebook finishes, so a run cut short (a lease that ends,
 ``timeout``) still leaves what was done; SIGTERM stops the run and marks the rest unfinished.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,9 +69,10 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -82,7 +84,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_CUDA = 0, 1, 2, 3
 
 SKIP_LINE = re.compile(r"^\s*skipped\s*:", re.IGNORECASE)
 _GPU_CALLS = ("cuda.is_available", "cuda.device_count")
-_GPU_IF_REGEX = re.compile(r"\bif\b[^\n]*\bcuda\s*\.\s*(is_available|device_count)\s*\(")
+_GPU_IF_REGEX = re.compile(
+    r"\bif\b[^\n]*\bcuda\s*\.\s*(is_available|device_count)\s*\("
+)
 _MAGIC = re.compile(r"^\s*(%|!)")
 _KEEP_LINES = 12  # lines of a GPU cell's output kept in the report
 _LINE_CHARS = 200
@@ -101,16 +105,22 @@ def no_cuda_reason(environ: Mapping[str, str] | None = None) -> str | None:
     """
     environ = os.environ if environ is None else environ
     visible = environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and (visible.strip() == "" or visible.strip().startswith("-1")):
-        return (f"CUDA_VISIBLE_DEVICES={visible.strip()!r} hides every GPU "
-                "(make test sets it; unset it for make test-gpu)")
+    if visible is not None and (
+        visible.strip() == "" or visible.strip().startswith("-1")
+    ):
+        return (
+            f"CUDA_VISIBLE_DEVICES={visible.strip()!r} hides every GPU "
+            "(make test sets it; unset it for make test-gpu)"
+        )
     import torch
 
     if torch.version.cuda is None:
         return f"torch {torch.__version__} is a CPU-only build (reinstall torch==2.13.0 from PyPI on a GPU machine)"
     if not torch.cuda.is_available():
-        return (f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU: "
-                "torch.cuda.is_available() is False (is the NVIDIA driver loaded? try nvidia-smi)")
+        return (
+            f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU: "
+            "torch.cuda.is_available() is False (is the NVIDIA driver loaded? try nvidia-smi)"
+        )
     return None
 
 
@@ -137,7 +147,10 @@ def _dotted(node: ast.AST) -> str:
 
 
 def _tests_cuda(test: ast.AST) -> bool:
-    return any(isinstance(n, ast.Call) and _dotted(n.func).endswith(_GPU_CALLS) for n in ast.walk(test))
+    return any(
+        isinstance(n, ast.Call) and _dotted(n.func).endswith(_GPU_CALLS)
+        for n in ast.walk(test)
+    )
 
 
 def gpu_branch_kind(source: str) -> str | None:
@@ -147,15 +160,22 @@ def gpu_branch_kind(source: str) -> str | None:
         tree = ast.parse(code)
     except SyntaxError:
         return "branch" if _GPU_IF_REGEX.search(code) else None
-    kinds = {("branch" if isinstance(n, ast.If) else "device choice")
-             for n in ast.walk(tree) if isinstance(n, (ast.If, ast.IfExp)) and _tests_cuda(n.test)}
+    kinds = {
+        ("branch" if isinstance(n, ast.If) else "device choice")
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.If, ast.IfExp)) and _tests_cuda(n.test)
+    }
     if "branch" in kinds:
         return "branch"
     return "device choice" if kinds else None
 
 
-def output_lines(cell: Mapping[str, Any], streams: Iterable[str] = ("stdout", "stderr"), *,
-                 results: bool = True) -> list[str]:
+def output_lines(
+    cell: Mapping[str, Any],
+    streams: Iterable[str] = ("stdout", "stderr"),
+    *,
+    results: bool = True,
+) -> list[str]:
     """The text a cell showed: the named streams and (``results``) the ``text/plain`` of results."""
     lines: list[str] = []
     for out in cell.get("outputs", []):
@@ -179,7 +199,9 @@ def cell_error(cell: Mapping[str, Any]) -> str | None:
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
             value = (out.get("evalue") or "").strip().splitlines()
-            return f"{out.get('ename', 'Error')}: {value[0] if value else ''}".rstrip(": ")[:_LINE_CHARS * 2]
+            return f"{out.get('ename', 'Error')}: {value[0] if value else ''}".rstrip(
+                ": "
+            )[: _LINE_CHARS * 2]
     return None
 
 
@@ -190,7 +212,9 @@ def cell_problems(cell: Mapping[str, Any], cuda_available: bool) -> list[str]:
     problems = []
     if cuda_available and "raises-without-cuda" in tags:
         if error is not None:
-            problems.append(f"tagged raises-without-cuda, but raised with CUDA too: {error}")
+            problems.append(
+                f"tagged raises-without-cuda, but raised with CUDA too: {error}"
+            )
     elif "raises-exception" in tags:
         if error is None and cell.get("execution_count") is not None:
             problems.append("tagged raises-exception but did not raise")
@@ -198,8 +222,14 @@ def cell_problems(cell: Mapping[str, Any], cuda_available: bool) -> list[str]:
         problems.append(f"raised {error}")
     if cuda_available:
         for line in skip_lines(cell):
-            where = "its GPU branch was not taken" if gpu_branch_kind(_source(cell)) else "a skip line"
-            problems.append(f"{where} although CUDA is available: printed {line[:_LINE_CHARS]!r}")
+            where = (
+                "its GPU branch was not taken"
+                if gpu_branch_kind(_source(cell))
+                else "a skip line"
+            )
+            problems.append(
+                f"{where} although CUDA is available: printed {line[:_LINE_CHARS]!r}"
+            )
     return problems
 
 
@@ -214,9 +244,15 @@ class NotebookResult:
     status: str = "pending"
     gpu_cells: list[tuple[int, str]] = field(default_factory=list)  # (cell, kind)
     gpu_cells_run: list[int] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # "cell N: ..." or a whole-notebook message
-    gpu_outputs: dict[int, list[str]] = field(default_factory=dict)  # what each GPU cell printed
-    stderr: dict[int, list[str]] = field(default_factory=dict)  # cells that wrote to stderr
+    problems: list[str] = field(
+        default_factory=list
+    )  # "cell N: ..." or a whole-notebook message
+    gpu_outputs: dict[int, list[str]] = field(
+        default_factory=dict
+    )  # what each GPU cell printed
+    stderr: dict[int, list[str]] = field(
+        default_factory=dict
+    )  # cells that wrote to stderr
     seconds: float | None = None
 
     @property
@@ -224,7 +260,7 @@ class NotebookResult:
         return self.status == "pass"
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "NotebookResult":
+    def from_json(cls, data: Mapping[str, Any]) -> NotebookResult:
         data = dict(data)
         data["gpu_cells"] = [tuple(x) for x in data.get("gpu_cells", [])]
         for key in ("gpu_outputs", "stderr"):
@@ -233,14 +269,23 @@ class NotebookResult:
 
 
 def _clip(lines: list[str]) -> list[str]:
-    kept = [line[:_LINE_CHARS] + ("..." if len(line) > _LINE_CHARS else "") for line in lines[:_KEEP_LINES]]
+    kept = [
+        line[:_LINE_CHARS] + ("..." if len(line) > _LINE_CHARS else "")
+        for line in lines[:_KEEP_LINES]
+    ]
     if len(lines) > _KEEP_LINES:
         kept.append(f"... ({len(lines) - _KEEP_LINES} more lines)")
     return kept
 
 
-def assess_notebook(nb: Mapping[str, Any], name: str, *, cuda_available: bool, fatal: str | None = None,
-                    seconds: float | None = None) -> NotebookResult:
+def assess_notebook(
+    nb: Mapping[str, Any],
+    name: str,
+    *,
+    cuda_available: bool,
+    fatal: str | None = None,
+    seconds: float | None = None,
+) -> NotebookResult:
     """Classify the cells of an executed notebook (``nb``: nbformat JSON as a dict or NotebookNode).
 
     Cells with no ``execution_count`` were not reached (the run stopped first); they are judged
@@ -275,11 +320,17 @@ def static_gpu_cells(path: Path) -> list[tuple[int, str]]:
         cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
     except (OSError, ValueError, AttributeError):
         return []
-    found = [(i, gpu_branch_kind(_source(c))) for i, c in enumerate(cells) if c.get("cell_type") == "code"]
+    found = [
+        (i, gpu_branch_kind(_source(c)))
+        for i, c in enumerate(cells)
+        if c.get("cell_type") == "code"
+    ]
     return [(i, kind) for i, kind in found if kind]
 
 
-def run_notebook(path: Path, *, cuda_available: bool, cell_timeout: int, save_dir: Path | None) -> NotebookResult:
+def run_notebook(
+    path: Path, *, cuda_available: bool, cell_timeout: int, save_dir: Path | None
+) -> NotebookResult:
     """Execute ``path`` in a fresh ``python3`` kernel (working folder: its own) and assess it."""
     import nbformat
     from nbconvert.preprocessors import ExecutePreprocessor
@@ -289,14 +340,22 @@ def run_notebook(path: Path, *, cuda_available: bool, cell_timeout: int, save_di
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as e:  # noqa: BLE001 - any unreadable notebook is a failure to report
-        return assess_notebook({}, name, cuda_available=cuda_available,
-                               fatal=f"could not read {path.name}: {type(e).__name__}: {e}")
+        return assess_notebook(
+            {},
+            name,
+            cuda_available=cuda_available,
+            fatal=f"could not read {path.name}: {type(e).__name__}: {e}",
+        )
     for cell in nb.cells:  # stale CPU outputs must not be mistaken for this run's
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     fatal = None
-    client = ExecutePreprocessor(timeout=cell_timeout, kernel_name="python3", allow_errors=True,
-                                 record_timing=False)
+    client = ExecutePreprocessor(
+        timeout=cell_timeout,
+        kernel_name="python3",
+        allow_errors=True,
+        record_timing=False,
+    )
     try:
         client.preprocess(nb, {"metadata": {"path": str(path.parent)}})
     except Exception as e:  # noqa: BLE001 - timeouts, a dead kernel: the run stops, the report says why
@@ -306,7 +365,9 @@ def run_notebook(path: Path, *, cuda_available: bool, cell_timeout: int, save_di
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, save_dir / path.name)
-    return assess_notebook(nb, name, cuda_available=cuda_available, fatal=fatal, seconds=seconds)
+    return assess_notebook(
+        nb, name, cuda_available=cuda_available, fatal=fatal, seconds=seconds
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,10 +379,17 @@ def environment() -> dict[str, str]:
 
     import torch
 
-    info = {"python": platform.python_version(), "torch": torch.__version__,
-            "cuda": str(torch.version.cuda), "gpus": "0", "device": "none (no CUDA)"}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": str(torch.version.cuda),
+        "gpus": "0",
+        "device": "none (no CUDA)",
+    }
     if torch.cuda.is_available():
-        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        names = [
+            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+        ]
         info["gpus"] = str(len(names))
         info["device"] = ", ".join(sorted(set(names)))
         major, minor = torch.cuda.get_device_capability(0)
@@ -383,19 +451,32 @@ def check_fixtures(data_dir: Path = DATA) -> list[FixtureCheck]:
         for tag, name in FIXTURES.items():
             shipped = data_dir / name
             if not shipped.is_file():
-                checks.append(FixtureCheck(name, tag, False, [f"missing: data/{name} (python data/make_cuda_checkpoint.py)"]))
+                checks.append(
+                    FixtureCheck(
+                        name,
+                        tag,
+                        False,
+                        [f"missing: data/{name} (python data/make_cuda_checkpoint.py)"],
+                    )
+                )
                 continue
             tags = storage_tags(shipped)
             lines = [f"storage tags in the shipped file: {sorted(tags)}"]
             index = int(tag.split(":")[1])
             if index >= count:
-                lines.append(f"not remade on a GPU: {tag} needs {index + 1} GPU{'s' if index else ''}, "
-                             f"this machine has {count}")
+                lines.append(
+                    f"not remade on a GPU: {tag} needs {index + 1} GPU{'s' if index else ''}, "
+                    f"this machine has {count}"
+                )
                 checks.append(FixtureCheck(name, tag, tags == {tag}, lines))
                 continue
-            on_gpu = torch.load(shipped, weights_only=True)  # no map_location: lands on the tag's device
+            on_gpu = torch.load(
+                shipped, weights_only=True
+            )  # no map_location: lands on the tag's device
             devices = sorted({str(v.device) for v in on_gpu.values()})
-            lines.append(f"shipped file, torch.load without map_location: tensors on {devices}")
+            lines.append(
+                f"shipped file, torch.load without map_location: tensors on {devices}"
+            )
             torch.manual_seed(0)
             model = SimpleModel().to(tag)
             remade = Path(tmp) / name
@@ -403,10 +484,16 @@ def check_fixtures(data_dir: Path = DATA) -> list[FixtureCheck]:
             new_tags = storage_tags(remade)
             a = torch.load(shipped, map_location="cpu", weights_only=True)
             b = torch.load(remade, map_location="cpu", weights_only=True)
-            same = list(a) == list(b) and all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a)
-            lines.append(f"remade with torch.save from {tag}: tags {sorted(new_tags)}, "
-                         f"same keys, dtypes and tensors: {same}")
-            lines.append(f"data.pkl byte-identical to the shipped file: {_pickle_bytes(remade) == _pickle_bytes(shipped)}")
+            same = list(a) == list(b) and all(
+                a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a
+            )
+            lines.append(
+                f"remade with torch.save from {tag}: tags {sorted(new_tags)}, "
+                f"same keys, dtypes and tensors: {same}"
+            )
+            lines.append(
+                f"data.pkl byte-identical to the shipped file: {_pickle_bytes(remade) == _pickle_bytes(shipped)}"
+            )
             ok = same and tags == new_tags == {tag} and devices == [tag]
             checks.append(FixtureCheck(name, tag, ok, lines))
     return checks
@@ -418,7 +505,10 @@ def check_fixtures(data_dir: Path = DATA) -> list[FixtureCheck]:
 def _cells(cells: list[tuple[int, str]]) -> str:
     if not cells:
         return "none"
-    return ", ".join(f"{i}" + (" (device choice)" if kind == "device choice" else "") for i, kind in cells)
+    return ", ".join(
+        f"{i}" + (" (device choice)" if kind == "device choice" else "")
+        for i, kind in cells
+    )
 
 
 def _fence(lines: list[str]) -> list[str]:
@@ -428,20 +518,33 @@ def _fence(lines: list[str]) -> list[str]:
 
 def _result_cell(r: NotebookResult) -> str:
     if r.status == "fail":
-        return f"**FAIL** ({len(r.problems)} problem{'s' if len(r.problems) != 1 else ''})"
+        return (
+            f"**FAIL** ({len(r.problems)} problem{'s' if len(r.problems) != 1 else ''})"
+        )
     return r.status
 
 
-def render_report(results: list[NotebookResult], env: Mapping[str, str], fixtures: list[FixtureCheck] | None, *,
-                  cuda_available: bool = True, finished: bool = True, jobs: int | None = None,
-                  cell_timeout: int | None = None) -> str:
+def render_report(
+    results: list[NotebookResult],
+    env: Mapping[str, str],
+    fixtures: list[FixtureCheck] | None,
+    *,
+    cuda_available: bool = True,
+    finished: bool = True,
+    jobs: int | None = None,
+    cell_timeout: int | None = None,
+) -> str:
     """The markdown of ``build/gpu-report.md`` (pure: no file access)."""
     failed = [r for r in results if r.status == "fail"]
     unfinished = [r for r in results if r.status in ("pending", "not finished")]
     fixtures_ok = fixtures is not None and all(f.ok for f in fixtures)
     if not cuda_available:
         verdict = "NO CUDA: a CPU dry run of the tool itself; it proves nothing about the GPU branches"
-    elif failed or (fixtures is not None and not fixtures_ok) or (finished and unfinished):
+    elif (
+        failed
+        or (fixtures is not None and not fixtures_ok)
+        or (finished and unfinished)
+    ):
         verdict = "FAIL"
     elif not finished:
         verdict = "IN PROGRESS"
@@ -458,21 +561,29 @@ def render_report(results: list[NotebookResult], env: Mapping[str, str], fixture
         + f"; GPU cells run: {run_total} of {gpu_total}.",
         "",
         f"- Device: {env.get('device', '?')} ({env.get('gpus', '?')} GPU visible"
-        + (f", compute capability {env['capability']}" if "capability" in env else "") + ")",
+        + (f", compute capability {env['capability']}" if "capability" in env else "")
+        + ")",
         f"- torch {env.get('torch', '?')}, CUDA {env.get('cuda', '?')}"
         + (f", cuDNN {env['cudnn']}" if "cudnn" in env else "")
         + (f", NCCL {env['nccl']}" if "nccl" in env else "")
         + f", Python {env.get('python', '?')}",
     ]
     if jobs is not None or cell_timeout is not None:
-        lines.append(f"- Run: outputs not compared with the stored ones; {jobs} notebook(s) at a time, "
-                     f"cell timeout {cell_timeout} s, OMP_NUM_THREADS={env.get('omp_threads', 'unset')}")
-    lines += ["", "| Notebook | GPU-branch cells | GPU cells run | Result | Seconds |",
-              "|---|---|---|---|---|"]
+        lines.append(
+            f"- Run: outputs not compared with the stored ones; {jobs} notebook(s) at a time, "
+            f"cell timeout {cell_timeout} s, OMP_NUM_THREADS={env.get('omp_threads', 'unset')}"
+        )
+    lines += [
+        "",
+        "| Notebook | GPU-branch cells | GPU cells run | Result | Seconds |",
+        "|---|---|---|---|---|",
+    ]
     for r in results:
         seconds = "" if r.seconds is None else f"{r.seconds:.0f}"
-        lines.append(f"| {r.name} | {_cells(r.gpu_cells)} | {len(r.gpu_cells_run)} of {len(r.gpu_cells)} "
-                     f"| {_result_cell(r)} | {seconds} |")
+        lines.append(
+            f"| {r.name} | {_cells(r.gpu_cells)} | {len(r.gpu_cells_run)} of {len(r.gpu_cells)} "
+            f"| {_result_cell(r)} | {seconds} |"
+        )
     listed = [r for r in results if r.problems and r.status in ("fail", "not finished")]
     if listed:
         lines += ["", "## Problems", ""]
@@ -483,16 +594,27 @@ def render_report(results: list[NotebookResult], env: Mapping[str, str], fixture
         lines.append("- not checked (no CUDA, or --no-fixtures)")
     else:
         for f in fixtures:
-            lines.append(f"- `{f.file}` ({f.tag}): {'match' if f.ok else '**MISMATCH**'}")
+            lines.append(
+                f"- `{f.file}` ({f.tag}): {'match' if f.ok else '**MISMATCH**'}"
+            )
             lines += [f"  - {x}" for x in f.lines]
     with_output = [(r, i) for r in results for i in sorted(r.gpu_outputs)]
     if with_output:
         lines += ["", "## What the GPU-branch cells printed", ""]
         for r, i in with_output:
-            lines += [f"{r.name}, cell {i}:", "", *_fence(r.gpu_outputs[i] or ["(no text output)"]), ""]
+            lines += [
+                f"{r.name}, cell {i}:",
+                "",
+                *_fence(r.gpu_outputs[i] or ["(no text output)"]),
+                "",
+            ]
     with_stderr = [(r, i) for r in results for i in sorted(r.stderr)]
     if with_stderr:
-        lines += ["", "## Cells that wrote to stderr (warnings are output: read them)", ""]
+        lines += [
+            "",
+            "## Cells that wrote to stderr (warnings are output: read them)",
+            "",
+        ]
         for r, i in with_stderr:
             lines += [f"{r.name}, cell {i}:", "", *_fence(r.stderr[i]), ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -505,9 +627,15 @@ def write_report(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def overall_ok(results: list[NotebookResult], fixtures: list[FixtureCheck] | None) -> bool:
-    return (bool(results) and all(r.passed for r in results)
-            and fixtures is not None and all(f.ok for f in fixtures))
+def overall_ok(
+    results: list[NotebookResult], fixtures: list[FixtureCheck] | None
+) -> bool:
+    return (
+        bool(results)
+        and all(r.passed for r in results)
+        and fixtures is not None
+        and all(f.ok for f in fixtures)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,15 +649,29 @@ def _on_term(signum, frame):  # noqa: ARG001
     raise _Stop(f"stopped by signal {signum}")
 
 
-def _run_all(paths: list[Path], args, env: dict[str, str], fixtures, cuda_available: bool) -> list[NotebookResult]:
+def _run_all(
+    paths: list[Path], args, env: dict[str, str], fixtures, cuda_available: bool
+) -> list[NotebookResult]:
     """Run each notebook in its own worker process (``--worker``), ``args.jobs`` at a time."""
-    results = {p: NotebookResult(name=p.stem, gpu_cells=static_gpu_cells(p)) for p in paths}
+    results = {
+        p: NotebookResult(name=p.stem, gpu_cells=static_gpu_cells(p)) for p in paths
+    }
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     queue, running = list(paths), {}
 
     def report(finished=False):
-        write_report(args.report, render_report(list(results.values()), env, fixtures, cuda_available=cuda_available,
-                                                finished=finished, jobs=args.jobs, cell_timeout=args.cell_timeout))
+        write_report(
+            args.report,
+            render_report(
+                list(results.values()),
+                env,
+                fixtures,
+                cuda_available=cuda_available,
+                finished=finished,
+                jobs=args.jobs,
+                cell_timeout=args.cell_timeout,
+            ),
+        )
 
     report()
     try:
@@ -538,12 +680,27 @@ def _run_all(paths: list[Path], args, env: dict[str, str], fixtures, cuda_availa
                 path = queue.pop(0)
                 out_json = RUN_DIR / f"{path.stem}.result.json"
                 out_json.unlink(missing_ok=True)
-                cmd = [sys.executable, "-m", "labs_utils.maintenance.gpu_run", "--worker", str(path),
-                       "--result-json", str(out_json), "--cell-timeout", str(args.cell_timeout)]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "labs_utils.maintenance.gpu_run",
+                    "--worker",
+                    str(path),
+                    "--result-json",
+                    str(out_json),
+                    "--cell-timeout",
+                    str(args.cell_timeout),
+                ]
                 if cuda_available:
                     cmd.append("--cuda")
                 log = open(RUN_DIR / f"{path.stem}.log", "w")  # noqa: SIM115 - closed when the worker ends
-                running[path] = (subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), out_json, log)
+                running[path] = (
+                    subprocess.Popen(
+                        cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+                    ),
+                    out_json,
+                    log,
+                )
                 print(f"started  {path.stem}", flush=True)
             time.sleep(0.5)
             for path, (proc, out_json, log) in list(running.items()):
@@ -552,13 +709,22 @@ def _run_all(paths: list[Path], args, env: dict[str, str], fixtures, cuda_availa
                 log.close()
                 del running[path]
                 if out_json.is_file():
-                    results[path] = NotebookResult.from_json(json.loads(out_json.read_text()))
+                    results[path] = NotebookResult.from_json(
+                        json.loads(out_json.read_text())
+                    )
                 else:
-                    results[path] = NotebookResult(name=path.stem, status="fail", problems=[
-                        f"the worker exited with status {proc.returncode} and no result; see build/gpu-run/{path.stem}.log"])
+                    results[path] = NotebookResult(
+                        name=path.stem,
+                        status="fail",
+                        problems=[
+                            f"the worker exited with status {proc.returncode} and no result; see build/gpu-run/{path.stem}.log"
+                        ],
+                    )
                 r = results[path]
-                print(f"finished {r.name}: {r.status}, GPU cells run {len(r.gpu_cells_run)} of {len(r.gpu_cells)}",
-                      flush=True)
+                print(
+                    f"finished {r.name}: {r.status}, GPU cells run {len(r.gpu_cells_run)} of {len(r.gpu_cells)}",
+                    flush=True,
+                )
                 report()
     except (_Stop, KeyboardInterrupt) as e:
         for path, (proc, _, log) in running.items():
@@ -576,15 +742,38 @@ def _run_all(paths: list[Path], args, env: dict[str, str], fixtures, cuda_availa
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m labs_utils.maintenance.gpu_run",
-                                description="Run every notebook with the GPU visible and write build/gpu-report.md.")
-    p.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/[0-9][0-9]_*.ipynb")
-    p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="notebooks at a time (default: %(default)s)")
-    p.add_argument("--cell-timeout", type=int, default=300, help="seconds per cell (default: %(default)s)")
-    p.add_argument("--report", type=Path, default=REPORT, help="default: build/gpu-report.md")
-    p.add_argument("--no-fixtures", action="store_true", help="do not remake and compare the CUDA fixtures in data/")
-    p.add_argument("--allow-cpu", action="store_true",
-                   help="run even without CUDA, to test this tool (proves nothing about GPUs; exit status 3)")
+    p = argparse.ArgumentParser(
+        prog="python -m labs_utils.maintenance.gpu_run",
+        description="Run every notebook with the GPU visible and write build/gpu-report.md.",
+    )
+    p.add_argument(
+        "notebooks", nargs="*", type=Path, help="default: notebooks/[0-9][0-9]_*.ipynb"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="notebooks at a time (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cell-timeout",
+        type=int,
+        default=300,
+        help="seconds per cell (default: %(default)s)",
+    )
+    p.add_argument(
+        "--report", type=Path, default=REPORT, help="default: build/gpu-report.md"
+    )
+    p.add_argument(
+        "--no-fixtures",
+        action="store_true",
+        help="do not remake and compare the CUDA fixtures in data/",
+    )
+    p.add_argument(
+        "--allow-cpu",
+        action="store_true",
+        help="run even without CUDA, to test this tool (proves nothing about GPUs; exit status 3)",
+    )
     p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--result-json", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--cuda", action="store_true", help=argparse.SUPPRESS)
@@ -594,8 +783,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.worker is not None:  # one notebook, in its own process (see _run_all)
-        result = run_notebook(args.worker.resolve(), cuda_available=args.cuda, cell_timeout=args.cell_timeout,
-                              save_dir=RUN_DIR)
+        result = run_notebook(
+            args.worker.resolve(),
+            cuda_available=args.cuda,
+            cell_timeout=args.cell_timeout,
+            save_dir=RUN_DIR,
+        )
         if args.result_json is not None:
             args.result_json.write_text(json.dumps(asdict(result), indent=1))
         return EXIT_OK
@@ -607,10 +800,15 @@ def main(argv: list[str] | None = None) -> int:
         print(refusal_line(reason), file=sys.stderr)
         return EXIT_NO_CUDA
     cuda_available = reason is None
-    paths = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    paths = [p.resolve() for p in args.notebooks] or sorted(
+        NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")
+    )
     missing = [str(p) for p in paths if not p.is_file()]
     if missing or not paths:
-        print(f"test-gpu: no such notebook: {', '.join(missing) or 'notebooks/[0-9][0-9]_*.ipynb'}", file=sys.stderr)
+        print(
+            f"test-gpu: no such notebook: {', '.join(missing) or 'notebooks/[0-9][0-9]_*.ipynb'}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("PYTHONHASHSEED", "0")
@@ -618,7 +816,10 @@ def main(argv: list[str] | None = None) -> int:
     args.report = args.report.resolve()
     env = environment()
     env["omp_threads"] = os.environ["OMP_NUM_THREADS"]
-    print(f"test-gpu: {env['device']} | torch {env['torch']} | CUDA {env['cuda']} | {len(paths)} notebooks", flush=True)
+    print(
+        f"test-gpu: {env['device']} | torch {env['torch']} | CUDA {env['cuda']} | {len(paths)} notebooks",
+        flush=True,
+    )
     fixtures = None
     if cuda_available and not args.no_fixtures:
         fixtures = check_fixtures()
@@ -628,11 +829,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = _run_all(paths, args, env, fixtures, cuda_available)
     except (_Stop, KeyboardInterrupt):
-        print(f"test-gpu: stopped; partial report in {_shown(args.report)}", file=sys.stderr)
+        print(
+            f"test-gpu: stopped; partial report in {_shown(args.report)}",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
-    ok = overall_ok(results, fixtures) or (args.no_fixtures and all(r.passed for r in results))
-    print(f"test-gpu: {'PASS' if ok and cuda_available else 'FAIL' if cuda_available else 'CPU dry run done'}; "
-          f"report in {_shown(args.report)}", flush=True)
+    ok = overall_ok(results, fixtures) or (
+        args.no_fixtures and all(r.passed for r in results)
+    )
+    print(
+        f"test-gpu: {'PASS' if ok and cuda_available else 'FAIL' if cuda_available else 'CPU dry run done'}; "
+        f"report in {_shown(args.report)}",
+        flush=True,
+    )
     if not cuda_available:
         return EXIT_NO_CUDA
     return EXIT_OK if ok else EXIT_FAILED

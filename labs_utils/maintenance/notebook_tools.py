@@ -18,6 +18,7 @@ paths (``/home/me/.venv/lib/python3.11/site-packages/torch/...`` becomes
 ``.../site-packages/torch/...``). nbval does not compare tracebacks, but GitHub shows them, and
 the workbook never shows one machine's paths.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,21 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["sanitize_text", "sanitize_notebook", "strip_solutions", "learner_edition",
-           "reading_minutes", "main"]
+__all__ = [
+    "sanitize_text",
+    "sanitize_notebook",
+    "strip_solutions",
+    "learner_edition",
+    "reading_minutes",
+    "main",
+]
 
-_SITE = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](site-packages|dist-packages)[/\\]")
-_STDLIB = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](lib[/\\]python3\.\d+)[/\\]")
+_SITE = re.compile(
+    r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](site-packages|dist-packages)[/\\]"
+)
+_STDLIB = re.compile(
+    r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](lib[/\\]python3\.\d+)[/\\]"
+)
 _ADDR = re.compile(r" at 0x[0-9a-fA-F]{6,}")
 
 
@@ -50,8 +61,12 @@ def _coalesce_streams(outputs: list[dict]) -> list[dict]:
     """
     merged: list[dict] = []
     for out in outputs:
-        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
-                and merged[-1].get("name") == out.get("name")):
+        if (
+            out.get("output_type") == "stream"
+            and merged
+            and merged[-1].get("output_type") == "stream"
+            and merged[-1].get("name") == out.get("name")
+        ):
             merged[-1]["text"] = "".join(merged[-1]["text"]) + "".join(out["text"])
         else:
             merged.append(dict(out))
@@ -72,7 +87,9 @@ def sanitize_notebook(path: str | Path) -> bool:
             cell["outputs"] = _coalesce_streams(cell["outputs"])
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                out["traceback"] = [sanitize_text(line, root) for line in out.get("traceback", [])]
+                out["traceback"] = [
+                    sanitize_text(line, root) for line in out.get("traceback", [])
+                ]
     new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     if new != raw:
         path.write_text(new, encoding="utf-8")
@@ -98,17 +115,21 @@ def strip_solutions(source: str, where: str = "cell") -> str:
     for number, line in enumerate(lines, 1):
         stripped = line.strip()
         if stripped.startswith("# Hint:") and not inside:
-            hint = stripped[len("# Hint:"):].strip() or _DEFAULT_HINT
+            hint = stripped[len("# Hint:") :].strip() or _DEFAULT_HINT
         if stripped.startswith(BEGIN):
             if inside:
-                raise ValueError(f"{where}, line {number}: {BEGIN} inside another solution; close it with {END}")
+                raise ValueError(
+                    f"{where}, line {number}: {BEGIN} inside another solution; close it with {END}"
+                )
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
             out.append(f"{indent}pass  # Your turn: {hint}")
             continue
         if stripped.startswith(END):
             if not inside:
-                raise ValueError(f"{where}, line {number}: {END} without a {BEGIN} above it")
+                raise ValueError(
+                    f"{where}, line {number}: {END} without a {BEGIN} above it"
+                )
             inside = False
             continue
         if not inside:
@@ -126,7 +147,11 @@ def learner_edition(src: str | Path, dst: str | Path) -> int:
     for index, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
-        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        source = (
+            "".join(cell["source"])
+            if isinstance(cell["source"], list)
+            else cell["source"]
+        )
         if BEGIN in source:
             removed += source.count(BEGIN)
             source = strip_solutions(source, where=f"{src.name}, cell {index}")
@@ -134,7 +159,9 @@ def learner_edition(src: str | Path, dst: str | Path) -> int:
         cell["outputs"] = []
         cell["execution_count"] = None
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    dst.write_text(
+        json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return removed
 
 
@@ -156,39 +183,71 @@ def reading_minutes(path: str | Path) -> dict[str, float]:
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     words = code = output = plots = exercises = 0
     for cell in nb.get("cells", []):
-        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        source = (
+            "".join(cell["source"])
+            if isinstance(cell["source"], list)
+            else cell["source"]
+        )
         if cell.get("cell_type") == "markdown":
             words += len(source.split())
             continue
-        code += sum(1 for line in source.splitlines() if line.strip() and not line.strip().startswith("###"))
+        code += sum(
+            1
+            for line in source.splitlines()
+            if line.strip() and not line.strip().startswith("###")
+        )
         exercises += source.count(BEGIN)
         for out in cell.get("outputs", []):
             if "image/png" in out.get("data", {}):
                 plots += 1
-            text = out.get("text") or out.get("data", {}).get("text/plain") or out.get("evalue") or ""
+            text = (
+                out.get("text")
+                or out.get("data", {}).get("text/plain")
+                or out.get("evalue")
+                or ""
+            )
             text = "".join(text) if isinstance(text, list) else text
             output += min(len(text.splitlines()), 25)
-    minutes = (words / PROSE_WORDS_PER_MINUTE + code * SECONDS_PER_CODE_LINE / 60
-               + output * SECONDS_PER_OUTPUT_LINE / 60 + plots * 0.5 + exercises * MINUTES_PER_EXERCISE)
-    return {"words": words, "code_lines": code, "output_lines": output, "plots": plots,
-            "exercises": exercises, "minutes": minutes}
+    minutes = (
+        words / PROSE_WORDS_PER_MINUTE
+        + code * SECONDS_PER_CODE_LINE / 60
+        + output * SECONDS_PER_OUTPUT_LINE / 60
+        + plots * 0.5
+        + exercises * MINUTES_PER_EXERCISE
+    )
+    return {
+        "words": words,
+        "code_lines": code,
+        "output_lines": output,
+        "plots": plots,
+        "exercises": exercises,
+        "minutes": minutes,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    usage = ("usage: python -m labs_utils.maintenance.notebook_tools sanitize NOTEBOOK.ipynb [...]\n"
-             "       python -m labs_utils.maintenance.notebook_tools learner OUT_DIR NOTEBOOK.ipynb [...]\n"
-             "       python -m labs_utils.maintenance.notebook_tools reading-time NOTEBOOK.ipynb [...]")
+    usage = (
+        "usage: python -m labs_utils.maintenance.notebook_tools sanitize NOTEBOOK.ipynb [...]\n"
+        "       python -m labs_utils.maintenance.notebook_tools learner OUT_DIR NOTEBOOK.ipynb [...]\n"
+        "       python -m labs_utils.maintenance.notebook_tools reading-time NOTEBOOK.ipynb [...]"
+    )
     if len(argv) >= 2 and argv[0] == "reading-time":
         for name in argv[1:]:
             if not Path(name).is_file():
                 print(f"{name}: no such notebook", file=sys.stderr)
                 return 2
             r = reading_minutes(name)
-            print(f"{Path(name).stem}: {r['minutes']:.0f} min ({r['words']} words, {r['code_lines']} code lines, "
-                  f"{r['output_lines']} output lines, {r['plots']} plots, {r['exercises']} exercises)")
+            print(
+                f"{Path(name).stem}: {r['minutes']:.0f} min ({r['words']} words, {r['code_lines']} code lines, "
+                f"{r['output_lines']} output lines, {r['plots']} plots, {r['exercises']} exercises)"
+            )
         return 0
-    if len(argv) < 2 or argv[0] not in ("sanitize", "learner") or (argv[0] == "learner" and len(argv) < 3):
+    if (
+        len(argv) < 2
+        or argv[0] not in ("sanitize", "learner")
+        or (argv[0] == "learner" and len(argv) < 3)
+    ):
         print(usage, file=sys.stderr)
         return 2
     names = argv[1:] if argv[0] == "sanitize" else argv[2:]
@@ -207,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        print(f"{(out_dir / Path(name).name).as_posix()}: {n} solution(s) replaced by placeholders")
+        print(
+            f"{(out_dir / Path(name).name).as_posix()}: {n} solution(s) replaced by placeholders"
+        )
     return 0
 
 

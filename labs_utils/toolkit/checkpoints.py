@@ -9,6 +9,7 @@
 
 Random generator states live in ``rng.py``, ``CheckpointManager`` in ``manager.py``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,9 +18,9 @@ import pickle
 import stat
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import torch
 
@@ -91,14 +92,22 @@ class _StagedFile:
 
     def __init__(self, path: str | os.PathLike, *, fsync: bool = True):
         if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"expected a file path such as 'runs/last.pth', got {type(path).__name__}")
+            raise TypeError(
+                f"expected a file path such as 'runs/last.pth', got {type(path).__name__}"
+            )
         self.path, self.fsync = Path(path), fsync
         if self.path.is_dir():
-            raise IsADirectoryError(f"{self.path}: is a folder; give a file name inside it, "
-                                    f"e.g. {self.path / 'last.pth'}")
+            raise IsADirectoryError(
+                f"{self.path}: is a folder; give a file name inside it, "
+                f"e.g. {self.path / 'last.pth'}"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        mode = _mode_like_open(self.path)  # mkstemp makes the file 0o600, os.replace would keep that
-        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        mode = _mode_like_open(
+            self.path
+        )  # mkstemp makes the file 0o600, os.replace would keep that
+        fd, name = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
         self.tmp = Path(name)
         self.file: BinaryIO = os.fdopen(fd, "wb")
         try:
@@ -127,8 +136,12 @@ class _StagedFile:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, *, fsync: bool = True,
-                 check: Callable[[Path], None] | None = None) -> Iterator[BinaryIO]:
+def atomic_write(
+    path: str | os.PathLike,
+    *,
+    fsync: bool = True,
+    check: Callable[[Path], None] | None = None,
+) -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path`` for writing; on success it replaces ``path``.
 
     The data is flushed and fsynced before ``os.replace``, and the folder is fsynced after it, so
@@ -181,8 +194,13 @@ def atomic_write(path: str | os.PathLike, *, fsync: bool = True,
         raise
 
 
-def save_checkpoint(obj: Any, path: str | os.PathLike, *, fsync: bool = True,
-                    check_safe_load: bool = False) -> Path:
+def save_checkpoint(
+    obj: Any,
+    path: str | os.PathLike,
+    *,
+    fsync: bool = True,
+    check_safe_load: bool = False,
+) -> Path:
     """Save ``obj`` with ``torch.save`` atomically to ``path`` and return the path.
 
     Missing parent folders are created. If saving fails (an object that cannot be pickled, a
@@ -215,7 +233,11 @@ def save_checkpoint(obj: Any, path: str | os.PathLike, *, fsync: bool = True,
         3
         >>> tmp.cleanup()
     """
-    with atomic_write(path, fsync=fsync, check=_safe_load_check(obj, Path(path)) if check_safe_load else None) as f:
+    with atomic_write(
+        path,
+        fsync=fsync,
+        check=_safe_load_check(obj, Path(path)) if check_safe_load else None,
+    ) as f:
         torch.save(obj, f)
     return Path(path)
 
@@ -224,7 +246,9 @@ def _qualname(x: Any) -> str:
     return f"{getattr(x, '__module__', '')}.{getattr(x, '__qualname__', getattr(x, '__name__', ''))}"
 
 
-def _find_global(obj: Any, names: set[str], where: str, depth: int = 0) -> tuple[str, str]:
+def _find_global(
+    obj: Any, names: set[str], where: str, depth: int = 0
+) -> tuple[str, str]:
     """Where ``obj`` holds an instance of one of the classes ``names`` (or one of them itself):
     ``("obj['config']['out_dir']", "pathlib.PosixPath")``, or ``("", "")``. Tensors are not searched."""
     for name in (_qualname(type(obj)), _qualname(obj) if callable(obj) else ""):
@@ -247,6 +271,7 @@ def _find_global(obj: Any, names: set[str], where: str, depth: int = 0) -> tuple
 
 def _safe_load_check(obj: Any, path: Path, what: str = "obj") -> Callable[[Path], None]:
     """A ``check`` for ``atomic_write``: the file written for ``path`` must load with ``weights_only=True``."""
+
     def check(tmp: Path) -> None:
         try:
             torch.load(tmp, map_location="cpu", weights_only=True, mmap=True)
@@ -255,18 +280,26 @@ def _safe_load_check(obj: Any, path: Path, what: str = "obj") -> Callable[[Path]
             needed = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(tmp))
         entry, name = _find_global(obj, set(needed), what)
         article = "an" if name[:1].lower() in "aeiou" else "a"
-        found = f"{entry} is {article} {name}" if entry else f"{what} holds {', '.join(needed) or 'an object'}"
+        found = (
+            f"{entry} is {article} {name}"
+            if entry
+            else f"{what} holds {', '.join(needed) or 'an object'}"
+        )
         raise TypeError(
             f"{path}: {found}, which torch.load(weights_only=True) refuses, so the file would not load back "
             f"safely; nothing was replaced. Store plain data instead: str(path), dataclasses.asdict(config), "
             f"vars(namespace), member.value of an enum; or, if you trust the class, allow it with "
             f"torch.serialization.add_safe_globals([{name or ', '.join(needed)}]) in every process that saves "
-            "or loads the file.")
+            "or loads the file."
+        )
+
     return check
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_LEGACY_MAGIC = b"\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"  # pickled torch magic number (pre-zip format)
+_LEGACY_MAGIC = (
+    b"\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"  # pickled torch magic number (pre-zip format)
+)
 
 
 def _not_a_torch_file(head: bytes) -> str:
@@ -276,22 +309,30 @@ def _not_a_torch_file(head: bytes) -> str:
     if head.startswith(b"\x80") and _LEGACY_MAGIC in head[:32]:
         return ""  # the legacy (PyTorch < 1.6) format
     if head.startswith(b"\x80"):
-        return ("a plain pickle file (written by pickle.dump, not torch.save), which torch.load cannot read; "
-                "if you trust its source, open it with pickle.load and re-save the tensors with torch.save")
+        return (
+            "a plain pickle file (written by pickle.dump, not torch.save), which torch.load cannot read; "
+            "if you trust its source, open it with pickle.load and re-save the tensors with torch.save"
+        )
     if head.startswith(b"\x93NUMPY"):
         return "a NumPy .npy file; read it with numpy.load(path)"
     if head.startswith(b"\x89HDF"):
         return "an HDF5 file (Keras/h5py); read it with h5py"
     if head.startswith(b"\x1f\x8b"):
         return "a gzip-compressed file; decompress it first"
-    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+    if (
+        len(head) >= 9
+        and head[8:9] == b"{"
+        and int.from_bytes(head[:8], "little") < 100_000_000
+    ):
         return "a safetensors file; read it with safetensors.torch.load_file(path)"
     if head.lstrip()[:1] in (b"{", b"["):
         return "a JSON/text file; check that the path points to the checkpoint, not to its metadata"
     if head.startswith(b"version https://git-lfs"):
         return "a Git LFS pointer, not the file itself; run git lfs pull"
-    return (f"it starts with {head[:8]!r}, not with the zip header b'PK\\x03\\x04' that torch.save writes; "
-            "check the path, or use an earlier checkpoint if this one was overwritten")
+    return (
+        f"it starts with {head[:8]!r}, not with the zip header b'PK\\x03\\x04' that torch.save writes; "
+        "check the path, or use an earlier checkpoint if this one was overwritten"
+    )
 
 
 def _is_foreign_zip(path: Path) -> bool:
@@ -302,8 +343,13 @@ def _is_foreign_zip(path: Path) -> bool:
         return False
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool = True, *,
-                    mmap: bool = False) -> Any:
+def load_checkpoint(
+    path: str | os.PathLike,
+    map_location: Any = "cpu",
+    weights_only: bool = True,
+    *,
+    mmap: bool = False,
+) -> Any:
     """``torch.load`` with safe defaults and clear errors.
 
     ``mmap=True`` maps the file's tensor data instead of reading it into memory (pages are read
@@ -336,37 +382,54 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
         >>> tmp.cleanup()
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"load_checkpoint() needs a file path, got {type(path).__name__}; "
-                        "to read bytes in memory, wrap them in io.BytesIO and call torch.load")
+        raise TypeError(
+            f"load_checkpoint() needs a file path, got {type(path).__name__}; "
+            "to read bytes in memory, wrap them in io.BytesIO and call torch.load"
+        )
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file; check the name and that relative paths start "
-                                "from the current folder")
+        raise FileNotFoundError(
+            f"{path}: no such file; check the name and that relative paths start "
+            "from the current folder"
+        )
     if path.is_dir():
-        hint = (" It holds a .metadata file: this is a torch.distributed.checkpoint folder; load it with "
-                "torch.distributed.checkpoint.load or convert it with dcp_to_torch_save."
-                if (path / ".metadata").exists() else " Give the path of a file inside it.")
+        hint = (
+            " It holds a .metadata file: this is a torch.distributed.checkpoint folder; load it with "
+            "torch.distributed.checkpoint.load or convert it with dcp_to_torch_save."
+            if (path / ".metadata").exists()
+            else " Give the path of a file inside it."
+        )
         raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file.{hint}")
     size = path.stat().st_size
     if size == 0:
-        raise CheckpointError(f"{path}: the file is empty (0 bytes), probably a save that was interrupted; "
-                              "use an earlier checkpoint, and save with save_checkpoint() so this cannot happen")
+        raise CheckpointError(
+            f"{path}: the file is empty (0 bytes), probably a save that was interrupted; "
+            "use an earlier checkpoint, and save with save_checkpoint() so this cannot happen"
+        )
     if path.suffix == ".safetensors":
-        raise CheckpointError(f"{path}: a .safetensors file is not a torch.save file; read it with "
-                              "safetensors.torch.load_file(path)")
+        raise CheckpointError(
+            f"{path}: a .safetensors file is not a torch.save file; read it with "
+            "safetensors.torch.load_file(path)"
+        )
     with open(path, "rb") as f:
         head = f.read(64)
     not_torch = _not_a_torch_file(head)
     if not_torch:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint: {not_torch}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=weights_only,
-                          mmap=mmap and head.startswith(_ZIP_MAGIC))
+        return torch.load(
+            path,
+            map_location=map_location,
+            weights_only=weights_only,
+            mmap=mmap and head.startswith(_ZIP_MAGIC),
+        )
     except pickle.UnpicklingError as e:
         msg = str(e)
         if "Weights only load failed" in msg:
             try:
-                needed = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+                needed = sorted(
+                    torch.serialization.get_unsafe_globals_in_checkpoint(path)
+                )
             except Exception:  # pragma: no cover - best effort
                 needed = []
             what = f" It needs: {', '.join(needed)}." if needed else ""
@@ -374,34 +437,62 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
                 f"{path}: refused by safe loading (weights_only=True): the file holds Python objects "
                 f"other than tensors and plain containers.{what} If you trust the file's source, allow "
                 "exactly those with torch.serialization.safe_globals([...]); never use "
-                "weights_only=False on a file you did not make yourself.") from e
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({msg.splitlines()[0]}); "
-                              "check that the path points to a file written by torch.save") from e
+                "weights_only=False on a file you did not make yourself."
+            ) from e
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint ({msg.splitlines()[0]}); "
+            "check that the path points to a file written by torch.save"
+        ) from e
     except RuntimeError as e:
         msg = str(e)
-        if "central directory" in msg or "zip archive" in msg or isinstance(e.__cause__, zipfile.BadZipFile):
-            raise CheckpointError(f"{path}: the file is truncated or is not a checkpoint ({size} bytes, "
-                                  "no valid zip archive); it was probably cut off by an interrupted save or "
-                                  "copy: use an earlier checkpoint or copy it again") from e
+        if (
+            "central directory" in msg
+            or "zip archive" in msg
+            or isinstance(e.__cause__, zipfile.BadZipFile)
+        ):
+            raise CheckpointError(
+                f"{path}: the file is truncated or is not a checkpoint ({size} bytes, "
+                "no valid zip archive); it was probably cut off by an interrupted save or "
+                "copy: use an earlier checkpoint or copy it again"
+            ) from e
         if head.startswith(_ZIP_MAGIC) and _is_foreign_zip(path):
-            raise CheckpointError(f"{path}: a zip archive, but not one written by torch.save (no */data.pkl "
-                                  "entry); check that the path points to a checkpoint file") from e
+            raise CheckpointError(
+                f"{path}: a zip archive, but not one written by torch.save (no */data.pkl "
+                "entry); check that the path points to a checkpoint file"
+            ) from e
         if "unexpected EOF" in msg:
-            raise CheckpointError(f"{path}: the file is truncated ({size} bytes; {msg.splitlines()[0]}); it was "
-                                  "probably cut off by an interrupted save or copy: use an earlier checkpoint "
-                                  "or copy it again") from e
+            raise CheckpointError(
+                f"{path}: the file is truncated ({size} bytes; {msg.splitlines()[0]}); it was "
+                "probably cut off by an interrupted save or copy: use an earlier checkpoint "
+                "or copy it again"
+            ) from e
         if "CUDA" in msg and "deserialize" in msg:
-            raise CheckpointError(f"{path}: the file was saved on a GPU and this machine has no CUDA; "
-                                  "pass map_location='cpu'") from e
-        raise CheckpointError(f"{path}: could not be loaded: {msg.splitlines()[0]}") from e
+            raise CheckpointError(
+                f"{path}: the file was saved on a GPU and this machine has no CUDA; "
+                "pass map_location='cpu'"
+            ) from e
+        raise CheckpointError(
+            f"{path}: could not be loaded: {msg.splitlines()[0]}"
+        ) from e
     except PermissionError as e:
-        raise CheckpointError(f"{path}: no permission to read the file; check its owner and mode") from e
+        raise CheckpointError(
+            f"{path}: no permission to read the file; check its owner and mode"
+        ) from e
     except OSError as e:  # the zip reader fails this way on some cut-off archives
-        raise CheckpointError(f"{path}: the file is truncated or damaged ({size} bytes; {type(e).__name__}: "
-                              f"{e.strerror or e}); it was probably cut off by an interrupted save or copy: use "
-                              "an earlier checkpoint or copy it again") from e
-    except (EOFError, ValueError, IndexError, KeyError, AttributeError, ImportError) as e:
-        raise CheckpointError(f"{path}: the file is truncated or is not a PyTorch checkpoint ({size} bytes; "
-                              f"{type(e).__name__}: {e}); check the path, or use an earlier checkpoint") from e
-
-
+        raise CheckpointError(
+            f"{path}: the file is truncated or damaged ({size} bytes; {type(e).__name__}: "
+            f"{e.strerror or e}); it was probably cut off by an interrupted save or copy: use "
+            "an earlier checkpoint or copy it again"
+        ) from e
+    except (
+        EOFError,
+        ValueError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        ImportError,
+    ) as e:
+        raise CheckpointError(
+            f"{path}: the file is truncated or is not a PyTorch checkpoint ({size} bytes; "
+            f"{type(e).__name__}: {e}); check the path, or use an earlier checkpoint"
+        ) from e

@@ -10,6 +10,7 @@ The header metadata says where the weights came from (``format: pt``, ``source``
 (``epoch`` ...) are copied under a ``ckpt.`` namespace (``ckpt.epoch``), so they can never
 overwrite those keys: loaders such as Hugging Face's check ``format``.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,27 +52,39 @@ class ConvertResult:
     tensors: int
     file_bytes: int
     stripped: list[str] = field(default_factory=list)
-    untied: list[str] = field(default_factory=list)  # keys written as copies of a shared tensor
+    untied: list[str] = field(
+        default_factory=list
+    )  # keys written as copies of a shared tensor
     metadata: dict[str, str] = field(default_factory=dict)
-    kept_prefixes: dict[str, int] = field(default_factory=dict)  # prefix -> keys that carry it (not all)
+    kept_prefixes: dict[str, int] = field(
+        default_factory=dict
+    )  # prefix -> keys that carry it (not all)
     strip_prefixes: bool = False  # whether stripping was asked for
 
     def lines(self) -> list[str]:
         where = f"{self.src}[{self.entry!r}]" if self.entry else self.src
-        out = [f"wrote {self.dst}: {self.tensors} tensors from {where} ({self.file_bytes:,} bytes)"]
+        out = [
+            f"wrote {self.dst}: {self.tensors} tensors from {where} ({self.file_bytes:,} bytes)"
+        ]
         if self.stripped:
             out.append("stripped prefixes: " + ", ".join(self.stripped))
         elif self.strip_prefixes:
             out.append("stripped prefixes: none (no wrapper prefix starts every key)")
         for p, n in self.kept_prefixes.items():
-            out.append(f"kept {p!r} on {n} of {self.tensors} keys: not every key has it, so it is part of the "
-                       "model's own names (a submodule called that)")
+            out.append(
+                f"kept {p!r} on {n} of {self.tensors} keys: not every key has it, so it is part of the "
+                "model's own names (a submodule called that)"
+            )
         copied = [k for k in self.metadata if k.startswith(_CKPT)]
         if copied:
-            out.append("checkpoint values in the header: " + ", ".join(
-                f"{k}={_short(self.metadata[k])}" for k in copied))
+            out.append(
+                "checkpoint values in the header: "
+                + ", ".join(f"{k}={_short(self.metadata[k])}" for k in copied)
+            )
         if self.untied:
-            out.append("shared tensors written as separate copies: " + ", ".join(self.untied))
+            out.append(
+                "shared tensors written as separate copies: " + ", ".join(self.untied)
+            )
         out.append("round trip: every tensor is torch.equal to the source")
         return out
 
@@ -85,10 +98,12 @@ _CKPT = "ckpt."  # namespace of the checkpoint's own values in the header
 
 
 def _short(value: str, width: int = 40) -> str:
-    return value if len(value) <= width else value[:width - 3] + "..."
+    return value if len(value) <= width else value[: width - 3] + "..."
 
 
-def _strip_prefixes(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+def _strip_prefixes(
+    sd: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Remove the wrapper prefixes that every key carries (``detect_prefixes``), each once.
 
     A prefix that only some keys carry is the name of a real submodule (``module``) and stays.
@@ -104,8 +119,13 @@ def _partial_prefixes(keys: list[str]) -> dict[str, int]:
     return {p: n for p, n in counts.items() if 0 < n < len(keys)}
 
 
-def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, strip_prefixes: bool = False,
-                           overwrite: bool = False) -> ConvertResult:
+def convert_to_safetensors(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    strip_prefixes: bool = False,
+    overwrite: bool = False,
+) -> ConvertResult:
     """Write the weights of ``src`` (a ``.pth``/``.pt`` file) to ``dst`` (``.safetensors``).
 
     ``strip_prefixes=True`` removes the wrapper prefixes that every key carries, and only those;
@@ -144,24 +164,38 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, st
 
     src, dst = Path(src), Path(dst)
     if dst.suffix != ".safetensors":
-        raise ValueError(f"{dst}: the output name should end in .safetensors, e.g. {dst.with_suffix('.safetensors')}")
+        raise ValueError(
+            f"{dst}: the output name should end in .safetensors, e.g. {dst.with_suffix('.safetensors')}"
+        )
     if dst.exists() and not overwrite:
-        raise FileExistsError(f"{dst}: already exists; pass --overwrite (overwrite=True) to replace it")
+        raise FileExistsError(
+            f"{dst}: already exists; pass --overwrite (overwrite=True) to replace it"
+        )
     if src.suffix == ".safetensors":
         raise ValueError(f"{src}: is already a .safetensors file; nothing to convert")
     try:
-        obj = load_checkpoint(src, mmap=True)  # the data is read once, when it is written out
+        obj = load_checkpoint(
+            src, mmap=True
+        )  # the data is read once, when it is written out
     except CheckpointError as e:
         raise InspectError(" ".join(str(e).split())) from None
     entry, sd = _weights_entry(obj)
     if sd is None:
-        keys = sorted(map(str, obj))[:8] if isinstance(obj, Mapping) else type(obj).__name__
-        raise ValueError(f"{src}: no state_dict found (a mapping of names to tensors at the top level or under "
-                         f"'model'/'state_dict'); found {keys}")
+        keys = (
+            sorted(map(str, obj))[:8]
+            if isinstance(obj, Mapping)
+            else type(obj).__name__
+        )
+        raise ValueError(
+            f"{src}: no state_dict found (a mapping of names to tensors at the top level or under "
+            f"'model'/'state_dict'); found {keys}"
+        )
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise ValueError(f"{src}: safetensors stores tensors only, but {bad[0]!r} is a "
-                         f"{type(sd[bad[0]]).__name__}; drop such entries first")
+        raise ValueError(
+            f"{src}: safetensors stores tensors only, but {bad[0]!r} is a "
+            f"{type(sd[bad[0]]).__name__}; drop such entries first"
+        )
     stripped: list[str] = []
     if strip_prefixes:
         sd, stripped = _strip_prefixes(sd)
@@ -172,7 +206,9 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, st
     for k, v in sd.items():
         st = v.untyped_storage()
         sid = (st.data_ptr(), st.nbytes())
-        if sid in seen and st.nbytes() > 0:  # save_file refuses tensors that share memory
+        if (
+            sid in seen and st.nbytes() > 0
+        ):  # save_file refuses tensors that share memory
             untied.append(f"{k} (= {seen[sid]})")
             v = v.clone()
         else:
@@ -185,14 +221,31 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, *, st
         metadata["stripped_prefixes"] = ",".join(stripped)
     if isinstance(obj, Mapping) and entry:
         for k, v in obj.items():
-            if isinstance(k, str) and isinstance(v, (int, float, str)) and not isinstance(v, bool):
+            if (
+                isinstance(k, str)
+                and isinstance(v, (int, float, str))
+                and not isinstance(v, bool)
+            ):
                 metadata[_CKPT + k] = str(v)
     data = save(tensors, metadata=metadata)
     with atomic_write(dst) as f:
         f.write(data)
     back = load_file(str(dst))
-    if set(back) != set(tensors) or not all(torch.equal(back[k], v) for k, v in tensors.items()):
-        raise CheckpointError(f"{dst}: the written file does not match {src}; the disk may be failing")
-    return ConvertResult(str(src), str(dst), entry or "", len(tensors), dst.stat().st_size, stripped, untied,
-                         metadata, kept, strip_prefixes)
-
+    if set(back) != set(tensors) or not all(
+        torch.equal(back[k], v) for k, v in tensors.items()
+    ):
+        raise CheckpointError(
+            f"{dst}: the written file does not match {src}; the disk may be failing"
+        )
+    return ConvertResult(
+        str(src),
+        str(dst),
+        entry or "",
+        len(tensors),
+        dst.stat().st_size,
+        stripped,
+        untied,
+        metadata,
+        kept,
+        strip_prefixes,
+    )

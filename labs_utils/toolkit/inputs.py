@@ -12,10 +12,19 @@ import torch.nn as nn
 
 __all__ = ["as_state_dict"]
 
-_CHECKPOINT_KEYS = ("model", "state_dict", "model_state_dict", "module", "net", "weights")
+_CHECKPOINT_KEYS = (
+    "model",
+    "state_dict",
+    "model_state_dict",
+    "module",
+    "net",
+    "weights",
+)
 
 
-def as_state_dict(obj: Any, *, what: str = "state_dict") -> tuple[Mapping[str, Any], nn.Module | None]:
+def as_state_dict(
+    obj: Any, *, what: str = "state_dict"
+) -> tuple[Mapping[str, Any], nn.Module | None]:
     """Turn a model, a state_dict or a file path into ``(state_dict, model_or_None)``.
 
     Raises a ``TypeError``/``ValueError``/``FileNotFoundError`` that says what was wrong and what
@@ -57,14 +66,23 @@ def as_state_dict(obj: Any, *, what: str = "state_dict") -> tuple[Mapping[str, A
     if isinstance(obj, Mapping):
         if len(obj) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             nested = [k for k in _CHECKPOINT_KEYS if isinstance(obj.get(k), Mapping)]
-            hint = (f"; it looks like a training checkpoint: pass checkpoint[{nested[0]!r}]" if nested
-                    else "; pass model.state_dict() or the entry of your checkpoint that holds the weights")
-            raise ValueError(f"expected a {what} (a mapping of names to tensors), but no value is a tensor "
-                             f"(top-level keys: {sorted(map(str, obj))[:8]}){hint}")
+            hint = (
+                f"; it looks like a training checkpoint: pass checkpoint[{nested[0]!r}]"
+                if nested
+                else "; pass model.state_dict() or the entry of your checkpoint that holds the weights"
+            )
+            raise ValueError(
+                f"expected a {what} (a mapping of names to tensors), but no value is a tensor "
+                f"(top-level keys: {sorted(map(str, obj))[:8]}){hint}"
+            )
         bad = [k for k in obj if not isinstance(k, str)]
         if bad:
-            raise TypeError(f"a {what} has string keys such as 'fc1.weight', got key {bad[0]!r} "
-                            f"of type {type(bad[0]).__name__}")
+            raise TypeError(
+                f"a {what} has string keys such as 'fc1.weight', got key {bad[0]!r} "
+                f"of type {type(bad[0]).__name__}"
+            )
         return obj, None
-    raise TypeError(f"expected an nn.Module, a {what} (a mapping of names to tensors) or a file path, "
-                    f"got {type(obj).__name__}; for example pass model.state_dict() or 'weights.pth'")
+    raise TypeError(
+        f"expected an nn.Module, a {what} (a mapping of names to tensors) or a file path, "
+        f"got {type(obj).__name__}; for example pass model.state_dict() or 'weights.pth'"
+    )

@@ -29,6 +29,7 @@ above what this PyTorch's zip reader accepts; ``torch._C.PyTorchFileReader``, wh
 archive's directory and records only, gives the verdict). A file in the legacy (pre-1.6, non-zip)
 format is still reported, with a note: ``mmap=True`` refuses it, and how to rewrite it once.
 """
+
 from __future__ import annotations
 
 import io
@@ -51,19 +52,57 @@ import torch
 from .checkpoints import CheckpointError, load_checkpoint
 from .render import Table, human_bytes
 
-__all__ = ["InspectError", "CheckpointReport", "inspect_checkpoint", "WRAPPER_PREFIXES", "detect_prefixes"]
+__all__ = [
+    "InspectError",
+    "CheckpointReport",
+    "inspect_checkpoint",
+    "WRAPPER_PREFIXES",
+    "detect_prefixes",
+]
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _WEIGHT_KEYS = ("model", "state_dict", "model_state_dict", "module", "net", "weights")
 # Globals that give a pickle direct access to code execution, files or processes. Not a complete
 # list (any allowed callable can be abused); used only to label the report.
-_DANGEROUS = ("builtins.exec", "builtins.eval", "builtins.compile", "builtins.open", "builtins.__import__",
-              "builtins.getattr", "io.open", "os.", "posix.", "nt.", "subprocess.", "runpy.", "importlib.",
-              "shutil.", "socket.", "pty.", "sys.", "code.", "pickle.", "marshal.", "webbrowser.")
+_DANGEROUS = (
+    "builtins.exec",
+    "builtins.eval",
+    "builtins.compile",
+    "builtins.open",
+    "builtins.__import__",
+    "builtins.getattr",
+    "io.open",
+    "os.",
+    "posix.",
+    "nt.",
+    "subprocess.",
+    "runpy.",
+    "importlib.",
+    "shutil.",
+    "socket.",
+    "pty.",
+    "sys.",
+    "code.",
+    "pickle.",
+    "marshal.",
+    "webbrowser.",
+)
 _SAFETENSORS_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-    "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "U16": "uint16", "U32": "uint32",
-    "U64": "uint64", "BOOL": "bool", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "U16": "uint16",
+    "U32": "uint32",
+    "U64": "uint64",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
     "C64": "complex64",
 }
 
@@ -120,17 +159,25 @@ class CheckpointReport:
     safe_to_load: bool
     refused_globals: list[str] = field(default_factory=list)
     top_level_keys: list[str] | None = None
-    weights_entry: str | None = None  # "" for a top-level state_dict, "model" for ckpt["model"]
+    weights_entry: str | None = (
+        None  # "" for a top-level state_dict, "model" for ckpt["model"]
+    )
     tensors: int | None = None
-    weights_elements: int | None = None  # elements of the weights entry (parameters and buffers)
+    weights_elements: int | None = (
+        None  # elements of the weights entry (parameters and buffers)
+    )
     elements: int | None = None  # elements of every tensor in the file
     tensor_bytes: int = 0  # bytes of tensor data (shared storages counted once)
     storages: int = 0
-    shared_tensors: list[str] = field(default_factory=list)  # keys sharing storage with an earlier key
+    shared_tensors: list[str] = field(
+        default_factory=list
+    )  # keys sharing storage with an earlier key
     dtypes: dict[str, int] = field(default_factory=dict)
     saved_on: dict[str, int] = field(default_factory=dict)  # location tag -> storages
     prefixes: list[str] = field(default_factory=list)
-    metadata: dict[str, str] = field(default_factory=dict)  # safetensors header metadata
+    metadata: dict[str, str] = field(
+        default_factory=dict
+    )  # safetensors header metadata
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -150,35 +197,84 @@ class CheckpointReport:
 
         rows: list[list[Any]] = [
             ["format", self.format],
-            ["file size", f"{human_bytes(self.file_bytes)} ({self.file_bytes:,} bytes)"],
+            [
+                "file size",
+                f"{human_bytes(self.file_bytes)} ({self.file_bytes:,} bytes)",
+            ],
         ]
         if self.safe_to_load:
-            rows.append(["safe loading", "ok: loads with weights_only=True" if self.format.startswith("torch")
-                         else "ok: safetensors holds tensors and strings only, no code"])
+            rows.append(
+                [
+                    "safe loading",
+                    "ok: loads with weights_only=True"
+                    if self.format.startswith("torch")
+                    else "ok: safetensors holds tensors and strings only, no code",
+                ]
+            )
         else:
             rows.append(["safe loading", "REFUSED by weights_only=True"])
-            rows += [["  needs", g + ("   <- can run code or touch files" if _is_dangerous(g) else "")]
-                     for g in self.refused_globals]
+            rows += [
+                [
+                    "  needs",
+                    g
+                    + ("   <- can run code or touch files" if _is_dangerous(g) else ""),
+                ]
+                for g in self.refused_globals
+            ]
         if self.top_level_keys is not None and self.weights_entry != "":
             rows.append(["top-level keys", ", ".join(self.top_level_keys) or "(empty)"])
         if self.weights_entry is not None:
-            where = "the file itself (a state_dict)" if self.weights_entry == "" else f"[{self.weights_entry!r}]"
+            where = (
+                "the file itself (a state_dict)"
+                if self.weights_entry == ""
+                else f"[{self.weights_entry!r}]"
+            )
             rows.append(["weights", f"{where}: {self.weights_elements:,} elements"])
         if self.tensors is not None:
-            rows.append(["tensors", f"{self.tensors} tensors, {self.elements:,} elements, "
-                                    f"{human_bytes(self.tensor_bytes)} of data"])
+            rows.append(
+                [
+                    "tensors",
+                    f"{self.tensors} tensors, {self.elements:,} elements, "
+                    f"{human_bytes(self.tensor_bytes)} of data",
+                ]
+            )
         else:
-            rows.append(["storages", f"{self.storages} (read from the pickle, not loaded), "
-                                     f"{human_bytes(self.tensor_bytes)} of data"])
+            rows.append(
+                [
+                    "storages",
+                    f"{self.storages} (read from the pickle, not loaded), "
+                    f"{human_bytes(self.tensor_bytes)} of data",
+                ]
+            )
         if self.shared_tensors:
             rows.append(["shared storage", ", ".join(self.shared_tensors)])
-        rows.append(["dtypes", counts(self.dtypes, "tensors" if self.tensors is not None else "storages")])
-        rows.append(["saved on", counts(self.saved_on, "storages") if self.saved_on
-                     else "not recorded (safetensors stores no device)" if self.format == "safetensors" else "-"])
+        rows.append(
+            [
+                "dtypes",
+                counts(
+                    self.dtypes, "tensors" if self.tensors is not None else "storages"
+                ),
+            ]
+        )
+        rows.append(
+            [
+                "saved on",
+                counts(self.saved_on, "storages")
+                if self.saved_on
+                else "not recorded (safetensors stores no device)"
+                if self.format == "safetensors"
+                else "-",
+            ]
+        )
         rows.append(["prefixes", ", ".join(self.prefixes) or "none"])
         for k, v in self.metadata.items():
             rows.append([f"metadata[{k}]", v])
-        return Table(["field", "value"], rows, title=f"checkpoint {self.path}", notes=list(self.notes))
+        return Table(
+            ["field", "value"],
+            rows,
+            title=f"checkpoint {self.path}",
+            notes=list(self.notes),
+        )
 
     def __str__(self) -> str:
         return self.table().to_text()
@@ -190,7 +286,9 @@ class CheckpointReport:
 
 
 def _is_dangerous(name: str) -> bool:
-    return any(name == d or (d.endswith(".") and name.startswith(d)) for d in _DANGEROUS)
+    return any(
+        name == d or (d.endswith(".") and name.startswith(d)) for d in _DANGEROUS
+    )
 
 
 def detect_prefixes(keys: list[str]) -> list[str]:
@@ -207,11 +305,13 @@ def detect_prefixes(keys: list[str]) -> list[str]:
     found: list[str] = []
     keys = list(keys)
     while keys:
-        p = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in keys)), None)
+        p = next(
+            (p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in keys)), None
+        )
         if p is None:
             break
         found.append(p)
-        keys = [k[len(p):] for k in keys]
+        keys = [k[len(p) :] for k in keys]
     return found
 
 
@@ -233,15 +333,21 @@ def _sniff(path: Path) -> str:
 
 def _check_path(path: Path) -> int:
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file; check the name and that relative paths start "
-                                "from the current folder")
+        raise FileNotFoundError(
+            f"{path}: no such file; check the name and that relative paths start "
+            "from the current folder"
+        )
     if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file; give the path of a file inside it")
+        raise IsADirectoryError(
+            f"{path}: is a folder, not a checkpoint file; give the path of a file inside it"
+        )
     size = path.stat().st_size
     if size == 0:
-        raise InspectError(f"{path}: the file is empty (0 bytes): a save, download or copy that was "
-                           "interrupted before writing anything; use an earlier checkpoint, or download or "
-                           "copy it again")
+        raise InspectError(
+            f"{path}: the file is empty (0 bytes): a save, download or copy that was "
+            "interrupted before writing anything; use an earlier checkpoint, or download or "
+            "copy it again"
+        )
     return size
 
 
@@ -253,12 +359,20 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_HEAD = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 _LFS_HEAD = b"version https://git-lfs.github.com/spec/"
 _BOM = b"\xef\xbb\xbf"
-_TORCH_RECORDS = ("version", ".data/version", "byteorder", ".data/serialization_id", ".format_version")
+_TORCH_RECORDS = (
+    "version",
+    ".data/version",
+    "byteorder",
+    ".data/serialization_id",
+    ".format_version",
+)
 
 
-_LEGACY_NOTE = ("legacy format (torch.save before PyTorch 1.6, or _use_new_zipfile_serialization=False): "
-                "torch.load(..., mmap=True) refuses it; rewrite it once with "
-                "torch.save(torch.load(old, weights_only=True), new)")
+_LEGACY_NOTE = (
+    "legacy format (torch.save before PyTorch 1.6, or _use_new_zipfile_serialization=False): "
+    "torch.load(..., mmap=True) refuses it; rewrite it once with "
+    "torch.save(torch.load(old, weights_only=True), new)"
+)
 
 
 def _is_legacy_torch(head: bytes) -> bool:
@@ -273,9 +387,11 @@ def _text_field(pattern: str, text: str) -> str:
 def _lfs_message(path: Path, size: int, text: str) -> str:
     real = _text_field(r"\nsize (\d+)", text)
     real_file = f"the real file ({int(real):,} bytes)" if real else "the real file"
-    return (f"{path}: a Git LFS pointer ({size} bytes of text), not the checkpoint: {real_file} was never "
-            f"downloaded; run `git lfs pull --include=\"{path.name}\"` (or `git lfs pull`) in the repository, "
-            "then check the file again")
+    return (
+        f"{path}: a Git LFS pointer ({size} bytes of text), not the checkpoint: {real_file} was never "
+        f'downloaded; run `git lfs pull --include="{path.name}"` (or `git lfs pull`) in the repository, '
+        "then check the file again"
+    )
 
 
 def _markup_message(path: Path, size: int, text: str) -> str:
@@ -283,14 +399,18 @@ def _markup_message(path: Path, size: int, text: str) -> str:
     if low.startswith("<?xml") and "<html" not in low:
         code = _text_field(r"<Code>(.*?)</Code>", text)
         told = f" (it says {code})" if code else ""
-        return (f"{path}: an XML document ({size:,} bytes), not a checkpoint: probably an error response from "
-                f"the storage service{told} saved in place of the file; fix the access (credentials, a signed or "
-                "public URL), download it again and compare its size and sha256 with the published ones")
+        return (
+            f"{path}: an XML document ({size:,} bytes), not a checkpoint: probably an error response from "
+            f"the storage service{told} saved in place of the file; fix the access (credentials, a signed or "
+            "public URL), download it again and compare its size and sha256 with the published ones"
+        )
     title = _text_field(r"<title[^>]*>(.*?)</title>", text)
     told = f" titled {title!r}" if title else ""
-    return (f"{path}: an HTML page ({size:,} bytes){told}, not a checkpoint: the download saved a web page (a "
-            "login, error or confirmation page, or the page that shows the file) instead of the file; download "
-            "it again from the file's raw or direct link and compare its size and sha256 with the published ones")
+    return (
+        f"{path}: an HTML page ({size:,} bytes){told}, not a checkpoint: the download saved a web page (a "
+        "login, error or confirmation page, or the page that shows the file) instead of the file; download "
+        "it again from the file's raw or direct link and compare its size and sha256 with the published ones"
+    )
 
 
 def _zip_problem(path: Path, size: int) -> str:
@@ -299,28 +419,43 @@ def _zip_problem(path: Path, size: int) -> str:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, ValueError):
-        return (f"{path}: truncated: a zip archive (the format torch.save writes) that ends before its central "
-                f"directory ({size:,} bytes): a save, download or copy that was cut short; use an earlier "
-                "checkpoint, or copy or download it again and compare its sha256 with the source's")
+        return (
+            f"{path}: truncated: a zip archive (the format torch.save writes) that ends before its central "
+            f"directory ({size:,} bytes): a save, download or copy that was cut short; use an earlier "
+            "checkpoint, or copy or download it again and compare its sha256 with the source's"
+        )
     top = {n.split("/", 1)[0] for n in names if "/" in n}
-    if len(top) == 1 and not any(n.endswith("/data.pkl") and n.count("/") == 1 for n in names):
+    if len(top) == 1 and not any(
+        n.endswith("/data.pkl") and n.count("/") == 1 for n in names
+    ):
         rest = {n.split("/", 1)[1] for n in names if "/" in n}
         if rest & set(_TORCH_RECORDS):
-            return (f"{path}: torch.save began this file but never finished it (no data.pkl record: pickling the "
-                    "object failed, or the process died); use an earlier checkpoint, and save to a temporary "
-                    "file and os.replace it so a failed save cannot destroy the last good one")
+            return (
+                f"{path}: torch.save began this file but never finished it (no data.pkl record: pickling the "
+                "object failed, or the process died); use an earlier checkpoint, and save to a temporary "
+                "file and os.replace it so a failed save cannot destroy the last good one"
+            )
     try:  # the C++ reader checks the archive's version record; it reads no pickle
         torch._C.PyTorchFileReader(str(path))
     except RuntimeError as e:
-        m = re.search(r"file with version (\d+), but the maximum supported version for reading is (\d+)", str(e))
+        m = re.search(
+            r"file with version (\d+), but the maximum supported version for reading is (\d+)",
+            str(e),
+        )
         if m:
-            record = next((n for n in names if n.endswith("/.data/version")), None) or \
-                next((n for n in names if n.endswith("/version") and n.count("/") == 1), "version")
+            record = next(
+                (n for n in names if n.endswith("/.data/version")), None
+            ) or next(
+                (n for n in names if n.endswith("/version") and n.count("/") == 1),
+                "version",
+            )
             here = torch.__version__.split("+")[0]
-            return (f"{path}: written by a newer PyTorch: its {record.split('/', 1)[-1]} record says "
-                    f"{m.group(1)}, and this PyTorch ({here}) reads up to {m.group(2)}; load it with a newer "
-                    "PyTorch (pip install -U torch), or ask for the weights as .safetensors, which any "
-                    "version reads")
+            return (
+                f"{path}: written by a newer PyTorch: its {record.split('/', 1)[-1]} record says "
+                f"{m.group(1)}, and this PyTorch ({here}) reads up to {m.group(2)}; load it with a newer "
+                "PyTorch (pip install -U torch), or ask for the weights as .safetensors, which any "
+                "version reads"
+            )
     except Exception:
         pass  # other damage: left to the loader, whose message names it
     return ""
@@ -332,7 +467,11 @@ def _pickle_protocol(path: Path, kind: str) -> str | None:
     try:
         if kind == "zip":
             with zipfile.ZipFile(path) as zf:
-                name = next(n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1)
+                name = next(
+                    n
+                    for n in zf.namelist()
+                    if n.endswith("/data.pkl") and n.count("/") == 1
+                )
                 with zf.open(name) as f:
                     head = f.read(2)
         else:
@@ -348,11 +487,16 @@ def _pickle_protocol(path: Path, kind: str) -> str | None:
 def _protocol_message(path: Path, kind: str, operand: int) -> str:
     """A torch.save file whose pickle uses opcodes that safe loading does not implement."""
     protocol = _pickle_protocol(path, kind)
-    saved = f"saved with pickle protocol {protocol} (torch.save(..., pickle_protocol=N)), whose" \
-        if protocol not in (None, "2") else "its pickle uses"
-    return (f"{path}: {saved} opcodes safe loading (weights_only=True) does not support ('Unsupported operand "
-            f"{operand}'); nothing in it was run; if you trust its source, load it once with weights_only=False "
-            "and save it again with torch.save's default protocol")
+    saved = (
+        f"saved with pickle protocol {protocol} (torch.save(..., pickle_protocol=N)), whose"
+        if protocol not in (None, "2")
+        else "its pickle uses"
+    )
+    return (
+        f"{path}: {saved} opcodes safe loading (weights_only=True) does not support ('Unsupported operand "
+        f"{operand}'); nothing in it was run; if you trust its source, load it once with weights_only=False "
+        "and save it again with torch.save's default protocol"
+    )
 
 
 def _file_problem(path: Path, size: int) -> str:
@@ -362,11 +506,13 @@ def _file_problem(path: Path, size: int) -> str:
         head = f.read(4096)
     if head.startswith(_LFS_HEAD):
         return _lfs_message(path, size, head.decode("utf-8", "replace"))
-    text = head[len(_BOM):] if head.startswith(_BOM) else head
+    text = head[len(_BOM) :] if head.startswith(_BOM) else head
     text = text.lstrip()
     if text[:1] == b"<":
         low = text[:64].lower()
-        if low.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--", b"<body")):
+        if low.startswith(
+            (b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--", b"<body")
+        ):
             return _markup_message(path, size, text.decode("utf-8", "replace"))
     if head.startswith(_ZIP_MAGIC):
         return _zip_problem(path, size)
@@ -374,6 +520,7 @@ def _file_problem(path: Path, size: int) -> str:
 
 
 # --- safetensors ---------------------------------------------------------------------------------
+
 
 def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
     from safetensors import safe_open
@@ -387,8 +534,10 @@ def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
                 rows.append((k, sl.get_dtype(), list(sl.get_shape())))
     except Exception as e:  # SafetensorError, OSError ...
         first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise InspectError(f"{path}: not a valid .safetensors file: corrupt or truncated header ({first}); "
-                           "copy or convert the file again") from None
+        raise InspectError(
+            f"{path}: not a valid .safetensors file: corrupt or truncated header ({first}); "
+            "copy or convert the file again"
+        ) from None
     dtypes: Counter[str] = Counter()
     elements = nbytes = 0
     for _, dt, shape in rows:
@@ -399,24 +548,49 @@ def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
             numel *= s
         elements += numel
         torch_dt = getattr(torch, name, None)
-        nbytes += numel * (torch_dt.itemsize if isinstance(torch_dt, torch.dtype) else 1)
+        nbytes += numel * (
+            torch_dt.itemsize if isinstance(torch_dt, torch.dtype) else 1
+        )
     keys = [k for k, _, _ in rows]
     return CheckpointReport(
-        path=str(path), format="safetensors", file_bytes=size, safe_to_load=True,
-        top_level_keys=None, weights_entry="", tensors=len(rows), weights_elements=elements, elements=elements,
-        tensor_bytes=nbytes, storages=len(rows), dtypes=dict(sorted(dtypes.items())),
-        prefixes=detect_prefixes(keys), metadata=dict(sorted(meta.items())))
+        path=str(path),
+        format="safetensors",
+        file_bytes=size,
+        safe_to_load=True,
+        top_level_keys=None,
+        weights_entry="",
+        tensors=len(rows),
+        weights_elements=elements,
+        elements=elements,
+        tensor_bytes=nbytes,
+        storages=len(rows),
+        dtypes=dict(sorted(dtypes.items())),
+        prefixes=detect_prefixes(keys),
+        metadata=dict(sorted(meta.items())),
+    )
 
 
 # --- torch.save files: static scan of the pickle (nothing is executed) ------------------------------
 
-_STR_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING",
-            "STRING", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8"}
+_STR_OPS = {
+    "SHORT_BINUNICODE",
+    "BINUNICODE",
+    "BINUNICODE8",
+    "UNICODE",
+    "SHORT_BINSTRING",
+    "BINSTRING",
+    "STRING",
+    "SHORT_BINBYTES",
+    "BINBYTES",
+    "BINBYTES8",
+}
 _POP_TO_MARK_PUSH = {"DICT", "LIST", "FROZENSET", "INST", "OBJ"}
 _POP_TO_MARK = {"APPENDS", "SETITEMS", "ADDITEMS", "POP_MARK"}
 
 
-def _scan_pickle(data: bytes, max_pickles: int = 6) -> tuple[set[str], list[tuple[str, str, int]]]:
+def _scan_pickle(
+    data: bytes, max_pickles: int = 6
+) -> tuple[set[str], list[tuple[str, str, int]]]:
     """Globals imported and storages referenced (storage type, location, numel) by the pickle(s) in
     ``data``. Uses ``pickletools.genops``, which decodes opcodes and never builds objects."""
     globals_: set[str] = set()
@@ -434,8 +608,11 @@ def _scan_pickle(data: bytes, max_pickles: int = 6) -> tuple[set[str], list[tupl
                 name = op.name
                 if name in _STR_OPS:
                     stack.append(arg)
-                elif op.stack_after and op.stack_after[0].name in {"int", "bool", "float", "None"} and \
-                        not op.stack_before:
+                elif (
+                    op.stack_after
+                    and op.stack_after[0].name in {"int", "bool", "float", "None"}
+                    and not op.stack_before
+                ):
                     stack.append(arg)
                 elif name == "GLOBAL":
                     mod, _, qual = str(arg).partition(" ")
@@ -464,7 +641,9 @@ def _scan_pickle(data: bytes, max_pickles: int = 6) -> tuple[set[str], list[tupl
                     del stack[-n:]
                     stack.append(items)
                 elif name in {"BINPERSID", "PERSID"}:
-                    pid = stack.pop() if name == "BINPERSID" else tuple(str(arg).split())
+                    pid = (
+                        stack.pop() if name == "BINPERSID" else tuple(str(arg).split())
+                    )
                     if isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage":
                         st = pid[1]
                         st_name = st[2] if isinstance(st, tuple) else str(st)
@@ -487,7 +666,9 @@ def _scan_pickle(data: bytes, max_pickles: int = 6) -> tuple[set[str], list[tupl
                     del stack[-2:]
                 elif name == "DUP":
                     stack.append(stack[-1])
-                elif op.stack_after and not op.stack_before:  # EMPTY_DICT, EMPTY_LIST, NONE ...
+                elif (
+                    op.stack_after and not op.stack_before
+                ):  # EMPTY_DICT, EMPTY_LIST, NONE ...
                     stack.append(None)
         except Exception:
             if i == 0:
@@ -497,9 +678,13 @@ def _scan_pickle(data: bytes, max_pickles: int = 6) -> tuple[set[str], list[tupl
 
 
 def _storage_dtype(storage_type: str) -> str:
-    cls = getattr(torch, storage_type, None) if storage_type.endswith("Storage") else None
+    cls = (
+        getattr(torch, storage_type, None) if storage_type.endswith("Storage") else None
+    )
     try:
-        with warnings.catch_warnings():  # legacy storage classes warn that TypedStorage is deprecated
+        with (
+            warnings.catch_warnings()
+        ):  # legacy storage classes warn that TypedStorage is deprecated
             warnings.simplefilter("ignore")
             return str(cls.dtype).replace("torch.", "")  # type: ignore[union-attr]
     except Exception:
@@ -517,38 +702,61 @@ def _refused_report(path: Path, size: int, kind: str) -> CheckpointReport:
     if kind == "zip":
         try:
             with zipfile.ZipFile(path) as zf:
-                pkl = next(n for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") == 1)
+                pkl = next(
+                    n
+                    for n in zf.namelist()
+                    if n.endswith("data.pkl") and n.count("/") == 1
+                )
                 data = zf.read(pkl)
-            refused = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+            refused = sorted(
+                torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+            )
         except Exception as e:
-            raise InspectError(f"{path}: refused by safe loading, and its pickle could not be read "
-                               f"({type(e).__name__}); do not load it") from None
+            raise InspectError(
+                f"{path}: refused by safe loading, and its pickle could not be read "
+                f"({type(e).__name__}); do not load it"
+            ) from None
         globals_, storages = _scan_pickle(data)
     else:
         try:
             globals_, storages = _scan_pickle(path.read_bytes())
             refused = sorted(globals_ - _allowed_globals())
         except Exception as e:
-            raise InspectError(f"{path}: refused by safe loading, and its pickle could not be read "
-                               f"({type(e).__name__}); do not load it") from None
+            raise InspectError(
+                f"{path}: refused by safe loading, and its pickle could not be read "
+                f"({type(e).__name__}); do not load it"
+            ) from None
     dtypes = Counter(_storage_dtype(t) for t, _, _ in storages)
     nbytes = 0
     for t, _, numel in storages:
         dt = getattr(torch, _storage_dtype(t), None)
         nbytes += numel * (dt.itemsize if isinstance(dt, torch.dtype) else 1)
-    fmt = {"zip": "torch.save (zip archive)", "legacy": "torch.save (legacy format)"}.get(
-        kind, "pickle (legacy torch.save or plain pickle)")
-    notes = ["safe loading refuses this file, so it was not unpickled: tensors and keys are unknown;",
-             "allow the globals above with torch.serialization.safe_globals([...]) only if you trust its source."]
+    fmt = {
+        "zip": "torch.save (zip archive)",
+        "legacy": "torch.save (legacy format)",
+    }.get(kind, "pickle (legacy torch.save or plain pickle)")
+    notes = [
+        "safe loading refuses this file, so it was not unpickled: tensors and keys are unknown;",
+        "allow the globals above with torch.serialization.safe_globals([...]) only if you trust its source.",
+    ]
     if kind == "legacy":
         notes.append(_LEGACY_NOTE)
     return CheckpointReport(
-        path=str(path), format=fmt, file_bytes=size, safe_to_load=False, refused_globals=refused,
-        tensor_bytes=nbytes, storages=len(storages), dtypes=dict(sorted(dtypes.items())),
-        saved_on=dict(sorted(Counter(loc for _, loc, _ in storages).items())), notes=notes)
+        path=str(path),
+        format=fmt,
+        file_bytes=size,
+        safe_to_load=False,
+        refused_globals=refused,
+        tensor_bytes=nbytes,
+        storages=len(storages),
+        dtypes=dict(sorted(dtypes.items())),
+        saved_on=dict(sorted(Counter(loc for _, loc, _ in storages).items())),
+        notes=notes,
+    )
 
 
 # --- torch.save files: safe load ---------------------------------------------------------------------
+
 
 def _walk(obj: Any, prefix: str, out: list[tuple[str, torch.Tensor]]) -> None:
     if isinstance(obj, torch.Tensor):
@@ -563,8 +771,12 @@ def _walk(obj: Any, prefix: str, out: list[tuple[str, torch.Tensor]]) -> None:
 
 def _is_state_dict(m: Any) -> bool:
     """A non-empty mapping of string keys with at least one tensor value."""
-    return isinstance(m, Mapping) and len(m) > 0 and all(isinstance(k, str) for k in m) and \
-        any(isinstance(v, torch.Tensor) for v in m.values())
+    return (
+        isinstance(m, Mapping)
+        and len(m) > 0
+        and all(isinstance(k, str) for k in m)
+        and any(isinstance(v, torch.Tensor) for v in m.values())
+    )
 
 
 def _weights_entry(obj: Any) -> tuple[str | None, Mapping[str, Any] | None]:
@@ -585,7 +797,9 @@ def _weights_entry(obj: Any) -> tuple[str | None, Mapping[str, Any] | None]:
     return None, None
 
 
-def _loaded_report(path: Path, size: int, kind: str, obj: Any, locations: list[str]) -> CheckpointReport:
+def _loaded_report(
+    path: Path, size: int, kind: str, obj: Any, locations: list[str]
+) -> CheckpointReport:
     found: list[tuple[str, torch.Tensor]] = []
     _walk(obj, "", found)
     seen: dict[tuple[int, int], str] = {}
@@ -600,22 +814,41 @@ def _loaded_report(path: Path, size: int, kind: str, obj: Any, locations: list[s
         seen[sid] = key
         nbytes += st.nbytes()
     entry, sd = _weights_entry(obj)
-    params = sum(v.numel() for v in sd.values() if isinstance(v, torch.Tensor)) if sd is not None else None
+    params = (
+        sum(v.numel() for v in sd.values() if isinstance(v, torch.Tensor))
+        if sd is not None
+        else None
+    )
     fmt = "torch.save (zip archive)" if kind == "zip" else "torch.save (legacy format)"
     notes = [_LEGACY_NOTE] if kind != "zip" else []
     if sd is None and not found:
         notes.append("no tensors found")
     elif sd is None:
-        notes.append("no state_dict found at the top level or under " + ", ".join(_WEIGHT_KEYS))
+        notes.append(
+            "no state_dict found at the top level or under " + ", ".join(_WEIGHT_KEYS)
+        )
     return CheckpointReport(
-        path=str(path), format=fmt, file_bytes=size, safe_to_load=True,
+        path=str(path),
+        format=fmt,
+        file_bytes=size,
+        safe_to_load=True,
         top_level_keys=sorted(map(str, obj)) if isinstance(obj, Mapping) else None,
-        weights_entry=entry, tensors=len(found), weights_elements=params,
-        elements=sum(t.numel() for _, t in found), tensor_bytes=nbytes, storages=len(locations),
+        weights_entry=entry,
+        tensors=len(found),
+        weights_elements=params,
+        elements=sum(t.numel() for _, t in found),
+        tensor_bytes=nbytes,
+        storages=len(locations),
         shared_tensors=shared,
-        dtypes=dict(sorted(Counter(str(t.dtype).replace("torch.", "") for _, t in found).items())),
+        dtypes=dict(
+            sorted(
+                Counter(str(t.dtype).replace("torch.", "") for _, t in found).items()
+            )
+        ),
         saved_on=dict(sorted(Counter(locations).items())),
-        prefixes=detect_prefixes(list(sd)) if sd is not None else [], notes=notes)
+        prefixes=detect_prefixes(list(sd)) if sd is not None else [],
+        notes=notes,
+    )
 
 
 def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
@@ -643,7 +876,9 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
         >>> tmp.cleanup()
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"inspect_checkpoint() needs a file path, got {type(path).__name__}")
+        raise TypeError(
+            f"inspect_checkpoint() needs a file path, got {type(path).__name__}"
+        )
     path = Path(path)
     size = _check_path(path)
     problem = _file_problem(path, size)
@@ -653,27 +888,42 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
     if kind == "safetensors" or path.suffix == ".safetensors":
         return _inspect_safetensors(path, size)
     if kind == "unknown":
-        raise InspectError(f"{path}: not a checkpoint: neither a torch.save file (zip or pickle) nor "
-                           f"safetensors ({size} bytes); check the path")
+        raise InspectError(
+            f"{path}: not a checkpoint: neither a torch.save file (zip or pickle) nor "
+            f"safetensors ({size} bytes); check the path"
+        )
     locations: list[str] = []
 
-    def record(storage: Any, location: str) -> Any:  # keep it on the CPU, remember where it was saved
+    def record(
+        storage: Any, location: str
+    ) -> Any:  # keep it on the CPU, remember where it was saved
         locations.append(location)
         return storage
 
     try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": a warning would print paths
+        with (
+            warnings.catch_warnings()
+        ):  # e.g. "Detected pickle protocol 4": a warning would print paths
             warnings.simplefilter("ignore")
-            obj = load_checkpoint(path, map_location=record, weights_only=True, mmap=True)
+            obj = load_checkpoint(
+                path, map_location=record, weights_only=True, mmap=True
+            )
     except CheckpointError as e:
         cause = e.__cause__
-        if isinstance(cause, pickle.UnpicklingError) and "Weights only load failed" in str(cause):
+        if isinstance(
+            cause, pickle.UnpicklingError
+        ) and "Weights only load failed" in str(cause):
             operand = re.search(r"Unsupported operand (\d+)", str(cause))
             if operand:
-                raise InspectError(_protocol_message(path, kind, int(operand.group(1)))) from None
+                raise InspectError(
+                    _protocol_message(path, kind, int(operand.group(1)))
+                ) from None
             return _refused_report(path, size, kind)
         msg = " ".join(str(e).split())
-        if kind in {"pickle", "legacy"}:  # what the pickle would import, still without running it
+        if kind in {
+            "pickle",
+            "legacy",
+        }:  # what the pickle would import, still without running it
             try:
                 unsafe = sorted(_scan_pickle(path.read_bytes())[0] - _allowed_globals())
             except Exception:

@@ -3,6 +3,7 @@ every save, ``best.pth`` (weights only, to deploy) when the metric improves, the
 ``keep_last`` epoch files as history, and ``load_last()`` that resumes from the newest complete
 checkpoint. It refuses to save a state that ``weights_only=True`` loading could not read back.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,6 +36,7 @@ __all__ = ["CheckpointManager", "SavedCheckpoint"]
 # last / best / history
 # --------------------------------------------------------------------------------------------
 
+
 def _numpy_path(obj: Any, where: str, depth: int = 0) -> str:
     """Where ``obj`` holds a value that ``weights_only`` loading refuses although it looks plain: a
     numpy object, or a subclass of str/int/float such as ``torch.__version__`` (a ``TorchVersion``).
@@ -44,9 +46,13 @@ def _numpy_path(obj: Any, where: str, depth: int = 0) -> str:
         return f"{where} is a {mod.split('.')[0]}.{type(obj).__name__}"
     for base in (str, float, int):
         if isinstance(obj, base) and type(obj) not in (base, bool):
-            return (f"{where} is a {mod}.{type(obj).__name__} (a subclass of {base.__name__}); store "
-                    f"{base.__name__}(x) instead")
-    if depth > 20 or isinstance(obj, (torch.Tensor, str, bytes, int, float, bool, type(None))):
+            return (
+                f"{where} is a {mod}.{type(obj).__name__} (a subclass of {base.__name__}); store "
+                f"{base.__name__}(x) instead"
+            )
+    if depth > 20 or isinstance(
+        obj, (torch.Tensor, str, bytes, int, float, bool, type(None))
+    ):
         return ""
     if isinstance(obj, Mapping):
         for k, v in obj.items():
@@ -90,7 +96,11 @@ class SavedCheckpoint:
     files: tuple[str, ...]
 
     def __repr__(self) -> str:
-        star = " (new best)" if self.is_best else f" (best: {self.best_value:.4g} at epoch {self.best_epoch})"
+        star = (
+            " (new best)"
+            if self.is_best
+            else f" (best: {self.best_value:.4g} at epoch {self.best_epoch})"
+        )
         return f"epoch {self.epoch}: {self.metric}={self.value:.4g}{star} -> {', '.join(self.files)}"
 
     __str__ = __repr__
@@ -168,33 +178,62 @@ class CheckpointManager:
     LAST = "last.pth"
     BEST = "best.pth"
 
-    def __init__(self, folder: str | os.PathLike, metric: str = "val_loss", mode: str = "min", keep_last: int = 2,
-                 best_key: str | None = "model"):
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        metric: str = "val_loss",
+        mode: str = "min",
+        keep_last: int = 2,
+        best_key: str | None = "model",
+    ):
         if not isinstance(folder, (str, os.PathLike)):
-            raise TypeError(f"CheckpointManager() needs a folder path such as 'runs/exp1', got {type(folder).__name__}")
+            raise TypeError(
+                f"CheckpointManager() needs a folder path such as 'runs/exp1', got {type(folder).__name__}"
+            )
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
-            raise NotADirectoryError(f"{self.folder}: is a file; CheckpointManager needs a folder to keep "
-                                     "last.pth and best.pth in")
+            raise NotADirectoryError(
+                f"{self.folder}: is a file; CheckpointManager needs a folder to keep "
+                "last.pth and best.pth in"
+            )
         if not isinstance(metric, str) or not metric:
-            raise TypeError(f"metric must be the name of a metric such as 'val_loss', got {metric!r}")
+            raise TypeError(
+                f"metric must be the name of a metric such as 'val_loss', got {metric!r}"
+            )
         if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' (lower {metric} is better, e.g. a loss) or 'max' (higher is "
-                             f"better, e.g. accuracy), got {mode!r}")
-        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
-            raise ValueError(f"keep_last must be an int >= 0 (how many epoch_NNNN.pth files to keep), got {keep_last!r}")
+            raise ValueError(
+                f"mode must be 'min' (lower {metric} is better, e.g. a loss) or 'max' (higher is "
+                f"better, e.g. accuracy), got {mode!r}"
+            )
+        if (
+            isinstance(keep_last, bool)
+            or not isinstance(keep_last, int)
+            or keep_last < 0
+        ):
+            raise ValueError(
+                f"keep_last must be an int >= 0 (how many epoch_NNNN.pth files to keep), got {keep_last!r}"
+            )
         if best_key is not None and not isinstance(best_key, str):
-            raise TypeError(f"best_key must be the key of the weights in your state (e.g. 'model') or None, "
-                            f"got {best_key!r}")
-        self.metric, self.mode, self.keep_last, self.best_key = metric, mode, keep_last, best_key
+            raise TypeError(
+                f"best_key must be the key of the weights in your state (e.g. 'model') or None, "
+                f"got {best_key!r}"
+            )
+        self.metric, self.mode, self.keep_last, self.best_key = (
+            metric,
+            mode,
+            keep_last,
+            best_key,
+        )
         self.best_value: float | None = None
         self.best_epoch: int | None = None
         self.skipped: list[str] = []  # why load_last() passed over a file
         self._resumed = False
 
     def __repr__(self) -> str:
-        return (f"CheckpointManager({self.folder.as_posix()!r}, metric={self.metric!r}, mode={self.mode!r}, "
-                f"keep_last={self.keep_last})")
+        return (
+            f"CheckpointManager({self.folder.as_posix()!r}, metric={self.metric!r}, mode={self.mode!r}, "
+            f"keep_last={self.keep_last})"
+        )
 
     @property
     def last_path(self) -> Path:
@@ -208,73 +247,112 @@ class CheckpointManager:
         """The ``epoch_NNNN.pth`` files in the folder, oldest epoch first."""
         if not self.folder.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := _EPOCH_FILE.match(p.name))]
+        found = [
+            (int(m.group(1)), p)
+            for p in self.folder.iterdir()
+            if (m := _EPOCH_FILE.match(p.name))
+        ]
         return [p for _, p in sorted(found)]
 
     def _better(self, value: float) -> bool:
         if self.best_value is None:
             return True
-        return value < self.best_value if self.mode == "min" else value > self.best_value
+        return (
+            value < self.best_value if self.mode == "min" else value > self.best_value
+        )
 
     # --- input checks: nothing is written before they pass --------------------------------------
 
     def _check_metrics(self, metrics: Any) -> float:
         """``metrics[self.metric]`` as a float, after checking that every metric will load back."""
         if not isinstance(metrics, Mapping):
-            raise TypeError(f"metrics must be a dict such as {{'{self.metric}': 0.42}}, got {type(metrics).__name__}")
+            raise TypeError(
+                f"metrics must be a dict such as {{'{self.metric}': 0.42}}, got {type(metrics).__name__}"
+            )
         if self.metric not in metrics:
-            raise ValueError(f"metrics has no {self.metric!r} (it has {sorted(map(str, metrics))}); the manager "
-                             f"picks best.pth by {self.metric!r}: add it, or create the manager with "
-                             "metric='<one of those>'")
+            raise ValueError(
+                f"metrics has no {self.metric!r} (it has {sorted(map(str, metrics))}); the manager "
+                f"picks best.pth by {self.metric!r}: add it, or create the manager with "
+                "metric='<one of those>'"
+            )
         for name, v in metrics.items():
             if isinstance(v, torch.Tensor):
-                raise TypeError(f"metrics[{name!r}] is a tensor; store a plain Python number: "
-                                f"metrics[{name!r}] = value.item()")
+                raise TypeError(
+                    f"metrics[{name!r}] is a tensor; store a plain Python number: "
+                    f"metrics[{name!r}] = value.item()"
+                )
             found = _numpy_path(v, f"metrics[{name!r}]")
             if found:
-                raise TypeError(f"{found}; store plain Python numbers (float(x) or x.item()): torch.load with "
-                                "weights_only=True refuses it, so the checkpoint would not load")
+                raise TypeError(
+                    f"{found}; store plain Python numbers (float(x) or x.item()): torch.load with "
+                    "weights_only=True refuses it, so the checkpoint would not load"
+                )
             if not isinstance(v, (numbers.Real, str)):
-                raise TypeError(f"metrics[{name!r}] is a {type(v).__name__}; metrics must be plain numbers or strings")
+                raise TypeError(
+                    f"metrics[{name!r}] is a {type(v).__name__}; metrics must be plain numbers or strings"
+                )
         value = metrics[self.metric]
         if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
             raise TypeError(f"metrics[{self.metric!r}] must be a number, got {value!r}")
         value = float(value)
         if not math.isfinite(value):
-            kept = (f"{self.LAST} still holds the previous save: resume from it, e.g. with a lower learning rate"
-                    if self.last_path.exists() else "check the loss and learning rate")
-            raise ValueError(f"metrics[{self.metric!r}] is {value}, not a finite number: training has probably "
-                             f"diverged. Nothing was saved; {kept}")
+            kept = (
+                f"{self.LAST} still holds the previous save: resume from it, e.g. with a lower learning rate"
+                if self.last_path.exists()
+                else "check the loss and learning rate"
+            )
+            raise ValueError(
+                f"metrics[{self.metric!r}] is {value}, not a finite number: training has probably "
+                f"diverged. Nothing was saved; {kept}"
+            )
         return value
 
     def _check_state(self, state: Any, epoch: Any, metrics: Mapping[str, Any]) -> None:
         if not isinstance(state, Mapping):
-            raise TypeError(f"save() needs the training state as a dict (e.g. {{'model': model.state_dict(), "
-                            f"'optimizer': optimizer.state_dict()}}), got {type(state).__name__}")
+            raise TypeError(
+                f"save() needs the training state as a dict (e.g. {{'model': model.state_dict(), "
+                f"'optimizer': optimizer.state_dict()}}), got {type(state).__name__}"
+            )
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise TypeError(f"epoch must be a plain int >= 0, got {epoch!r} ({type(epoch).__name__}); "
-                            "use int(epoch) for numpy or tensor values")
+            raise TypeError(
+                f"epoch must be a plain int >= 0, got {epoch!r} ({type(epoch).__name__}); "
+                "use int(epoch) for numpy or tensor values"
+            )
         found = _numpy_path(state, "state")
         if found:
-            raise TypeError(f"{found}; convert it (float(x), int(x), str(x), torch.from_numpy(a)) before saving: "
-                            "torch.load with weights_only=True refuses it, so the checkpoint would not load")
+            raise TypeError(
+                f"{found}; convert it (float(x), int(x), str(x), torch.from_numpy(a)) before saving: "
+                "torch.load with weights_only=True refuses it, so the checkpoint would not load"
+            )
         if _RECORD in state:
-            raise ValueError(f"state has a key {_RECORD!r}, which the manager writes itself; rename it")
+            raise ValueError(
+                f"state has a key {_RECORD!r}, which the manager writes itself; rename it"
+            )
         if "epoch" in state and state["epoch"] != epoch:
-            raise ValueError(f"state['epoch'] is {state['epoch']!r} but epoch={epoch}; pass the epoch once, as epoch=")
+            raise ValueError(
+                f"state['epoch'] is {state['epoch']!r} but epoch={epoch}; pass the epoch once, as epoch="
+            )
         if "metrics" in state and state["metrics"] != dict(metrics):
-            raise ValueError("state['metrics'] differs from metrics=...; pass the metrics once, as metrics=")
+            raise ValueError(
+                "state['metrics'] differs from metrics=...; pass the metrics once, as metrics="
+            )
         if self.best_key is not None and self.best_key not in state:
-            raise ValueError(f"state has no {self.best_key!r} entry for best.pth (it has {sorted(map(str, state))}); "
-                             "create the manager with best_key='<the key of your model weights>', or best_key=None "
-                             "to save the whole state as best.pth")
+            raise ValueError(
+                f"state has no {self.best_key!r} entry for best.pth (it has {sorted(map(str, state))}); "
+                "create the manager with best_key='<the key of your model weights>', or best_key=None "
+                "to save the whole state as best.pth"
+            )
         if self.best_key is not None and not isinstance(state[self.best_key], Mapping):
-            raise TypeError(f"state[{self.best_key!r}] is a {type(state[self.best_key]).__name__}, not a state_dict; "
-                            f"best.pth holds weights to deploy: store model.state_dict() under {self.best_key!r}")
+            raise TypeError(
+                f"state[{self.best_key!r}] is a {type(state[self.best_key]).__name__}, not a state_dict; "
+                f"best.pth holds weights to deploy: store model.state_dict() under {self.best_key!r}"
+            )
 
     # --- saving ------------------------------------------------------------------------------------
 
-    def save(self, state: Mapping[str, Any], *, epoch: int, metrics: Mapping[str, float]) -> SavedCheckpoint:
+    def save(
+        self, state: Mapping[str, Any], *, epoch: int, metrics: Mapping[str, float]
+    ) -> SavedCheckpoint:
         """Save ``last.pth`` (always), ``best.pth`` (when ``metrics[metric]`` improves) and the history.
 
         Wrong input, or a state that ``weights_only=True`` loading would refuse, raises before any
@@ -284,11 +362,23 @@ class CheckpointManager:
         self._check_state(state, epoch, metrics)
         self._claim_folder()
         is_best = self._better(value)
-        best_value, best_epoch = (value, epoch) if is_best else (self.best_value, self.best_epoch)
-        record = {"metric": self.metric, "mode": self.mode, "best_value": best_value, "best_epoch": best_epoch}
-        last = _StagedFile(self.last_path)  # written and checked first, put in place last
+        best_value, best_epoch = (
+            (value, epoch) if is_best else (self.best_value, self.best_epoch)
+        )
+        record = {
+            "metric": self.metric,
+            "mode": self.mode,
+            "best_value": best_value,
+            "best_epoch": best_epoch,
+        }
+        last = _StagedFile(
+            self.last_path
+        )  # written and checked first, put in place last
         try:
-            torch.save({**state, "epoch": epoch, "metrics": dict(metrics), _RECORD: record}, last.file)
+            torch.save(
+                {**state, "epoch": epoch, "metrics": dict(metrics), _RECORD: record},
+                last.file,
+            )
             last.close()
             _safe_load_check(state, self.last_path, "state")(last.tmp)
             if is_best:  # best.pth carries its record: a crash before last.pth is replaced loses nothing
@@ -298,19 +388,33 @@ class CheckpointManager:
         except BaseException:
             last.discard()
             raise
-        files = [self.LAST] + self._keep_history(epoch) + ([self.BEST] if is_best else [])
-        return SavedCheckpoint(epoch, self.metric, value, is_best, float(best_value), int(best_epoch), tuple(files))
+        files = (
+            [self.LAST] + self._keep_history(epoch) + ([self.BEST] if is_best else [])
+        )
+        return SavedCheckpoint(
+            epoch,
+            self.metric,
+            value,
+            is_best,
+            float(best_value),
+            int(best_epoch),
+            tuple(files),
+        )
 
     def _claim_folder(self) -> None:
         if not self._resumed:
             found = [p.name for p in (self.last_path, self.best_path) if p.exists()]
             if found:
-                raise FileExistsError(f"{self.folder}: already holds {' and '.join(found)} from an earlier run; call "
-                                      "load_last() first to resume it, or use an empty folder for a new run")
+                raise FileExistsError(
+                    f"{self.folder}: already holds {' and '.join(found)} from an earlier run; call "
+                    "load_last() first to resume it, or use an empty folder for a new run"
+                )
         self._resumed = True  # from now on this manager owns the folder
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def _best_object(self, state: Mapping[str, Any], record: dict[str, Any]) -> OrderedDict:
+    def _best_object(
+        self, state: Mapping[str, Any], record: dict[str, Any]
+    ) -> OrderedDict:
         """What ``best.pth`` holds: the weights (or the whole state) with the record as an attribute."""
         weights = state[self.best_key] if self.best_key is not None else state
         best: OrderedDict = OrderedDict(weights)
@@ -324,7 +428,7 @@ class CheckpointManager:
             return []
         epoch_file = self.folder / f"epoch_{epoch:04d}.pth"
         self._link_or_copy(self.last_path, epoch_file)
-        for old in self.epoch_paths()[:-self.keep_last]:
+        for old in self.epoch_paths()[: -self.keep_last]:
             old.unlink(missing_ok=True)
         return [epoch_file.name]
 
@@ -333,7 +437,9 @@ class CheckpointManager:
         tmp = dst.with_name(f".{dst.name}.link.tmp")
         tmp.unlink(missing_ok=True)
         try:
-            os.link(src, tmp)  # same bytes, no second write; os.replace makes it appear atomically
+            os.link(
+                src, tmp
+            )  # same bytes, no second write; os.replace makes it appear atomically
             os.replace(tmp, dst)
         except OSError:
             tmp.unlink(missing_ok=True)
@@ -353,7 +459,9 @@ class CheckpointManager:
                 n += 1
         return n
 
-    def load_last(self, map_location: Any = "cpu", weights_only: bool = True) -> dict[str, Any] | None:
+    def load_last(
+        self, map_location: Any = "cpu", weights_only: bool = True
+    ) -> dict[str, Any] | None:
         """The newest complete checkpoint (``last.pth``, else the newest ``epoch_NNNN.pth``), or ``None``.
 
         Also removes the temporary files of interrupted saves and restores the best value and
@@ -371,25 +479,39 @@ class CheckpointManager:
         if best_record is not None:
             self._check_record(best_record, self.BEST)
             record = best_record  # it describes the best.pth on disk, whatever happened after
-        self.best_value, self.best_epoch = record.get("best_value"), record.get("best_epoch")
+        self.best_value, self.best_epoch = (
+            record.get("best_value"),
+            record.get("best_epoch"),
+        )
         return ckpt
 
-    def _newest_checkpoint(self, map_location: Any, weights_only: bool) -> dict[str, Any] | None:
+    def _newest_checkpoint(
+        self, map_location: Any, weights_only: bool
+    ) -> dict[str, Any] | None:
         for path in [self.last_path] + self.epoch_paths()[::-1]:
             if not path.exists():
                 continue
             try:
-                ckpt = load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+                ckpt = load_checkpoint(
+                    path, map_location=map_location, weights_only=weights_only
+                )
                 if not isinstance(ckpt, Mapping) or "epoch" not in ckpt:
-                    raise CheckpointError(f"{path}: not a CheckpointManager checkpoint (no 'epoch' entry)")
+                    raise CheckpointError(
+                        f"{path}: not a CheckpointManager checkpoint (no 'epoch' entry)"
+                    )
             except CheckpointError as e:
                 self.skipped.append(str(e))
-                warnings.warn(f"skipping {path.name}: {e}; trying an older checkpoint", stacklevel=3)
+                warnings.warn(
+                    f"skipping {path.name}: {e}; trying an older checkpoint",
+                    stacklevel=3,
+                )
                 continue
             return dict(ckpt)
         if self.skipped:
-            raise CheckpointError(f"{self.folder}: no checkpoint in it loads ({len(self.skipped)} tried); the first "
-                                  f"error: {self.skipped[0]}")
+            raise CheckpointError(
+                f"{self.folder}: no checkpoint in it loads ({len(self.skipped)} tried); the first "
+                f"error: {self.skipped[0]}"
+            )
         return None
 
     def _best_record(self, weights_only: bool) -> dict[str, Any] | None:
@@ -399,17 +521,27 @@ class CheckpointManager:
         try:  # mmap: the record is in the pickle, the weights are not read
             best = load_checkpoint(self.best_path, weights_only=weights_only, mmap=True)
         except CheckpointError as e:
-            warnings.warn(f"{self.BEST} does not load ({e}); the best value comes from {self.LAST}", stacklevel=3)
+            warnings.warn(
+                f"{self.BEST} does not load ({e}); the best value comes from {self.LAST}",
+                stacklevel=3,
+            )
             return None
         record = getattr(best, "_checkpoint_manager", None)
         return dict(record) if isinstance(record, Mapping) else None
 
     def _check_record(self, record: Mapping[str, Any], where: str) -> None:
-        if record.get("metric", self.metric) != self.metric or record.get("mode", self.mode) != self.mode:
-            raise ValueError(f"{self.folder}: {where} was saved tracking {record.get('metric')!r} "
-                             f"({record.get('mode')}), but this manager tracks {self.metric!r} ({self.mode}); "
-                             "create it with the same metric and mode")
+        if (
+            record.get("metric", self.metric) != self.metric
+            or record.get("mode", self.mode) != self.mode
+        ):
+            raise ValueError(
+                f"{self.folder}: {where} was saved tracking {record.get('metric')!r} "
+                f"({record.get('mode')}), but this manager tracks {self.metric!r} ({self.mode}); "
+                "create it with the same metric and mode"
+            )
 
     def load_best(self, map_location: Any = "cpu", weights_only: bool = True) -> Any:
         """What ``best.pth`` holds (by default the model's ``state_dict``)."""
-        return load_checkpoint(self.best_path, map_location=map_location, weights_only=weights_only)
+        return load_checkpoint(
+            self.best_path, map_location=map_location, weights_only=weights_only
+        )

@@ -15,6 +15,7 @@ key that merely contains ``module.`` further in (``encoder.module.weight``,
 ``submodule.bias``) is a real attribute path and is left alone. If two keys would end up with
 the same name it raises instead of silently keeping one of them.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -31,15 +32,21 @@ WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
 
 def _check_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
     if isinstance(prefixes, str):
-        raise TypeError(f"prefixes must be a list or tuple of strings such as ('module.',), got the string "
-                        f"{prefixes!r}; write prefixes=({prefixes!r},)")
+        raise TypeError(
+            f"prefixes must be a list or tuple of strings such as ('module.',), got the string "
+            f"{prefixes!r}; write prefixes=({prefixes!r},)"
+        )
     out = tuple(prefixes)
     for p in out:
         if not isinstance(p, str) or not p:
-            raise TypeError(f"each prefix must be a non-empty string such as 'module.', got {p!r}")
+            raise TypeError(
+                f"each prefix must be a non-empty string such as 'module.', got {p!r}"
+            )
         if not p.endswith("."):
-            raise ValueError(f"prefix {p!r} must end with '.', the separator between a wrapper and the "
-                             f"wrapped module's names: use {p + '.'!r}")
+            raise ValueError(
+                f"prefix {p!r} must end with '.', the separator between a wrapper and the "
+                f"wrapped module's names: use {p + '.'!r}"
+            )
     if not out:
         raise ValueError("prefixes is empty: give at least one, e.g. ('module.',)")
     return out
@@ -64,14 +71,16 @@ def strip_wrapper_prefixes(key: str, prefixes: Iterable[str] = WRAPPER_PREFIXES)
         'module.fc1.weight'
     """
     if not isinstance(key, str):
-        raise TypeError(f"state_dict keys are strings such as 'fc1.weight', got {type(key).__name__}: {key!r}")
+        raise TypeError(
+            f"state_dict keys are strings such as 'fc1.weight', got {type(key).__name__}: {key!r}"
+        )
     prefixes = _check_prefixes(prefixes)
     changed = True
     while changed:
         changed = False
         for p in prefixes:
             if key.startswith(p) and len(key) > len(p):
-                key = key[len(p):]
+                key = key[len(p) :]
                 changed = True
     return key
 
@@ -87,15 +96,16 @@ def _strip_towards(key: str, prefixes: tuple[str, ...], target: set[str]) -> str
     while key not in target:
         for p in prefixes:
             if key.startswith(p) and len(key) > len(p):
-                key = key[len(p):]
+                key = key[len(p) :]
                 break
         else:
             break
     return key
 
 
-def normalize_keys(state_dict: Any, prefixes: Iterable[str] = WRAPPER_PREFIXES, *,
-                   like: Any = None) -> "OrderedDict[str, Any]":
+def normalize_keys(
+    state_dict: Any, prefixes: Iterable[str] = WRAPPER_PREFIXES, *, like: Any = None
+) -> OrderedDict[str, Any]:
     """Return a copy of ``state_dict`` with wrapper prefixes removed from the start of every key.
 
     ``state_dict`` may be a mapping of names to tensors, a model, or the path of a saved
@@ -138,25 +148,38 @@ def normalize_keys(state_dict: Any, prefixes: Iterable[str] = WRAPPER_PREFIXES, 
     """
     prefixes = _check_prefixes(prefixes)
     sd, _ = as_state_dict(state_dict)
-    target = set(as_state_dict(like, what="like= state_dict")[0]) if like is not None else None
+    target = (
+        set(as_state_dict(like, what="like= state_dict")[0])
+        if like is not None
+        else None
+    )
     out: OrderedDict[str, Any] = OrderedDict()
     origin: dict[str, str] = {}
     for key, value in sd.items():
         if not isinstance(key, str):
-            raise TypeError(f"state_dict keys are strings such as 'fc1.weight', got {type(key).__name__}: {key!r}")
-        new = strip_wrapper_prefixes(key, prefixes) if target is None else _strip_towards(key, prefixes, target)
+            raise TypeError(
+                f"state_dict keys are strings such as 'fc1.weight', got {type(key).__name__}: {key!r}"
+            )
+        new = (
+            strip_wrapper_prefixes(key, prefixes)
+            if target is None
+            else _strip_towards(key, prefixes, target)
+        )
         if new in out:
             raise ValueError(
                 f"normalize_keys would map both {origin[new]!r} and {key!r} to {new!r}: the state_dict mixes "
                 "wrapped and unwrapped copies of the same entry (for example it was merged from two saves). "
-                "Decide which copy you want, drop the other key, then call normalize_keys again.")
+                "Decide which copy you want, drop the other key, then call normalize_keys again."
+            )
         out[new] = value
         origin[new] = key
     metadata = getattr(sd, "_metadata", None)
     if isinstance(metadata, Mapping):
         new_meta: OrderedDict[str, Any] = OrderedDict()
         for name, info in metadata.items():
-            new_name = _strip_metadata_key(name, prefixes) if isinstance(name, str) else name
+            new_name = (
+                _strip_metadata_key(name, prefixes) if isinstance(name, str) else name
+            )
             # the wrapped module's own entry wins over the wrapper's (both map to "")
             if new_name not in new_meta or name != new_name:
                 new_meta[new_name] = info

@@ -4,6 +4,7 @@
 and any ``torch.Generator`` you name (a DataLoader's), in a form that ``weights_only`` loading
 accepts (numpy's state holds an ndarray; here it is a tensor).
 """
+
 from __future__ import annotations
 
 import random
@@ -22,23 +23,35 @@ __all__ = ["capture_rng_state", "restore_rng_state"]
 _RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
 
 
-def _check_generators(generators: Mapping[str, torch.Generator] | None, where: str) -> dict[str, torch.Generator]:
+def _check_generators(
+    generators: Mapping[str, torch.Generator] | None, where: str
+) -> dict[str, torch.Generator]:
     if generators is None:
         return {}
     if not isinstance(generators, Mapping):
-        raise TypeError(f"{where}: generators must be a dict of name -> torch.Generator, e.g. "
-                        f"{{'train_loader': train_loader.generator}}; got {type(generators).__name__}")
+        raise TypeError(
+            f"{where}: generators must be a dict of name -> torch.Generator, e.g. "
+            f"{{'train_loader': train_loader.generator}}; got {type(generators).__name__}"
+        )
     for name, g in generators.items():
         if not isinstance(name, str):
             raise TypeError(f"{where}: generator names must be strings, got {name!r}")
         if not isinstance(g, torch.Generator):
-            hint = (" (a DataLoader made without generator=... has loader.generator None: give it a "
-                    "torch.Generator so its shuffling can be saved)" if g is None else "")
-            raise TypeError(f"{where}: generators[{name!r}] is {type(g).__name__}, not a torch.Generator{hint}")
+            hint = (
+                " (a DataLoader made without generator=... has loader.generator None: give it a "
+                "torch.Generator so its shuffling can be saved)"
+                if g is None
+                else ""
+            )
+            raise TypeError(
+                f"{where}: generators[{name!r}] is {type(g).__name__}, not a torch.Generator{hint}"
+            )
     return dict(generators)
 
 
-def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
+def capture_rng_state(
+    generators: Mapping[str, torch.Generator] | None = None,
+) -> dict[str, Any]:
     """The state of every random number generator a training run draws from.
 
     Returns a dict with ``python`` (``random``), ``numpy`` (the legacy global generator that
@@ -68,8 +81,12 @@ def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -
 
     gens = _check_generators(generators, "capture_rng_state()")
     np_state = np.random.get_state(legacy=False)
-    if np_state.get("bit_generator") != "MT19937":  # pragma: no cover - the global RandomState is MT19937
-        raise ValueError(f"capture_rng_state() supports numpy's MT19937 global generator, got {np_state.get('bit_generator')}")
+    if (
+        np_state.get("bit_generator") != "MT19937"
+    ):  # pragma: no cover - the global RandomState is MT19937
+        raise ValueError(
+            f"capture_rng_state() supports numpy's MT19937 global generator, got {np_state.get('bit_generator')}"
+        )
     cuda = None
     if torch.cuda.is_available():
         cuda = [s.clone() for s in torch.cuda.get_rng_state_all()]
@@ -88,7 +105,9 @@ def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -
     }
 
 
-def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None = None) -> list[str]:
+def restore_rng_state(
+    state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None = None
+) -> list[str]:
     """Put back what ``capture_rng_state`` returned; returns the names of what was restored.
 
     ``generators`` names the ``torch.Generator`` objects to restore (the same names as at
@@ -120,28 +139,45 @@ def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.G
     import numpy as np
 
     if not isinstance(state, Mapping):
-        raise TypeError(f"restore_rng_state() needs the dict from capture_rng_state(), got {type(state).__name__}")
+        raise TypeError(
+            f"restore_rng_state() needs the dict from capture_rng_state(), got {type(state).__name__}"
+        )
     missing = [k for k in ("python", "numpy", "torch") if k not in state]
     if missing:
-        raise ValueError(f"restore_rng_state(): not an RNG state from capture_rng_state() (missing {missing}; "
-                         f"it has {sorted(map(str, state))[:8]}); pass checkpoint['rng'], not the whole checkpoint")
+        raise ValueError(
+            f"restore_rng_state(): not an RNG state from capture_rng_state() (missing {missing}; "
+            f"it has {sorted(map(str, state))[:8]}); pass checkpoint['rng'], not the whole checkpoint"
+        )
     gens = _check_generators(generators, "restore_rng_state()")
     saved_gens = state.get("generators") or {}
     unknown = [n for n in gens if n not in saved_gens]
     if unknown:
-        raise ValueError(f"restore_rng_state(): no saved state for generator(s) {unknown}; the checkpoint has "
-                         f"{sorted(saved_gens)}: use the names given to capture_rng_state(generators=...)")
+        raise ValueError(
+            f"restore_rng_state(): no saved state for generator(s) {unknown}; the checkpoint has "
+            f"{sorted(saved_gens)}: use the names given to capture_rng_state(generators=...)"
+        )
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available() and len(cuda) != torch.cuda.device_count():
-        raise ValueError(f"restore_rng_state(): the state holds {len(cuda)} CUDA generator(s) but this machine has "
-                         f"{torch.cuda.device_count()} GPU(s); restore on the same number of GPUs, or drop them "
-                         "with {**state, 'cuda': None}")
+        raise ValueError(
+            f"restore_rng_state(): the state holds {len(cuda)} CUDA generator(s) but this machine has "
+            f"{torch.cuda.device_count()} GPU(s); restore on the same number of GPUs, or drop them "
+            "with {**state, 'cuda': None}"
+        )
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
-    key = n["key"].numpy() if isinstance(n["key"], torch.Tensor) else np.asarray(n["key"])
-    np.random.set_state((n["bit_generator"], key.astype(np.uint32), int(n["pos"]), int(n["has_gauss"]),
-                         float(n["gauss"])))
+    key = (
+        n["key"].numpy() if isinstance(n["key"], torch.Tensor) else np.asarray(n["key"])
+    )
+    np.random.set_state(
+        (
+            n["bit_generator"],
+            key.astype(np.uint32),
+            int(n["pos"]),
+            int(n["has_gauss"]),
+            float(n["gauss"]),
+        )
+    )
     torch.set_rng_state(state["torch"].cpu())
     restored = ["python", "numpy", "torch"]
     if cuda and torch.cuda.is_available():
@@ -151,5 +187,3 @@ def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.G
         g.set_state(saved_gens[name].cpu())
         restored.append(name)
     return restored
-
-

@@ -7,6 +7,7 @@
 
 Both accept a model, a state_dict, or the path of a file holding a state_dict.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,7 +24,16 @@ from torch.nn.parameter import is_lazy
 from .inputs import as_state_dict
 from .render import Table, human_bytes
 
-__all__ = ["summarize", "diff", "as_state_dict", "StateDictSummary", "StateDictDiff", "load_matching", "LoadReport"]
+__all__ = [
+    "summarize",
+    "diff",
+    "as_state_dict",
+    "StateDictSummary",
+    "StateDictDiff",
+    "load_matching",
+    "LoadReport",
+]
+
 
 def _shape(v: Any) -> str:
     if isinstance(v, torch.Tensor) and is_lazy(v):
@@ -32,7 +42,11 @@ def _shape(v: Any) -> str:
 
 
 def _dtype(v: Any) -> str:
-    return str(v.dtype).replace("torch.", "") if isinstance(v, torch.Tensor) else type(v).__name__
+    return (
+        str(v.dtype).replace("torch.", "")
+        if isinstance(v, torch.Tensor)
+        else type(v).__name__
+    )
 
 
 @dataclass
@@ -70,12 +84,22 @@ class StateDictSummary:
 
     def table(self) -> Table:
         with_kind = any(r.get("kind") for r in self.rows)
-        columns = ["key", "shape", "dtype", "device", "numel", "bytes"] + (["kind"] if with_kind else [])
-        rows = [[r["key"], r["shape"], r["dtype"], r["device"], r["numel"], r["bytes"]]
-                + ([r.get("kind", "")] if with_kind else []) for r in self.rows]
-        notes = [f"{len(self.rows)} entries, {self.total_elements:,} elements, {human_bytes(self.total_bytes)}"]
+        columns = ["key", "shape", "dtype", "device", "numel", "bytes"] + (
+            ["kind"] if with_kind else []
+        )
+        rows = [
+            [r["key"], r["shape"], r["dtype"], r["device"], r["numel"], r["bytes"]]
+            + ([r.get("kind", "")] if with_kind else [])
+            for r in self.rows
+        ]
+        notes = [
+            f"{len(self.rows)} entries, {self.total_elements:,} elements, {human_bytes(self.total_bytes)}"
+        ]
         if self.non_persistent_buffers:
-            notes.append("not in the state_dict (non-persistent buffers): " + ", ".join(self.non_persistent_buffers))
+            notes.append(
+                "not in the state_dict (non-persistent buffers): "
+                + ", ".join(self.non_persistent_buffers)
+            )
         return Table(columns, rows, notes=notes)
 
     def __str__(self) -> str:
@@ -113,11 +137,21 @@ def summarize(obj: Any) -> StateDictSummary:
         '1.num_batches_tracked'
     """
     sd, model = as_state_dict(obj)
-    params = {n for n, _ in model.named_parameters(remove_duplicate=False)} if model is not None else set()
-    buffers = {n for n, _ in model.named_buffers(remove_duplicate=False)} if model is not None else set()
+    params = (
+        {n for n, _ in model.named_parameters(remove_duplicate=False)}
+        if model is not None
+        else set()
+    )
+    buffers = (
+        {n for n, _ in model.named_buffers(remove_duplicate=False)}
+        if model is not None
+        else set()
+    )
     rows = []
     for key, v in sd.items():
-        is_t = isinstance(v, torch.Tensor) and not is_lazy(v)  # a lazy module's parameter holds nothing yet
+        is_t = isinstance(v, torch.Tensor) and not is_lazy(
+            v
+        )  # a lazy module's parameter holds nothing yet
         row = {
             "key": key,
             "shape": _shape(v),
@@ -127,13 +161,20 @@ def summarize(obj: Any) -> StateDictSummary:
             "bytes": v.numel() * v.element_size() if is_t else 0,
         }
         if model is not None:
-            row["kind"] = "parameter" if key in params else "buffer" if key in buffers else "extra state"
+            row["kind"] = (
+                "parameter"
+                if key in params
+                else "buffer"
+                if key in buffers
+                else "extra state"
+            )
         rows.append(row)
     non_persistent = sorted(buffers - set(sd)) if model is not None else []
     return StateDictSummary(rows, non_persistent)
 
 
 # --- a dry run of load_state_dict: the modules' own loading rules, on a copy without data ------
+
 
 def _meta_like(t: torch.Tensor) -> torch.Tensor:
     """A stand-in for one of the model's tensors: same kind, shape and dtype, on the meta device."""
@@ -142,7 +183,9 @@ def _meta_like(t: torch.Tensor) -> torch.Tensor:
     if isinstance(t, nn.UninitializedBuffer):
         return nn.UninitializedBuffer(t.requires_grad, device="meta", dtype=t.dtype)
     if isinstance(t, nn.Parameter):
-        return nn.Parameter(torch.empty_like(t, device="meta"), requires_grad=t.requires_grad)
+        return nn.Parameter(
+            torch.empty_like(t, device="meta"), requires_grad=t.requires_grad
+        )
     return torch.empty_like(t, device="meta")
 
 
@@ -162,9 +205,13 @@ class _DryRun:
 
     missing: list[str]
     unexpected: list[str]
-    rejected: dict[str, str]  # state_dict key -> load_state_dict's message (size mismatch, not a tensor ...)
+    rejected: dict[
+        str, str
+    ]  # state_dict key -> load_state_dict's message (size mismatch, not a tensor ...)
     other_errors: list[str]  # messages that name no key of the state_dict
-    model: dict[str, Any]  # the copy's state_dict afterwards: shapes and dtypes as the model would have them
+    model: dict[
+        str, Any
+    ]  # the copy's state_dict afterwards: shapes and dtypes as the model would have them
 
 
 def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
@@ -174,7 +221,10 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
     shapes, a 0-dim parameter accepting shape ``(1,)``, custom hooks) and nothing in ``model``
     changes. ``None`` when the model cannot be copied or its hooks fail on meta tensors."""
     memo: dict[int, Any] = {}
-    for _, t in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
+    for _, t in [
+        *model.named_parameters(remove_duplicate=False),
+        *model.named_buffers(remove_duplicate=False),
+    ]:
         if id(t) not in memo:  # tied tensors stay tied in the copy
             memo[id(t)] = _meta_like(t)
     try:
@@ -183,7 +233,16 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
         return None
     seen: dict[str, Any] = {}
 
-    def keep_errors(module, state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs) -> None:
+    def keep_errors(
+        module,
+        state_dict,
+        prefix,
+        local_metadata,
+        strict,
+        missing,
+        unexpected,
+        error_msgs,
+    ) -> None:
         seen["errors"] = error_msgs  # the list load_state_dict fills and raises with
 
     def keep_keys(module, incompatible_keys) -> None:
@@ -191,11 +250,15 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
 
     shadow.register_load_state_dict_pre_hook(keep_errors)
     shadow.register_load_state_dict_post_hook(keep_keys)
-    meta_sd: OrderedDict[str, Any] = OrderedDict((k, _on_meta(v)) for k, v in sd.items())
+    meta_sd: OrderedDict[str, Any] = OrderedDict(
+        (k, _on_meta(v)) for k, v in sd.items()
+    )
     if getattr(sd, "_metadata", None) is not None:
         meta_sd._metadata = sd._metadata  # type: ignore[attr-defined]  # versions decide some rules
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "copying from a non-meta parameter ... is a no-op"
+        warnings.simplefilter(
+            "ignore"
+        )  # e.g. "copying from a non-meta parameter ... is a no-op"
         try:
             shadow.load_state_dict(meta_sd, strict=False)
         except RuntimeError:
@@ -207,13 +270,25 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
     rejected: dict[str, str] = {}
     other: list[str] = []
     for msg in seen.get("errors", []):
-        key = next((k for k in sd if msg.startswith(f"size mismatch for {k}: ") or f'named "{k}"' in msg), None)
+        key = next(
+            (
+                k
+                for k in sd
+                if msg.startswith(f"size mismatch for {k}: ") or f'named "{k}"' in msg
+            ),
+            None,
+        )
         if key is None:
             other.append(msg)
         else:
             rejected[key] = msg
-    return _DryRun(list(seen["keys"].missing_keys), list(seen["keys"].unexpected_keys), rejected, other,
-                   shadow.state_dict())
+    return _DryRun(
+        list(seen["keys"].missing_keys),
+        list(seen["keys"].unexpected_keys),
+        rejected,
+        other,
+        shadow.state_dict(),
+    )
 
 
 def _in_order(keys: list[str], order: list[str]) -> list[str]:
@@ -247,13 +322,17 @@ class StateDictDiff:
     unexpected: list[str]
     shape_mismatches: dict[str, tuple[tuple, tuple]]
     dtype_differences: dict[str, tuple[str, str]]
-    errors: list[str] = field(default_factory=list)  # load_state_dict's other complaints, e.g. a non-tensor value
+    errors: list[str] = field(
+        default_factory=list
+    )  # load_state_dict's other complaints, e.g. a non-tensor value
     notes: list[str] = field(default_factory=list)
 
     @property
     def loads_strictly(self) -> bool:
         """True when ``load_state_dict(strict=True)`` would succeed (dtypes are cast on copy)."""
-        return not (self.missing or self.unexpected or self.shape_mismatches or self.errors)
+        return not (
+            self.missing or self.unexpected or self.shape_mismatches or self.errors
+        )
 
     def __bool__(self) -> bool:
         return self.loads_strictly and not self.dtype_differences
@@ -261,18 +340,32 @@ class StateDictDiff:
     def table(self) -> Table:
         rows = [[k, "missing from the state_dict", "", ""] for k in self.missing]
         rows += [[k, "unexpected (not in the model)", "", ""] for k in self.unexpected]
-        rows += [[k, "shape mismatch", str(m), str(s)] for k, (m, s) in self.shape_mismatches.items()]
-        rows += [[k, "dtype differs (cast on load)", m, s] for k, (m, s) in self.dtype_differences.items()]
+        rows += [
+            [k, "shape mismatch", str(m), str(s)]
+            for k, (m, s) in self.shape_mismatches.items()
+        ]
+        rows += [
+            [k, "dtype differs (cast on load)", m, s]
+            for k, (m, s) in self.dtype_differences.items()
+        ]
         rows += [["", e, "", ""] for e in self.errors]
         if bool(self):
-            verdict = "compatible: load_state_dict(strict=True) will load every entry as is"
+            verdict = (
+                "compatible: load_state_dict(strict=True) will load every entry as is"
+            )
         elif self.loads_strictly:
             verdict = "loads with strict=True, but some dtypes differ and will be cast to the model's"
         else:
-            verdict = (f"not compatible: {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
-                       f"{len(self.shape_mismatches)} shape mismatches, {len(self.dtype_differences)} dtype differences"
-                       + (f", {len(self.errors)} other errors" if self.errors else ""))
-        return Table(["key", "problem", "in model", "in state_dict"], rows, notes=[verdict, *self.notes])
+            verdict = (
+                f"not compatible: {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+                f"{len(self.shape_mismatches)} shape mismatches, {len(self.dtype_differences)} dtype differences"
+                + (f", {len(self.errors)} other errors" if self.errors else "")
+            )
+        return Table(
+            ["key", "problem", "in model", "in state_dict"],
+            rows,
+            notes=[verdict, *self.notes],
+        )
 
     def __str__(self) -> str:
         return self.table().to_text()
@@ -313,23 +406,39 @@ def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
         True
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"diff() takes the model first, then the state_dict: got {type(model).__name__} "
-                        "as the model; call diff(model, state_dict)")
+        raise TypeError(
+            f"diff() takes the model first, then the state_dict: got {type(model).__name__} "
+            "as the model; call diff(model, state_dict)"
+        )
     sd, _ = as_state_dict(state_dict)
     run = _dry_run(model, sd)
     if run is None:
         return _key_by_key_diff(model, sd)
     order = list(model.state_dict())
-    shapes = {k: (_shape_of(run.model.get(k)), _shape_of(sd[k])) for k in _in_order(list(run.rejected), order)
-              if run.rejected[k].startswith("size mismatch for ")}
+    shapes = {
+        k: (_shape_of(run.model.get(k)), _shape_of(sd[k]))
+        for k in _in_order(list(run.rejected), order)
+        if run.rejected[k].startswith("size mismatch for ")
+    }
     errors = [m for k, m in run.rejected.items() if k not in shapes] + run.other_errors
     dtypes = {}
     for k in _in_order([k for k in sd if k in run.model], order):
         mv, sv = run.model[k], sd[k]
-        if k not in run.rejected and isinstance(mv, torch.Tensor) and isinstance(sv, torch.Tensor) \
-                and not is_lazy(sv) and mv.dtype != sv.dtype:
+        if (
+            k not in run.rejected
+            and isinstance(mv, torch.Tensor)
+            and isinstance(sv, torch.Tensor)
+            and not is_lazy(sv)
+            and mv.dtype != sv.dtype
+        ):
             dtypes[k] = (_dtype(mv), _dtype(sv))
-    return StateDictDiff(_in_order(run.missing, order), _in_order(run.unexpected, list(sd)), shapes, dtypes, errors)
+    return StateDictDiff(
+        _in_order(run.missing, order),
+        _in_order(run.unexpected, list(sd)),
+        shapes,
+        dtypes,
+        errors,
+    )
 
 
 def _shape_of(v: Any) -> tuple | None:
@@ -345,14 +454,20 @@ def _key_by_key_diff(model: nn.Module, sd: Mapping[str, Any]) -> StateDictDiff:
     shapes, dtypes = {}, {}
     for k, mv in expected.items():
         sv = sd.get(k)
-        if not isinstance(mv, torch.Tensor) or not isinstance(sv, torch.Tensor) or is_lazy(mv):
+        if (
+            not isinstance(mv, torch.Tensor)
+            or not isinstance(sv, torch.Tensor)
+            or is_lazy(mv)
+        ):
             continue
         if mv.shape != sv.shape:
             shapes[k] = (tuple(mv.shape), tuple(sv.shape))
         elif mv.dtype != sv.dtype:
             dtypes[k] = (_dtype(mv), _dtype(sv))
-    note = ("compared key by key: the model could not be copied to the meta device to run its own loading "
-            "rules, so version fill-ins and loading hooks are not taken into account")
+    note = (
+        "compared key by key: the model could not be copied to the meta device to run its own loading "
+        "rules, so version fill-ins and loading hooks are not taken into account"
+    )
     return StateDictDiff(missing, unexpected, shapes, dtypes, notes=[note])
 
 
@@ -413,31 +528,68 @@ class LoadReport:
         return f" (from {self.renamed[key]})" if key in self.renamed else ""
 
     def table(self) -> Table:
-        ms = lambda k: "-" if self.model_shapes.get(k) is None else str(self.model_shapes[k])  # noqa: E731
-        ss = lambda k: "-" if self.source_shapes.get(k) is None else str(self.source_shapes[k])  # noqa: E731
+        ms = lambda k: (
+            "-" if self.model_shapes.get(k) is None else str(self.model_shapes[k])
+        )  # noqa: E731
+        ss = lambda k: (
+            "-" if self.source_shapes.get(k) is None else str(self.source_shapes[k])
+        )  # noqa: E731
         rows = []
         for k in self.loaded:
-            note = f", cast {self.cast[k][0]} -> {self.cast[k][1]}" if k in self.cast else ""
+            note = (
+                f", cast {self.cast[k][0]} -> {self.cast[k][1]}"
+                if k in self.cast
+                else ""
+            )
             rows.append([k, f"loaded{self._from(k)}{note}", ms(k), ss(k)])
-        tied_only = {k: src for k, src in self.tied.items() if k not in self.shape_mismatches}
-        rows += [[k, f"loaded through tied {src}", ms(k), ""] for k, src in tied_only.items()]
+        tied_only = {
+            k: src for k, src in self.tied.items() if k not in self.shape_mismatches
+        }
+        rows += [
+            [k, f"loaded through tied {src}", ms(k), ""] for k, src in tied_only.items()
+        ]
         for k in self.shape_mismatches:
-            note = f" (but tied to {self.tied[k]}, which loaded)" if k in self.tied else ""
-            rows.append([k, f"skipped: shape differs{self._from(k)}{note}", ms(k), ss(k)])
+            note = (
+                f" (but tied to {self.tied[k]}, which loaded)" if k in self.tied else ""
+            )
+            rows.append(
+                [k, f"skipped: shape differs{self._from(k)}{note}", ms(k), ss(k)]
+            )
         rows += [[k, "missing: left as initialised", ms(k), ""] for k in self.missing]
-        rows += [[k, f"unexpected: ignored{self._from(k)}", "", ss(k)] for k in self.unexpected]
+        rows += [
+            [k, f"unexpected: ignored{self._from(k)}", "", ss(k)]
+            for k in self.unexpected
+        ]
         rows += [[k, "dropped by key_map", "", ""] for k in self.dropped]
-        n_model = len(self.loaded) + len(tied_only) + len(self.shape_mismatches) + len(self.missing)
-        title = (f"loaded {len(self.loaded) + len(tied_only)} of {n_model} model entries; "
-                 f"{len(self.shape_mismatches)} skipped (shape), {len(self.missing)} missing, "
-                 f"{len(self.unexpected)} unexpected")
-        pct = 100.0 * self.params_loaded / self.params_total if self.params_total else 0.0
-        notes = [f"parameters: {self.params_loaded:,} loaded, {self.params_fresh:,} left as initialised "
-                 f"({pct:.1f}% loaded)"]
+        n_model = (
+            len(self.loaded)
+            + len(tied_only)
+            + len(self.shape_mismatches)
+            + len(self.missing)
+        )
+        title = (
+            f"loaded {len(self.loaded) + len(tied_only)} of {n_model} model entries; "
+            f"{len(self.shape_mismatches)} skipped (shape), {len(self.missing)} missing, "
+            f"{len(self.unexpected)} unexpected"
+        )
+        pct = (
+            100.0 * self.params_loaded / self.params_total if self.params_total else 0.0
+        )
+        notes = [
+            f"parameters: {self.params_loaded:,} loaded, {self.params_fresh:,} left as initialised "
+            f"({pct:.1f}% loaded)"
+        ]
         if not self.loaded:
-            notes.append("nothing was loaded: compare the names with diff(model, state_dict), "
-                         "or rename them with key_map=")
-        return Table(["key", "status", "in model", "in state_dict"], rows, title=title, notes=notes)
+            notes.append(
+                "nothing was loaded: compare the names with diff(model, state_dict), "
+                "or rename them with key_map="
+            )
+        return Table(
+            ["key", "status", "in model", "in state_dict"],
+            rows,
+            title=title,
+            notes=notes,
+        )
 
     def __str__(self) -> str:
         return self.table().to_text()
@@ -448,21 +600,29 @@ class LoadReport:
         return self.table().to_html()
 
 
-def _apply_key_map(sd: Mapping[str, Any], key_map: KeyMap | None) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+def _apply_key_map(
+    sd: Mapping[str, Any], key_map: KeyMap | None
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """Rename the state_dict's keys; returns (renamed state_dict, {new: old}, dropped keys)."""
-    if key_map is None:  # the names are the state_dict's own, so its version metadata still applies
+    if (
+        key_map is None
+    ):  # the names are the state_dict's own, so its version metadata still applies
         return _with_metadata_of(sd, dict(sd)), {}, []
     if isinstance(key_map, Mapping):
         unknown = [k for k in key_map if k not in sd]
         if unknown:
-            raise ValueError(f"key_map renames {unknown[0]!r}, which is not a key of the state_dict "
-                             f"(it has {len(sd)} keys, e.g. {list(sd)[:3]}); fix or remove that entry")
+            raise ValueError(
+                f"key_map renames {unknown[0]!r}, which is not a key of the state_dict "
+                f"(it has {len(sd)} keys, e.g. {list(sd)[:3]}); fix or remove that entry"
+            )
         rename = lambda k: key_map.get(k, k)  # noqa: E731
     elif callable(key_map):
         rename = key_map
     else:
-        raise TypeError(f"key_map must be a dict {{old_key: new_key}} or a function old_key -> new_key, "
-                        f"got {type(key_map).__name__}")
+        raise TypeError(
+            f"key_map must be a dict {{old_key: new_key}} or a function old_key -> new_key, "
+            f"got {type(key_map).__name__}"
+        )
     out: dict[str, Any] = {}
     source_of: dict[str, str] = {}
     dropped: list[str] = []
@@ -472,30 +632,42 @@ def _apply_key_map(sd: Mapping[str, Any], key_map: KeyMap | None) -> tuple[dict[
             dropped.append(k)
             continue
         if not isinstance(new, str):
-            raise TypeError(f"key_map turned {k!r} into {new!r} ({type(new).__name__}); it must give the "
-                            "model's key as a str, or None to drop the entry")
+            raise TypeError(
+                f"key_map turned {k!r} into {new!r} ({type(new).__name__}); it must give the "
+                "model's key as a str, or None to drop the entry"
+            )
         if new in source_of:
-            raise ValueError(f"key_map maps two state_dict keys onto {new!r}: {source_of[new]!r} and {k!r}; "
-                             "one model entry can load only one value. Send them to different names, "
-                             "or map the one you do not want to None")
+            raise ValueError(
+                f"key_map maps two state_dict keys onto {new!r}: {source_of[new]!r} and {k!r}; "
+                "one model entry can load only one value. Send them to different names, "
+                "or map the one you do not want to None"
+            )
         source_of[new] = k
         out[new] = v
     renamed = {new: old for new, old in source_of.items() if new != old}
     return out, renamed, dropped
 
 
-def _alias_groups(model: nn.Module, keys: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+def _alias_groups(
+    model: nn.Module, keys: Mapping[str, Any]
+) -> dict[str, tuple[str, ...]]:
     """state_dict key -> every state_dict key that names the same tensor (tied weights)."""
     by_id: dict[int, list[str]] = {}
-    named = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
+    named = list(model.named_parameters(remove_duplicate=False)) + list(
+        model.named_buffers(remove_duplicate=False)
+    )
     for name, t in named:
         if name in keys and t is not None:
             by_id.setdefault(id(t), []).append(name)
     return {n: tuple(g) for g in by_id.values() if len(g) > 1 for n in g}
 
 
-def load_matching(model: nn.Module, state_dict: Any, *,
-                  key_map: Mapping[str, str | None] | Callable[[str], str | None] | None = None) -> LoadReport:
+def load_matching(
+    model: nn.Module,
+    state_dict: Any,
+    *,
+    key_map: Mapping[str, str | None] | Callable[[str], str | None] | None = None,
+) -> LoadReport:
     """Load every entry whose name (after ``key_map``) and shape match ``model``; leave the rest.
 
     ``state_dict`` may be a mapping, a model or the path of a saved state_dict. ``key_map``
@@ -533,8 +705,10 @@ def load_matching(model: nn.Module, state_dict: Any, *,
         parameters: 40 loaded, 27 left as initialised (59.7% loaded)
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"load_matching() takes the model first, then the state_dict: got "
-                        f"{type(model).__name__} as the model; call load_matching(model, state_dict)")
+        raise TypeError(
+            f"load_matching() takes the model first, then the state_dict: got "
+            f"{type(model).__name__} as the model; call load_matching(model, state_dict)"
+        )
     sd, _ = as_state_dict(state_dict)
     source, renamed, dropped = _apply_key_map(sd, key_map)
     target = model.state_dict()
@@ -543,7 +717,11 @@ def load_matching(model: nn.Module, state_dict: Any, *,
     cast: dict[str, tuple[str, str]] = {}
     for k, v in matching.items():
         mv = target.get(k)
-        if isinstance(v, torch.Tensor) and isinstance(mv, torch.Tensor) and v.dtype != mv.dtype:
+        if (
+            isinstance(v, torch.Tensor)
+            and isinstance(mv, torch.Tensor)
+            and v.dtype != mv.dtype
+        ):
             cast[k] = (_dtype(v), _dtype(mv))
 
     groups = _alias_groups(model, target)
@@ -551,14 +729,23 @@ def load_matching(model: nn.Module, state_dict: Any, *,
         given = [k for k in group if k in matching]
         first = given[0] if given else None
         for other in given[1:]:
-            if not torch.equal(matching[first].to(matching[other].dtype), matching[other]):
-                raise ValueError(f"{first!r} and {other!r} are tied in the model (one shared tensor), but the "
-                                 "state_dict gives them different values; drop one of them (key_map={key: None})")
-    tied = {k: next(p for p in groups[k] if p in matching) for k in target
-            if k not in matching and any(p in matching for p in groups.get(k, ()))}
+            if not torch.equal(
+                matching[first].to(matching[other].dtype), matching[other]
+            ):
+                raise ValueError(
+                    f"{first!r} and {other!r} are tied in the model (one shared tensor), but the "
+                    "state_dict gives them different values; drop one of them (key_map={key: None})"
+                )
+    tied = {
+        k: next(p for p in groups[k] if p in matching)
+        for k in target
+        if k not in matching and any(p in matching for p in groups.get(k, ()))
+    }
 
     result = model.load_state_dict(matching, strict=False)
-    if result.unexpected_keys:  # pragma: no cover - every key in `matching` is one of the model's
+    if (
+        result.unexpected_keys
+    ):  # pragma: no cover - every key in `matching` is one of the model's
         raise RuntimeError(f"load_state_dict did not take {result.unexpected_keys}")
 
     done = set(matching) | set(tied)
@@ -570,8 +757,11 @@ def load_matching(model: nn.Module, state_dict: Any, *,
     params_fresh = sum(n for n, ok in by_id.values() if not ok)
 
     return LoadReport(
-        loaded=[k for k in target if k in matching] + [k for k in matching if k not in target],
-        shape_mismatches={k: mismatched[k] for k in _in_order(list(mismatched), list(target))},
+        loaded=[k for k in target if k in matching]
+        + [k for k in matching if k not in target],
+        shape_mismatches={
+            k: mismatched[k] for k in _in_order(list(mismatched), list(target))
+        },
         missing=[k for k in target if k not in source and k not in tied],
         unexpected=unexpected,
         params_loaded=params_loaded,
@@ -580,37 +770,48 @@ def load_matching(model: nn.Module, state_dict: Any, *,
         cast=cast,
         renamed=renamed,
         dropped=dropped,
-        model_shapes={k: _shape_of(v) for k, v in model.state_dict().items()},  # lazy ones now loaded
+        model_shapes={
+            k: _shape_of(v) for k, v in model.state_dict().items()
+        },  # lazy ones now loaded
         source_shapes={k: _shape_of(v) for k, v in source.items()},
     )
 
 
-def _fitting(model: nn.Module, source: Mapping[str, Any], target: Mapping[str, Any]
-             ) -> tuple[list[str], dict[str, tuple], list[str]]:
+def _fitting(
+    model: nn.Module, source: Mapping[str, Any], target: Mapping[str, Any]
+) -> tuple[list[str], dict[str, tuple], list[str]]:
     """Split ``source`` the way ``load_state_dict`` would: the keys it copies, the keys it rejects
     (key -> (shape in model, shape in source)) and the keys the model has no place for."""
     run = _dry_run(model, source)
     if run is not None:
-        rejected = {k: (_shape_of(run.model.get(k)), _shape_of(source[k])) for k in run.rejected}
+        rejected = {
+            k: (_shape_of(run.model.get(k)), _shape_of(source[k])) for k in run.rejected
+        }
         unexpected = _in_order(run.unexpected, list(source))
-        return [k for k in source if k not in rejected and k not in unexpected], rejected, unexpected
+        return (
+            [k for k in source if k not in rejected and k not in unexpected],
+            rejected,
+            unexpected,
+        )
     accepted, rejected = [], {}  # the model cannot be copied: compare names and shapes
     for k, v in source.items():
         mv = target.get(k)
         if k not in target:
             continue
-        if isinstance(mv, torch.Tensor) != isinstance(v, torch.Tensor) or \
-                (not is_lazy(mv) and _shape_of(mv) != _shape_of(v)):
+        if isinstance(mv, torch.Tensor) != isinstance(v, torch.Tensor) or (
+            not is_lazy(mv) and _shape_of(mv) != _shape_of(v)
+        ):
             rejected[k] = (_shape_of(mv), _shape_of(v))
         else:
             accepted.append(k)
     return accepted, rejected, [k for k in source if k not in target]
 
 
-def _with_metadata_of(sd: Mapping[str, Any], entries: dict[str, Any]) -> "OrderedDict[str, Any]":
+def _with_metadata_of(
+    sd: Mapping[str, Any], entries: dict[str, Any]
+) -> OrderedDict[str, Any]:
     """``entries`` as an OrderedDict carrying ``sd``'s ``_metadata`` (module versions), if any."""
     out: OrderedDict[str, Any] = OrderedDict(entries)
     if getattr(sd, "_metadata", None) is not None:
         out._metadata = sd._metadata  # type: ignore[attr-defined]
     return out
-

@@ -26,6 +26,7 @@ folders your own jobs wrote, on storage nobody else can write; never for a folde
 Workers write their output to ``rank<N>.log`` files in a log folder next to the checkpoint, so
 notebook outputs stay the same from run to run. Nothing returned holds a port or a process id.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,20 @@ import torch.nn as nn
 from ..toolkit.render import Table
 from .distributed import exit_without_teardown, spawn_workers
 
-__all__ = ["build_model", "shard_model", "make_batches", "train_and_save", "load_and_verify", "run_dcp_job", "DCPJob",
-           "check_dcp_folder", "describe", "load_single_process", "REFERENCE", "EXPORT"]
+__all__ = [
+    "build_model",
+    "shard_model",
+    "make_batches",
+    "train_and_save",
+    "load_and_verify",
+    "run_dcp_job",
+    "DCPJob",
+    "check_dcp_folder",
+    "describe",
+    "load_single_process",
+    "REFERENCE",
+    "EXPORT",
+]
 
 #: What rank 0 writes next to the logs: the full weights and optimizer state right after saving.
 REFERENCE = "reference.pth"
@@ -60,14 +73,28 @@ def build_model(seed: int = 0) -> nn.Module:
     return Net()
 
 
-def make_batches(steps: int, rank: int = 0, world_size: int = 1, *, batch_size: int = 16,
-                 seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def make_batches(
+    steps: int,
+    rank: int = 0,
+    world_size: int = 1,
+    *,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``steps`` batches of this rank's share of a fixed data set (blobs: 32 features, 10 classes)."""
     from ..data import blobs
 
-    x, y = blobs(steps * batch_size * world_size, n_features=32, n_classes=10, seed=seed).tensors
+    x, y = blobs(
+        steps * batch_size * world_size, n_features=32, n_classes=10, seed=seed
+    ).tensors
     x, y = x[rank::world_size], y[rank::world_size]
-    return [(x[i * batch_size:(i + 1) * batch_size], y[i * batch_size:(i + 1) * batch_size]) for i in range(steps)]
+    return [
+        (
+            x[i * batch_size : (i + 1) * batch_size],
+            y[i * batch_size : (i + 1) * batch_size],
+        )
+        for i in range(steps)
+    ]
 
 
 def shard_model(model: nn.Module, world_size: int) -> nn.Module:
@@ -83,10 +110,16 @@ def _full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str,
     """The unsharded model and optimizer state (every rank takes part; every rank gets it all)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-    msd, osd = get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
+    msd, osd = get_state_dict(
+        model, optimizer, options=StateDictOptions(full_state_dict=True)
+    )
     detach = lambda t: t.detach().clone().cpu() if isinstance(t, torch.Tensor) else t  # noqa: E731
-    return {"model": {k: detach(v) for k, v in msd.items()},
-            "optim": {k: {n: detach(v) for n, v in s.items()} for k, s in osd["state"].items()}}
+    return {
+        "model": {k: detach(v) for k, v in msd.items()},
+        "optim": {
+            k: {n: detach(v) for n, v in s.items()} for k, s in osd["state"].items()
+        },
+    }
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -106,12 +139,21 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def _need_group(fn: str) -> None:
     if not dist.is_initialized():
-        raise RuntimeError(f"{fn}() needs a process group: call torch.distributed.init_process_group first, "
-                           "or start it with run_dcp_job()")
+        raise RuntimeError(
+            f"{fn}() needs a process group: call torch.distributed.init_process_group first, "
+            "or start it with run_dcp_job()"
+        )
 
 
-def train_and_save(rank: int, world_size: int, checkpoint_dir: str | os.PathLike, *, log_dir: str | os.PathLike,
-                   steps: int = 3, seed: int = 0) -> dict[str, Any]:
+def train_and_save(
+    rank: int,
+    world_size: int,
+    checkpoint_dir: str | os.PathLike,
+    *,
+    log_dir: str | os.PathLike,
+    steps: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Train a sharded ``Net`` for ``steps`` steps, then save model, optimizer and step with ``dcp.save``.
 
     Every rank calls it at the same time. ``get_state_dict`` returns this rank's shards
@@ -123,18 +165,27 @@ def train_and_save(rank: int, world_size: int, checkpoint_dir: str | os.PathLike
     the full weights and optimizer state, to check later loads against.
     """
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_state_dict,
+    )
 
     _need_group("train_and_save")
     model = shard_model(build_model(seed), world_size)  # the same start on every rank
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for x, y in make_batches(steps, rank, world_size, seed=seed):
         optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()  # FSDP averages gradients across ranks
+        nn.functional.cross_entropy(
+            model(x), y
+        ).backward()  # FSDP averages gradients across ranks
         optimizer.step()
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd, "step": steps}, checkpoint_id=checkpoint_dir)
+    dcp.save(
+        {"model": model_sd, "optim": optim_sd, "step": steps},
+        checkpoint_id=checkpoint_dir,
+    )
 
     # One file for serving. Every rank takes part in gathering each tensor; with cpu_offload=True
     # the full tensor goes to rank 0's CPU memory and the other ranks get an empty dict.
@@ -148,16 +199,28 @@ def train_and_save(rank: int, world_size: int, checkpoint_dir: str | os.PathLike
         torch.save({**full, "step": steps}, Path(log_dir) / REFERENCE)
     dist.barrier()  # nobody reads the reference before rank 0 has written it
     local = model_sd["net.0.weight"]
-    return {"rank": rank, "world_size": world_size, "steps": steps,
-            "local_type": type(local).__name__,
-            "local_shape": list(local.to_local().shape) if hasattr(local, "to_local") else list(local.shape),
-            "global_shape": list(local.shape),
-            "export_keys": len(weights),
-            "export_devices": sorted({str(t.device) for t in weights.values()})}
+    return {
+        "rank": rank,
+        "world_size": world_size,
+        "steps": steps,
+        "local_type": type(local).__name__,
+        "local_shape": list(local.to_local().shape)
+        if hasattr(local, "to_local")
+        else list(local.shape),
+        "global_shape": list(local.shape),
+        "export_keys": len(weights),
+        "export_devices": sorted({str(t.device) for t in weights.values()}),
+    }
 
 
-def load_and_verify(rank: int, world_size: int, checkpoint_dir: str | os.PathLike, *, log_dir: str | os.PathLike,
-                    seed: int = 100) -> dict[str, Any]:
+def load_and_verify(
+    rank: int,
+    world_size: int,
+    checkpoint_dir: str | os.PathLike,
+    *,
+    log_dir: str | os.PathLike,
+    seed: int = 100,
+) -> dict[str, Any]:
     """Load the DCP checkpoint into a freshly built sharded model and optimizer; compare with the reference.
 
     The fresh model starts from another seed, so its weights differ until the load. The pattern:
@@ -169,44 +232,83 @@ def load_and_verify(rank: int, world_size: int, checkpoint_dir: str | os.PathLik
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     _need_group("load_and_verify")
-    reference = torch.load(Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True)
+    reference = torch.load(
+        Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True
+    )
     model = shard_model(build_model(seed), world_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    differs_before = not _same(_full_state(model, optimizer)["model"], reference["model"])
+    differs_before = not _same(
+        _full_state(model, optimizer)["model"], reference["model"]
+    )
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd, "step": 0}
     dcp.load(state, checkpoint_id=checkpoint_dir)
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_state_dict(
+        model,
+        optimizer,
+        model_state_dict=state["model"],
+        optim_state_dict=state["optim"],
+    )
 
     full = _full_state(model, optimizer)
-    return {"rank": rank, "world_size": world_size, "differs_before_load": differs_before,
-            "model_equal": _same(full["model"], reference["model"]),
-            "optimizer_equal": _same(full["optim"], reference["optim"]),
-            "step": state["step"],
-            "local_shape": list(model_sd["net.0.weight"].to_local().shape)}
+    return {
+        "rank": rank,
+        "world_size": world_size,
+        "differs_before_load": differs_before,
+        "model_equal": _same(full["model"], reference["model"]),
+        "optimizer_equal": _same(full["optim"], reference["optim"]),
+        "step": state["step"],
+        "local_shape": list(model_sd["net.0.weight"].to_local().shape),
+    }
 
 
 # --------------------------------------------------------------------------------------------
 # Starting the processes
 # --------------------------------------------------------------------------------------------
 
-def _worker(rank: int, world_size: int, port: int, checkpoint_dir: str, log_dir: str, actions: tuple[str, ...],
-            steps: int, seed: int, timeout_s: float) -> None:
+
+def _worker(
+    rank: int,
+    world_size: int,
+    port: int,
+    checkpoint_dir: str,
+    log_dir: str,
+    actions: tuple[str, ...],
+    steps: int,
+    seed: int,
+    timeout_s: float,
+) -> None:
     """Target of ``torch.multiprocessing``: one rank. Joins a gloo group on 127.0.0.1:port."""
     log = open(Path(log_dir) / f"rank{rank}.log", "w")
-    os.dup2(log.fileno(), 1)  # this process's output (warnings included) goes to its log, not the notebook
+    os.dup2(
+        log.fileno(), 1
+    )  # this process's output (warnings included) goes to its log, not the notebook
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
-                            timeout=timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=timeout_s),
+    )
     try:
         report: dict[str, Any] = {}
         if "save" in actions:
-            report["save"] = train_and_save(rank, world_size, checkpoint_dir, log_dir=log_dir, steps=steps, seed=seed)
+            report["save"] = train_and_save(
+                rank,
+                world_size,
+                checkpoint_dir,
+                log_dir=log_dir,
+                steps=steps,
+                seed=seed,
+            )
         if "load" in actions:
             dist.barrier()
-            report["load"] = load_and_verify(rank, world_size, checkpoint_dir, log_dir=log_dir, seed=seed + 100)
+            report["load"] = load_and_verify(
+                rank, world_size, checkpoint_dir, log_dir=log_dir, seed=seed + 100
+            )
         (Path(log_dir) / f"rank{rank}.json").write_text(json.dumps(report, indent=1))
         dist.barrier()  # every rank is done with the group before anyone tears it down
     finally:
@@ -237,12 +339,36 @@ class DCPJob:
         """One row per rank and phase: what each rank held and whether its load matched."""
         rows = []
         for s in (r["save"] for r in self.reports if "save" in r):
-            rows.append([s["rank"], "save", f"{s['local_type']} {tuple(s['local_shape'])} of "
-                                             f"{tuple(s['global_shape'])}", "", ""])
+            rows.append(
+                [
+                    s["rank"],
+                    "save",
+                    f"{s['local_type']} {tuple(s['local_shape'])} of "
+                    f"{tuple(s['global_shape'])}",
+                    "",
+                    "",
+                ]
+            )
         for lo in (r["load"] for r in self.reports if "load" in r):
-            rows.append([lo["rank"], "load", f"shard {tuple(lo['local_shape'])}",
-                         lo["model_equal"], lo["optimizer_equal"]])
-        return Table(["rank", "phase", "net.0.weight on this rank", "model == saved", "optimizer == saved"], rows)
+            rows.append(
+                [
+                    lo["rank"],
+                    "load",
+                    f"shard {tuple(lo['local_shape'])}",
+                    lo["model_equal"],
+                    lo["optimizer_equal"],
+                ]
+            )
+        return Table(
+            [
+                "rank",
+                "phase",
+                "net.0.weight on this rank",
+                "model == saved",
+                "optimizer == saved",
+            ],
+            rows,
+        )
 
     def __repr__(self) -> str:
         return f"DCPJob({len(self.reports)} ranks)\n{self.table()}"
@@ -251,9 +377,16 @@ class DCPJob:
         return self.table().to_html()
 
 
-def run_dcp_job(checkpoint_dir: str | os.PathLike, *, world_size: int = 2, actions: tuple[str, ...] = ("save", "load"),
-                steps: int = 3, seed: int = 0, timeout_s: float = 120.0,
-                log_dir: str | os.PathLike | None = None) -> DCPJob:
+def run_dcp_job(
+    checkpoint_dir: str | os.PathLike,
+    *,
+    world_size: int = 2,
+    actions: tuple[str, ...] = ("save", "load"),
+    steps: int = 3,
+    seed: int = 0,
+    timeout_s: float = 120.0,
+    log_dir: str | os.PathLike | None = None,
+) -> DCPJob:
     """Run ``actions`` ("save": train and ``dcp.save``; "load": ``dcp.load`` into fresh models and
     compare) in ``world_size`` local processes over a gloo process group, and wait for them.
 
@@ -264,39 +397,71 @@ def run_dcp_job(checkpoint_dir: str | os.PathLike, *, world_size: int = 2, actio
     named like the checkpoint folder plus ``_logs``, next to it), never into the checkpoint.
     """
 
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be a positive int (the number of processes), got {world_size!r}")
+    if (
+        isinstance(world_size, bool)
+        or not isinstance(world_size, int)
+        or world_size < 1
+    ):
+        raise ValueError(
+            f"world_size must be a positive int (the number of processes), got {world_size!r}"
+        )
     actions = tuple(actions)
     if not actions or set(actions) - {"save", "load"}:
         raise ValueError(f"actions must be 'save' and/or 'load', got {actions!r}")
     if not isinstance(checkpoint_dir, (str, os.PathLike)):
-        raise TypeError(f"checkpoint_dir must be a folder path such as 'runs/dcp_ckpt', got {type(checkpoint_dir).__name__}")
+        raise TypeError(
+            f"checkpoint_dir must be a folder path such as 'runs/dcp_ckpt', got {type(checkpoint_dir).__name__}"
+        )
     ckpt = Path(checkpoint_dir)
     logs = Path(log_dir) if log_dir is not None else ckpt.with_name(ckpt.name + "_logs")
     if "save" not in actions:
         check_dcp_folder(ckpt)
         if not (logs / REFERENCE).exists():
-            raise FileNotFoundError(f"{logs / REFERENCE}: no reference weights to compare with; run the job with "
-                                    "actions=('save',) first (same checkpoint_dir and log_dir)")
+            raise FileNotFoundError(
+                f"{logs / REFERENCE}: no reference weights to compare with; run the job with "
+                "actions=('save',) first (same checkpoint_dir and log_dir)"
+            )
     elif ckpt.exists() and any(ckpt.iterdir()):
-        raise FileExistsError(f"{ckpt}: is not empty; save a new checkpoint into an empty or new folder "
-                              "(DCP would mix old and new files)")
+        raise FileExistsError(
+            f"{ckpt}: is not empty; save a new checkpoint into an empty or new folder "
+            "(DCP would mix old and new files)"
+        )
     if not dist.is_available():  # pragma: no cover - standard builds have it
-        raise RuntimeError("this PyTorch build has no torch.distributed; install a standard build")
+        raise RuntimeError(
+            "this PyTorch build has no torch.distributed; install a standard build"
+        )
     ckpt.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     for stale in logs.glob("rank*.json"):
         stale.unlink()
 
-    spawn_workers(_worker, lambda port: (world_size, port, str(ckpt), str(logs), actions, steps, seed, timeout_s),
-                  world_size=world_size, timeout_s=timeout_s, log_dir=logs, what="DCP worker")
-    reports = [json.loads((logs / f"rank{r}.json").read_text()) for r in range(world_size)]
+    spawn_workers(
+        _worker,
+        lambda port: (
+            world_size,
+            port,
+            str(ckpt),
+            str(logs),
+            actions,
+            steps,
+            seed,
+            timeout_s,
+        ),
+        world_size=world_size,
+        timeout_s=timeout_s,
+        log_dir=logs,
+        what="DCP worker",
+    )
+    reports = [
+        json.loads((logs / f"rank{r}.json").read_text()) for r in range(world_size)
+    ]
     return DCPJob(ckpt, logs, reports)
 
 
 # --------------------------------------------------------------------------------------------
 # One process, no process group
 # --------------------------------------------------------------------------------------------
+
 
 def check_dcp_folder(path: str | os.PathLike) -> Path:
     """Return ``path`` as a ``Path`` if it is a DCP checkpoint folder; otherwise raise a clear error.
@@ -306,18 +471,26 @@ def check_dcp_folder(path: str | os.PathLike) -> Path:
     traceback per rank; this says what is wrong and what to do instead.
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"expected the path of a DCP checkpoint folder, got {type(path).__name__}")
+        raise TypeError(
+            f"expected the path of a DCP checkpoint folder, got {type(path).__name__}"
+        )
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such folder; a DCP checkpoint is a folder written by "
-                                "torch.distributed.checkpoint.save: check the path")
+        raise FileNotFoundError(
+            f"{path}: no such folder; a DCP checkpoint is a folder written by "
+            "torch.distributed.checkpoint.save: check the path"
+        )
     if path.is_file():
-        raise NotADirectoryError(f"{path}: is a file, not a DCP checkpoint folder; a single torch.save file "
-                                 "loads with torch.load (or labs_utils.toolkit.load_checkpoint)")
+        raise NotADirectoryError(
+            f"{path}: is a file, not a DCP checkpoint folder; a single torch.save file "
+            "loads with torch.load (or labs_utils.toolkit.load_checkpoint)"
+        )
     if not (path / ".metadata").is_file():
-        raise FileNotFoundError(f"{path}: has no .metadata file, so it is not a complete DCP checkpoint "
-                                "(dcp.save writes .metadata last: the save may have been interrupted); "
-                                "use an earlier checkpoint")
+        raise FileNotFoundError(
+            f"{path}: has no .metadata file, so it is not a complete DCP checkpoint "
+            "(dcp.save writes .metadata last: the save may have been interrupted); "
+            "use an earlier checkpoint"
+        )
     return path
 
 
@@ -335,17 +508,33 @@ def describe(checkpoint_dir: str | os.PathLike, prefix: str = "") -> Table:
 
     path = check_dcp_folder(checkpoint_dir)
     meta = FileSystemReader(str(path)).read_metadata()
-    files = {(idx.fqn, tuple(idx.offset or ())): info.relative_path for idx, info in meta.storage_data.items()}
+    files = {
+        (idx.fqn, tuple(idx.offset or ())): info.relative_path
+        for idx, info in meta.storage_data.items()
+    }
     rows = []
     for key, item in meta.state_dict_metadata.items():
         if not key.startswith(prefix) or not isinstance(item, TensorStorageMetadata):
             continue
         for chunk in item.chunks:
-            rows.append([key, tuple(item.size), tuple(chunk.offsets), tuple(chunk.sizes),
-                         files.get((key, tuple(chunk.offsets)), "?")])
-    notes = [f"{len(meta.state_dict_metadata)} entries in .metadata; files: "
-             + ", ".join(sorted(p.name for p in path.iterdir()))]
-    return Table(["key", "global shape", "chunk offset", "chunk shape", "file"], rows, notes=notes)
+            rows.append(
+                [
+                    key,
+                    tuple(item.size),
+                    tuple(chunk.offsets),
+                    tuple(chunk.sizes),
+                    files.get((key, tuple(chunk.offsets)), "?"),
+                ]
+            )
+    notes = [
+        f"{len(meta.state_dict_metadata)} entries in .metadata; files: "
+        + ", ".join(sorted(p.name for p in path.iterdir()))
+    ]
+    return Table(
+        ["key", "global shape", "chunk offset", "chunk shape", "file"],
+        rows,
+        notes=notes,
+    )
 
 
 def _load_no_dist(state: dict[str, Any], path: Path) -> None:
@@ -359,8 +548,11 @@ def _load_no_dist(state: dict[str, Any], path: Path) -> None:
         dcp.load(state, checkpoint_id=str(path), no_dist=True)
 
 
-def load_single_process(model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                        checkpoint_dir: str | os.PathLike) -> dict[str, Any]:
+def load_single_process(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    checkpoint_dir: str | os.PathLike,
+) -> dict[str, Any]:
     """Load a DCP checkpoint (saved by any number of ranks) into a plain model and optimizer.
 
     One process, no process group: ``get_state_dict`` gives the structure to fill, ``dcp.load``
@@ -375,15 +567,24 @@ def load_single_process(model: nn.Module, optimizer: torch.optim.Optimizer | Non
     """
     from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_state_dict,
-                                                         set_model_state_dict, set_state_dict)
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_state_dict,
+        set_model_state_dict,
+        set_state_dict,
+    )
 
     if not isinstance(model, nn.Module):
-        raise TypeError(f"load_single_process() needs the model to load into (an nn.Module), got {type(model).__name__}")
+        raise TypeError(
+            f"load_single_process() needs the model to load into (an nn.Module), got {type(model).__name__}"
+        )
     path = check_dcp_folder(checkpoint_dir)
     meta = FileSystemReader(str(path)).read_metadata()
-    extras = {k: None for k, v in meta.state_dict_metadata.items()
-              if "." not in k and not isinstance(v, TensorStorageMetadata)}
+    extras = {
+        k: None
+        for k, v in meta.state_dict_metadata.items()
+        if "." not in k and not isinstance(v, TensorStorageMetadata)
+    }
     if optimizer is None:
         state: dict[str, Any] = {"model": get_model_state_dict(model), **extras}
         _load_no_dist(state, path)
@@ -392,5 +593,10 @@ def load_single_process(model: nn.Module, optimizer: torch.optim.Optimizer | Non
         model_sd, optim_sd = get_state_dict(model, optimizer)
         state = {"model": model_sd, "optim": optim_sd, **extras}
         _load_no_dist(state, path)
-        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        set_state_dict(
+            model,
+            optimizer,
+            model_state_dict=state["model"],
+            optim_state_dict=state["optim"],
+        )
     return {k: state[k] for k in extras}

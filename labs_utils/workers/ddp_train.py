@@ -17,6 +17,7 @@ steps; rank 0 prints a second line.
 On several machines, run the same command on each with ``--nnodes=N`` and a shared
 ``--rdzv-endpoint=HOST:PORT`` instead of ``--standalone``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,13 +39,27 @@ _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_POR
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train",
-        description="Train SimpleModel with DistributedDataParallel and save it from rank 0.")
-    parser.add_argument("--out", required=True, help="folder for the checkpoint (created if missing)")
-    parser.add_argument("--steps", type=int, default=5, help="optimizer steps (default 5)")
+        description="Train SimpleModel with DistributedDataParallel and save it from rank 0.",
+    )
+    parser.add_argument(
+        "--out", required=True, help="folder for the checkpoint (created if missing)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=5, help="optimizer steps (default 5)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a collective may wait (default 120)")
-    parser.add_argument("--resume-steps", type=int, default=0,
-                        help="then resume from the saved checkpoint on every rank and train this many steps (default 0)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds a collective may wait (default 120)",
+    )
+    parser.add_argument(
+        "--resume-steps",
+        type=int,
+        default=0,
+        help="then resume from the saved checkpoint on every rank and train this many steps (default 0)",
+    )
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
@@ -53,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
 
     missing = [v for v in _TORCHRUN_VARS if v not in os.environ]
     if missing:
-        print(f"labs_utils.workers.ddp_train: {', '.join(missing)} not set; this module is meant to be started by torchrun:\n"
-              f"  torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train --out {args.out}",
-              file=sys.stderr)
+        print(
+            f"labs_utils.workers.ddp_train: {', '.join(missing)} not set; this module is meant to be started by torchrun:\n"
+            f"  torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train --out {args.out}",
+            file=sys.stderr,
+        )
         return 2
 
     local_rank = int(os.environ["LOCAL_RANK"])
@@ -66,20 +83,37 @@ def main(argv: list[str] | None = None) -> int:
         backend, device = "nccl", torch.device("cuda", local_rank)
     else:
         backend, device = "gloo", torch.device("cpu")
-    dist.init_process_group(backend, timeout=timedelta(seconds=args.timeout))  # env:// from torchrun
+    dist.init_process_group(
+        backend, timeout=timedelta(seconds=args.timeout)
+    )  # env:// from torchrun
     try:
         rank, world_size = dist.get_rank(), dist.get_world_size()
-        report = train_ddp(rank, world_size, args.out, steps=args.steps, seed=args.seed, device=device)
+        report = train_ddp(
+            rank, world_size, args.out, steps=args.steps, seed=args.seed, device=device
+        )
         if rank == 0:
-            print(f"rank 0 of {world_size} ({backend}): trained {args.steps} steps, final mean loss "
-                  f"{report['losses'][-1]:.2f}, saved {Path(args.out) / CHECKPOINT}; weights identical on all "
-                  f"ranks: {report['identical_across_ranks']}", flush=True)
+            print(
+                f"rank 0 of {world_size} ({backend}): trained {args.steps} steps, final mean loss "
+                f"{report['losses'][-1]:.2f}, saved {Path(args.out) / CHECKPOINT}; weights identical on all "
+                f"ranks: {report['identical_across_ranks']}",
+                flush=True,
+            )
         ok = report["identical_across_ranks"] and report["matches_checkpoint"]
         if args.resume_steps:
-            resumed = resume_ddp(rank, world_size, args.out, steps=args.resume_steps, seed=args.seed, device=device)
+            resumed = resume_ddp(
+                rank,
+                world_size,
+                args.out,
+                steps=args.resume_steps,
+                seed=args.seed,
+                device=device,
+            )
             if rank == 0:
-                print(f"rank 0: resumed model and optimizer on every rank, trained {args.resume_steps} more steps; "
-                      f"weights identical on all ranks: {resumed['identical_across_ranks']}", flush=True)
+                print(
+                    f"rank 0: resumed model and optimizer on every rank, trained {args.resume_steps} more steps; "
+                    f"weights identical on all ranks: {resumed['identical_across_ranks']}",
+                    flush=True,
+                )
             ok = ok and resumed["identical_across_ranks"]
     finally:
         dist.destroy_process_group()
@@ -89,4 +123,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from labs_utils.workers.distributed import exit_without_teardown
 
-    exit_without_teardown(main())  # gloo threads can abort a normal interpreter exit (see there)
+    exit_without_teardown(
+        main()
+    )  # gloo threads can abort a normal interpreter exit (see there)

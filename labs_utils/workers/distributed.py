@@ -19,6 +19,7 @@ in a notebook cell. This module holds:
 Workers write their stdout/stderr to ``rank<N>.log`` in ``out_dir`` (not to the notebook), so
 cell outputs stay the same from run to run. Nothing returned contains a port or a process id.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,17 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-__all__ = ["find_free_port", "train_ddp", "resume_ddp", "run_ddp_training", "DDPRun", "CHECKPOINT",
-           "WRAPPED_CHECKPOINT", "RESUME_CHECKPOINT", "MOMENTUM"]
+__all__ = [
+    "find_free_port",
+    "train_ddp",
+    "resume_ddp",
+    "run_ddp_training",
+    "DDPRun",
+    "CHECKPOINT",
+    "WRAPPED_CHECKPOINT",
+    "RESUME_CHECKPOINT",
+    "MOMENTUM",
+]
 
 #: What rank 0 saves: ``ddp_model.module.state_dict()``, keys without a prefix.
 CHECKPOINT = "ddp_checkpoint.pth"
@@ -65,8 +75,16 @@ def _all_equal_across_ranks(vec: torch.Tensor, world_size: int) -> bool:
     return all(torch.equal(gathered[0], g) for g in gathered[1:])
 
 
-def _train_steps(ddp_model, optimizer, rank: int, world_size: int, steps: int, seed: int, device,
-                 first_epoch: int = 0) -> list[float]:
+def _train_steps(
+    ddp_model,
+    optimizer,
+    rank: int,
+    world_size: int,
+    steps: int,
+    seed: int,
+    device,
+    first_epoch: int = 0,
+) -> list[float]:
     """``steps`` optimizer steps on this rank's shard of the data; returns the mean loss over ranks."""
     from torch.utils.data import DataLoader
     from torch.utils.data.distributed import DistributedSampler
@@ -74,7 +92,9 @@ def _train_steps(ddp_model, optimizer, rank: int, world_size: int, steps: int, s
     from ..data import blobs
 
     dataset = blobs(256, seed=seed)
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    sampler = DistributedSampler(
+        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
+    )
     loader = DataLoader(dataset, batch_size=16, sampler=sampler)
     losses: list[float] = []
     epoch, batches = first_epoch, iter(())
@@ -97,8 +117,16 @@ def _train_steps(ddp_model, optimizer, rank: int, world_size: int, steps: int, s
     return losses
 
 
-def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: int = 5, seed: int = 0,
-              lr: float = 0.1, device: str | torch.device = "cpu") -> dict[str, Any]:
+def train_ddp(
+    rank: int,
+    world_size: int,
+    out_dir: str | os.PathLike,
+    *,
+    steps: int = 5,
+    seed: int = 0,
+    lr: float = 0.1,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
     """Train ``SimpleModel`` under DDP for ``steps`` steps and save it from rank 0.
 
     Needs an initialized default process group. Every rank builds its model from a different
@@ -118,8 +146,10 @@ def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: 
     from ..models import SimpleModel
 
     if not dist.is_initialized():
-        raise RuntimeError("train_ddp() needs a process group: call torch.distributed.init_process_group first, "
-                           "or use run_ddp_training() / torchrun -m labs_utils.workers.ddp_train")
+        raise RuntimeError(
+            "train_ddp() needs a process group: call torch.distributed.init_process_group first, "
+            "or use run_ddp_training() / torchrun -m labs_utils.workers.ddp_train"
+        )
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     out = Path(out_dir)
@@ -130,16 +160,28 @@ def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: 
     model = SimpleModel().to(device)
     started_different = not _all_equal_across_ranks(_flat(model).to(device), world_size)
     ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    synced_after_wrap = _all_equal_across_ranks(_flat(ddp_model.module).to(device), world_size)
+    synced_after_wrap = _all_equal_across_ranks(
+        _flat(ddp_model.module).to(device), world_size
+    )
 
     optimizer = torch.optim.SGD(ddp_model.parameters(), lr=lr, momentum=MOMENTUM)
     losses = _train_steps(ddp_model, optimizer, rank, world_size, steps, seed, device)
 
     if rank == 0:
-        torch.save(ddp_model.module.state_dict(), out / CHECKPOINT)  # the plain model: no prefix
-        torch.save(ddp_model.state_dict(), out / WRAPPED_CHECKPOINT)  # what forgetting .module gives
-        torch.save({"model": ddp_model.module.state_dict(), "optimizer": optimizer.state_dict(),
-                    "step": steps}, out / RESUME_CHECKPOINT)
+        torch.save(
+            ddp_model.module.state_dict(), out / CHECKPOINT
+        )  # the plain model: no prefix
+        torch.save(
+            ddp_model.state_dict(), out / WRAPPED_CHECKPOINT
+        )  # what forgetting .module gives
+        torch.save(
+            {
+                "model": ddp_model.module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": steps,
+            },
+            out / RESUME_CHECKPOINT,
+        )
     dist.barrier()  # nobody reads the checkpoint before rank 0 has finished writing it
 
     saved = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
@@ -153,15 +195,27 @@ def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: 
         "losses": losses,
         "started_different": started_different,
         "synced_after_wrap": synced_after_wrap,
-        "identical_across_ranks": _all_equal_across_ranks(_flat(ddp_model.module).to(device), world_size),
-        "matches_checkpoint": saved.keys() == mine.keys() and all(torch.equal(saved[k], mine[k]) for k in mine),
+        "identical_across_ranks": _all_equal_across_ranks(
+            _flat(ddp_model.module).to(device), world_size
+        ),
+        "matches_checkpoint": saved.keys() == mine.keys()
+        and all(torch.equal(saved[k], mine[k]) for k in mine),
     }
     (out / f"rank{rank}.json").write_text(json.dumps(report, indent=1))
     return report
 
 
-def resume_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, every_rank_loads_optimizer: bool = True,
-               steps: int = 3, seed: int = 0, lr: float = 0.1, device: str | torch.device = "cpu") -> dict[str, Any]:
+def resume_ddp(
+    rank: int,
+    world_size: int,
+    out_dir: str | os.PathLike,
+    *,
+    every_rank_loads_optimizer: bool = True,
+    steps: int = 3,
+    seed: int = 0,
+    lr: float = 0.1,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
     """Resume from ``ddp_resume.pth`` (written by ``train_ddp``) under DDP and train ``steps`` more.
 
     Every rank reads the file with ``map_location`` pointing at its own device: rank 0 saved
@@ -180,15 +234,23 @@ def resume_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, every_
     from ..models import SimpleModel
 
     if not dist.is_initialized():
-        raise RuntimeError("resume_ddp() needs a process group: call torch.distributed.init_process_group first")
+        raise RuntimeError(
+            "resume_ddp() needs a process group: call torch.distributed.init_process_group first"
+        )
     device = torch.device(device)
     path = Path(out_dir) / RESUME_CHECKPOINT
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint to resume from; run train_ddp() first, it writes it")
+        raise FileNotFoundError(
+            f"{path}: no checkpoint to resume from; run train_ddp() first, it writes it"
+        )
     map_location = {"cuda:0": str(device)} if device.type == "cuda" else "cpu"
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)  # on every rank
+    checkpoint = torch.load(
+        path, map_location=map_location, weights_only=True
+    )  # on every rank
 
-    torch.manual_seed(seed + 100 + rank)  # a different fresh model on every rank, as before
+    torch.manual_seed(
+        seed + 100 + rank
+    )  # a different fresh model on every rank, as before
     model = SimpleModel().to(device)
     model.load_state_dict(checkpoint["model"])
     ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -196,33 +258,62 @@ def resume_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, every_
     if every_rank_loads_optimizer or rank == 0:
         optimizer.load_state_dict(checkpoint["optimizer"])
     loaded = len(optimizer.state) > 0
-    losses = _train_steps(ddp_model, optimizer, rank, world_size, steps, seed, device,
-                          first_epoch=1)  # the next epoch's shuffle
+    losses = _train_steps(
+        ddp_model, optimizer, rank, world_size, steps, seed, device, first_epoch=1
+    )  # the next epoch's shuffle
     return {
         "rank": rank,
         "every_rank_loads_optimizer": every_rank_loads_optimizer,
         "optimizer_state_loaded": loaded,
-        "identical_across_ranks": _all_equal_across_ranks(_flat(ddp_model.module).to(device), world_size),
+        "identical_across_ranks": _all_equal_across_ranks(
+            _flat(ddp_model.module).to(device), world_size
+        ),
         "losses": losses,
     }
 
 
-def _spawn_worker(rank: int, world_size: int, port: int, out_dir: str, steps: int, seed: int,
-                  timeout_s: float, resume_steps: int = 0) -> None:
+def _spawn_worker(
+    rank: int,
+    world_size: int,
+    port: int,
+    out_dir: str,
+    steps: int,
+    seed: int,
+    timeout_s: float,
+    resume_steps: int = 0,
+) -> None:
     """Target of ``torch.multiprocessing``: one rank. Joins a gloo group on 127.0.0.1:port, trains,
     and with ``resume_steps`` resumes twice: every rank loading the optimizer, then rank 0 only."""
     log = open(Path(out_dir) / f"rank{rank}.log", "w")
-    os.dup2(log.fileno(), 1)  # keep this process's output (warnings included) out of the notebook
+    os.dup2(
+        log.fileno(), 1
+    )  # keep this process's output (warnings included) out of the notebook
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
-                            timeout=timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=timeout_s),
+    )
     try:
         train_ddp(rank, world_size, out_dir, steps=steps, seed=seed)
         if resume_steps:
-            resumes = [resume_ddp(rank, world_size, out_dir, every_rank_loads_optimizer=every,
-                                  steps=resume_steps, seed=seed) for every in (True, False)]
-            (Path(out_dir) / f"rank{rank}_resume.json").write_text(json.dumps(resumes, indent=1))
+            resumes = [
+                resume_ddp(
+                    rank,
+                    world_size,
+                    out_dir,
+                    every_rank_loads_optimizer=every,
+                    steps=resume_steps,
+                    seed=seed,
+                )
+                for every in (True, False)
+            ]
+            (Path(out_dir) / f"rank{rank}_resume.json").write_text(
+                json.dumps(resumes, indent=1)
+            )
         dist.barrier()  # every rank is done with the group before anyone tears it down
     finally:
         dist.destroy_process_group()
@@ -273,8 +364,10 @@ class DDPRun:
 
     def __repr__(self) -> str:
         r0 = self.reports[0]
-        return (f"DDPRun({len(self.reports)} ranks, backend={r0['backend']}, steps={r0['steps']}, "
-                f"identical_across_ranks={all(r['identical_across_ranks'] for r in self.reports)})")
+        return (
+            f"DDPRun({len(self.reports)} ranks, backend={r0['backend']}, steps={r0['steps']}, "
+            f"identical_across_ranks={all(r['identical_across_ranks'] for r in self.reports)})"
+        )
 
 
 def log_tails(log_dir: Path, world_size: int, lines: int = 15) -> str:
@@ -282,7 +375,11 @@ def log_tails(log_dir: Path, world_size: int, lines: int = 15) -> str:
     parts = []
     for rank in range(world_size):
         p = log_dir / f"rank{rank}.log"
-        text = p.read_text(errors="replace").splitlines()[-lines:] if p.exists() else ["(no log)"]
+        text = (
+            p.read_text(errors="replace").splitlines()[-lines:]
+            if p.exists()
+            else ["(no log)"]
+        )
         parts.append(f"--- rank {rank} ({p.name}) ---\n" + "\n".join(text))
     return "\n".join(parts)
 
@@ -294,8 +391,15 @@ def _stop(ctx) -> None:
         p.join(timeout=5)
 
 
-def spawn_workers(worker, args_for_port, *, world_size: int, timeout_s: float, log_dir: Path,
-                  what: str = "worker") -> None:
+def spawn_workers(
+    worker,
+    args_for_port,
+    *,
+    world_size: int,
+    timeout_s: float,
+    log_dir: Path,
+    what: str = "worker",
+) -> None:
     """Start ``world_size`` processes running ``worker(rank, *args_for_port(port))`` and wait.
 
     Uses ``torch.multiprocessing.start_processes(..., start_method="spawn")`` with a free
@@ -308,29 +412,49 @@ def spawn_workers(worker, args_for_port, *, world_size: int, timeout_s: float, l
 
     for attempt in range(2):
         port = find_free_port()
-        ctx = mp.start_processes(worker, args=args_for_port(port), nprocs=world_size, join=False,
-                                 start_method="spawn")
+        ctx = mp.start_processes(
+            worker,
+            args=args_for_port(port),
+            nprocs=world_size,
+            join=False,
+            start_method="spawn",
+        )
         deadline = time.monotonic() + timeout_s
         try:
             while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{what}s did not finish within {timeout_s:.0f} s; they were stopped.\n"
-                                       + log_tails(log_dir, world_size))
+                    raise TimeoutError(
+                        f"{what}s did not finish within {timeout_s:.0f} s; they were stopped.\n"
+                        + log_tails(log_dir, world_size)
+                    )
         except TimeoutError:
             _stop(ctx)
             raise
         except Exception as e:  # a worker raised or died
             _stop(ctx)
             logs = log_tails(log_dir, world_size)
-            if attempt == 0 and ("address already in use" in logs.lower() or "EADDRINUSE" in logs):
+            if attempt == 0 and (
+                "address already in use" in logs.lower() or "EADDRINUSE" in logs
+            ):
                 continue
-            detail = "\n".join(str(e).strip().splitlines()[-3:])  # the worker's exception, last lines
-            raise RuntimeError(f"a {what} failed: {detail}\nworker logs:\n{logs}") from None
+            detail = "\n".join(
+                str(e).strip().splitlines()[-3:]
+            )  # the worker's exception, last lines
+            raise RuntimeError(
+                f"a {what} failed: {detail}\nworker logs:\n{logs}"
+            ) from None
         return
 
 
-def run_ddp_training(out_dir: str | os.PathLike, *, world_size: int = 2, steps: int = 5, seed: int = 0,
-                     timeout_s: float = 120.0, resume_steps: int = 0) -> DDPRun:
+def run_ddp_training(
+    out_dir: str | os.PathLike,
+    *,
+    world_size: int = 2,
+    steps: int = 5,
+    seed: int = 0,
+    timeout_s: float = 120.0,
+    resume_steps: int = 0,
+) -> DDPRun:
     """Run DDP training in ``world_size`` local processes (gloo, CPU) and wait for them.
 
     Starts the workers with ``torch.multiprocessing.start_processes(..., start_method="spawn")``
@@ -342,19 +466,44 @@ def run_ddp_training(out_dir: str | os.PathLike, *, world_size: int = 2, steps: 
     """
 
     if not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be a positive int (number of processes), got {world_size!r}")
+        raise ValueError(
+            f"world_size must be a positive int (number of processes), got {world_size!r}"
+        )
     if not isinstance(resume_steps, int) or resume_steps < 0:
-        raise ValueError(f"resume_steps must be an int >= 0 (0: no resume), got {resume_steps!r}")
+        raise ValueError(
+            f"resume_steps must be an int >= 0 (0: no resume), got {resume_steps!r}"
+        )
     if not dist.is_available():
-        raise RuntimeError("this PyTorch build has no torch.distributed; install a standard build")
+        raise RuntimeError(
+            "this PyTorch build has no torch.distributed; install a standard build"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("rank*.json"), out / CHECKPOINT, out / WRAPPED_CHECKPOINT, out / RESUME_CHECKPOINT]:
+    for stale in [
+        *out.glob("rank*.json"),
+        out / CHECKPOINT,
+        out / WRAPPED_CHECKPOINT,
+        out / RESUME_CHECKPOINT,
+    ]:
         stale.unlink(missing_ok=True)
 
-    spawn_workers(_spawn_worker, lambda port: (world_size, port, str(out), steps, seed, timeout_s, resume_steps),
-                  world_size=world_size, timeout_s=timeout_s, log_dir=out, what="DDP worker")
-    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)]
-    resumes = ([json.loads((out / f"rank{r}_resume.json").read_text()) for r in range(world_size)]
-               if resume_steps else [])
+    spawn_workers(
+        _spawn_worker,
+        lambda port: (world_size, port, str(out), steps, seed, timeout_s, resume_steps),
+        world_size=world_size,
+        timeout_s=timeout_s,
+        log_dir=out,
+        what="DDP worker",
+    )
+    reports = [
+        json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)
+    ]
+    resumes = (
+        [
+            json.loads((out / f"rank{r}_resume.json").read_text())
+            for r in range(world_size)
+        ]
+        if resume_steps
+        else []
+    )
     return DDPRun(out, reports, resumes)
