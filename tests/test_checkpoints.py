@@ -111,9 +111,8 @@ def test_load_truncated_file(good, cut):
 def test_load_truncated_legacy_file(tmp_path):
     path = tmp_path / "legacy.pth"
     torch.save({"w": torch.ones(5000)}, path, _use_new_zipfile_serialization=False)
-    assert torch.equal(
-        load_checkpoint(path)["w"], torch.ones(5000)
-    )  # the old format still loads
+    # the old format still loads
+    assert torch.equal(load_checkpoint(path)["w"], torch.ones(5000))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated"):
@@ -172,9 +171,8 @@ def test_load_numpy_scalar_is_refused_with_the_global_named(tmp_path):
     ) as info:
         load_checkpoint(path)
     assert "safe_globals" in str(info.value)
-    assert (
-        load_checkpoint(path, weights_only=False)["metrics"]["val_loss"] == 0.5
-    )  # a file we made ourselves
+    # a file we made ourselves
+    assert load_checkpoint(path, weights_only=False)["metrics"]["val_loss"] == 0.5
 
 
 def test_load_map_location(good):
@@ -254,9 +252,8 @@ def test_manager_last_every_time_best_on_improvement(tmp_path):
     assert last["epoch"] == 4 and last["metrics"] == {"val_loss": 0.6, "val_acc": 0.5}
     assert last["checkpoint_manager"]["best_epoch"] == 3
     best = m.load_best()
-    assert set(best) == {"w"} and torch.equal(
-        best["w"], torch.full((3,), 3.0)
-    )  # weights only
+    # weights only
+    assert set(best) == {"w"} and torch.equal(best["w"], torch.full((3,), 3.0))
     assert [p.name for p in m.epoch_paths()] == ["epoch_0003.pth", "epoch_0004.pth"]
     assert load_checkpoint(m.epoch_paths()[0])["epoch"] == 3
     assert "new best" in repr(results[0]) and "best: 0.4 at epoch 3" in repr(results[4])
@@ -298,9 +295,8 @@ def test_manager_falls_back_to_newest_loadable_and_cleans_temp_files(tmp_path):
     for i in range(3):
         m.save(_state(i), epoch=i, metrics={"val_loss": 1.0 - i / 10})
     (tmp_path / ".last.pth.abc123.tmp").write_bytes(b"half a save")
-    m.last_path.write_bytes(
-        m.last_path.read_bytes()[:100]
-    )  # damaged by something else than our saves
+    # damaged by something else than our saves
+    m.last_path.write_bytes(m.last_path.read_bytes()[:100])
     (tmp_path / "epoch_0002.pth").unlink()
     fresh = CheckpointManager(tmp_path, keep_last=3)
     with pytest.warns(UserWarning, match="skipping last.pth"):

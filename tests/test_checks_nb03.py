@@ -182,12 +182,10 @@ def test_fits_cases_hold_what_they_claim():
         "norm.running_mean",
         "norm.num_batches_tracked",
     } <= keys  # buffers in the state_dict
-    assert "mask" not in keys and "mask" in dict(
-        model.named_buffers()
-    )  # non-persistent
-    assert "tied.weight" in keys and "tied.weight" not in dict(
-        model.named_parameters()
-    )  # tied: listed once
+    # non-persistent
+    assert "mask" not in keys and "mask" in dict(model.named_buffers())
+    # tied: listed once
+    assert "tied.weight" in keys and "tied.weight" not in dict(model.named_parameters())
     sd = nb03._fits_state_dict()
     assert {
         k for k in sd if k in keys and sd[k].shape == model.state_dict()[k].shape

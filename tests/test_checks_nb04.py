@@ -24,9 +24,8 @@ def test_resume_keys():
         "rng",
         "versions",
     }
-    assert check.resume_keys(
-        state_keys - {"step", "metrics", "versions"}
-    )  # from section 1's state
+    # from section 1's state
+    assert check.resume_keys(state_keys - {"step", "metrics", "versions"})
 
 
 def test_resume_exactly_right():
@@ -105,9 +104,10 @@ def test_drew_after_restoring_follows_the_stream_across_refills():
     other = torch.Generator().manual_seed(6)
     torch.randn(10, generator=other)
     assert not nb04._drew_after_restoring(saved, other.get_state())
+    # reseeded
     assert not nb04._drew_after_restoring(
         saved, torch.Generator().manual_seed(5).get_state()
-    )  # reseeded
+    )
 
 
 def test_best_by_accuracy():

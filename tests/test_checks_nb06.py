@@ -65,9 +65,8 @@ def test_the_checks_files_are_what_they_claim(tmp_path):
     on at least one file a byte search of data.pkl gives another answer: the trap that catches it."""
     cases = nb06._cases(tmp_path)
     assert len(cases) >= 5
-    assert any(
-        len(expected) > 1 for _, _, expected in cases
-    )  # a file with several tags
+    # a file with several tags
+    assert any(len(expected) > 1 for _, _, expected in cases)
     disagree = 0
     for what, path, expected in cases:
         assert storage_locations(path) == expected, what

@@ -1,6 +1,7 @@
 """Checks of notebooks/07_ddp_and_wrapper_prefixes.ipynb: right answers, and the cases that make
 the checks hard to fool (prefix only inside a key, other prefixes, both wrapper orders, buffers).
 tests/test_checks.py feeds every declared wrong answer."""
+
 import pytest
 import torch.nn as nn
 
@@ -10,7 +11,10 @@ _load_all()
 
 
 def strip_prefix(state_dict, prefix):
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
+    return {
+        (k[len(prefix) :] if k.startswith(prefix) else k): v
+        for k, v in state_dict.items()
+    }
 
 
 def strip_prefix_removeprefix(state_dict, prefix):
@@ -46,7 +50,11 @@ def test_strip_prefix_cases_break_the_usual_slips():
     that starts with the prefix's letters but not its dot, and one with the prefix twice at the start."""
     for prefix, keys in nb07._CASES:
         assert any(prefix in k and not k.startswith(prefix) for k in keys), prefix
-        assert any(k.startswith(prefix) for k in keys) and any(prefix not in k for k in keys) or prefix != "model."
+        assert (
+            any(k.startswith(prefix) for k in keys)
+            and any(prefix not in k for k in keys)
+            or prefix != "model."
+        )
     prefix, keys = nb07._CASES[0]
     assert any(k.startswith(prefix[:-1]) and not k.startswith(prefix) for k in keys)
     assert any(k.startswith(prefix * 2) for k in keys)
@@ -57,16 +65,21 @@ def test_strip_prefix_that_mutates_its_input_is_told():
     def mutating(state_dict, prefix):
         for k in list(state_dict):
             if k.startswith(prefix):
-                state_dict[k[len(prefix):]] = state_dict.pop(k)
+                state_dict[k[len(prefix) :]] = state_dict.pop(k)
         return state_dict
 
     result = check.strip_prefix(mutating)
-    assert result.status == "wrong" and "changed the dict it was given" in result.message
+    assert (
+        result.status == "wrong" and "changed the dict it was given" in result.message
+    )
 
 
 def test_load_into_wrapped_tries_both_orders_and_buffers():
     names = [w for w, _ in nb07._wrappers()]
-    assert "torch.compile(nn.DataParallel({}))" in names and "nn.DataParallel(torch.compile({}))" in names
+    assert (
+        "torch.compile(nn.DataParallel({}))" in names
+        and "nn.DataParallel(torch.compile({}))" in names
+    )
     assert any(any(True for _ in make().buffers()) for _, make in nb07._models())
 
 
@@ -81,6 +94,7 @@ def test_load_into_wrapped_must_return_the_wrapper():
 
 def test_load_into_wrapped_leaves_the_given_state_dict_usable():
     """Each case gets its own copy, so an answer that renames keys in place is judged on that case."""
+
     def renames_in_place(wrapped, state_dict):
         load_into_wrapped(wrapped, state_dict)
         for k in list(state_dict):

@@ -70,9 +70,8 @@ def test_process_wide_allowance_does_not_make_an_unconverted_checkpoint_pass(
 ):
     result = check.make_loadable(lambda ckpt: dict(ckpt))
     assert result.status == "wrong" and "still refuses" in result.message
-    assert (
-        "add_safe_globals" in result.message
-    )  # says why it loaded for them and not here
+    # says why it loaded for them and not here
+    assert "add_safe_globals" in result.message
     assert set(torch.serialization.get_safe_globals()) == learner_allowed_everything
 
 

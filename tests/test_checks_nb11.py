@@ -53,9 +53,8 @@ def test_the_sharded_checkpoint_is_a_real_two_rank_one(tmp_path):
         (3, 9),
         (2, 9),
     ]
-    assert (
-        len(meta["model.submodel.1.num_batches_tracked"].chunks) == 1
-    )  # 0-dim: written once
+    # 0-dim: written once
+    assert len(meta["model.submodel.1.num_batches_tracked"].chunks) == 1
     dcp_to_torch_save(folder, tmp_path / "full.pth")
     full = torch.load(tmp_path / "full.pth", weights_only=True)
     assert full["step"] == 1 and set(full) == {"model", "model_ema", "optim", "step"}

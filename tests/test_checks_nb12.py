@@ -213,9 +213,8 @@ def test_moving_to_the_gpu_gets_one_hint_with_every_build(monkeypatch, error):
 def test_cuda_prefix_dict_hint_explains_the_full_tag():
     result = check.capstone_load_gpu_weights(nb12._load_gpu_cuda_prefix_dict)
     assert "'cuda:0'" in result.message and "device index" in result.message
-    assert (
-        "use torch.load with map_location=torch.device('cpu')" not in result.message
-    )  # not torch's raw text
+    # not torch's raw text
+    assert "use torch.load with map_location=torch.device('cpu')" not in result.message
 
 
 def test_simulation_right_answers_for_the_gpu_file():
@@ -240,9 +239,8 @@ def test_process_wide_add_is_rejected_and_undone():
 
 
 def test_an_answer_that_relies_on_an_earlier_process_wide_add_is_told_so():
-    torch.serialization.add_safe_globals(
-        [RunInfo]
-    )  # in a cell above, outside the function
+    # in a cell above, outside the function
+    torch.serialization.add_safe_globals([RunInfo])
     try:
         result = check.capstone_load_safely(
             lambda path: torch.load(path, weights_only=True)
@@ -251,9 +249,8 @@ def test_an_answer_that_relies_on_an_earlier_process_wide_add_is_told_so():
             result.status == "wrong"
             and "already allowed for the whole process" in result.message
         )
-        assert (
-            RunInfo in torch.serialization.get_safe_globals()
-        )  # the learner's own entry stays
+        # the learner's own entry stays
+        assert RunInfo in torch.serialization.get_safe_globals()
         assert check.capstone_load_safely(load_model_card)
         assert RunInfo in torch.serialization.get_safe_globals()
     finally:
@@ -385,9 +382,8 @@ def test_kill_moments():
 def test_gpu_check_judges_the_same_on_a_gpu_host(monkeypatch):
     """On a machine with a GPU the check still runs the answer as on the CPU-only serving host:
     a device chosen at run time picks the CPU, a hard-coded GPU device fails there."""
-    monkeypatch.setattr(
-        torch.cuda, "is_available", lambda: True
-    )  # pretend this host has a GPU
+    # pretend this host has a GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert check.capstone_load_gpu_weights(nb12._load_gpu_device_at_run_time)
     result = check.capstone_load_gpu_weights(nb12._load_gpu_map_cuda)
     assert result.status == "wrong" and "map_location='cpu'" in result.message
@@ -404,9 +400,8 @@ def test_the_real_kill_lands_where_the_in_process_run_saw_the_gap():
 
     linecache.clearcache()  # the framework will read this file's source again
     folder = Path(tempfile.mkdtemp())
-    torch.save(
-        {"epoch": 1}, folder / "x.pth"
-    )  # as in the check: a previous checkpoint exists
+    # as in the check: a previous checkpoint exists
+    torch.save({"epoch": 1}, folder / "x.pth")
     calls = crash.trace_writes(
         nb12._save_remove_then_rename,
         {"epoch": 3, "w": torch.ones(1000)},

@@ -83,9 +83,8 @@ def test_the_cases_cover_start_middle_last_step_boundary_and_workers():
         and (0, nb15._STEPS) in stops
         and any(0 < s < nb15._STEPS for _, s in stops)
     )
-    assert any(
-        e > 0 and s == 0 for e, s in stops
-    )  # an epoch boundary: the loader's epoch has ended
+    # an epoch boundary: the loader's epoch has ended
+    assert any(e > 0 and s == 0 for e, s in stops)
     assert any(workers > 0 for _, workers in nb15._CASES)
 
 

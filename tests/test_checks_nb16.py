@@ -143,9 +143,8 @@ def _right_other_order(base_state_dict, adapter_dir):
         if ".lora_A." in key:
             module = key[len("base_model.model.") : -len(".lora_A.weight")]
             a, b = adapter[key], adapter[key.replace("lora_A", "lora_B")]
-            out[module + ".weight"] = out[module + ".weight"] + b @ (
-                a * scale
-            )  # scale A first
+            # scale A first
+            out[module + ".weight"] = out[module + ".weight"] + b @ (a * scale)
     return out
 
 

@@ -89,9 +89,8 @@ def _run_and_kill(
     message when ``kill_after_begin``), SIGKILL it. Returns (last finished save, saves begun)."""
     r, w = os.pipe()
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", DeprecationWarning
-        )  # fork with threads (Python >= 3.12)
+        # fork with threads (Python >= 3.12)
+        warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         os.close(r)
@@ -154,9 +153,8 @@ def test_killed_manager_resumes_from_newest_complete_checkpoint(tmp_path):
         ckpt = manager.load_last()
         assert ckpt is not None and manager.skipped == []
         step = _check_complete(ckpt, finished)
-        assert (
-            ckpt["epoch"] == step and step > previous
-        )  # each child resumed and made progress
+        # each child resumed and made progress
+        assert ckpt["epoch"] == step and step > previous
         previous = step
         # best.pth: the weights of an even epoch, the one recorded or a newer one saved just before the kill
         best = manager.load_best()
@@ -167,9 +165,8 @@ def test_killed_manager_resumes_from_newest_complete_checkpoint(tmp_path):
         assert not [
             p for p in folder.iterdir() if p.name.endswith(".tmp")
         ]  # load_last removed them
-        assert (
-            len(manager.epoch_paths()) <= 3
-        )  # keep_last=2, plus at most one the kill interrupted
+        # keep_last=2, plus at most one the kill interrupted
+        assert len(manager.epoch_paths()) <= 3
 
 
 def test_killed_plain_torch_save_tears_the_file(tmp_path):

@@ -102,9 +102,8 @@ def _script_module():
         "make_cuda_checkpoint", DATA / "make_cuda_checkpoint.py"
     )
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(
-        mod
-    )  # registers a tagger that answers None (no opinion) outside tagged_as
+    # registers a tagger that answers None (no opinion) outside tagged_as
+    spec.loader.exec_module(mod)
     return mod
 
 

@@ -70,9 +70,8 @@ def test_two_process_run_saves_once_and_ranks_agree(tmp_path):
         r["optimizer_state_loaded"] and r["identical_across_ranks"] for r in every
     )
     assert [r["optimizer_state_loaded"] for r in rank0_only] == [True, False]
-    assert not any(
-        r["identical_across_ranks"] for r in rank0_only
-    )  # the ranks drifted apart
+    # the ranks drifted apart
+    assert not any(r["identical_across_ranks"] for r in rank0_only)
     assert every[0]["losses"] == every[1]["losses"] and len(every[0]["losses"]) == 2
 
 
@@ -89,9 +88,8 @@ def test_a_failing_worker_raises_with_its_log(tmp_path):
 def test_a_stuck_run_times_out_instead_of_hanging(tmp_path):
     start = time.monotonic()
     with pytest.raises(TimeoutError, match="did not finish within"):
-        run_ddp_training(
-            tmp_path, world_size=2, steps=2, timeout_s=0.5
-        )  # workers cannot even start in time
+        # workers cannot even start in time
+        run_ddp_training(tmp_path, world_size=2, steps=2, timeout_s=0.5)
     assert time.monotonic() - start < 30
 
 
@@ -162,9 +160,8 @@ def test_torchrun_entry_point(tmp_path):
     )
 
     saved = _load(tmp_path / "out" / CHECKPOINT)
-    assert list(saved) == list(
-        SimpleModel().state_dict()
-    )  # model.module.state_dict(): no prefix
+    # model.module.state_dict(): no prefix
+    assert list(saved) == list(SimpleModel().state_dict())
     model = SimpleModel()
     model.load_state_dict(saved)  # strict
     assert all(

@@ -283,9 +283,8 @@ def test_assess_notebook():
         5: ["skipped: no CUDA (needs a GPU)"],
     }
     assert r.stderr == {7: ["UserWarning: something"]}
-    assert (
-        NotebookResult.from_json(json.loads(json.dumps(asdict(r)))) == r
-    )  # worker -> parent
+    # worker -> parent
+    assert NotebookResult.from_json(json.loads(json.dumps(asdict(r)))) == r
 
 
 def test_assess_notebook_that_passes_and_one_that_stopped():

@@ -79,9 +79,8 @@ def test_training_checkpoint_nested_with_prefix(tmp_path, model):
     r = inspect_checkpoint(p)
     assert r.top_level_keys == ["epoch", "metrics", "model", "optimizer"]
     assert r.weights_entry == "model" and r.weights_elements == 67
-    assert (
-        r.tensors > 4 and r.elements > 67
-    )  # optimizer moments and step counters are counted too
+    # optimizer moments and step counters are counted too
+    assert r.tensors > 4 and r.elements > 67
     assert r.prefixes == ["module.", "_orig_mod."]
 
 

@@ -194,9 +194,8 @@ def test_key_map_mapping_two_keys_onto_one_is_a_clear_error():
     # an unmapped key that already has the target name counts too
     with pytest.raises(ValueError, match="onto 'bias'"):
         load_matching(model, sd, key_map={"a.weight": "bias"})
-    assert all(
-        torch.equal(v, before[k]) for k, v in model.state_dict().items()
-    )  # nothing was loaded
+    # nothing was loaded
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_key_map_bad_input():

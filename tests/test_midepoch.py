@@ -22,14 +22,12 @@ def test_seeded_noise_depends_on_seed_epoch_and_index_only():
     first = a[3][0]
     torch.manual_seed(1)  # the global generator plays no part
     assert torch.equal(first, b[3][0])
-    assert not torch.equal(
-        a[3][0] - _base()[3][0], a[4][0] - _base()[4][0]
-    )  # another index
+    # another index
+    assert not torch.equal(a[3][0] - _base()[3][0], a[4][0] - _base()[4][0])
     b.set_epoch(1)
     assert not torch.equal(first, b[3][0])  # another epoch
-    assert not torch.equal(
-        first, Jitter(_base(), noise=0.5, seed=8)[3][0]
-    )  # another seed
+    # another seed
+    assert not torch.equal(first, Jitter(_base(), noise=0.5, seed=8)[3][0])
 
 
 def test_seeded_noise_is_the_same_in_worker_processes():

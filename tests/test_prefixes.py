@@ -63,9 +63,8 @@ def test_real_wrappers_load_strictly_after_normalizing(wrap):
     fresh = SimpleModel()
     fresh.load_state_dict(out)  # strict
     for k in PLAIN:
-        assert (
-            out[k] is sd[next(s for s in sd if s.endswith(k))]
-        )  # same tensor objects, no copies
+        # same tensor objects, no copies
+        assert out[k] is sd[next(s for s in sd if s.endswith(k))]
         assert torch.equal(fresh.state_dict()[k], model.state_dict()[k])
 
 
@@ -125,9 +124,8 @@ def test_collision_is_refused_with_both_keys_named():
 
 
 def test_like_resolves_a_submodule_really_named_module():
-    inner = nn.ModuleDict(
-        {"module": nn.Linear(2, 2)}
-    )  # keys: module.weight, module.bias
+    # keys: module.weight, module.bias
+    inner = nn.ModuleDict({"module": nn.Linear(2, 2)})
     sd = nn.DataParallel(
         inner
     ).state_dict()  # module.module.weight: ambiguous from keys alone

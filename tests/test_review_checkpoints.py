@@ -110,17 +110,17 @@ def test_crash_between_best_and_last_never_lets_a_worse_model_replace_best(
         )
     monkeypatch.undo()
     assert _w(folder / "best.pth") == 1.0  # the new best is on disk ...
-    assert (
-        load_checkpoint(folder / "last.pth")["epoch"] == 0
-    )  # ... and last.pth is the old one
+    # ... and last.pth is the old one
+    assert load_checkpoint(folder / "last.pth")["epoch"] == 0
 
     resumed = CheckpointManager(folder, keep_last=1)
     ckpt = resumed.load_last()
     assert ckpt["epoch"] == 0
+    # read from best.pth itself
     assert (resumed.best_value, resumed.best_epoch) == (
         0.2,
         1,
-    )  # read from best.pth itself
+    )
     rerun = resumed.save(
         {"model": {"w": torch.tensor([2.0])}}, epoch=1, metrics={"val_loss": 0.5}
     )
@@ -188,9 +188,8 @@ def test_resume_with_another_mode_is_refused_by_the_best_record(tmp_path):
 def test_best_written_without_a_record_falls_back_to_last(tmp_path):
     m = CheckpointManager(tmp_path)
     m.save({"model": {"w": torch.ones(1)}}, epoch=0, metrics={"val_loss": 0.5})
-    torch.save(
-        {"w": torch.ones(1)}, tmp_path / "best.pth"
-    )  # e.g. written by an older version
+    # e.g. written by an older version
+    torch.save({"w": torch.ones(1)}, tmp_path / "best.pth")
     fresh = CheckpointManager(tmp_path)
     fresh.load_last()
     assert (fresh.best_value, fresh.best_epoch) == (0.5, 0)
@@ -279,9 +278,8 @@ def test_a_class_allowed_in_this_process_is_accepted(tmp_path):
 def test_save_checkpoint_checks_safe_loading_only_when_asked(tmp_path):
     path = tmp_path / "ck.pth"
     save_checkpoint({"v": 1}, path, check_safe_load=True)
-    save_checkpoint(
-        {"cfg": argparse.Namespace(a=1)}, tmp_path / "unchecked.pth"
-    )  # the default: torch.save's rules
+    # the default: torch.save's rules
+    save_checkpoint({"cfg": argparse.Namespace(a=1)}, tmp_path / "unchecked.pth")
     with pytest.raises(
         TypeError, match=r"ck\.pth: obj\['cfg'\] is an argparse\.Namespace"
     ):
@@ -295,6 +293,5 @@ def test_load_checkpoint_mmap(tmp_path):
     assert torch.equal(load_checkpoint(path, mmap=True)["w"], torch.arange(4.0))
     legacy = tmp_path / "legacy.pth"
     torch.save({"w": torch.arange(4.0)}, legacy, _use_new_zipfile_serialization=False)
-    assert torch.equal(
-        load_checkpoint(legacy, mmap=True)["w"], torch.arange(4.0)
-    )  # read as usual
+    # read as usual
+    assert torch.equal(load_checkpoint(legacy, mmap=True)["w"], torch.arange(4.0))

@@ -175,9 +175,8 @@ def test_load_matching_on_a_lazy_model_with_part_of_the_weights():
     model = nn.Sequential(nn.LazyLinear(3))
     report = load_matching(model, {"0.bias": torch.ones(3)})
     assert report.loaded == ["0.bias"] and report.missing == ["0.weight"]
-    assert (
-        report.params_loaded == 3 and report.params_fresh == 0
-    )  # the weight has no elements yet
+    # the weight has no elements yet
+    assert report.params_loaded == 3 and report.params_fresh == 0
     assert "-" in str(report)
 
 
@@ -196,7 +195,6 @@ def test_load_matching_uses_the_modules_own_hooks_and_versions():
     report = load_matching(model, {"old_weight": torch.ones(2)})
     assert report.unexpected == [] and torch.equal(model.weight, torch.ones(2))
     bn = nn.BatchNorm1d(4)
-    report = load_matching(
-        bn, bn_without_num_batches_tracked(True)
-    )  # version kept: nothing filled in
+    # version kept: nothing filled in
+    report = load_matching(bn, bn_without_num_batches_tracked(True))
     assert report.missing == ["num_batches_tracked"] and len(report.loaded) == 4

@@ -289,9 +289,8 @@ def kill_at(
     r, w = os.pipe()
     start = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", DeprecationWarning
-        )  # fork with threads (Python >= 3.12)
+        # fork with threads (Python >= 3.12)
+        warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         os.close(r)

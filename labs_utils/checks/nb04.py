@@ -302,9 +302,8 @@ def _new_optimizer(ckpt, model, optimizer, scheduler, loader):
     from ..toolkit import restore_rng_state
 
     model.load_state_dict(ckpt["model"])
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=0.1, momentum=0.9
-    )  # rebinds a local name only
+    # rebinds a local name only
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     optimizer.load_state_dict(ckpt["optimizer"])
     restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
     return ckpt["epoch"] + 1
@@ -385,9 +384,8 @@ def resume_exactly(fn) -> str:
     model, optimizer, scheduler, loader = _make(0)
     _train(model, optimizer, scheduler, loader, range(CRASH))
     ckpt = _checkpoint(model, optimizer, scheduler, loader, CRASH - 1)
-    saved = _checkpoint(
-        model, optimizer, scheduler, loader, CRASH - 1
-    )  # a copy the answer cannot change
+    # a copy the answer cannot change
+    saved = _checkpoint(model, optimizer, scheduler, loader, CRASH - 1)
 
     model, optimizer, scheduler, loader = _make(99)
     start = call_answer(fn, ckpt, model, optimizer, scheduler, loader)
@@ -583,9 +581,8 @@ def best_by_accuracy(fn) -> str:
     here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         sandbox = Path(tmp).resolve()
-        os.chdir(
-            sandbox
-        )  # a relative path in the answer lands in the sandbox, not in the learner's folders
+        # a relative path in the answer lands in the sandbox, not in the learner's folders
+        os.chdir(sandbox)
         try:
             return _best_by_accuracy(fn, sandbox, CheckpointManager)
         finally:
@@ -597,9 +594,8 @@ def _files_under(root: Path) -> set[Path]:
 
 
 def _best_by_accuracy(fn, sandbox: Path, CheckpointManager) -> str:
-    folder = (
-        sandbox / "given" / "accuracy_run"
-    )  # does not exist yet: the manager makes it
+    # does not exist yet: the manager makes it
+    folder = sandbox / "given" / "accuracy_run"
     manager = call_answer(fn, folder)
     if manager is CheckpointManager or isinstance(manager, type):
         raise Wrong(

@@ -325,9 +325,8 @@ def _no_map_location(path):
     def record(storage, location):
         seen.add(location)
 
-    torch.load(
-        path, map_location=record, weights_only=True
-    )  # returns None: torch restores as saved
+    # returns None: torch restores as saved
+    torch.load(path, map_location=record, weights_only=True)
     return seen
 
 

@@ -295,9 +295,8 @@ def _duck_typed(ckpt):
 def make_loadable(fn) -> str:
     """``fn(ckpt)`` returns a new dict that ``torch.load(weights_only=True)`` accepts, values converted."""
     for original in _cases():
-        given = copy.copy(
-            original
-        )  # the learner's function gets this dict; ``original`` keeps what it held
+        # the learner's function gets this dict; ``original`` keeps what it held
+        given = copy.copy(original)
         out = call_answer(fn, given)
         if not isinstance(out, dict):
             raise Wrong(f"return a dict (the new checkpoint), got {type(out).__name__}")

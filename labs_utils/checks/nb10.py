@@ -314,9 +314,8 @@ def _no_parentheses(model, images):
 
 
 def _copy_without_eval(model, images):
-    scratch = copy.deepcopy(
-        model
-    )  # keeps the caller's BatchNorm statistics, but Dropout is still on
+    # keeps the caller's BatchNorm statistics, but Dropout is still on
+    scratch = copy.deepcopy(model)
     with torch.no_grad():
         return scratch(images).argmax(dim=1)
 

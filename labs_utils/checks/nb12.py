@@ -126,9 +126,8 @@ def _save_numpy(model, path):
 
 
 def _save_other_model(model, path):
-    torch.save(
-        type(model)().state_dict(), path
-    )  # like using the notebook's global `model`
+    # like using the notebook's global `model`
+    torch.save(type(model)().state_dict(), path)
 
 
 def _save_keep_vars(model, path):
@@ -493,9 +492,8 @@ def capstone_save_for_resume(fn) -> str:
                 ckpt = _load(path)
             except Exception as e:
                 raise Wrong(_resume_refusal(e)) from None
-        model, optimizer, scheduler = _resume_setup(
-            kind, seed=99
-        )  # fresh objects, as in a new process
+        # fresh objects, as in a new process
+        model, optimizer, scheduler = _resume_setup(kind, seed=99)
         _check_resume_entries(ckpt, first, epoch)
         for key, obj in (
             ("model", model),
@@ -520,9 +518,8 @@ def capstone_save_for_resume(fn) -> str:
                 "optimizer's (its moments or momentum buffers): save optimizer.state_dict() of the "
                 "optimizer you were given"
             )
-        _steps(
-            model, optimizer, scheduler, n=epoch, data=data
-        )  # the data stream goes on where it stopped
+        # the data stream goes on where it stopped
+        _steps(model, optimizer, scheduler, n=epoch, data=data)
         for (k, a), b in zip(
             straight[0].state_dict().items(), model.state_dict().values()
         ):
@@ -807,9 +804,8 @@ def _same_file(f: Any, path: Path) -> bool:
             return os.path.samefile(name, path)
         except OSError:
             return False
-    return hasattr(
-        f, "read"
-    )  # a file object of unknown origin (BytesIO of the file's bytes, say)
+    # a file object of unknown origin (BytesIO of the file's bytes, say)
+    return hasattr(f, "read")
 
 
 def _ddp_failure(what: str, message: str) -> str:
@@ -1365,9 +1361,8 @@ def _save_remove_then_rename(obj, path):
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        path.unlink(
-            missing_ok=True
-        )  # os.rename will not overwrite on Windows, so make room
+        # os.rename will not overwrite on Windows, so make room
+        path.unlink(missing_ok=True)
         os.rename(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -1669,9 +1664,8 @@ def capstone_save_atomically(fn) -> str:
             if p != path:
                 p.unlink()
         path.write_bytes(old)
-        elsewhere = set(
-            Path(tempfile.gettempdir()).glob("last.pth*")
-        )  # not the answer's: left alone
+        # not the answer's: left alone
+        elsewhere = set(Path(tempfile.gettempdir()).glob("last.pth*"))
         try:
             fn({"epoch": 2, "w": torch.zeros(1000), "boom": _Exploding()}, path)
             crashed = False

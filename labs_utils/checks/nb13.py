@@ -35,9 +35,10 @@ class _ServingNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        # 12 -> 4
         self.body = nn.Sequential(
             nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(3)
-        )  # 12 -> 4
+        )
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(0.3), nn.Linear(6 * 4 * 4, 5)
         )

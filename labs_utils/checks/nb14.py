@@ -459,9 +459,8 @@ def _conv_cases() -> list[dict[str, Any]]:
 
 
 def _pretrained(case: dict[str, Any], seed: int) -> nn.Module:
-    torch.manual_seed(
-        seed
-    )  # the framework restores the learner's generators afterwards
+    # the framework restores the learner's generators afterwards
+    torch.manual_seed(seed)
     model = case["make"](case["old"]).to(case["dtype"])
     with (
         torch.no_grad()

@@ -712,9 +712,8 @@ def _check_scaled(fn, name: str, make_scheduler, factor: float) -> None:
     saved = _through_file(checkpoint)
     plan = _rates(optimizer, scheduler, _AFTER)
 
-    _, optimizer2, scheduler2 = _scheduled(
-        make_scheduler, lrs=(0.3, 0.03)
-    )  # the new process
+    # the new process
+    _, optimizer2, scheduler2 = _scheduled(make_scheduler, lrs=(0.3, 0.03))
     run_answer(fn, checkpoint, optimizer2, scheduler2, factor)
     where = f"with {name} and factor={factor}"
     if not optimizer2.state:

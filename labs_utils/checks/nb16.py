@@ -144,10 +144,11 @@ def _lightning_cases() -> tuple[dict[str, Any], ...]:
         for kind, attributes in (("ema", ("net", "net_ema")), ("nested", ("model",))):
             torch.manual_seed(16)
             lit = _lightning_module(kind)
+            # two batches: the epoch ends at step 2
             loader = DataLoader(
                 TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,))),
                 batch_size=8,
-            )  # two batches: the epoch ends at step 2
+            )
             saver = ModelCheckpoint(dirpath=tmp, filename=kind)
             trainer = L.Trainer(
                 max_steps=2,
@@ -738,9 +739,8 @@ def _right_addmm(base_state_dict, adapter_dir):
     )
     merged = {k: v.clone() for k, v in base_state_dict.items()}
     for module, a, b in _pairs(adapter):
-        merged[module + ".weight"].addmm_(
-            b, a, alpha=scale
-        )  # on the copy, not the given tensor
+        # on the copy, not the given tensor
+        merged[module + ".weight"].addmm_(b, a, alpha=scale)
     return merged
 
 

@@ -89,18 +89,16 @@ def run(
     rows: list[list[object]] = []
     try:
         t_save = _median_seconds(lambda: torch.save(sd, plain), repeats, fresh(plain))
-        t_save_over = _median_seconds(
-            lambda: torch.save(sd, plain), repeats
-        )  # overwrites the file in place
+        # overwrites the file in place
+        t_save_over = _median_seconds(lambda: torch.save(sd, plain), repeats)
         t_atomic_nosync = _median_seconds(
             lambda: save_checkpoint(sd, atomic, fsync=False), repeats, fresh(atomic)
         )
         t_atomic = _median_seconds(
             lambda: save_checkpoint(sd, atomic), repeats, fresh(atomic)
         )
-        t_atomic_over = _median_seconds(
-            lambda: save_checkpoint(sd, atomic), repeats
-        )  # replaces an existing file
+        # replaces an existing file
+        t_atomic_over = _median_seconds(lambda: save_checkpoint(sd, atomic), repeats)
         t_st_save = _median_seconds(lambda: save_file(sd, str(st)), repeats, fresh(st))
         t_load = _median_seconds(lambda: torch.load(plain), repeats)
         t_load_ck = _median_seconds(lambda: load_checkpoint(atomic), repeats)

@@ -244,15 +244,12 @@ class NotebookResult:
     status: str = "pending"
     gpu_cells: list[tuple[int, str]] = field(default_factory=list)  # (cell, kind)
     gpu_cells_run: list[int] = field(default_factory=list)
-    problems: list[str] = field(
-        default_factory=list
-    )  # "cell N: ..." or a whole-notebook message
-    gpu_outputs: dict[int, list[str]] = field(
-        default_factory=dict
-    )  # what each GPU cell printed
-    stderr: dict[int, list[str]] = field(
-        default_factory=dict
-    )  # cells that wrote to stderr
+    # "cell N: ..." or a whole-notebook message
+    problems: list[str] = field(default_factory=list)
+    # what each GPU cell printed
+    gpu_outputs: dict[int, list[str]] = field(default_factory=dict)
+    # cells that wrote to stderr
+    stderr: dict[int, list[str]] = field(default_factory=dict)
     seconds: float | None = None
 
     @property
@@ -470,9 +467,8 @@ def check_fixtures(data_dir: Path = DATA) -> list[FixtureCheck]:
                 )
                 checks.append(FixtureCheck(name, tag, tags == {tag}, lines))
                 continue
-            on_gpu = torch.load(
-                shipped, weights_only=True
-            )  # no map_location: lands on the tag's device
+            # no map_location: lands on the tag's device
+            on_gpu = torch.load(shipped, weights_only=True)
             devices = sorted({str(v.device) for v in on_gpu.values()})
             lines.append(
                 f"shipped file, torch.load without map_location: tensors on {devices}"

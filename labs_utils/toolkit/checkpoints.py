@@ -102,9 +102,8 @@ class _StagedFile:
                 f"e.g. {self.path / 'last.pth'}"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        mode = _mode_like_open(
-            self.path
-        )  # mkstemp makes the file 0o600, os.replace would keep that
+        # mkstemp makes the file 0o600, os.replace would keep that
+        mode = _mode_like_open(self.path)
         fd, name = tempfile.mkstemp(
             dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
         )

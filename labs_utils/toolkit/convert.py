@@ -52,13 +52,11 @@ class ConvertResult:
     tensors: int
     file_bytes: int
     stripped: list[str] = field(default_factory=list)
-    untied: list[str] = field(
-        default_factory=list
-    )  # keys written as copies of a shared tensor
+    # keys written as copies of a shared tensor
+    untied: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
-    kept_prefixes: dict[str, int] = field(
-        default_factory=dict
-    )  # prefix -> keys that carry it (not all)
+    # prefix -> keys that carry it (not all)
+    kept_prefixes: dict[str, int] = field(default_factory=dict)
     strip_prefixes: bool = False  # whether stripping was asked for
 
     def lines(self) -> list[str]:
@@ -174,9 +172,8 @@ def convert_to_safetensors(
     if src.suffix == ".safetensors":
         raise ValueError(f"{src}: is already a .safetensors file; nothing to convert")
     try:
-        obj = load_checkpoint(
-            src, mmap=True
-        )  # the data is read once, when it is written out
+        # the data is read once, when it is written out
+        obj = load_checkpoint(src, mmap=True)
     except CheckpointError as e:
         raise InspectError(" ".join(str(e).split())) from None
     entry, sd = _weights_entry(obj)

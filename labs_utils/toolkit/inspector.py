@@ -169,15 +169,13 @@ class CheckpointReport:
     elements: int | None = None  # elements of every tensor in the file
     tensor_bytes: int = 0  # bytes of tensor data (shared storages counted once)
     storages: int = 0
-    shared_tensors: list[str] = field(
-        default_factory=list
-    )  # keys sharing storage with an earlier key
+    # keys sharing storage with an earlier key
+    shared_tensors: list[str] = field(default_factory=list)
     dtypes: dict[str, int] = field(default_factory=dict)
     saved_on: dict[str, int] = field(default_factory=dict)  # location tag -> storages
     prefixes: list[str] = field(default_factory=list)
-    metadata: dict[str, str] = field(
-        default_factory=dict
-    )  # safetensors header metadata
+    # safetensors header metadata
+    metadata: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -371,9 +371,8 @@ class CheckpointManager:
             "best_value": best_value,
             "best_epoch": best_epoch,
         }
-        last = _StagedFile(
-            self.last_path
-        )  # written and checked first, put in place last
+        # written and checked first, put in place last
+        last = _StagedFile(self.last_path)
         try:
             torch.save(
                 {**state, "epoch": epoch, "metrics": dict(metrics), _RECORD: record},
@@ -437,9 +436,8 @@ class CheckpointManager:
         tmp = dst.with_name(f".{dst.name}.link.tmp")
         tmp.unlink(missing_ok=True)
         try:
-            os.link(
-                src, tmp
-            )  # same bytes, no second write; os.replace makes it appear atomically
+            # same bytes, no second write; os.replace makes it appear atomically
+            os.link(src, tmp)
             os.replace(tmp, dst)
         except OSError:
             tmp.unlink(missing_ok=True)

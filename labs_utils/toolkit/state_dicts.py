@@ -149,9 +149,8 @@ def summarize(obj: Any) -> StateDictSummary:
     )
     rows = []
     for key, v in sd.items():
-        is_t = isinstance(v, torch.Tensor) and not is_lazy(
-            v
-        )  # a lazy module's parameter holds nothing yet
+        # a lazy module's parameter holds nothing yet
+        is_t = isinstance(v, torch.Tensor) and not is_lazy(v)
         row = {
             "key": key,
             "shape": _shape(v),
@@ -256,9 +255,8 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
     if getattr(sd, "_metadata", None) is not None:
         meta_sd._metadata = sd._metadata  # type: ignore[attr-defined]  # versions decide some rules
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore"
-        )  # e.g. "copying from a non-meta parameter ... is a no-op"
+        # e.g. "copying from a non-meta parameter ... is a no-op"
+        warnings.simplefilter("ignore")
         try:
             shadow.load_state_dict(meta_sd, strict=False)
         except RuntimeError:
@@ -322,9 +320,8 @@ class StateDictDiff:
     unexpected: list[str]
     shape_mismatches: dict[str, tuple[tuple, tuple]]
     dtype_differences: dict[str, tuple[str, str]]
-    errors: list[str] = field(
-        default_factory=list
-    )  # load_state_dict's other complaints, e.g. a non-tensor value
+    # load_state_dict's other complaints, e.g. a non-tensor value
+    errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -528,12 +525,14 @@ class LoadReport:
         return f" (from {self.renamed[key]})" if key in self.renamed else ""
 
     def table(self) -> Table:
+        # noqa: E731
         ms = lambda k: (
             "-" if self.model_shapes.get(k) is None else str(self.model_shapes[k])
-        )  # noqa: E731
+        )
+        # noqa: E731
         ss = lambda k: (
             "-" if self.source_shapes.get(k) is None else str(self.source_shapes[k])
-        )  # noqa: E731
+        )
         rows = []
         for k in self.loaded:
             note = (

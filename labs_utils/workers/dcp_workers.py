@@ -281,9 +281,8 @@ def _worker(
 ) -> None:
     """Target of ``torch.multiprocessing``: one rank. Joins a gloo group on 127.0.0.1:port."""
     log = open(Path(log_dir) / f"rank{rank}.log", "w")
-    os.dup2(
-        log.fileno(), 1
-    )  # this process's output (warnings included) goes to its log, not the notebook
+    # this process's output (warnings included) goes to its log, not the notebook
+    os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
     dist.init_process_group(

@@ -83,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         backend, device = "nccl", torch.device("cuda", local_rank)
     else:
         backend, device = "gloo", torch.device("cpu")
-    dist.init_process_group(
-        backend, timeout=timedelta(seconds=args.timeout)
-    )  # env:// from torchrun
+    # env:// from torchrun
+    dist.init_process_group(backend, timeout=timedelta(seconds=args.timeout))
     try:
         rank, world_size = dist.get_rank(), dist.get_world_size()
         report = train_ddp(
@@ -123,6 +122,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from labs_utils.workers.distributed import exit_without_teardown
 
-    exit_without_teardown(
-        main()
-    )  # gloo threads can abort a normal interpreter exit (see there)
+    # gloo threads can abort a normal interpreter exit (see there)
+    exit_without_teardown(main())

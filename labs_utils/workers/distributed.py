@@ -168,12 +168,10 @@ def train_ddp(
     losses = _train_steps(ddp_model, optimizer, rank, world_size, steps, seed, device)
 
     if rank == 0:
-        torch.save(
-            ddp_model.module.state_dict(), out / CHECKPOINT
-        )  # the plain model: no prefix
-        torch.save(
-            ddp_model.state_dict(), out / WRAPPED_CHECKPOINT
-        )  # what forgetting .module gives
+        # the plain model: no prefix
+        torch.save(ddp_model.module.state_dict(), out / CHECKPOINT)
+        # what forgetting .module gives
+        torch.save(ddp_model.state_dict(), out / WRAPPED_CHECKPOINT)
         torch.save(
             {
                 "model": ddp_model.module.state_dict(),
@@ -244,13 +242,11 @@ def resume_ddp(
             f"{path}: no checkpoint to resume from; run train_ddp() first, it writes it"
         )
     map_location = {"cuda:0": str(device)} if device.type == "cuda" else "cpu"
-    checkpoint = torch.load(
-        path, map_location=map_location, weights_only=True
-    )  # on every rank
+    # on every rank
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
 
-    torch.manual_seed(
-        seed + 100 + rank
-    )  # a different fresh model on every rank, as before
+    # a different fresh model on every rank, as before
+    torch.manual_seed(seed + 100 + rank)
     model = SimpleModel().to(device)
     model.load_state_dict(checkpoint["model"])
     ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -258,9 +254,10 @@ def resume_ddp(
     if every_rank_loads_optimizer or rank == 0:
         optimizer.load_state_dict(checkpoint["optimizer"])
     loaded = len(optimizer.state) > 0
+    # the next epoch's shuffle
     losses = _train_steps(
         ddp_model, optimizer, rank, world_size, steps, seed, device, first_epoch=1
-    )  # the next epoch's shuffle
+    )
     return {
         "rank": rank,
         "every_rank_loads_optimizer": every_rank_loads_optimizer,
@@ -285,9 +282,8 @@ def _spawn_worker(
     """Target of ``torch.multiprocessing``: one rank. Joins a gloo group on 127.0.0.1:port, trains,
     and with ``resume_steps`` resumes twice: every rank loading the optimizer, then rank 0 only."""
     log = open(Path(out_dir) / f"rank{rank}.log", "w")
-    os.dup2(
-        log.fileno(), 1
-    )  # keep this process's output (warnings included) out of the notebook
+    # keep this process's output (warnings included) out of the notebook
+    os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
     dist.init_process_group(
@@ -437,9 +433,8 @@ def spawn_workers(
                 "address already in use" in logs.lower() or "EADDRINUSE" in logs
             ):
                 continue
-            detail = "\n".join(
-                str(e).strip().splitlines()[-3:]
-            )  # the worker's exception, last lines
+            # the worker's exception, last lines
+            detail = "\n".join(str(e).strip().splitlines()[-3:])
             raise RuntimeError(
                 f"a {what} failed: {detail}\nworker logs:\n{logs}"
             ) from None
