@@ -4,7 +4,7 @@ and clear errors for bad input."""
 import pytest
 import torch
 
-from labs_utils import dcp_workers as dw
+from labs_utils.workers import dcp_workers as dw
 
 
 @pytest.fixture(scope="module")
