@@ -167,7 +167,9 @@ def restore_rng_state(
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
     key = (
-        n["key"].numpy() if isinstance(n["key"], torch.Tensor) else np.asarray(n["key"])
+        n["key"].cpu().numpy()
+        if isinstance(n["key"], torch.Tensor)
+        else np.asarray(n["key"])
     )
     np.random.set_state(
         (
