@@ -4,7 +4,7 @@
 #   make learner    write the learner edition (solutions replaced, outputs cleared) to build/learner/
 #   make learner-lab  the same, then open it in JupyterLab
 #   make bench      time saving/loading a ~300 MB model (atomic save, mmap, safetensors)
-#   make test-learner   run every learner-edition notebook top to bottom (checks say "not attempted")
+#   make test-learner   the learner edition top to bottom, and the JupyterLab browser test
 #   make test-portable  run the notebooks again under other CPU kernels and two threads
 #   make test-gpu   GPU machines only: every notebook with the GPU visible, report in build/gpu-report.md
 #   make lint       ruff: lint and format check of labs_utils/, tests/, data/ and the notebooks
@@ -55,14 +55,15 @@ lab: setup
 
 # The stored outputs come from a CPU-only run; the suite hides any GPU so it compares like with
 # like (GPU cells say "skipped: no CUDA" here). `make lab` sees the GPU and runs them for real.
-test: setup browser-deps
+test: setup
 	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope -m "not learner_run"
 
-# The learner edition (solutions replaced by placeholders, outputs cleared), every notebook run
-# top to bottom: no error outside raises-exception cells, every check says "Not attempted yet".
-# It repeats every notebook's work, so it has its own target; .ci/run runs it after make test.
-test-learner: setup
-	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope -m learner_run tests/test_learner_edition.py
+# The workshop experience: the learner edition (solutions replaced by placeholders, outputs
+# cleared), every notebook run top to bottom (no error outside raises-exception cells, every check
+# says "Not attempted yet"), and notebook 01 run through JupyterLab in a real browser. It repeats
+# every notebook's work, so it has its own target; .ci/run runs it after make test.
+test-learner: setup browser-deps
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope -m learner_run tests/test_learner_edition.py tests/test_browser.py
 
 # The stored outputs must not depend on the CPU they were made on. Run every notebook again
 # (strict nbval) under PyTorch's portable CPU kernels ("default", no vector units) and AVX2, with

@@ -94,6 +94,7 @@ def lab_server(tmp_path):
     log.close()
 
 
+@pytest.mark.learner_run  # make test-learner: the workshop experience, with the learner edition
 def test_notebook_01_runs_in_jupyterlab(lab_server):
     _need(Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}")
     try:
