@@ -84,3 +84,53 @@ def data_file(name: str) -> Path:
             "exist and the scripts that remake them"
         )
     return path
+
+
+# Scripts written against the flat layout of earlier versions (labs_utils.checkpoints,
+# labs_utils.state_dicts, ...) keep working: the old names resolve, with a DeprecationWarning, to
+# where the code lives now. The notebooks and tests use the new names (tests/test_package_layout.py).
+_MOVED = {
+    "checkpoints": "labs_utils.toolkit",
+    "state_dicts": "labs_utils.toolkit",
+    "prefixes": "labs_utils.toolkit",
+    "inspector": "labs_utils.toolkit",
+    "convert": "labs_utils.toolkit",
+    "_render": "labs_utils.toolkit.render",
+    "distributed": "labs_utils.workers.distributed",
+    "ddp_train": "labs_utils.workers.ddp_train",
+    "dcp_workers": "labs_utils.workers.dcp_workers",
+    "notebook_tools": "labs_utils.maintenance.notebook_tools",
+    "bench": "labs_utils.maintenance.bench",
+}
+
+
+class _MovedModules:
+    """Import hook: ``labs_utils.<old name>`` gives the module or package it moved to."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        import importlib.util
+
+        old = fullname.removeprefix(__name__ + ".")
+        if fullname.startswith(__name__ + ".") and old in _MOVED:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        import importlib
+        import warnings
+
+        new = _MOVED[spec.name.rsplit(".", 1)[1]]
+        warnings.warn(
+            f"{spec.name} has moved: import from {new}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return importlib.import_module(new)
+
+    def exec_module(self, module):
+        pass
+
+
+import sys as _sys  # noqa: E402
+
+_sys.meta_path.append(_MovedModules())

@@ -119,3 +119,35 @@ def test_notebooks_import_only_public_names(notebook):
             assert not name.startswith("_"), (
                 f"{notebook.name} imports the private name {name} from {module}"
             )
+
+
+def test_old_module_names_still_import_with_a_warning():
+    import importlib
+    import sys
+
+    import labs_utils.toolkit as toolkit
+
+    sys.modules.pop("labs_utils.checkpoints", None)
+    with pytest.warns(DeprecationWarning, match="labs_utils.checkpoints has moved"):
+        old = importlib.import_module("labs_utils.checkpoints")
+    assert old.CheckpointManager is toolkit.CheckpointManager
+
+
+def test_notebooks_and_tests_use_the_new_names():
+    import labs_utils
+
+    old = "|".join(labs_utils._MOVED)
+    pattern = re.compile(rf"\blabs_utils\.({old})\b")
+    files = [
+        *(ROOT / "notebooks").glob("*.ipynb"),
+        *(ROOT / "tests").glob("*.py"),
+        *PKG.rglob("*.py"),
+    ]
+    for path in files:
+        if path.name in {"test_package_layout.py", "__init__.py"} and path.parent in {
+            ROOT / "tests",
+            PKG,
+        }:
+            continue
+        found = pattern.search(path.read_text())
+        assert not found, f"{path.relative_to(ROOT)} uses the old name {found.group(0)}"
