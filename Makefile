@@ -85,12 +85,12 @@ test-portable: setup
 # status 3): every notebook top to bottom with the GPU visible, outputs not compared; fails
 # on an error outside raises-exception cells, on a GPU cell that still printed "skipped:",
 # and on CUDA fixtures in data/ that a real GPU save does not reproduce. Writes
-# build/gpu-report.md. labs_utils/maintenance/gpu_lease.sh does setup + this in one go.
+# build/gpu-report.md. tools/gpu_lease.sh does setup + this in one go.
 GPU_JOBS ?= 4
 test-gpu: setup
-	$(BIN)/python -m labs_utils.maintenance.gpu_run --jobs $(GPU_JOBS) $(NOTEBOOKS)
+	$(BIN)/python -m tools.gpu_run --jobs $(GPU_JOBS) $(NOTEBOOKS)
 
-LINT_PATHS := labs_utils tests data notebooks
+LINT_PATHS := labs_utils tools tests data notebooks
 lint: setup
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
@@ -118,14 +118,14 @@ notebooks: setup
 		(cd notebooks && CUDA_VISIBLE_DEVICES= ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.kernel_name=python3 $$(basename $$nb)) || exit 1; \
 	done
-	$(BIN)/python -m labs_utils.maintenance.notebook_tools sanitize $(NOTEBOOKS)
+	$(BIN)/python -m tools.notebook_tools sanitize $(NOTEBOOKS)
 
 bench: setup
-	$(BIN)/python -m labs_utils.maintenance.bench
+	$(BIN)/python -m tools.bench
 
 learner: setup
 	rm -rf build/learner
-	$(BIN)/python -m labs_utils.maintenance.notebook_tools learner build/learner $(NOTEBOOKS)
+	$(BIN)/python -m tools.notebook_tools learner build/learner $(NOTEBOOKS)
 
 learner-lab: learner
 	$(BIN)/jupyter lab $(LAB_FLAGS) --notebook-dir=build/learner

@@ -1,5 +1,14 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# The repository's own tools (tools/) are not installed with labs_utils: import them from the
+# repository root, however pytest was started.
+ROOT = str(Path(__file__).resolve().parent.parent)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 
 @pytest.fixture(autouse=True)

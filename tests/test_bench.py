@@ -2,7 +2,7 @@
 
 import pytest
 
-from labs_utils.maintenance import bench
+from tools import bench
 
 
 def test_make_state_dict_size():

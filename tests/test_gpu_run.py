@@ -1,4 +1,4 @@
-"""labs_utils.maintenance.gpu_run (``make test-gpu``): the parts that need no GPU.
+"""tools.gpu_run (``make test-gpu``): the parts that need no GPU.
 
 The refusal without CUDA, the rules that find GPU branches and skip lines, the judgement of
 executed cells, and the report. Executing notebooks on a GPU is what the tool itself is for.
@@ -15,8 +15,8 @@ import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from labs_utils.maintenance import gpu_run
-from labs_utils.maintenance.gpu_run import FixtureCheck, NotebookResult
+from tools import gpu_run
+from tools.gpu_run import FixtureCheck, NotebookResult
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def _run(args, **env):
 def test_refuses_at_once_with_one_line_and_status_3(tmp_path):
     report = tmp_path / "gpu-report.md"
     proc = _run(
-        ["-m", "labs_utils.maintenance.gpu_run", "--report", str(report)],
+        ["-m", "tools.gpu_run", "--report", str(report)],
         CUDA_VISIBLE_DEVICES="",
     )
     assert proc.returncode == gpu_run.EXIT_NO_CUDA == 3
@@ -50,7 +50,7 @@ def test_refuses_at_once_with_one_line_and_status_3(tmp_path):
 
 def test_refusal_imports_neither_torch_nor_jupyter():
     code = (
-        "import sys; from labs_utils.maintenance.gpu_run import main; rc = main([]); "
+        "import sys; from tools.gpu_run import main; rc = main([]); "
         "print(rc, [m for m in ('torch', 'nbclient', 'nbconvert') if m in sys.modules])"
     )
     proc = _run(["-c", code], CUDA_VISIBLE_DEVICES="-1")

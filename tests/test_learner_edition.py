@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from labs_utils.maintenance.notebook_tools import (
+from tools.notebook_tools import (
     BEGIN,
     END,
     learner_edition,
@@ -109,7 +109,7 @@ for _notebook in NOTEBOOKS:
 
 
 def test_sanitize_merges_stream_chunks_and_strips_paths(tmp_path):
-    from labs_utils.maintenance.notebook_tools import sanitize_notebook, sanitize_text
+    from tools.notebook_tools import sanitize_notebook, sanitize_text
 
     nb = {
         "cells": [

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check in one go, for a short lease of a fresh machine with an NVIDIA GPU.
 #
-#   bash labs_utils/maintenance/gpu_lease.sh        # from anywhere in the repository
+#   bash tools/gpu_lease.sh               # from anywhere in the repository
 #
 # 1. shows the GPU (nvidia-smi);
 # 2. `make setup`: installs requirements.txt into .venv. On Linux x86_64, PyPI's torch==2.13.0
@@ -23,7 +23,7 @@
 # as 2, so read the report or the one-line refusal); 4 setup failed; 124 out of time.
 set -u -o pipefail
 
-cd "$(dirname "$0")/../.." || exit 4
+cd "$(dirname "$0")/.." || exit 4
 START=$(date +%s)
 BUDGET=${GPU_LEASE_SECONDS:-570}
 JOBS=${GPU_JOBS:-6}
@@ -88,7 +88,7 @@ if grep -q '^test-gpu:' Makefile; then
     timeout --kill-after=10 "$(limit 25)" make test-gpu GPU_JOBS="$JOBS"
 else  # the target is not in this Makefile yet: what it runs
     OMP_NUM_THREADS=1 PYTHONHASHSEED=0 JUPYTER_PLATFORM_DIRS=1 \
-        timeout --kill-after=10 "$(limit 25)" "$PY" -m labs_utils.maintenance.gpu_run --jobs "$JOBS"
+        timeout --kill-after=10 "$(limit 25)" "$PY" -m tools.gpu_run --jobs "$JOBS"
 fi
 case $? in
     0) STATUS=0 ;;

@@ -1,6 +1,6 @@
 """Benchmark of saving and loading a model of a realistic size.
 
-    python -m labs_utils.maintenance.bench [--size-mb 300] [--repeats 5] [--dir build/bench]
+    python -m tools.bench [--size-mb 300] [--repeats 5] [--dir build/bench]
     make bench
 
 Compares ``labs_utils.toolkit.save_checkpoint`` (atomic: temp file, fsync, rename) with
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..toolkit.render import Table, human_bytes
+from labs_utils.toolkit.render import Table, human_bytes
 
 __all__ = ["make_state_dict", "run", "main"]
 
@@ -79,7 +79,7 @@ def run(
     """Run the benchmark and return the table (also usable from a notebook)."""
     from safetensors.torch import load_file, save_file
 
-    from ..toolkit import load_checkpoint, save_checkpoint
+    from labs_utils.toolkit import load_checkpoint, save_checkpoint
 
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -235,7 +235,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m labs_utils.maintenance.bench",
+        prog="python -m tools.bench",
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument(

@@ -1,8 +1,8 @@
 """``make test-gpu``: execute every notebook top to bottom with the GPU visible, and report.
 
-    python -m labs_utils.maintenance.gpu_run             # every notebooks/NN_*.ipynb
-    python -m labs_utils.maintenance.gpu_run notebooks/06_devices_and_map_location.ipynb
-    python -m labs_utils.maintenance.gpu_run --jobs 6 --cell-timeout 300
+    python -m tools.gpu_run             # every notebooks/NN_*.ipynb
+    python -m tools.gpu_run notebooks/06_devices_and_map_location.ipynb
+    python -m tools.gpu_run --jobs 6 --cell-timeout 300
 
 ``make test`` hides any GPU on purpose (the stored outputs come from a CPU run), so on its own it
 never runs a GPU branch. This tool is the other half. It runs each notebook in a fresh
@@ -74,7 +74,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 DATA = ROOT / "data"
 REPORT = ROOT / "build" / "gpu-report.md"
@@ -679,7 +679,7 @@ def _run_all(
                 cmd = [
                     sys.executable,
                     "-m",
-                    "labs_utils.maintenance.gpu_run",
+                    "tools.gpu_run",
                     "--worker",
                     str(path),
                     "--result-json",
@@ -739,7 +739,7 @@ def _run_all(
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m labs_utils.maintenance.gpu_run",
+        prog="python -m tools.gpu_run",
         description="Run every notebook with the GPU visible and write build/gpu-report.md.",
     )
     p.add_argument(

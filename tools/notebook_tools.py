@@ -1,13 +1,13 @@
 """Maintenance tools for the workbook's notebooks (used by the Makefile).
 
-    python -m labs_utils.maintenance.notebook_tools sanitize notebooks/*.ipynb
-    python -m labs_utils.maintenance.notebook_tools learner OUT_DIR notebooks/*.ipynb
+    python -m tools.notebook_tools sanitize notebooks/*.ipynb
+    python -m tools.notebook_tools learner OUT_DIR notebooks/*.ipynb
 
 ``learner`` writes the learner edition of each notebook to ``OUT_DIR``: every solution between
 ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes ``pass`` with a one-line hint (the
 cell's ``# Hint:`` comment when it has one), and all outputs and execution counts are cleared.
 
-    python -m labs_utils.maintenance.notebook_tools reading-time notebooks/*.ipynb
+    python -m tools.notebook_tools reading-time notebooks/*.ipynb
 
 ``reading-time`` estimates the minutes of a careful read-through of each notebook from what it
 contains (see ``reading_minutes`` for the model and its rates).
@@ -228,9 +228,9 @@ def reading_minutes(path: str | Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     usage = (
-        "usage: python -m labs_utils.maintenance.notebook_tools sanitize NOTEBOOK.ipynb [...]\n"
-        "       python -m labs_utils.maintenance.notebook_tools learner OUT_DIR NOTEBOOK.ipynb [...]\n"
-        "       python -m labs_utils.maintenance.notebook_tools reading-time NOTEBOOK.ipynb [...]"
+        "usage: python -m tools.notebook_tools sanitize NOTEBOOK.ipynb [...]\n"
+        "       python -m tools.notebook_tools learner OUT_DIR NOTEBOOK.ipynb [...]\n"
+        "       python -m tools.notebook_tools reading-time NOTEBOOK.ipynb [...]"
     )
     if len(argv) >= 2 and argv[0] == "reading-time":
         for name in argv[1:]:
