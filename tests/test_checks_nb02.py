@@ -11,6 +11,7 @@ import torch
 
 from labs_utils.checks import check, nb02
 from labs_utils.models import conv_output_size
+from tests.checks import answers_nb02
 
 
 def remap(state_dict, renames):  # notebook 02, step 6
@@ -48,7 +49,7 @@ def remap_keys(state_dict):  # the notebook's solution
             re.sub(r"^classifier\.", "head.", re.sub(r"^features\.", "backbone.", k)): v
             for k, v in sd.items()
         },
-        nb02._right_split,
+        answers_nb02._right_split,
     ],
 )
 def test_remap_keys_right_answers(answer):
@@ -60,9 +61,7 @@ def test_remap_keys_right_answers(answer):
     [
         (
             lambda sd: {
-                k.replace("features.", "backbone.", 1).replace(
-                    "classifier.", "head.", 1
-                ): v
+                k.replace("features.", "backbone.", 1).replace("classifier.", "head.", 1): v
                 for k, v in sd.items()
             },
             "start of a key",
@@ -109,9 +108,7 @@ def test_remap_keys_catches_a_changed_input_and_leaves_a_right_answers_input_alo
 
     for answer in (pops, scales_in_place):
         result = check.remap_keys(answer)
-        assert result.status == "wrong" and "do not modify" in result.message, repr(
-            result
-        )
+        assert result.status == "wrong" and "do not modify" in result.message, repr(result)
 
     source = nb02._source_state_dict()
     before = {k: v.clone() for k, v in source.items()}

@@ -7,13 +7,12 @@ import pytest
 import torch
 
 from labs_utils.checks import check, nb04
+from tests.checks import answers_nb04
 
 
 def test_resume_keys():
     assert check.resume_keys({"model", "optimizer", "scheduler", "epoch", "rng"})
-    assert check.resume_keys(
-        frozenset({"rng", "epoch", "scheduler", "optimizer", "model"})
-    )
+    assert check.resume_keys(frozenset({"rng", "epoch", "scheduler", "optimizer", "model"}))
     state_keys = {
         "model",
         "optimizer",
@@ -76,9 +75,7 @@ def test_every_rejected_resume_really_ends_elsewhere(resume):
     right = _final_weights(nb04._right_resume)
     wrong = _final_weights(resume)
     assert all(torch.equal(v, reference[0].state_dict()[k]) for k, v in right.items())
-    assert not all(
-        torch.equal(v, reference[0].state_dict()[k]) for k, v in wrong.items()
-    )
+    assert not all(torch.equal(v, reference[0].state_dict()[k]) for k, v in wrong.items())
 
 
 def test_a_batch_drawn_after_the_restore_is_named_as_such():
@@ -86,10 +83,7 @@ def test_a_batch_drawn_after_the_restore_is_named_as_such():
     last, and does not tell the learner to pass generators=..., which they did."""
     r = check.resume_exactly(nb04._draws_a_batch_after)
     assert r.status == "wrong"
-    assert (
-        "restore the rng states last" in r.message.lower()
-        and "pass generators" not in r.message
-    )
+    assert "restore the rng states last" in r.message.lower() and "pass generators" not in r.message
 
 
 def test_drew_after_restoring_follows_the_stream_across_refills():
@@ -105,9 +99,7 @@ def test_drew_after_restoring_follows_the_stream_across_refills():
     torch.randn(10, generator=other)
     assert not nb04._drew_after_restoring(saved, other.get_state())
     # reseeded
-    assert not nb04._drew_after_restoring(
-        saved, torch.Generator().manual_seed(5).get_state()
-    )
+    assert not nb04._drew_after_restoring(saved, torch.Generator().manual_seed(5).get_state())
 
 
 def test_best_by_accuracy():
@@ -116,7 +108,7 @@ def test_best_by_accuracy():
     assert check.best_by_accuracy(
         lambda folder: CheckpointManager(folder, metric="val_accuracy", mode="max")
     )
-    assert check.best_by_accuracy(nb04._str_folder_keep_one)
+    assert check.best_by_accuracy(answers_nb04._str_folder_keep_one)
 
 
 def test_best_by_accuracy_writes_nothing_outside_its_sandbox(tmp_path, monkeypatch):
@@ -124,7 +116,7 @@ def test_best_by_accuracy_writes_nothing_outside_its_sandbox(tmp_path, monkeypat
     folders; a right answer leaves nothing either."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "04_checkpoints_and_resume").mkdir(parents=True)
-    r = check.best_by_accuracy(nb04._own_folder)
+    r = check.best_by_accuracy(answers_nb04._own_folder)
     assert r.status == "wrong" and "the folder you were given" in r.message
     from labs_utils.toolkit import CheckpointManager
 
@@ -143,8 +135,4 @@ def test_best_by_accuracy_rejects_writes_beside_the_folder():
         return CheckpointManager(folder, metric="val_accuracy", mode="max")
 
     r = check.best_by_accuracy(also_writes_elsewhere)
-    assert (
-        r.status == "wrong"
-        and "outside the folder" in r.message
-        and "notes.pth" in r.message
-    )
+    assert r.status == "wrong" and "outside the folder" in r.message and "notes.pth" in r.message

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from labs_utils.checks import check, nb05
+from labs_utils.checks import check
+from tests.checks import answers_nb05
 
 
 def test_fresh_scaler_skips():
@@ -24,23 +25,19 @@ def test_fresh_scaler_skips_accepts_every_integer_form(answer):
 
 
 def test_amp_checkpoint_right():
-    assert check.amp_checkpoint(nb05._right)
-    assert check.amp_checkpoint(nb05._right_deepcopy_loop)
+    assert check.amp_checkpoint(answers_nb05._right)
+    assert check.amp_checkpoint(answers_nb05._right_deepcopy_loop)
 
 
 def test_amp_checkpoint_refuses_unloadable_extras():
     def with_version(model, optimizer, scheduler, scaler, epoch):
         return {
-            **nb05._right(model, optimizer, scheduler, scaler, epoch),
+            **answers_nb05._right(model, optimizer, scheduler, scaler, epoch),
             "torch": torch.__version__,
         }
 
     r = check.amp_checkpoint(with_version)
-    assert (
-        r.status == "wrong"
-        and "weights_only=True" in r.message
-        and "'torch' entry" in r.message
-    )
+    assert r.status == "wrong" and "weights_only=True" in r.message and "'torch' entry" in r.message
 
 
 SLOTS = ("model", "optimizer", "scheduler")
@@ -55,7 +52,7 @@ def test_amp_checkpoint_compares_every_entry_with_the_right_object(slot, source)
 
     def answer(model, optimizer, scheduler, scaler, epoch):
         objects.update(model=model, optimizer=optimizer, scheduler=scheduler)
-        ckpt = nb05._right(model, optimizer, scheduler, scaler, epoch)
+        ckpt = answers_nb05._right(model, optimizer, scheduler, scaler, epoch)
         ckpt[slot] = objects[source].state_dict()
         return ckpt
 
@@ -63,10 +60,9 @@ def test_amp_checkpoint_compares_every_entry_with_the_right_object(slot, source)
     if slot == source:
         assert r, repr(r)
     else:
-        assert (
-            r.status == "wrong"
-            and f"the {slot!r} entry holds the {source}'s" in r.message
-        ), repr(r)
+        assert r.status == "wrong" and f"the {slot!r} entry holds the {source}'s" in r.message, (
+            repr(r)
+        )
 
 
 def test_amp_checkpoint_rejects_weights_of_another_model():
@@ -80,7 +76,7 @@ def test_amp_checkpoint_rejects_weights_of_another_model():
             torch.nn.Linear(6, 3),
         )
         return {
-            **nb05._right(model, optimizer, scheduler, scaler, epoch),
+            **answers_nb05._right(model, optimizer, scheduler, scaler, epoch),
             "model": other.state_dict(),
         }
 

@@ -18,20 +18,17 @@ import torch
 
 from labs_utils.capstone import RunInfo
 from labs_utils.checks import check, crash, nb12
+from tests.checks import answers_nb12
 
 check.capstone_save_atomically  # noqa: B018  (loads the module)
 
-linux_fork = pytest.mark.skipif(
-    not crash.can_fork(), reason="kill_at needs os.fork on Linux"
-)
+linux_fork = pytest.mark.skipif(not crash.can_fork(), reason="kill_at needs os.fork on Linux")
 
 
 # ---------------------------------------------------------------- the notebook's solutions
 def save_atomically(obj, path):  # notebooks/12_capstone_lab.ipynb, fix 6
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -65,7 +62,7 @@ def test_solution_passes_without_production_tips():
 
 
 @pytest.mark.parametrize(
-    "answer", [nb12._save_named_temporary, nb12._save_mkstemp_rename]
+    "answer", [answers_nb12._save_named_temporary, answers_nb12._save_mkstemp_rename]
 )
 def test_owner_only_answers_pass_with_the_mode_tip(answer):
     result = check.capstone_save_atomically(answer)
@@ -78,18 +75,16 @@ def test_owner_only_answers_pass_with_the_mode_tip(answer):
 
 
 KILLED_ANSWERS = [
-    (nb12._save_direct, "in place"),
-    (nb12._save_bytes_then_overwrite, "serialising into memory"),
-    (nb12._save_with_backup, "backup"),
-    (nb12._save_remove_then_rename, "no last.pth at all"),
-    (nb12._save_temp_then_copy, "copying"),
+    (answers_nb12._save_direct, "in place"),
+    (answers_nb12._save_bytes_then_overwrite, "serialising into memory"),
+    (answers_nb12._save_with_backup, "backup"),
+    (answers_nb12._save_remove_then_rename, "no last.pth at all"),
+    (answers_nb12._save_temp_then_copy, "copying"),
 ]
 
 
 @linux_fork
-@pytest.mark.parametrize(
-    "answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS]
-)
+@pytest.mark.parametrize("answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS])
 def test_a_real_kill_catches_each_non_atomic_save_every_time(answer, hint):
     """Kill moments are counted in write calls, not timed: the verdict is the same on every run."""
     for _ in range(3):
@@ -98,12 +93,8 @@ def test_a_real_kill_catches_each_non_atomic_save_every_time(answer, hint):
         assert "SIGKILL" in result.message
 
 
-@pytest.mark.parametrize(
-    "answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS]
-)
-def test_without_fork_the_disk_is_examined_at_the_same_moments(
-    monkeypatch, answer, hint
-):
+@pytest.mark.parametrize("answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS])
+def test_without_fork_the_disk_is_examined_at_the_same_moments(monkeypatch, answer, hint):
     monkeypatch.setattr(crash, "can_fork", lambda: False)
     result = check.capstone_save_atomically(answer)
     assert result.status == "wrong" and hint in result.message.lower(), repr(result)
@@ -202,16 +193,13 @@ def test_moving_to_the_gpu_gets_one_hint_with_every_build(monkeypatch, error):
         raise error
 
     monkeypatch.setattr(torch.cuda, "_lazy_init", no_gpu)
-    result = check.capstone_load_gpu_weights(nb12._load_gpu_then_cuda)
+    result = check.capstone_load_gpu_weights(answers_nb12._load_gpu_then_cuda)
     assert result.status == "wrong", repr(result)
-    assert (
-        "moves the model to the GPU" in result.message
-        and str(error)[:20] in result.message
-    )
+    assert "moves the model to the GPU" in result.message and str(error)[:20] in result.message
 
 
 def test_cuda_prefix_dict_hint_explains_the_full_tag():
-    result = check.capstone_load_gpu_weights(nb12._load_gpu_cuda_prefix_dict)
+    result = check.capstone_load_gpu_weights(answers_nb12._load_gpu_cuda_prefix_dict)
     assert "'cuda:0'" in result.message and "device index" in result.message
     # not torch's raw text
     assert "use torch.load with map_location=torch.device('cpu')" not in result.message
@@ -222,9 +210,7 @@ def test_simulation_right_answers_for_the_gpu_file():
         from labs_utils.models import SimpleModel
 
         model = SimpleModel()
-        model.load_state_dict(
-            torch.load(path, map_location=torch.device("cpu"), weights_only=True)
-        )
+        model.load_state_dict(torch.load(path, map_location=torch.device("cpu"), weights_only=True))
         return model
 
     assert check.capstone_load_gpu_weights(load_gpu_weights)
@@ -233,7 +219,7 @@ def test_simulation_right_answers_for_the_gpu_file():
 # ---------------------------------------------------------------- fix 5: one load, not the process
 def test_process_wide_add_is_rejected_and_undone():
     before = set(torch.serialization.get_safe_globals())
-    result = check.capstone_load_safely(nb12._load_process_wide)
+    result = check.capstone_load_safely(answers_nb12._load_process_wide)
     assert result.status == "wrong" and "for this one load" in result.message
     assert set(torch.serialization.get_safe_globals()) == before
 
@@ -242,12 +228,9 @@ def test_an_answer_that_relies_on_an_earlier_process_wide_add_is_told_so():
     # in a cell above, outside the function
     torch.serialization.add_safe_globals([RunInfo])
     try:
-        result = check.capstone_load_safely(
-            lambda path: torch.load(path, weights_only=True)
-        )
+        result = check.capstone_load_safely(lambda path: torch.load(path, weights_only=True))
         assert (
-            result.status == "wrong"
-            and "already allowed for the whole process" in result.message
+            result.status == "wrong" and "already allowed for the whole process" in result.message
         )
         # the learner's own entry stays
         assert RunInfo in torch.serialization.get_safe_globals()
@@ -258,15 +241,15 @@ def test_an_answer_that_relies_on_an_earlier_process_wide_add_is_told_so():
 
 
 def test_string_in_safe_globals_gets_a_hint_not_an_attribute_error():
-    result = check.capstone_load_safely(nb12._load_by_name)
+    result = check.capstone_load_safely(answers_nb12._load_by_name)
     assert "not strings" in result.message and "RunInfo" in result.message
 
 
 # ---------------------------------------------------------------- fix 3: strictly, and fair hints
 def test_strict_false_hint_only_for_answers_that_use_it():
-    result = check.capstone_load_ddp_weights(nb12._load_only_ddp_files)
+    result = check.capstone_load_ddp_weights(answers_nb12._load_only_ddp_files)
     assert result.status == "wrong" and "strict=False" not in result.message
-    result = check.capstone_load_ddp_weights(nb12._load_into_data_parallel)
+    result = check.capstone_load_ddp_weights(answers_nb12._load_into_data_parallel)
     assert result.status == "wrong" and "strict=False" not in result.message
 
 
@@ -287,10 +270,9 @@ def test_hard_coded_file_is_rejected(tmp_path):
 
 # ---------------------------------------------------------------- fix 2 and fix 1: weak hints made specific
 def test_param_groups_only_is_explained_not_a_type_error():
-    result = check.capstone_save_for_resume(nb12._save_param_groups_only)
+    result = check.capstone_save_for_resume(answers_nb12._save_param_groups_only)
     assert (
-        "could not use your answer" not in result.message
-        and "param_groups alone" in result.message
+        "could not use your answer" not in result.message and "param_groups alone" in result.message
     )
 
 
@@ -327,9 +309,7 @@ def test_kill_at_kills_before_the_chosen_call_and_no_cleanup_runs(tmp_path):
     kill = crash.kill_at(save, ({"w": torch.ones(10)}, tmp_path / "b.pth"), 0)
     assert kill.killed and kill.call == trace.calls[0]
     assert not marker.exists()  # SIGKILL: no finally block ran
-    assert (
-        tmp_path / "b.pth"
-    ).stat().st_size == 0  # torch.save had opened (truncated) the file
+    assert (tmp_path / "b.pth").stat().st_size == 0  # torch.save had opened (truncated) the file
 
 
 @linux_fork
@@ -361,19 +341,13 @@ def test_watching_sees_calls_however_they_are_named(tmp_path):
     with crash.watching(torch.serialization.save) as seen:
         save({"w": 1}, tmp_path / "e.pth")
     assert seen.calls[-1] == "os.replace"
-    assert [Path(a["f"]).name for a in seen.arguments[torch.serialization.save]] == [
-        "e.tmp"
-    ]
+    assert [Path(a["f"]).name for a in seen.arguments[torch.serialization.save]] == ["e.tmp"]
     assert sys.getprofile() is None
 
 
 def test_kill_moments():
     assert crash.kill_moments(["open", "write"]) == [0, 1]
-    calls = (
-        ["open"]
-        + ["BufferedWriter.write"] * 40
-        + ["BufferedWriter.close", "os.replace"]
-    )
+    calls = ["open"] + ["BufferedWriter.write"] * 40 + ["BufferedWriter.close", "os.replace"]
     moments = crash.kill_moments(calls, at_most=8)
     assert {0, 1, 41, 42} <= set(moments) and len(moments) <= 10
     assert moments == sorted(set(moments))
@@ -384,10 +358,10 @@ def test_gpu_check_judges_the_same_on_a_gpu_host(monkeypatch):
     a device chosen at run time picks the CPU, a hard-coded GPU device fails there."""
     # pretend this host has a GPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert check.capstone_load_gpu_weights(nb12._load_gpu_device_at_run_time)
-    result = check.capstone_load_gpu_weights(nb12._load_gpu_map_cuda)
+    assert check.capstone_load_gpu_weights(answers_nb12._load_gpu_device_at_run_time)
+    result = check.capstone_load_gpu_weights(answers_nb12._load_gpu_map_cuda)
     assert result.status == "wrong" and "map_location='cpu'" in result.message
-    result = check.capstone_load_gpu_weights(nb12._load_gpu_default)
+    result = check.capstone_load_gpu_weights(answers_nb12._load_gpu_default)
     assert result.status == "wrong" and "without map_location" in result.message
     assert torch.cuda.is_available()  # the pretence is back once the check is done
 
@@ -403,12 +377,12 @@ def test_the_real_kill_lands_where_the_in_process_run_saw_the_gap():
     # as in the check: a previous checkpoint exists
     torch.save({"epoch": 1}, folder / "x.pth")
     calls = crash.trace_writes(
-        nb12._save_remove_then_rename,
+        answers_nb12._save_remove_then_rename,
         {"epoch": 3, "w": torch.ones(1000)},
         folder / "x.pth",
     ).calls
     moment = calls.index("os.rename")
-    result = check.capstone_save_atomically(nb12._save_remove_then_rename)
-    assert (
-        f"a SIGKILL just before its {nb12._ordinal(moment + 1)} of" in result.message
-    ), result.message
+    result = check.capstone_save_atomically(answers_nb12._save_remove_then_rename)
+    assert f"a SIGKILL just before its {nb12._ordinal(moment + 1)} of" in result.message, (
+        result.message
+    )

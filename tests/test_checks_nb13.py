@@ -13,11 +13,10 @@ import torch.nn as nn
 from torch.export import Dim
 
 from labs_utils.checks import REGISTRY, check, nb13
+from tests.checks import answers_nb13
 
 check.export_for_serving  # noqa: B018  (loads the module)
-NAMES = [
-    n for n, ex in REGISTRY.items() if ex.notebook == "13_export_without_the_class"
-]
+NAMES = [n for n, ex in REGISTRY.items() if ex.notebook == "13_export_without_the_class"]
 
 
 def export_for_serving(model, example, path):  # the notebook's solution
@@ -74,12 +73,12 @@ def test_gated_batches_take_both_branches_and_rows_disagree_with_their_batch():
 
 
 def test_static_export_is_told_which_batch_it_was_made_for():
-    result = check.export_for_serving(nb13._static)
+    result = check.export_for_serving(answers_nb13._static)
     assert result.status == "wrong" and "batch of 2" in result.message
 
 
 def test_export_without_saving_returns_the_program_but_is_wrong():
-    result = check.export_for_serving(nb13._not_saved)
+    result = check.export_for_serving(answers_nb13._not_saved)
     assert result.status == "wrong" and "nothing was written" in result.message
 
 
@@ -87,7 +86,7 @@ def test_an_answer_that_exports_a_copy_leaves_the_callers_model_in_training_mode
     seen = {}
 
     def spy(model, example, path):
-        nb13._copy_then_export(model, example, path)
+        answers_nb13._copy_then_export(model, example, path)
         seen["training"] = model.training
 
     assert check.export_for_serving(spy)
@@ -122,9 +121,7 @@ def test_gated_blend_by_arithmetic_is_accepted():
             hot = (x.mean() > 0).to(x.dtype)
             return hot * self.gated.hot(x) + (1 - hot) * self.gated.cold(x)
 
-    assert check.export_gated(
-        lambda model, example: torch.export.export(Blend(model), (example,))
-    )
+    assert check.export_gated(lambda model, example: torch.export.export(Blend(model), (example,)))
 
 
 def test_a_batch_minimum_is_not_a_mistake_when_one_still_runs():
@@ -132,16 +129,14 @@ def test_a_batch_minimum_is_not_a_mistake_when_one_still_runs():
 
     def min_two(model, example, path):
         batch = Dim("batch", min=2)
-        program = torch.export.export(
-            model.eval(), (example,), dynamic_shapes={"x": {0: batch}}
-        )
+        program = torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: batch}})
         torch.export.save(program, path)
 
     assert check.export_for_serving(min_two)
 
 
 def test_gated_hints_name_the_branch_the_program_took():
-    result = check.export_gated(nb13._baked_branch)
+    result = check.export_gated(answers_nb13._baked_branch)
     assert "`hot` for every batch" in result.message
-    result = check.export_gated(nb13._swapped)
+    result = check.export_gated(answers_nb13._swapped)
     assert "swapped" in result.message and "true_fn" in result.message

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from labs_utils.checks import check, nb15
+from tests.checks import answers_nb15
 
 
 def test_right_answers_pass():
-    assert check.resume_mid_epoch(nb15._right_resume)
-    assert check.ema_weights(nb15._right_copy)
-    assert check.resume_scaled(nb15._right_scaled)
+    assert check.resume_mid_epoch(answers_nb15._right_resume)
+    assert check.ema_weights(answers_nb15._right_copy)
+    assert check.resume_scaled(answers_nb15._right_scaled)
 
 
 def test_a_crashing_answer_is_reported():
@@ -30,9 +31,7 @@ def _finish(resume, stop_at, workers=0):
     ref_log, ref_model, ref_ema = nb15._reference(workers, {})
     model, optimizer, ema, loader = nb15._objects(0, workers)
     log = nb15._train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
-    ckpt = nb15._through_file(
-        nb15._training_state(model, optimizer, ema, loader, stop_at[0])
-    )
+    ckpt = nb15._through_file(nb15._training_state(model, optimizer, ema, loader, stop_at[0]))
     model, optimizer, ema, loader = nb15._objects(99, workers)
     start = resume(ckpt, model, optimizer, ema, loader)
     nb15._train(
@@ -53,21 +52,21 @@ def _finish(resume, stop_at, workers=0):
 
 @pytest.mark.parametrize("stop_at,workers", nb15._CASES)
 def test_the_right_resume_is_exact_in_every_case(stop_at, workers):
-    assert _finish(nb15._right_resume, stop_at, workers) == (True, True, True)
-    assert _finish(nb15._rng_first_by_hand, stop_at, workers) == (True, True, True)
+    assert _finish(answers_nb15._right_resume, stop_at, workers) == (True, True, True)
+    assert _finish(answers_nb15._rng_first_by_hand, stop_at, workers) == (True, True, True)
 
 
 @pytest.mark.parametrize(
     "resume",
     [
-        nb15._no_loader_state,
-        nb15._new_loader,
-        nb15._next_epoch,
-        nb15._no_ema,
-        nb15._new_average,
-        nb15._no_rng,
-        nb15._peeks_a_batch,
-        nb15._forward_after,
+        answers_nb15._no_loader_state,
+        answers_nb15._new_loader,
+        answers_nb15._next_epoch,
+        answers_nb15._no_ema,
+        answers_nb15._new_average,
+        answers_nb15._no_rng,
+        answers_nb15._peeks_a_batch,
+        answers_nb15._forward_after,
     ],
 )
 def test_every_rejected_resume_really_ends_elsewhere(resume):
@@ -79,9 +78,7 @@ def test_every_rejected_resume_really_ends_elsewhere(resume):
 def test_the_cases_cover_start_middle_last_step_boundary_and_workers():
     stops = {stop for stop, _ in nb15._CASES}
     assert (
-        (0, 0) in stops
-        and (0, nb15._STEPS) in stops
-        and any(0 < s < nb15._STEPS for _, s in stops)
+        (0, 0) in stops and (0, nb15._STEPS) in stops and any(0 < s < nb15._STEPS for _, s in stops)
     )
     # an epoch boundary: the loader's epoch has ended
     assert any(e > 0 and s == 0 for e, s in stops)
@@ -132,8 +129,10 @@ def test_ema_weights_aliasing_is_real():
 def test_ema_weights_submodule_named_module_breaks_replace():
     _, ema = nb15._trained_average(nb15._HasModule, True, seed=0)
     assert "module.module.weight" in ema.state_dict()
-    assert "weight" in nb15._replace_everywhere(ema) and "weight" in nb15._lstrip(ema)
-    assert "module.weight" in nb15._removeprefix(ema)
+    assert "weight" in answers_nb15._replace_everywhere(ema) and "weight" in answers_nb15._lstrip(
+        ema
+    )
+    assert "module.weight" in answers_nb15._removeprefix(ema)
 
 
 def _scaled_rates(answer, name, make_scheduler, factor):
@@ -161,26 +160,24 @@ def _scaled_rates(answer, name, make_scheduler, factor):
 @pytest.mark.parametrize(
     "answer",
     [
-        nb15._scale_before_load,
-        nb15._group_lr_only,
-        nb15._base_lrs_only,
-        nb15._first_group_only,
-        nb15._set_to_factor,
-        nb15._no_scheduler_state,
-        nb15._steps_to_apply,
-        nb15._own_optimizer,
+        answers_nb15._scale_before_load,
+        answers_nb15._group_lr_only,
+        answers_nb15._base_lrs_only,
+        answers_nb15._first_group_only,
+        answers_nb15._set_to_factor,
+        answers_nb15._no_scheduler_state,
+        answers_nb15._steps_to_apply,
+        answers_nb15._own_optimizer,
     ],
 )
 def test_every_rejected_scaling_gives_other_rates(answer):
-    results = [
-        _scaled_rates(answer, name, make, 0.1) for name, make in nb15._schedulers()
-    ]
+    results = [_scaled_rates(answer, name, make, 0.1) for name, make in nb15._schedulers()]
     assert not all(results)
 
 
 def test_scaling_only_the_current_rate_is_right_for_recursive_schedulers_and_wrong_for_lambdalr():
     by_name = {
-        name: _scaled_rates(nb15._group_lr_only, name, make, 0.1)
+        name: _scaled_rates(answers_nb15._group_lr_only, name, make, 0.1)
         for name, make in nb15._schedulers()
     }
     assert by_name == {
@@ -190,6 +187,6 @@ def test_scaling_only_the_current_rate_is_right_for_recursive_schedulers_and_wro
         "ExponentialLR": True,
     }
     assert all(
-        _scaled_rates(nb15._right_scaled, name, make, 0.5)
+        _scaled_rates(answers_nb15._right_scaled, name, make, 0.5)
         for name, make in nb15._schedulers()
     )

@@ -4,16 +4,19 @@ In a notebook::
 
     from labs_utils.checks import check
     check.keys_of_simple_model(my_answer)
+    check.hint("keys_of_simple_model")      # the next hint, one more on each call
+    check.solution("keys_of_simple_model")  # the instructor edition's solution
+    check.progress()                        # the exercises of this notebook done so far
 
-Every check returns a ``CheckResult`` that renders as one line:
+Every check returns a ``CheckResult``: one line of plain text (``Not attempted yet: ...``,
+``Not yet: <a specific hint>``, ``Correct! ...``), and a coloured box in JupyterLab.
 
-* ``Not attempted yet: ...`` when the answer is still the placeholder (``...`` or ``None``, or a
-  function with no code yet). It never raises, so a learner can run a whole notebook.
-* ``Not yet: <a specific hint> (revisit notebooks/NN_topic.ipynb)`` for a wrong answer.
-* ``Correct! ...`` otherwise.
-
-Checks live in one module per notebook (``nb01.py``, ``nb02.py``, ...), registered with
-``@exercise``. Each declares wrong answers with the hint they must get, which the tests use.
+A check is one function registered with ``@exercise``. Most compare the learner's answer with a
+reference solution on a few cases (``behaves_like``): the answer is right only if it does what the
+reference does on every case, and the hint names the first known mistake that behaves like it, or
+else the first case where the two differ. Checks that judge *how* something is done use the
+probes in ``probes.py`` (which loads ran, with which arguments) and ``crash.py`` (a real SIGKILL).
+The wrong and right answers that test the checks live in ``tests/checks/``.
 """
 
 from __future__ import annotations
@@ -21,13 +24,19 @@ from __future__ import annotations
 import contextlib
 import dis
 import functools
+import html
 import importlib
 import inspect
+import json
+import math
 import operator
 import os
 import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -35,18 +44,22 @@ __all__ = [
     "check",
     "exercise",
     "CheckResult",
+    "Case",
     "Wrong",
     "NotAttempted",
     "REGISTRY",
+    "behaves_like",
     "call_answer",
     "spy",
     "run_answer",
     "as_int",
+    "same",
     "isolated_safe_globals",
     "learner_state",
 ]
 
 CORRECT, WRONG, NOT_ATTEMPTED = "correct", "wrong", "not attempted"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"  # the instructor edition
 
 
 class Wrong(Exception):
@@ -64,30 +77,72 @@ class NotAttempted(Exception):
     """Raised inside a check when the answer is still a placeholder."""
 
 
+# --- what a learner sees ---------------------------------------------------------------------
+
+_STYLE = {  # border and a translucent background: readable on light and dark themes alike
+    CORRECT: ("#2e7d32", "rgba(46, 125, 50, 0.12)"),
+    WRONG: ("#d84315", "rgba(230, 81, 0, 0.12)"),
+    NOT_ATTEMPTED: ("#808080", "rgba(128, 128, 128, 0.12)"),
+}
+_CLASS = {CORRECT: "correct", WRONG: "wrong", NOT_ATTEMPTED: "unattempted"}
+_NOT_ATTEMPTED_TEXT = (
+    "replace the placeholder in the cell above with your answer, then run this check again."
+)
+
+
+def _box(status: str, body: str) -> str:
+    border, background = _STYLE[status]
+    return (
+        f'<div class="labs-check labs-check--{_CLASS[status]}" style="border-left: 4px solid '
+        f"{border}; background: {background}; padding: 6px 10px; margin: 2px 0; "
+        f'border-radius: 2px; white-space: pre-wrap;">{body}</div>'
+    )
+
+
 @dataclass
 class CheckResult:
     name: str
     status: str
     message: str
-    notebook: str = ""
+    notebook: str = ""  # the lesson that teaches it, named in a hint only if it is another one
     tried: str = ""  # the last call of the learner's code: what went in, what came out
+    where: str = ""  # the learner's own line, when their code raised
+    home: str = ""  # the notebook the exercise is in
 
     def __bool__(self) -> bool:
         return self.status == CORRECT
+
+    def _see(self) -> str:
+        other = self.notebook and self.notebook.split("_")[0] != self.home.split("_")[0]
+        return f"{self.notebook}.ipynb" if other else ""
 
     def __repr__(self) -> str:
         if self.status == CORRECT:
             return f"Correct! {self.message}".rstrip()
         if self.status == NOT_ATTEMPTED:
-            return (
-                "Not attempted yet: replace the placeholder in the cell above with your answer, "
-                "then run this check again."
-            )
-        revisit = f" (revisit notebooks/{self.notebook}.ipynb)" if self.notebook else ""
+            return f"Not attempted yet: {_NOT_ATTEMPTED_TEXT}"
+        see = f" (see {self._see()})" if self._see() else ""
+        where = f"\n  at: {self.where}" if self.where else ""
         tried = f"\n  tried: {self.tried}" if self.tried else ""
-        return f"Not yet: {self.message}{revisit}{tried}"
+        return f"Not yet: {self.message}{see}{where}{tried}"
 
     __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        if self.status == CORRECT:
+            return _box(CORRECT, f"<b>Correct!</b> {e(self.message)}")
+        if self.status == NOT_ATTEMPTED:
+            return _box(NOT_ATTEMPTED, f"<b>Not attempted yet:</b> {e(_NOT_ATTEMPTED_TEXT)}")
+        see = self._see()
+        link = f' (see <a href="{e(see)}">{e(see)}</a>)' if see else ""
+        body = f"<b>Not yet:</b> {e(self.message)}{link}"
+        if self.where:
+            body += f"<br><small>at: <code>{e(self.where)}</code></small>"
+        if self.tried:
+            body += f"<br><small>tried: <code>{e(self.tried)}</code></small>"
+        body += f'<br><small>stuck? <code>check.hint("{e(self.name)}")</code></small>'
+        return _box(WRONG, body)
 
 
 @dataclass
@@ -95,18 +150,24 @@ class Exercise:
     name: str
     notebook: str
     fn: Callable[..., Any]
-    wrong: list[tuple[Any, str]] = field(default_factory=list)
-    right: list[Any] = field(default_factory=list)
+    home: str = ""
+    doc: str = ""
+    hints_given: int = 0
+    last: CheckResult | None = None
 
 
 REGISTRY: dict[str, Exercise] = {}
+_history: list[str] = []  # the checks run in this kernel session, in order
+
+
+# --- placeholders ------------------------------------------------------------------------------
 
 
 def _is_placeholder(answer: Any) -> bool:
     return answer is None or answer is Ellipsis
 
 
-# The learner edition replaces a solution with ``pass  # Your turn: ...`` (labs_utils.maintenance.notebook_tools).
+# The learner edition replaces a solution with ``pass  # Your turn: ...`` (tools/notebook_tools).
 _PLACEHOLDER_MARK = "# Your turn:"
 
 
@@ -121,19 +182,16 @@ def _is_placeholder_function(fn: Any) -> bool:
         for i in dis.get_instructions(code)
         if i.opname not in {"RESUME", "NOP", "CACHE"}
     ]
-    if ops in (
-        [("LOAD_CONST", None), ("RETURN_VALUE", None)],
-        [("RETURN_CONST", None)],
-    ):
+    if ops in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)]):
         return True
     try:
-        source = inspect.getsource(fn)
+        return _PLACEHOLDER_MARK in inspect.getsource(fn)
     except (OSError, TypeError):
         return False
-    return _PLACEHOLDER_MARK in source
 
 
-# What a learner's code can change for the whole process, and what a check must leave as it was.
+# --- what a learner's code may not change for the whole process --------------------------------
+
 _side_effects: list[tuple[str, str]] = []  # (kind, hint)
 
 
@@ -155,6 +213,11 @@ def _entry_name(entry: Any) -> str:
     if isinstance(entry, tuple):
         return str(entry[1]) if len(entry) > 1 else repr(entry)
     return f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', repr(entry))}"
+
+
+def _torch_own(entry: Any) -> bool:
+    obj = entry[0] if isinstance(entry, tuple) else entry
+    return str(getattr(obj, "__module__", "")).split(".")[0] == "torch"
 
 
 def _process_state() -> dict[str, Any]:
@@ -179,71 +242,77 @@ def _restore_process_state(state: dict[str, Any]) -> None:
         os.chdir(state["cwd"])
 
 
-def _describe_changes(
-    before: dict[str, Any], after: dict[str, Any]
-) -> list[tuple[str, str]]:
-    """What the learner's code changed for the whole process, each as a hint."""
+_CHANGED = {
+    "grad off": "your function turned autograd off for the whole process and left it off "
+    "(torch.set_grad_enabled(False)?): use `with torch.no_grad():` or `with "
+    "torch.inference_mode():` around the forward pass, so that grad mode is back on when the "
+    "function returns",
+    "grad on": "your function switched grad mode on for the whole process and left it on; "
+    "change it only inside a `with` block",
+    "added": "your function allowed {} for every later torch.load in this process "
+    "(torch.serialization.add_safe_globals is process-wide); allow it for one load only, with "
+    "`with torch.serialization.safe_globals([...]):` around that torch.load",
+    "removed": "your function removed {} from the process-wide safe-globals list "
+    "(clear_safe_globals, or a safe_globals block over names registered elsewhere); leave "
+    "entries you did not add alone",
+    "dtype": "your function changed the default dtype to {} for the whole process; pass dtype= "
+    "where you need it instead of torch.set_default_dtype",
+    "cwd": "your function changed the current folder (os.chdir) and did not change it back; "
+    "build paths from the folder you were given instead",
+}
+
+
+def _describe_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the learner's code changed for the whole process, each as (kind, hint)."""
     out = []
-    if before["grad"] and not after["grad"]:
-        out.append(
-            (
-                "grad",
-                "your function turned autograd off for the whole process and left it off "
-                "(torch.set_grad_enabled(False)?): use `with torch.no_grad():` or `with torch.inference_mode():` "
-                "around the forward pass, so that grad mode is back on when the function returns",
-            )
-        )
-    elif after["grad"] != before["grad"]:
-        out.append(
-            (
-                "grad",
-                "your function switched grad mode on for the whole process and left it on; "
-                "change it only inside a `with` block",
-            )
-        )
-    # PyTorch registers its own entries when a module is first imported (torch._dynamo adds DTensor
-    # and DeviceMesh): only what the learner's code added counts.
-    added = {
-        e for e in after["safe_globals"] - before["safe_globals"] if not _torch_own(e)
-    }
-    removed = before["safe_globals"] - after["safe_globals"]
-    if added:
-        names = ", ".join(sorted(_entry_name(e) for e in added))
-        out.append(
-            (
-                "safe_globals",
-                f"your function allowed {names} for every later torch.load in this process "
-                "(torch.serialization.add_safe_globals is process-wide); allow it for one load only, "
-                "with `with torch.serialization.safe_globals([...]):` around that torch.load",
-            )
-        )
-    if removed:
-        names = ", ".join(sorted(_entry_name(e) for e in removed))
-        out.append(
-            (
-                "safe_globals",
-                f"your function removed {names} from the process-wide safe-globals list "
-                "(clear_safe_globals, or a safe_globals block over names registered elsewhere); "
-                "leave entries you did not add alone",
-            )
-        )
+    if after["grad"] != before["grad"]:
+        out.append(("grad", _CHANGED["grad off" if before["grad"] else "grad on"]))
+    # PyTorch registers its own entries when a module is first imported (torch._dynamo adds
+    # DTensor and DeviceMesh): only what the learner's code added counts.
+    added = {e for e in after["safe_globals"] - before["safe_globals"] if not _torch_own(e)}
+    for what, entries in (
+        ("added", added),
+        ("removed", before["safe_globals"] - after["safe_globals"]),
+    ):
+        if entries:
+            names = ", ".join(sorted(_entry_name(e) for e in entries))
+            out.append(("safe_globals", _CHANGED[what].format(names)))
     if after["dtype"] != before["dtype"]:
-        out.append(
-            (
-                "dtype",
-                f"your function changed the default dtype to {after['dtype']} for the whole process; "
-                "pass dtype= where you need it instead of torch.set_default_dtype",
-            )
-        )
+        out.append(("dtype", _CHANGED["dtype"].format(after["dtype"])))
     if after["cwd"] != before["cwd"]:
-        out.append(
-            (
-                "cwd",
-                "your function changed the current folder (os.chdir) and did not change it back; "
-                "build paths from the folder you were given instead",
-            )
-        )
+        out.append(("cwd", _CHANGED["cwd"]))
     return out
+
+
+# --- calling the learner's code ----------------------------------------------------------------
+
+_last_call: list[str] = []  # one line: the learner's last call in this check and its outcome
+_where: list[str] = []  # the learner's own line where their code raised
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+_LIBRARY = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+
+
+def _learner_line(tb: Any) -> str:
+    """``In [12], line 4: return sd[key]``: the deepest frame of the learner's own code (a
+    notebook cell or a file outside Python, its libraries and this package)."""
+    found = ""
+    for frame, lineno in traceback.walk_tb(tb):
+        name = frame.f_code.co_filename
+        if name.startswith(("<frozen", _PACKAGE, *_LIBRARY)) or "site-packages" in name:
+            continue
+        import linecache
+
+        source = linecache.getline(name, lineno).strip()
+        cell = ""
+        ip = sys.modules.get("IPython")
+        shell = ip.get_ipython() if ip is not None else None
+        number = getattr(getattr(shell, "compile", None), "_filename_map", {}).get(name)
+        if number is not None:
+            cell = f"In [{number}], "
+        elif not name.startswith("<"):
+            cell = f"{Path(name).name}, "
+        found = f"{cell}line {lineno}" + (f": {source}" if source else "")
+    return found
 
 
 def call_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -252,8 +321,8 @@ def call_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     * A function with no code yet (``pass``, ``...``, the learner edition's placeholder) or one
       that raises ``NotImplementedError`` counts as not attempted.
     * Any exception from the learner's code, including those that derive from ``BaseException``
-      (``torch.distributed.checkpoint``'s ``CheckpointException`` does), becomes a ``Wrong`` hint that
-      names it; only ``KeyboardInterrupt`` goes through, so the learner can still stop a cell.
+      (``torch.distributed.checkpoint``'s ``CheckpointException`` does), becomes a ``Wrong`` hint
+      that names it and the learner's own line; only ``KeyboardInterrupt`` goes through.
     * Code that ran but returned ``None`` gets "did you forget `return`?".
     * Whatever the function changed for the whole process (grad mode, the safe-globals list, the
       default dtype, the current folder) is put back at once and reported by the check.
@@ -287,21 +356,16 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise
     except BaseException as e:  # the learner's code failed: say how, as a hint
         _last_call[:] = [f"{call} raised {type(e).__name__}"]
+        _where[:] = [_learner_line(e.__traceback__)]
         raise Wrong(
             f"your function raised {type(e).__name__}: {str(e).strip() or '(no message)'}"
         ) from None
     finally:
-        after = _process_state()
-        changes = _describe_changes(before, after)
+        changes = _describe_changes(before, _process_state())
         if changes:
             _restore_process_state(before)
             _side_effects.extend(c for c in changes if c not in _side_effects)
     return out
-
-
-_last_call: list[
-    str
-] = []  # one line: the learner's last call in this check and its outcome
 
 
 def _summary(obj: Any, depth: int = 0) -> str:
@@ -313,25 +377,20 @@ def _summary(obj: Any, depth: int = 0) -> str:
     if isinstance(obj, torch.nn.Module):
         return f"a {type(obj).__name__} model"
     if isinstance(obj, os.PathLike):
-        return (
-            f"a path ending in {os.fspath(obj).replace(os.sep, '/').split('/')[-1]!r}"
-        )
+        return f"a path ending in {os.fspath(obj).replace(os.sep, '/').split('/')[-1]!r}"
     if isinstance(obj, (bool, int, float)) or obj is None:
         return repr(obj)
     if isinstance(obj, str):
         return repr(obj if len(obj) <= 40 else obj[:37] + "...")
     if isinstance(obj, dict) or (hasattr(obj, "keys") and hasattr(obj, "items")):
         keys = list(obj.keys())
-        shown = ", ".join(repr(k) for k in keys[:3]) + (
-            ", ..." if len(keys) > 3 else ""
-        )
+        shown = ", ".join(repr(k) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
         return f"{type(obj).__name__} with {len(keys)} key(s) [{shown}]"
     if isinstance(obj, (list, tuple, set, frozenset)):
         items = list(obj)
         simple = all(isinstance(i, (str, int, float)) for i in items)
         if len(items) <= 3 and (depth == 0 or simple):
-            inner = ", ".join(_summary(i, 1) for i in items)
-            return f"{type(obj).__name__} [{inner}]"
+            return f"{type(obj).__name__} [{', '.join(_summary(i, 1) for i in items)}]"
         return f"{type(obj).__name__} of {len(items)}"
     if callable(obj):
         return f"function {getattr(obj, '__name__', type(obj).__name__)}"
@@ -339,9 +398,7 @@ def _summary(obj: Any, depth: int = 0) -> str:
 
 
 def _summary_args(args: tuple, kwargs: dict) -> str:
-    parts = [_summary(a, 1) for a in args] + [
-        f"{k}={_summary(v, 1)}" for k, v in kwargs.items()
-    ]
+    parts = [_summary(a, 1) for a in args] + [f"{k}={_summary(v, 1)}" for k, v in kwargs.items()]
     return ", ".join(parts)
 
 
@@ -351,37 +408,159 @@ def _short(e: BaseException, limit: int = 600) -> str:
 
 
 def as_int(value: Any, what: str = "the answer") -> int:
-    """One rule for every check that asks for a whole number: ``int`` and NumPy integers (anything
-    ``operator.index`` accepts, one-element integer tensors too) pass; ``bool`` and ``float`` get a hint."""
+    """One rule for every check that asks for a whole number: ``int`` and NumPy integers
+    (anything ``operator.index`` accepts, one-element integer tensors too) pass; ``bool`` and
+    ``float`` get a hint."""
     if isinstance(value, bool):
         raise Wrong(f"{what} should be a whole number, got the bool {value}")
-    try:
+    with contextlib.suppress(TypeError):
         return operator.index(value)
-    except TypeError:
-        pass
     if isinstance(value, float) or type(value).__module__ == "numpy":
-        hint = (
-            f" ({int(value)} as int)"
-            if isinstance(value, float) and float(value).is_integer()
-            else ""
-        )
+        whole = isinstance(value, float) and float(value).is_integer()
+        hint = f" ({int(value)} as int)" if whole else ""
         raise Wrong(
-            f"{what} should be a whole number (an int), got {type(value).__name__} {value!r}{hint}: "
-            "wrap it in int(...) or use integer arithmetic (//)"
+            f"{what} should be a whole number (an int), got {type(value).__name__} {value!r}"
+            f"{hint}: wrap it in int(...) or use integer arithmetic (//)"
         )
     raise Wrong(f"{what} should be a whole number (an int), got {type(value).__name__}")
 
 
-def _torch_own(entry: Any) -> bool:
-    obj = entry[0] if isinstance(entry, tuple) else entry
-    return str(getattr(obj, "__module__", "")).split(".")[0] == "torch"
+# --- comparing with a reference ----------------------------------------------------------------
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as a learner's result counts: tensors by dtype, shape and values; mappings by keys
+    (in any order) and values; sequences item by item (a ``torch.Size`` equals a tuple);
+    floats within 1e-6; models by their state_dict, ``requires_grad`` flags and mode."""
+    import torch
+
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and a.device == b.device
+            and torch.equal(a, b)
+        )
+    if isinstance(a, torch.nn.Module) or isinstance(b, torch.nn.Module):
+        if not (isinstance(a, torch.nn.Module) and isinstance(b, torch.nn.Module)):
+            return False
+        flags = [(n, p.requires_grad) for n, p in a.named_parameters()]
+        return (
+            a.training == b.training
+            and flags == [(n, p.requires_grad) for n, p in b.named_parameters()]
+            and same(a.state_dict(), b.state_dict())
+        )
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        return (
+            isinstance(a, Mapping)
+            and isinstance(b, Mapping)
+            and set(a) == set(b)
+            and all(same(a[k], b[k]) for k in a)
+        )
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return (
+            isinstance(a, (list, tuple))
+            and isinstance(b, (list, tuple))
+            and len(a) == len(b)
+            and all(same(x, y) for x, y in zip(a, b))
+        )
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+        except TypeError:
+            return False
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+@dataclass
+class Case:
+    """One input to try: ``make()`` builds fresh arguments each time; ``label`` says what is
+    special about it ("keys like `model.layer.weight`"); ``look(out, args)`` reduces what a call
+    returned and left in its arguments to what is compared (default: the return value and the
+    arguments after the call)."""
+
+    label: str
+    make: Callable[[], tuple]
+    look: Callable[[Any, tuple], Any] | None = None
+
+
+@dataclass
+class _Outcome:
+    value: Any = None
+    raised: str = ""
+    hint: str = ""  # for the learner's own run: the framework's hint when it raised
+
+    def matches(self, other: _Outcome) -> bool:
+        if self.raised or other.raised:
+            return self.raised == other.raised
+        return same(self.value, other.value)
+
+    def say(self) -> str:
+        return f"raised {self.raised}" if self.raised else _show(self.value)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return repr(value)
+    if isinstance(value, Mapping) and len(value) <= 6:
+        return "{" + ", ".join(f"{k!r}: {_show(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)) and len(value) <= 6:
+        return "(" + ", ".join(_show(v) for v in value) + ")"
+    return _summary(value)
+
+
+def _outcome(fn: Any, case: Case, learner: bool = False) -> _Outcome:
+    args = case.make()
+    try:
+        out = run_answer(fn, *args) if learner else fn(*args)
+    except (NotAttempted, KeyboardInterrupt):
+        raise
+    except Wrong as w:
+        return _Outcome(raised=w.__class__.__name__, hint=str(w))
+    except Exception as e:
+        return _Outcome(raised=type(e).__name__)
+    return _Outcome(case.look(out, args) if case.look else (out, args))
+
+
+def behaves_like(
+    answer: Any,
+    reference: Callable[..., Any],
+    cases: Sequence[Case],
+    mistakes: Sequence[tuple[Callable[..., Any], str]] = (),
+) -> None:
+    """Raise ``Wrong`` unless ``answer`` does what ``reference`` does on every case. The hint is
+    that of the first known mistake (a small wrong function) that behaves like the answer on
+    every case, or else it names the first case where answer and reference differ."""
+    got = [_outcome(answer, case, learner=True) for case in cases]
+    for case, have in zip(cases, got):
+        want = _outcome(reference, case)
+        if have.matches(want):
+            continue
+        for mistake, hint in mistakes:
+            if all(_outcome(mistake, c).matches(h) for c, h in zip(cases, got)):
+                raise Wrong(hint)
+        if have.hint:
+            raise Wrong(have.hint)
+        raise Wrong(
+            f"for {case.label} you {'' if have.raised else 'returned '}{have.say()}; expected {want.say()}"
+        )
+
+
+# --- keeping the learner's process as it was -------------------------------------------------
 
 
 @contextlib.contextmanager
 def isolated_safe_globals():
-    """Inside, the process-wide safe-globals list holds only PyTorch's own entries, so an allowlist
-    answer is judged on its own (entries a learner added earlier with ``add_safe_globals`` do not
-    help it); on exit the list is exactly as it was, learner's entries included."""
+    """Inside, the process-wide safe-globals list holds only PyTorch's own entries, so an
+    allowlist answer is judged on its own (entries a learner added earlier with
+    ``add_safe_globals`` do not help it); on exit the list is exactly as it was."""
     saved = _safe_globals_now()
     _set_safe_globals({e for e in saved if _torch_own(e)})
     try:
@@ -422,67 +601,110 @@ def spy(owner: Any, name: str):
         yield calls
 
 
-def exercise(
-    name: str,
-    *,
-    notebook: str,
-    wrong: list[tuple[Any, str]] | None = None,
-    right: list[Any] | None = None,
-) -> Callable:
-    """Register a check. ``wrong`` pairs a wrong answer with a piece of the hint it must get;
-    ``right`` lists answers that must pass (besides the notebook's own solution)."""
+# --- registering and running checks ------------------------------------------------------------
+
+
+def _home(module: str, lesson: str) -> str:
+    """The notebook an exercise is in: its module is named after it (``nb12`` -> ``12_...``)."""
+    number = module.rsplit(".", 1)[-1].removeprefix("nb")[:2]
+    if lesson.startswith(number + "_"):
+        return lesson
+    found = sorted(NOTEBOOKS.glob(f"{number}_*.ipynb"))
+    return found[0].stem if found else number
+
+
+def exercise(name: str, *, notebook: str, **_ignored: Any) -> Callable:
+    """Register a check named ``name``; ``notebook`` is the lesson that teaches it (named in a
+    hint when it is not the notebook the exercise is in). The check gets the answer and returns
+    the success message, or raises ``Wrong`` with a hint (``NotAttempted`` for a placeholder)."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., CheckResult]:
+        home = _home(fn.__module__, notebook)
+
         @functools.wraps(fn)
         def run(answer: Any = None, *args: Any, **kwargs: Any) -> CheckResult:
-            if _is_placeholder(answer):
-                return CheckResult(name, NOT_ATTEMPTED, "", notebook)
-            _side_effects.clear()
-            _last_call.clear()
-            covered: set[str] = set()
-            with (
-                learner_state()
-            ):  # a check seeds and draws freely; the learner's process stays as it was
-                try:
-                    msg = fn(answer, *args, **kwargs)
-                    status = CORRECT
-                except NotAttempted:
-                    return CheckResult(name, NOT_ATTEMPTED, "", notebook)
-                except Wrong as w:
-                    status, msg, covered = WRONG, str(w), getattr(w, "covers", set())
-                except KeyboardInterrupt:
-                    raise
-                except (
-                    BaseException
-                ) as e:  # never let a check crash the learner's notebook
-                    status, msg = (
-                        WRONG,
-                        f"the check could not use your answer ({type(e).__name__}: {_short(e)})",
-                    )
-            effects = [hint for kind, hint in _side_effects if kind not in covered]
-            _side_effects.clear()
-            if (
-                effects
-            ):  # the answer worked only by changing the process for everyone after it
-                extra = "; also, ".join(effects)
-                msg = extra if status == CORRECT else f"{msg}; also, {extra}"
-                status = WRONG
-            tried = _last_call[0] if status == WRONG and _last_call else ""
-            _last_call.clear()
-            return CheckResult(name, status, msg or "", notebook, tried)
+            result = _run(fn, answer, args, kwargs)
+            result.name, result.notebook, result.home = name, notebook, home
+            REGISTRY[name].last = result
+            _history.append(name)
+            return result
 
         if name in REGISTRY:
             raise ValueError(f"two checks are named {name!r}; give one another name")
-        REGISTRY[name] = Exercise(
-            name, notebook, run, list(wrong or []), list(right or [])
-        )
+        REGISTRY[name] = Exercise(name, notebook, run, home, inspect.getdoc(fn) or "")
         return run
 
     return deco
 
 
+def _run(fn: Callable[..., Any], answer: Any, args: tuple, kwargs: dict) -> CheckResult:
+    if _is_placeholder(answer):
+        return CheckResult("", NOT_ATTEMPTED, "")
+    _side_effects.clear()
+    _last_call.clear()
+    _where.clear()
+    covered: set[str] = set()
+    # a check seeds and draws freely; the learner's process stays as it was
+    with learner_state():
+        try:
+            msg, status = fn(answer, *args, **kwargs), CORRECT
+        except NotAttempted:
+            return CheckResult("", NOT_ATTEMPTED, "")
+        except Wrong as w:
+            status, msg, covered = WRONG, str(w), w.covers
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # never let a check crash the learner's notebook
+            status, msg = (
+                WRONG,
+                f"the check could not use your answer ({type(e).__name__}: {_short(e)})",
+            )
+    # an answer that worked only by changing the process for everyone after it is wrong
+    effects = [hint for kind, hint in _side_effects if kind not in covered]
+    _side_effects.clear()
+    if effects:
+        extra = "; also, ".join(effects)
+        msg = extra if status == CORRECT else f"{msg}; also, {extra}"
+        status = WRONG
+    tried = _last_call[0] if status == WRONG and _last_call else ""
+    where = _where[0] if status == WRONG and _where else ""
+    _last_call.clear()
+    _where.clear()
+    return CheckResult("", status, msg or "", tried=tried, where=where)
+
+
+class _Text(str):
+    """A string that a notebook shows as it is (and in a box), not as a quoted repr."""
+
+    kind = NOT_ATTEMPTED
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return _box(self.kind, html.escape(str(self)))
+
+
+def _cells(home: str) -> list[str]:
+    path = NOTEBOOKS / f"{home}.ipynb"
+    if not path.exists():
+        return []
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def _solution_cell(name: str) -> str:
+    """The instructor edition's answer cell: the code cell before ``check.<name>(...)``."""
+    cells = _cells(REGISTRY[name].home)
+    for before, cell in zip(cells, cells[1:]):
+        if cell.lstrip().startswith(f"check.{name}(") and "### BEGIN SOLUTION" in before:
+            return before
+    return ""
+
+
 class _Checks:
-    """Attribute access to every registered check: ``check.<name>(answer)``."""
+    """``check.<name>(answer)`` for every registered check, and ``check.hint(name)``,
+    ``check.solution(name)``, ``check.progress()``."""
 
     def __getattr__(self, name: str) -> Callable[..., CheckResult]:
         _load_all()
@@ -495,7 +717,78 @@ class _Checks:
 
     def __dir__(self) -> list[str]:
         _load_all()
-        return sorted(REGISTRY)
+        return sorted([*REGISTRY, "hint", "solution", "progress"])
+
+    def _exercise(self, name: Any) -> Exercise:
+        _load_all()
+        name = getattr(name, "__name__", name)
+        if name not in REGISTRY:
+            raise AttributeError(
+                f"no check named {name!r}; known checks: {', '.join(sorted(REGISTRY))}"
+            )
+        return REGISTRY[name]
+
+    def hint(self, name: str) -> _Text:
+        """The next hint for exercise ``name``: the notebook's own hint first, then what the
+        check tests, then the hint of your last try; then it points to ``check.solution``."""
+        ex = self._exercise(name)
+        solution = _solution_cell(ex.name)
+        ladder = [
+            " ".join(
+                line.split("# Hint:", 1)[1].strip()
+                for line in solution.splitlines()
+                if "# Hint:" in line
+            ),
+            "What the check tries: " + " ".join(ex.doc.split()) if ex.doc else "",
+            f"Your last try: {ex.last.message}" if ex.last and ex.last.status == WRONG else "",
+        ]
+        ladder = [h for h in ladder if h]
+        ex.hints_given += 1
+        if ex.hints_given > len(ladder):
+            return _Text(
+                f'No more hints for {ex.name}: check.solution("{ex.name}") shows a solution.'
+            )
+        return _Text(f"Hint {ex.hints_given}/{len(ladder)}: {ladder[ex.hints_given - 1]}")
+
+    def solution(self, name: str) -> _Text:
+        """The solution of exercise ``name``, from the instructor edition in ``notebooks/``."""
+        ex = self._exercise(name)
+        cell = _solution_cell(ex.name)
+        if not cell:
+            return _Text(f"No solution found for {ex.name}: it is in notebooks/{ex.home}.ipynb.")
+        lines = [
+            line
+            for line in cell.splitlines()
+            if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")
+        ]
+        return _Text("\n".join(lines))
+
+    def progress(self, notebook: str | None = None) -> _Text:
+        """The exercises of this notebook (or ``notebook``, a number or a name) and which of them
+        passed their check in this kernel session."""
+        _load_all()
+        number = str(notebook or _current_notebook() or "").split("_")[0].zfill(2)
+        mine = [e for e in REGISTRY.values() if e.home.split("_")[0] == number]
+        if not mine:
+            return _Text("No exercises found: run a check first, or name the notebook.")
+        marks = {CORRECT: "done", WRONG: "not yet", NOT_ATTEMPTED: "not attempted"}
+        rows = [f"  {marks[e.last.status] if e.last else 'not run':<14}{e.name}" for e in mine]
+        done = sum(1 for e in mine if e.last and e.last.status == CORRECT)
+        text = _Text(f"{mine[0].home}: {done} of {len(mine)} done\n" + "\n".join(rows))
+        text.kind = CORRECT if done == len(mine) else NOT_ATTEMPTED
+        return text
+
+
+def _current_notebook() -> str:
+    """The notebook this kernel runs, from Jupyter's session name, else the last check run."""
+    for value in (
+        os.environ.get("JPY_SESSION_NAME", ""),
+        sys.modules["__main__"].__dict__.get("__session__", ""),
+    ):
+        stem = Path(str(value)).stem
+        if stem[:2].isdigit():
+            return stem
+    return REGISTRY[_history[-1]].home if _history else ""
 
 
 _loaded = False

@@ -90,9 +90,7 @@ def _label(fn: Any) -> str:
     """A readable name for a C function: 'os.replace', 'BufferedWriter.write', 'open'."""
     name = getattr(fn, "__name__", "?")
     if name in ("write_record", "write_end_of_file"):
-        return (
-            f"PyTorchFileWriter.{name}"  # pybind11 methods have no useful __self__ type
-        )
+        return f"PyTorchFileWriter.{name}"  # pybind11 methods have no useful __self__ type
     owner = getattr(fn, "__self__", None)
     module = getattr(fn, "__module__", None)
     if module in ("posix", "nt"):
@@ -250,9 +248,7 @@ def _child(
     code = 3
     try:
         devnull = open(os.devnull, "w")
-        sys.stdout = sys.stderr = (
-            devnull  # a notebook kernel's streams talk to its parent
-        )
+        sys.stdout = sys.stderr = devnull  # a notebook kernel's streams talk to its parent
         try:
             import torch
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 
 from . import Wrong, as_int, call_answer, exercise
@@ -57,106 +55,7 @@ def _source_state_dict():
     return model.state_dict()
 
 
-def _only_features(sd):
-    return {k.replace("features.", "backbone.", 1): v for k, v in sd.items()}
-
-
-def _params_only(sd):
-    return {
-        k.replace("features.", "backbone.").replace("classifier.", "head."): v
-        for k, v in sd.items()
-        if "running" not in k and "num_batches" not in k
-    }
-
-
-def _in_place(sd):
-    for k in list(sd):
-        sd[_expected_key(k)] = sd.pop(k)
-    return sd
-
-
-def _everywhere(sd):
-    return {
-        k.replace("features", "backbone").replace("classifier", "head"): v
-        for k, v in sd.items()
-    }
-
-
-def _regex_without_dot(sd):
-    return {
-        re.sub(r"^classifier", "head", re.sub(r"^features", "backbone", k)): v
-        for k, v in sd.items()
-    }
-
-
-def _lstrip(sd):
-    out = {}
-    for k, v in sd.items():
-        if k.startswith("features."):
-            k = "backbone." + k.lstrip("features.")
-        elif k.startswith("classifier."):
-            k = "head." + k.lstrip("classifier.")
-        out[k] = v
-    return out
-
-
-def _drops_the_rest(sd):
-    return {
-        _expected_key(k): v
-        for k, v in sd.items()
-        if k.startswith(("features.", "classifier."))
-    }
-
-
-def _by_position(sd):
-    from ..models import RenamedCNN
-
-    return dict(zip(RenamedCNN().state_dict(), sd.values()))
-
-
-def _classifier_else_head(sd):
-    return {
-        ("backbone." + k[len("features.") :])
-        if k.startswith("features.")
-        else "head." + k.split(".", 1)[-1]: v
-        for k, v in sd.items()
-    }
-
-
-def _right_split(sd):
-    names = {"features": "backbone", "classifier": "head"}
-    out = {}
-    for k, v in sd.items():
-        first, dot, rest = k.partition(".")
-        out[names[first] + dot + rest if dot and first in names else k] = v.clone()
-    return out
-
-
-def _right_regex(sd):
-    from collections import OrderedDict
-
-    return OrderedDict(
-        (re.sub(r"^classifier\.", "head.", re.sub(r"^features\.", "backbone.", k)), v)
-        for k, v in sd.items()
-    )
-
-
-@exercise(
-    "remap_keys",
-    notebook=NB,
-    wrong=[
-        (_only_features, "classifier"),
-        (_params_only, "buffers included"),
-        (_in_place, "modify"),
-        (_everywhere, "start"),
-        (_regex_without_dot, "dot"),
-        (_lstrip, "lstrip"),
-        (_drops_the_rest, "dropped"),
-        (_by_position, "by position"),
-        (_classifier_else_head, "stay as it is"),
-    ],
-    right=[_right_split, _right_regex],
-)
+@exercise("remap_keys", notebook=NB)
 def remap_keys(fn) -> str:
     """``fn(state_dict)`` returns a new state_dict whose SmallCNN keys fit RenamedCNN, renaming
     ``features.``/``classifier.`` at the start of a key only and leaving every other key as it is."""
@@ -182,9 +81,7 @@ def remap_keys(fn) -> str:
         )
     if report.unexpected or report.shape_mismatches:
         bad = (report.unexpected or list(report.shape_mismatches))[0]
-        raise Wrong(
-            f"RenamedCNN does not expect {bad!r}: rename each key from its own prefix"
-        )
+        raise Wrong(f"RenamedCNN does not expect {bad!r}: rename each key from its own prefix")
     for k, v in source.items():
         new = _expected_key(k)
         if not (
@@ -233,13 +130,9 @@ def remap_keys(fn) -> str:
                 f"{old!r} became {got!r}, not {expected!r}: str.lstrip(prefix) strips any of the prefix's "
                 "characters, not the prefix; use key[len(prefix):] or key.removeprefix(prefix)"
             )
-        raise Wrong(
-            f"{old!r} became {got!r}, expected {expected!r}: replace only the prefix"
-        )
+        raise Wrong(f"{old!r} became {got!r}, expected {expected!r}: replace only the prefix")
     wanted = {_expected_key(k): v for k, v in tricky.items()}
-    if set(out) != set(wanted) or any(
-        not torch.equal(out[k], v) for k, v in wanted.items()
-    ):
+    if set(out) != set(wanted) or any(not torch.equal(out[k], v) for k, v in wanted.items()):
         raise Wrong(
             "each key alone is renamed right, but the whole dict comes out different: keep every entry, "
             "each with its own tensor"
@@ -261,9 +154,7 @@ def _call_untouched(fn, state_dict: dict) -> Mapping:
         or any(a is not b for a, b in zip(state_dict.values(), values))
         or any(not torch.equal(v, c) for v, c in zip(values, copies))
     ):
-        raise Wrong(
-            "do not modify the state_dict you were given: build and return a new dict"
-        )
+        raise Wrong("do not modify the state_dict you were given: build and return a new dict")
     if not isinstance(out, Mapping):
         raise Wrong(f"return a dict of new names to tensors, got {type(out).__name__}")
     return out
@@ -272,20 +163,7 @@ def _call_untouched(fn, state_dict: dict) -> Mapping:
 # --- doc_input_size: the input side for which 16*26*26 is right -------------------------------
 
 
-@exercise(
-    "doc_input_size",
-    notebook=NB,
-    wrong=[
-        (32, "30x30"),
-        (26, "output"),
-        (24, "bigger"),
-        ("28", "whole number"),
-        (28.0, "whole number"),
-        (30, "28x28"),
-        (True, "bool"),
-    ],
-    right=[np.int64(28), 26 + 3 - 1, torch.tensor(28)],
-)
+@exercise("doc_input_size", notebook=NB)
 def doc_input_size(answer) -> str:
     """The square input size for which the document's ``16*26*26`` would be right (3x3 conv, no padding)."""
     from ..models import conv_output_size

@@ -8,7 +8,6 @@ statistics, and (through the check framework) grad mode left switched off for th
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -45,113 +44,6 @@ def _training_checkpoint(model) -> dict:
     }
 
 
-def _no_eval(path):
-    from ..models import SmallCNN
-
-    model = SmallCNN()
-    model.load_state_dict(torch.load(path, weights_only=True)["model"])
-    return model
-
-
-def _whole_dict(path):
-    from ..models import SmallCNN
-
-    model = SmallCNN()
-    model.load_state_dict(torch.load(path, weights_only=True))
-    return model.eval()
-
-
-def _not_loaded(path):
-    from ..models import SmallCNN
-
-    return SmallCNN().eval()
-
-
-def _whole_dict_not_strict(path):
-    from ..models import SmallCNN
-
-    model = SmallCNN()
-    model.load_state_dict(torch.load(path, weights_only=True), strict=False)
-    return model.eval()
-
-
-def _meta_and_assign(path):
-    """Notebook 10's fast route, without setting the non-persistent buffer afterwards."""
-    from ..models import SmallCNN
-
-    with torch.device("meta"):
-        model = SmallCNN()
-    model.load_state_dict(
-        torch.load(path, map_location="cpu", weights_only=True)["model"], assign=True
-    )
-    return model.eval()
-
-
-def _parameters_only(path):
-    from ..models import SmallCNN
-
-    model = SmallCNN()
-    weights = torch.load(path, map_location="cpu", weights_only=True)["model"]
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(weights[name])
-    return model.eval()
-
-
-def _unsafe_load(path):
-    from ..models import SmallCNN
-
-    model = SmallCNN()
-    model.load_state_dict(
-        torch.load(path, map_location="cpu", weights_only=False)["model"]
-    )
-    return model.eval()
-
-
-def _head_only_eval(path):
-    from ..models import SmallCNN
-
-    model = SmallCNN()
-    model.load_state_dict(
-        torch.load(path, map_location="cpu", weights_only=True)["model"]
-    )
-    model.classifier.eval()
-    return model
-
-
-def _via_helper(path):
-    from ..models import SmallCNN
-    from ..toolkit import load_checkpoint
-
-    model = SmallCNN().eval()
-    model.load_state_dict(load_checkpoint(path)["model"])
-    return model
-
-
-def _train_false_and_mmap(path):
-    from ..models import SmallCNN
-
-    model = SmallCNN()
-    model.load_state_dict(
-        torch.load(
-            str(path), map_location=torch.device("cpu"), weights_only=True, mmap=True
-        )["model"]
-    )
-    return model.train(False)
-
-
-def _meta_assign_and_buffer(path):
-    from ..models import SmallCNN
-
-    with torch.device("meta"):
-        model = SmallCNN()
-    model.load_state_dict(
-        torch.load(path, map_location="cpu", weights_only=True)["model"], assign=True
-    )
-    model.input_scale = torch.tensor(1.0)
-    return model.eval()
-
-
 @contextlib.contextmanager
 def _unsafe_loads(fn: Any) -> Iterator[list[str]]:
     """Record torch.load calls made with weights_only=False (under any imported name too)."""
@@ -182,21 +74,7 @@ def _state_dict_loads() -> Iterator[list[tuple[bool, int]]]:
         yield calls
 
 
-@exercise(
-    "load_for_inference",
-    notebook=NB,
-    wrong=[
-        (_no_eval, "eval"),
-        (_whole_dict, "'model' entry"),
-        (_not_loaded, "never called"),
-        (_whole_dict_not_strict, "strict=false"),
-        (_meta_and_assign, "input_scale"),
-        (_parameters_only, "running_mean"),
-        (_unsafe_load, "weights_only=true"),
-        (_head_only_eval, "still in training mode"),
-    ],
-    right=[_via_helper, _train_false_and_mmap, _meta_assign_and_buffer],
-)
+@exercise("load_for_inference", notebook=NB)
 def load_for_inference(fn) -> str:
     """``fn(path)`` returns a SmallCNN loaded from the ``model`` entry of a training checkpoint, in eval mode."""
     from ..models import SmallCNN
@@ -223,9 +101,7 @@ def load_for_inference(fn) -> str:
                 f"the returned model's {k} is on the meta device: it has a shape but no values"
             )
         if not torch.equal(v, state[k].cpu()):
-            if all(
-                torch.equal(state[n].cpu(), p) for n, p in reference.named_parameters()
-            ):
+            if all(torch.equal(state[n].cpu(), p) for n, p in reference.named_parameters()):
                 raise Wrong(
                     f"the parameters were loaded, but {k} (a BatchNorm buffer) was not: load the whole "
                     "'model' entry with load_state_dict, which covers parameters and buffers"
@@ -246,17 +122,13 @@ def load_for_inference(fn) -> str:
                 "file at `path`) into the model you return"
             )
     if any(m.training for m in model.modules()):
-        still = sorted(
-            n or "the model itself" for n, m in model.named_modules() if m.training
-        )
+        still = sorted(n or "the model itself" for n, m in model.named_modules() if m.training)
         raise Wrong(
             f"the model is still in training mode ({still[0]}; Dropout and BatchNorm behave as in "
             "training); call model.eval() on the whole model before returning it"
         )
     if any(t.device.type != "cpu" for t in state.values()):
-        raise Wrong(
-            "the weights should be on the CPU: pass map_location='cpu' to torch.load"
-        )
+        raise Wrong("the weights should be on the CPU: pass map_location='cpu' to torch.load")
     meta = [n for n, b in model.named_buffers() if b.is_meta]
     if meta:
         raise Wrong(
@@ -280,106 +152,7 @@ def load_for_inference(fn) -> str:
     return "the 'model' entry only, in eval mode: ready to serve."
 
 
-def _no_eval_predict(model, images):
-    with torch.inference_mode():
-        return model(images).argmax(dim=1)
-
-
-def _logits(model, images):
-    model.eval()
-    with torch.inference_mode():
-        return model(images)
-
-
-def _with_grad(model, images):
-    model.eval()
-    return model(images).argmax(dim=1).float().requires_grad_()
-
-
-def _argmax_with_graph(model, images):
-    model.eval()
-    return model(images).argmax(1)
-
-
-def _grad_off_for_good(model, images):
-    torch.set_grad_enabled(False)
-    model.eval()
-    return model(images).argmax(dim=1)
-
-
-def _no_parentheses(model, images):
-    model.eval()
-    with torch.no_grad:  # the class, not an instance
-        return model(images).argmax(dim=1)
-
-
-def _copy_without_eval(model, images):
-    # keeps the caller's BatchNorm statistics, but Dropout is still on
-    scratch = copy.deepcopy(model)
-    with torch.no_grad():
-        return scratch(images).argmax(dim=1)
-
-
-def _seeded_train_mode(model, images):
-    torch.manual_seed(0)  # "the same answer every time", by fixing Dropout's masks
-    with torch.no_grad():
-        return model(images).argmax(dim=1)
-
-
-def _float_classes(model, images):
-    model.eval()
-    with torch.no_grad():
-        return model(images).softmax(dim=1).argmax(dim=1).float()
-
-
-def _argmax_dim0(model, images):
-    model.eval()
-    with torch.inference_mode():
-        return model(images).argmax(dim=0)
-
-
-def _grad_off_then_on(model, images):
-    torch.set_grad_enabled(False)
-    try:
-        model.eval()
-        return model(images).argmax(dim=1)
-    finally:
-        torch.set_grad_enabled(True)
-
-
-@torch.no_grad()
-def _decorated_and_restored(model, images):
-    was_training = model.training
-    model.eval()
-    try:
-        return model(images).softmax(dim=-1).argmax(dim=-1)
-    finally:
-        model.train(was_training)
-
-
-def _int32_classes(model, images):
-    model.train(False)
-    with torch.inference_mode():
-        return model(images).argmax(1).int()
-
-
-@exercise(
-    "predict_no_trace",
-    notebook=NB,
-    wrong=[
-        (_no_eval_predict, "eval"),
-        (_logits, "argmax"),
-        (_with_grad, "autograd"),
-        (_argmax_with_graph, "autograd on"),
-        (_grad_off_for_good, "autograd off for the whole process"),
-        (_no_parentheses, "parentheses"),
-        (_copy_without_eval, "dropout"),
-        (_seeded_train_mode, "running_mean"),
-        (_float_classes, "integer"),
-        (_argmax_dim0, "dim=1"),
-    ],
-    right=[_grad_off_then_on, _decorated_and_restored, _int32_classes],
-)
+@exercise("predict_no_trace", notebook=NB)
 def predict_no_trace(fn) -> str:
     """``fn(model, images)`` returns class indices, with no graph, no BatchNorm update, deterministically."""
     model = _trained_like_cnn(11)

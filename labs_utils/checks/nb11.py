@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import pickle
 import tempfile
 import warnings
@@ -59,9 +58,7 @@ def _train_state(
     optimizer.step()
     model_sd, optim_sd = get_state_dict(model, optimizer)
     ema = {
-        k: v.detach().clone() * 0.5
-        for k, v in model.state_dict().items()
-        if k.startswith("head.")
+        k: v.detach().clone() * 0.5 for k, v in model.state_dict().items() if k.startswith("head.")
     }
     state = {"model": model_sd, "model_ema": ema, "optim": optim_sd, "step": 1}
     return state, {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -102,16 +99,11 @@ def _save_sharded(folder: Path, state: dict[str, Any], world: int = 2) -> None:
             with _quiet_dcp():
                 dcp.save(local(state, rank), checkpoint_id=sub, no_dist=True)
             (sub / "__0_0.distcp").rename(folder / f"__{rank}_0.distcp")
-            with open(
-                sub / ".metadata", "rb"
-            ) as f:  # our own file, written a line above
+            with open(sub / ".metadata", "rb") as f:  # our own file, written a line above
                 parts.append(pickle.load(f))
     meta = parts[0]
     for key, item in list(meta.state_dict_metadata.items()):
-        if (
-            not isinstance(item, TensorStorageMetadata)
-            or key not in parts[-1].state_dict_metadata
-        ):
+        if not isinstance(item, TensorStorageMetadata) or key not in parts[-1].state_dict_metadata:
             continue
         chunks, row = [], 0
         for rank, part in enumerate(parts):
@@ -152,124 +144,6 @@ def _listing(folder: Path) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------
 
 
-def _whole_checkpoint(dcp_dir, out_path):
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-
-    dcp_to_torch_save(dcp_dir, out_path)
-
-
-def _prefixed_keys(dcp_dir, out_path):
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-
-    tmp = f"{out_path}.tmp"
-    dcp_to_torch_save(dcp_dir, tmp)
-    full = torch.load(tmp, weights_only=True)
-    torch.save({f"model.{k}": v for k, v in full["model"].items()}, out_path)
-    os.remove(tmp)
-
-
-def _nothing_written(dcp_dir, out_path):
-    return out_path
-
-
-def _loads_into_notebook_net(dcp_dir, out_path):
-    """dcp.load into the notebook's Net: the check's checkpoints have other shapes."""
-    from ..models import Net
-    from ..workers.dcp_workers import load_single_process
-
-    model = Net()
-    load_single_process(model, None, dcp_dir)
-    torch.save(model.state_dict(), out_path)
-
-
-def _leaves_temp_file(dcp_dir, out_path):
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-
-    tmp = f"{out_path}.full.tmp"
-    dcp_to_torch_save(dcp_dir, tmp)
-    torch.save(torch.load(tmp, weights_only=True)["model"], out_path)
-
-
-def _parameters_only(dcp_dir, out_path):
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-
-    tmp = f"{out_path}.full.tmp"
-    dcp_to_torch_save(dcp_dir, tmp)
-    model = torch.load(tmp, weights_only=True)["model"]
-    os.remove(tmp)
-    torch.save(
-        {k: v for k, v in model.items() if k.endswith(("weight", "bias"))}, out_path
-    )
-
-
-def _ema_weights(dcp_dir, out_path):
-    """Keeps every entry whose key starts with "model" (no dot): model_ema overwrites the head."""
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-
-    tmp = f"{out_path}.full.tmp"
-    dcp_to_torch_save(dcp_dir, tmp)
-    full = torch.load(tmp, weights_only=True)
-    os.remove(tmp)
-    weights = {}
-    for entry, value in full.items():
-        if entry.startswith("model"):
-            weights.update(value)
-    torch.save(weights, out_path)
-
-
-def _first_chunk_only(dcp_dir, out_path):
-    """Reads each tensor's bytes from rank 0's file only: half of every sharded tensor."""
-    import torch.distributed.checkpoint as dcp
-
-    meta = dcp.FileSystemReader(str(dcp_dir)).read_metadata()
-    state = {
-        "model": {
-            k[len("model.") :]: torch.zeros(tuple(v.chunks[0].sizes))
-            for k, v in meta.state_dict_metadata.items()
-            if k.startswith("model.") and hasattr(v, "chunks")
-        }
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dcp.load(state, checkpoint_id=dcp_dir, no_dist=True)
-    torch.save(state["model"], out_path)
-
-
-def _converts_then_overwrites(dcp_dir, out_path):
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-
-    dcp_to_torch_save(dcp_dir, out_path)
-    torch.save(torch.load(out_path, weights_only=True)["model"], out_path)
-
-
-def _by_loading(dcp_dir, out_path):
-    """Builds a model from the shapes in .metadata and loads into it with dcp.load."""
-    import torch.distributed.checkpoint as dcp
-
-    meta = dcp.FileSystemReader(str(dcp_dir)).read_metadata()
-    state = {
-        "model": {
-            k[len("model.") :]: torch.empty(tuple(v.size), dtype=v.properties.dtype)
-            for k, v in meta.state_dict_metadata.items()
-            if k.startswith("model.") and hasattr(v, "size")
-        }
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dcp.load(state, checkpoint_id=dcp_dir, no_dist=True)
-    torch.save(state["model"], out_path)
-
-
-def _in_a_temporary_folder(dcp_dir, out_path):
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-
-    with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as tmp:
-        dcp_to_torch_save(dcp_dir, Path(tmp) / "full.pth")
-        torch.save(
-            torch.load(Path(tmp) / "full.pth", weights_only=True)["model"], out_path
-        )
-
-
 def _checkpoint_failure(w: Wrong) -> str | None:
     """The last line of a CheckpointException's message (it wraps a traceback per rank), or None."""
     text = str(w)
@@ -279,9 +153,7 @@ def _checkpoint_failure(w: Wrong) -> str | None:
     return lines[-1] if len(lines) > 1 else "dcp.load failed"
 
 
-def _judge_weights_file(
-    out: Path, expected: dict[str, torch.Tensor], label: str
-) -> None:
+def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str) -> None:
     try:
         saved = torch.load(out, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -309,13 +181,9 @@ def _judge_weights_file(
     if missing:
         buffers = [k for k in missing if "running_" in k or "num_batches" in k]
         more = (
-            " (BatchNorm buffers are part of a state_dict too: keep every entry)"
-            if buffers
-            else ""
+            " (BatchNorm buffers are part of a state_dict too: keep every entry)" if buffers else ""
         )
-        raise Wrong(
-            f"with the {label} checkpoint, {missing[0]!r} is missing from the file{more}"
-        )
+        raise Wrong(f"with the {label} checkpoint, {missing[0]!r} is missing from the file{more}")
     if extra:
         raise Wrong(
             f"with the {label} checkpoint, the file has {extra[0]!r}, which is not a model key"
@@ -323,11 +191,7 @@ def _judge_weights_file(
     for k, v in expected.items():
         got = saved[k]
         if not isinstance(got, torch.Tensor) or got.shape != v.shape:
-            shape = (
-                tuple(got.shape)
-                if isinstance(got, torch.Tensor)
-                else type(got).__name__
-            )
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
             raise Wrong(
                 f"with the {label} checkpoint, {k} has shape {shape}, the model's is {tuple(v.shape)}: "
                 "save whole tensors (dcp_to_torch_save stitches the chunks together)"
@@ -339,21 +203,7 @@ def _judge_weights_file(
             )
 
 
-@exercise(
-    "dcp_to_weights",
-    notebook=NB,
-    wrong=[
-        (_whole_checkpoint, "only the model"),
-        (_prefixed_keys, "prefix"),
-        (_nothing_written, "nothing was written"),
-        (_loads_into_notebook_net, "other keys and shapes"),
-        (_leaves_temp_file, "left"),
-        (_parameters_only, "buffers"),
-        (_ema_weights, "differs from the weights"),
-        (_first_chunk_only, "whole shape"),
-    ],
-    right=[_converts_then_overwrites, _by_loading, _in_a_temporary_folder],
-)
+@exercise("dcp_to_weights", notebook=NB)
 def dcp_to_weights(fn) -> str:
     """``fn(dcp_dir, out_path)`` writes a torch.save file holding only the model's state_dict."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -392,9 +242,7 @@ def dcp_to_weights(fn) -> str:
                     "once the weights are saved (os.remove)"
                 )
             if _listing(folder) != before:
-                raise Wrong(
-                    "your function changed the checkpoint folder; write only to out_path"
-                )
+                raise Wrong("your function changed the checkpoint folder; write only to out_path")
             _judge_weights_file(out, expected, label)
     return (
         "a weights-only file from both checkpoints (one process, two ranks), ready for "
@@ -405,126 +253,6 @@ def dcp_to_weights(fn) -> str:
 # --------------------------------------------------------------------------------------------
 # Exercise 2: saved_shapes
 # --------------------------------------------------------------------------------------------
-
-
-def _read_metadata(dcp_dir):
-    import torch.distributed.checkpoint as dcp
-
-    return dcp.FileSystemReader(str(dcp_dir)).read_metadata().state_dict_metadata
-
-
-def _with_prefix(dcp_dir):
-    return {
-        k: tuple(v.size)
-        for k, v in _read_metadata(dcp_dir).items()
-        if k.startswith("model.")
-    }
-
-
-def _everything(dcp_dir):
-    return {
-        k.split(".", 1)[1]: tuple(v.size)
-        for k, v in _read_metadata(dcp_dir).items()
-        if hasattr(v, "size")
-    }
-
-
-def _torch_sizes(dcp_dir):
-    return {
-        k[6:]: list(v.size)
-        for k, v in _read_metadata(dcp_dir).items()
-        if k.startswith("model.")
-    }
-
-
-def _first_chunk(dcp_dir):
-    return {
-        k[6:]: tuple(v.chunks[0].sizes)
-        for k, v in _read_metadata(dcp_dir).items()
-        if k.startswith("model.")
-    }
-
-
-def _replace_prefix(dcp_dir):
-    return {
-        k.replace("model.", ""): tuple(v.size)
-        for k, v in _read_metadata(dcp_dir).items()
-        if k.startswith("model.")
-    }
-
-
-def _no_dot(dcp_dir):
-    return {
-        k[6:]: tuple(v.size)
-        for k, v in _read_metadata(dcp_dir).items()
-        if k.startswith("model")
-    }
-
-
-def _by_converting(dcp_dir):
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-
-    with tempfile.TemporaryDirectory() as tmp:
-        dcp_to_torch_save(dcp_dir, Path(tmp) / "full.pth")
-        full = torch.load(Path(tmp) / "full.pth", weights_only=True)
-    return {k: tuple(v.shape) for k, v in full["model"].items()}
-
-
-def _by_loading_the_notebook_net(dcp_dir):
-    from ..models import Net
-    from ..workers.dcp_workers import load_single_process
-
-    model = Net()
-    load_single_process(model, None, dcp_dir)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
-def _by_loading_exact_shapes(dcp_dir):
-    import torch.distributed.checkpoint as dcp
-
-    meta = _read_metadata(dcp_dir)
-    state = {
-        "model": {
-            k[6:]: torch.empty(tuple(v.size))
-            for k, v in meta.items()
-            if k.startswith("model.") and hasattr(v, "size")
-        }
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dcp.load(state, checkpoint_id=dcp_dir, no_dist=True)
-    return {k: tuple(v.shape) for k, v in state["model"].items()}
-
-
-def _summed_chunks(dcp_dir):
-    return {
-        k[6:]: tuple(sum(c.sizes[d] for c in v.chunks) for d in range(len(v.size)))
-        for k, v in _read_metadata(dcp_dir).items()
-        if k.startswith("model.") and hasattr(v, "chunks")
-    }
-
-
-def _removeprefix_torch_size(dcp_dir):
-    from torch.distributed.checkpoint import FileSystemReader
-    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-
-    meta = FileSystemReader(Path(dcp_dir)).read_metadata()
-    return {
-        k.removeprefix("model."): v.size
-        for k, v in meta.state_dict_metadata.items()
-        if k.startswith("model.") and isinstance(v, TensorStorageMetadata)
-    }
-
-
-def _chunk_extents(dcp_dir):
-    out = {}
-    for k, v in _read_metadata(dcp_dir).items():
-        if k.startswith("model.") and hasattr(v, "chunks"):
-            out[k[len("model.") :]] = tuple(
-                max(c.offsets[d] + c.sizes[d] for c in v.chunks)
-                for d in range(len(v.size))
-            )
-    return out
 
 
 @contextlib.contextmanager
@@ -564,23 +292,7 @@ def _data_reads():
         yield seen
 
 
-@exercise(
-    "saved_shapes",
-    notebook=NB,
-    wrong=[
-        (_with_prefix, "without the 'model.' prefix"),
-        (_everything, "only the model"),
-        (_torch_sizes, "tuple"),
-        (_first_chunk, "chunk"),
-        (_replace_prefix, "in the middle"),
-        (_no_dot, "model_ema"),
-        (_by_converting, "read tensor data"),
-        (_by_loading_the_notebook_net, "read tensor data"),
-        (_by_loading_exact_shapes, "read tensor data"),
-        (_summed_chunks, "chunk"),
-    ],
-    right=[_removeprefix_torch_size, _chunk_extents],
-)
+@exercise("saved_shapes", notebook=NB)
 def saved_shapes(fn) -> str:
     """``fn(dcp_dir)`` returns {model key without 'model.': global shape tuple}, from .metadata only."""
     with tempfile.TemporaryDirectory() as tmp:

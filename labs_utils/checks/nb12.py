@@ -97,61 +97,6 @@ def _differs(a: Any, b: Any) -> bool:
 NB1 = "01_state_dict_basics"
 
 
-def _save_whole(model, path):
-    torch.save(model, path)
-
-
-def _save_params_only(model, path):
-    torch.save(dict(model.named_parameters()), path)
-
-
-def _save_method(model, path):
-    torch.save(model.state_dict, path)  # the method, not its result
-
-
-def _save_wrapped(model, path):
-    torch.save({"model": model.state_dict()}, path)
-
-
-def _save_params_detached(model, path):
-    torch.save({k: v.detach() for k, v in model.named_parameters()}, path)
-
-
-def _save_half(model, path):
-    torch.save({k: v.half() for k, v in model.state_dict().items()}, path)
-
-
-def _save_numpy(model, path):
-    torch.save({k: v.numpy() for k, v in model.state_dict().items()}, path)
-
-
-def _save_other_model(model, path):
-    # like using the notebook's global `model`
-    torch.save(type(model)().state_dict(), path)
-
-
-def _save_keep_vars(model, path):
-    torch.save(model.state_dict(keep_vars=True), path)
-
-
-def _save_safetensors(model, path):
-    from safetensors.torch import save_file
-
-    save_file(model.state_dict(), str(path))
-
-
-def _save_detached_copy(model, path):
-    torch.save(
-        {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, path
-    )
-
-
-def _save_with_helper(model, path):
-    from ..toolkit import save_checkpoint
-
-    save_checkpoint(model.state_dict(), path)
-
-
 def _is_safetensors(path: Path) -> bool:
     """A safetensors file starts with the length of its JSON header (8 bytes), then '{'."""
     head = path.read_bytes()[:9]
@@ -187,23 +132,7 @@ def _serving_refusal(err: BaseException) -> str:
     return f"torch.load refuses the file with weights_only=True ({type(err).__name__}); save model.state_dict()"
 
 
-@exercise(
-    "capstone_save_for_serving",
-    notebook=NB1,
-    wrong=[
-        (_save_whole, "whole model"),
-        (_save_params_only, "detach"),
-        (_save_method, "call it"),
-        (_save_wrapped, "state_dict itself"),
-        (_save_params_detached, "buffers"),
-        (_save_half, "float16"),
-        (_save_numpy, "numpy"),
-        (_save_other_model, "model you were given"),
-        (_save_keep_vars, "require grad"),
-        (_save_safetensors, "safetensors"),
-    ],
-    right=[_save_detached_copy, _save_with_helper],
-)
+@exercise("capstone_save_for_serving", notebook=NB1)
 def capstone_save_for_serving(fn) -> str:
     """``fn(model, path)`` writes a file that safe loading accepts and that holds the state_dict
     of the model it was given (tried on a Net and on a SmallCNN with BatchNorm buffers)."""
@@ -286,9 +215,7 @@ def _resume_setup(kind: str, seed: int = 0):
         torch.manual_seed(seed)
         model = SmallCNN(dropout=0.0)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=[2, 4], gamma=0.3
-        )
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 4], gamma=0.3)
     return model, optimizer, scheduler
 
 
@@ -312,144 +239,6 @@ def _steps(model, optimizer, scheduler, n: int, data: torch.Generator) -> None:
         scheduler.step()
 
 
-def _save_model_only(model, optimizer, scheduler, epoch, path):
-    torch.save({"model": model.state_dict(), "epoch": epoch}, path)
-
-
-def _save_no_scheduler(model, optimizer, scheduler, epoch, path):
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": epoch,
-        },
-        path,
-    )
-
-
-def _save_wrong_optimizer_state(model, optimizer, scheduler, epoch, path):
-    fresh = type(optimizer)(model.parameters(), **{"lr": optimizer.defaults["lr"]})
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": fresh.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-        },
-        path,
-    )
-
-
-def _save_param_groups_only(model, optimizer, scheduler, epoch, path):
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict()["param_groups"],
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-        },
-        path,
-    )
-
-
-def _save_optimizer_object(model, optimizer, scheduler, epoch, path):
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer,
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-        },
-        path,
-    )
-
-
-def _save_last_lr(model, optimizer, scheduler, epoch, path):
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.get_last_lr(),
-            "epoch": epoch,
-        },
-        path,
-    )
-
-
-def _save_lr_scheduler_key(model, optimizer, scheduler, epoch, path):
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "lr_scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-        },
-        path,
-    )
-
-
-def _save_parameters_only_model(model, optimizer, scheduler, epoch, path):
-    torch.save(
-        {
-            "model": {k: v.detach() for k, v in model.named_parameters()},
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-        },
-        path,
-    )
-
-
-def _save_next_epoch(model, optimizer, scheduler, epoch, path):
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch + 1,
-        },
-        path,
-    )
-
-
-def _save_torch_version(model, optimizer, scheduler, epoch, path):
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "version": torch.__version__,
-        },
-        path,
-    )
-
-
-def _save_list(model, optimizer, scheduler, epoch, path):
-    torch.save(
-        [model.state_dict(), optimizer.state_dict(), scheduler.state_dict(), epoch],
-        path,
-    )
-
-
-def _save_resume_deepcopy(model, optimizer, scheduler, epoch, path):
-    import copy
-
-    from ..toolkit import capture_rng_state
-
-    torch.save(
-        dict(
-            model=model.state_dict(),
-            optimizer=copy.deepcopy(optimizer.state_dict()),
-            scheduler=scheduler.state_dict(),
-            epoch=int(epoch),
-            rng=capture_rng_state(),
-            version=str(torch.__version__),
-        ),
-        path,
-    )
-
-
 _OBJECTS = {
     "torch.optim.lr_scheduler": "scheduler",
     "torch.optim": "optimizer",
@@ -457,24 +246,7 @@ _OBJECTS = {
 }
 
 
-@exercise(
-    "capstone_save_for_resume",
-    notebook=NB2,
-    wrong=[
-        (_save_model_only, "optimizer"),
-        (_save_no_scheduler, "scheduler"),
-        (_save_wrong_optimizer_state, "differs"),
-        (_save_param_groups_only, "param_groups alone"),
-        (_save_optimizer_object, "optimizer object"),
-        (_save_last_lr, "get_last_lr"),
-        (_save_lr_scheduler_key, "'lr_scheduler'"),
-        (_save_parameters_only_model, "buffers"),
-        (_save_next_epoch, "epoch you were given"),
-        (_save_torch_version, "TorchVersion"),
-        (_save_list, "one dict"),
-    ],
-    right=[_save_resume_deepcopy],
-)
+@exercise("capstone_save_for_resume", notebook=NB2)
 def capstone_save_for_resume(fn) -> str:
     """``fn(model, optimizer, scheduler, epoch, path)`` writes one dict with the keys "model",
     "optimizer", "scheduler" and "epoch" from which training resumes exactly. Tried with
@@ -510,9 +282,7 @@ def capstone_save_for_resume(fn) -> str:
                 ) from None
         if optimizer.state_dict()["state"].keys() != first[1].state_dict()[
             "state"
-        ].keys() or _differs(
-            optimizer.state_dict()["state"], first[1].state_dict()["state"]
-        ):
+        ].keys() or _differs(optimizer.state_dict()["state"], first[1].state_dict()["state"]):
             raise Wrong(
                 f"with {type(optimizer).__name__}, the optimizer state in the file differs from the live "
                 "optimizer's (its moments or momentum buffers): save optimizer.state_dict() of the "
@@ -520,9 +290,7 @@ def capstone_save_for_resume(fn) -> str:
             )
         # the data stream goes on where it stopped
         _steps(model, optimizer, scheduler, n=epoch, data=data)
-        for (k, a), b in zip(
-            straight[0].state_dict().items(), model.state_dict().values()
-        ):
+        for (k, a), b in zip(straight[0].state_dict().items(), model.state_dict().values()):
             if not torch.equal(a, b):
                 raise Wrong(
                     f"after resuming, {k} differs from the uninterrupted run: save the live "
@@ -560,13 +328,9 @@ def _check_resume_entries(ckpt: Any, live: tuple, epoch: int) -> None:
         )
     for key in ("model", "optimizer", "scheduler", "epoch"):
         if key not in ckpt:
-            near = [
-                k for k in ckpt if isinstance(k, str) and key in k.lower() and k != key
-            ]
+            near = [k for k in ckpt if isinstance(k, str) and key in k.lower() and k != key]
             named = (
-                f" (you named it {near[0]!r}; the task and resume() use {key!r})"
-                if near
-                else ""
+                f" (you named it {near[0]!r}; the task and resume() use {key!r})" if near else ""
             )
             raise Wrong(
                 f"the checkpoint has no '{key}' entry{named}: without the {key} state the resumed run "
@@ -574,9 +338,7 @@ def _check_resume_entries(ckpt: Any, live: tuple, epoch: int) -> None:
             )
     state = ckpt["model"]
     if not isinstance(state, Mapping):
-        raise Wrong(
-            f"the 'model' entry is a {type(state).__name__}: save model.state_dict()"
-        )
+        raise Wrong(f"the 'model' entry is a {type(state).__name__}: save model.state_dict()")
     missing = sorted(set(model.state_dict()) - set(state))
     if missing:
         kind = (
@@ -624,113 +386,7 @@ def _check_resume_entries(ckpt: Any, live: tuple, epoch: int) -> None:
 NB3 = "07_ddp_and_wrapper_prefixes"
 
 
-def _load_strict(path):
-    from ..models import Net
-
-    model = Net()
-    model.load_state_dict(torch.load(path))
-    return model
-
-
-def _load_non_strict(path):
-    from ..models import Net
-
-    model = Net()
-    model.load_state_dict(torch.load(path), strict=False)
-    return model
-
-
-def _load_stripped_non_strict(path):
-    from ..models import Net
-
-    state = {k.removeprefix("module."): v for k, v in torch.load(path).items()}
-    model = Net()
-    model.load_state_dict(state, strict=False)
-    return model
-
-
-def _load_into_data_parallel(path):
-    from ..models import Net
-
-    state = torch.load(path)
-    if not next(iter(state)).startswith("module."):
-        state = {f"module.{k}": v for k, v in state.items()}
-    model = nn.DataParallel(Net())
-    model.load_state_dict(state)
-    return model
-
-
-def _load_slice_every_key(path):
-    from ..models import Net
-
-    model = Net()
-    model.load_state_dict({k[7:]: v for k, v in torch.load(path).items()})
-    return model
-
-
-def _load_returns_result(path):
-    from ..models import Net
-
-    state = {k.removeprefix("module."): v for k, v in torch.load(path).items()}
-    return Net().load_state_dict(state)
-
-
-def _load_only_ddp_files(path):
-    from ..models import Net
-
-    state = torch.load(path)
-    model = Net()
-    if next(iter(state)).startswith("module."):
-        model.load_state_dict({k[len("module.") :]: v for k, v in state.items()})
-    return model  # a plain file: nothing loaded
-
-
-def _load_positional_false(path):
-    from ..models import Net
-
-    state = torch.load(path)
-    torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state, "module.")
-    model = Net()
-    model.load_state_dict(state, False)
-    return model
-
-
-def _load_normalize_keys(path):
-    from ..models import Net
-    from ..toolkit import normalize_keys
-
-    model = Net()
-    model.load_state_dict(
-        normalize_keys(torch.load(path, map_location="cpu", weights_only=True))
-    )
-    return model
-
-
-def _load_removeprefix(path):
-    from ..models import Net
-
-    model = Net()
-    model.load_state_dict(
-        {k.removeprefix("module."): v for k, v in torch.load(path).items()}, strict=True
-    )
-    return model
-
-
-@exercise(
-    "capstone_load_ddp_weights",
-    notebook=NB3,
-    wrong=[
-        (_load_strict, "module."),
-        (_load_non_strict, "strict=False hides"),
-        (_load_stripped_non_strict, "strictly"),
-        (_load_positional_false, "strictly"),
-        (_load_into_data_parallel, "plain net"),
-        (_load_slice_every_key, "plain file"),
-        (_load_returns_result, "_IncompatibleKeys"),
-        (_load_only_ddp_files, "was not loaded"),
-    ],
-    right=[_load_normalize_keys, _load_removeprefix],
-)
+@exercise("capstone_load_ddp_weights", notebook=NB3)
 def capstone_load_ddp_weights(fn) -> str:
     """``fn(path)`` returns a plain ``Net`` loaded strictly from a file saved with or without a
     DDP ``module.`` prefix."""
@@ -747,9 +403,7 @@ def capstone_load_ddp_weights(fn) -> str:
         for what, sd in cases.items():
             path = Path(tmp) / "w.pth"
             torch.save(sd, path)
-            with crash.watching(
-                torch.serialization.load, nn.Module.load_state_dict
-            ) as seen:
+            with crash.watching(torch.serialization.load, nn.Module.load_state_dict) as seen:
                 try:
                     model = call_answer(fn, path)
                 except Wrong as w:
@@ -764,18 +418,14 @@ def capstone_load_ddp_weights(fn) -> str:
                 for a in seen.arguments.get(nn.Module.load_state_dict, [])
                 if not a.get("strict", True) and isinstance(a.get("self"), Net)
             ]
-            if isinstance(
-                model, (nn.DataParallel, nn.parallel.DistributedDataParallel)
-            ):
+            if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
                 raise Wrong(
                     f"with {what}: you returned the Net wrapped in {type(model).__name__}, whose keys "
                     "start with 'module.'; serving wants the plain Net: strip the prefix from the file's "
                     "keys instead"
                 )
             if not isinstance(model, Net):
-                raise Wrong(
-                    f"return the loaded model (a Net), got {type(model).__name__}"
-                )
+                raise Wrong(f"return the loaded model (a Net), got {type(model).__name__}")
             for k, v in reference.state_dict().items():
                 if not torch.equal(model.state_dict()[k], v):
                     if non_strict:
@@ -852,96 +502,6 @@ def needs_a_gpu(message: str) -> bool:
     return bool(_NO_GPU.search(message))
 
 
-def _load_gpu_default(path):
-    from ..models import SimpleModel
-
-    model = SimpleModel()
-    model.load_state_dict(torch.load(path))
-    return model
-
-
-def _load_gpu_then_cuda(path):
-    from ..models import SimpleModel
-
-    model = SimpleModel().to("cuda")  # the code the GPU box ran
-    model.load_state_dict(torch.load(path, map_location="cpu"))
-    return model
-
-
-def _load_gpu_cuda_prefix_dict(path):
-    from ..models import SimpleModel
-
-    model = SimpleModel()
-    model.load_state_dict(torch.load(path, map_location={"cuda": "cpu"}))
-    return model
-
-
-def _load_gpu_cpu_after(path):
-    from ..models import SimpleModel
-
-    model = SimpleModel()
-    model.load_state_dict(torch.load(path))
-    return model.cpu()
-
-
-def _load_gpu_default_device(path):
-    from ..models import SimpleModel
-
-    with torch.device("cpu"):
-        model = SimpleModel()
-        model.load_state_dict(torch.load(path))
-    return model
-
-
-def _load_gpu_map_cuda(path):
-    from ..models import SimpleModel
-
-    model = SimpleModel()
-    model.load_state_dict(torch.load(path, map_location="cuda:0"))
-    return model
-
-
-def _load_gpu_device_values(path):
-    from ..models import SimpleModel
-
-    model = SimpleModel()
-    model.load_state_dict(
-        torch.load(path, map_location={"cuda:0": torch.device("cpu")})
-    )
-    return model
-
-
-def _load_gpu_returns_state(path):
-    return torch.load(path, map_location="cpu")
-
-
-def _load_gpu_device_at_run_time(path):
-    from ..models import SimpleModel
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = SimpleModel()
-    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-    return model.to("cpu")
-
-
-def _load_gpu_full_tag_dict(path):
-    from ..models import SimpleModel
-
-    model = SimpleModel()
-    model.load_state_dict(torch.load(path, map_location={"cuda:0": "cpu"}))
-    return model
-
-
-def _load_gpu_lambda(path):
-    from ..models import SimpleModel
-
-    model = SimpleModel()
-    model.load_state_dict(
-        torch.load(path, map_location=lambda storage, location: storage)
-    )
-    return model
-
-
 @contextlib.contextmanager
 def _as_on_a_cpu_only_host():
     """Run the answer as the serving host would, whatever this machine has: where CUDA is
@@ -1015,21 +575,7 @@ def _gpu_hint(loads: list[dict[str, Any]], error: str) -> str:
     )
 
 
-@exercise(
-    "capstone_load_gpu_weights",
-    notebook=NB4,
-    wrong=[
-        (_load_gpu_default, "map_location"),
-        (_load_gpu_then_cuda, "moves the model to the gpu"),
-        (_load_gpu_cuda_prefix_dict, "'cuda:0'"),
-        (_load_gpu_cpu_after, "too late"),
-        (_load_gpu_default_device, "too late"),
-        (_load_gpu_map_cuda, "map_location='cpu'"),
-        (_load_gpu_returns_state, "SimpleModel"),
-        (_load_gpu_device_values, "must be strings"),
-    ],
-    right=[_load_gpu_device_at_run_time, _load_gpu_full_tag_dict, _load_gpu_lambda],
-)
+@exercise("capstone_load_gpu_weights", notebook=NB4)
 def capstone_load_gpu_weights(fn) -> str:
     """``fn(path)`` returns a ``SimpleModel`` on the CPU loaded from data/gpu_weights_cuda0.pth."""
     from .. import data_file
@@ -1069,9 +615,7 @@ def capstone_load_gpu_weights(fn) -> str:
                 "has none: keep the model on the CPU"
             )
         if not torch.equal(t, v):
-            raise Wrong(
-                f"{k} does not hold the file's values: load the state_dict strictly"
-            )
+            raise Wrong(f"{k} does not hold the file's values: load the state_dict strictly")
     return "the GPU-saved weights are on the CPU, every tensor equal to the file's."
 
 
@@ -1079,96 +623,7 @@ def capstone_load_gpu_weights(fn) -> str:
 NB5 = "08_safe_loading"
 
 
-def _load_unsafe(path):
-    return torch.load(path, weights_only=False)
-
-
-def _load_default(path):
-    return torch.load(path)
-
-
-def _load_process_wide(path):
-    from ..capstone import RunInfo
-
-    torch.serialization.add_safe_globals([RunInfo])
-    return torch.load(path, weights_only=True)
-
-
-def _load_by_name(path):
-    with torch.serialization.safe_globals(["labs_utils.capstone.RunInfo"]):
-        return torch.load(path, weights_only=True)
-
-
-def _load_fallback(path):
-    from ..capstone import RunInfo
-
-    try:
-        with torch.serialization.safe_globals([RunInfo]):
-            return torch.load(path, weights_only=True)
-    except Exception:
-        return torch.load(path, weights_only=False)
-
-
-def _load_then_validate(path):
-    from ..capstone import RunInfo
-
-    card = torch.load(path, weights_only=False)
-    if not isinstance(
-        card.get("info"), RunInfo
-    ):  # too late: unpickling already ran the payload
-        raise ValueError("unexpected object in the model card")
-    return card
-
-
-def _load_swallow(path):
-    from ..capstone import RunInfo
-
-    try:
-        with torch.serialization.safe_globals([RunInfo]):
-            return torch.load(path, weights_only=True)
-    except Exception:
-        return {}
-
-
-def _load_also_getattr(path):
-    from ..capstone import RunInfo
-
-    with torch.serialization.safe_globals(
-        [RunInfo, getattr]
-    ):  # "the other file asked for getattr"
-        return torch.load(path, weights_only=True)
-
-
-def _load_model_only(path):
-    from ..capstone import RunInfo
-
-    with torch.serialization.safe_globals([RunInfo]):
-        return torch.load(path, weights_only=True)["model"]
-
-
-def _load_pair(path):
-    from ..capstone import RunInfo
-
-    with torch.serialization.safe_globals([(RunInfo, "labs_utils.capstone.RunInfo")]):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
-@exercise(
-    "capstone_load_safely",
-    notebook=NB5,
-    wrong=[
-        (_load_unsafe, "marker"),
-        (_load_default, "RunInfo"),
-        (_load_process_wide, "for this one load"),
-        (_load_by_name, "not strings"),
-        (_load_fallback, "ran its payload"),
-        (_load_then_validate, "too late"),
-        (_load_swallow, "raise"),
-        (_load_also_getattr, "also lets through getattr"),
-        (_load_model_only, "return what the file holds"),
-    ],
-    right=[_load_pair],
-)
+@exercise("capstone_load_safely", notebook=NB5)
 def capstone_load_safely(fn) -> str:
     """``fn(path)`` loads a checkpoint holding weights plus a ``RunInfo``, allowing exactly RunInfo
     for that one load, and refuses a malicious file with an error."""
@@ -1208,9 +663,7 @@ def capstone_load_safely(fn) -> str:
             )
         extra = [
             e
-            for args in seen.arguments.get(
-                torch._weights_only_unpickler._add_safe_globals, []
-            )
+            for args in seen.arguments.get(torch._weights_only_unpickler._add_safe_globals, [])
             for e in (args.get("safe_globals") or [])
             if not _mentions_runinfo([e]) and not _torch_own(e)
         ]
@@ -1225,9 +678,7 @@ def capstone_load_safely(fn) -> str:
                 "weights_only=True, allow exactly that class with "
                 "torch.serialization.safe_globals([RunInfo])"
             )
-        if loaded["info"] != info or _differs(
-            dict(loaded["model"]), _net().state_dict()
-        ):
+        if loaded["info"] != info or _differs(dict(loaded["model"]), _net().state_dict()):
             raise Wrong(
                 "the dict you returned does not hold the file's contents: return what torch.load read"
             )
@@ -1276,19 +727,13 @@ def _torch_own(e: Any) -> bool:
 def _mentions_runinfo(entries: Any) -> bool:
     from ..capstone import RunInfo
 
-    return any(
-        (e[0] if isinstance(e, tuple) and e else e) is RunInfo for e in entries or []
-    )
+    return any((e[0] if isinstance(e, tuple) and e else e) is RunInfo for e in entries or [])
 
 
-def _safe_globals_hint(
-    seen: crash.WriteTrace, message: str, allowed_before: list
-) -> None:
+def _safe_globals_hint(seen: crash.WriteTrace, message: str, allowed_before: list) -> None:
     entries = [
         e
-        for args in seen.arguments.get(
-            torch._weights_only_unpickler._add_safe_globals, []
-        )
+        for args in seen.arguments.get(torch._weights_only_unpickler._add_safe_globals, [])
         for e in (args.get("safe_globals") or [])
     ]
     strings = [e for e in entries if isinstance(e, str)]
@@ -1320,133 +765,6 @@ class _Exploding:
 
     def __reduce__(self):
         raise RuntimeError("simulated failure in the middle of torch.save")
-
-
-def _save_direct(obj, path):
-    torch.save(obj, path)
-
-
-def _save_temp_elsewhere(obj, path):
-    tmp = Path(tempfile.gettempdir()) / f"{Path(path).name}.partial"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _save_bytes_then_overwrite(obj, path):
-    buf = io.BytesIO()
-    torch.save(obj, buf)  # a pickling error happens here, before the file is touched
-    Path(path).write_bytes(buf.getvalue())  # but this truncates last.pth, then writes
-
-
-def _save_with_backup(obj, path):
-    path = Path(path)
-    backup = path.with_name(path.name + ".bak")
-    if path.exists():
-        shutil.copy2(path, backup)
-    try:
-        torch.save(obj, path)
-    except BaseException:
-        if backup.exists():
-            shutil.copy2(backup, path)  # never runs when the process is killed
-        raise
-    finally:
-        backup.unlink(missing_ok=True)
-
-
-def _save_remove_then_rename(obj, path):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        # os.rename will not overwrite on Windows, so make room
-        path.unlink(missing_ok=True)
-        os.rename(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _save_temp_then_copy(obj, path):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        shutil.copyfile(tmp, path)
-    finally:
-        os.unlink(tmp)
-
-
-def _save_no_fsync(obj, path):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _save_no_cleanup(obj, path):
-    tmp = Path(path).with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _save_swallowing(obj, path):
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except Exception:
-        tmp.unlink(missing_ok=True)
-
-
-def _save_labs_utils(obj, path):
-    from ..toolkit import save_checkpoint
-
-    save_checkpoint(obj, path)
-
-
-def _save_named_temporary(obj, path):
-    path = Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as f:
-        try:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        except BaseException:
-            f.close()
-            os.unlink(f.name)
-            raise
-    os.replace(f.name, path)
-
-
-def _save_mkstemp_rename(obj, path):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        os.remove(tmp)
-        raise
 
 
 def _umask() -> int:
@@ -1485,23 +803,17 @@ class _Moment:
     backups: list[str]
 
 
-def _moment(
-    state: str, k: int, call: str, path: Path, folder: Path, old: bytes
-) -> _Moment:
+def _moment(state: str, k: int, call: str, path: Path, folder: Path, old: bytes) -> _Moment:
     size = path.stat().st_size if path.exists() else 0
     backups = sorted(
-        p.name
-        for p in folder.iterdir()
-        if p != path and p.is_file() and p.read_bytes() == old
+        p.name for p in folder.iterdir() if p != path and p.is_file() and p.read_bytes() == old
     )
     return _Moment(state, k, call, size, backups)
 
 
 def _tear_hint(m: _Moment, n_calls: int, trace: crash.WriteTrace, real: bool) -> str:
     how = "a SIGKILL" if real else "a crash"
-    when = (
-        f"{how} just before its {_ordinal(m.k + 1)} of {n_calls} write calls ({m.call})"
-    )
+    when = f"{how} just before its {_ordinal(m.k + 1)} of {n_calls} write calls ({m.call})"
     if m.state == "missing":
         return (
             f"{when} left no last.pth at all: your function removes (or renames away) the old file before "
@@ -1559,23 +871,7 @@ def _labs_utils_savers() -> list[Any]:
     ]
 
 
-@exercise(
-    "capstone_save_atomically",
-    notebook=NB6,
-    wrong=[
-        (_save_direct, "in place"),
-        (_save_temp_elsewhere, "another folder"),
-        (_save_bytes_then_overwrite, "serialising into memory"),
-        (_save_with_backup, "backup"),
-        (_save_remove_then_rename, "no last.pth at all"),
-        (_save_temp_then_copy, "copying"),
-        (_save_no_fsync, "fsync"),
-        (_save_no_cleanup, "temporary file behind"),
-        (_save_swallowing, "swallowed"),
-        (_save_labs_utils, "labs_utils"),
-    ],
-    right=[_save_named_temporary, _save_mkstemp_rename],
-)
+@exercise("capstone_save_atomically", notebook=NB6)
 def capstone_save_atomically(fn) -> str:
     """``fn(obj, path)`` saves so that a crash at any moment of the save leaves the previous file or
     the complete new one, a failed save leaves the previous file and no litter, and the data is
@@ -1692,18 +988,10 @@ def capstone_save_atomically(fn) -> str:
             )
 
         # 4. durability: the data reaches the disk before the name points at it
-        replace_at = [
-            i
-            for i, name in enumerate(seen.calls)
-            if name in ("os.replace", "os.rename")
-        ]
-        synced = [
-            pos for pos, inode, is_dir in fsynced if inode == saved_inode and not is_dir
-        ]
+        replace_at = [i for i, name in enumerate(seen.calls) if name in ("os.replace", "os.rename")]
+        synced = [pos for pos, inode, is_dir in fsynced if inode == saved_inode and not is_dir]
         if fsynced or "os.fsync" in seen.calls or "os.fdatasync" in seen.calls:
-            if fsynced and not any(
-                replace_at and pos <= replace_at[-1] for pos in synced
-            ):
+            if fsynced and not any(replace_at and pos <= replace_at[-1] for pos in synced):
                 raise Wrong(
                     "the temporary file was not fsynced before os.replace: a kill leaves it intact, but after "
                     "a power cut the rename can reach the disk before the data. Call f.flush() and "
@@ -1760,9 +1048,7 @@ class _recording_fsync:
             def wrapper(fd, _real=real):
                 try:
                     st = os.fstat(fd if isinstance(fd, int) else fd.fileno())
-                    self.out.append(
-                        (self.position(), st.st_ino, stat.S_ISDIR(st.st_mode))
-                    )
+                    self.out.append((self.position(), st.st_ino, stat.S_ISDIR(st.st_mode)))
                 except (OSError, AttributeError, TypeError):
                     pass
                 return _real(fd)

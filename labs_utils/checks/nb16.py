@@ -97,12 +97,8 @@ def _lightning_module(kind: str):
         def __init__(self, hidden: int = 12):
             super().__init__()
             self.save_hyperparameters()
-            self.net = nn.Sequential(
-                nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3)
-            )
-            self.net_ema = nn.Sequential(
-                nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3)
-            )
+            self.net = nn.Sequential(nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+            self.net_ema = nn.Sequential(nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3))
             self.net_ema.requires_grad_(False)
             self.loss_fn = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 3.0, 0.5]))
 
@@ -162,10 +158,7 @@ def _lightning_cases() -> tuple[dict[str, Any], ...]:
             )
             trainer.fit(lit, loader)
             expected = {
-                a: {
-                    k: v.detach().clone()
-                    for k, v in getattr(lit, a).state_dict().items()
-                }
+                a: {k: v.detach().clone() for k, v in getattr(lit, a).state_dict().items()}
                 for a in attributes
             }
             templates = {a: copy.deepcopy(getattr(lit, a)) for a in attributes}
@@ -205,9 +198,7 @@ def _judge_weights(out: Any, case: dict[str, Any], attribute: str) -> None:
     where = f"{case['name']}, attribute {attribute!r}"
     expected = case["expected"][attribute]
     if not isinstance(out, Mapping):
-        raise Wrong(
-            f"{where}: return a dict of key -> tensor, got {type(out).__name__}"
-        )
+        raise Wrong(f"{where}: return a dict of key -> tensor, got {type(out).__name__}")
     got = set(out)
     want = set(expected)
     prefix = attribute + "."
@@ -235,9 +226,7 @@ def _judge_weights(out: Any, case: dict[str, Any], attribute: str) -> None:
             )
     if unexpected:
         other_attr = sorted(
-            k
-            for k in case["all_keys"]
-            if k.startswith(attribute) and not k.startswith(prefix)
+            k for k in case["all_keys"] if k.startswith(attribute) and not k.startswith(prefix)
         )
         if other_attr and any(
             k.lstrip("._") in {o[len(attribute) :].lstrip("._") for o in other_attr}
@@ -259,9 +248,7 @@ def _judge_weights(out: Any, case: dict[str, Any], attribute: str) -> None:
     for k, v in expected.items():
         value = out[k]
         if not isinstance(value, torch.Tensor):
-            raise Wrong(
-                f"{where}: {k!r} should be a tensor, got {type(value).__name__}"
-            )
+            raise Wrong(f"{where}: {k!r} should be a tensor, got {type(value).__name__}")
         if value.dtype != v.dtype or value.shape != v.shape:
             raise Wrong(
                 f"{where}: {k!r} is a {value.dtype} tensor of shape {tuple(value.shape)}; the file "
@@ -272,9 +259,7 @@ def _judge_weights(out: Any, case: dict[str, Any], attribute: str) -> None:
                 (
                     name
                     for name, t in case["all_state"].items()
-                    if t.dtype == value.dtype
-                    and t.shape == value.shape
-                    and torch.equal(t, value)
+                    if t.dtype == value.dtype and t.shape == value.shape and torch.equal(t, value)
                 ),
                 None,
             )
@@ -290,122 +275,10 @@ def _judge_weights(out: Any, case: dict[str, Any], attribute: str) -> None:
     try:
         template.load_state_dict(out, strict=True)
     except RuntimeError as e:  # e.g. a value that is not what the module expects
-        raise Wrong(
-            f"{where}: a {type(template).__name__} refuses the result: {e}"
-        ) from None
+        raise Wrong(f"{where}: a {type(template).__name__} refuses the result: {e}") from None
 
 
-def _load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _whole_state_dict(path, attribute):
-    return _load(path)["state_dict"]
-
-
-def _keeps_prefix(path, attribute):
-    return {
-        k: v
-        for k, v in _load(path)["state_dict"].items()
-        if k.startswith(attribute + ".")
-    }
-
-
-def _replace_everywhere(path, attribute):
-    sd = _load(path)["state_dict"]
-    return {
-        k.replace(attribute + ".", ""): v
-        for k, v in sd.items()
-        if k.startswith(attribute + ".")
-    }
-
-
-def _normalize_without_like(path, attribute):
-    from ..toolkit import normalize_keys
-
-    sd = _load(path)["state_dict"]
-    under = {k: v for k, v in sd.items() if k.startswith(attribute + ".")}
-    return dict(normalize_keys(under, prefixes=(attribute + ".",)))
-
-
-def _no_dot(path, attribute):
-    sd = _load(path)["state_dict"]
-    return {
-        k[len(attribute) + 1 :]: v for k, v in sd.items() if k.startswith(attribute)
-    }
-
-
-def _keeps_other_attributes(path, attribute):  # notebook 07's strip_prefix
-    sd = _load(path)["state_dict"]
-    p = attribute + "."
-    return {(k[len(p) :] if k.startswith(p) else k): v for k, v in sd.items()}
-
-
-def _unsafe(path, attribute):
-    sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    p = attribute + "."
-    return {k[len(p) :]: v for k, v in sd.items() if k.startswith(p)}
-
-
-def _retry_unsafe(path, attribute):
-    import pickle
-
-    try:
-        ckpt = _load(path)
-    except pickle.UnpicklingError:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    p = attribute + "."
-    return {k[len(p) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(p)}
-
-
-def _swallows_refusal(path, attribute):
-    try:
-        ckpt = _load(path)
-    except Exception:
-        return {}
-    p = attribute + "."
-    return {k[len(p) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(p)}
-
-
-def _right_removeprefix(path, attribute):
-    from collections import OrderedDict
-
-    with open(path, "rb") as f:
-        ckpt = torch.load(f, weights_only=True)
-    return OrderedDict(
-        (k.removeprefix(attribute + "."), v)
-        for k, v in ckpt["state_dict"].items()
-        if k.startswith(attribute + ".")
-    )
-
-
-def _right_consume_prefix(path, attribute):
-    from collections import OrderedDict
-
-    from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
-
-    sd = torch.load(path, weights_only=True)["state_dict"]
-    mine = OrderedDict((k, v) for k, v in sd.items() if k.split(".", 1)[0] == attribute)
-    consume_prefix_in_state_dict_if_present(mine, attribute + ".")
-    return mine
-
-
-@exercise(
-    "weights_from_ckpt",
-    notebook=NB,
-    wrong=[
-        (_whole_state_dict, "whole state_dict"),
-        (_keeps_prefix, "still start with"),
-        (_replace_everywhere, "str.replace"),
-        (_normalize_without_like, "like="),
-        (_no_dot, "with the dot"),
-        (_keeps_other_attributes, "belongs to another attribute"),
-        (_unsafe, "weights_only=True"),
-        (_retry_unsafe, "never retry"),
-        (_swallows_refusal, "instead of raising"),
-    ],
-    right=[_right_removeprefix, _right_consume_prefix],
-)
+@exercise("weights_from_ckpt", notebook=NB)
 def weights_from_ckpt(fn) -> str:
     """``fn(path, attribute)`` returns the state_dict of the LightningModule's ``attribute``."""
     _attempted(fn)
@@ -418,9 +291,7 @@ def weights_from_ckpt(fn) -> str:
                 try:
                     out = call_answer(fn, path, attribute)
                 except Wrong as w:
-                    raise Wrong(
-                        f"{case['name']}, attribute {attribute!r}: {w}"
-                    ) from None
+                    raise Wrong(f"{case['name']}, attribute {attribute!r}: {w}") from None
                 _judge_weights(out, case, attribute)
         marker = Path(tmp) / "marker.txt"
         tampered = Path(tmp) / "from_a_stranger.ckpt"
@@ -521,9 +392,7 @@ def _adapter(
     torch.manual_seed(100 + index)
     base = model_cls()
     base_sd = {k: v.detach().clone() for k, v in base.state_dict().items()}
-    config = LoraConfig(
-        r=r, lora_alpha=alpha, target_modules=targets, use_rslora=rslora
-    )
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, use_rslora=rslora)
     peft_model = get_peft_model(copy.deepcopy(base), config)
     with torch.no_grad():  # as if trained: lora_B away from its zero start
         for module in peft_model.modules():
@@ -532,25 +401,18 @@ def _adapter(
                 module.lora_B["default"].weight.normal_(0, 0.3)
     folder = tmp / f"adapter_{index}"
     peft_model.save_pretrained(folder)
-    merged = {
-        k: v.detach().clone()
-        for k, v in peft_model.merge_and_unload().state_dict().items()
-    }
+    merged = {k: v.detach().clone() for k, v in peft_model.merge_and_unload().state_dict().items()}
     scale = alpha / math.sqrt(r) if rslora else alpha / r
     return name, base_sd, merged, scale
 
 
-def _implied_scale(
-    out: torch.Tensor, base: torch.Tensor, ref: torch.Tensor, scale: float
-) -> float:
+def _implied_scale(out: torch.Tensor, base: torch.Tensor, ref: torch.Tensor, scale: float) -> float:
     """The scale the answer used, from its change to the weight against PEFT's change."""
     theirs, true = (out - base).double(), (ref - base).double()
     return float((theirs * true).sum() / (true * true).sum()) * scale
 
 
-def _scale_hint(
-    used: float, r: int, alpha: float, rslora: bool, scale: float
-) -> str | None:
+def _scale_hint(used: float, r: int, alpha: float, rslora: bool, scale: float) -> str | None:
     def near(a: float, b: float) -> bool:
         return abs(a - b) <= 1e-3 * max(abs(b), 1e-6)
 
@@ -559,11 +421,7 @@ def _scale_hint(
     if near(used, 1.0) and not near(scale, 1.0):
         return (
             f"you added B @ A without the scale: multiply by s = lora_alpha / r ({alpha} / {r}"
-            + (
-                f", or lora_alpha / sqrt(r) = {scale:g} with use_rslora"
-                if rslora
-                else ""
-            )
+            + (f", or lora_alpha / sqrt(r) = {scale:g} with use_rslora" if rslora else "")
             + ")"
         )
     if near(used, r / alpha):
@@ -588,9 +446,7 @@ def _judge_merge(out: Any, base_sd: dict, ref: dict, case: int, scale: float) ->
             f"{where}: return a state_dict (a dict of key -> tensor), got {type(out).__name__}"
         )
     got, want = set(out), set(base_sd)
-    peft_keys = sorted(
-        k for k in got if k.startswith("base_model.model.") or ".lora_" in k
-    )
+    peft_keys = sorted(k for k in got if k.startswith("base_model.model.") or ".lora_" in k)
     if peft_keys:
         raise Wrong(
             f"{where}: your state_dict has the key {peft_keys[0]!r}; the base model's keys have no "
@@ -598,9 +454,7 @@ def _judge_merge(out: Any, base_sd: dict, ref: dict, case: int, scale: float) ->
             "'.lora_A.weight' to get the module's name, and write its '.weight'"
         )
     if got != want:
-        raise Wrong(
-            f"{where}: expected the base model's keys {sorted(want)}, got {sorted(got)}"
-        )
+        raise Wrong(f"{where}: expected the base model's keys {sorted(want)}, got {sorted(got)}")
     for k, base in base_sd.items():
         value = out[k]
         if (
@@ -622,9 +476,7 @@ def _judge_merge(out: Any, base_sd: dict, ref: dict, case: int, scale: float) ->
             continue
         if torch.allclose(value, ref[k], rtol=1e-5, atol=1e-5):
             continue
-        hint = _scale_hint(
-            _implied_scale(value, base, ref[k], scale), r, alpha, rslora, scale
-        )
+        hint = _scale_hint(_implied_scale(value, base, ref[k], scale), r, alpha, rslora, scale)
         if hint:
             raise Wrong(f"{where}: {k!r}: {hint}")
         raise Wrong(
@@ -634,129 +486,7 @@ def _judge_merge(out: Any, base_sd: dict, ref: dict, case: int, scale: float) ->
         )
 
 
-def _read(adapter_dir):
-    import json
-
-    from safetensors.torch import load_file
-
-    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
-    return config, load_file(Path(adapter_dir) / "adapter_model.safetensors")
-
-
-def _pairs(adapter):
-    for key, a in adapter.items():
-        if key.endswith(".lora_A.weight"):
-            module = key.removeprefix("base_model.model.").removesuffix(
-                ".lora_A.weight"
-            )
-            yield module, a, adapter[key.replace(".lora_A.", ".lora_B.")]
-
-
-def _merge_with(name, scale_of):
-    def merge(base_state_dict, adapter_dir):
-        config, adapter = _read(adapter_dir)
-        merged = dict(base_state_dict)
-        for module, a, b in _pairs(adapter):
-            merged[module + ".weight"] = merged[module + ".weight"] + (
-                b @ a
-            ) * scale_of(config)
-        return merged
-
-    merge.__name__ = merge.__qualname__ = name
-    return merge
-
-
-_no_scale = _merge_with("_no_scale", lambda c: 1.0)
-_upside_down = _merge_with("_upside_down", lambda c: c["r"] / c["lora_alpha"])
-_ignores_rslora = _merge_with("_ignores_rslora", lambda c: c["lora_alpha"] / c["r"])
-
-
-def _in_place(base_state_dict, adapter_dir):
-    config, adapter = _read(adapter_dir)
-    scale = config["lora_alpha"] / (
-        math.sqrt(config["r"]) if config["use_rslora"] else config["r"]
-    )
-    for module, a, b in _pairs(adapter):
-        base_state_dict[module + ".weight"] += (b @ a) * scale
-    return base_state_dict
-
-
-def _keeps_peft_names(base_state_dict, adapter_dir):
-    config, adapter = _read(adapter_dir)
-    scale = config["lora_alpha"] / (
-        math.sqrt(config["r"]) if config["use_rslora"] else config["r"]
-    )
-    merged = dict(base_state_dict)
-    for key, a in adapter.items():
-        if key.endswith(".lora_A.weight"):
-            module = key.removesuffix(".lora_A.weight")  # still "base_model.model.fc1"
-            b = adapter[key.replace(".lora_A.", ".lora_B.")]
-            merged[module + ".weight"] = (
-                base_state_dict[module.removeprefix("base_model.model.") + ".weight"]
-                + (b @ a) * scale
-            )
-    return merged
-
-
-def _transposed(base_state_dict, adapter_dir):
-    config, adapter = _read(adapter_dir)
-    scale = config["lora_alpha"] / (
-        math.sqrt(config["r"]) if config["use_rslora"] else config["r"]
-    )
-    merged = dict(base_state_dict)
-    for module, a, b in _pairs(adapter):
-        merged[module + ".weight"] = merged[module + ".weight"] + (a.T @ b.T) * scale
-    return merged
-
-
-def _right_float64(base_state_dict, adapter_dir):
-    import json
-
-    from safetensors import safe_open
-
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    r = config["r"]
-    scale = config["lora_alpha"] / (r**0.5 if config.get("use_rslora", False) else r)
-    merged = {k: v.clone() for k, v in base_state_dict.items()}
-    with safe_open(adapter_dir / "adapter_model.safetensors", framework="pt") as f:
-        for key in f.keys():
-            if ".lora_A." not in key:
-                continue
-            weight_key = (
-                key.split("base_model.model.", 1)[1].split(".lora_A.")[0] + ".weight"
-            )
-            a = f.get_tensor(key).double()
-            b = f.get_tensor(key.replace("lora_A", "lora_B")).double()
-            w = merged[weight_key]
-            merged[weight_key] = (w.double() + scale * (b @ a)).to(w.dtype)
-    return merged
-
-
-def _right_addmm(base_state_dict, adapter_dir):
-    config, adapter = _read(adapter_dir)
-    scale = config["lora_alpha"] / (
-        math.sqrt(config["r"]) if config["use_rslora"] else config["r"]
-    )
-    merged = {k: v.clone() for k, v in base_state_dict.items()}
-    for module, a, b in _pairs(adapter):
-        # on the copy, not the given tensor
-        merged[module + ".weight"].addmm_(b, a, alpha=scale)
-    return merged
-
-
-@exercise(
-    "merge_lora",
-    notebook=NB,
-    wrong=[
-        (_no_scale, "without the scale"),
-        (_upside_down, "upside down"),
-        (_ignores_rslora, "use_rslora"),
-        (_in_place, "changed the state_dict you were given"),
-        (_keeps_peft_names, "base_model.model."),
-        (_transposed, "B @ A is (out x in)"),
-    ],
-    right=[_right_float64, _right_addmm],
-)
+@exercise("merge_lora", notebook=NB)
 def merge_lora(fn) -> str:
     """``fn(base_state_dict, adapter_dir)`` returns a new state_dict with the adapter merged."""
     _attempted(fn)
