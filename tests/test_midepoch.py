@@ -1,12 +1,13 @@
-"""labs_utils.midepoch: augmentation seeded per (seed, epoch, index), the same in every process."""
+"""labs_utils.midepoch: augmentation seeded per (seed, epoch, index), the same in every process,
+and EpochSampler, which carries the epoch to worker processes that outlive an epoch."""
 
 import pickle
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, SequentialSampler, TensorDataset
 
-from labs_utils.midepoch import Jitter, sample_seed
+from labs_utils.midepoch import EpochSampler, Jitter, sample_seed
 
 
 def _base(n=12):
@@ -101,3 +102,116 @@ def test_bad_dataset_and_epoch_and_sample():
         data.set_epoch(1.0)
     with pytest.raises(TypeError, match=r"dataset\[0\] should be a tuple"):
         Jitter([torch.zeros(2)])[0]
+
+
+def _noise_by_index(batches):
+    """The augmented inputs of one epoch, ordered by sample index."""
+    x = torch.cat([b[0] for b in batches])
+    index = torch.cat([b[2] for b in batches])
+    return x[index.argsort()]
+
+
+def test_epoch_sampler_yields_pairs_and_jitter_takes_them():
+    sampler = EpochSampler(SequentialSampler(range(4)))
+    assert len(sampler) == 4 and list(sampler) == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    sampler.set_epoch(2)
+    assert list(sampler) == [(2, 0), (2, 1), (2, 2), (2, 3)]
+    data = Jitter(_base(), noise=0.5, seed=7)  # its own epoch stays 0: the pair's wins
+    by_epoch = Jitter(_base(), noise=0.5, seed=7)
+    by_epoch.set_epoch(2)
+    assert torch.equal(data[(2, 3)][0], by_epoch[3][0])
+    assert not torch.equal(data[(2, 3)][0], data[3][0])
+    assert data[(2, 3)][2].item() == 3  # the other elements of sample 3
+
+
+def test_persistent_workers_miss_set_epoch_but_get_the_sampler_epoch():
+    """The pitfall (dataset.set_epoch never reaches persistent workers) and the fix."""
+    data = Jitter(_base(), noise=0.5, seed=7)
+    loader = DataLoader(data, batch_size=4, num_workers=2, persistent_workers=True)
+    epochs = []
+    for epoch in range(2):
+        data.set_epoch(epoch)
+        epochs.append(_noise_by_index(list(loader)))
+    assert torch.equal(epochs[0], epochs[1])  # epoch 1 got epoch 0's noise
+
+    sampler = EpochSampler(SequentialSampler(data))
+    loader = DataLoader(
+        data, batch_size=4, num_workers=2, persistent_workers=True, sampler=sampler
+    )
+    epochs = []
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        epochs.append(_noise_by_index(list(loader)))
+    expected = torch.stack([data[(1, i)][0] for i in range(len(data))])
+    assert torch.equal(epochs[1], expected) and not torch.equal(epochs[0], epochs[1])
+
+
+@pytest.mark.filterwarnings(
+    "ignore:'set_vital' is deprecated"
+)  # torchdata 0.11 on torch 2.13
+def test_mid_epoch_resume_with_persistent_workers_is_exact():
+    from torchdata.stateful_dataloader import StatefulDataLoader
+    from torchdata.stateful_dataloader.sampler import RandomSampler
+
+    def loader(seed, tag):
+        data = Jitter(_base(16), noise=0.5, seed=7)
+        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(seed))
+        return StatefulDataLoader(
+            data,
+            sampler=EpochSampler(sampler) if tag else sampler,
+            batch_size=4,
+            num_workers=2,
+            persistent_workers=True,
+            generator=torch.Generator().manual_seed(seed + 1),
+        )
+
+    def start(run, epoch):
+        run.dataset.set_epoch(epoch)
+        if isinstance(run.sampler, EpochSampler):
+            run.sampler.set_epoch(epoch)
+        return iter(run)
+
+    for tag, exact in [(False, False), (True, True)]:
+        straight = loader(0, tag)
+        reference = [list(start(straight, epoch)) for epoch in range(3)]
+        crashed = loader(0, tag)
+        list(start(crashed, 0))
+        batches = start(crashed, 1)
+        next(batches), next(batches)  # two batches of epoch 1, then the crash
+        state = crashed.state_dict()
+        del batches, crashed
+        resumed = loader(123, tag)
+        resumed.load_state_dict(state)
+        rest = [list(start(resumed, epoch)) for epoch in (1, 2)]
+        expected = [reference[1][2:], reference[2]]
+        same = all(
+            torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
+            for got, want in zip(rest, expected, strict=True)
+            for a, b in zip(got, want, strict=True)
+        )
+        assert same is exact
+
+
+def test_epoch_sampler_state_without_inner_state_skips_what_was_served():
+    sampler = EpochSampler(SequentialSampler(range(6)))
+    sampler.set_epoch(1)
+    indices = iter(sampler)
+    for _ in range(4):
+        next(indices)
+    state = indices.state_dict()
+    assert state == {"yielded": 4, "indices": None}
+    again = iter(sampler)
+    again.load_state_dict(state)
+    assert list(again) == [(1, 4), (1, 5)]
+
+
+def test_epoch_sampler_bad_input():
+    with pytest.raises(TypeError, match="wraps a sampler"):
+        EpochSampler(5)
+    with pytest.raises(TypeError, match="epoch must be a whole number"):
+        EpochSampler(range(3)).set_epoch(-1)
+    data = Jitter(_base(), seed=0)
+    with pytest.raises(TypeError, match=r"an index pair is \(epoch, index\)"):
+        data[(1, 2, 3)]
+    with pytest.raises(TypeError, match="epoch of a pair must be a whole number"):
+        data[(-1, 2)]
