@@ -1,8 +1,11 @@
 # The workbook's commands. Only Python 3.11 and make are needed; everything else goes into .venv.
-#   make lab        set up .venv (once) and start JupyterLab on notebooks/
-#   make test       set up .venv (once) and run the whole suite (tests/ + every notebook, strict nbval)
-#   make learner    write the learner edition (solutions replaced, outputs cleared) to build/learner/
-#   make learner-lab  the same, then open it in JupyterLab
+#   make learner-lab  learners: set up .venv (once), bring your copy in learner/ up to date
+#                   (your edits are never overwritten) and open it in JupyterLab
+#   make lab        instructors: set up .venv (once) and open notebooks/ (solutions in place)
+#   make doctor     is this machine ready? Python, torch build, GPU, disk, JupyterLab, a kernel
+#   make learner    add missing notebooks to learner/, refresh the ones you have not changed
+#   make learner-reset NB=01   a fresh copy of one notebook (make learner-reset: all), backup kept
+#   make test       maintainers: the whole suite (tests/ + every notebook, strict nbval)
 #   make bench      time saving/loading a ~300 MB model (atomic save, mmap, safetensors)
 #   make test-learner   the learner edition top to bottom, and the JupyterLab browser test
 #   make test-portable  run the notebooks again under other CPU kernels and two threads
@@ -30,28 +33,50 @@ export OMP_NUM_THREADS
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup lab test test-learner test-portable test-gpu lint format notebooks learner learner-lab bench browser-deps clean
+.PHONY: setup lab test test-learner test-portable test-gpu lint format notebooks learner learner-lab learner-reset doctor bench browser-deps clean
 
-setup: $(STAMP)
+# The learner edition lives here: outside build/, so `make clean` never reaches it, and beside
+# notebooks/, so the same relative links work in both. Git ignores it.
+LEARNER := learner
+# Extra JupyterLab options for `make lab` / `make learner-lab`, e.g. LAB_ARGS=--port=8890
+LAB_ARGS ?=
+# JupyterLab settings for every `jupyter lab` run from .venv: no "Jupyter news?" pop-up, no
+# update check (tools/jupyterlab-overrides.json).
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.d/workbook.json
+
+setup: $(STAMP) $(LAB_SETTINGS)
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; print("Creating $(VENV)/ with Python " + v + ("" if v == "3.11" else ": the workbook is tested with Python 3.11 only; " + v + " is untested (see README, Set up)"))'
 	$(PYTHON) -m venv $(VENV)
+
+$(LAB_SETTINGS): tools/jupyterlab-overrides.json | $(BIN)/python
+	@mkdir -p $(@D) && cp $< $@
 
 # Reinstalls only when requirements.txt or pyproject.toml changed since the last install.
 $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
-	@echo "Installing requirements.txt and labs_utils into $(VENV)/ (first time only)."
-	@echo "With the CPU build of torch already present this takes about 1 minute (1.5 GB); on Linux a"
-	@echo "plain install gets the CUDA build of torch: about 3 minutes and 5 GB (see README, Install)."
+	@echo "Installing requirements.txt and labs_utils into $(VENV)/ (first time only). pip names each"
+	@echo "package it collects and the size of each download. Expect 2 to 5 minutes. The slow part is"
+	@echo "torch: on Linux x86_64 PyPI gives the CUDA build, torch plus several GB of nvidia-* libraries"
+	@echo "(about 5 GB in $(VENV)/); with the CPU build installed first (README, Set up) it is 1.5 GB."
 	@start=$$(date +%s); \
-	$(BIN)/python -m pip install --progress-bar off -r requirements.txt -e . \
-		| grep -E --line-buffered '^(Collecting|Successfully installed)' \
-		| sed -u -e 's/ (from .*//' -e 's/^Successfully installed \(.\{0,70\}\).*/installed \1.../' -e 's/^/  pip: /'; \
-	status=$${PIPESTATUS[0]}; [ $$status -eq 0 ] || { echo "pip install failed (exit $$status): see the messages above"; exit $$status; }; \
-	echo "Setup done in $$(( $$(date +%s) - start )) s."
+	if [ -t 1 ]; then \
+		$(BIN)/python -m pip install -r requirements.txt -e .; status=$$?; \
+	else \
+		$(BIN)/python -m pip install -r requirements.txt -e . \
+			| grep -v --line-buffered '^Requirement already satisfied'; status=$${PIPESTATUS[0]}; \
+	fi; \
+	[ $$status -eq 0 ] || { echo "pip install failed (exit $$status): see the messages above, and README, Troubleshooting"; exit $$status; }; \
+	echo "Setup done in $$(( $$(date +%s) - start )) s. Check the machine with: make doctor"
 	@touch $(STAMP)
 
 lab: setup
-	$(BIN)/jupyter lab $(LAB_FLAGS) --notebook-dir=notebooks
+	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS) --notebook-dir=notebooks
+
+# Python, the torch build, a GPU, free disk, JupyterLab and a kernel that runs 1+1; a fix for each
+# problem. Needs only the venv folder, so it also explains a half-finished setup.
+doctor: | $(BIN)/python
+	@$(BIN)/python -m tools.doctor
 
 # The stored outputs come from a CPU-only run; the suite hides any GPU so it compares like with
 # like (GPU cells say "skipped: no CUDA" here). `make lab` sees the GPU and runs them for real.
@@ -123,12 +148,20 @@ notebooks: setup
 bench: setup
 	$(BIN)/python -m tools.bench
 
+# Never overwrites a notebook you changed: adds missing ones, refreshes the ones you did not
+# change, and writes a changed lesson beside yours as NN_x.updated.ipynb. Earlier versions kept
+# the edition in build/learner/: its notebooks are copied in when learner/ is first made.
 learner: setup
-	rm -rf build/learner
-	$(BIN)/python -m tools.notebook_tools learner build/learner $(NOTEBOOKS)
+	@$(BIN)/python -m tools.notebook_tools learner $(LEARNER) --adopt build/learner $(NOTEBOOKS)
 
 learner-lab: learner
-	$(BIN)/jupyter lab $(LAB_FLAGS) --notebook-dir=build/learner
+	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS) --notebook-dir=$(LEARNER)
 
+# NB=01 (or a path) resets one notebook; without NB, every one. Says what it discards, asks on
+# a terminal, and keeps a copy in learner/backups/<time>/.
+learner-reset: setup
+	@$(BIN)/python -m tools.notebook_tools learner-reset $(LEARNER) $(if $(filter file,$(origin NB)),--all,$(NB))
+
+# Scratch files only: never learner/ (your work).
 clean:
 	rm -rf notebooks/runs build .pytest_cache
