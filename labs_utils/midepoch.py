@@ -10,14 +10,9 @@ the simplest random augmentation. Where the noise comes from is the lesson:
   after a mid-epoch resume get other noise than in the uninterrupted run.
 * ``seed=<int>``: from a generator seeded with ``(seed, epoch, index)`` for each sample, so a
   sample gets the same noise in the same epoch whichever process loads it, and whenever. Call
-  ``set_epoch(epoch)`` before each epoch (as with ``DistributedSampler``).
-
-``Jitter.set_epoch`` changes the dataset object of the main process. Worker processes hold copies
-of it, made when they start; with ``persistent_workers=True`` they start once, at the first
-``iter()``, and never see a later ``set_epoch``: every epoch gets epoch 0's noise. ``EpochSampler``
-carries the epoch to the workers instead: it wraps the sampler (which always runs in the main
-process) and yields ``(epoch, index)`` pairs, and ``Jitter`` takes such a pair as an index and uses
-its epoch. Call ``set_epoch(epoch)`` on the sampler then.
+  ``set_epoch(epoch)`` before each epoch (as with ``DistributedSampler``). Worker processes that
+  outlive an epoch (``persistent_workers=True``) keep their copy and never see it; a sampler that
+  yields ``(epoch, index)`` pairs carries the epoch to them (notebook 15), and the pair's wins.
 
 The class lives here rather than in the notebook because worker processes started with the
 ``spawn`` method (the default on macOS and Windows) must import the dataset's class by name.
@@ -26,13 +21,12 @@ The class lives here rather than in the notebook because worker processes starte
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
-__all__ = ["EpochSampler", "Jitter", "sample_seed"]
+__all__ = ["Jitter", "sample_seed"]
 
 _SPAN = 1_000_003  # a prime above any epoch or index these lessons use
 
@@ -84,16 +78,10 @@ class Jitter(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int | tuple[int, int]) -> tuple:
-        """``index``, or an ``(epoch, index)`` pair from ``EpochSampler``, whose epoch wins over
-        ``set_epoch``."""
         epoch = self.epoch
-        if isinstance(index, tuple):
-            if len(index) != 2:
-                raise TypeError(
-                    f"Jitter: an index pair is (epoch, index), as EpochSampler yields, got "
-                    f"{index!r}"
-                )
-            epoch, index = _whole(index[0], "the epoch of a pair"), index[1]
+        if isinstance(index, tuple):  # (epoch, index), from a sampler that knows it
+            epoch, index = index
+            epoch = _whole(epoch, "the epoch of an (epoch, index) pair")
         sample = self.dataset[index]
         if not isinstance(sample, (tuple, list)) or not sample:
             raise TypeError(
@@ -111,66 +99,3 @@ class Jitter(Dataset):
             x.shape, generator=generator, dtype=x.dtype
         )
         return (noisy, *sample[1:])
-
-
-class _EpochIndices:
-    """The iterator of ``EpochSampler``: ``(epoch, index)`` for each index of the wrapped one.
-
-    It passes ``state_dict``/``load_state_dict`` through to the wrapped iterator (torchdata's
-    ``StatefulDataLoader`` saves it with the loader); when that one has none, the state is the
-    number of indices yielded, and loading it skips as many."""
-
-    def __init__(self, indices: Iterator[int], epoch: int):
-        self.indices, self.epoch, self.yielded = indices, epoch, 0
-
-    def __iter__(self) -> _EpochIndices:
-        return self
-
-    def __next__(self) -> tuple[int, int]:
-        index = next(self.indices)
-        self.yielded += 1
-        return (self.epoch, index)
-
-    def _stateful(self) -> bool:
-        return hasattr(self.indices, "state_dict") and hasattr(
-            self.indices, "load_state_dict"
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        inner = self.indices.state_dict() if self._stateful() else None
-        return {"yielded": self.yielded, "indices": inner}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.yielded = 0
-        if state.get("indices") is not None and self._stateful():
-            self.indices.load_state_dict(state["indices"])
-            self.yielded = state["yielded"]
-            return
-        for _ in range(state["yielded"]):  # nothing to restore: skip what was served
-            next(self)
-
-
-class EpochSampler(Sampler):
-    """Wraps ``sampler`` and yields ``(epoch, index)`` pairs, for ``Jitter`` (or any dataset that
-    takes such pairs) in worker processes that outlive an epoch (``persistent_workers=True``).
-
-    The sampler runs in the main process, so the epoch given to ``set_epoch`` reaches every
-    worker with each index, as with ``DistributedSampler.set_epoch``."""
-
-    def __init__(self, sampler: Sampler):
-        if not hasattr(sampler, "__iter__"):
-            raise TypeError(
-                f"EpochSampler wraps a sampler (an iterable of indices), got "
-                f"{type(sampler).__name__}"
-            )
-        self.sampler, self.epoch = sampler, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Tag the indices of the next ``iter()`` with ``epoch``."""
-        self.epoch = _whole(epoch, "epoch")
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self) -> _EpochIndices:
-        return _EpochIndices(iter(self.sampler), self.epoch)

@@ -1,13 +1,13 @@
-"""labs_utils.midepoch: augmentation seeded per (seed, epoch, index), the same in every process,
-and EpochSampler, which carries the epoch to worker processes that outlive an epoch."""
+"""labs_utils.midepoch: augmentation seeded per (seed, epoch, index), the same in every process;
+(epoch, index) pairs from a sampler carry the epoch to workers that outlive an epoch."""
 
 import pickle
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, Sampler, SequentialSampler, TensorDataset
 
-from labs_utils.midepoch import EpochSampler, Jitter, sample_seed
+from labs_utils.midepoch import Jitter, sample_seed
 
 
 def _base(n=12):
@@ -104,6 +104,41 @@ def test_bad_dataset_and_epoch_and_sample():
         Jitter([torch.zeros(2)])[0]
 
 
+class EpochSampler(Sampler):
+    """Notebook 15's fix, as a learner writes it: (epoch, index) pairs from the main process."""
+
+    def __init__(self, sampler):
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.sampler)
+
+    def __iter__(self):
+        return _Pairs(iter(self.sampler), self.epoch)
+
+
+class _Pairs:
+    """One epoch's pairs; the state is the wrapped iterator's (torchdata saves it)."""
+
+    def __init__(self, indices, epoch):
+        self.indices, self.epoch = indices, epoch
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return (self.epoch, next(self.indices))
+
+    def state_dict(self):
+        return self.indices.state_dict()
+
+    def load_state_dict(self, state):
+        self.indices.load_state_dict(state)
+
+
 def _noise_by_index(batches):
     """The augmented inputs of one epoch, ordered by sample index."""
     x = torch.cat([b[0] for b in batches])
@@ -192,26 +227,9 @@ def test_mid_epoch_resume_with_persistent_workers_is_exact():
         assert same is exact
 
 
-def test_epoch_sampler_state_without_inner_state_skips_what_was_served():
-    sampler = EpochSampler(SequentialSampler(range(6)))
-    sampler.set_epoch(1)
-    indices = iter(sampler)
-    for _ in range(4):
-        next(indices)
-    state = indices.state_dict()
-    assert state == {"yielded": 4, "indices": None}
-    again = iter(sampler)
-    again.load_state_dict(state)
-    assert list(again) == [(1, 4), (1, 5)]
-
-
-def test_epoch_sampler_bad_input():
-    with pytest.raises(TypeError, match="wraps a sampler"):
-        EpochSampler(5)
-    with pytest.raises(TypeError, match="epoch must be a whole number"):
-        EpochSampler(range(3)).set_epoch(-1)
+def test_a_pair_with_a_bad_epoch_or_shape_is_refused():
     data = Jitter(_base(), seed=0)
-    with pytest.raises(TypeError, match=r"an index pair is \(epoch, index\)"):
+    with pytest.raises(ValueError, match="too many values to unpack"):
         data[(1, 2, 3)]
-    with pytest.raises(TypeError, match="epoch of a pair must be a whole number"):
+    with pytest.raises(TypeError, match="epoch of an \\(epoch, index\\) pair must be"):
         data[(-1, 2)]
