@@ -146,3 +146,81 @@ def test_sanitize_merges_stream_chunks_and_strips_paths(tmp_path):
     ]
     assert not sanitize_notebook(path)  # a second pass changes nothing
     assert sanitize_text("<object at 0x7f00deadbeef>") == "<object at 0x...>"
+
+
+def test_sanitize_shows_an_intended_errors_message_first_and_nbval_still_passes(
+    tmp_path,
+):
+    """In a raises-exception cell the stored traceback starts with its last line (the message),
+    then the full traceback; nbval does not compare tracebacks, so strict nbval still passes."""
+    import subprocess
+    import sys
+
+    from tools.notebook_tools import (
+        MESSAGE_FIRST_NOTE,
+        message_first,
+        sanitize_notebook,
+    )
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("print('before')"),
+        nbformat.v4.new_code_cell(
+            "raise ValueError('the message the lesson is about')",
+            metadata={"tags": ["raises-exception"]},
+        ),
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    path = tmp_path / "short_errors.ipynb"
+    nbformat.write(nb, path)
+    before = nb.cells[1].outputs[0]["traceback"]
+    assert sanitize_notebook(path)
+    after = json.loads(path.read_text())["cells"][1]["outputs"][0]["traceback"]
+    assert after[0] == before[-1] and "the message the lesson is about" in after[0]
+    assert after[1] == MESSAGE_FIRST_NOTE and after[2:] == before
+    assert not sanitize_notebook(path)  # once only
+    assert message_first(after) == after
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval"]
+        + ["--nbval-current-env", path.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:]  # strict: no --nbval-lax
+
+
+def test_links_turn_backticked_notebook_names_into_relative_links(tmp_path):
+    from tools.notebook_tools import link_notebook, link_notebook_names
+
+    existing = {"01_state_dict_basics", "02_architecture_mismatch"}
+    text = (
+        "Next: `02_architecture_mismatch`. Files go to `runs/01_state_dict_basics/`;\n"
+        "see [`02_architecture_mismatch`](02_architecture_mismatch.ipynb), "
+        "`notebooks/02_architecture_mismatch.ipynb` and `99_missing`.\n"
+        "```python\n`02_architecture_mismatch`\n```\n"
+    )
+    out = link_notebook_names(text, existing, own="01_state_dict_basics")
+    link = "[`02_architecture_mismatch`](02_architecture_mismatch.ipynb)"
+    assert out.count(link) == 3, out
+    assert "`runs/01_state_dict_basics/`" in out and "`99_missing`" in out
+    assert out.endswith("```python\n`02_architecture_mismatch`\n```\n")
+    assert link_notebook_names(out, existing) == out
+    # On copies of the real notebooks: every "Next" names its notebook as a link, every
+    # link points to a file beside it, and a second run changes nothing.
+    for nb in NOTEBOOKS:
+        shutil.copy(nb, tmp_path / nb.name)
+    copies = sorted(tmp_path.glob("[0-9][0-9]_*.ipynb"))
+    assert sum(link_notebook(p) for p in copies) > 0
+    assert sum(link_notebook(p) for p in copies) == 0
+    for path in copies:
+        md = "\n".join(
+            _source(c)
+            for c in json.loads(path.read_text())["cells"]
+            if c["cell_type"] == "markdown"
+        )
+        import re
+
+        for target in re.findall(r"\]\((\d\d_[a-z0-9_]+\.ipynb)\)", md):
+            assert (tmp_path / target).is_file(), f"{path.name} links {target}"

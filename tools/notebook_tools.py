@@ -416,15 +416,21 @@ def reset_learner(
     return [p[0].name for p in plan]
 
 
-def resolve_notebooks(names: list[str], folder: Path = NOTEBOOKS) -> list[Path]:
-    """Source notebooks from paths, file names, stems or numbers (``01``); ValueError if unknown.
+def resolve_notebooks(
+    names: list[str], folder: Path = NOTEBOOKS, lessons: bool = False
+) -> list[Path]:
+    """Notebooks from paths, or (``lessons``) from names, stems or numbers; ValueError if unknown.
 
-    A name is looked up in ``folder`` (``notebooks/``) first, so ``learner/01_x.ipynb`` means
-    the lesson ``notebooks/01_x.ipynb``; a file elsewhere that matches none is taken as it is.
+    An existing file is taken as it is, unless ``lessons``: then a name is looked up in
+    ``folder`` (``notebooks/``) first, so ``learner/01_x.ipynb`` and ``01`` mean the lesson
+    ``notebooks/01_x.ipynb``.
     """
     found = []
     for name in names:
         path = Path(name)
+        if path.is_file() and not lessons:
+            found.append(path)
+            continue
         stem = path.name.removesuffix(".ipynb").removesuffix(".updated")
         matches = [
             m
@@ -616,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         if command in ("learner", "learner-reset") and not names:
             paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
         else:
-            paths = resolve_notebooks(names)
+            paths = resolve_notebooks(names, lessons=command == "learner-reset")
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
