@@ -1,5 +1,9 @@
-"""End to end in a real browser: JupyterLab serves notebook 01, headless Chromium (Debian's,
-driven by Playwright) runs every cell through the UI, and no cell shows an unexpected error.
+"""End to end in a real browser, as a workshop learner meets it: JupyterLab serves the learner
+edition of notebook 01 (made by the same code as `make learner`, with the JupyterLab settings
+`make setup` puts in .venv, so it opens without the "Jupyter news?" pop-up), headless Chromium
+(Debian's, driven by Playwright) types a correct answer into the first exercise, runs every
+cell through the UI, and finds: no unexpected error, the answered check in green
+(`labs-check--correct`, text "Correct!"), every other check grey (`labs-check--unattempted`).
 
 In CI (CI=true) this test must run: `make test` installs Chromium and Playwright. On a learner's
 machine without Chromium it is skipped with a message that says how to install it.
@@ -18,6 +22,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tools.notebook_tools import BEGIN, END, learner_edition
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01_state_dict_basics.ipynb"
@@ -45,9 +51,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def lab_server(tmp_path):
-    work = tmp_path / "workbook"
-    work.mkdir()
-    shutil.copy(ROOT / "notebooks" / NOTEBOOK, work / NOTEBOOK)
+    work = tmp_path / "learner"
+    learner_edition(ROOT / "notebooks" / NOTEBOOK, work / NOTEBOOK)
     port, token = _free_port(), "workbook-e2e"
     cmd = [
         sys.executable,
@@ -60,9 +65,7 @@ def lab_server(tmp_path):
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={work}",
         "--ServerApp.allow_root=True",
-        "--LabApp.news_url=",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
+    ]  # nothing about news or updates: .venv's settings (make setup) must turn them off
     log = open(tmp_path / "lab.log", "w")
     proc = subprocess.Popen(
         cmd,
@@ -94,14 +97,31 @@ def lab_server(tmp_path):
     log.close()
 
 
+def _first_exercise() -> tuple[int, str]:
+    """Position of notebook 01's first exercise cell, and its solution as a learner types it."""
+    cells = json.loads((ROOT / "notebooks" / NOTEBOOK).read_text())["cells"]
+    for index, cell in enumerate(cells):
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and BEGIN in source:
+            lines = [
+                line for line in source.splitlines() if line.strip() not in (BEGIN, END)
+            ]
+            return index, "\n".join(lines)
+    raise AssertionError(f"{NOTEBOOK} has no exercise")
+
+
+NEWS = "official Jupyter news"  # JupyterLab's pop-up: "Would you like to get notified about ..."
+
+
 @pytest.mark.learner_run  # make test-learner: the workshop experience, with the learner edition
-def test_notebook_01_runs_in_jupyterlab(lab_server):
+def test_learner_answers_in_jupyterlab_and_sees_a_green_check(lab_server):
     _need(Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _need(False, "the playwright package is not installed")
     url, token, work = lab_server
+    exercise, answer = _first_exercise()
     shots = ROOT / "build" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     args = [
@@ -124,6 +144,15 @@ def test_notebook_01_runs_in_jupyterlab(lab_server):
                 ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
             )
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+            page.wait_for_timeout(2_000)  # the news question would be up by now
+            assert page.get_by_text(NEWS).count() == 0, "JupyterLab asked about news"
+            # The learner types the answer into the first exercise's cell.
+            cell = page.locator(".jp-Notebook .jp-Cell").nth(exercise)
+            cell.scroll_into_view_if_needed()
+            cell.locator(".cm-content").click()
+            page.keyboard.press("Control+a")
+            page.keyboard.insert_text(answer)
+            page.keyboard.press("Escape")
             # On a loaded machine the first click can land before the kernel session is wired up;
             # retry until the first code cell has started ([*]) or finished ([1]).
             first_prompt = page.locator(".jp-CodeCell .jp-InputArea-prompt").first
@@ -151,14 +180,32 @@ def test_notebook_01_runs_in_jupyterlab(lab_server):
             page.wait_for_selector(
                 ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
             )
+            # The answered exercise's check is green; the others are grey, not attempted.
+            verdict = (
+                page.locator(".jp-Notebook .jp-Cell")
+                .nth(exercise + 1)
+                .locator(".labs-check")
+            )
+            verdict.scroll_into_view_if_needed()
+            assert verdict.count() == 1, "the check shows no labs-check verdict"
+            assert "labs-check--correct" in verdict.get_attribute("class")
+            assert verdict.inner_text().startswith("Correct!"), verdict.inner_text()
+            colour = verdict.evaluate("el => getComputedStyle(el).borderLeftColor")
+            assert colour == "rgb(46, 125, 50)", colour  # green
+            page.screenshot(path=str(shots / "learner_01_correct.png"))
+            others = page.locator(".labs-check--unattempted")
+            assert others.count() >= 1
+            assert page.locator(".labs-check--wrong").count() == 0
+            assert page.get_by_text(NEWS).count() == 0, "JupyterLab asked about news"
             page.keyboard.press("Control+s")
             page.wait_for_selector(".jp-mod-dirty", state="detached", timeout=30_000)
         finally:
-            page.screenshot(
-                path=str(shots / "01_state_dict_basics.png"), full_page=False
-            )
+            page.screenshot(path=str(shots / "learner_01.png"), full_page=False)
             browser.close()
     saved = json.loads((work / NOTEBOOK).read_text())
+    assert "".join(saved["cells"][exercise]["source"]).strip() == answer.strip(), (
+        "the typed answer is not what was saved"
+    )
     code = [c for c in saved["cells"] if c["cell_type"] == "code"]
     assert all(c["execution_count"] for c in code), "some cells did not run"
     for c in code:
@@ -170,4 +217,8 @@ def test_notebook_01_runs_in_jupyterlab(lab_server):
         if tagged:
             assert errors, "a cell tagged raises-exception did not raise in the browser"
     checks = [c for c in code if "".join(c["source"]).startswith("check.")]
-    assert checks and all("Correct!" in json.dumps(c["outputs"]) for c in checks)
+    answered = json.dumps(saved["cells"][exercise + 1]["outputs"])
+    assert "Correct!" in answered and "labs-check--correct" in answered
+    for c in checks:
+        if c is not saved["cells"][exercise + 1]:
+            assert "Not attempted yet" in json.dumps(c["outputs"])
