@@ -129,6 +129,60 @@ def test_guide_entries_raise_real_errors():
     )
 
 
+class _Calls:
+    """Unpickling calls ``func(*args)``: the payload shape of 08 · 1 (never loaded unsafely here)."""
+
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+@pytest.mark.parametrize(
+    "func, args",
+    [(exec, ("1",)), (os.system, ("true",)), (subprocess.Popen, (["true"],))],
+    ids=["exec", "os.system", "subprocess.Popen"],
+)
+def test_index_quotes_what_torch_prints_for_a_file_that_runs_code(func, args):
+    """The index row for a file that runs code quotes the line torch.load really prints
+    (torch 2.13: ``GLOBAL exec``, ``posix.system ... is blocked``, ``GLOBAL commands.Popen``)."""
+    buf = io.BytesIO()
+    torch.save({"x": _Calls(func, args)}, buf)
+    buf.seek(0)
+    with pytest.raises(pickle.UnpicklingError) as caught:
+        torch.load(buf, weights_only=True)
+    line = next(x for x in str(caught.value).splitlines() if "GLOBAL" in x).strip()
+    quoted = line.removeprefix("WeightsUnpickler error: Unsupported global: ")
+    quoted = quoted.split(" by default")[0]
+    index = next(
+        _source(c) for c in _cells(GUIDE) if "| The message, as printed |" in _source(c)
+    )
+    row = next(r for r in index.splitlines() if "a file that runs code" in r)
+    assert f"`{quoted}" in row or quoted.split(" was not")[0] in row, (quoted, row)
+
+
+def test_index_meta_device_row_names_the_tensor_the_file_does_not_hold():
+    """``Tensor on device meta ...`` comes from a tensor the state_dict lacks, left on meta by an
+    assign=True load into a meta-built model (notebook 10 shows it), not from the order of loading."""
+    with torch.device("meta"):
+        model = torch.nn.Linear(2, 2)
+    model.register_buffer("scale", torch.ones(2, device="meta"), persistent=False)
+    source = torch.nn.Linear(2, 2)
+    model.load_state_dict(source.state_dict(), assign=True)
+    assert model.weight.device.type == "cpu" and model.scale.device.type == "meta"
+    with pytest.raises(
+        RuntimeError, match="Tensor on device meta is not on the expected"
+    ):
+        _ = model.weight * model.scale
+    index = next(
+        _source(c) for c in _cells(GUIDE) if "| The message, as printed |" in _source(c)
+    )
+    row = next(r for r in index.splitlines() if "Tensor on device meta" in r)
+    meaning = row.split(" | ")[1]  # the middle column: what the message means
+    assert "the state_dict does not hold" in meaning and "order" not in meaning, row
+
+
 # --- the inspector on each kind of broken file, from the command line ---------------------------
 
 
