@@ -48,7 +48,7 @@ def test_the_sharded_checkpoint_is_a_real_two_rank_one(tmp_path):
         "__1_0.distcp",
     ]
     meta = dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata
-    head = meta["model.head.weight"]
+    head = meta["model.decoder.weight"]
     assert tuple(head.size) == (5, 9) and [tuple(c.sizes) for c in head.chunks] == [
         (3, 9),
         (2, 9),

@@ -34,6 +34,7 @@ import os
 import pkgutil
 import sys
 import traceback
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ __all__ = [
     "REGISTRY",
     "behaves_like",
     "call_answer",
+    "process_changes",
     "spy",
     "run_answer",
     "as_int",
@@ -348,7 +350,7 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     before = _process_state()
     call = f"{getattr(fn, '__name__', 'your function')}({_summary_args(args, kwargs)})"
     try:
-        out = fn(*args, **kwargs)
+        out = _own_arguments_only(fn)(*args, **kwargs)
         _last_call[:] = [f"{call} returned {_summary(out)}"]
     except NotImplementedError:
         raise NotAttempted from None
@@ -366,6 +368,29 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
             _restore_process_state(before)
             _side_effects.extend(c for c in changes if c not in _side_effects)
     return out
+
+
+def process_changes() -> list[tuple[str, str]]:
+    """What the learner's code changed for the whole process so far in this check (undone at
+    once by the framework), as ``(kind, hint)``: "grad", "safe_globals", "dtype" or "cwd"."""
+    return list(_side_effects)
+
+
+def _own_arguments_only(fn: Any) -> Any:
+    """``fn`` run with globals that lack the names of its own parameters: in a notebook, a global
+    ``scaler`` must not make ``"scaler" in globals()`` true inside ``f(model, scaler)``; the answer
+    is judged on what it was given."""
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    code = fn.__code__
+    params = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+    hidden = {p for p in params if p in fn.__globals__}
+    if not hidden:
+        return fn
+    own = {k: v for k, v in fn.__globals__.items() if k not in hidden}
+    copy = types.FunctionType(code, own, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__kwdefaults__, copy.__qualname__ = fn.__kwdefaults__, fn.__qualname__
+    return copy
 
 
 def _summary(obj: Any, depth: int = 0) -> str:

@@ -98,6 +98,12 @@ def buffers_in_state_dict(fn) -> str:
                 f"{not_saved[0]!r} is not a key of {where}: work from the model you are given (the check "
                 "passes several kinds), not from a model of your own"
             )
+        if answer == set(model.state_dict()):
+            raise Wrong(
+                f"you returned every key of {where}'s state_dict, parameters included: state_dict() "
+                "holds detached tensors (requires_grad is False for all of them), so nothing in it "
+                "marks a buffer; compare its keys with model.named_parameters()"
+            )
         params = sorted(answer - expected)
         if params:
             raise Wrong(

@@ -198,6 +198,11 @@ def _judge_fits(fn, sd: dict, model: nn.Module, fitting: set[str]) -> None:
         raise Wrong(
             "your function changed the model; only select entries, let the caller load them"
         )
+    if set(out) == set(sd) != fitting:
+        raise Wrong(
+            "you returned every entry of the state_dict you were given: keep only those whose name "
+            "is a key of model.state_dict() and whose shape is the model's"
+        )
     target = model.state_dict()
     for k in out:
         if k not in target:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import torch
 import torch.nn as nn
 
-from . import NotAttempted, Wrong, call_answer, exercise
+from . import NotAttempted, Wrong, call_answer, exercise, spy
 
 NB = "07_ddp_and_wrapper_prefixes"
 
@@ -278,7 +278,8 @@ def load_into_wrapped(fn) -> str:
                 torch.manual_seed(1000 + seed)
                 wrapped = wrap(make())
                 try:
-                    out = call_answer(fn, wrapped, given)
+                    with spy(nn.Module, "load_state_dict") as loads:
+                        out = call_answer(fn, wrapped, given)
                 except Wrong as w:
                     raise Wrong(
                         _hint_for(name, str(w).removeprefix("your function raised "))
@@ -301,6 +302,12 @@ def load_into_wrapped(fn) -> str:
                         f"{name}: the parameters were loaded but not the buffers ({wrong_keys[0]}, BatchNorm's "
                         "running statistics): load the whole state_dict with load_state_dict, not parameter "
                         "by parameter"
+                    )
+                if len(wrong_keys) == len(plain) and not loads:
+                    raise Wrong(
+                        f"{name}: nothing was loaded ({wrong_keys[0]} differs): your function never "
+                        "called load_state_dict; load the state_dict into the inner model (or add the "
+                        "wrapper's prefix), strictly"
                     )
                 if len(wrong_keys) == len(plain):
                     raise Wrong(

@@ -190,7 +190,10 @@ def _counted_reads(fn: Any):
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("load_file reads every tensor")
 
-    replaced = {real_open: counting_open, st.load_file: refuse, st.load: refuse}
+    def refuse_bytes(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("safetensors.torch.load reads every tensor")
+
+    replaced = {real_open: counting_open, st.load_file: refuse, st.load: refuse_bytes}
     aliases = {
         name: replaced[value]
         for name, value in getattr(fn, "__globals__", {}).items()
@@ -200,7 +203,7 @@ def _counted_reads(fn: Any):
         for owner in (safetensors, st):
             stack.enter_context(mock.patch.object(owner, "safe_open", counting_open))
         stack.enter_context(mock.patch.object(st, "load_file", refuse))
-        stack.enter_context(mock.patch.object(st, "load", refuse))
+        stack.enter_context(mock.patch.object(st, "load", refuse_bytes))
         if aliases:
             stack.enter_context(mock.patch.dict(fn.__globals__, aliases))
         yield reads
@@ -222,19 +225,43 @@ def read_one_tensor(fn) -> str:
     }
     with scratch_file("w.safetensors") as path:
         save_file(tensors, path)
+        answers = []
         for key in ("b.weight", "e.half", "a.b.weight"):
             with _counted_reads(fn) as reads:
                 try:
-                    out = call_answer(fn, path, key)
+                    answers.append((key, call_answer(fn, path, key), reads))
                 except Wrong as w:
                     if "load_file reads every tensor" in str(w):
                         raise Wrong(
                             "load_file reads every tensor in the file (torch.load hands a .safetensors "
                             "file to it too); open the file with safe_open and call get_tensor(key)"
                         ) from None
+                    if "safetensors.torch.load reads every tensor" in str(w):
+                        raise Wrong(
+                            "safetensors.torch.load(data) builds every tensor of the file from its "
+                            "bytes; open the file with safe_open and call get_tensor(key)"
+                        ) from None
                     raise
+        got = [_which(out, tensors) for _, out, _ in answers]
+        if got[0] is not None and got[0] == got[1]:  # 'b.weight' and 'e.half': unrelated keys
+            raise Wrong(
+                f"you returned {got[0]!r} for the keys {answers[0][0]!r} and {answers[1][0]!r} alike: "
+                "your function returns the same tensor whatever key it is given; read the one named "
+                "by key, f.get_tensor(key)"
+            )
+        for key, out, reads in answers:
             _judge_one(out, key, tensors, reads)
     return "one tensor read through the header each time, the others never loaded."
+
+
+def _which(out: Any, tensors: dict[str, torch.Tensor]) -> str | None:
+    """The key of the file's tensor that ``out`` equals, if any."""
+    if not isinstance(out, torch.Tensor):
+        return None
+    return next(
+        (k for k, v in tensors.items() if v.dtype == out.dtype and v.shape == out.shape and torch.equal(v, out)),
+        None,
+    )
 
 
 def _judge_one(out: Any, key: str, tensors: dict[str, torch.Tensor], reads: list[str]) -> None:

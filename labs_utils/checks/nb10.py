@@ -176,6 +176,14 @@ def predict_no_trace(fn) -> str:
         raise
     finally:
         hook.remove()
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    if frozen:
+        raise Wrong(
+            f"after predict, {frozen[0]} has requires_grad=False: model.requires_grad_(False) "
+            "freezes the model for every later use, so training code after predict gets no "
+            "gradients; leave the parameters alone and run the forward pass inside "
+            "torch.no_grad() or torch.inference_mode(), which change nothing on the model"
+        )
     changed = changed_keys(model, saved)
     if changed:
         raise Wrong(

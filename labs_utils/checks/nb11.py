@@ -27,15 +27,15 @@ NB = "11_distributed_checkpoints"
 
 
 class _Model(nn.Module):
-    """Keys: submodel.0.weight/bias, submodel.1.* (BatchNorm, buffers included), head.weight/bias."""
+    """Keys: submodel.0.weight/bias, submodel.1.* (BatchNorm, buffers included), decoder.weight/bias: "model.decoder" loses letters to str.lstrip("model.")."""
 
     def __init__(self, width: int = 10, classes: int = 3) -> None:
         super().__init__()
         self.submodel = nn.Sequential(nn.Linear(6, width), nn.BatchNorm1d(width))
-        self.head = nn.Linear(width, classes)
+        self.decoder = nn.Linear(width, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.submodel(x)))
+        return self.decoder(torch.relu(self.submodel(x)))
 
 
 def _quiet_dcp():
@@ -58,7 +58,7 @@ def _train_state(
     optimizer.step()
     model_sd, optim_sd = get_state_dict(model, optimizer)
     ema = {
-        k: v.detach().clone() * 0.5 for k, v in model.state_dict().items() if k.startswith("head.")
+        k: v.detach().clone() * 0.5 for k, v in model.state_dict().items() if k.startswith("decoder.")
     }
     state = {"model": model_sd, "model_ema": ema, "optim": optim_sd, "step": 1}
     return state, {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -165,6 +165,11 @@ def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str
         raise Wrong(
             f"the file holds a {type(saved).__name__}; save the model's state_dict (a dict of tensors)"
         )
+    if set(saved) == {"model"} and isinstance(saved["model"], dict):
+        raise Wrong(
+            "the file holds {'model': weights}, the weights one level too deep: save full['model'] "
+            "itself, so that model.load_state_dict(torch.load(path)) takes it as it is"
+        )
     if {"model", "optim"} & set(saved):
         raise Wrong(
             "the file holds the whole checkpoint (model, optim, step); keep only the model entry: "
@@ -178,8 +183,14 @@ def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str
         sorted(set(expected) - set(saved)),
         sorted(set(saved) - set(expected)),
     )
+    if saved and not set(saved) & set(expected):
+        raise Wrong(
+            f"with the {label} checkpoint, the file holds the weights of another model (keys like "
+            f"{sorted(saved)[0]!r}; this checkpoint's model has {sorted(expected)[0]!r}): convert the "
+            "folder you were given, dcp_dir, with dcp_to_torch_save"
+        )
     if missing:
-        buffers = [k for k in missing if "running_" in k or "num_batches" in k]
+        buffers = all("running_" in k or "num_batches" in k for k in missing)
         more = (
             " (BatchNorm buffers are part of a state_dict too: keep every entry)" if buffers else ""
         )
@@ -329,7 +340,7 @@ def _judge_shapes(answer: Any, expected: dict[str, tuple], label: str) -> None:
     if any(k.startswith("model.") for k in keys):
         raise Wrong(
             "give the keys without the 'model.' prefix, as model.state_dict() names them "
-            "(e.g. 'head.weight')"
+            "(e.g. 'decoder.weight')"
         )
     if any(k.startswith("_ema.") or k.startswith("ema.") for k in keys):
         raise Wrong(
@@ -338,6 +349,20 @@ def _judge_shapes(answer: Any, expected: dict[str, tuple], label: str) -> None:
         )
     extra = sorted(set(answer) - set(expected))
     missing = sorted(set(expected) - set(answer))
+    if answer and not set(answer) & set(expected):
+        raise Wrong(
+            f"none of your keys is in the {label} checkpoint you were given (you returned "
+            f"{extra[0]!r}; its model has {missing[0]!r}): read the shapes from dcp_dir's "
+            ".metadata, not from a model of your own"
+        )
+    stripped = [("model." + m).lstrip("model.") for m in missing]
+    if any(s in extra and s != m for s, m in zip(stripped, missing)):
+        s, m = next((s, m) for s, m in zip(stripped, missing) if s in extra and s != m)
+        raise Wrong(
+            f"for the key 'model.{m}' you returned {s!r}; expected {m!r}: str.lstrip('model.') "
+            "strips any of the characters m, o, d, e, l and '.', not the prefix; use "
+            "k.removeprefix('model.') or k[len('model.'):]"
+        )
     if extra and missing and any(m.replace("model.", "") in extra for m in missing):
         raise Wrong(
             f"{extra[0]!r}: 'model.' also appears in the middle of a key (a submodule named "

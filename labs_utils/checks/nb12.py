@@ -35,6 +35,7 @@ from . import (
     crash,
     exercise,
     isolated_safe_globals,
+    process_changes,
     run_answer,
     spy,
 )
@@ -646,16 +647,14 @@ def capstone_load_safely(fn) -> str:
         good = tmp / "model_card.pth"
         info = RunInfo("capstone", 5, 0.93)
         torch.save({"model": _net().state_dict(), "info": info}, good)
-        with crash.watching(*watch) as seen:
+        with crash.watching(*watch, torch.serialization.load) as seen:
             try:
                 loaded = call_answer(fn, good)
             except Wrong as w:
                 _safe_globals_hint(seen, str(w), allowed_before)
                 raise
-        if any(
-            _mentions_runinfo(args.get("safe_globals"))
-            for args in seen.arguments.get(torch.serialization.add_safe_globals, [])
-        ):
+        # judged by what is left afterwards: RunInfo still allowed for every later load
+        if any(kind == "safe_globals" and "RunInfo" in hint for kind, hint in process_changes()):
             raise Wrong(
                 "RunInfo must be allowed for this one load, but add_safe_globals([RunInfo]) allows it for "
                 "every later torch.load in the process, files from strangers included",
@@ -711,6 +710,12 @@ def capstone_load_safely(fn) -> str:
                 f"your function returned {type(out).__name__} for the malicious file instead of refusing "
                 "it: let torch.load's UnpicklingError raise, so the caller knows the file was rejected"
             )
+    if any(a.get("weights_only") is False for a in seen.arguments.get(torch.serialization.load, [])):
+        raise Wrong(
+            "your function loaded the model card with weights_only=False: nothing restricted what "
+            "the unpickler could build during that load (a look at the file beforehand is only as "
+            "good as that look); load with weights_only=True and allow exactly RunInfo"
+        )
     return "the model card loads with only RunInfo allowed, and the payload never runs."
 
 
@@ -862,7 +867,8 @@ def _same_name(a: Any, path: Path) -> bool:
 
 
 def _labs_utils_savers() -> list[Any]:
-    from ..toolkit import CheckpointManager, atomic_write, save_checkpoint
+    from ..toolkit.checkpoints import atomic_write, save_checkpoint
+    from ..toolkit.manager import CheckpointManager
 
     return [
         save_checkpoint,

@@ -138,6 +138,15 @@ def _file_cases() -> list[tuple[str, bytes, str, str]]:
             "other",
             "a NumPy .npy file",
         ),
+        ("empty.pth", b"PK\x05\x06" + bytes(18), "other", "an empty zip archive (PK\\x05\\x06)"),
+        ("info.bin", b"PKG-INFO\nName: demo\n", "other", "a text file starting 'PKG-INFO'"),
+        ("config.pt", b"version: 2\nlr: 0.001\n", "other", "a text file starting 'version: 2'"),
+        (
+            "notes.pth",
+            pickle.dumps("<html> page", protocol=4),
+            "other",
+            "a pickle holding the text '<html> page' (a plain pickle, not an HTML page)",
+        ),
     ]
 
 
@@ -155,7 +164,12 @@ _HINTS = {
 _OTHER_HINTS = {  # what an "other" file was taken for -> why it is not that
     "legacy": "only the legacy torch.save head counts as 'legacy': a plain pickle also starts with b'\\x80', "
     "so compare the whole 14-byte head",
-    "html": "an XML document is not an HTML page: look for <!doctype html or <html, not for any '<'",
+    "html": "an XML document is not an HTML page: look for <!doctype html or <html, not for any '<', "
+    "and only at the start (after a byte-order mark and whitespace), not anywhere in the first bytes",
+    "zip": "only b'PK\\x03\\x04' starts a torch.save file; other zip records (an empty archive's "
+    "b'PK\\x05\\x06') and text that starts with 'PK' are 'other'",
+    "lfs-pointer": "a Git LFS pointer starts with the whole line "
+    "b'version https://git-lfs.github.com/spec/', not just b'version'",
     "safetensors": "a safetensors file has b'{' exactly at byte 8, after its 8-byte header length",
 }
 

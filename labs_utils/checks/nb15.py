@@ -503,8 +503,18 @@ def _check_scaled(fn, name: str, make_scheduler, factor: float) -> None:
 
     # the new process
     _, optimizer2, scheduler2 = _scheduled(make_scheduler, lrs=(0.3, 0.03))
+    default_lr = optimizer2.defaults["lr"]
     run_answer(fn, checkpoint, optimizer2, scheduler2, factor)
     where = f"with {name} and factor={factor}"
+    in_use = [g["lr"] for g in optimizer2.param_groups]
+    if optimizer2.defaults["lr"] != default_lr and in_use == [
+        g["lr"] for g in saved["optimizer"]["param_groups"]
+    ]:
+        raise Wrong(
+            f"{where}, you changed optimizer.defaults['lr'], which only seeds param groups added "
+            "later: the rates in use are each group's 'lr' in optimizer.param_groups (and "
+            "scheduler.base_lrs for schedulers that compute from them); scale those"
+        )
     if not optimizer2.state:
         raise Wrong(
             f"{where}, the optimizer you were given has no state (AdamW's averages): call "

@@ -416,6 +416,13 @@ def _scale_hint(used: float, r: int, alpha: float, rslora: bool, scale: float) -
     def near(a: float, b: float) -> bool:
         return abs(a - b) <= 1e-3 * max(abs(b), 1e-6)
 
+    whole = alpha // math.isqrt(r) if rslora else alpha // r
+    if near(used, whole) and not near(whole, scale):
+        return (
+            f"your scale is {whole}, what integer division gives ({alpha} // "
+            f"{'isqrt(r)' if rslora else r}): s = lora_alpha / r is a fraction here ({scale:g}); "
+            "use /, not //"
+        )
     if near(used, 0.0):
         return "the weight did not change: the adapter's B @ A was not added to it"
     if near(used, 1.0) and not near(scale, 1.0):
