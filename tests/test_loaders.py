@@ -1017,6 +1017,20 @@ def test_trusted_only_calls_say_so_where_they_appear():
     )
 
 
+def test_the_table_lists_the_notebooks_with_trusted_only_calls():
+    trusted_rows = {
+        rid for rid, row in ROWS.items() if verdict(row) == "trusted files only"
+    }
+    used = {nb[:2] for nb, _, _, row in SCANNED if row in trusted_rows}
+    text = TABLE.read_text()
+    section = text[text.index("## Where the") :]
+    listed = set(re.findall(r"^- (\d\d):", section, re.MULTILINE))
+    assert listed == used, (
+        "notebooks/LOADERS.md, 'Where the \"trusted files only\" calls appear': "
+        f"add {sorted(used - listed)}, remove {sorted(listed - used)}"
+    )
+
+
 @pytest.mark.parametrize(
     ("code", "row"),
     [
