@@ -537,7 +537,8 @@ def _show(value: Any) -> str:
     if isinstance(value, Mapping) and len(value) <= 6:
         return "{" + ", ".join(f"{k!r}: {_show(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)) and len(value) <= 6:
-        return "(" + ", ".join(_show(v) for v in value) + ")"
+        inner = ", ".join(_show(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
     return _summary(value)
 
 
@@ -573,9 +574,18 @@ def behaves_like(
                 raise Wrong(hint)
         if have.hint:
             raise Wrong(have.hint)
-        raise Wrong(
-            f"for {case.label} you {'' if have.raised else 'returned '}{have.say()}; expected {want.say()}"
-        )
+        raise Wrong(f"for {case.label} you {_difference(have, want, case)}")
+
+
+def _difference(have: _Outcome, want: _Outcome, case: Case) -> str:
+    if have.raised or want.raised:
+        return f"{have.say()}; expected {want.say()}"
+    if case.look is not None:
+        return f"gave {have.say()}; expected {want.say()}"
+    (out, args), (expected, before) = have.value, want.value
+    if not same(out, expected):
+        return f"returned {_show(out)}; expected {_show(expected)}"
+    return f"left your input as {_show(args)}; expected it unchanged, {_show(before)}"
 
 
 # --- keeping the learner's process as it was -------------------------------------------------
@@ -701,13 +711,14 @@ def _run(fn: Callable[..., Any], answer: Any, args: tuple, kwargs: dict) -> Chec
 class _Text(str):
     """A string that a notebook shows as it is (and in a box), not as a quoted repr."""
 
-    kind = NOT_ATTEMPTED
+    kind, code = NOT_ATTEMPTED, False
 
     def __repr__(self) -> str:
         return str(self)
 
     def _repr_html_(self) -> str:
-        return _box(self.kind, html.escape(str(self)))
+        text = html.escape(str(self))
+        return _box(self.kind, f'<pre style="margin: 0;">{text}</pre>' if self.code else text)
 
 
 def _cells(home: str) -> list[str]:
@@ -765,7 +776,9 @@ class _Checks:
                 if "# Hint:" in line
             ),
             "What the check tries: " + " ".join(ex.doc.split()) if ex.doc else "",
-            f"Your last try: {ex.last.message}" if ex.last and ex.last.status == WRONG else "",
+            f"Your last try: {ex.last.message}"
+            if ex.last is not None and ex.last.status == WRONG
+            else "",
         ]
         ladder = [h for h in ladder if h]
         ex.hints_given += 1
@@ -786,7 +799,9 @@ class _Checks:
             for line in cell.splitlines()
             if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")
         ]
-        return _Text("\n".join(lines))
+        text = _Text("\n".join(lines))
+        text.code = True
+        return text
 
     def progress(self, notebook: str | None = None) -> _Text:
         """The exercises of this notebook (or ``notebook``, a number or a name) and which of them
@@ -797,8 +812,11 @@ class _Checks:
         if not mine:
             return _Text("No exercises found: run a check first, or name the notebook.")
         marks = {CORRECT: "done", WRONG: "not yet", NOT_ATTEMPTED: "not attempted"}
-        rows = [f"  {marks[e.last.status] if e.last else 'not run':<14}{e.name}" for e in mine]
-        done = sum(1 for e in mine if e.last and e.last.status == CORRECT)
+        rows = [
+            f"  {marks[e.last.status] if e.last is not None else 'not run':<14}{e.name}"
+            for e in mine
+        ]
+        done = sum(1 for e in mine if e.last is not None and e.last.status == CORRECT)
         text = _Text(f"{mine[0].home}: {done} of {len(mine)} done\n" + "\n".join(rows))
         text.kind = CORRECT if done == len(mine) else NOT_ATTEMPTED
         return text

@@ -142,6 +142,7 @@ def _duck_typed(ckpt):
 
     return {k: plain(v) for k, v in copy.deepcopy(ckpt).items()}
 
+
 _SCALAR, _FLOAT64 = np._core.multiarray.scalar, np.dtypes.Float64DType
 
 WRONG = {

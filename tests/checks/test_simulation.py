@@ -20,13 +20,13 @@ CASES = [
     (
         "nb05_amp_checkpoint_3",
         "amp_checkpoint",
-        '''
+        """
 def amp_checkpoint(model, optimizer, scheduler, scaler, epoch):
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if "scaler" in globals() else None,
             "epoch": epoch}
-''',
+""",
         "amp_checkpoint",
         "wrong",
         ["globals()"],
@@ -114,7 +114,7 @@ def export_gated(model, example):
     (
         "nb14_what_is_6",
         "what_is",
-        r'''
+        r"""
 LEGACY_HEAD = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
 def what_is(path):
     head = open(path, "rb").read(64)
@@ -132,7 +132,7 @@ def what_is(path):
     if head.startswith(LEGACY_HEAD):
         return "legacy"
     return "other"
-''',
+""",
         "what_is",
         "wrong",
         ["pk\\x03\\x04"],
@@ -141,7 +141,7 @@ def what_is(path):
     (
         "nb14_what_is_7",
         "what_is",
-        r'''
+        r"""
 LEGACY_HEAD = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
 def what_is(path):
     head = open(path, "rb").read(64)
@@ -158,7 +158,7 @@ def what_is(path):
     if head.startswith(LEGACY_HEAD):
         return "legacy"
     return "other"
-''',
+""",
         "what_is",
         "wrong",
         ["git-lfs"],
