@@ -10,6 +10,8 @@
 #   make test-learner   the learner edition top to bottom, and the JupyterLab browser test
 #   make test-portable  run the notebooks again under other CPU kernels and two threads
 #   make test-gpu   GPU machines only: every notebook with the GPU visible, report in build/gpu-report.md
+#   make site       the notebooks as a searchable website in build/site (stored outputs, offline)
+#   make test-site  build it, then search, open and page through it in Debian's Chromium
 #   make lint       ruff: lint and format check of labs_utils/, tests/, data/ and the notebooks
 #   make format     apply ruff's fixes and formatter
 #   make notebooks  re-execute every notebook in place, top to bottom (regenerates stored outputs)
@@ -33,7 +35,7 @@ export OMP_NUM_THREADS
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup lab test test-learner test-portable test-gpu lint format notebooks learner learner-lab learner-reset doctor bench browser-deps clean
+.PHONY: setup lab test test-learner test-portable test-gpu lint format notebooks learner learner-lab learner-reset doctor bench browser-deps site test-site clean
 
 # The learner edition lives here: outside build/, so `make clean` never reaches it, and beside
 # notebooks/, so the same relative links work in both. Git ignores it.
@@ -81,7 +83,7 @@ doctor: | $(BIN)/python
 # The stored outputs come from a CPU-only run; the suite hides any GPU so it compares like with
 # like (GPU cells say "skipped: no CUDA" here). `make lab` sees the GPU and runs them for real.
 test: setup
-	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope -m "not learner_run"
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope -m "not learner_run and not site"
 
 # The workshop experience: the learner edition (solutions replaced by placeholders, outputs
 # cleared), every notebook run top to bottom (no error outside raises-exception cells, every check
@@ -89,6 +91,25 @@ test: setup
 # every notebook's work, so it has its own target; .ci/run runs it after make test.
 test-learner: setup browser-deps
 	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope -m learner_run tests/test_learner_edition.py tests/test_browser.py
+
+# The notebooks as a website (tools/site/build.py): a page per notebook with its stored outputs
+# (nothing re-executed), the error index, the coverage table and the other notebooks/*.md, a page
+# per command, and search that finds a pasted error message. Offline: nothing is downloaded to
+# build or to read it. Its builder is nbconvert's own stack (tools/site/requirements.txt, pinned,
+# installed once; it changes nothing requirements.txt installed). Open build/site/index.html.
+SITE_STAMP := $(VENV)/.site-installed
+$(SITE_STAMP): tools/site/requirements.txt $(STAMP)
+	$(BIN)/python -m pip install --progress-bar off -q -r tools/site/requirements.txt
+	@touch $(SITE_STAMP)
+
+site: setup $(SITE_STAMP)
+	$(BIN)/python tools/site/build.py --out build/site
+
+# The site in Debian's Chromium (Playwright), served on 127.0.0.1: five pasted error messages land
+# on the section that raises them, a plot loads, "next" pages from 01 to the last notebook, and no
+# page asks another host for anything. .ci/run runs it.
+test-site: site browser-deps
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -m site tests/test_site.py
 
 # The stored outputs must not depend on the CPU they were made on. Run every notebook again
 # (strict nbval) under PyTorch's portable CPU kernels ("default", no vector units) and AVX2, with
