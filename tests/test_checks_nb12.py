@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from labs_utils.capstone import RunInfo
-from labs_utils.checks import check, crash, nb12
+from labs_utils.checks import check, crash, nb12_atomic, nb12_loading
 from tests.checks import answers_nb12
 
 check.capstone_save_atomically  # noqa: B018  (loads the module)
@@ -68,7 +68,7 @@ def test_owner_only_answers_pass_with_the_mode_tip(answer):
     result = check.capstone_save_atomically(answer)
     assert result, repr(result)
     if (
-        os.name == "posix" and 0o666 & ~nb12._umask() != 0o600
+        os.name == "posix" and 0o666 & ~nb12_atomic._umask() != 0o600
     ):  # torch.save's files are not owner-only here
         assert "0o600" in result.message and "os.chmod" in result.message
         assert "fsync the folder" in result.message
@@ -162,7 +162,7 @@ NO_GPU_MESSAGES = [
 
 @pytest.mark.parametrize("message", NO_GPU_MESSAGES)
 def test_every_build_s_no_gpu_message_is_recognised(message):
-    assert nb12.needs_a_gpu(message)
+    assert nb12_loading.needs_a_gpu(message)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +174,7 @@ def test_every_build_s_no_gpu_message_is_recognised(message):
     ],
 )
 def test_other_errors_are_not_taken_for_a_missing_gpu(message):
-    assert not nb12.needs_a_gpu(message)
+    assert not nb12_loading.needs_a_gpu(message)
 
 
 @pytest.mark.parametrize(
@@ -383,6 +383,6 @@ def test_the_real_kill_lands_where_the_in_process_run_saw_the_gap():
     ).calls
     moment = calls.index("os.rename")
     result = check.capstone_save_atomically(answers_nb12._save_remove_then_rename)
-    assert f"a SIGKILL just before its {nb12._ordinal(moment + 1)} of" in result.message, (
+    assert f"a SIGKILL just before its {nb12_atomic._ordinal(moment + 1)} of" in result.message, (
         result.message
     )

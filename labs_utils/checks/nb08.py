@@ -239,8 +239,6 @@ def _label(item: Any) -> str:
     return getattr(obj, "__qualname__", None) or repr(obj)
 
 
-
-
 @exercise("allowlist_for_exercise_file", notebook=NB)
 def allowlist_for_exercise_file(allow) -> str:
     """``allow``: the narrowest list for ``safe_globals`` that loads the exercise file, judged on its own."""

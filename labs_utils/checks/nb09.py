@@ -259,7 +259,11 @@ def _which(out: Any, tensors: dict[str, torch.Tensor]) -> str | None:
     if not isinstance(out, torch.Tensor):
         return None
     return next(
-        (k for k, v in tensors.items() if v.dtype == out.dtype and v.shape == out.shape and torch.equal(v, out)),
+        (
+            k
+            for k, v in tensors.items()
+            if v.dtype == out.dtype and v.shape == out.shape and torch.equal(v, out)
+        ),
         None,
     )
 

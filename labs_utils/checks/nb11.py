@@ -58,7 +58,9 @@ def _train_state(
     optimizer.step()
     model_sd, optim_sd = get_state_dict(model, optimizer)
     ema = {
-        k: v.detach().clone() * 0.5 for k, v in model.state_dict().items() if k.startswith("decoder.")
+        k: v.detach().clone() * 0.5
+        for k, v in model.state_dict().items()
+        if k.startswith("decoder.")
     }
     state = {"model": model_sd, "model_ema": ema, "optim": optim_sd, "step": 1}
     return state, {k: v.detach().clone() for k, v in model.state_dict().items()}

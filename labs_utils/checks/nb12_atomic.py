@@ -1,0 +1,394 @@
+"""Checks for notebooks/12_capstone_lab.ipynb, fault 6: a save that can tear, judged by a real SIGKILL at each write call (crash.kill_at). Each fix is checked against the lesson
+that teaches it (named in a hint)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import torch
+
+from . import (
+    Wrong,
+    crash,
+    exercise,
+    spy,
+)
+from .capstone_fixtures import (
+    differs,
+    load_cpu,
+    run_saver,
+)
+
+# ================================================================ fault 6: a save that can tear
+NB6 = "04_checkpoints_and_resume"
+
+
+class _Exploding:
+    """Pickling this raises: a stand-in for a save that fails with an exception."""
+
+    def __reduce__(self):
+        raise RuntimeError("simulated failure in the middle of torch.save")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _state(path: Path, old: bytes, new: dict) -> str:
+    """What a crash left at ``path``: 'old', 'new', 'missing', or 'torn'."""
+    if not path.exists():
+        return "missing"
+    data = path.read_bytes()
+    if data == old:
+        return "old"
+    try:
+        got = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:
+        return "torn"
+    return "new" if not differs(got, new) else "torn"
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+@dataclass
+class _Moment:
+    """What a crash just before write call ``k`` (``call``) leaves: ``state`` of last.pth ('torn' or
+    'missing'), its size, and the other files of the folder that hold the previous checkpoint."""
+
+    state: str
+    k: int
+    call: str
+    size: int
+    backups: list[str]
+
+
+def _moment(state: str, k: int, call: str, path: Path, folder: Path, old: bytes) -> _Moment:
+    size = path.stat().st_size if path.exists() else 0
+    backups = sorted(
+        p.name for p in folder.iterdir() if p != path and p.is_file() and p.read_bytes() == old
+    )
+    return _Moment(state, k, call, size, backups)
+
+
+def _tear_hint(m: _Moment, n_calls: int, trace: crash.WriteTrace, real: bool) -> str:
+    how = "a SIGKILL" if real else "a crash"
+    when = f"{how} just before its {_ordinal(m.k + 1)} of {n_calls} write calls ({m.call})"
+    if m.state == "missing":
+        return (
+            f"{when} left no last.pth at all: your function removes (or renames away) the old file before "
+            "the new one is in place. os.replace puts the new file over the old one in one step; do not "
+            "delete the old one first"
+        )
+    torn = f"{when} left last.pth torn ({m.size} bytes that do not load)"
+    if m.backups:
+        return (
+            f"{torn}. The backup {m.backups[0]} is still there, but the code that would restore it never runs "
+            "when the process is killed, and every loader looks only at last.pth. Leave last.pth alone until "
+            "the new file is complete: write a temporary file in the same folder and os.replace it over last.pth"
+        )
+    saves = trace.arguments.get(torch.serialization.save, [])
+    if saves and all(isinstance(a.get("f"), io.BytesIO) for a in saves):
+        return (
+            f"{torn}, and the previous checkpoint is gone. Serialising into memory first protects against a "
+            "pickling error, not against a kill: writing the bytes still truncates last.pth first. Write them "
+            "to a temporary file in the same folder and os.replace it over last.pth"
+        )
+    copies = [
+        a
+        for a in trace.arguments.get(shutil.copyfile, [])
+        if _same_name(a.get("dst"), _target(trace))
+    ]
+    if copies:
+        return (
+            f"{torn}. Copying the finished temporary file over last.pth rewrites last.pth in place; "
+            "os.replace renames the temporary file over it in one step"
+        )
+    return (
+        f"{torn}, and the previous checkpoint is gone: your function writes over last.pth in place. Write the "
+        "new checkpoint to a temporary file in the same folder, then os.replace it over last.pth"
+    )
+
+
+def _target(trace: crash.WriteTrace) -> Path:
+    return trace.target  # type: ignore[attr-defined]
+
+
+def _same_name(a: Any, path: Path) -> bool:
+    try:
+        return isinstance(a, (str, os.PathLike)) and Path(a).resolve() == path.resolve()
+    except OSError:
+        return False
+
+
+def _labs_utils_savers() -> list[Any]:
+    from ..toolkit.checkpoints import atomic_write, save_checkpoint
+    from ..toolkit.manager import CheckpointManager
+
+    return [
+        save_checkpoint,
+        getattr(atomic_write, "__wrapped__", atomic_write),
+        CheckpointManager.save,
+    ]
+
+
+@exercise("capstone_save_atomically", notebook=NB6)
+def capstone_save_atomically(fn) -> str:
+    """``fn(obj, path)`` saves so that a crash at any moment of the save leaves the previous file or
+    the complete new one, a failed save leaves the previous file and no litter, and the data is
+    fsynced before the rename.
+
+    Crashes: while ``fn`` saves over an existing file in this process, the disk is examined just
+    before each of its write calls (what is on disk then is what a kill then would leave). Then a
+    forked child running ``fn`` is really SIGKILLed (``crash.kill_at``): at the first moment that
+    tore the file, to confirm it, or, if none did, just before and after its rename, at its first
+    write call and at its middle one. The moments are counted in write calls, not timed, so the
+    verdict is the same on every run. Without fork (Windows, macOS) the examined moments decide."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "ckpt"
+        folder.mkdir()
+        path = folder / "last.pth"
+        first = {"epoch": 1, "w": torch.arange(1000.0)}
+        run_saver(fn, first, path, path=path)
+        try:
+            if differs(load_cpu(path), first):
+                raise Wrong("the saved file does not hold the object you were given")
+        except Wrong:
+            raise
+        except Exception as e:
+            raise Wrong(f"the saved file does not load ({type(e).__name__})") from None
+
+        # 1. a normal save over an existing file, watched: which calls, which folder, fsync
+        third = {"epoch": 3, "w": torch.ones(1000)}
+        watch = [torch.serialization.save, shutil.copyfile, *_labs_utils_savers()]
+        fsynced: list[
+            tuple[int, int, bool]
+        ] = []  # (position in the write calls, inode, is a folder)
+        before = path.read_bytes()
+        observed: list[
+            _Moment
+        ] = []  # the first moment at which a crash would leave last.pth torn or gone
+
+        def observe(
+            k: int, call: str
+        ) -> None:  # what the disk holds now is what a kill now would leave
+            if not observed:
+                state = _state(path, before, third)
+                if state in ("torn", "missing"):
+                    observed.append(_moment(state, k, call, path, folder, before))
+
+        seen = crash.WriteTrace()
+
+        def watched(
+            *args: Any,
+        ) -> Any:  # count only the answer's own calls, as the killed child does
+            nonlocal seen
+            with crash.watching(*watch, before_call=observe) as seen:
+                return fn(*args)
+
+        with (
+            spy(os, "replace") as replaces,
+            spy(os, "rename") as renames,
+            _recording_fsync(fsynced, lambda: len(seen.calls)),
+        ):
+            run_saver(watched, third, path, path=path)
+        seen.target = path  # type: ignore[attr-defined]
+        if any(f in seen.entered for f in _labs_utils_savers()):
+            raise Wrong(
+                "the task asks you to write the atomic save yourself, with tempfile and os.replace, not with "
+                "labs_utils (save_checkpoint does exactly this; the point is to see how)"
+            )
+        for args, _, _ in replaces + renames:
+            if Path(args[0]).resolve().parent != folder.resolve():
+                raise Wrong(
+                    "the temporary file was written in another folder: os.replace is atomic only within "
+                    "one file system, so write the temporary file next to the checkpoint"
+                )
+        if differs(load_cpu(path), third):
+            raise Wrong("after a second save, last.pth does not hold the new object")
+        old = path.read_bytes()
+        saved_inode, saved_mode = (
+            os.stat(path).st_ino,
+            stat.S_IMODE(os.stat(path).st_mode),
+        )
+
+        # 2. crashes: observed at every write call above, and real kills
+        second = {"epoch": 2, "w": torch.zeros(1000)}
+        _kill(fn, second, path, folder, old, seen, observed)
+
+        # 3. a save that fails with an exception
+        for p in folder.iterdir():
+            if p != path:
+                p.unlink()
+        path.write_bytes(old)
+        # not the answer's: left alone
+        elsewhere = set(Path(tempfile.gettempdir()).glob("last.pth*"))
+        try:
+            fn({"epoch": 2, "w": torch.zeros(1000), "boom": _Exploding()}, path)
+            crashed = False
+        except Exception:
+            crashed = True
+        if not crashed:
+            raise Wrong(
+                "your function swallowed the error of a failed save: let it propagate so the caller knows"
+            )
+        if _state(path, old, second) != "old":
+            raise Wrong(
+                "a save that failed with an exception left last.pth changed: write to a temporary file in "
+                "the same folder, then os.replace it over the old one"
+            )
+        litter = sorted(p.name for p in folder.iterdir() if p.name != "last.pth")
+        stray = sorted(set(Path(tempfile.gettempdir()).glob("last.pth*")) - elsewhere)
+        if litter or stray:
+            for p in stray:
+                p.unlink(missing_ok=True)
+            raise Wrong(
+                "the failed save left a temporary file behind "
+                f"({(litter or [s.name for s in stray])[0]}); remove it when the save fails, and keep "
+                "it in the same folder so os.replace stays atomic"
+            )
+
+        # 4. durability: the data reaches the disk before the name points at it
+        replace_at = [i for i, name in enumerate(seen.calls) if name in ("os.replace", "os.rename")]
+        synced = [pos for pos, inode, is_dir in fsynced if inode == saved_inode and not is_dir]
+        if fsynced or "os.fsync" in seen.calls or "os.fdatasync" in seen.calls:
+            if fsynced and not any(replace_at and pos <= replace_at[-1] for pos in synced):
+                raise Wrong(
+                    "the temporary file was not fsynced before os.replace: a kill leaves it intact, but after "
+                    "a power cut the rename can reach the disk before the data. Call f.flush() and "
+                    "os.fsync(f.fileno()) before os.replace"
+                )
+        else:
+            raise Wrong(
+                "a kill leaves your last.pth intact, but nothing is fsynced: after a power cut the rename can "
+                "reach the disk before the data, leaving an empty last.pth. Call f.flush() and "
+                "os.fsync(f.fileno()) on the temporary file before os.replace"
+            )
+        tips = []
+        if os.name == "posix":
+            want = 0o666 & ~_umask()
+            if saved_mode != want:
+                tips.append(
+                    f"last.pth has mode {oct(saved_mode)} where torch.save would give {oct(want)} (mkstemp and "
+                    "NamedTemporaryFile create owner-only files); os.chmod(tmp, 0o666 & ~umask) before "
+                    "os.replace keeps it readable by a serving process running as another user"
+                )
+            if not any(is_dir for _, _, is_dir in fsynced):
+                tips.append(
+                    "fsync the folder after os.replace (os.open(folder, os.O_RDONLY), os.fsync, os.close) "
+                    "so that the rename itself survives a power cut"
+                )
+    message = (
+        "a crash at any of its write calls leaves the previous checkpoint or the complete new one, a failed "
+        "save keeps the old file and leaves no temporary file behind, and the data is fsynced."
+    )
+    if tips:
+        message += (
+            " Production code adds two details: "
+            if len(tips) == 2
+            else " One detail for production code: "
+        )
+        message += "; ".join(tips) + "."
+    return message
+
+
+class _recording_fsync:
+    """Record, for each os.fsync/os.fdatasync, where it came in the write calls, the inode it synced
+    and whether that is a folder (the real call still runs)."""
+
+    def __init__(self, out: list, position) -> None:
+        self.out, self.position = out, position
+        self._spies: list[Any] = []
+
+    def __enter__(self):
+        for name in ("fsync", "fdatasync"):
+            real = getattr(os, name, None)
+            if real is None:
+                continue
+
+            def wrapper(fd, _real=real):
+                try:
+                    st = os.fstat(fd if isinstance(fd, int) else fd.fileno())
+                    self.out.append((self.position(), st.st_ino, stat.S_ISDIR(st.st_mode)))
+                except (OSError, AttributeError, TypeError):
+                    pass
+                return _real(fd)
+
+            patcher = mock.patch.object(os, name, wrapper)
+            patcher.start()
+            self._spies.append(patcher)
+        return self
+
+    def __exit__(self, *exc):
+        for patcher in reversed(self._spies):
+            patcher.stop()
+        return False
+
+
+def _confirm_moments(calls: list[str]) -> list[int]:
+    """Where to kill an answer that no observed moment tore: its first write call, the middle one,
+    and just before and after each rename (where a save that is not atomic shows it)."""
+    picks = {0, len(calls) // 2}
+    for i, call in enumerate(calls):
+        if call in ("os.replace", "os.rename"):
+            picks.update({i, i + 1})
+    return sorted(p for p in picks if p < len(calls))
+
+
+def _kill(
+    fn,
+    obj: dict,
+    path: Path,
+    folder: Path,
+    old: bytes,
+    seen: crash.WriteTrace,
+    observed: list[_Moment],
+) -> None:
+    """Kill ``fn(obj, path)`` for real (a forked child, SIGKILL just before a write call) and require
+    the previous file or the complete new one afterwards. Where the in-process run already saw a
+    moment that tears the file, one kill there confirms it; otherwise a few kills at the moments
+    that matter do. Without fork, the moments observed in-process decide alone."""
+
+    def reset() -> None:
+        for p in folder.iterdir():
+            if p != path:
+                p.unlink()
+        if not path.exists() or path.read_bytes() != old:
+            path.write_bytes(old)
+
+    n_calls = len(seen.calls)
+    moments = [observed[0].k] if observed else _confirm_moments(seen.calls)
+    if crash.can_fork():
+        for moment in moments:
+            reset()
+            kill = crash.kill_at(fn, (obj, path), moment)
+            if kill.hung:
+                raise Wrong(
+                    "your function did not finish within 10 s when the check ran it in a child process"
+                )
+            if not kill.killed:
+                continue  # it finished (or failed) before that call this time
+            state = _state(path, old, obj)
+            if state in ("torn", "missing"):
+                raise Wrong(
+                    _tear_hint(
+                        _moment(state, moment, kill.call, path, folder, old),
+                        n_calls,
+                        seen,
+                        real=True,
+                    )
+                )
+    reset()
+    if observed:
+        raise Wrong(_tear_hint(observed[0], n_calls, seen, real=False))

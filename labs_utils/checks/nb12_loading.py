@@ -1,0 +1,318 @@
+"""Checks for notebooks/12_capstone_lab.ipynb, faults 4-5: a GPU file on a CPU host, unsafe loading. Each fix is checked against the lesson
+that teaches it (named in a hint)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import torch
+
+from . import (
+    Wrong,
+    call_answer,
+    crash,
+    exercise,
+    isolated_safe_globals,
+    process_changes,
+    run_answer,
+)
+from .capstone_fixtures import (
+    differs,
+    load_cpu,
+    net,
+    same_file,
+)
+
+# ================================================================ fault 4: a GPU file on a CPU host
+NB4 = "06_devices_and_map_location"
+
+# What torch says when code asks for a GPU that is not there. The words depend on the build of
+# torch and on the machine: the CPU-only build, the CUDA build without an NVIDIA driver, the
+# CUDA build with a driver but no visible GPU, torch.load without map_location.
+_NO_GPU = re.compile(
+    "|".join(
+        [
+            r"Attempting to deserialize object on a CUDA device",
+            r"torch\.cuda\.is_available\(\) is False",
+            r"Found no NVIDIA driver",
+            r"Torch not compiled with CUDA enabled",
+            r"No CUDA GPUs are available",
+            r"no CUDA-capable device is detected",
+            r"CUDA driver initialization failed",
+            r"CUDA driver version is insufficient",
+            r"invalid device ordinal",
+        ]
+    ),
+    re.IGNORECASE,
+)
+
+
+def needs_a_gpu(message: str) -> bool:
+    """True when an error message says, in any build's words, that there is no usable GPU."""
+    return bool(_NO_GPU.search(message))
+
+
+@contextlib.contextmanager
+def _as_on_a_cpu_only_host():
+    """Run the answer as the serving host would, whatever this machine has: where CUDA is
+    available, ``torch.cuda.is_available()`` says False (so torch.load refuses a GPU tag, and
+    code that picks its device at run time picks the CPU) and first use of CUDA fails the way a
+    CUDA build without a visible GPU does. Where CUDA is not available, nothing is changed."""
+    if not torch.cuda.is_available():
+        yield
+        return
+
+    def no_gpu(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("No CUDA GPUs are available")
+
+    with (
+        mock.patch.object(torch.cuda, "is_available", lambda: False),
+        mock.patch.object(torch.cuda, "_lazy_init", no_gpu),
+    ):
+        yield
+
+
+def _maps_to_cpu(map_location: Any, tag: str = "cuda:0") -> bool | None:
+    """Where ``map_location`` sends a tensor saved with the tag ``tag``: True for the CPU, False
+    for somewhere else, None when it cannot be told without loading (a callable)."""
+    if map_location is None:
+        return False
+    if isinstance(map_location, Mapping):
+        return _maps_to_cpu(map_location[tag], tag) if tag in map_location else False
+    if callable(map_location):
+        return None
+    try:
+        return torch.device(map_location).type == "cpu"
+    except (TypeError, RuntimeError, ValueError):
+        return False
+
+
+def _gpu_hint(loads: list[dict[str, Any]], error: str) -> str:
+    first_line = error.strip().splitlines()[0] if error.strip() else ""
+    for args in loads:
+        ml = args.get("map_location")
+        if isinstance(ml, Mapping) and any(not isinstance(v, str) for v in ml.values()):
+            return (
+                "in a dict map_location the values must be strings such as 'cpu': torch.load's dict form "
+                f"does not take torch.device objects there ({error.strip().splitlines()[0][:120]}); "
+                "write {'cuda:0': 'cpu'}, or simply map_location=torch.device('cpu')"
+            )
+        if isinstance(ml, Mapping) and "cuda:0" not in ml:
+            keys = ", ".join(repr(k) for k in ml)
+            return (
+                f"map_location={{{keys}: ...}} remaps only the location tags it names, and a tag is the full "
+                "device string saved with each tensor: this file's tensors are tagged 'cuda:0' (device index "
+                "included), so no key matched and torch.load tried the GPU anyway. Use map_location='cpu' "
+                "(every tag to the CPU) or {'cuda:0': 'cpu'}"
+            )
+        if ml is None and _maps_to_cpu(ml) is False:
+            return (
+                "without map_location, torch.load puts the tensors back on the GPU they were saved from "
+                "('cuda:0'), and the serving host has none; nothing outside torch.load (a later .cpu() or "
+                ".to(), a default device) changes that, it comes too late. Pass map_location='cpu' (or "
+                "torch.device('cpu')) to torch.load"
+            )
+        if _maps_to_cpu(ml) is False:
+            return (
+                f"map_location={ml!r} sends the tensors to a GPU, and the serving host has none: use "
+                "map_location='cpu' (or torch.device('cpu'))"
+            )
+    return (
+        "your function moves the model to the GPU, and the serving host has none (torch says: "
+        + first_line[:160]
+        + "): keep the model on the CPU, or choose the device at run time with "
+        "torch.cuda.is_available()"
+    )
+
+
+@exercise("capstone_load_gpu_weights", notebook=NB4)
+def capstone_load_gpu_weights(fn) -> str:
+    """``fn(path)`` returns a ``SimpleModel`` on the CPU loaded from data/gpu_weights_cuda0.pth."""
+    from .. import data_file
+    from ..models import SimpleModel
+
+    path = data_file("gpu_weights_cuda0.pth")
+    with crash.watching(torch.serialization.load) as seen, _as_on_a_cpu_only_host():
+        try:
+            model = call_answer(fn, path)
+        except Wrong as w:
+            loads = seen.arguments.get(torch.serialization.load, [])
+            dict_values = any(
+                isinstance(a.get("map_location"), Mapping)
+                and not all(isinstance(v, str) for v in a["map_location"].values())
+                for a in loads
+            )
+            if needs_a_gpu(str(w)) or dict_values:
+                raise Wrong(
+                    _gpu_hint(loads, str(w).removeprefix("your function raised "))
+                ) from None
+            raise
+    loads = seen.arguments.get(torch.serialization.load, [])
+    if not any(same_file(a.get("f"), path) for a in loads):
+        raise Wrong("your function did not torch.load the file it was given (path)")
+    for args in loads:  # would fail on the serving host, whatever this one has
+        ml = args.get("map_location")
+        if ml is None or (isinstance(ml, Mapping) and "cuda:0" not in ml):
+            raise Wrong(_gpu_hint([args], ""))
+    if not isinstance(model, SimpleModel):
+        raise Wrong(f"return the loaded SimpleModel, got {type(model).__name__}")
+    reference = load_cpu(path)
+    for k, v in reference.items():
+        t = model.state_dict()[k]
+        if t.device.type != "cpu":
+            raise Wrong(
+                f"your function moves the model to the GPU ({k} is on {t.device}), and the serving host "
+                "has none: keep the model on the CPU"
+            )
+        if not torch.equal(t, v):
+            raise Wrong(f"{k} does not hold the file's values: load the state_dict strictly")
+    return "the GPU-saved weights are on the CPU, every tensor equal to the file's."
+
+
+# ================================================================ fault 5: unsafe loading
+NB5 = "08_safe_loading"
+
+
+@exercise("capstone_load_safely", notebook=NB5)
+def capstone_load_safely(fn) -> str:
+    """``fn(path)`` loads a checkpoint holding weights plus a ``RunInfo``, allowing exactly RunInfo
+    for that one load, and refuses a malicious file with an error."""
+    from ..capstone import MarkerPayload, RunInfo
+
+    allowed_before = [
+        e
+        for e in torch.serialization.get_safe_globals()
+        if (e[0] if isinstance(e, tuple) else e) is RunInfo
+    ]
+    watch = (
+        torch.serialization.add_safe_globals,
+        torch._weights_only_unpickler._add_safe_globals,
+    )
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        isolated_safe_globals(),
+    ):  # judged on its own allowlist
+        tmp = Path(tmp)
+        good = tmp / "model_card.pth"
+        info = RunInfo("capstone", 5, 0.93)
+        torch.save({"model": net().state_dict(), "info": info}, good)
+        with crash.watching(*watch, torch.serialization.load) as seen:
+            try:
+                loaded = call_answer(fn, good)
+            except Wrong as w:
+                _safe_globals_hint(seen, str(w), allowed_before)
+                raise
+        # judged by what is left afterwards: RunInfo still allowed for every later load
+        if any(kind == "safe_globals" and "RunInfo" in hint for kind, hint in process_changes()):
+            raise Wrong(
+                "RunInfo must be allowed for this one load, but add_safe_globals([RunInfo]) allows it for "
+                "every later torch.load in the process, files from strangers included",
+                covers={"safe_globals"},
+            )
+        extra = [
+            e
+            for args in seen.arguments.get(torch._weights_only_unpickler._add_safe_globals, [])
+            for e in (args.get("safe_globals") or [])
+            if not _mentions_runinfo([e]) and not _torch_own(e)
+        ]
+        if extra:
+            raise Wrong(
+                f"the file needs RunInfo only, and your allowlist also lets through {_entry(extra[0])}: "
+                "every extra entry is something a malicious file may use; allow exactly [RunInfo]"
+            )
+        if not isinstance(loaded, Mapping) or set(loaded) != {"model", "info"}:
+            raise Wrong(
+                "return what the file holds (a dict with 'model' and 'info'); to load the RunInfo with "
+                "weights_only=True, allow exactly that class with "
+                "torch.serialization.safe_globals([RunInfo])"
+            )
+        if loaded["info"] != info or differs(dict(loaded["model"]), net().state_dict()):
+            raise Wrong(
+                "the dict you returned does not hold the file's contents: return what torch.load read"
+            )
+        marker = tmp / "payload_ran.txt"
+        bad = tmp / "downloaded.pth"
+        torch.save({"model": net().state_dict(), "info": MarkerPayload(marker)}, bad)
+        refused = True
+        with crash.watching(torch.serialization.load) as payload_seen:
+            try:
+                out = run_answer(fn, bad)
+                refused = False
+            except Wrong:
+                pass
+        payload_loads = payload_seen.arguments.get(torch.serialization.load, [])
+        if marker.exists():
+            unsafe = any(a.get("weights_only") is False for a in payload_loads)
+            raise Wrong(
+                "loading the malicious file ran its payload (the marker file appeared): "
+                + (
+                    "torch.load with weights_only=False runs the file's code while it unpickles, so a "
+                    "check of what you got afterwards comes too late, and a retry after a refusal hands the "
+                    "choice to the file. "
+                    if unsafe
+                    else ""
+                )
+                + "Keep weights_only=True and allow only RunInfo, never what a refused file asks for"
+            )
+        if not refused:
+            raise Wrong(
+                f"your function returned {type(out).__name__} for the malicious file instead of refusing "
+                "it: let torch.load's UnpicklingError raise, so the caller knows the file was rejected"
+            )
+    if any(
+        a.get("weights_only") is False for a in seen.arguments.get(torch.serialization.load, [])
+    ):
+        raise Wrong(
+            "your function loaded the model card with weights_only=False: nothing restricted what "
+            "the unpickler could build during that load (a look at the file beforehand is only as "
+            "good as that look); load with weights_only=True and allow exactly RunInfo"
+        )
+    return "the model card loads with only RunInfo allowed, and the payload never runs."
+
+
+def _entry(e: Any) -> str:
+    obj = e[0] if isinstance(e, tuple) and e else e
+    return getattr(obj, "__qualname__", None) or repr(obj)
+
+
+def _torch_own(e: Any) -> bool:
+    obj = e[0] if isinstance(e, tuple) and e else e
+    return str(getattr(obj, "__module__", "")).split(".")[0] == "torch"
+
+
+def _mentions_runinfo(entries: Any) -> bool:
+    from ..capstone import RunInfo
+
+    return any((e[0] if isinstance(e, tuple) and e else e) is RunInfo for e in entries or [])
+
+
+def _safe_globals_hint(seen: crash.WriteTrace, message: str, allowed_before: list) -> None:
+    entries = [
+        e
+        for args in seen.arguments.get(torch._weights_only_unpickler._add_safe_globals, [])
+        for e in (args.get("safe_globals") or [])
+    ]
+    strings = [e for e in entries if isinstance(e, str)]
+    if strings:
+        raise Wrong(
+            f"safe_globals takes the objects themselves, not strings: pass [RunInfo] (the class you "
+            f"imported), not [{strings[0]!r}]; torch cannot turn a name into a class (it raised "
+            f"{message.removeprefix('your function raised ')[:80]})"
+        )
+    if "RunInfo" in message and allowed_before and not entries:
+        raise Wrong(
+            "torch.load refused RunInfo: your function worked in the notebook only because RunInfo was "
+            "already allowed for the whole process (an add_safe_globals call outside it). Allow it "
+            "inside the function, for this one load: with torch.serialization.safe_globals([RunInfo]):"
+        )
+    if "RunInfo" in message:
+        raise Wrong(
+            "torch.load refused the file because of RunInfo (not on the default allowlist): allow "
+            "exactly that class for this load with `with torch.serialization.safe_globals([RunInfo]):`"
+        )
