@@ -8,7 +8,7 @@
 #   make test       maintainers: the whole suite (tests/ + every notebook, strict nbval)
 #   make bench      time saving/loading a ~300 MB model (atomic save, mmap, safetensors)
 #   make test-learner   the learner edition top to bottom, and the JupyterLab browser test
-#   make test-portable  run the notebooks again under other CPU kernels and two threads
+#   make test-portable  run the notebooks again with ATen, MKL and oneDNN held to older CPU kernels
 #   make test-gpu   GPU machines only: every notebook with the GPU visible, report in build/gpu-report.md
 #   make site       the notebooks as a searchable website in build/site (stored outputs, offline)
 #   make test-site  build it, then search, open and page through it in Debian's Chromium
@@ -112,18 +112,29 @@ test-site: site browser-deps
 	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -m site tests/test_site.py
 
 # The stored outputs must not depend on the CPU they were made on. Run every notebook again
-# (strict nbval) under PyTorch's portable CPU kernels ("default", no vector units) and AVX2, with
-# two threads each: a number printed too close to its rounding noise fails here. A kernel this
-# CPU lacks is skipped with a note. PORTABLE_RUNS="default:1 avx512:2" make test-portable picks others.
-PORTABLE_RUNS ?= default:2 avx2:2
+# (strict nbval), two threads each, with each CPU library held to an older instruction set than
+# this CPU's: ATen's own kernels (ATEN_CPU_CAPABILITY), MKL's BLAS, which does the matrix
+# multiplies (MKL_ENABLE_INSTRUCTIONS), and oneDNN, which does the convolutions
+# (ONEDNN_MAX_CPU_ISA). A run is ATEN:MKL:ONEDNN:THREADS, "-" leaves a library to pick for itself;
+# a run that needs an instruction set this CPU lacks is skipped with a note. ONNX Runtime (MLAS)
+# has no such switch: CONTRIBUTING.md, "Stable outputs". Others: PORTABLE_RUNS="avx512:-:-:1".
+PORTABLE_RUNS ?= default:SSE4_2:SSE41:2 avx2:AVX2:AVX2:2
 test-portable: setup
 	@native=$$($(BIN)/python -c "import torch; print(torch.backends.cpu.get_cpu_capability())"); \
+	flag() { case "$$1" in -|default) ;; avx512*|AVX512*) echo avx512f;; SSE41) echo sse4_1;; \
+		*) echo "$$1" | tr A-Z a-z;; esac; }; \
 	for run in $(PORTABLE_RUNS); do \
-		cap=$${run%%:*}; threads=$${run##*:}; \
-		if [ "$$cap" != default ] && ! grep -qiw "$$cap" /proc/cpuinfo 2>/dev/null; then \
-			echo "== skipped ATEN_CPU_CAPABILITY=$$cap: this CPU does not have it"; continue; fi; \
-		echo "== notebooks with ATEN_CPU_CAPABILITY=$$cap OMP_NUM_THREADS=$$threads (this CPU's native kernel: $$native)"; \
-		ATEN_CPU_CAPABILITY=$$cap OMP_NUM_THREADS=$$threads CUDA_VISIBLE_DEVICES= \
+		set -- $$(echo "$$run" | tr : ' '); \
+		if [ $$# -eq 2 ]; then set -- "$$1" - - "$$2"; fi; \
+		cap=$$1; mkl=$$2; dnn=$$3; threads=$$4; lacks=; vars=; \
+		for isa in "$$cap" "$$mkl" "$$dnn"; do f=$$(flag "$$isa"); \
+			if [ -n "$$f" ] && ! grep -qiw "$$f" /proc/cpuinfo 2>/dev/null; then lacks="$$lacks $$isa"; fi; done; \
+		[ "$$cap" = - ] || vars="$$vars ATEN_CPU_CAPABILITY=$$cap"; \
+		[ "$$mkl" = - ] || vars="$$vars MKL_ENABLE_INSTRUCTIONS=$$mkl"; \
+		[ "$$dnn" = - ] || vars="$$vars ONEDNN_MAX_CPU_ISA=$$dnn"; \
+		if [ -n "$$lacks" ]; then echo "== skipped$$vars: this CPU does not have$$lacks"; continue; fi; \
+		echo "== notebooks with$$vars OMP_NUM_THREADS=$$threads (this CPU's native ATen kernel: $$native)"; \
+		env $$vars OMP_NUM_THREADS=$$threads CUDA_VISIBLE_DEVICES= \
 			$(BIN)/python -m pytest -n auto --dist loadscope notebooks || exit 1; \
 	done
 
