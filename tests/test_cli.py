@@ -209,3 +209,18 @@ def test_real_command_line(files, args, code):
     )
     assert r.stderr.count("\n") == (0 if code == 0 else 1)
     assert not (files / "marker.txt").exists()
+
+
+def test_inspect_names_a_torchscript_file_as_a_program(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript is deprecated
+        torch.jit.save(
+            torch.jit.script(torch.nn.Linear(3, 2)), tmp_path / "scripted.pt"
+        )
+    r = cli("inspect", "scripted.pt", cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("error: scripted.pt: a TorchScript program"), r.stderr
+    assert "torch.jit.load runs its code, trust it like code" in r.stderr
+    assert "will likely succeed" not in r.stderr

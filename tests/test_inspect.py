@@ -20,6 +20,7 @@ from labs_utils.toolkit import (
     detect_prefixes,
     inspect_checkpoint,
 )
+from labs_utils.toolkit.checkpoints import load_checkpoint
 
 
 class Payload:
@@ -479,3 +480,90 @@ def test_other_pickle_protocols_are_named_not_called_malicious(
         and f"'Unsupported operand {operand}'" in msg
     )
     assert "nothing in it was run" in msg and "save it again" in msg and "\n" not in msg
+
+
+# ---------------------------------------------------------------- other PyTorch archives, torn saves
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory):
+    """A torch.export program (.pt2), a TorchScript program and a torch.save killed before data.pkl."""
+    import logging
+    import warnings
+
+    tmp = tmp_path_factory.mktemp("archives")
+    torch._logging.set_logs(export=logging.ERROR)
+    try:
+        exported = torch.export.export(
+            torch.nn.Linear(3, 2).eval(), (torch.randn(4, 3),)
+        )
+        torch.export.save(exported, tmp / "model.pt2")
+    finally:
+        torch._logging.set_logs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript is deprecated
+        torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), tmp / "scripted.pt")
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        torch.save({"w": torch.ones(2), "x": Unpicklable()}, tmp / "torn.pth")
+    return tmp
+
+
+def test_a_pt2_archive_is_named_as_a_torch_export_program(archives):
+    path = archives / "model.pt2"
+    for call in (inspect_checkpoint, load_checkpoint):
+        with pytest.raises(CheckpointError) as e:
+            call(path)
+        msg = " ".join(str(e.value).split())
+        assert msg.startswith(f"{path}: a torch.export program"), msg
+        assert "torch.export.load" in msg and "began this file" not in msg
+
+
+def test_a_torchscript_archive_is_named_as_a_program(archives):
+    path = archives / "scripted.pt"
+    for call in (inspect_checkpoint, load_checkpoint):
+        with pytest.raises(CheckpointError) as e:
+            call(path)
+        msg = " ".join(str(e.value).split())
+        assert msg.startswith(f"{path}: a TorchScript program"), msg
+        assert "torch.jit.load runs its code, trust it like code" in msg
+
+
+def test_a_torn_torch_save_is_called_torn_by_loader_and_inspector(archives):
+    path = archives / "torn.pth"
+    for call in (inspect_checkpoint, load_checkpoint):
+        with pytest.raises(CheckpointError) as e:
+            call(path)
+        assert "torch.save began this file but never finished it" in str(e.value)
+
+
+def test_fix_imports_aliases_of_dangerous_globals_are_labelled(tmp_path):
+    import os
+
+    from labs_utils.toolkit.inspector import _is_dangerous
+
+    for name in (
+        "commands.Popen",
+        "__builtin__.eval",
+        "posix.system",
+        "nt.system",
+        "subprocess.check_output",
+        "builtins.exec",
+    ):
+        assert _is_dangerous(name), name
+    assert not _is_dangerous("collections.OrderedDict")
+
+    class Call:
+        def __reduce__(self):
+            return (subprocess.Popen, (["true"],))
+
+    path = tmp_path / "x.pth"
+    torch.save({"w": torch.zeros(1), "x": Call()}, path)  # protocol 2: commands.Popen
+    report = inspect_checkpoint(path)
+    assert report.refused_globals == ["commands.Popen"]
+    assert "commands.Popen   <- can run code or touch files" in str(report)
+    assert os.path.exists(path)

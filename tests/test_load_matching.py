@@ -271,3 +271,61 @@ def test_report_renders_as_text_and_html():
         and "<table>" in html
         and "<code>(12, 14400)</code>" in html
     )
+
+
+# ---------------------------------------------------------------- what PyTorch really did
+
+
+def assign_flagged(sd: dict) -> dict:
+    """``sd`` in float64, with the flag load_state_dict(assign=True) leaves in a shared _metadata
+    (pytorch#188166, notebook 10 §6)."""
+    sd64 = type(sd)((k, v.double()) for k, v in sd.items())
+    sd64._metadata = sd._metadata
+    with torch.device("meta"):
+        ComplexModel().load_state_dict(sd64, assign=True)
+    assert sd64._metadata[""]["assign_to_params_buffers"] is True
+    return sd64
+
+
+def test_the_assign_flag_of_a_state_dict_does_not_change_load_matching():
+    sd64 = assign_flagged(ComplexModel().state_dict())
+    model = ComplexModel()
+    params = list(model.parameters())
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    report = load_matching(model, sd64)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert (
+        list(model.parameters()) == params
+    )  # the same Parameter objects: copied, cast
+    assert set(report.cast) == set(sd64) - {
+        k for k, v in sd64.items() if v.dtype != torch.float64
+    }
+    assert optimizer.param_groups[0]["params"][0] is next(model.parameters())
+    assert (
+        sd64._metadata[""]["assign_to_params_buffers"] is True
+    )  # the caller's dict untouched
+
+
+def test_the_assign_flag_does_not_hide_dtype_differences_from_diff():
+    sd64 = assign_flagged(ComplexModel().state_dict())
+    result = diff(ComplexModel(), sd64)
+    assert result.dtype_differences and not bool(result)
+
+
+def test_weight_norm_keys_renamed_by_a_load_hook_are_reported_as_loaded():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.nn.utils.weight_norm is deprecated
+        old = nn.Sequential(nn.utils.weight_norm(nn.Conv1d(4, 8, 3)))
+    target = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Conv1d(4, 8, 3)))
+    report = load_matching(target, old.state_dict())
+    x = torch.randn(2, 4, 16)
+    with torch.no_grad():
+        assert torch.allclose(target(x), old(x))  # PyTorch's hook did load them
+    g, v = "0.parametrizations.weight.original0", "0.parametrizations.weight.original1"
+    assert report.missing == [] and report.unexpected == []
+    assert set(report.loaded) == {"0.bias", g, v}
+    assert report.renamed == {g: "0.weight_g", v: "0.weight_v"}
+    assert (report.params_loaded, report.params_fresh) == (112, 0)
+    assert "loaded (from 0.weight_g)" in str(report)

@@ -1,6 +1,7 @@
 """The package's folders show its roles (README, "The helper package"): lesson scaffolding at the
-top, small; the toolkit with a public API; process workers; checks; maintenance out of the lessons.
-No import cycles between modules, and no notebook imports a private name or a maintenance tool."""
+top, small; the toolkit with a public API; process workers; checks (the repository's own tooling
+lives in tools/, outside the package). No import cycles between modules, no toolkit module imports
+another's private name, and no notebook imports a private name or a maintenance tool."""
 
 import ast
 import json
@@ -31,12 +32,7 @@ def test_the_top_level_holds_only_small_lesson_scaffolding():
     )
     assert {
         p.name for p in PKG.iterdir() if p.is_dir() and p.name != "__pycache__"
-    } == {
-        "toolkit",
-        "workers",
-        "checks",
-        "maintenance",
-    }
+    } == {"toolkit", "workers", "checks"}
 
 
 def test_the_toolkit_has_a_public_api():
@@ -64,7 +60,9 @@ def _local_imports(path: Path) -> set[str]:
             else:
                 target = node.module or ""
             if target.startswith("labs_utils"):
-                out.add(target)
+                # `from . import formats` imports the submodule, not the package's __init__
+                if node.module or not node.level:
+                    out.add(target)
                 out.update(f"{target}.{a.name}" for a in node.names)
     return out
 
@@ -98,6 +96,18 @@ def test_no_import_cycles():
         assert not cycle, f"{m} is in an import cycle with {sorted(cycle)}"
 
 
+def test_no_toolkit_module_imports_a_private_name_of_another():
+    for path in sorted((PKG / "toolkit").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level or "labs_utils" in (node.module or "")
+            ):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, (
+                    f"toolkit/{path.name} imports {private} from {node.module}"
+                )
+
+
 @pytest.mark.parametrize(
     "notebook",
     sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")),
@@ -119,35 +129,3 @@ def test_notebooks_import_only_public_names(notebook):
             assert not name.startswith("_"), (
                 f"{notebook.name} imports the private name {name} from {module}"
             )
-
-
-def test_old_module_names_still_import_with_a_warning():
-    import importlib
-    import sys
-
-    import labs_utils.toolkit as toolkit
-
-    sys.modules.pop("labs_utils.checkpoints", None)
-    with pytest.warns(DeprecationWarning, match="labs_utils.checkpoints has moved"):
-        old = importlib.import_module("labs_utils.checkpoints")
-    assert old.CheckpointManager is toolkit.CheckpointManager
-
-
-def test_notebooks_and_tests_use_the_new_names():
-    import labs_utils
-
-    old = "|".join(labs_utils._MOVED)
-    pattern = re.compile(rf"\blabs_utils\.({old})\b")
-    files = [
-        *(ROOT / "notebooks").glob("*.ipynb"),
-        *(ROOT / "tests").glob("*.py"),
-        *PKG.rglob("*.py"),
-    ]
-    for path in files:
-        if path.name in {"test_package_layout.py", "__init__.py"} and path.parent in {
-            ROOT / "tests",
-            PKG,
-        }:
-            continue
-        found = pattern.search(path.read_text())
-        assert not found, f"{path.relative_to(ROOT)} uses the old name {found.group(0)}"

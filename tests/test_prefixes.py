@@ -191,3 +191,25 @@ def test_bad_inputs(tmp_path):
         normalize_keys(tmp_path / "missing.pth")
     with pytest.raises(TypeError, match="strings"):
         strip_wrapper_prefixes(3)
+
+
+def test_normalize_keys_copies_metadata_without_the_assign_flag():
+    model = torch.nn.Linear(2, 2)
+    sd = model.state_dict()
+    with torch.device("meta"):
+        torch.nn.Linear(2, 2).load_state_dict(
+            sd, assign=True
+        )  # pytorch#188166: sets a flag
+    saved = type(sd)(("module." + k, v) for k, v in sd.items())
+    saved._metadata = type(sd._metadata)(
+        ("module" + ("." + k if k else ""), v) for k, v in sd._metadata.items()
+    )
+    out = normalize_keys(saved)
+    assert "assign_to_params_buffers" not in out._metadata[""]
+    assert saved._metadata["module"]["assign_to_params_buffers"] is True
+    out._metadata[""]["version"] = 99  # a copy: the input's metadata does not change
+    assert saved._metadata["module"].get("version") != 99
+    fresh = torch.nn.Linear(2, 2)
+    weight = fresh.weight
+    fresh.load_state_dict(normalize_keys(saved))
+    assert fresh.weight is weight

@@ -31,14 +31,14 @@ Example::
 
 from .checkpoints import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .convert import ConvertResult, convert_to_safetensors
-from .inspector import (
-    CheckpointReport,
-    InspectError,
-    detect_prefixes,
-    inspect_checkpoint,
-)
+from .inspector import CheckpointReport, InspectError, inspect_checkpoint
 from .manager import CheckpointManager, SavedCheckpoint
-from .prefixes import WRAPPER_PREFIXES, normalize_keys, strip_wrapper_prefixes
+from .prefixes import (
+    WRAPPER_PREFIXES,
+    detect_prefixes,
+    normalize_keys,
+    strip_wrapper_prefixes,
+)
 from .rng import capture_rng_state, restore_rng_state
 from .state_dicts import (
     LoadReport,

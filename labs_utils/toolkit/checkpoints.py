@@ -2,10 +2,15 @@
 
 * ``save_checkpoint(obj, path)``: atomic. The data goes to a temporary file in the same folder,
   is flushed and fsynced, then ``os.replace`` puts it in place (and the folder is fsynced). A
-  crash at any moment leaves the old file or the new one, never a torn one. The file gets the
-  mode ``torch.save`` would give it (the umask for a new file, the old file's mode otherwise).
+  crash at any moment leaves the old file or the new one, never a torn one. Otherwise it does
+  what ``torch.save`` does: the file gets the mode ``torch.save`` would give it (the umask for a
+  new file, the old file's mode otherwise), a symlink is written through (the file it points to
+  is replaced, the link stays), and a write-protected file is refused.
 * ``load_checkpoint(path)``: ``torch.load`` with safe defaults (``weights_only=True``,
-  ``map_location="cpu"``) and errors that name the file and the likely cause.
+  ``map_location="cpu"``) and errors that name the file and the likely cause (``formats.py``
+  tells the files apart).
+* ``remove_abandoned_temp_files(folder)``: the temporary files of saves that were killed; a
+  save in progress holds a lock on its own and keeps it.
 
 Random generator states live in ``rng.py``, ``CheckpointManager`` in ``manager.py``.
 """
@@ -17,14 +22,22 @@ import os
 import pickle
 import stat
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
-__all__ = ["CheckpointError", "atomic_write", "save_checkpoint", "load_checkpoint"]
+from . import formats
+
+__all__ = [
+    "CheckpointError",
+    "atomic_write",
+    "save_checkpoint",
+    "load_checkpoint",
+    "safe_load_check",
+    "remove_abandoned_temp_files",
+]
 
 
 class CheckpointError(RuntimeError):
@@ -86,9 +99,43 @@ def _mode_like_open(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
+try:  # a lock tells a save in progress from the leftover of a killed one
+    import fcntl
+except (
+    ImportError
+):  # Windows: an open file cannot be deleted, which protects it as well
+    fcntl = None  # type: ignore[assignment]
+
+
+def _target(path: Path) -> Path:
+    """The file a save to ``path`` replaces: ``path`` itself, or what it links to (as ``open``
+    and so ``torch.save`` write through a symlink)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _check_writable(path: Path, target: Path) -> None:
+    """Refuse what ``open(path, "wb")`` (so ``torch.save``) would refuse, before anything is written."""
+    if target.exists() and not os.access(target, os.W_OK):
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+        raise PermissionError(
+            f"{path}: the file is write-protected (mode {mode:#o}) and torch.save would refuse "
+            f"to overwrite it too; nothing was changed. Make it writable (chmod u+w {path}) to "
+            "replace it, or save under another name"
+        )
+    folder = target.parent
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"{path}: no permission to create files in {folder}; the atomic save writes a "
+            "temporary file next to the checkpoint and renames it: make the folder writable, "
+            "or save elsewhere"
+        )
+
+
 class _StagedFile:
-    """A temporary file next to ``path``, with the mode ``path`` will have. Write to ``.file``, then
-    ``commit()`` flushes, fsyncs and ``os.replace``s it onto ``path``; ``discard()`` removes it."""
+    """A temporary file next to ``path`` (or the file it links to), with the mode ``path`` will have.
+    Write to ``.file``, then ``commit()`` flushes, fsyncs and ``os.replace``s it onto the target;
+    ``discard()`` removes it. The file is locked while it exists, so ``remove_abandoned_temp_files``
+    leaves it alone."""
 
     def __init__(self, path: str | os.PathLike, *, fsync: bool = True):
         if not isinstance(path, (str, os.PathLike)):
@@ -101,12 +148,19 @@ class _StagedFile:
                 f"{self.path}: is a folder; give a file name inside it, "
                 f"e.g. {self.path / 'last.pth'}"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.target = _target(self.path)
+        _check_writable(self.path, self.target)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
         # mkstemp makes the file 0o600, os.replace would keep that
-        mode = _mode_like_open(self.path)
-        fd, name = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
+        mode = _mode_like_open(self.target)
+        while True:
+            fd, name = tempfile.mkstemp(
+                dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp"
+            )
+            if _lock(fd, wait=True) and not _still_named(fd, name):
+                os.close(fd)  # a cleanup removed it before it was locked: make another
+                continue
+            break
         self.tmp = Path(name)
         self.file: BinaryIO = os.fdopen(fd, "wb")
         try:
@@ -116,22 +170,76 @@ class _StagedFile:
             raise
 
     def close(self) -> None:
-        """Flush the data (and fsync it unless ``fsync=False``) and close the file."""
+        """Flush the data (and fsync it unless ``fsync=False``). The file stays open, and locked,
+        until ``commit`` (except on Windows, which cannot rename an open file)."""
         if not self.file.closed:
             self.file.flush()
             if self.fsync:
                 os.fsync(self.file.fileno())
-            self.file.close()
+            if fcntl is None:
+                self.file.close()
 
     def commit(self) -> None:
         self.close()
-        os.replace(self.tmp, self.path)
+        os.replace(self.tmp, self.target)
+        self.file.close()  # the lock goes with it, once the file has its final name
         if self.fsync:
-            _fsync_dir(self.path.parent)  # makes the rename itself durable
+            _fsync_dir(self.target.parent)  # makes the rename itself durable
 
     def discard(self) -> None:
         self.file.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def _lock(fd: int, *, wait: bool) -> bool:
+    """Take the exclusive lock on ``fd``; False where there are no locks, or (``wait=False``)
+    when another process holds it."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        return True
+    except OSError:
+        return False
+
+
+def _still_named(fd: int, name: str) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(name))
+    except OSError:
+        return False
+
+
+def remove_abandoned_temp_files(folder: str | os.PathLike) -> int:
+    """Delete the temporary files (``.<name>.*.tmp``) that saves into ``folder`` left behind when
+    their process was killed; returns how many. A save in progress (in this process or another
+    one on the machine, or on a file system with working locks) holds a lock on its file, and its
+    file is left alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for p in folder.iterdir():
+        if not (p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file()):
+            continue
+        if fcntl is None:  # Windows refuses to delete a file another process has open
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed += 1
+            continue
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if _lock(fd, wait=False) and _still_named(fd, str(p)):
+                p.unlink()
+                removed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 @contextlib.contextmanager
@@ -149,7 +257,9 @@ def atomic_write(
 
     The file gets the permission bits ``open(path, "wb")`` would give it (as ``torch.save`` does):
     those of the file it replaces, or 0o666 minus the umask for a new file. Its owner is the
-    writing process's user, since it is a new file.
+    writing process's user, since it is a new file. As with ``open(path, "wb")``, a symlink is
+    followed (the file it points to is replaced and the link stays), and a file this process may
+    not write (``chmod a-w``) is refused with a ``PermissionError`` before anything is written.
 
     ``check``, if given, is called with the temporary file's path once the data is written and
     before anything is replaced; if it raises, the temporary file is removed and ``path`` is left
@@ -204,7 +314,8 @@ def save_checkpoint(
 
     Missing parent folders are created. If saving fails (an object that cannot be pickled, a
     full disk, a crash), the previous file at ``path``, if any, is left untouched and no
-    temporary file stays behind. The file gets the mode ``torch.save`` would give it (see
+    temporary file stays behind. Like ``torch.save``, it gives the file the mode ``torch.save``
+    would give it, writes through a symlink and refuses a write-protected file (see
     ``atomic_write``). ``fsync=False``: see ``atomic_write``.
 
     ``check_safe_load=True`` also refuses, with a ``TypeError`` naming the entry and its type, an
@@ -235,7 +346,7 @@ def save_checkpoint(
     with atomic_write(
         path,
         fsync=fsync,
-        check=_safe_load_check(obj, Path(path)) if check_safe_load else None,
+        check=safe_load_check(obj, Path(path)) if check_safe_load else None,
     ) as f:
         torch.save(obj, f)
     return Path(path)
@@ -268,8 +379,9 @@ def _find_global(
     return "", ""
 
 
-def _safe_load_check(obj: Any, path: Path, what: str = "obj") -> Callable[[Path], None]:
-    """A ``check`` for ``atomic_write``: the file written for ``path`` must load with ``weights_only=True``."""
+def safe_load_check(obj: Any, path: Path, what: str = "obj") -> Callable[[Path], None]:
+    """A ``check`` for ``atomic_write``: the file written for ``path`` must load with
+    ``weights_only=True``; else a ``TypeError`` names the entry of ``obj`` that is refused."""
 
     def check(tmp: Path) -> None:
         try:
@@ -295,53 +407,6 @@ def _safe_load_check(obj: Any, path: Path, what: str = "obj") -> Callable[[Path]
     return check
 
 
-_ZIP_MAGIC = b"PK\x03\x04"
-_LEGACY_MAGIC = (
-    b"\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"  # pickled torch magic number (pre-zip format)
-)
-
-
-def _not_a_torch_file(head: bytes) -> str:
-    """Why the first bytes ``head`` cannot start a ``torch.save`` file, or '' if they can."""
-    if head.startswith(_ZIP_MAGIC):
-        return ""
-    if head.startswith(b"\x80") and _LEGACY_MAGIC in head[:32]:
-        return ""  # the legacy (PyTorch < 1.6) format
-    if head.startswith(b"\x80"):
-        return (
-            "a plain pickle file (written by pickle.dump, not torch.save), which torch.load cannot read; "
-            "if you trust its source, open it with pickle.load and re-save the tensors with torch.save"
-        )
-    if head.startswith(b"\x93NUMPY"):
-        return "a NumPy .npy file; read it with numpy.load(path)"
-    if head.startswith(b"\x89HDF"):
-        return "an HDF5 file (Keras/h5py); read it with h5py"
-    if head.startswith(b"\x1f\x8b"):
-        return "a gzip-compressed file; decompress it first"
-    if (
-        len(head) >= 9
-        and head[8:9] == b"{"
-        and int.from_bytes(head[:8], "little") < 100_000_000
-    ):
-        return "a safetensors file; read it with safetensors.torch.load_file(path)"
-    if head.lstrip()[:1] in (b"{", b"["):
-        return "a JSON/text file; check that the path points to the checkpoint, not to its metadata"
-    if head.startswith(b"version https://git-lfs"):
-        return "a Git LFS pointer, not the file itself; run git lfs pull"
-    return (
-        f"it starts with {head[:8]!r}, not with the zip header b'PK\\x03\\x04' that torch.save writes; "
-        "check the path, or use an earlier checkpoint if this one was overwritten"
-    )
-
-
-def _is_foreign_zip(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as z:
-            return not any(n.endswith("/data.pkl") for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
 def load_checkpoint(
     path: str | os.PathLike,
     map_location: Any = "cpu",
@@ -356,9 +421,10 @@ def load_checkpoint(
     and a file in the older format is read as usual.
 
     Errors (``FileNotFoundError``, ``IsADirectoryError`` or ``CheckpointError``) name the file and
-    the likely cause: a wrong path, a folder, an empty or truncated file (an interrupted save), a
-    file that is not a PyTorch checkpoint, or one that safe loading refuses (with the globals it
-    would need).
+    the likely cause: a wrong path, a folder, a file this user may not read, an empty or truncated
+    file (an interrupted save), a file that is not a PyTorch checkpoint (a TorchScript or
+    ``torch.export`` program, a Git LFS pointer, a web page ...), or one that safe loading refuses
+    (with the globals it would need).
 
     Example::
 
@@ -377,7 +443,7 @@ def load_checkpoint(
         Traceback (most recent call last):
         ...
         labs_utils.toolkit.checkpoints.CheckpointError: ...empty.pth: the file is empty
-        (0 bytes), probably a save that was interrupted; ...
+        (0 bytes): a save, download or copy that was interrupted before writing anything; ...
         >>> tmp.cleanup()
     """
     if not isinstance(path, (str, os.PathLike)):
@@ -386,104 +452,18 @@ def load_checkpoint(
             "to read bytes in memory, wrap them in io.BytesIO and call torch.load"
         )
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no such file; check the name and that relative paths start "
-            "from the current folder"
-        )
-    if path.is_dir():
-        hint = (
-            " It holds a .metadata file: this is a torch.distributed.checkpoint folder; load it with "
-            "torch.distributed.checkpoint.load or convert it with dcp_to_torch_save."
-            if (path / ".metadata").exists()
-            else " Give the path of a file inside it."
-        )
-        raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file.{hint}")
-    size = path.stat().st_size
-    if size == 0:
-        raise CheckpointError(
-            f"{path}: the file is empty (0 bytes), probably a save that was interrupted; "
-            "use an earlier checkpoint, and save with save_checkpoint() so this cannot happen"
-        )
-    if path.suffix == ".safetensors":
-        raise CheckpointError(
-            f"{path}: a .safetensors file is not a torch.save file; read it with "
-            "safetensors.torch.load_file(path)"
-        )
-    with open(path, "rb") as f:
-        head = f.read(64)
-    not_torch = _not_a_torch_file(head)
-    if not_torch:
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {not_torch}")
+    size, head = _readable_checkpoint(path)
     try:
         return torch.load(
             path,
             map_location=map_location,
             weights_only=weights_only,
-            mmap=mmap and head.startswith(_ZIP_MAGIC),
+            mmap=mmap and head.startswith(formats.ZIP_MAGIC),
         )
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        if "Weights only load failed" in msg:
-            try:
-                needed = sorted(
-                    torch.serialization.get_unsafe_globals_in_checkpoint(path)
-                )
-            except Exception:  # pragma: no cover - best effort
-                needed = []
-            what = f" It needs: {', '.join(needed)}." if needed else ""
-            raise CheckpointError(
-                f"{path}: refused by safe loading (weights_only=True): the file holds Python objects "
-                f"other than tensors and plain containers.{what} If you trust the file's source, allow "
-                "exactly those with torch.serialization.safe_globals([...]); never use "
-                "weights_only=False on a file you did not make yourself."
-            ) from e
-        raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint ({msg.splitlines()[0]}); "
-            "check that the path points to a file written by torch.save"
-        ) from e
-    except RuntimeError as e:
-        msg = str(e)
-        if (
-            "central directory" in msg
-            or "zip archive" in msg
-            or isinstance(e.__cause__, zipfile.BadZipFile)
-        ):
-            raise CheckpointError(
-                f"{path}: the file is truncated or is not a checkpoint ({size} bytes, "
-                "no valid zip archive); it was probably cut off by an interrupted save or "
-                "copy: use an earlier checkpoint or copy it again"
-            ) from e
-        if head.startswith(_ZIP_MAGIC) and _is_foreign_zip(path):
-            raise CheckpointError(
-                f"{path}: a zip archive, but not one written by torch.save (no */data.pkl "
-                "entry); check that the path points to a checkpoint file"
-            ) from e
-        if "unexpected EOF" in msg:
-            raise CheckpointError(
-                f"{path}: the file is truncated ({size} bytes; {msg.splitlines()[0]}); it was "
-                "probably cut off by an interrupted save or copy: use an earlier checkpoint "
-                "or copy it again"
-            ) from e
-        if "CUDA" in msg and "deserialize" in msg:
-            raise CheckpointError(
-                f"{path}: the file was saved on a GPU and this machine has no CUDA; "
-                "pass map_location='cpu'"
-            ) from e
-        raise CheckpointError(
-            f"{path}: could not be loaded: {msg.splitlines()[0]}"
-        ) from e
-    except PermissionError as e:
-        raise CheckpointError(
-            f"{path}: no permission to read the file; check its owner and mode"
-        ) from e
-    except OSError as e:  # the zip reader fails this way on some cut-off archives
-        raise CheckpointError(
-            f"{path}: the file is truncated or damaged ({size} bytes; {type(e).__name__}: "
-            f"{e.strerror or e}); it was probably cut off by an interrupted save or copy: use "
-            "an earlier checkpoint or copy it again"
-        ) from e
     except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        OSError,
         EOFError,
         ValueError,
         IndexError,
@@ -491,7 +471,25 @@ def load_checkpoint(
         AttributeError,
         ImportError,
     ) as e:
+        raise CheckpointError(formats.explain_load_error(path, size, head, e)) from e
+
+
+def _readable_checkpoint(path: Path) -> tuple[int, bytes]:
+    """The size and first bytes of ``path``, once its bytes say it may be a ``torch.save`` file."""
+    size = formats.check_path(path)
+    try:
+        head = formats.read_head(path)
+    except PermissionError as e:
+        raise CheckpointError(str(e)) from e
+    problem = formats.file_problem(path, size, head)
+    if problem:
+        raise CheckpointError(problem)
+    if path.suffix == ".safetensors":
         raise CheckpointError(
-            f"{path}: the file is truncated or is not a PyTorch checkpoint ({size} bytes; "
-            f"{type(e).__name__}: {e}); check the path, or use an earlier checkpoint"
-        ) from e
+            f"{path}: a .safetensors file is not a torch.save file; read it with "
+            "safetensors.torch.load_file(path)"
+        )
+    other = formats.other_format(head)
+    if other:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {other}")
+    return size, head

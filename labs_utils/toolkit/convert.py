@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 
 from .checkpoints import CheckpointError, atomic_write, load_checkpoint
-from .inspector import WRAPPER_PREFIXES, InspectError, _weights_entry, detect_prefixes
+from .inputs import weights_entry
+from .inspector import InspectError
+from .prefixes import detect_prefixes, partial_prefixes
 
 __all__ = ["ConvertResult", "convert_to_safetensors"]
 
@@ -99,24 +101,6 @@ def _short(value: str, width: int = 40) -> str:
     return value if len(value) <= width else value[: width - 3] + "..."
 
 
-def _strip_prefixes(
-    sd: Mapping[str, torch.Tensor],
-) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Remove the wrapper prefixes that every key carries (``detect_prefixes``), each once.
-
-    A prefix that only some keys carry is the name of a real submodule (``module``) and stays.
-    """
-    found = detect_prefixes(list(sd))
-    cut = len("".join(found))
-    return {k[cut:]: v for k, v in sd.items()}, found
-
-
-def _partial_prefixes(keys: list[str]) -> dict[str, int]:
-    """Wrapper-like prefixes that some, but not all, of ``keys`` carry: prefix -> how many."""
-    counts = {p: sum(k.startswith(p) for k in keys) for p in WRAPPER_PREFIXES}
-    return {p: n for p, n in counts.items() if 0 < n < len(keys)}
-
-
 def convert_to_safetensors(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -176,7 +160,7 @@ def convert_to_safetensors(
         obj = load_checkpoint(src, mmap=True)
     except CheckpointError as e:
         raise InspectError(" ".join(str(e).split())) from None
-    entry, sd = _weights_entry(obj)
+    entry, sd = weights_entry(obj)
     if sd is None:
         keys = (
             sorted(map(str, obj))[:8]
@@ -193,10 +177,10 @@ def convert_to_safetensors(
             f"{src}: safetensors stores tensors only, but {bad[0]!r} is a "
             f"{type(sd[bad[0]]).__name__}; drop such entries first"
         )
-    stripped: list[str] = []
-    if strip_prefixes:
-        sd, stripped = _strip_prefixes(sd)
-    kept = _partial_prefixes(list(sd)) if strip_prefixes else {}
+    stripped = detect_prefixes(sd) if strip_prefixes else []
+    cut = len("".join(stripped))  # each wrapper prefix every key carries, once
+    sd = {k[cut:]: v for k, v in sd.items()}
+    kept = partial_prefixes(list(sd)) if strip_prefixes else {}
     tensors: dict[str, torch.Tensor] = {}
     seen: dict[tuple[int, int], str] = {}
     untied: list[str] = []

@@ -1,8 +1,18 @@
-"""What the toolkit's functions accept: a model, a state_dict, or the path of a file holding one."""
+"""What the toolkit's functions accept: a model, a state_dict, or the path of a file holding one.
+
+* ``as_state_dict(obj)``: a model, a state_dict or a file path as ``(state_dict, model_or_None)``.
+* ``WEIGHT_KEYS``, ``is_state_dict``, ``weights_entry``: where the weights of a training
+  checkpoint are (``checkpoint["model"]`` ...), for the inspector and the converter.
+* ``with_metadata_of(sd, entries)``: ``entries`` with a copy of ``sd``'s ``_metadata`` (the module
+  versions ``load_state_dict`` reads), without the ``assign_to_params_buffers`` flag that a
+  ``load_state_dict(..., assign=True)`` leaves in it (pytorch#188166): a toolkit function never
+  passes that flag on, so its loads copy and cast as they say.
+"""
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,16 +20,69 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-__all__ = ["as_state_dict"]
+__all__ = [
+    "as_state_dict",
+    "WEIGHT_KEYS",
+    "is_state_dict",
+    "weights_entry",
+    "metadata_copy",
+    "with_metadata_of",
+]
 
-_CHECKPOINT_KEYS = (
-    "model",
-    "state_dict",
-    "model_state_dict",
-    "module",
-    "net",
-    "weights",
-)
+#: Keys under which training checkpoints keep the model's state_dict, most common first.
+WEIGHT_KEYS = ("model", "state_dict", "model_state_dict", "module", "net", "weights")
+_ASSIGN_FLAG = "assign_to_params_buffers"
+
+
+def metadata_copy(sd: Any) -> OrderedDict | None:
+    """A copy of ``sd._metadata`` without the ``assign=True`` flag, or ``None`` if it has none."""
+    meta = getattr(sd, "_metadata", None)
+    if not isinstance(meta, Mapping):
+        return None
+    return OrderedDict(
+        (name, {k: v for k, v in info.items() if k != _ASSIGN_FLAG})
+        if isinstance(info, Mapping)
+        else (name, info)
+        for name, info in meta.items()
+    )
+
+
+def with_metadata_of(sd: Any, entries: Mapping[str, Any]) -> OrderedDict[str, Any]:
+    """``entries`` as an OrderedDict carrying a copy of ``sd``'s ``_metadata``, if any."""
+    out: OrderedDict[str, Any] = OrderedDict(entries)
+    meta = metadata_copy(sd)
+    if meta is not None:
+        out._metadata = meta  # type: ignore[attr-defined]
+    return out
+
+
+def is_state_dict(m: Any) -> bool:
+    """A non-empty mapping of string keys with at least one tensor value."""
+    return (
+        isinstance(m, Mapping)
+        and len(m) > 0
+        and all(isinstance(k, str) for k in m)
+        and any(isinstance(v, torch.Tensor) for v in m.values())
+    )
+
+
+def weights_entry(obj: Any) -> tuple[str | None, Mapping[str, Any] | None]:
+    """Where the weights of a loaded file are: ``("model", obj["model"])`` for a training
+    checkpoint, ``("", obj)`` for a state_dict, else ``(None, None)``.
+
+    A known weights key (``WEIGHT_KEYS``) holding a state_dict wins over the top level, so
+    ``{"model": sd, "step": torch.tensor(100)}`` is read as a training checkpoint even though one
+    of its values is a tensor. The top level is a state_dict only if none of its values is itself
+    a state_dict. (``as_state_dict`` asks the opposite way on purpose: given a checkpoint where a
+    state_dict is expected, it refuses and names the key to pass, rather than pick one.)
+    """
+    if isinstance(obj, Mapping):
+        for k in WEIGHT_KEYS:
+            if is_state_dict(obj.get(k)):
+                return k, obj[k]
+    if is_state_dict(obj) and not any(is_state_dict(v) for v in obj.values()):
+        return "", obj
+    return None, None
 
 
 def as_state_dict(
@@ -65,7 +128,7 @@ def as_state_dict(
         return sd, None
     if isinstance(obj, Mapping):
         if len(obj) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            nested = [k for k in _CHECKPOINT_KEYS if isinstance(obj.get(k), Mapping)]
+            nested = [k for k in WEIGHT_KEYS if isinstance(obj.get(k), Mapping)]
             hint = (
                 f"; it looks like a training checkpoint: pass checkpoint[{nested[0]!r}]"
                 if nested

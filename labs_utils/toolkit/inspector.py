@@ -32,13 +32,13 @@ format is still reported, with a note: ``mmap=True`` refuses it, and how to rewr
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import json
 import os
 import pickle
 import pickletools
 import re
-import struct
 import warnings
 import zipfile
 from collections import Counter
@@ -49,21 +49,18 @@ from typing import Any
 
 import torch
 
+from . import formats
 from .checkpoints import CheckpointError, load_checkpoint
+from .inputs import WEIGHT_KEYS, weights_entry
+from .prefixes import detect_prefixes
 from .render import Table, human_bytes
 
-__all__ = [
-    "InspectError",
-    "CheckpointReport",
-    "inspect_checkpoint",
-    "WRAPPER_PREFIXES",
-    "detect_prefixes",
-]
+__all__ = ["InspectError", "CheckpointReport", "inspect_checkpoint"]
 
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-_WEIGHT_KEYS = ("model", "state_dict", "model_state_dict", "module", "net", "weights")
 # Globals that give a pickle direct access to code execution, files or processes. Not a complete
-# list (any allowed callable can be abused); used only to label the report.
+# list (any allowed callable can be abused); used only to label the report. A name is also
+# matched under the Python 2 name pickle's fix_imports writes (protocols 0-2, torch.save's
+# default): commands.Popen is subprocess.Popen, __builtin__.eval is builtins.eval.
 _DANGEROUS = (
     "builtins.exec",
     "builtins.eval",
@@ -86,6 +83,12 @@ _DANGEROUS = (
     "pickle.",
     "marshal.",
     "webbrowser.",
+    "_io.open",
+    "_posixsubprocess.",
+    "_winapi.",
+    "ctypes.",
+    "_ctypes.",
+    "multiprocessing.",
 )
 _SAFETENSORS_DTYPES = {
     "F64": "float64",
@@ -284,86 +287,13 @@ class CheckpointReport:
 
 
 def _is_dangerous(name: str) -> bool:
+    module = name.split(".", 1)[0]
+    py3 = _compat_pickle.IMPORT_MAPPING.get(module, module) + name[len(module) :]
     return any(
-        name == d or (d.endswith(".") and name.startswith(d)) for d in _DANGEROUS
+        n == d or (d.endswith(".") and n.startswith(d))
+        for n in (name, py3)
+        for d in _DANGEROUS
     )
-
-
-def detect_prefixes(keys: list[str]) -> list[str]:
-    """Wrapper prefixes every key carries, outermost first: ``['_orig_mod.', 'module.']``.
-
-    Example::
-
-        >>> from labs_utils.toolkit import detect_prefixes
-        >>> detect_prefixes(["module._orig_mod.fc.weight", "module._orig_mod.fc.bias"])
-        ['module.', '_orig_mod.']
-        >>> detect_prefixes(["module.weight", "fc.weight"])  # not every key: a real submodule
-        []
-    """
-    found: list[str] = []
-    keys = list(keys)
-    while keys:
-        p = next(
-            (p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in keys)), None
-        )
-        if p is None:
-            break
-        found.append(p)
-        keys = [k[len(p) :] for k in keys]
-    return found
-
-
-def _sniff(path: Path) -> str:
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head[:4] == _ZIP_MAGIC:
-        return "zip"
-    if len(head) >= 9:
-        n = struct.unpack("<Q", head[:8])[0]
-        if head[8:9] == b"{" and 0 < n <= path.stat().st_size - 8:
-            return "safetensors"
-    if _is_legacy_torch(head):
-        return "legacy"
-    if head[:1] == b"\x80":
-        return "pickle"
-    return "unknown"
-
-
-def _check_path(path: Path) -> int:
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no such file; check the name and that relative paths start "
-            "from the current folder"
-        )
-    if path.is_dir():
-        raise IsADirectoryError(
-            f"{path}: is a folder, not a checkpoint file; give the path of a file inside it"
-        )
-    size = path.stat().st_size
-    if size == 0:
-        raise InspectError(
-            f"{path}: the file is empty (0 bytes): a save, download or copy that was "
-            "interrupted before writing anything; use an earlier checkpoint, or download or "
-            "copy it again"
-        )
-    return size
-
-
-# --- files that are not a loadable checkpoint, named from their bytes (nothing is loaded) -------------
-
-_ZIP_MAGIC = b"PK\x03\x04"
-# torch.save's legacy format starts with the pickled magic number 0x1950a86a20f9469cfc6c
-# (protocol 2: PROTO 2, LONG1 of 10 bytes); torch/serialization.py, MAGIC_NUMBER.
-_LEGACY_HEAD = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-_LFS_HEAD = b"version https://git-lfs.github.com/spec/"
-_BOM = b"\xef\xbb\xbf"
-_TORCH_RECORDS = (
-    "version",
-    ".data/version",
-    "byteorder",
-    ".data/serialization_id",
-    ".format_version",
-)
 
 
 _LEGACY_NOTE = (
@@ -371,92 +301,6 @@ _LEGACY_NOTE = (
     "torch.load(..., mmap=True) refuses it; rewrite it once with "
     "torch.save(torch.load(old, weights_only=True), new)"
 )
-
-
-def _is_legacy_torch(head: bytes) -> bool:
-    return head.startswith(_LEGACY_HEAD)
-
-
-def _text_field(pattern: str, text: str) -> str:
-    m = re.search(pattern, text, re.IGNORECASE | re.DOTALL)
-    return " ".join(m.group(1).split())[:60] if m else ""
-
-
-def _lfs_message(path: Path, size: int, text: str) -> str:
-    real = _text_field(r"\nsize (\d+)", text)
-    real_file = f"the real file ({int(real):,} bytes)" if real else "the real file"
-    return (
-        f"{path}: a Git LFS pointer ({size} bytes of text), not the checkpoint: {real_file} was never "
-        f'downloaded; run `git lfs pull --include="{path.name}"` (or `git lfs pull`) in the repository, '
-        "then check the file again"
-    )
-
-
-def _markup_message(path: Path, size: int, text: str) -> str:
-    low = text.lower()
-    if low.startswith("<?xml") and "<html" not in low:
-        code = _text_field(r"<Code>(.*?)</Code>", text)
-        told = f" (it says {code})" if code else ""
-        return (
-            f"{path}: an XML document ({size:,} bytes), not a checkpoint: probably an error response from "
-            f"the storage service{told} saved in place of the file; fix the access (credentials, a signed or "
-            "public URL), download it again and compare its size and sha256 with the published ones"
-        )
-    title = _text_field(r"<title[^>]*>(.*?)</title>", text)
-    told = f" titled {title!r}" if title else ""
-    return (
-        f"{path}: an HTML page ({size:,} bytes){told}, not a checkpoint: the download saved a web page (a "
-        "login, error or confirmation page, or the page that shows the file) instead of the file; download "
-        "it again from the file's raw or direct link and compare its size and sha256 with the published ones"
-    )
-
-
-def _zip_problem(path: Path, size: int) -> str:
-    """Why a file that starts like a zip archive cannot be read as a torch.save checkpoint, or ''."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return (
-            f"{path}: truncated: a zip archive (the format torch.save writes) that ends before its central "
-            f"directory ({size:,} bytes): a save, download or copy that was cut short; use an earlier "
-            "checkpoint, or copy or download it again and compare its sha256 with the source's"
-        )
-    top = {n.split("/", 1)[0] for n in names if "/" in n}
-    if len(top) == 1 and not any(
-        n.endswith("/data.pkl") and n.count("/") == 1 for n in names
-    ):
-        rest = {n.split("/", 1)[1] for n in names if "/" in n}
-        if rest & set(_TORCH_RECORDS):
-            return (
-                f"{path}: torch.save began this file but never finished it (no data.pkl record: pickling the "
-                "object failed, or the process died); use an earlier checkpoint, and save to a temporary "
-                "file and os.replace it so a failed save cannot destroy the last good one"
-            )
-    try:  # the C++ reader checks the archive's version record; it reads no pickle
-        torch._C.PyTorchFileReader(str(path))
-    except RuntimeError as e:
-        m = re.search(
-            r"file with version (\d+), but the maximum supported version for reading is (\d+)",
-            str(e),
-        )
-        if m:
-            record = next(
-                (n for n in names if n.endswith("/.data/version")), None
-            ) or next(
-                (n for n in names if n.endswith("/version") and n.count("/") == 1),
-                "version",
-            )
-            here = torch.__version__.split("+")[0]
-            return (
-                f"{path}: written by a newer PyTorch: its {record.split('/', 1)[-1]} record says "
-                f"{m.group(1)}, and this PyTorch ({here}) reads up to {m.group(2)}; load it with a newer "
-                "PyTorch (pip install -U torch), or ask for the weights as .safetensors, which any "
-                "version reads"
-            )
-    except Exception:
-        pass  # other damage: left to the loader, whose message names it
-    return ""
 
 
 def _pickle_protocol(path: Path, kind: str) -> str | None:
@@ -495,26 +339,6 @@ def _protocol_message(path: Path, kind: str, operand: int) -> str:
         f"{operand}'); nothing in it was run; if you trust its source, load it once with weights_only=False "
         "and save it again with torch.save's default protocol"
     )
-
-
-def _file_problem(path: Path, size: int) -> str:
-    """One line naming a file that is not a loadable checkpoint and the fix, or '' if it may be one.
-    Reads bytes only; nothing is unpickled."""
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    if head.startswith(_LFS_HEAD):
-        return _lfs_message(path, size, head.decode("utf-8", "replace"))
-    text = head[len(_BOM) :] if head.startswith(_BOM) else head
-    text = text.lstrip()
-    if text[:1] == b"<":
-        low = text[:64].lower()
-        if low.startswith(
-            (b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--", b"<body")
-        ):
-            return _markup_message(path, size, text.decode("utf-8", "replace"))
-    if head.startswith(_ZIP_MAGIC):
-        return _zip_problem(path, size)
-    return ""
 
 
 # --- safetensors ---------------------------------------------------------------------------------
@@ -767,34 +591,6 @@ def _walk(obj: Any, prefix: str, out: list[tuple[str, torch.Tensor]]) -> None:
             _walk(v, f"{prefix}.{i}" if prefix else str(i), out)
 
 
-def _is_state_dict(m: Any) -> bool:
-    """A non-empty mapping of string keys with at least one tensor value."""
-    return (
-        isinstance(m, Mapping)
-        and len(m) > 0
-        and all(isinstance(k, str) for k in m)
-        and any(isinstance(v, torch.Tensor) for v in m.values())
-    )
-
-
-def _weights_entry(obj: Any) -> tuple[str | None, Mapping[str, Any] | None]:
-    """Where the weights are: ``("model", obj["model"])`` for a training checkpoint, ``("", obj)``
-    for a state_dict, else ``(None, None)``.
-
-    A known weights key (``model``, ``state_dict`` ...) holding a state_dict wins over the top
-    level, so ``{"model": sd, "step": torch.tensor(100)}`` is read as a training checkpoint even
-    though one of its values is a tensor. The top level is a state_dict only if none of its values
-    is itself a state_dict.
-    """
-    if isinstance(obj, Mapping):
-        for k in _WEIGHT_KEYS:
-            if _is_state_dict(obj.get(k)):
-                return k, obj[k]
-    if _is_state_dict(obj) and not any(_is_state_dict(v) for v in obj.values()):
-        return "", obj
-    return None, None
-
-
 def _loaded_report(
     path: Path, size: int, kind: str, obj: Any, locations: list[str]
 ) -> CheckpointReport:
@@ -811,7 +607,7 @@ def _loaded_report(
             continue
         seen[sid] = key
         nbytes += st.nbytes()
-    entry, sd = _weights_entry(obj)
+    entry, sd = weights_entry(obj)
     params = (
         sum(v.numel() for v in sd.values() if isinstance(v, torch.Tensor))
         if sd is not None
@@ -823,7 +619,7 @@ def _loaded_report(
         notes.append("no tensors found")
     elif sd is None:
         notes.append(
-            "no state_dict found at the top level or under " + ", ".join(_WEIGHT_KEYS)
+            "no state_dict found at the top level or under " + ", ".join(WEIGHT_KEYS)
         )
     return CheckpointReport(
         path=str(path),
@@ -878,14 +674,20 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
             f"inspect_checkpoint() needs a file path, got {type(path).__name__}"
         )
     path = Path(path)
-    size = _check_path(path)
-    problem = _file_problem(path, size)
+    size = formats.check_path(path)
+    try:
+        head = formats.read_head(path)
+    except PermissionError as e:
+        raise InspectError(str(e)) from None
+    problem = formats.file_problem(path, size, head)
+    if not problem and head.startswith(formats.ZIP_MAGIC):
+        problem = formats.zip_problem(path, size)
     if problem:
         raise InspectError(problem)
-    kind = _sniff(path)
+    kind = formats.kind(head, size)
     if kind == "safetensors" or path.suffix == ".safetensors":
         return _inspect_safetensors(path, size)
-    if kind == "unknown":
+    if kind == "other":
         raise InspectError(
             f"{path}: not a checkpoint: neither a torch.save file (zip or pickle) nor "
             f"safetensors ({size} bytes); check the path"

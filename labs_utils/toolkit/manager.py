@@ -1,7 +1,8 @@
 """``CheckpointManager(folder, metric="val_loss", mode="min")``: ``last.pth`` (to resume) on
 every save, ``best.pth`` (weights only, to deploy) when the metric improves, the newest
-``keep_last`` epoch files as history, and ``load_last()`` that resumes from the newest complete
-checkpoint. It refuses to save a state that ``weights_only=True`` loading could not read back.
+``keep_last`` epoch files of the current run as history, and ``load_last()`` that resumes from the newest
+complete checkpoint. It refuses to save a state that ``weights_only=True`` loading could not read
+back.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ from typing import Any
 
 import torch
 
-from .checkpoints import (  # noqa: F401  (CheckpointError: the errors load_last raises)
+from .checkpoints import (
     CheckpointError,
-    _safe_load_check,
-    _StagedFile,
     atomic_write,
     load_checkpoint,
+    remove_abandoned_temp_files,
+    safe_load_check,
     save_checkpoint,
 )
+from .inputs import metadata_copy
 
 __all__ = ["CheckpointManager", "SavedCheckpoint"]
 
@@ -121,7 +123,10 @@ class CheckpointManager:
     * ``last.pth``: ``state`` plus ``epoch``, ``metrics`` and the manager's own record (the best
       value and epoch), every time;
     * ``epoch_NNNN.pth``: a hard link to (or copy of) that ``last.pth``; the newest ``keep_last``
-      are kept (0 keeps none).
+      epoch files of the current run are kept (0 keeps none). A run that goes back to an earlier
+      epoch (resume, lower the learning rate, train epoch 2 again) abandons the files from that
+      epoch on: saving epoch 2 removes the old run's ``epoch_0003.pth`` and later, so the history
+      holds one run and the file just written is always kept.
 
     ``best.pth`` loads as a plain state_dict (an ``OrderedDict``); it carries the same record as
     an attribute, ``_checkpoint_manager``, which ``load_state_dict`` ignores as it ignores
@@ -133,8 +138,9 @@ class CheckpointManager:
     entry, and every file stays as it was.
 
     After a crash, a new manager on the same folder calls ``load_last()``: it removes the
-    temporary files of interrupted saves, returns the newest checkpoint that loads (``last.pth``,
-    else the newest epoch file) and takes the best value from ``best.pth`` itself, so
+    temporary files of interrupted saves (never the one of a save in progress in another process:
+    that one holds a lock), returns the newest checkpoint that loads (``last.pth``, else the newest
+    epoch file of the history) and takes the best value from ``best.pth`` itself, so
     ``best.pth`` is only ever replaced by a better model, even after a crash between writing
     ``best.pth`` and ``last.pth``. Saving into a folder that already holds ``last.pth`` or
     ``best.pth`` without calling ``load_last()`` first is refused, so an old run's ``best.pth``
@@ -371,22 +377,18 @@ class CheckpointManager:
             "best_value": best_value,
             "best_epoch": best_epoch,
         }
-        # written and checked first, put in place last
-        last = _StagedFile(self.last_path)
-        try:
-            torch.save(
-                {**state, "epoch": epoch, "metrics": dict(metrics), _RECORD: record},
-                last.file,
-            )
-            last.close()
-            _safe_load_check(state, self.last_path, "state")(last.tmp)
+
+        def before_replacing_last(tmp: Path) -> None:
+            safe_load_check(state, self.last_path, "state")(tmp)
             if is_best:  # best.pth carries its record: a crash before last.pth is replaced loses nothing
                 save_checkpoint(self._best_object(state, record), self.best_path)
                 self.best_value, self.best_epoch = value, epoch
-            last.commit()
-        except BaseException:
-            last.discard()
-            raise
+
+        # last.pth is written and checked first, put in place last
+        with atomic_write(self.last_path, check=before_replacing_last) as f:
+            torch.save(
+                {**state, "epoch": epoch, "metrics": dict(metrics), _RECORD: record}, f
+            )
         files = (
             [self.LAST] + self._keep_history(epoch) + ([self.BEST] if is_best else [])
         )
@@ -417,17 +419,25 @@ class CheckpointManager:
         """What ``best.pth`` holds: the weights (or the whole state) with the record as an attribute."""
         weights = state[self.best_key] if self.best_key is not None else state
         best: OrderedDict = OrderedDict(weights)
-        if hasattr(weights, "_metadata"):
-            best._metadata = weights._metadata  # type: ignore[attr-defined]
+        meta = metadata_copy(
+            weights
+        )  # without the flag an assign=True load leaves in it
+        if meta is not None:
+            best._metadata = meta  # type: ignore[attr-defined]
         best._checkpoint_manager = dict(record)  # type: ignore[attr-defined]
         return best
 
     def _keep_history(self, epoch: int) -> list[str]:
+        """Link ``last.pth`` as the epoch's file, then keep the newest ``keep_last`` epoch files of
+        this run: files from this epoch on were left by a run that has been abandoned (this one
+        went back to an earlier epoch), so they go, and never the file just written."""
         if not self.keep_last:
             return []
         epoch_file = self.folder / f"epoch_{epoch:04d}.pth"
         self._link_or_copy(self.last_path, epoch_file)
-        for old in self.epoch_paths()[: -self.keep_last]:
+        paths = self.epoch_paths()
+        newer = paths.index(epoch_file) + 1  # later epochs: the abandoned run's
+        for old in paths[: max(0, newer - self.keep_last)] + paths[newer:]:
             old.unlink(missing_ok=True)
         return [epoch_file.name]
 
@@ -447,25 +457,20 @@ class CheckpointManager:
     # --- resuming ----------------------------------------------------------------------------------
 
     def remove_temp_files(self) -> int:
-        """Delete temporary files left by saves that were interrupted (a killed process); returns how many."""
-        if not self.folder.is_dir():
-            return 0
-        n = 0
-        for p in self.folder.iterdir():
-            if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
-                p.unlink(missing_ok=True)
-                n += 1
-        return n
+        """Delete the temporary files of saves that were interrupted (a killed process); returns how
+        many. A save in progress, in this process or another, keeps its file (it holds a lock)."""
+        return remove_abandoned_temp_files(self.folder)
 
     def load_last(
         self, map_location: Any = "cpu", weights_only: bool = True
     ) -> dict[str, Any] | None:
-        """The newest complete checkpoint (``last.pth``, else the newest ``epoch_NNNN.pth``), or ``None``.
+        """The newest complete checkpoint, or ``None``: ``last.pth``, else the newest
+        ``epoch_NNNN.pth`` of the history (which holds the current run only).
 
         Also removes the temporary files of interrupted saves and restores the best value and
-        epoch, from the record ``best.pth`` carries (else from the checkpoint), so later saves
-        replace ``best.pth`` only with a better model. Files that do not load are skipped with a
-        warning (the reasons are kept in ``self.skipped``).
+        epoch, from the record ``best.pth`` carries (else from the checkpoint),
+        so later saves replace ``best.pth`` only with a better model. Files that do not load are
+        skipped with a warning (the reasons are kept in ``self.skipped``).
         """
         self._resumed = True
         self.skipped = []
@@ -486,31 +491,38 @@ class CheckpointManager:
     def _newest_checkpoint(
         self, map_location: Any, weights_only: bool
     ) -> dict[str, Any] | None:
-        for path in [self.last_path] + self.epoch_paths()[::-1]:
-            if not path.exists():
-                continue
-            try:
-                ckpt = load_checkpoint(
-                    path, map_location=map_location, weights_only=weights_only
-                )
-                if not isinstance(ckpt, Mapping) or "epoch" not in ckpt:
-                    raise CheckpointError(
-                        f"{path}: not a CheckpointManager checkpoint (no 'epoch' entry)"
-                    )
-            except CheckpointError as e:
-                self.skipped.append(str(e))
-                warnings.warn(
-                    f"skipping {path.name}: {e}; trying an older checkpoint",
-                    stacklevel=3,
-                )
-                continue
-            return dict(ckpt)
+        for path in [self.last_path, *reversed(self.epoch_paths())]:
+            ckpt = self._try_load(path, map_location, weights_only)
+            if ckpt is not None:
+                return ckpt
         if self.skipped:
             raise CheckpointError(
                 f"{self.folder}: no checkpoint in it loads ({len(self.skipped)} tried); the first "
                 f"error: {self.skipped[0]}"
             )
         return None
+
+    def _try_load(
+        self, path: Path, map_location: Any, weights_only: bool
+    ) -> dict[str, Any] | None:
+        """``path`` loaded, or ``None`` (missing, or skipped with a warning if it does not load)."""
+        if not path.exists():
+            return None
+        try:
+            ckpt = load_checkpoint(
+                path, map_location=map_location, weights_only=weights_only
+            )
+            if not isinstance(ckpt, Mapping) or "epoch" not in ckpt:
+                raise CheckpointError(
+                    f"{path}: not a CheckpointManager checkpoint (no 'epoch' entry)"
+                )
+        except CheckpointError as e:
+            self.skipped.append(str(e))
+            warnings.warn(
+                f"skipping {path.name}: {e}; trying an older checkpoint", stacklevel=4
+            )
+            return None
+        return dict(ckpt)
 
     def _best_record(self, weights_only: bool) -> dict[str, Any] | None:
         """The record ``best.pth`` carries, or ``None`` (no ``best.pth``, or one written without it)."""

@@ -19,12 +19,18 @@ the same name it raises instead of silently keeping one of them.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from .inputs import as_state_dict
+from .inputs import as_state_dict, metadata_copy
 
-__all__ = ["WRAPPER_PREFIXES", "normalize_keys", "strip_wrapper_prefixes"]
+__all__ = [
+    "WRAPPER_PREFIXES",
+    "normalize_keys",
+    "strip_wrapper_prefixes",
+    "detect_prefixes",
+    "partial_prefixes",
+]
 
 #: Prefixes added by ``nn.DataParallel``/``DistributedDataParallel`` and by ``torch.compile``.
 WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
@@ -83,6 +89,37 @@ def strip_wrapper_prefixes(key: str, prefixes: Iterable[str] = WRAPPER_PREFIXES)
                 key = key[len(p) :]
                 changed = True
     return key
+
+
+def detect_prefixes(keys: Iterable[str]) -> list[str]:
+    """Wrapper prefixes every key carries, outermost first: ``['module.', '_orig_mod.']``.
+
+    Example::
+
+        >>> from labs_utils.toolkit.prefixes import detect_prefixes
+        >>> detect_prefixes(["module._orig_mod.fc.weight", "module._orig_mod.fc.bias"])
+        ['module.', '_orig_mod.']
+        >>> detect_prefixes(["module.weight", "fc.weight"])  # not every key: a real submodule
+        []
+    """
+    found: list[str] = []
+    keys = list(keys)
+    while keys:
+        p = next(
+            (p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in keys)), None
+        )
+        if p is None:
+            break
+        found.append(p)
+        keys = [k[len(p) :] for k in keys]
+    return found
+
+
+def partial_prefixes(keys: list[str]) -> dict[str, int]:
+    """Wrapper-like prefixes that some, but not all, of ``keys`` carry: prefix -> how many. Such a
+    prefix is the name of a real submodule (``model.module``), not a wrapper."""
+    counts = {p: sum(k.startswith(p) for k in keys) for p in WRAPPER_PREFIXES}
+    return {p: n for p, n in counts.items() if 0 < n < len(keys)}
 
 
 def _strip_metadata_key(name: str, prefixes: tuple[str, ...]) -> str:
@@ -173,8 +210,8 @@ def normalize_keys(
             )
         out[new] = value
         origin[new] = key
-    metadata = getattr(sd, "_metadata", None)
-    if isinstance(metadata, Mapping):
+    metadata = metadata_copy(sd)  # a copy, without the flag an assign=True load leaves
+    if metadata is not None:
         new_meta: OrderedDict[str, Any] = OrderedDict()
         for name, info in metadata.items():
             new_name = (

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
-from .inputs import as_state_dict
+from .inputs import as_state_dict, with_metadata_of
 from .render import Table, human_bytes
 
 __all__ = [
@@ -200,25 +199,33 @@ def _on_meta(v: Any) -> Any:
 
 @dataclass
 class _DryRun:
-    """What ``load_state_dict`` said when loading into a meta copy of the model."""
+    """What ``load_state_dict`` said when loading into a meta copy of the model. State_dict keys
+    are the ones given; a module's loading hook may rename them (``renamed``)."""
 
-    missing: list[str]
-    unexpected: list[str]
+    missing: list[str]  # model keys
+    unexpected: list[str]  # state_dict keys
     rejected: dict[
         str, str
-    ]  # state_dict key -> load_state_dict's message (size mismatch, not a tensor ...)
+    ]  # state_dict key -> load_state_dict's message (size mismatch ...)
     other_errors: list[str]  # messages that name no key of the state_dict
     model: dict[
         str, Any
-    ]  # the copy's state_dict afterwards: shapes and dtypes as the model would have them
+    ]  # the copy's state_dict afterwards: shapes and dtypes as the model has them
+    renamed: dict[
+        str, str
+    ]  # model key -> state_dict key a loading hook renamed (weight_g ...)
+
+    def model_key(self, key: str) -> str:
+        """The model's name for state_dict ``key``."""
+        return next((m for m, s in self.renamed.items() if s == key), key)
 
 
 def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
     """Run the real ``load_state_dict(sd, strict=False)`` on a copy of ``model`` whose parameters
     and buffers are on the meta device, so every module applies its own rules (BatchNorm filling
     in ``num_batches_tracked`` for a state_dict without version, lazy modules taking the file's
-    shapes, a 0-dim parameter accepting shape ``(1,)``, custom hooks) and nothing in ``model``
-    changes. ``None`` when the model cannot be copied or its hooks fail on meta tensors."""
+    shapes, a 0-dim parameter accepting shape ``(1,)``, hooks that rename old keys) and nothing in
+    ``model`` changes. ``None`` when the model cannot be copied or its hooks fail on meta tensors."""
     memo: dict[int, Any] = {}
     for _, t in [
         *model.named_parameters(remove_duplicate=False),
@@ -233,27 +240,23 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
     seen: dict[str, Any] = {}
 
     def keep_errors(
-        module,
-        state_dict,
-        prefix,
-        local_metadata,
-        strict,
-        missing,
-        unexpected,
-        error_msgs,
-    ) -> None:
-        seen["errors"] = error_msgs  # the list load_state_dict fills and raises with
+        module, state_dict, prefix, metadata, strict, missing, unexpected, errors
+    ):
+        seen["errors"] = errors  # the list load_state_dict fills and raises with
+
+    def keep_names(module, state_dict, *args) -> None:
+        # each module loads from its own copy, which its hooks (registered earlier) have changed
+        seen.setdefault("names", []).append(state_dict)
 
     def keep_keys(module, incompatible_keys) -> None:
         seen["keys"] = incompatible_keys  # runs last, when every module has been loaded
 
     shadow.register_load_state_dict_pre_hook(keep_errors)
     shadow.register_load_state_dict_post_hook(keep_keys)
-    meta_sd: OrderedDict[str, Any] = OrderedDict(
-        (k, _on_meta(v)) for k, v in sd.items()
-    )
-    if getattr(sd, "_metadata", None) is not None:
-        meta_sd._metadata = sd._metadata  # type: ignore[attr-defined]  # versions decide some rules
+    for module in shadow.modules():
+        module.register_load_state_dict_pre_hook(keep_names)
+    # the versions in _metadata decide some rules; the copy drops the assign=True flag
+    meta_sd = with_metadata_of(sd, {k: _on_meta(v) for k, v in sd.items()})
     with warnings.catch_warnings():
         # e.g. "copying from a non-meta parameter ... is a no-op"
         warnings.simplefilter("ignore")
@@ -265,13 +268,22 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
             return None
     if "keys" not in seen:
         return None  # it stopped before the end: a hook that cannot run on meta tensors
+    by_id = {id(v): k for k, v in meta_sd.items()}
+    renamed = {
+        k: by_id[id(v)]
+        for names in seen["names"]
+        for k, v in names.items()
+        if k not in meta_sd and id(v) in by_id
+    }
+    # a name in a message -> the state_dict's key
+    source = {**{k: k for k in sd}, **renamed}
     rejected: dict[str, str] = {}
     other: list[str] = []
     for msg in seen.get("errors", []):
         key = next(
             (
                 k
-                for k in sd
+                for k in source
                 if msg.startswith(f"size mismatch for {k}: ") or f'named "{k}"' in msg
             ),
             None,
@@ -279,13 +291,14 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
         if key is None:
             other.append(msg)
         else:
-            rejected[key] = msg
+            rejected[source[key]] = msg
     return _DryRun(
         list(seen["keys"].missing_keys),
-        list(seen["keys"].unexpected_keys),
+        [source.get(k, k) for k in seen["keys"].unexpected_keys],
         rejected,
         other,
         shadow.state_dict(),
+        renamed,
     )
 
 
@@ -411,16 +424,16 @@ def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
     run = _dry_run(model, sd)
     if run is None:
         return _key_by_key_diff(model, sd)
-    order = list(model.state_dict())
+    order = [run.renamed.get(k, k) for k in model.state_dict()]
     shapes = {
-        k: (_shape_of(run.model.get(k)), _shape_of(sd[k]))
+        k: (_shape_of(run.model.get(run.model_key(k))), _shape_of(sd[k]))
         for k in _in_order(list(run.rejected), order)
         if run.rejected[k].startswith("size mismatch for ")
     }
     errors = [m for k, m in run.rejected.items() if k not in shapes] + run.other_errors
     dtypes = {}
-    for k in _in_order([k for k in sd if k in run.model], order):
-        mv, sv = run.model[k], sd[k]
+    for k in _in_order([k for k in sd if run.model_key(k) in run.model], order):
+        mv, sv = run.model[run.model_key(k)], sd[k]
         if (
             k not in run.rejected
             and isinstance(mv, torch.Tensor)
@@ -430,7 +443,7 @@ def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
         ):
             dtypes[k] = (_dtype(mv), _dtype(sv))
     return StateDictDiff(
-        _in_order(run.missing, order),
+        _in_order(run.missing, list(model.state_dict())),
         _in_order(run.unexpected, list(sd)),
         shapes,
         dtypes,
@@ -470,9 +483,7 @@ def _key_by_key_diff(model: nn.Module, sd: Mapping[str, Any]) -> StateDictDiff:
 
 # --- load_matching: a partial load that reports exactly what it did --------------------------
 
-from collections.abc import Callable  # noqa: E402
-
-KeyMap = "Mapping[str, str | None] | Callable[[str], str | None]"
+KeyMap: TypeAlias = "Mapping[str, str | None] | Callable[[str], str | None]"
 
 
 @dataclass
@@ -606,7 +617,7 @@ def _apply_key_map(
     if (
         key_map is None
     ):  # the names are the state_dict's own, so its version metadata still applies
-        return _with_metadata_of(sd, dict(sd)), {}, []
+        return with_metadata_of(sd, sd), {}, []
     if isinstance(key_map, Mapping):
         unknown = [k for k in key_map if k not in sd]
         if unknown:
@@ -665,7 +676,7 @@ def load_matching(
     model: nn.Module,
     state_dict: Any,
     *,
-    key_map: Mapping[str, str | None] | Callable[[str], str | None] | None = None,
+    key_map: KeyMap | None = None,
 ) -> LoadReport:
     """Load every entry whose name (after ``key_map``) and shape match ``model``; leave the rest.
 
@@ -711,87 +722,127 @@ def load_matching(
     sd, _ = as_state_dict(state_dict)
     source, renamed, dropped = _apply_key_map(sd, key_map)
     target = model.state_dict()
-    accepted, mismatched, unexpected = _fitting(model, source, target)
-    matching = _with_metadata_of(source, {k: source[k] for k in accepted})
-    cast: dict[str, tuple[str, str]] = {}
-    for k, v in matching.items():
-        mv = target.get(k)
-        if (
-            isinstance(v, torch.Tensor)
-            and isinstance(mv, torch.Tensor)
-            and v.dtype != mv.dtype
-        ):
-            cast[k] = (_dtype(v), _dtype(mv))
+    accepted, mismatched, unexpected, by_hook = _fitting(model, source, target)
+    matching = with_metadata_of(source, {k: source[k] for k in accepted})
+    _check_tied_values(
+        model,
+        target,
+        {m: matching[s] for m, s in by_hook.items() if s in matching}
+        | {k: v for k, v in matching.items() if k in target},
+    )
+    # PyTorch says what it loaded: every model entry it does not call missing
+    not_loaded = set(model.load_state_dict(matching, strict=False).missing_keys)
+    return _load_report(
+        model,
+        target,
+        source,
+        not_loaded,
+        mismatched,
+        unexpected,
+        by_hook,
+        renamed,
+        dropped,
+    )
 
-    groups = _alias_groups(model, target)
-    for group in set(groups.values()):
-        given = [k for k in group if k in matching]
-        first = given[0] if given else None
-        for other in given[1:]:
-            if not torch.equal(
-                matching[first].to(matching[other].dtype), matching[other]
-            ):
+
+def _check_tied_values(
+    model: nn.Module, target: Mapping[str, Any], given: Mapping[str, Any]
+) -> None:
+    """Refuse a state_dict that gives two tied entries (one shared tensor) different values."""
+    for group in set(_alias_groups(model, target).values()):
+        keys = [k for k in group if k in given]
+        for other in keys[1:]:
+            if not torch.equal(given[keys[0]].to(given[other].dtype), given[other]):
                 raise ValueError(
-                    f"{first!r} and {other!r} are tied in the model (one shared tensor), but the "
+                    f"{keys[0]!r} and {other!r} are tied in the model (one shared tensor), but the "
                     "state_dict gives them different values; drop one of them (key_map={key: None})"
                 )
+
+
+def _load_report(
+    model: nn.Module,
+    target: Mapping[str, Any],
+    source: Mapping[str, Any],
+    not_loaded: set[str],
+    mismatched: dict[str, tuple],
+    unexpected: list[str],
+    by_hook: dict[str, str],
+    renamed: dict[str, str],
+    dropped: list[str],
+) -> LoadReport:
+    """The ``LoadReport``, in the model's names: ``by_hook`` maps a model key to the state_dict
+    key a loading hook renamed into it, ``renamed`` a state_dict key to its name before key_map."""
+    source_of = {k: by_hook.get(k, k) for k in target if by_hook.get(k, k) in source}
+    model_key = {s: m for m, s in source_of.items()}
+    got = [k for k in target if k not in not_loaded]
+    groups = _alias_groups(model, target)
     tied = {
-        k: next(p for p in groups[k] if p in matching)
+        k: next(p for p in groups[k] if p in got)
         for k in target
-        if k not in matching and any(p in matching for p in groups.get(k, ()))
+        if k in not_loaded and any(p in got for p in groups.get(k, ()))
     }
-
-    result = model.load_state_dict(matching, strict=False)
-    if (
-        result.unexpected_keys
-    ):  # pragma: no cover - every key in `matching` is one of the model's
-        raise RuntimeError(f"load_state_dict did not take {result.unexpected_keys}")
-
-    done = set(matching) | set(tied)
+    skipped = {model_key.get(k, k): v for k, v in mismatched.items()}
+    cast = {
+        k: (_dtype(source[source_of[k]]), _dtype(target[k]))
+        for k in got
+        if k in source_of
+        and isinstance(source[source_of[k]], torch.Tensor)
+        and isinstance(target[k], torch.Tensor)
+        and source[source_of[k]].dtype != target[k].dtype
+    }
+    done = set(got) | set(tied)
     by_id: dict[int, tuple[int, bool]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         numel, was = by_id.get(id(p), (0 if is_lazy(p) else p.numel(), False))
         by_id[id(p)] = (numel, was or name in done)
-    params_loaded = sum(n for n, ok in by_id.values() if ok)
-    params_fresh = sum(n for n, ok in by_id.values() if not ok)
-
     return LoadReport(
-        loaded=[k for k in target if k in matching]
-        + [k for k in matching if k not in target],
+        # entries a hook took without giving them to a model key come last, as given
+        loaded=[k for k in got if k in source_of]
+        + [
+            k
+            for k in source
+            if k not in model_key and k not in mismatched and k not in unexpected
+        ],
         shape_mismatches={
-            k: mismatched[k] for k in _in_order(list(mismatched), list(target))
+            k: skipped[k] for k in _in_order(list(skipped), list(target))
         },
-        missing=[k for k in target if k not in source and k not in tied],
+        # (a module may fill in an entry itself, as BatchNorm's num_batches_tracked: left as is)
+        missing=[
+            k
+            for k in target
+            if k not in source_of and k not in tied and k not in skipped
+        ],
         unexpected=unexpected,
-        params_loaded=params_loaded,
-        params_fresh=params_fresh,
+        params_loaded=sum(n for n, ok in by_id.values() if ok),
+        params_fresh=sum(n for n, ok in by_id.values() if not ok),
         tied=tied,
         cast=cast,
-        renamed=renamed,
+        renamed={
+            m: renamed.get(s, s) for m, s in source_of.items() if renamed.get(s, s) != m
+        },
         dropped=dropped,
         model_shapes={
             k: _shape_of(v) for k, v in model.state_dict().items()
         },  # lazy ones now loaded
-        source_shapes={k: _shape_of(v) for k, v in source.items()},
+        source_shapes={model_key.get(k, k): _shape_of(v) for k, v in source.items()},
     )
 
 
 def _fitting(
     model: nn.Module, source: Mapping[str, Any], target: Mapping[str, Any]
-) -> tuple[list[str], dict[str, tuple], list[str]]:
+) -> tuple[list[str], dict[str, tuple], list[str], dict[str, str]]:
     """Split ``source`` the way ``load_state_dict`` would: the keys it copies, the keys it rejects
-    (key -> (shape in model, shape in source)) and the keys the model has no place for."""
+    (key -> (shape in model, shape in source)), the keys the model has no place for, and the keys
+    a module's loading hook renames (model key -> source key)."""
     run = _dry_run(model, source)
     if run is not None:
         rejected = {
-            k: (_shape_of(run.model.get(k)), _shape_of(source[k])) for k in run.rejected
+            k: (_shape_of(run.model.get(run.model_key(k))), _shape_of(source[k]))
+            for k in run.rejected
         }
         unexpected = _in_order(run.unexpected, list(source))
-        return (
-            [k for k in source if k not in rejected and k not in unexpected],
-            rejected,
-            unexpected,
-        )
+        accepted = [k for k in source if k not in rejected and k not in unexpected]
+        return accepted, rejected, unexpected, run.renamed
     accepted, rejected = [], {}  # the model cannot be copied: compare names and shapes
     for k, v in source.items():
         mv = target.get(k)
@@ -803,14 +854,4 @@ def _fitting(
             rejected[k] = (_shape_of(mv), _shape_of(v))
         else:
             accepted.append(k)
-    return accepted, rejected, [k for k in source if k not in target]
-
-
-def _with_metadata_of(
-    sd: Mapping[str, Any], entries: dict[str, Any]
-) -> OrderedDict[str, Any]:
-    """``entries`` as an OrderedDict carrying ``sd``'s ``_metadata`` (module versions), if any."""
-    out: OrderedDict[str, Any] = OrderedDict(entries)
-    if getattr(sd, "_metadata", None) is not None:
-        out._metadata = sd._metadata  # type: ignore[attr-defined]
-    return out
+    return accepted, rejected, [k for k in source if k not in target], {}
