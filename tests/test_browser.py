@@ -145,7 +145,10 @@ def test_learner_answers_in_jupyterlab_and_sees_a_green_check(lab_server):
             )
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
             page.wait_for_timeout(2_000)  # the news question would be up by now
-            assert page.get_by_text(NEWS).count() == 0, "JupyterLab asked about news"
+            assert page.get_by_text(NEWS).count() == 0, (
+                "JupyterLab asked about news: make setup installs .venv's settings "
+                "(tools/jupyterlab-overrides.json) that turn the question off"
+            )
             # The learner types the answer into the first exercise's cell.
             cell = page.locator(".jp-Notebook .jp-Cell").nth(exercise)
             cell.scroll_into_view_if_needed()

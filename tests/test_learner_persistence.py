@@ -52,8 +52,12 @@ def _answer(path: Path) -> None:
     for cell in nb["cells"]:
         src = "".join(cell["source"])
         if cell["cell_type"] == "code" and "pass  # Your turn" in src:
-            cell["source"] = src.replace("pass  # Your turn", ANSWER + "  # Your turn", 1)
-            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "ok\n"}]
+            cell["source"] = src.replace(
+                "pass  # Your turn", ANSWER + "  # Your turn", 1
+            )
+            cell["outputs"] = [
+                {"output_type": "stream", "name": "stdout", "text": "ok\n"}
+            ]
             cell["execution_count"] = 1
             break
     else:
@@ -110,7 +114,9 @@ def test_reset_says_what_it_discards_keeps_a_backup_and_can_be_refused(tmp_path)
     sync_learner(dst, [src / NB1], say=lambda s: None)
     _answer(dst / NB1)
     said = []
-    assert reset_learner(dst, [src / NB1], say=said.append, confirm=lambda q: False) == []
+    assert (
+        reset_learner(dst, [src / NB1], say=said.append, confirm=lambda q: False) == []
+    )
     assert _has_answer(dst / NB1) and "Nothing changed." in said
     said.clear()
     assert reset_learner(dst, [src / NB1], say=said.append, now=0) == [NB1]
@@ -133,9 +139,17 @@ def test_an_earlier_build_learner_folder_is_adopted_once(tmp_path):
 
 
 # ---- every documented command, through make, on a clone ---------------------------------------
+# What an outer `make test` or the caller's shell would pass down to the inner make.
+_MAKE_ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "NB", "LAB_ARGS", "LEARNER")
+}
+
+
 def _run(cmd, cwd, **kw):
     proc = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=120, **kw
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=120, env=_MAKE_ENV, **kw
     )
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
@@ -163,6 +177,7 @@ def _learner_lab_starts_and_stops(work: Path) -> dict:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env=_MAKE_ENV,
     )
     url = f"http://127.0.0.1:{port}"
     try:
