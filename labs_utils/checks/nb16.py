@@ -39,9 +39,9 @@ import torch.nn as nn
 from . import (
     NotAttempted,
     Wrong,
-    _is_placeholder_function,
     call_answer,
     exercise,
+    is_placeholder_function,
     run_answer,
 )
 
@@ -54,7 +54,7 @@ def _attempted(fn: Any) -> None:
         raise Wrong(
             f"expected a function, got {type(fn).__name__}; define it with def and pass its name"
         )
-    if _is_placeholder_function(fn):
+    if is_placeholder_function(fn):
         raise NotAttempted
 
 

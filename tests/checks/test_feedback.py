@@ -78,16 +78,16 @@ def test_the_capstone_names_the_lesson_that_teaches_the_fix():
 
 
 def test_the_learners_own_line_is_shown_when_their_code_raised(tmp_path, monkeypatch, demo):
-    (tmp_path / "learner_cell.py").write_text(
+    (tmp_path / "learner_where.py").write_text(
         "def answer(x):\n    y = x + 1\n    return y / 0  # the learner's slip\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    answer = importlib.import_module("learner_cell").answer
+    answer = importlib.import_module("learner_where").answer
     run = demo("_demo_where", lambda fn: call_answer(fn, 3) and "ok")
     result = run(answer)
-    assert result.where == "learner_cell.py, line 3: return y / 0  # the learner's slip"
-    assert "\n  at: learner_cell.py, line 3" in repr(result)
-    assert "at: <code>learner_cell.py, line 3" in result._repr_html_()
+    assert result.where == "learner_where.py, line 3: return y / 0  # the learner's slip"
+    assert "\n  at: learner_where.py, line 3" in repr(result)
+    assert "at: <code>learner_where.py, line 3" in result._repr_html_()
     assert run(lambda x: x).where == ""
 
 

@@ -1,0 +1,147 @@
+"""Comparing a learner's answer with a reference solution on cases (``behaves_like``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .calling import NotAttempted, Wrong, _summary, run_answer
+
+# --- comparing with a reference ----------------------------------------------------------------
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as a learner's result counts: tensors by dtype, shape and values; mappings by keys
+    (in any order) and values; sequences item by item (a ``torch.Size`` equals a tuple);
+    floats within 1e-6; models by their state_dict, ``requires_grad`` flags and mode."""
+    import torch
+
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and a.device == b.device
+            and torch.equal(a, b)
+        )
+    if isinstance(a, torch.nn.Module) or isinstance(b, torch.nn.Module):
+        if not (isinstance(a, torch.nn.Module) and isinstance(b, torch.nn.Module)):
+            return False
+        flags = [(n, p.requires_grad) for n, p in a.named_parameters()]
+        return (
+            a.training == b.training
+            and flags == [(n, p.requires_grad) for n, p in b.named_parameters()]
+            and same(a.state_dict(), b.state_dict())
+        )
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        return (
+            isinstance(a, Mapping)
+            and isinstance(b, Mapping)
+            and set(a) == set(b)
+            and all(same(a[k], b[k]) for k in a)
+        )
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return (
+            isinstance(a, (list, tuple))
+            and isinstance(b, (list, tuple))
+            and len(a) == len(b)
+            and all(same(x, y) for x, y in zip(a, b))
+        )
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+        except TypeError:
+            return False
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+@dataclass
+class Case:
+    """One input to try: ``make()`` builds fresh arguments each time; ``label`` says what is
+    special about it ("keys like `model.layer.weight`"); ``look(out, args)`` reduces what a call
+    returned and left in its arguments to what is compared (default: the return value and the
+    arguments after the call)."""
+
+    label: str
+    make: Callable[[], tuple]
+    look: Callable[[Any, tuple], Any] | None = None
+
+
+@dataclass
+class _Outcome:
+    value: Any = None
+    raised: str = ""
+    hint: str = ""  # for the learner's own run: the framework's hint when it raised
+
+    def matches(self, other: _Outcome) -> bool:
+        if self.raised or other.raised:
+            return self.raised == other.raised
+        return same(self.value, other.value)
+
+    def say(self) -> str:
+        return f"raised {self.raised}" if self.raised else _show(self.value)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return repr(value)
+    if isinstance(value, Mapping) and len(value) <= 6:
+        return "{" + ", ".join(f"{k!r}: {_show(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)) and len(value) <= 6:
+        inner = ", ".join(_show(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    return _summary(value)
+
+
+def _outcome(fn: Any, case: Case, learner: bool = False) -> _Outcome:
+    args = case.make()
+    try:
+        out = run_answer(fn, *args) if learner else fn(*args)
+    except (NotAttempted, KeyboardInterrupt):
+        raise
+    except Wrong as w:
+        return _Outcome(raised=w.__class__.__name__, hint=str(w))
+    except Exception as e:
+        return _Outcome(raised=type(e).__name__)
+    return _Outcome(case.look(out, args) if case.look else (out, args))
+
+
+def behaves_like(
+    answer: Any,
+    reference: Callable[..., Any],
+    cases: Sequence[Case],
+    mistakes: Sequence[tuple[Callable[..., Any], str]] = (),
+) -> None:
+    """Raise ``Wrong`` unless ``answer`` does what ``reference`` does on every case. The hint is
+    that of the first known mistake (a small wrong function) that behaves like the answer on
+    every case, or else it names the first case where answer and reference differ."""
+    got = [_outcome(answer, case, learner=True) for case in cases]
+    for case, have in zip(cases, got):
+        want = _outcome(reference, case)
+        if have.matches(want):
+            continue
+        for mistake, hint in mistakes:
+            if all(_outcome(mistake, c).matches(h) for c, h in zip(cases, got)):
+                raise Wrong(hint)
+        if have.hint:
+            raise Wrong(have.hint)
+        raise Wrong(f"for {case.label} you {_difference(have, want, case)}")
+
+
+def _difference(have: _Outcome, want: _Outcome, case: Case) -> str:
+    if have.raised or want.raised:
+        return f"{have.say()}; expected {want.say()}"
+    if case.look is not None:
+        return f"gave {have.say()}; expected {want.say()}"
+    (out, args), (expected, before) = have.value, want.value
+    if not same(out, expected):
+        return f"returned {_show(out)}; expected {_show(expected)}"
+    return f"left your input as {_show(args)}; expected it unchanged, {_show(before)}"
