@@ -302,7 +302,8 @@ def test_every_notebook_page_has_downloads_versions_and_date(site, nb):
     assert f"notebooks/{nb.stem}.ipynb" in hrefs and f"learner/{nb.stem}.ipynb" in hrefs
     committed = json.loads(_get(site, f"notebooks/{nb.stem}.ipynb"))
     assert committed == json.loads(nb.read_text()), (
-        "the download is not the committed notebook"
+        f"the download differs from notebooks/{nb.name}: changed since the build? "
+        "(make test-site builds the site first)"
     )
     learner = json.loads(_get(site, f"learner/{nb.stem}.ipynb"))
     code = [c for c in learner["cells"] if c["cell_type"] == "code"]

@@ -176,7 +176,9 @@ def clean(text: str) -> str:
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+    """GitHub's heading anchors (lower case, punctuation dropped, spaces to dashes), so a link
+    written for GitHub, `../README.md#set-up`, finds its heading here too."""
+    return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-") or "section"
 
 
 def pins() -> dict[str, str]:
@@ -293,7 +295,7 @@ def number_headings(soup: BeautifulSoup, page: Page, root: Tag) -> None:
         text = clean(h.get_text())
         old = h.get("id")
         base = slug(text)
-        anchor, n = base, 2
+        anchor, n = base, 1
         while anchor in page.ids:
             anchor, n = f"{base}-{n}", n + 1
         page.ids.add(anchor)
@@ -324,6 +326,7 @@ class Builder:
             keep_trailing_newline=True,
         )
         self.copied: set[str] = set()
+        self.extra: list[Page] = []  # Markdown files that pages link to
 
     # ---------------------------------------------------------------- inputs
     def collect(self) -> None:
@@ -350,7 +353,12 @@ class Builder:
             self.documents.append((page, door))
             self.pages[name] = page
             self.by_source[page.source] = name
-        self.by_source["README.md"] = "index.html"
+        readme = Page(name="readme.html", title="README", source="README.md")
+        self.documents.append((readme, "lookup"))
+        self.pages[readme.name] = readme
+        self.by_source["README.md"] = readme.name
+        # a link to the notebooks folder (GitHub lists them) goes to the learning path
+        self.by_source["notebooks"] = "index.html#learning-path"
 
     # ---------------------------------------------------------------- learner edition
     def learner_edition(self) -> None:
@@ -541,8 +549,13 @@ class Builder:
             path = urllib.parse.unquote(parsed.path)
             target = os.path.normpath((src_dir / path).as_posix())
             frag = urllib.parse.unquote(parsed.fragment)
+            if target not in self.by_source and target.endswith(".md"):
+                self.markdown_page(target)
             if target in self.by_source:
                 name = self.by_source[target]
+                if "#" in name:
+                    a["href"] = name
+                    continue
                 dest = self.pages.get(name)
                 if dest is not None and frag:
                     frag = dest.aliases.get(frag, frag)
@@ -562,6 +575,19 @@ class Builder:
                 shutil.copy(file, self.out / copy)
                 self.copied.add(copy)
             a["href"] = copy + (f"#{frag}" if frag else "")
+
+    def markdown_page(self, target: str) -> None:
+        """Another Markdown file of the repository that a page links to (CONTRIBUTING.md, ...)
+        becomes a page too; its own links are followed when it is written."""
+        if not (ROOT / target).is_file() or target.startswith(".."):
+            return
+        page = Page(
+            name=f"{slug(target.replace('/', '-')[:-3])}.html", title="", source=target
+        )
+        self.render_markdown(page, (ROOT / target).read_text())
+        self.pages[page.name] = page
+        self.by_source[target] = page.name
+        self.extra.append(page)
 
     # ---------------------------------------------------------------- pages
     def nav(self) -> dict:
@@ -611,6 +637,18 @@ class Builder:
                 page=page,
                 body=Markup(str(page.soup)),
             )
+        written = 0
+        while written < len(self.extra):  # writing one may add another
+            page = self.extra[written]
+            self.rewrite_links(page)
+            self.write(
+                page.name,
+                "document.html.j2",
+                title=page.title,
+                page=page,
+                body=Markup(str(page.soup)),
+            )
+            written += 1
         # landing page: the README's learning path, its links to notebook pages
         path = Page(name="index.html", title=SITE_NAME, source="README.md")
         self.render_markdown(path, self.readme_section("Learning path"))
