@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from labs_utils.checks import check, nb04
+from labs_utils.checks import check, fixtures, nb04
 from tests.checks import answers_nb04
 
 
@@ -90,16 +90,16 @@ def test_drew_after_restoring_follows_the_stream_across_refills():
     g = torch.Generator().manual_seed(5)
     torch.randn(10, generator=g)
     saved = g.get_state()
-    assert nb04._drew_after_restoring(saved, saved)
+    assert fixtures.drew_after_restoring(saved, saved)
     torch.randperm(16, generator=g)  # a few draws: the word array is unchanged
-    assert nb04._drew_after_restoring(saved, g.get_state())
+    assert fixtures.drew_after_restoring(saved, g.get_state())
     torch.rand(3000, generator=g)  # many draws: the array is regenerated several times
-    assert nb04._drew_after_restoring(saved, g.get_state())
+    assert fixtures.drew_after_restoring(saved, g.get_state())
     other = torch.Generator().manual_seed(6)
     torch.randn(10, generator=other)
-    assert not nb04._drew_after_restoring(saved, other.get_state())
+    assert not fixtures.drew_after_restoring(saved, other.get_state())
     # reseeded
-    assert not nb04._drew_after_restoring(saved, torch.Generator().manual_seed(5).get_state())
+    assert not fixtures.drew_after_restoring(saved, torch.Generator().manual_seed(5).get_state())
 
 
 def test_best_by_accuracy():

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 __all__ = [
+    "drew_after_restoring",
     "changed_keys",
     "cnn_with_moved_statistics",
     "patched_torch_load",
@@ -70,3 +71,29 @@ def patched_torch_load(fn: Any, load: Callable[..., Any]) -> Iterator[None]:
         if aliases:
             stack.enter_context(mock.patch.dict(fn.__globals__, aliases))
         yield
+
+
+# torch's CPU generator state (5056 bytes) holds the Mersenne Twister's word array at bytes 24..5016;
+# the bytes before it count the draws left before the array is regenerated.
+_MT_WORDS = slice(24, 5016)
+
+
+def drew_after_restoring(saved: torch.Tensor, now: torch.Tensor, max_refills: int = 8) -> bool:
+    """Whether ``now`` is ``saved`` advanced by some draws: the learner restored this generator, then
+    something drew random numbers from it before training went on."""
+    if saved.numel() != 5056 or now.numel() != 5056:  # pragma: no cover - another torch layout
+        return False
+    target = now[_MT_WORDS]
+    g = torch.Generator()
+    g.set_state(saved)
+    words = saved[_MT_WORDS]
+    for _ in range(max_refills + 1):
+        if torch.equal(words, target):
+            return True
+        for _ in range(2000):  # one draw at a time until the word array is regenerated
+            torch.randint(0, 2, (1,), generator=g)
+            new = g.get_state()[_MT_WORDS]
+            if not torch.equal(new, words):
+                words = new
+                break
+    return False

@@ -12,6 +12,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import Wrong, as_int, call_answer, exercise
+from .fixtures import drew_after_restoring
 
 NB = "04_checkpoints_and_resume"
 
@@ -143,32 +144,6 @@ def _checkpoint(model, optimizer, scheduler, loader, epoch) -> dict:
 
 def _states_equal(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
-
-
-# torch's CPU generator state (5056 bytes) holds the Mersenne Twister's word array at bytes 24..5016;
-# the bytes before it count the draws left before the array is regenerated.
-_MT_WORDS = slice(24, 5016)
-
-
-def _drew_after_restoring(saved: torch.Tensor, now: torch.Tensor, max_refills: int = 8) -> bool:
-    """Whether ``now`` is ``saved`` advanced by some draws: the learner restored this generator, then
-    something drew random numbers from it before training went on."""
-    if saved.numel() != 5056 or now.numel() != 5056:  # pragma: no cover - another torch layout
-        return False
-    target = now[_MT_WORDS]
-    g = torch.Generator()
-    g.set_state(saved)
-    words = saved[_MT_WORDS]
-    for _ in range(max_refills + 1):
-        if torch.equal(words, target):
-            return True
-        for _ in range(2000):  # one draw at a time until the word array is regenerated
-            torch.randint(0, 2, (1,), generator=g)
-            new = g.get_state()[_MT_WORDS]
-            if not torch.equal(new, words):
-                words = new
-                break
-    return False
 
 
 _DREW = (
@@ -397,7 +372,7 @@ def _check_scheduler(saved: dict, scheduler, optimizer) -> None:
 def _check_generator(saved: torch.Tensor, now: torch.Tensor, what: str, examples: str) -> None:
     if torch.equal(saved, now):
         return
-    if _drew_after_restoring(saved, now):
+    if drew_after_restoring(saved, now):
         raise Wrong(_DREW.format(what=what, examples=examples))
     fix = (
         "restore_rng_state(checkpoint['rng'], generators={'train_loader': train_loader.generator})"

@@ -30,6 +30,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import TensorDataset
 
 from . import Wrong, as_int, call_answer, exercise, run_answer
+from .fixtures import drew_after_restoring
 
 NB = "15_resume_mid_epoch_and_ema"
 
@@ -143,8 +144,6 @@ def _where(stop_at) -> str:
 
 
 def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> None:
-    from .nb04 import _drew_after_restoring
-
     if not _states_equal(saved["model"], model.state_dict()):
         raise Wrong(
             f"with {where}, the model's weights differ from the checkpoint's: call "
@@ -189,7 +188,7 @@ def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> N
         )
     saved_rng, now_rng = saved["rng"]["torch"], torch.get_rng_state()
     if not torch.equal(saved_rng, now_rng):
-        if _drew_after_restoring(saved_rng, now_rng):
+        if drew_after_restoring(saved_rng, now_rng):
             raise Wrong(
                 f"with {where}, your function restored torch's global generator, then drew from it before "
                 "returning (a forward pass in train mode, torch.randn, building a layer): restore the RNG "
