@@ -45,14 +45,21 @@ LAB_ARGS ?=
 # JupyterLab settings for every `jupyter lab` run from .venv: no "Jupyter news?" pop-up, no
 # update check (tools/jupyterlab-overrides.json).
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.d/workbook.json
+# IPython kernels of .venv: under make lab / learner-lab (WORKBOOK_MESSAGE_FIRST=1) an error shows
+# its message first, then the full traceback (tools/ipython_kernel_config.py).
+KERNEL_CONFIG := $(VENV)/etc/ipython/ipython_kernel_config.py
+LAB_ENV := WORKBOOK_MESSAGE_FIRST=1
 
-setup: $(STAMP) $(LAB_SETTINGS)
+setup: $(STAMP) $(LAB_SETTINGS) $(KERNEL_CONFIG)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; print("Creating $(VENV)/ with Python " + v + ("" if v == "3.11" else ": the workbook is tested with Python 3.11 only; " + v + " is untested (see README, Set up)"))'
 	$(PYTHON) -m venv $(VENV)
 
 $(LAB_SETTINGS): tools/jupyterlab-overrides.json | $(BIN)/python
+	@mkdir -p $(@D) && cp $< $@
+
+$(KERNEL_CONFIG): tools/ipython_kernel_config.py | $(BIN)/python
 	@mkdir -p $(@D) && cp $< $@
 
 # Reinstalls only when requirements.txt or pyproject.toml changed since the last install.
@@ -73,7 +80,7 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 lab: setup
-	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS) --notebook-dir=notebooks
+	$(LAB_ENV) $(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS) --notebook-dir=notebooks
 
 # Python, the torch build, a GPU, free disk, JupyterLab and a kernel that runs 1+1; a fix for each
 # problem. Needs only the venv folder, so it also explains a half-finished setup.
@@ -187,7 +194,7 @@ learner: setup
 	@$(BIN)/python -m tools.notebook_tools learner $(LEARNER) --adopt build/learner $(NOTEBOOKS)
 
 learner-lab: learner
-	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS) --notebook-dir=$(LEARNER)
+	$(LAB_ENV) $(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS) --notebook-dir=$(LEARNER)
 
 # NB=01 (or a path) resets one notebook; without NB, every one. Says what it discards, asks on
 # a terminal, and keeps a copy in learner/backups/<time>/.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.notebook_tools import BEGIN, END, learner_edition
+from tools.notebook_tools import BEGIN, END, MESSAGE_FIRST_NOTE, learner_edition
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01_state_dict_basics.ipynb"
@@ -72,7 +72,8 @@ def lab_server(tmp_path):
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=work,
-        env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
+        # as make learner-lab starts it: its kernels show an error's message first
+        env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1", "WORKBOOK_MESSAGE_FIRST": "1"},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -219,6 +220,13 @@ def test_learner_answers_in_jupyterlab_and_sees_a_green_check(lab_server):
         )
         if tagged:
             assert errors, "a cell tagged raises-exception did not raise in the browser"
+            traceback = errors[0]["traceback"]
+            assert (
+                traceback[1] == MESSAGE_FIRST_NOTE and traceback[0] == traceback[-1]
+            ), (
+                "the error's message is not shown first: make setup copies "
+                "tools/ipython_kernel_config.py into .venv"
+            )
     checks = [c for c in code if "".join(c["source"]).startswith("check.")]
     answered = json.dumps(saved["cells"][exercise + 1]["outputs"])
     assert "Correct!" in answered and "labs-check--correct" in answered

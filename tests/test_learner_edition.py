@@ -224,3 +224,59 @@ def test_links_turn_backticked_notebook_names_into_relative_links(tmp_path):
 
         for target in re.findall(r"\]\((\d\d_[a-z0-9_]+\.ipynb)\)", md):
             assert (tmp_path / target).is_file(), f"{path.name} links {target}"
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["make-lab", "tests"])
+def test_live_kernels_under_make_lab_show_the_message_first(tmp_path, on):
+    """tools/ipython_kernel_config.py (copied into .venv by make setup): with
+    WORKBOOK_MESSAGE_FIRST=1 (make lab, make learner-lab) a kernel shows an error's message
+    first, as the stored outputs do; without it (tests, make notebooks) the kernel is plain."""
+    import os
+
+    from jupyter_client.manager import start_new_kernel
+
+    from tools.notebook_tools import MESSAGE_FIRST_NOTE
+
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    shutil.copy(
+        ROOT / "tools" / "ipython_kernel_config.py",
+        profile / "ipython_kernel_config.py",
+    )
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython")}
+    env.pop("WORKBOOK_MESSAGE_FIRST", None)
+    if on:
+        env["WORKBOOK_MESSAGE_FIRST"] = "1"
+    km, kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=120)
+    errors, names = [], []
+    try:
+
+        def hook(msg):
+            if msg["msg_type"] == "error":
+                errors.append(msg["content"]["traceback"])
+            if msg["msg_type"] == "stream":
+                names.append(msg["content"]["text"])
+
+        kc.execute_interactive("def f():\n    1 / 0\nf()", timeout=60, output_hook=hook)
+        kc.execute_interactive(
+            "print(sorted(n for n in dir() if 'workbook' in n))",
+            timeout=60,
+            output_hook=hook,
+        )
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    (traceback,) = errors
+    assert "ZeroDivisionError" in traceback[-1]
+    if on:
+        assert traceback[0] == traceback[-1] and traceback[1] == MESSAGE_FIRST_NOTE
+        assert message_first_is_idempotent(traceback)
+    else:
+        assert MESSAGE_FIRST_NOTE not in traceback
+    assert names == ["[]\n"]  # the hook leaves no name in the learner's namespace
+
+
+def message_first_is_idempotent(traceback):
+    from tools.notebook_tools import message_first
+
+    return message_first(traceback) == traceback

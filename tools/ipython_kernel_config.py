@@ -1,0 +1,38 @@
+"""IPython kernels of the workbook's .venv read this file: `make setup` copies it to
+.venv/etc/ipython/ipython_kernel_config.py.
+
+Under `make lab` and `make learner-lab` (they set WORKBOOK_MESSAGE_FIRST=1), an error shows
+its message (the traceback's last line) first, then a short note, then the full traceback: the
+form the stored outputs of intended errors have (`tools/notebook_tools.py`, `message_first`).
+Test runs and `make notebooks` do not set the variable, so their kernels are plain IPython.
+"""
+
+import os
+
+c = get_config()  # noqa: F821 - IPython's config loader defines it
+
+# The same note as tools.notebook_tools.MESSAGE_FIRST_NOTE (tests/test_learner_edition.py).
+NOTE = "\x1b[2m(the message first, as its last line reads; the full traceback follows)\x1b[0m"
+
+HOOK = f"""
+def _workbook_message_first():
+    import IPython
+
+    shell = IPython.get_ipython()
+    show = shell._showtraceback
+    note = {NOTE!r}
+
+    def _showtraceback(etype, evalue, stb):
+        if len(stb) > 1 and not (len(stb) > 2 and stb[1] == note and stb[0] == stb[-1]):
+            stb = [stb[-1], note, *stb]
+        return show(etype, evalue, stb)
+
+    shell._showtraceback = _showtraceback
+
+
+_workbook_message_first()
+del _workbook_message_first
+"""
+
+if os.environ.get("WORKBOOK_MESSAGE_FIRST") == "1":
+    c.InteractiveShellApp.exec_lines = [HOOK]
