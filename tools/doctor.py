@@ -241,6 +241,15 @@ def check_jupyterlab() -> None:
             "JupyterLab will ask about Jupyter news on first start",
             "make setup (copies tools/jupyterlab-overrides.json into .venv), or answer the pop-up once",
         )
+    kernel_config = Path(sys.prefix) / "etc" / "ipython" / "ipython_kernel_config.py"
+    if kernel_config.is_file():
+        report("ok", "make lab / make learner-lab show an error's message first")
+    else:
+        report(
+            "warn",
+            "errors in make lab / make learner-lab show their message last (plain IPython)",
+            "make setup (copies tools/ipython_kernel_config.py into .venv)",
+        )
 
 
 def check_kernel() -> None:
