@@ -1,0 +1,365 @@
+"""Checks for notebooks/18_big_models_and_serving.ipynb: each answer is run on cases and compared
+with a reference; the hint comes from the known mistake that behaves like it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from . import Case, Wrong, behaves_like, exercise, run_answer
+
+NB = "18_big_models_and_serving"
+
+
+# --- load_sharded: every shard the index lists, strict=False, then every key checked ----------
+
+
+def _index(folder: Path) -> dict:
+    return json.loads((folder / "model.safetensors.index.json").read_text())
+
+
+def _shards(folder: Path) -> list[str]:
+    return sorted(set(_index(folder)["weight_map"].values()))
+
+
+def _load_sharded(model, folder):
+    from safetensors.torch import load_file
+
+    loaded = set()
+    for shard in _shards(folder):
+        part = load_file(folder / shard)
+        model.load_state_dict(part, strict=False)
+        loaded |= part.keys()
+    missing = sorted(set(model.state_dict()) - loaded)
+    if missing:
+        raise KeyError(f"no shard holds {missing}")
+    return model
+
+
+_TMP: list[Path] = []  # folders made for the cases of this check, removed at the next check
+
+
+def _folder() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="nb18_check_"))
+    _TMP.append(path)
+    return path
+
+
+def _cleanup() -> None:
+    while _TMP:
+        shutil.rmtree(_TMP.pop(), ignore_errors=True)
+
+
+def _mlp(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(32, 64), nn.LayerNorm(64), nn.Linear(64, 64), nn.Linear(64, 4))
+
+
+def _bn_net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+
+
+def _save(model: nn.Module, folder: Path, max_shard_size: int) -> Path:
+    from huggingface_hub import save_torch_state_dict
+
+    state = model.state_dict()
+    if "1.num_batches_tracked" in state:  # statistics a fresh model does not have
+        state["1.running_mean"].uniform_(-1, 1)
+        state["1.num_batches_tracked"].fill_(7)
+    save_torch_state_dict(state, folder, max_shard_size=max_shard_size)
+    return folder
+
+
+def _three_shards():
+    return (_mlp(1), _save(_mlp(18), _folder(), 9_000))
+
+
+def _with_stale_shard():
+    folder = _save(_mlp(18), _folder(), 20_000)  # two shards
+    old = _save(_mlp(5), _folder(), 5_000)  # an earlier save, in more, smaller shards
+    for shard in _shards(old)[:2]:
+        shutil.copy(old / shard, folder / shard)
+    return (_mlp(1), folder)
+
+
+def _one_shard_with_buffers():
+    return (_bn_net(1), _save(_bn_net(18), _folder(), 400))
+
+
+def _loaded(out, args):
+    """Whether the model given came back, and each entry: the checkpoint's value or not."""
+    if not isinstance(out, nn.Module):
+        return ("not a model", type(out).__name__)
+    from safetensors.torch import load_file
+
+    saved = {}
+    for shard in _shards(args[1]):
+        saved.update(load_file(args[1] / shard))
+    got = out.state_dict()
+    values = {
+        k: "from the checkpoint" if torch.equal(got[k], v) else "other values"
+        for k, v in saved.items()
+        if k in got
+    }
+    return ("the model given" if out is args[0] else "another model", values)
+
+
+def _glob_all(model, folder):
+    from safetensors.torch import load_file
+
+    for path in sorted(folder.glob("*.safetensors")):
+        model.load_state_dict(load_file(path), strict=False)
+    return model
+
+
+def _first_shard_only(model, folder):
+    from safetensors.torch import load_file
+
+    first = next(iter(_index(folder)["weight_map"].values()))
+    model.load_state_dict(load_file(folder / first), strict=False)
+    return model
+
+
+def _no_final_check(model, folder):
+    from safetensors.torch import load_file
+
+    for shard in _shards(folder):
+        model.load_state_dict(load_file(folder / shard), strict=False)
+    return model
+
+
+_SHARDED_MISTAKES = [
+    (
+        _glob_all,
+        "load only the shards the index lists (`set(index['weight_map'].values())`): the folder "
+        "held an old shard from an earlier save, and its values overwrote the new ones",
+    ),
+    (
+        _first_shard_only,
+        "some weights kept their initial values: load every shard the index names, "
+        "`sorted(set(index['weight_map'].values()))`, not only the first",
+    ),
+]
+
+
+@exercise("load_sharded", notebook=NB)
+def load_sharded(fn) -> str:
+    """``fn(model, folder)`` loads every shard the folder's index lists into ``model``, one at a
+    time, raises when a key of the model is in no shard, and returns ``model``."""
+    _cleanup()
+    try:
+        cases = [
+            Case("a model saved in three shards", _three_shards, _loaded),
+            Case(
+                "a folder that also holds old shards the index does not list",
+                _with_stale_shard,
+                _loaded,
+            ),
+            Case(
+                "a model with BatchNorm buffers, in three shards",
+                _one_shard_with_buffers,
+                _loaded,
+            ),
+        ]
+        try:
+            behaves_like(fn, _load_sharded, cases, _SHARDED_MISTAKES)
+        except Wrong as w:
+            if "Missing key(s)" in str(w):
+                raise Wrong(
+                    "a shard holds only some of the keys, so a strict load of one shard "
+                    "reports all the others as missing: load each with `strict=False`, and "
+                    "check the keys once, after the last shard"
+                ) from None
+            if str(w).startswith("your function raised"):
+                raise Wrong(
+                    f"{w} -- on a complete folder (every key of the model is in some shard). "
+                    "One shard's `missing_keys` are only the keys of the other shards: "
+                    "collect the keys loaded from all shards and compare them at the end"
+                ) from None
+            raise
+        deeper = nn.Sequential(*_mlp(1), nn.Linear(4, 4))
+        try:
+            run_answer(fn, deeper, _three_shards()[1])
+        except Wrong:
+            pass  # it raised, as asked
+        else:
+            raise Wrong(
+                "a model one layer deeper than the checkpoint loaded without an error, and its "
+                "last layer kept random weights: `strict=False` reports nothing, so compare the "
+                "keys you loaded with `model.state_dict()` at the end and raise if some are missing"
+            )
+    finally:
+        _cleanup()
+    return (
+        "every shard the index lists, one at a time, stale shards ignored, and an error when "
+        "the model has keys no shard holds (tried on three folders and a deeper model)."
+    )
+
+
+# --- average_checkpoints: floats averaged, other entries from the last -------------------------
+
+
+def _average(state_dicts):
+    return {
+        k: torch.stack([sd[k] for sd in state_dicts]).mean(0)
+        if v.is_floating_point()
+        else v.clone()
+        for k, v in state_dicts[-1].items()
+    }
+
+
+def _bn_checkpoints():
+    out = []
+    for step in (1, 2, 3):
+        sd = _bn_net(10 + step).state_dict()
+        sd["1.running_mean"].uniform_(-1, 1)
+        sd["1.num_batches_tracked"].fill_(10 * step)
+        out.append(sd)
+    return (out,)
+
+
+def _one_checkpoint():
+    sd = _bn_net(3).state_dict()
+    sd["1.num_batches_tracked"].fill_(4)
+    return ([sd],)
+
+
+def _mixed_dtypes():
+    g = torch.Generator().manual_seed(0)
+    return (
+        [
+            {
+                "w": torch.randn(3, 3, generator=g),
+                "w64": torch.randn(4, dtype=torch.float64, generator=g),
+                "step": torch.tensor(step),
+                "mask": torch.tensor([True, step > 1]),
+            }
+            for step in (1, 2)
+        ],
+    )
+
+
+def _which(value, key, state_dicts):
+    if not isinstance(value, torch.Tensor):
+        return type(value).__name__
+    ref = state_dicts[-1][key]
+    if value.dtype != ref.dtype or value.shape != ref.shape:
+        return f"{value.dtype} {tuple(value.shape)}"
+    if ref.is_floating_point():
+        mean = torch.stack([sd[key] for sd in state_dicts]).double().mean(0).to(ref.dtype)
+        if torch.allclose(value, mean, rtol=1e-5, atol=1e-6):
+            return "the mean"
+    if len(state_dicts) > 1 and torch.equal(value, state_dicts[0][key]):
+        return "the first checkpoint's"
+    if torch.equal(value, ref):
+        return "the last checkpoint's"
+    return "other values"
+
+
+def _averaged(make):
+    def look(out, args):
+        fresh = make()[0]
+        unchanged = all(
+            set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+            for a, b in zip(args[0], fresh)
+        )
+        if not isinstance(out, Mapping):
+            return (type(out).__name__, unchanged)
+        return ({k: _which(v, k, fresh) for k, v in out.items()}, unchanged)
+
+    return look
+
+
+def _everything_as_float(state_dicts):
+    return {k: torch.stack([sd[k].float() for sd in state_dicts]).mean(0) for k in state_dicts[-1]}
+
+
+def _ints_from_first(state_dicts):
+    return {
+        k: torch.stack([sd[k] for sd in state_dicts]).mean(0)
+        if v.is_floating_point()
+        else state_dicts[0][k].clone()
+        for k, v in state_dicts[-1].items()
+    }
+
+
+def _only_float32(state_dicts):
+    return {
+        k: torch.stack([sd[k] for sd in state_dicts]).mean(0)
+        if v.dtype == torch.float32
+        else v.clone()
+        for k, v in state_dicts[-1].items()
+    }
+
+
+def _in_place(state_dicts):
+    first = state_dicts[0]
+    for k, v in first.items():
+        if v.is_floating_point():
+            for sd in state_dicts[1:]:
+                v += sd[k]
+            v /= len(state_dicts)
+        else:
+            first[k] = state_dicts[-1][k]
+    return first
+
+
+_AVERAGE_MISTAKES = [
+    (
+        _in_place,
+        "your function changed the checkpoints it was given (`+=` on their tensors): build a "
+        "new dict from new tensors, e.g. `torch.stack([...]).mean(0)`",
+    ),
+    (
+        _everything_as_float,
+        "integer buffers (`num_batches_tracked`, a step count) and bool masks keep their dtype "
+        "and are not averaged: take them from the last checkpoint",
+    ),
+    (
+        _ints_from_first,
+        "take the entries that are not floats from the *last* checkpoint, `state_dicts[-1]`, "
+        "not the first",
+    ),
+    (
+        _only_float32,
+        "average every floating-point dtype (a float64 or float16 entry too): test "
+        "`value.is_floating_point()` instead of `dtype == torch.float32`",
+    ),
+]
+
+
+@exercise("average_checkpoints", notebook=NB)
+def average_checkpoints(fn) -> str:
+    """``fn(state_dicts)`` returns a new state_dict: floats averaged, other entries the last's."""
+    cases = [
+        Case(
+            "three checkpoints of a net with BatchNorm", _bn_checkpoints, _averaged(_bn_checkpoints)
+        ),
+        Case("a single checkpoint", _one_checkpoint, _averaged(_one_checkpoint)),
+        Case(
+            "float32, float64, int64 and bool entries",
+            _mixed_dtypes,
+            _averaged(_mixed_dtypes),
+        ),
+    ]
+    try:
+        behaves_like(fn, _average, cases, _AVERAGE_MISTAKES)
+    except Wrong as w:
+        if "could not infer output dtype" in str(w) or "mean(): " in str(w):
+            raise Wrong(
+                "`mean` refuses integer tensors such as `num_batches_tracked`: average only "
+                "the entries where `value.is_floating_point()`, and keep the others from the "
+                "last checkpoint"
+            ) from None
+        raise
+    return (
+        "floats of every dtype averaged, integer and bool entries taken from the last "
+        "checkpoint, and the checkpoints given left as they were."
+    )
