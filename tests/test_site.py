@@ -81,8 +81,11 @@ MESSAGES = [
         "8. Can't pickle local object: lambdas in a model or a scheduler",
         None,
     ),
-    # a whole pasted traceback ending, with the reader's own model and key names
+    # a whole pasted traceback, with the reader's own file, model and key names
     (
+        "Traceback (most recent call last):\n"
+        '  File "/home/me/serve.py", line 12, in <module>\n'
+        '    model.load_state_dict(torch.load("best.pth"))\n'
         "RuntimeError: Error(s) in loading state_dict for ResNet:\n"
         '\tMissing key(s) in state_dict: "conv1.weight", "bn1.weight".\n'
         '\tUnexpected key(s) in state_dict: "module.conv1.weight", "module.bn1.weight".',

@@ -565,16 +565,35 @@ class Builder:
                         frag = dest.heading_ids[m.group(1)]
                 a["href"] = name + (f"#{frag}" if frag else "")
                 continue
-            file = ROOT / target
-            if target.startswith("..") or not file.is_file():
-                self.problems.append(f"{page.source}: link to {href!r}: no such file")
+            copy = self.copy_file(page, href, target)
+            if copy:
+                a["href"] = copy + (f"#{frag}" if frag else "")
+        # images a Markdown cell or document shows from a file (outputs' plots are written
+        # by nbconvert already)
+        for img in page.soup.find_all("img", src=True):
+            src = img["src"]
+            if urllib.parse.urlsplit(src).scheme or src.startswith("//"):
                 continue
-            copy = f"repo/{target}"
-            if copy not in self.copied:
-                (self.out / copy).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(file, self.out / copy)
-                self.copied.add(copy)
-            a["href"] = copy + (f"#{frag}" if frag else "")
+            if isinstance(page, Notebook) and src.startswith(f"{page.stem}_files/"):
+                continue
+            path = urllib.parse.unquote(urllib.parse.urlsplit(src).path)
+            target = os.path.normpath((src_dir / path).as_posix())
+            copy = self.copy_file(page, src, target)
+            if copy:
+                img["src"] = copy
+
+    def copy_file(self, page: Page, url: str, target: str) -> str:
+        """A repository file that a page links to or shows, copied to repo/ (its new URL)."""
+        file = ROOT / target
+        if target.startswith("..") or not file.is_file():
+            self.problems.append(f"{page.source}: link to {url!r}: no such file")
+            return ""
+        copy = f"repo/{target}"
+        if copy not in self.copied:
+            (self.out / copy).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(file, self.out / copy)
+            self.copied.add(copy)
+        return copy
 
     def markdown_page(self, target: str) -> None:
         """Another Markdown file of the repository that a page links to (CONTRIBUTING.md, ...)

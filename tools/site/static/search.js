@@ -2,13 +2,16 @@
 // tools/site/build.py), matched as phrases, not as loose words, so that a pasted message with its
 // quotes, brackets and dots is found as it is.
 //
-// Ranking, for the longest part of the query found anywhere (the whole query, its last line, or
-// the same without a leading "SomethingError: "; a query with your own key names is cut back to
-// the part the notebooks have, at a word boundary):
-//   1. sections with a cell that raises an error whose message contains it ("raises it");
-//   2. sections whose prose, code or printed output contains it;
-//   within each, a section whose heading names the message first, then the learning-path order;
-//   3. otherwise, sections that contain every word of the query.
+// The phrase: each variant of the query (each of its lines from the last, also without a
+// leading "SomethingError: ", then the whole query) is cut back to its longest start that some
+// section contains, ending at a word or a punctuation mark (your own key names are cut off,
+// `"module.` stays); the first that a raised error contains wins, else the most specific.
+// Ranking for that phrase:
+//   1. sections whose heading names it and that raise it (a cell's error message contains it);
+//   2. sections whose heading names it;
+//   3. the other sections that raise it ("raises it"), in learning-path order;
+//   4. the other sections whose prose, code or printed output contains it;
+//   and when no section contains the query as a phrase, the sections with every word of it.
 (function () {
   "use strict";
   var INDEX = (window.WORKBOOK_SEARCH_INDEX || { sections: [] }).sections;
@@ -26,9 +29,10 @@
     return { s: s, x: norm(s.x), e: norm(s.e), h: norm(s.h), n: s.n || [] };
   });
 
-  function found(phrase) {
+  function found(phrase, errorsOnly) {
     for (var i = 0; i < SECTIONS.length; i++) {
-      if (SECTIONS[i].e.indexOf(phrase) >= 0 || SECTIONS[i].x.indexOf(phrase) >= 0) return true;
+      if (SECTIONS[i].e.indexOf(phrase) >= 0) return true;
+      if (!errorsOnly && SECTIONS[i].x.indexOf(phrase) >= 0) return true;
     }
     return false;
   }
@@ -43,13 +47,13 @@
 
   // The longest prefix of q found in some section, cut back to the end of a word or after a
   // punctuation mark (so `"module.` survives from `"module.encoder.weight"`).
-  function longestPrefix(q) {
+  function longestPrefix(q, errorsOnly) {
     if (!q) return "";
-    if (found(q)) return q;
+    if (found(q, errorsOnly)) return q;
     var lo = 0, hi = q.length;
     while (hi - lo > 1) {
       var mid = (lo + hi) >> 1;
-      if (found(q.slice(0, mid))) lo = mid; else hi = mid;
+      if (found(q.slice(0, mid), errorsOnly)) lo = mid; else hi = mid;
     }
     var p = q.slice(0, lo);
     for (var i = p.length; i > 0; i--) {
@@ -60,15 +64,38 @@
     return "";
   }
 
+  // What to look for, in order: the last line of a pasted traceback first (then the line above
+  // it, ...), each also without a leading "SomethingError: ", then the whole query. Traceback
+  // furniture (the header, "File ..." lines, arrows and carets) is left out.
+  var FURNITURE = /^(traceback \(most recent call last\)|file "|-+>|\^+$|~+$|during handling of)/;
+
+  // A search box drops the newlines of a pasted traceback, so its lines are found again where
+  // they start: a tab, "File \"", "SomethingError: ", and load_state_dict's detail lines.
+  var BREAKS = new RegExp(
+    "\\n|\\t|(?=traceback \\(most recent call last\\))|(?=file \")" +
+      "|(?=\\b[\\w.]*(?:error|exception|warning)\\w*: )" +
+      "|(?=(?:missing|unexpected) key\\(s\\) in state_dict)|(?=size mismatch for )",
+    "i"
+  );
+
   function variants(raw) {
-    var out = [norm(raw)];
-    var lines = String(raw).split(/\n/).map(norm).filter(Boolean);
-    for (var i = lines.length - 1; i >= 0; i--) out.push(lines[i]);
-    out.slice().forEach(function (v) {
-      var m = v.match(/^[\w.]*(?:error|exception|warning)\w*:\s*(.+)$/);
-      if (m) out.push(m[1]);
+    var out = [];
+    var lines = String(raw).split(BREAKS).map(norm).filter(function (l) {
+      return l && !FURNITURE.test(l);
     });
+    for (var i = lines.length - 1; i >= 0; i--) {
+      out.push(lines[i]);
+      var m = lines[i].match(/^[\w.]*(?:error|exception|warning)\w*:\s*(.+)$/);
+      if (m) out.push(m[1]);
+    }
+    out.push(norm(raw));
     return out.filter(function (v, i) { return v && out.indexOf(v) === i; });
+  }
+
+  function countErrors(phrase) {
+    var n = 0;
+    for (var i = 0; i < SECTIONS.length; i++) if (SECTIONS[i].e.indexOf(phrase) >= 0) n++;
+    return n;
   }
 
   function named(sec, full, phrase) {
@@ -77,38 +104,36 @@
     return false;
   }
 
+  // Sections that name the phrase in their heading first (those that raise it before those
+  // that explain it), then the others that raise it, then the others that contain it; each group
+  // in learning-path order.
+  function rankPhrase(best, full) {
+    var hits = [];
+    SECTIONS.forEach(function (sec) {
+      var raises = sec.e.indexOf(best) >= 0;
+      if (raises || sec.x.indexOf(best) >= 0 || sec.h.indexOf(best) >= 0) {
+        var group = named(sec, full, best) ? (raises ? 0 : 1) : (raises ? 2 : 3);
+        hits.push({ sec: sec, raises: raises, group: group });
+      }
+    });
+    hits.sort(function (a, b) { return a.group - b.group || a.sec.s.o - b.sec.s.o; });
+    return hits;
+  }
+
   function search(raw) {
     var full = norm(raw);
     if (!full) return { phrase: "", results: [] };
-    // Of the query's variants (whole, last line first, without "SomethingError: "), the part
-    // found in the fewest sections: the most specific one (a traceback's last line, not its
-    // generic first line).
+    // The first variant whose start (12 characters at least) a raised error shows; failing that, the whole query as a phrase; failing that, every word of it
+    // (further down); failing that, the variant found in the fewest sections.
     var best = "", bestCount = 0;
-    variants(raw).forEach(function (v) {
-      var p = longestPrefix(v);
-      if (!p || p.length < Math.min(v.length, 8)) return;
-      var n = count(p);
-      if (!best || n < bestCount || (n === bestCount && p.length > best.length)) {
-        best = p;
-        bestCount = n;
-      }
-    });
-    var results = [];
-    if (best) {
-      var tierA = [], tierB = [];
-      SECTIONS.forEach(function (sec) {
-        if (sec.e.indexOf(best) >= 0) tierA.push(sec);
-        else if (sec.x.indexOf(best) >= 0 || sec.h.indexOf(best) >= 0) tierB.push(sec);
-      });
-      var rank = function (a, b) {
-        var na = named(a, full, best) ? 0 : 1, nb = named(b, full, best) ? 0 : 1;
-        return na - nb || a.s.o - b.s.o;
-      };
-      tierA.sort(rank);
-      tierB.sort(rank);
-      tierA.forEach(function (sec) { results.push({ sec: sec, raises: true }); });
-      tierB.forEach(function (sec) { results.push({ sec: sec, raises: false }); });
+    var all = variants(raw);
+    for (var i = 0; i < all.length && !best; i++) {
+      var p = longestPrefix(all[i], true);
+      if (p.length >= 12) best = p;
     }
+    if (!best && found(full, false)) best = full;
+    var results = [];
+    if (best) results = rankPhrase(best, full);
     if (!results.length) {
       var words = full.split(/[^a-z0-9_]+/).filter(function (w) { return w.length > 1; });
       if (words.length) {
@@ -121,8 +146,21 @@
           return hb - ha || a.s.o - b.s.o;
         });
         results = hits.map(function (sec) { return { sec: sec, raises: false }; });
-        best = words[0];
+        if (results.length) best = words[0];
       }
+    }
+    if (!results.length) {
+      best = "";
+      all.forEach(function (v) {
+        var p = longestPrefix(v, false);
+        if (!p || p.length < Math.min(v.length, 8)) return;
+        var n = count(p);
+        if (!best || n < bestCount || (n === bestCount && p.length > best.length)) {
+          best = p;
+          bestCount = n;
+        }
+      });
+      if (best) results = rankPhrase(best, full);
     }
     return { phrase: best, results: results };
   }
