@@ -201,6 +201,7 @@ learner-lab: learner
 learner-reset: setup
 	@$(BIN)/python -m tools.notebook_tools learner-reset $(LEARNER) $(if $(filter file,$(origin NB)),--all,$(NB))
 
-# Scratch files only: never learner/ (your work).
+# Scratch files only: never learner/ (your work), nor build/learner/ (where earlier versions kept
+# it; make learner copies it into learner/ when it first makes that folder).
 clean:
-	rm -rf notebooks/runs build .pytest_cache
+	rm -rf notebooks/runs .pytest_cache $(filter-out build/learner,$(wildcard build/*))

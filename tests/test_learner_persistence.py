@@ -241,9 +241,13 @@ def test_every_documented_command_keeps_the_learners_answer(tmp_path):
     news = settings["schema"]["properties"]["fetchNews"]["default"]
     assert settings["settings"].get("fetchNews", news) == "false", settings
 
-    (work / "build").mkdir(exist_ok=True)
+    (work / "build" / "scratch").mkdir(parents=True)
+    (
+        work / "build" / "learner"
+    ).mkdir()  # where earlier versions kept the learner edition
     _make(work, "clean")
-    assert _has_answer(mine) and not (work / "build").exists()
+    assert _has_answer(mine) and not (work / "build" / "scratch").exists()
+    assert (work / "build" / "learner").is_dir()
     assert "learner" not in _run(["git", "status", "--porcelain"], work)  # git-ignored
 
     # Upstream changes lessons 01 and 02 and adds 03; the learner pulls, then refreshes.
