@@ -140,8 +140,29 @@ def _difference(have: _Outcome, want: _Outcome, case: Case) -> str:
     if have.raised or want.raised:
         return f"{have.say()}; expected {want.say()}"
     if case.look is not None:
-        return f"gave {have.say()}; expected {want.say()}"
+        return f"gave {_where_differs(have.value, want.value)}"
     (out, args), (expected, before) = have.value, want.value
     if not same(out, expected):
-        return f"returned {_show(out)}; expected {_show(expected)}"
-    return f"left your input as {_show(args)}; expected it unchanged, {_show(before)}"
+        return f"returned {_where_differs(out, expected)}"
+    return f"changed your input: {_where_differs(args, before)} (expected it left as it was)"
+
+
+def _where_differs(a: Any, b: Any, at: str = "") -> str:
+    """The first place where ``a`` (what the answer gave) and ``b`` (expected) differ, in words:
+    "'el.weight' at [0]; expected 'weight'"."""
+    import torch
+
+    here = f" at {at}" if at else ""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        extra, missing = [k for k in a if k not in b], [k for k in b if k not in a]
+        if extra or missing:
+            what = f"{extra[0]!r}, which is not expected" if extra else f"no {missing[0]!r}"
+            return f"{_show(a)}{here} with {what}; expected {_show(b)}"
+        k = next(k for k in b if not same(a[k], b[k]))
+        return _where_differs(a[k], b[k], f"{at}[{k!r}]")
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        i = next(i for i in range(len(b)) if not same(a[i], b[i]))
+        return _where_differs(a[i], b[i], f"{at}[{i}]")
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and _show(a) == _show(b):
+        return f"{_show(a)}{here}, with other values than expected"
+    return f"{_show(a)}{here}; expected {_show(b)}"

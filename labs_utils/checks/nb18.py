@@ -42,7 +42,8 @@ def _load_sharded(model, folder):
     return model
 
 
-_TMP: list[Path] = []  # folders made for the cases of this check, removed at the next check
+# folders made for the cases of this check, removed when it ends
+_TMP: list[Path] = []
 
 
 def _folder() -> Path:
@@ -58,12 +59,16 @@ def _cleanup() -> None:
 
 def _mlp(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(32, 64), nn.LayerNorm(64), nn.Linear(64, 64), nn.Linear(64, 4))
+    return nn.Sequential(
+        nn.Linear(32, 64), nn.LayerNorm(64), nn.Linear(64, 64), nn.Linear(64, 4)
+    )
 
 
 def _bn_net(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    return nn.Sequential(
+        nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2)
+    )
 
 
 def _save(model: nn.Module, folder: Path, max_shard_size: int) -> Path:
@@ -253,7 +258,9 @@ def _which(value, key, state_dicts):
     if value.dtype != ref.dtype or value.shape != ref.shape:
         return f"{value.dtype} {tuple(value.shape)}"
     if ref.is_floating_point():
-        mean = torch.stack([sd[key] for sd in state_dicts]).double().mean(0).to(ref.dtype)
+        mean = (
+            torch.stack([sd[key] for sd in state_dicts]).double().mean(0).to(ref.dtype)
+        )
         if torch.allclose(value, mean, rtol=1e-5, atol=1e-6):
             return "the mean"
     if len(state_dicts) > 1 and torch.equal(value, state_dicts[0][key]):
@@ -278,7 +285,10 @@ def _averaged(make):
 
 
 def _everything_as_float(state_dicts):
-    return {k: torch.stack([sd[k].float() for sd in state_dicts]).mean(0) for k in state_dicts[-1]}
+    return {
+        k: torch.stack([sd[k].float() for sd in state_dicts]).mean(0)
+        for k in state_dicts[-1]
+    }
 
 
 def _ints_from_first(state_dicts):
@@ -340,7 +350,9 @@ def average_checkpoints(fn) -> str:
     """``fn(state_dicts)`` returns a new state_dict: floats averaged, other entries the last's."""
     cases = [
         Case(
-            "three checkpoints of a net with BatchNorm", _bn_checkpoints, _averaged(_bn_checkpoints)
+            "three checkpoints of a net with BatchNorm",
+            _bn_checkpoints,
+            _averaged(_bn_checkpoints),
         ),
         Case("a single checkpoint", _one_checkpoint, _averaged(_one_checkpoint)),
         Case(

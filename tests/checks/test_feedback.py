@@ -132,14 +132,16 @@ def test_behaves_like_names_a_known_mistake_or_the_first_difference(demo):
     assert run(lstrip).message == "str.lstrip strips characters, not a prefix"
     other = run(lambda keys: [k.lstrip("mod") for k in keys])
     assert other.message == (
-        "for keys like `model.head.weight` you returned ['el.head.weight']; expected ['head.weight']"
+        "for keys like `model.head.weight` you returned 'el.head.weight' at [0]; expected 'head.weight'"
     )
 
     def in_place(keys):
         keys[0] = "x"
         return reference(["model.head.weight"])
 
-    assert run(in_place).message.startswith("for keys like `model.head.weight` you left your input")
+    assert run(in_place).message.startswith(
+        "for keys like `model.head.weight` you changed your input: 'x' at [0]"
+    )
     raised = run(lambda keys: 1 / 0)
     assert "ZeroDivisionError" in raised.message
 
