@@ -285,3 +285,28 @@ def message_first_is_idempotent(traceback):
     from tools.notebook_tools import message_first
 
     return message_first(traceback) == traceback
+
+
+def test_learner_edition_links_to_other_files_work_from_the_learner_folder():
+    """The learner folder (learner/, beside notebooks/) holds only notebooks: a link to another
+    file of notebooks/ (LOADERS.md) is pointed there, ../ links work as they are."""
+    import re
+
+    from tools.notebook_tools import learner_notebook
+
+    learner = ROOT / "learner"
+    checked = 0
+    for path in NOTEBOOKS:
+        nb, _ = learner_notebook(path)
+        for cell in nb["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            for target in re.findall(r"\]\(([^)\s]+)\)", _source(cell)):
+                if re.match(r"([a-z][a-z0-9+.-]*:|#)", target) or re.match(
+                    r"\d\d_[a-z0-9_]+\.ipynb", target
+                ):
+                    continue
+                checked += 1
+                where = (learner / target.split("#")[0]).resolve()
+                assert where.exists(), f"{path.name}: {target} from learner/"
+    assert checked  # 08 links LOADERS.md, 17 the README

@@ -202,12 +202,28 @@ def _dumps(nb: dict) -> str:
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
+# A relative link in markdown to a file of notebooks/ other than a notebook (LOADERS.md,
+# COVERAGE.md): the learner folder holds only the notebooks, so the link goes to notebooks/.
+_LOCAL_LINK = re.compile(
+    r"\]\((?!(?:[a-z][a-z0-9+.-]*:|#|/|\.\./|\d\d_[a-z0-9_]+\.ipynb(?:#[^)\s]*)?\)))"
+)
+
+
 def learner_notebook(src: str | Path) -> tuple[dict, int]:
-    """The learner edition of notebook ``src`` and the number of solutions it removed."""
+    """The learner edition of notebook ``src`` and the number of solutions it removed.
+
+    Links to notebooks and ``../`` paths work from the learner folder as they are (it sits
+    beside ``notebooks/``); a link to another file of ``notebooks/`` is pointed there.
+    """
     src = Path(src)
     nb = json.loads(src.read_text(encoding="utf-8"))
     removed = 0
     for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") == "markdown":
+            text = _source(cell)
+            linked = _LOCAL_LINK.sub("](../notebooks/", text)
+            if linked != text:
+                cell["source"] = linked.splitlines(keepends=True)
         if cell.get("cell_type") != "code":
             continue
         source = _source(cell)
