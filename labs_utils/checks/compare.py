@@ -142,6 +142,8 @@ def _difference(have: _Outcome, want: _Outcome, case: Case) -> str:
     if case.look is not None:
         return f"gave {_where_differs(have.value, want.value)}"
     (out, args), (expected, before) = have.value, want.value
+    if out is None and expected is not None:
+        return "returned None: did you forget the `return` line at its end?"
     if not same(out, expected):
         return f"returned {_where_differs(out, expected)}"
     return f"changed your input: {_where_differs(args, before)} (expected it left as it was)"

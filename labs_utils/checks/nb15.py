@@ -19,6 +19,7 @@ with factors 0.1 and 0.5, and compares each group's rate over the next steps wit
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import math
 import warnings
@@ -29,7 +30,7 @@ import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import TensorDataset
 
-from . import Wrong, as_int, call_answer, exercise, run_answer
+from . import Case, Wrong, as_int, behaves_like, call_answer, exercise, run_answer
 from .fixtures import drew_after_restoring
 
 NB = "15_resume_mid_epoch_and_ema"
@@ -315,90 +316,67 @@ def _trained_average(factory, use_buffers: bool, seed: int):
     return model, ema
 
 
-def _check_ema_weights(fn, factory, use_buffers: bool, what: str) -> None:
-    model, ema = _trained_average(factory, use_buffers, seed=len(what))
-    before = copy.deepcopy(ema)
-    out = call_answer(fn, ema)
-    if isinstance(out, nn.Module):
-        raise Wrong(
-            f"for {what}, you returned a module ({type(out).__name__}); return its state_dict(), the "
-            "dict of tensors a model loads"
-        )
-    if not isinstance(out, Mapping):
-        raise Wrong(
-            f"for {what}, return a state_dict (a dict of tensors), got {type(out).__name__}"
-        )
-    if not _states_equal(before.state_dict(), ema.state_dict()):
-        raise Wrong(
-            f"for {what}, your function changed the average it was given; read from it, do not modify it"
-        )
-    expected = before.module.state_dict()
-    keys, wanted = set(map(str, out)), set(expected)
-    if "n_averaged" in keys:
-        raise Wrong(
-            f"for {what}, your dict holds 'n_averaged', the AveragedModel's own counter: it is not a weight "
-            "of the model, which refuses it as an unexpected key. Take the weights of ema.module"
-        )
-    if keys != wanted:
-        missing, extra = sorted(wanted - keys), sorted(keys - wanted)
-        if extra and all(
-            k.startswith("module.") and k.removeprefix("module.") in wanted for k in extra
-        ):
-            raise Wrong(
-                f"for {what}, the keys still carry AveragedModel's 'module.' prefix ({extra[0]!r}): take "
-                "ema.module.state_dict(), or remove the prefix once, at the start of each key"
-            )
-        flattened = {k.replace("module.", "") for k in wanted}
-        if extra and set(extra) <= flattened | {k.lstrip("module.") for k in wanted}:
-            raise Wrong(
-                f"for {what}, a key became {extra[0]!r}: this model has a submodule named 'module', and "
-                "replace('module.', '') or lstrip('module.') removes more than AveragedModel's prefix. "
-                "Remove the prefix only once, at the start (str.removeprefix), or use ema.module.state_dict()"
-            )
-        buffers = {n for n, _ in before.module.named_buffers()}
-        if missing and set(missing) <= buffers:
-            raise Wrong(
-                f"for {what}, the buffers are missing ({', '.join(missing[:3])}): parameters alone leave out "
-                "BatchNorm's running statistics; a state_dict holds parameters and buffers"
-            )
-        raise Wrong(
-            f"for {what}, the keys differ from the model's (missing {missing[:3]}, unexpected {extra[:3]}): "
-            "return the keys of ema.module.state_dict()"
-        )
-    for k, v in expected.items():
-        got = out[k]
-        if not isinstance(got, torch.Tensor) or got.dtype != v.dtype or not torch.equal(got, v):
-            raise Wrong(
-                f"for {what}, {k!r} is not the average's value (same dtype, same numbers): take the tensors "
-                "of ema.module.state_dict()"
-            )
-    fresh = factory()
-    fresh.load_state_dict(out)  # strict; the keys and shapes were checked above
-    x = torch.randn(5, 4)
-    with torch.no_grad():
-        if not torch.equal(fresh.eval()(x), before.module.eval()(x)):
-            raise Wrong(
-                f"for {what}, a model loaded with your dict does not answer like the average"
-            )
-    snapshot = {k: v.clone() for k, v in expected.items()}
-    ema.update_parameters(model)  # training goes on: the average moves, in place
-    changed = [k for k, v in out.items() if not torch.equal(v, snapshot[k])]
-    if changed:
-        raise Wrong(
-            f"for {what}, the tensors you returned share memory with the average: the next "
-            f"ema.update_parameters(model) changed {changed[0]!r} in your dict (a state_dict's tensors are the "
-            "module's own). Return copies: v.clone() for each tensor, or copy.deepcopy of the dict"
-        )
+def _average_only(factory, use_buffers: bool, seed: int) -> tuple:
+    return (_trained_average(factory, use_buffers, seed)[1],)
+
+
+def _without_counter(ema) -> dict:
+    return {k: v.clone() for k, v in ema.state_dict().items() if k != "n_averaged"}
+
+
+_EMA_MISTAKES = [
+    (
+        lambda ema: ema.state_dict(),
+        "your dict holds 'n_averaged', the AveragedModel's own counter: it is not a weight of the "
+        "model, which refuses it as an unexpected key. Take the weights of ema.module",
+    ),
+    (
+        _without_counter,
+        "the keys still carry AveragedModel's 'module.' prefix ('module.0.weight'): take "
+        "ema.module.state_dict(), or remove the prefix once, at the start of each key",
+    ),
+    (
+        lambda ema: {k.replace("module.", ""): v for k, v in _without_counter(ema).items()},
+        "a key lost more than AveragedModel's prefix: the check's model has a submodule named "
+        "'module', and replace('module.', '') or lstrip('module.') removes more than the prefix. "
+        "Remove it only once, at the start (str.removeprefix), or use ema.module.state_dict()",
+    ),
+    (
+        lambda ema: {k: v.detach().clone() for k, v in ema.module.named_parameters()},
+        "the buffers are missing: parameters alone leave out BatchNorm's running statistics; a "
+        "state_dict holds parameters and buffers",
+    ),
+    (
+        lambda ema: copy.deepcopy(ema.module),
+        "you returned a module; return its state_dict(), the dict of tensors a model loads",
+    ),
+]
 
 
 @exercise("ema_weights", notebook=NB)
 def ema_weights(fn) -> str:
     """``fn(ema)`` returns the averaged weights as a plain state_dict of copies."""
-    for factory, use_buffers, what in _EMA_CASES:
-        _check_ema_weights(fn, factory, use_buffers, what)
+    cases = [
+        Case(what, functools.partial(_average_only, factory, buffers, len(what)))
+        for factory, buffers, what in _EMA_CASES
+    ]
+    reference = lambda ema: copy.deepcopy(ema.module.state_dict())  # noqa: E731
+    behaves_like(fn, reference, cases, _EMA_MISTAKES)
+    model, ema = _trained_average(_bn_model, True, seed=3)
+    out = call_answer(fn, ema)
+    kept = {k: v.clone() for k, v in out.items()}
+    ema.update_parameters(model)  # training goes on: the average moves, in place
+    changed = [k for k, v in out.items() if not torch.equal(v, kept[k])]
+    if changed:
+        raise Wrong(
+            f"the tensors you returned share memory with the average: the next "
+            f"ema.update_parameters(model) changed {changed[0]!r} in your dict (a state_dict's "
+            "tensors are the module's own). Return copies: v.clone() for each tensor, or "
+            "copy.deepcopy of the dict"
+        )
     return (
-        "a plain state_dict of copies: it loads strictly into a fresh model, answers like the average, and "
-        "later updates of the average leave it alone."
+        "a plain state_dict of copies: it loads strictly into a fresh model, answers like the "
+        "average, and later updates of the average leave it alone."
     )
 
 
