@@ -11,6 +11,8 @@ A scanner reads the code cells of every notebook and maps each loader call to it
 fits no row fails ("add a row to notebooks/LOADERS.md").
 """
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -762,6 +764,110 @@ def probe_cli_convert(box: Box, capsys: pytest.CaptureFixture, **_) -> bool:
     return box.ran()
 
 
+def _bin_folder(box: Box, name: str, state: dict) -> Path:
+    """A folder holding only ``name`` (a pickle checkpoint: ``state`` plus the payload)."""
+    folder = box.folder / name.split(".")[0]
+    folder.mkdir()
+    torch.save({**state, "note": Payload(box.marker)}, folder / name)
+    return folder
+
+
+def probe_hf_load_torch_model(box: Box, **_) -> bool:
+    from huggingface_hub import load_torch_model
+
+    model = torch.nn.Linear(2, 2)
+    folder = _bin_folder(box, "pytorch_model.bin", model.state_dict())
+    # the default (safe=True) reads safetensors only: a pickle checkpoint is not opened
+    for path in (folder, folder / "pytorch_model.bin"):
+        e = refused(lambda p=path: load_torch_model(model, p))
+        assert not isinstance(e, pickle.UnpicklingError), e
+    ran = box.ran()
+    # safe=False falls back to the pickle, with weights_only=True
+    e = refused(lambda: load_torch_model(model, folder, safe=False))
+    assert isinstance(e, pickle.UnpicklingError), e
+    return ran | box.ran()
+
+
+def probe_accelerate_dispatch(box: Box, **_) -> bool:
+    from accelerate import init_empty_weights, load_checkpoint_and_dispatch
+
+    folder = _bin_folder(box, "pytorch_model.bin", torch.nn.Linear(2, 2).state_dict())
+    with init_empty_weights():
+        empty = torch.nn.Linear(2, 2)
+    for path in (folder, folder / "pytorch_model.bin"):
+        e = refused(
+            lambda p=path: load_checkpoint_and_dispatch(
+                empty, str(p), device_map={"": "cpu"}
+            )
+        )
+        assert isinstance(e, pickle.UnpicklingError), e
+    return box.ran()
+
+
+def _transformers():
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter(
+            "ignore"
+        )  # torchao, imported by transformers, reports kernels
+        from transformers import BertConfig, BertForSequenceClassification
+        from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    config = BertConfig(
+        vocab_size=10,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=8,
+        max_position_embeddings=8,
+    )
+    return BertForSequenceClassification, config
+
+
+def probe_transformers(box: Box, **_) -> bool:
+    Bert, config = _transformers()
+    folder = box.folder / "bert"
+    with contextlib.redirect_stderr(io.StringIO()):  # a progress bar
+        Bert(config).save_pretrained(folder)
+    # a repository that ships pytorch_model.bin instead of model.safetensors
+    state = load_file_pt(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save({**state, "note": Payload(box.marker)}, folder / "pytorch_model.bin")
+    e = refused(lambda: Bert.from_pretrained(folder))
+    assert isinstance(e, pickle.UnpicklingError), e
+    ran = box.ran()
+    # use_safetensors=True does not open a pickle at all
+    e = refused(lambda: Bert.from_pretrained(folder, use_safetensors=True))
+    assert not isinstance(e, pickle.UnpicklingError), e
+    return ran | box.ran()
+
+
+def load_file_pt(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def probe_gguf_reader(box: Box, **_) -> bool:
+    import gguf
+    import numpy as np
+
+    renamed = box.folder / "renamed.gguf"
+    renamed.write_bytes(box.plain_pickle().read_bytes())
+    refused(lambda: gguf.GGUFReader(renamed))
+    blob = pickle.dumps(Payload(box.marker))
+    carrier = box.folder / "carrier.gguf"
+    writer = gguf.GGUFWriter(carrier, arch="tiny")
+    writer.add_string("tiny.note", blob.hex())
+    writer.add_tensor("blob", np.frombuffer(blob, dtype=np.int8).copy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader = gguf.GGUFReader(carrier)
+    assert bytes(np.array(reader.tensors[0].data)) == blob
+    return box.ran()
+
+
 PROBES: dict[str, Callable[..., bool]] = {
     "torch-load": probe_torch_load,
     "torch-load-default": probe_torch_load_default,
@@ -793,6 +899,10 @@ PROBES: dict[str, Callable[..., bool]] = {
     "inspect": probe_inspect,
     "cli-inspect": probe_cli_inspect,
     "cli-convert": probe_cli_convert,
+    "hf-load-torch-model": probe_hf_load_torch_model,
+    "accelerate-dispatch": probe_accelerate_dispatch,
+    "transformers": probe_transformers,
+    "gguf-reader": probe_gguf_reader,
 }
 
 
@@ -826,7 +936,7 @@ NOT_WEIGHTS = {
 
 LOADER_NAME = re.compile(
     r"(?:(?<=\)\.)|(?<![\w.]))((?:[A-Za-z_]\w*\.)*(?:load|loads|load_\w+|\w+_load|from_pretrained|"
-    r"safe_open|read_metadata|\w*Session|inspect_checkpoint|convert_to_safetensors|"
+    r"safe_open|read_metadata|\w*Session|\w*Reader|inspect_checkpoint|convert_to_safetensors|"
     r"summarize|diff))\s*\("
 )
 IMPORT = re.compile(r"from\s+([\w.]+)\s+import\s+(\([\w\s,]+\)|[\w ,]+)")
@@ -848,9 +958,17 @@ def _weights_only(args: str) -> str:
     return m.group(1) if m else "not given"
 
 
-def classify(name: str, args: str) -> str | None:
+@dataclasses.dataclass
+class Context:
+    mixins: set[str] = dataclasses.field(default_factory=set)
+    transformers: set[str] = dataclasses.field(default_factory=set)
+
+
+def classify(name: str, args: str, context: Context | None = None) -> str | None:
     """The row of LOADERS.md a call belongs to; None for a call that reads no weights file;
-    "?" for a loader the table has no row for."""
+    "?" for a loader the table has no row for. ``context``: what the notebook defines and
+    imports (to tell whose ``from_pretrained`` a call is)."""
+    context = context or Context()
     last = name.split(".")[-1]
     wo = _weights_only(args)
     if name in NOT_WEIGHTS or last in NOT_WEIGHTS:
@@ -884,11 +1002,24 @@ def classify(name: str, args: str) -> str | None:
     if last == "load_model":
         return "safetensors-load-model"
     if last == "from_pretrained":
-        if name == "PeftModel.from_pretrained":
+        owner = name.rsplit(".", 1)[0]
+        if owner.split(".")[-1] == "PeftModel":
             return "peft"
-        if name.split(".")[0].startswith(("Auto", "transformers", "diffusers")):
-            return "?"
-        return "hub-mixin"  # a class that mixes in PyTorchModelHubMixin
+        if owner in context.mixins:  # a class that mixes in PyTorchModelHubMixin
+            return "hub-mixin"
+        if owner in context.transformers or owner.startswith("transformers."):
+            return "transformers"
+        if context.transformers and not context.mixins and "." not in owner:
+            return "transformers"  # a variable (``cls``) in a notebook that uses only those
+        return "?"
+    if last == "load_torch_model":
+        return "hf-load-torch-model" if "safe=False" not in args else "?"
+    if last in ("load_checkpoint_and_dispatch", "load_checkpoint_in_model"):
+        return "accelerate-dispatch"
+    if last == "GGUFReader":
+        return "gguf-reader"
+    if last == "FileSystemReader":
+        return None  # reads nothing until read_metadata (its own row)
     if last == "load_from_checkpoint":
         if wo != "True":
             return "lightning-default"
@@ -916,12 +1047,35 @@ def classify(name: str, args: str) -> str | None:
     return "?"
 
 
+def _context(sources: list[str]) -> Context:
+    """Classes defined with PyTorchModelHubMixin among their bases (or one of those), and the
+    names imported from transformers."""
+    context = Context()
+    classes = [
+        (m.group(1), set(re.findall(r"\w+", m.group(2))))
+        for source in sources
+        for m in re.finditer(r"class\s+(\w+)\s*\(([^)]*)\)", source)
+    ]
+    known = {"PyTorchModelHubMixin"}
+    for _ in classes:  # a class of a class of the mixin ...
+        known |= {name for name, bases in classes if bases & known}
+    context.mixins = known - {"PyTorchModelHubMixin"}
+    for source in sources:
+        for module, names in IMPORT.findall(source):
+            if module.split(".")[0] == "transformers":
+                context.transformers |= set(re.findall(r"\w+", names))
+    return context
+
+
 def scan() -> Iterator[tuple[str, int, str, str]]:
     """(notebook, cell index, call, row id or "?") for every loader call in a code cell."""
     for nb in NOTEBOOKS:
         cells = json.loads(nb.read_text())["cells"]
         defined: set[str] = set()
         imported: dict[str, str] = {}  # bare name -> module.name
+        context = _context(
+            ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        )
         for cell in cells:
             if cell["cell_type"] == "code":
                 source = "".join(cell["source"])
@@ -943,7 +1097,7 @@ def scan() -> Iterator[tuple[str, int, str, str]]:
                     if name not in imported and name in ("load", "loads"):
                         continue  # a local variable (``for how, load in calls.items()``)
                     name = imported.get(name, name)
-                row = classify(name, _args(text, m.end() - 1))
+                row = classify(name, _args(text, m.end() - 1), context)
                 if row is not None:
                     yield nb.name, index, name, row
             for m in CLI.finditer(text):
@@ -1047,6 +1201,9 @@ def test_the_table_lists_the_notebooks_with_trusted_only_calls():
         ),
         ("Lit.load_from_checkpoint(p)", "lightning-default"),
         ("AutoModel.from_pretrained('gpt2')", "?"),
+        ("HubCNN.from_pretrained(p)", "?"),  # no context: whose from_pretrained?
+        ("huggingface_hub.load_torch_model(m, p, safe=False)", "?"),
+        ("gguf.GGUFReader(p)", "gguf-reader"),
         ("np.load(p)", "?"),
         ("torch.hub.load('repo', 'model')", "?"),
         ("model.load_state_dict(sd)", None),
@@ -1056,3 +1213,24 @@ def test_the_scanner_classifies_calls(code, row):
     m = LOADER_NAME.search(code)
     assert m, code
     assert classify(m.group(1), _args(code, m.end() - 1)) == row
+
+
+def test_the_scanner_tells_whose_from_pretrained():
+    notebook = [
+        "from huggingface_hub import PyTorchModelHubMixin\n"
+        "from peft import PeftModel\n"
+        "from transformers import BertModel\n",
+        "class HubCNN(nn.Module, PyTorchModelHubMixin):\n    pass\n"
+        "class Renamed(HubCNN):\n    pass\n",
+    ]
+    context = _context(notebook)
+    for code, row in [
+        ("HubCNN.from_pretrained(p)", "hub-mixin"),
+        ("Renamed.from_pretrained(p)", "hub-mixin"),
+        ("PeftModel.from_pretrained(base, p)", "peft"),
+        ("BertModel.from_pretrained(p)", "transformers"),
+        ("cls.from_pretrained(p)", "?"),  # mixins and transformers both here: unknown
+        ("AutoModel.from_pretrained(p)", "?"),
+    ]:
+        m = LOADER_NAME.search(code)
+        assert classify(m.group(1), _args(code, m.end() - 1), context) == row, code
