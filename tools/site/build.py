@@ -62,8 +62,8 @@ SITE_NAME = "Saving and loading PyTorch weights"
 # notebooks/*.md documents: page name, title in the navigation, door on the landing page.
 # Any other notebooks/*.md becomes a page too (door "look up", title from its first heading).
 DOCUMENTS = {
-    "COVERAGE.md": ("coverage.html", "Coverage of the source documents", "teach"),
     "INSTRUCTORS.md": ("instructors.html", "Instructor kit", "teach"),
+    "COVERAGE.md": ("coverage.html", "Coverage of the source documents", "teach"),
     "QUESTIONS.md": ("questions.html", "Question register", "lookup"),
     "LOADERS.md": ("loaders.html", "Loaders", "lookup"),
 }
@@ -343,7 +343,14 @@ class Builder:
             self.by_source[nb.source] = nb.name
         if not self.notebooks:
             raise BuildError("no notebooks/NN_*.ipynb found")
-        for path in sorted(NOTEBOOKS.glob("*.md")):
+        known = list(DOCUMENTS)
+        for path in sorted(
+            NOTEBOOKS.glob("*.md"),
+            key=lambda p: (
+                known.index(p.name) if p.name in known else len(known),
+                p.name,
+            ),
+        ):
             name, title, door = DOCUMENTS.get(
                 path.name, (f"{slug(path.stem)}.html", "", "lookup")
             )
@@ -353,7 +360,11 @@ class Builder:
             self.documents.append((page, door))
             self.pages[name] = page
             self.by_source[page.source] = name
-        readme = Page(name="readme.html", title="README", source="README.md")
+        readme = Page(
+            name="readme.html",
+            title="README: set up, troubleshooting, workshops",
+            source="README.md",
+        )
         self.documents.append((readme, "lookup"))
         self.pages[readme.name] = readme
         self.by_source["README.md"] = readme.name
@@ -676,6 +687,11 @@ class Builder:
         doors = {"teach": [], "lookup": []}
         for page, door in self.documents:
             doors[door].append((page.name, page.title))
+        readme = self.pages.get("readme.html")
+        if readme is not None and "workshops" in readme.ids:
+            doors["teach"].append(
+                ("readme.html#workshops", "Workshop agendas (README)")
+            )
         # the README's first paragraph, under its title
         readme = (ROOT / "README.md").read_text()
         first = re.search(r"^# .*?\n\s*\n(.*?)\n\s*\n", readme, re.S)
