@@ -375,6 +375,11 @@ def sync_learner(
             f"{where}/{_updated_name(name)} (compare them, or take it with "
             f"make learner-reset NB={name[:2]})"
         )
+    if new_folder:
+        say(
+            f"{where}/ is your copy of the workbook: make learner, make learner-lab, make clean "
+            "and git pull never overwrite a notebook you changed there"
+        )
     kept = len(outcome["kept"]) + len(outcome["offered"])
     say(
         f"learner edition in {where}/: {len(outcome['added'])} added, "
