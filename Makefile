@@ -12,7 +12,7 @@
 #   make test-gpu   GPU machines only: every notebook with the GPU visible, report in build/gpu-report.md
 #   make site       the notebooks as a searchable website in build/site (stored outputs, offline)
 #   make test-site  build it, then search, open and page through it in Debian's Chromium
-#   make lint       ruff: lint and format check of labs_utils/, tests/, data/ and the notebooks
+#   make lint       ruff: lint and format check of labs_utils/, tools/, tests/, data/ and the notebooks
 #   make format     apply ruff's fixes and formatter
 #   make notebooks  re-execute every notebook in place, top to bottom (regenerates stored outputs)
 #                   NB=notebooks/03_x.ipynb make notebooks  re-executes just one
