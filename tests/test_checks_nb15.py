@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from labs_utils.checks import check, nb15
+from labs_utils.checks import check, fixtures, nb15, same
 from tests.checks import answers_nb15
 
 
@@ -31,7 +31,7 @@ def _finish(resume, stop_at, workers=0):
     ref_log, ref_model, ref_ema = nb15._reference(workers, {})
     model, optimizer, ema, loader = nb15._objects(0, workers)
     log = nb15._train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
-    ckpt = nb15._through_file(nb15._training_state(model, optimizer, ema, loader, stop_at[0]))
+    ckpt = fixtures.through_file(nb15._training_state(model, optimizer, ema, loader, stop_at[0]))
     model, optimizer, ema, loader = nb15._objects(99, workers)
     start = resume(ckpt, model, optimizer, ema, loader)
     nb15._train(
@@ -42,12 +42,11 @@ def _finish(resume, stop_at, workers=0):
         int(start if start is not None else stop_at[0]),
         log,
     )
-    same = (
+    return (
         log == ref_log,
-        nb15._states_equal(ref_model, model.state_dict()),
-        nb15._states_equal(ref_ema, ema.state_dict()),
+        same(ref_model, model.state_dict()),
+        same(ref_ema, ema.state_dict()),
     )
-    return same
 
 
 @pytest.mark.parametrize("stop_at,workers", nb15._CASES)
@@ -142,7 +141,7 @@ def _scaled_rates(answer, name, make_scheduler, factor):
         model(torch.randn(5, 3)).pow(2).mean().backward()
         optimizer.step()
         scheduler.step()
-    ckpt = nb15._through_file(
+    ckpt = fixtures.through_file(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
     )
     plan = nb15._rates(optimizer, scheduler, nb15._AFTER)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,22 +47,6 @@ def run_saver(fn: Any, *args: Any, path: Path) -> None:
             f"your function ran, but nothing was written to {Path(path).name}: save to the path "
             "it was given"
         )
-
-
-def differs(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return not (
-            isinstance(a, torch.Tensor)
-            and isinstance(b, torch.Tensor)
-            and a.dtype == b.dtype
-            and a.shape == b.shape
-            and torch.equal(a, b)
-        )
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() != b.keys() or any(differs(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) != len(b) or any(differs(x, y) for x, y in zip(a, b))
-    return a != b
 
 
 def same_file(f: Any, path: Path) -> bool:

@@ -8,6 +8,7 @@ Each check module keeps the setups only it uses; what two or more modules need l
 from __future__ import annotations
 
 import contextlib
+import io
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 import torch.nn as nn
 
 __all__ = [
+    "through_file",
     "drew_after_restoring",
     "changed_keys",
     "cnn_with_moved_statistics",
@@ -97,3 +99,11 @@ def drew_after_restoring(saved: torch.Tensor, now: torch.Tensor, max_refills: in
                 words = new
                 break
     return False
+
+
+def through_file(obj: Any) -> Any:
+    """``obj`` saved and loaded back with ``weights_only=True``, as a checkpoint file would be."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from . import Wrong, as_int, call_answer, exercise
+from . import Wrong, as_int, call_answer, exercise, same
 from .fixtures import drew_after_restoring
 
 NB = "04_checkpoints_and_resume"
@@ -140,10 +140,6 @@ def _checkpoint(model, optimizer, scheduler, loader, epoch) -> dict:
     torch.save(state, buf)
     buf.seek(0)
     return torch.load(buf, weights_only=True)
-
-
-def _states_equal(a, b) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
 
 
 _DREW = (
@@ -300,7 +296,7 @@ def resume_exactly(fn) -> str:
 
     model, optimizer, scheduler, loader = _make(99)
     start = call_answer(fn, ckpt, model, optimizer, scheduler, loader)
-    if not _states_equal(saved["model"], model.state_dict()):
+    if not same(saved["model"], model.state_dict()):
         raise Wrong(
             "the model's weights differ from the checkpoint's: call model.load_state_dict(checkpoint['model'])"
         )
@@ -325,7 +321,7 @@ def resume_exactly(fn) -> str:
             f"checkpoint['epoch'] + 1, you returned {start}"
         )
     _train(model, optimizer, scheduler, loader, range(start, EPOCHS))
-    if not _states_equal(
+    if not same(
         ref[0].state_dict(), model.state_dict()
     ):  # pragma: no cover - all pieces were checked
         raise Wrong(
@@ -343,10 +339,10 @@ def _check_optimizer(saved: dict, optimizer) -> None:
             "optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with the "
             "optimizer passed in, so loading into a new one made inside the function would not count)"
         )
-    same = now["state"].keys() == saved["state"].keys() and all(
-        _states_equal(saved["state"][i], s) for i, s in now["state"].items()
+    matches = now["state"].keys() == saved["state"].keys() and all(
+        same(saved["state"][i], s) for i, s in now["state"].items()
     )
-    if not same:
+    if not matches:
         raise Wrong(
             "the optimizer's momentum buffers differ from the checkpoint's: call "
             "optimizer.load_state_dict(checkpoint['optimizer'])"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 import torch
 import torch.nn as nn
 
-from . import Wrong, as_int, call_answer, exercise
+from . import Wrong, as_int, call_answer, exercise, same
+from .fixtures import through_file
 
 NB = "05_amp_and_scheduler_resume"
 
@@ -128,24 +127,9 @@ def _kind(value, real: dict) -> str:
     if not isinstance(value, dict):
         return ""
     for name, sd in real.items():
-        if value.keys() == sd.keys() and (name != "model" or _tensors_equal(value, sd)):
+        if value.keys() == sd.keys() and (name != "model" or same(value, sd)):
             return name
     return ""
-
-
-def _tensors_equal(a, b) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (
-            isinstance(a, torch.Tensor)
-            and isinstance(b, torch.Tensor)
-            and a.shape == b.shape
-            and torch.equal(a, b)
-        )
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_tensors_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_tensors_equal(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def _check_entry(name: str, value, real: dict) -> None:
@@ -159,7 +143,7 @@ def _check_entry(name: str, value, real: dict) -> None:
             f"the {name!r} entry is a function ({name}.state_dict without parentheses?): store "
             f"{name}.state_dict()"
         )
-    if _tensors_equal(value, real[name]):
+    if same(value, real[name]):
         return
     other = _kind(value, real)
     if other and other != name:
@@ -183,18 +167,12 @@ def _check_entry(name: str, value, real: dict) -> None:
 
 
 def _round_trip(ckpt: dict):
-    def save_load(obj):
-        buf = io.BytesIO()
-        torch.save(obj, buf)
-        buf.seek(0)
-        return torch.load(buf, weights_only=True)
-
     try:
-        return save_load(ckpt)
+        return through_file(ckpt)
     except Exception as e:
         for key, value in ckpt.items():
             try:
-                save_load({key: value})
+                through_file({key: value})
             except Exception:
                 inside = _type_inside(value) or type(value).__name__
                 raise Wrong(
@@ -248,9 +226,7 @@ def _check_loads_back(loaded: dict, enabled: bool, real: dict) -> None:
         "scaler": scaler.state_dict(),
     }
     for name in got:
-        if not _tensors_equal(
-            got[name], real[name]
-        ):  # pragma: no cover - the entries were compared above
+        if not same(got[name], real[name]):  # pragma: no cover - the entries were compared above
             raise Wrong(
                 f"after a weights_only load, the {name!r} entry does not give the saved state back"
             )

@@ -18,10 +18,10 @@ from . import (
     call_answer,
     crash,
     exercise,
+    same,
 )
 from .capstone_fixtures import (
     cnn,
-    differs,
     load_cpu,
     net,
     refused_global,
@@ -219,7 +219,7 @@ def capstone_save_for_resume(fn) -> str:
                 ) from None
         if optimizer.state_dict()["state"].keys() != first[1].state_dict()[
             "state"
-        ].keys() or differs(optimizer.state_dict()["state"], first[1].state_dict()["state"]):
+        ].keys() or not same(optimizer.state_dict()["state"], first[1].state_dict()["state"]):
             raise Wrong(
                 f"with {type(optimizer).__name__}, the optimizer state in the file differs from the live "
                 "optimizer's (its moments or momentum buffers): save optimizer.state_dict() of the "

@@ -19,10 +19,10 @@ from . import (
     Wrong,
     crash,
     exercise,
+    same,
     spy,
 )
 from .capstone_fixtures import (
-    differs,
     load_cpu,
     run_saver,
 )
@@ -55,7 +55,7 @@ def _state(path: Path, old: bytes, new: dict) -> str:
         got = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception:
         return "torn"
-    return "new" if not differs(got, new) else "torn"
+    return "new" if same(got, new) else "torn"
 
 
 def _ordinal(n: int) -> str:
@@ -162,7 +162,7 @@ def capstone_save_atomically(fn) -> str:
         first = {"epoch": 1, "w": torch.arange(1000.0)}
         run_saver(fn, first, path, path=path)
         try:
-            if differs(load_cpu(path), first):
+            if not same(load_cpu(path), first):
                 raise Wrong("the saved file does not hold the object you were given")
         except Wrong:
             raise
@@ -215,7 +215,7 @@ def capstone_save_atomically(fn) -> str:
                     "the temporary file was written in another folder: os.replace is atomic only within "
                     "one file system, so write the temporary file next to the checkpoint"
                 )
-        if differs(load_cpu(path), third):
+        if not same(load_cpu(path), third):
             raise Wrong("after a second save, last.pth does not hold the new object")
         old = path.read_bytes()
         saved_inode, saved_mode = (

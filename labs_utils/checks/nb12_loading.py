@@ -21,9 +21,9 @@ from . import (
     isolated_safe_globals,
     process_changes,
     run_answer,
+    same,
 )
 from .capstone_fixtures import (
-    differs,
     load_cpu,
     net,
     same_file,
@@ -232,7 +232,7 @@ def capstone_load_safely(fn) -> str:
                 "weights_only=True, allow exactly that class with "
                 "torch.serialization.safe_globals([RunInfo])"
             )
-        if loaded["info"] != info or differs(dict(loaded["model"]), net().state_dict()):
+        if loaded["info"] != info or not same(dict(loaded["model"]), net().state_dict()):
             raise Wrong(
                 "the dict you returned does not hold the file's contents: return what torch.load read"
             )

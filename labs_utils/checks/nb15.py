@@ -20,32 +20,18 @@ from __future__ import annotations
 
 import copy
 import functools
-import io
 import math
 import warnings
-from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import TensorDataset
 
-from . import Case, Wrong, as_int, behaves_like, call_answer, exercise, run_answer
-from .fixtures import drew_after_restoring
+from . import Case, Wrong, as_int, behaves_like, call_answer, exercise, run_answer, same
+from .fixtures import drew_after_restoring, through_file
 
 NB = "15_resume_mid_epoch_and_ema"
-
-
-def _through_file(obj):
-    """``obj`` saved and loaded back with ``weights_only=True``, as a checkpoint file would be."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
-
-
-def _states_equal(a: Mapping, b: Mapping) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
 
 
 # --------------------------------------------------------------------------- resume_mid_epoch
@@ -145,7 +131,7 @@ def _where(stop_at) -> str:
 
 
 def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> None:
-    if not _states_equal(saved["model"], model.state_dict()):
+    if not same(saved["model"], model.state_dict()):
         raise Wrong(
             f"with {where}, the model's weights differ from the checkpoint's: call "
             "model.load_state_dict(checkpoint['model']) on the model passed in"
@@ -157,7 +143,7 @@ def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> N
             "optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with it)"
         )
     if now["state"].keys() != saved["optimizer"]["state"].keys() or not all(
-        _states_equal(saved["optimizer"]["state"][i], s) for i, s in now["state"].items()
+        same(saved["optimizer"]["state"][i], s) for i, s in now["state"].items()
     ):
         raise Wrong(
             f"with {where}, the optimizer's momentum buffers differ from the checkpoint's: call "
@@ -170,7 +156,7 @@ def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> N
             "update would copy the weights and forget the average): call "
             "ema.load_state_dict(checkpoint['ema']) on the AveragedModel passed in"
         )
-    if not _states_equal(saved["ema"], ema_now):
+    if not same(saved["ema"], ema_now):
         raise Wrong(
             f"with {where}, the average's weights differ from the checkpoint's: load checkpoint['ema'] "
             "with ema.load_state_dict (the AveragedModel's own keys, 'module.' prefix and n_averaged)"
@@ -226,8 +212,8 @@ def resume_mid_epoch(fn) -> str:
         ref_log, ref_model, ref_ema = _reference(workers, references)
         model, optimizer, ema, loader = _objects(0, workers)
         log = _train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
-        checkpoint = _through_file(_training_state(model, optimizer, ema, loader, stop_at[0]))
-        saved = _through_file(checkpoint)  # a copy the answer cannot change
+        checkpoint = through_file(_training_state(model, optimizer, ema, loader, stop_at[0]))
+        saved = through_file(checkpoint)  # a copy the answer cannot change
         del model, optimizer, ema, loader  # the process dies
 
         where = _where(stop_at) + (f" and {workers} workers" if workers else "")
@@ -262,9 +248,7 @@ def resume_mid_epoch(fn) -> str:
                 "run: restore every object passed in, and build nothing that draws from the loader's "
                 "generators"
             )
-        if not _states_equal(ref_model, model.state_dict()) or not _states_equal(
-            ref_ema, ema.state_dict()
-        ):
+        if not same(ref_model, model.state_dict()) or not same(ref_ema, ema.state_dict()):
             raise Wrong(
                 f"with {where}, the run saw the same batches but ended with other weights: restore the "
                 "model, the optimizer, the EMA and the RNG states, and draw no random numbers afterwards"
@@ -472,10 +456,10 @@ def _check_scaled(fn, name: str, make_scheduler, factor: float) -> None:
         model(torch.randn(5, 3)).pow(2).mean().backward()
         optimizer.step()
         scheduler.step()
-    checkpoint = _through_file(
+    checkpoint = through_file(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
     )
-    saved = _through_file(checkpoint)
+    saved = through_file(checkpoint)
     plan = _rates(optimizer, scheduler, _AFTER)
 
     # the new process
@@ -498,8 +482,7 @@ def _check_scaled(fn, name: str, make_scheduler, factor: float) -> None:
             "optimizer.load_state_dict(checkpoint['optimizer']) on that object"
         )
     state_ok = all(
-        _states_equal(s, optimizer2.state_dict()["state"][i])
-        for i, s in saved["optimizer"]["state"].items()
+        same(s, optimizer2.state_dict()["state"][i]) for i, s in saved["optimizer"]["state"].items()
     )
     if not state_ok:
         raise Wrong(

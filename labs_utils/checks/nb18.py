@@ -59,16 +59,12 @@ def _cleanup() -> None:
 
 def _mlp(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Linear(32, 64), nn.LayerNorm(64), nn.Linear(64, 64), nn.Linear(64, 4)
-    )
+    return nn.Sequential(nn.Linear(32, 64), nn.LayerNorm(64), nn.Linear(64, 64), nn.Linear(64, 4))
 
 
 def _bn_net(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2)
-    )
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
 
 
 def _save(model: nn.Module, folder: Path, max_shard_size: int) -> Path:
@@ -258,9 +254,7 @@ def _which(value, key, state_dicts):
     if value.dtype != ref.dtype or value.shape != ref.shape:
         return f"{value.dtype} {tuple(value.shape)}"
     if ref.is_floating_point():
-        mean = (
-            torch.stack([sd[key] for sd in state_dicts]).double().mean(0).to(ref.dtype)
-        )
+        mean = torch.stack([sd[key] for sd in state_dicts]).double().mean(0).to(ref.dtype)
         if torch.allclose(value, mean, rtol=1e-5, atol=1e-6):
             return "the mean"
     if len(state_dicts) > 1 and torch.equal(value, state_dicts[0][key]):
@@ -285,10 +279,7 @@ def _averaged(make):
 
 
 def _everything_as_float(state_dicts):
-    return {
-        k: torch.stack([sd[k].float() for sd in state_dicts]).mean(0)
-        for k in state_dicts[-1]
-    }
+    return {k: torch.stack([sd[k].float() for sd in state_dicts]).mean(0) for k in state_dicts[-1]}
 
 
 def _ints_from_first(state_dicts):
