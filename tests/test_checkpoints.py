@@ -14,12 +14,12 @@ import torch
 from labs_utils.toolkit import (
     CheckpointError,
     CheckpointManager,
-    atomic_write,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
+from labs_utils.toolkit.checkpoints import atomic_write
 
 
 @pytest.fixture

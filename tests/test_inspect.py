@@ -17,10 +17,10 @@ from labs_utils.toolkit import (
     CheckpointError,
     InspectError,
     convert_to_safetensors,
-    detect_prefixes,
     inspect_checkpoint,
+    load_checkpoint,
 )
-from labs_utils.toolkit.checkpoints import load_checkpoint
+from labs_utils.toolkit.prefixes import detect_prefixes
 
 
 class Payload:

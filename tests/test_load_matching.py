@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 from labs_utils.models import ComplexModel, ModifiedComplexModel, SmallCNN
-from labs_utils.toolkit import LoadReport, diff, load_matching
+from labs_utils.toolkit import diff, load_matching
+from labs_utils.toolkit.state_dicts import LoadReport
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

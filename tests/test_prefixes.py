@@ -8,7 +8,8 @@ import torch.nn as nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from labs_utils.models import SimpleModel, SmallCNN
-from labs_utils.toolkit import WRAPPER_PREFIXES, normalize_keys, strip_wrapper_prefixes
+from labs_utils.toolkit import normalize_keys
+from labs_utils.toolkit.prefixes import WRAPPER_PREFIXES, strip_wrapper_prefixes
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"

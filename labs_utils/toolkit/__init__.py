@@ -1,19 +1,26 @@
 """The toolkit the lessons build up to: production-grade tools for checkpoint files.
 
 Each notebook first does the job with plain PyTorch, then meets the tool that does it for any
-case, with errors that name the file and the fix:
+case, with errors that name the file and the fix. This package exports what the notebooks and
+the command line use; the rest stays importable from its module:
 
 * saving and loading (``checkpoints``): ``save_checkpoint`` (atomic: a crash leaves the old file
-  or the new one), ``load_checkpoint`` (safe defaults, clear errors), ``atomic_write``;
+  or the new one), ``load_checkpoint`` (safe defaults, clear errors), ``CheckpointError``; also
+  ``atomic_write`` there;
 * ``CheckpointManager`` (``manager``): ``last.pth`` to resume, ``best.pth`` to deploy, history,
   and a resume that survives a crash at any moment;
 * random generator states (``rng``): ``capture_rng_state`` / ``restore_rng_state``;
 * state_dicts (``state_dicts``, ``prefixes``): ``summarize``, ``diff`` (what ``load_state_dict``
   would say, without loading), ``load_matching`` (load what fits, with a report),
-  ``normalize_keys`` (strip ``module.`` / ``_orig_mod.``);
+  ``normalize_keys`` (strip ``module.`` / ``_orig_mod.``; ``WRAPPER_PREFIXES`` and
+  ``detect_prefixes`` there);
 * files (``inspector``, ``convert``): ``inspect_checkpoint`` (what a file holds, without running
-  code from it), ``convert_to_safetensors``; both also from the command line
+  code from it), ``InspectError``, ``convert_to_safetensors``; both also from the command line
   (``python -m labs_utils inspect|convert``, in ``cli``).
+
+Underneath: ``formats`` tells files apart from their bytes (for the loader, the inspector and the
+converter alike), ``inputs`` takes a model, a state_dict or a path and finds the weights of a
+checkpoint, ``render`` draws tables.
 
 Example::
 
@@ -29,50 +36,26 @@ Example::
     >>> tmp.cleanup()
 """
 
-from .checkpoints import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
-from .convert import ConvertResult, convert_to_safetensors
-from .inspector import CheckpointReport, InspectError, inspect_checkpoint
-from .manager import CheckpointManager, SavedCheckpoint
-from .prefixes import (
-    WRAPPER_PREFIXES,
-    detect_prefixes,
-    normalize_keys,
-    strip_wrapper_prefixes,
-)
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .convert import convert_to_safetensors
+from .inspector import InspectError, inspect_checkpoint
+from .manager import CheckpointManager
+from .prefixes import normalize_keys
 from .rng import capture_rng_state, restore_rng_state
-from .state_dicts import (
-    LoadReport,
-    StateDictDiff,
-    StateDictSummary,
-    as_state_dict,
-    diff,
-    load_matching,
-    summarize,
-)
+from .state_dicts import diff, load_matching, summarize
 
 __all__ = [
-    "CheckpointError",
-    "atomic_write",
     "save_checkpoint",
     "load_checkpoint",
+    "CheckpointError",
     "CheckpointManager",
-    "SavedCheckpoint",
     "capture_rng_state",
     "restore_rng_state",
     "summarize",
     "diff",
     "load_matching",
-    "as_state_dict",
-    "StateDictSummary",
-    "StateDictDiff",
-    "LoadReport",
     "normalize_keys",
-    "strip_wrapper_prefixes",
-    "WRAPPER_PREFIXES",
     "inspect_checkpoint",
-    "detect_prefixes",
-    "CheckpointReport",
     "InspectError",
     "convert_to_safetensors",
-    "ConvertResult",
 ]

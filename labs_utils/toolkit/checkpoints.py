@@ -99,11 +99,11 @@ def _mode_like_open(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
-try:  # a lock tells a save in progress from the leftover of a killed one
+# A lock tells a save in progress from the leftover of a killed one. Windows has no fcntl, but
+# an open file cannot be deleted there, which protects it as well.
+try:
     import fcntl
-except (
-    ImportError
-):  # Windows: an open file cannot be deleted, which protects it as well
+except ImportError:
     fcntl = None  # type: ignore[assignment]
 
 
@@ -272,7 +272,7 @@ def atomic_write(
 
         >>> import tempfile
         >>> from pathlib import Path
-        >>> from labs_utils.toolkit import atomic_write
+        >>> from labs_utils.toolkit.checkpoints import atomic_write
         >>> tmp = tempfile.TemporaryDirectory()
         >>> path = Path(tmp.name) / "notes.txt"
         >>> with atomic_write(path) as f:

@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -156,10 +157,42 @@ def convert_to_safetensors(
     if src.suffix == ".safetensors":
         raise ValueError(f"{src}: is already a .safetensors file; nothing to convert")
     try:
-        # the data is read once, when it is written out
-        obj = load_checkpoint(src, mmap=True)
+        obj = load_checkpoint(
+            src, mmap=True
+        )  # the data is read once, when it is written out
     except CheckpointError as e:
         raise InspectError(" ".join(str(e).split())) from None
+    entry, sd = _weights(src, obj)
+    stripped = detect_prefixes(sd) if strip_prefixes else []
+    cut = len("".join(stripped))  # each wrapper prefix every key carries, once
+    tensors, untied = _untied({k[cut:]: v for k, v in sd.items()})
+    metadata = _header(src, obj, entry, stripped)
+    with atomic_write(dst) as f:
+        f.write(save(tensors, metadata=metadata))
+    back = load_file(str(dst))
+    if set(back) != set(tensors) or not all(
+        torch.equal(back[k], v) for k, v in tensors.items()
+    ):
+        raise CheckpointError(
+            f"{dst}: the written file does not match {src}; the disk may be failing"
+        )
+    kept = partial_prefixes(list(tensors)) if strip_prefixes else {}
+    return ConvertResult(
+        str(src),
+        str(dst),
+        entry,
+        len(tensors),
+        dst.stat().st_size,
+        stripped,
+        untied,
+        metadata,
+        kept,
+        strip_prefixes,
+    )
+
+
+def _weights(src: Path, obj: Any) -> tuple[str, Mapping[str, torch.Tensor]]:
+    """The checkpoint entry holding the weights ("" for a state_dict) and the weights, all tensors."""
     entry, sd = weights_entry(obj)
     if sd is None:
         keys = (
@@ -177,24 +210,31 @@ def convert_to_safetensors(
             f"{src}: safetensors stores tensors only, but {bad[0]!r} is a "
             f"{type(sd[bad[0]]).__name__}; drop such entries first"
         )
-    stripped = detect_prefixes(sd) if strip_prefixes else []
-    cut = len("".join(stripped))  # each wrapper prefix every key carries, once
-    sd = {k[cut:]: v for k, v in sd.items()}
-    kept = partial_prefixes(list(sd)) if strip_prefixes else {}
+    return entry or "", sd
+
+
+def _untied(
+    sd: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Contiguous CPU tensors, each with memory of its own (safetensors refuses shared memory),
+    and the keys that were written as copies of an earlier one."""
     tensors: dict[str, torch.Tensor] = {}
     seen: dict[tuple[int, int], str] = {}
     untied: list[str] = []
     for k, v in sd.items():
         st = v.untyped_storage()
         sid = (st.data_ptr(), st.nbytes())
-        if (
-            sid in seen and st.nbytes() > 0
-        ):  # save_file refuses tensors that share memory
+        if sid in seen and st.nbytes() > 0:
             untied.append(f"{k} (= {seen[sid]})")
             v = v.clone()
         else:
             seen[sid] = k
         tensors[k] = v.detach().cpu().contiguous()
+    return tensors, untied
+
+
+def _header(src: Path, obj: Any, entry: str, stripped: list[str]) -> dict[str, str]:
+    """Where the weights came from, and a training checkpoint's plain values under ``ckpt.``."""
     metadata = {"format": "pt", "source": src.name}
     if entry:
         metadata["source_entry"] = entry
@@ -208,25 +248,4 @@ def convert_to_safetensors(
                 and not isinstance(v, bool)
             ):
                 metadata[_CKPT + k] = str(v)
-    data = save(tensors, metadata=metadata)
-    with atomic_write(dst) as f:
-        f.write(data)
-    back = load_file(str(dst))
-    if set(back) != set(tensors) or not all(
-        torch.equal(back[k], v) for k, v in tensors.items()
-    ):
-        raise CheckpointError(
-            f"{dst}: the written file does not match {src}; the disk may be failing"
-        )
-    return ConvertResult(
-        str(src),
-        str(dst),
-        entry or "",
-        len(tensors),
-        dst.stat().st_size,
-        stripped,
-        untied,
-        metadata,
-        kept,
-        strip_prefixes,
-    )
+    return metadata

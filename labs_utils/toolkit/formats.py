@@ -304,9 +304,8 @@ def explain_load_error(path: Path, size: int, head: bytes, error: BaseException)
         return (
             f"{path}: no permission to read the file; check its owner and mode (ls -l)"
         )
-    if isinstance(
-        error, OSError
-    ):  # the zip reader fails this way on some cut-off archives
+    if isinstance(error, OSError):
+        # the zip reader fails this way on some cut-off archives
         return (
             f"{path}: the file is truncated or damaged ({size} bytes; {type(error).__name__}: "
             f"{error.strerror or error}); {_TRUNCATED}"

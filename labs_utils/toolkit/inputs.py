@@ -97,7 +97,8 @@ def as_state_dict(
 
         >>> import tempfile, torch
         >>> from pathlib import Path
-        >>> from labs_utils.toolkit import as_state_dict, save_checkpoint
+        >>> from labs_utils.toolkit import save_checkpoint
+        >>> from labs_utils.toolkit.inputs import as_state_dict
         >>> tmp = tempfile.TemporaryDirectory()
         >>> model = torch.nn.Linear(2, 2)
         >>> sd, found = as_state_dict(model)

@@ -181,11 +181,6 @@ class CheckpointReport:
     metadata: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def parameters(self) -> int | None:
-        """Old name of ``weights_elements``; it counts buffers too, so it is not a parameter count."""
-        return self.weights_elements
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -488,9 +483,8 @@ def _scan_pickle(
                     del stack[-2:]
                 elif name == "DUP":
                     stack.append(stack[-1])
-                elif (
-                    op.stack_after and not op.stack_before
-                ):  # EMPTY_DICT, EMPTY_LIST, NONE ...
+                elif op.stack_after and not op.stack_before:
+                    # EMPTY_DICT, EMPTY_LIST, NONE ...
                     stack.append(None)
         except Exception:
             if i == 0:
@@ -504,9 +498,8 @@ def _storage_dtype(storage_type: str) -> str:
         getattr(torch, storage_type, None) if storage_type.endswith("Storage") else None
     )
     try:
-        with (
-            warnings.catch_warnings()
-        ):  # legacy storage classes warn that TypedStorage is deprecated
+        # legacy storage classes warn that TypedStorage is deprecated
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return str(cls.dtype).replace("torch.", "")  # type: ignore[union-attr]
     except Exception:
@@ -694,16 +687,14 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
         )
     locations: list[str] = []
 
-    def record(
-        storage: Any, location: str
-    ) -> Any:  # keep it on the CPU, remember where it was saved
+    def record(storage: Any, location: str) -> Any:
+        # keep it on the CPU, remember where it was saved
         locations.append(location)
         return storage
 
     try:
-        with (
-            warnings.catch_warnings()
-        ):  # e.g. "Detected pickle protocol 4": a warning would print paths
+        # e.g. "Detected pickle protocol 4": a warning would print paths
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             obj = load_checkpoint(
                 path, map_location=record, weights_only=True, mmap=True
@@ -720,10 +711,8 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
                 ) from None
             return _refused_report(path, size, kind)
         msg = " ".join(str(e).split())
-        if kind in {
-            "pickle",
-            "legacy",
-        }:  # what the pickle would import, still without running it
+        if kind in ("pickle", "legacy"):
+            # what the pickle would import, still without running it
             try:
                 unsafe = sorted(_scan_pickle(path.read_bytes())[0] - _allowed_globals())
             except Exception:

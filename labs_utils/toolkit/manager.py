@@ -224,12 +224,8 @@ class CheckpointManager:
                 f"best_key must be the key of the weights in your state (e.g. 'model') or None, "
                 f"got {best_key!r}"
             )
-        self.metric, self.mode, self.keep_last, self.best_key = (
-            metric,
-            mode,
-            keep_last,
-            best_key,
-        )
+        self.metric, self.mode = metric, mode
+        self.keep_last, self.best_key = keep_last, best_key
         self.best_value: float | None = None
         self.best_epoch: int | None = None
         self.skipped: list[str] = []  # why load_last() passed over a file

@@ -66,7 +66,7 @@ def strip_wrapper_prefixes(key: str, prefixes: Iterable[str] = WRAPPER_PREFIXES)
 
     Example::
 
-        >>> from labs_utils.toolkit import WRAPPER_PREFIXES, strip_wrapper_prefixes
+        >>> from labs_utils.toolkit.prefixes import WRAPPER_PREFIXES, strip_wrapper_prefixes
         >>> WRAPPER_PREFIXES
         ('module.', '_orig_mod.')
         >>> strip_wrapper_prefixes("module._orig_mod.fc1.weight")  # DDP(torch.compile(m))

@@ -20,8 +20,6 @@ __all__ = ["capture_rng_state", "restore_rng_state"]
 # Random number generator states
 # --------------------------------------------------------------------------------------------
 
-_RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
-
 
 def _check_generators(
     generators: Mapping[str, torch.Generator] | None, where: str
@@ -81,9 +79,8 @@ def capture_rng_state(
 
     gens = _check_generators(generators, "capture_rng_state()")
     np_state = np.random.get_state(legacy=False)
-    if (
-        np_state.get("bit_generator") != "MT19937"
-    ):  # pragma: no cover - the global RandomState is MT19937
+    # never on the global RandomState, which is MT19937
+    if np_state.get("bit_generator") != "MT19937":
         raise ValueError(
             f"capture_rng_state() supports numpy's MT19937 global generator, got {np_state.get('bit_generator')}"
         )

@@ -536,14 +536,16 @@ class LoadReport:
         return f" (from {self.renamed[key]})" if key in self.renamed else ""
 
     def table(self) -> Table:
-        # noqa: E731
-        ms = lambda k: (
-            "-" if self.model_shapes.get(k) is None else str(self.model_shapes[k])
-        )
-        # noqa: E731
-        ss = lambda k: (
-            "-" if self.source_shapes.get(k) is None else str(self.source_shapes[k])
-        )
+        def ms(k: str) -> str:
+            return (
+                "-" if self.model_shapes.get(k) is None else str(self.model_shapes[k])
+            )
+
+        def ss(k: str) -> str:
+            return (
+                "-" if self.source_shapes.get(k) is None else str(self.source_shapes[k])
+            )
+
         rows = []
         for k in self.loaded:
             note = (
@@ -614,9 +616,8 @@ def _apply_key_map(
     sd: Mapping[str, Any], key_map: KeyMap | None
 ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """Rename the state_dict's keys; returns (renamed state_dict, {new: old}, dropped keys)."""
-    if (
-        key_map is None
-    ):  # the names are the state_dict's own, so its version metadata still applies
+    if key_map is None:
+        # the names are the state_dict's own, so its version metadata still applies
         return with_metadata_of(sd, sd), {}, []
     if isinstance(key_map, Mapping):
         unknown = [k for k in key_map if k not in sd]
@@ -625,7 +626,10 @@ def _apply_key_map(
                 f"key_map renames {unknown[0]!r}, which is not a key of the state_dict "
                 f"(it has {len(sd)} keys, e.g. {list(sd)[:3]}); fix or remove that entry"
             )
-        rename = lambda k: key_map.get(k, k)  # noqa: E731
+
+        def rename(k: str) -> str | None:
+            return key_map.get(k, k)
+
     elif callable(key_map):
         rename = key_map
     else:
