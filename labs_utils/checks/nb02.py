@@ -101,9 +101,8 @@ def remap_keys(fn) -> str:
             "given other keys, your function still returned RenamedCNN's names, paired with the values "
             "by position: rename each key from its own name instead (keys of other models exist too)"
         )
-    for old in (
-        _TRICKY_KEYS
-    ):  # one key at a time, so that two keys sent to one name cannot hide each other
+    # one key at a time, so that two keys sent to one name cannot hide each other
+    for old in _TRICKY_KEYS:
         expected = _expected_key(old)
         single = _call_untouched(fn, {old: tricky[old]})
         if not single:

@@ -265,9 +265,8 @@ def load_into_wrapped(fn) -> str:
     from ..toolkit import normalize_keys
 
     seed = 11
-    with (
-        warnings.catch_warnings()
-    ):  # torch.compile's first import of its backend warns about torch.jit
+    # torch.compile's first import of its backend warns about torch.jit
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit")
         for model_name, make in _models():
             for pattern, wrap in _wrappers():

@@ -194,10 +194,11 @@ def capstone_load_safely(fn) -> str:
         torch.serialization.add_safe_globals,
         torch._weights_only_unpickler._add_safe_globals,
     )
+    # judged on its own allowlist
     with (
         tempfile.TemporaryDirectory() as tmp,
         isolated_safe_globals(),
-    ):  # judged on its own allowlist
+    ):
         tmp = Path(tmp)
         good = tmp / "model_card.pth"
         info = RunInfo("capstone", 5, 0.93)

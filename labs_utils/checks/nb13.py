@@ -199,9 +199,8 @@ def export_gated(fn) -> str:
     example = batches["a batch with a positive mean"].clone()
     stderr = io.StringIO()
     try:
-        with contextlib.redirect_stderr(
-            stderr
-        ):  # torch prints the partial graph of a failed export
+        # torch prints the partial graph of a failed export
+        with contextlib.redirect_stderr(stderr):
             program = call_answer(fn, model, example)
     except Wrong as w:
         if "data-dependent" in str(w) or "DataDependent" in str(w):

@@ -1,26 +1,15 @@
 """Checks for notebooks/15_resume_mid_epoch_and_ema.ipynb.
 
-``resume_mid_epoch`` crashes runs (a model with BatchNorm and Dropout, SGD with momentum, an EMA
-with ``use_buffers=True``, a two-generator ``StatefulDataLoader``) before the first step, in the
-middle of an epoch, after the last step of an epoch, at an epoch boundary (the loader's epoch has
-ended), and with two worker processes; it looks at every object the answer was given, then finishes
-the run and compares the batches, the model and the EMA with the uninterrupted run (``torch.equal``).
-
-``ema_weights`` gives ``AveragedModel``s of three models: BatchNorm with averaged buffers, one with a
-submodule of its own named ``module`` (``str.replace`` and ``str.lstrip`` break its keys), and
-BatchNorm with copied buffers; the answer must load strictly into a fresh model, answer like the
-average, and hold copies that a later ``update_parameters`` does not change.
-
-``resume_scaled`` resumes AdamW with two parameter groups under ``CosineAnnealingLR`` and ``StepLR``
-(they scale the current rate), ``LambdaLR`` (it computes from ``base_lrs``) and ``ExponentialLR``,
-with factors 0.1 and 0.5, and compares each group's rate over the next steps with the plan.
+``resume_mid_epoch`` crashes runs (BatchNorm, Dropout, momentum, an EMA, a two-generator
+``StatefulDataLoader``) before the first step, mid-epoch, after an epoch's last step, at an epoch
+boundary and with two workers, then finishes each run and compares it with the uninterrupted one.
+``ema_weights`` and ``resume_scaled`` compare the answer with a reference (``behaves_like``).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import math
 import warnings
 
 import torch
@@ -28,7 +17,7 @@ import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import TensorDataset
 
-from . import Case, Wrong, as_int, behaves_like, call_answer, exercise, run_answer, same
+from . import Case, Wrong, as_int, behaves_like, call_answer, exercise, same
 from .fixtures import drew_after_restoring, through_file
 
 NB = "15_resume_mid_epoch_and_ema"
@@ -40,16 +29,12 @@ _N, _BATCH, _EPOCHS = 64, 16, 2  # 4 steps per epoch
 _STEPS = _N // _BATCH
 # (stop_at, num_workers): (epoch, step) = stop right after that step; step 0 = before the epoch starts
 _CASES = [((0, 2), 0), ((0, _STEPS), 0), ((1, 0), 0), ((0, 0), 0), ((0, 1), 2)]
-_DATA: list[TensorDataset] = []
 
 
+@functools.lru_cache(maxsize=1)
 def _data() -> TensorDataset:
-    if not _DATA:
-        g = torch.Generator().manual_seed(21)
-        x = torch.randn(_N, 6, generator=g)
-        y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
-        _DATA.append(TensorDataset(x, y, torch.arange(_N)))
-    return _DATA[0]
+    x = torch.randn(_N, 6, generator=torch.Generator().manual_seed(21))
+    return TensorDataset(x, (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long(), torch.arange(_N))
 
 
 def _objects(seed: int, num_workers: int):
@@ -57,19 +42,13 @@ def _objects(seed: int, num_workers: int):
     from torchdata.stateful_dataloader.sampler import RandomSampler
 
     torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Linear(6, 12),
-        nn.BatchNorm1d(12),
-        nn.ReLU(),
-        nn.Dropout(0.3),
-        nn.Linear(12, 3),
-    )
+    layers = [nn.Linear(6, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Dropout(0.3), nn.Linear(12, 3)]
+    model = nn.Sequential(*layers)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
     data = _data()
-    with (
-        warnings.catch_warnings()
-    ):  # torchdata 0.11 calls torch.set_vital, which torch 2.13 deprecates
+    # torchdata 0.11 calls torch.set_vital, which torch 2.13 deprecates
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
         loader = StatefulDataLoader(
             data,
@@ -99,34 +78,28 @@ def _train(model, optimizer, ema, loader, start: int, log: list, stop_at=None) -
 def _training_state(model, optimizer, ema, loader, epoch: int) -> dict:
     from ..toolkit import capture_rng_state
 
-    return {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "ema": ema.state_dict(),
-        "loader": loader.state_dict(),
-        "epoch": epoch,
-        "rng": capture_rng_state(),
-    }
+    objects = {"model": model, "optimizer": optimizer, "ema": ema, "loader": loader}
+    state = {k: v.state_dict() for k, v in objects.items()}
+    return {**state, "epoch": epoch, "rng": capture_rng_state()}
 
 
 def _reference(num_workers: int, cache: dict):
     if num_workers not in cache:
         model, optimizer, ema, loader = _objects(0, num_workers)
         log = _train(model, optimizer, ema, loader, 0, [])
-        cache[num_workers] = (
-            log,
-            copy.deepcopy(model.state_dict()),
-            copy.deepcopy(ema.state_dict()),
-        )
+        cache[num_workers] = (log, *copy.deepcopy((model.state_dict(), ema.state_dict())))
     return cache[num_workers]
 
 
 def _where(stop_at) -> str:
     epoch, step = stop_at
-    if step == 0:
-        return f"a checkpoint taken before epoch {epoch} started"
-    if step == _STEPS:
-        return f"a checkpoint taken after the last step ({step}) of epoch {epoch}"
+    if step in (0, _STEPS):
+        moment = (
+            "before epoch {} started"
+            if step == 0
+            else f"after the last step ({step}) of epoch {{}}"
+        )
+        return "a checkpoint taken " + moment.format(epoch)
     return f"a checkpoint taken after step {step} of epoch {epoch}"
 
 
@@ -189,8 +162,7 @@ def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> N
 
 def _check_batches(log: list, reference: list, stop_at, start: int, where: str) -> None:
     epoch, step = stop_at
-    got = [b for e, b in log if e == epoch]
-    expected = [b for e, b in reference if e == epoch]
+    got, expected = ([b for e, b in run if e == epoch] for run in (log, reference))
     if got == expected:
         return
     if start == epoch and step > 0 and len(got) == len(expected) + step:
@@ -403,123 +375,126 @@ def _rates(optimizer, scheduler, steps: int) -> list[list[float]]:
     return rates
 
 
-def _diagnose(
-    got, plan, factor: float, name: str, lr_ratio: list[float], base_ratio: list[float]
-) -> str:
-    """A hint for rates ``got`` that are not ``factor`` times ``plan``; ``lr_ratio`` and ``base_ratio``: each
-    group's rate and each entry of ``base_lrs`` right after the answer, divided by the checkpoint's."""
-
-    def close(r, v):
-        return math.isclose(r, v, rel_tol=1e-9)
-
-    ratios = [g / p for row_g, row_p in zip(got, plan) for g, p in zip(row_g, row_p)]
-    if all(close(r, factor) for r in ratios):
-        return ""
-    lr_scaled = [close(r, factor) for r in lr_ratio]
-    base_scaled = [close(r, factor) for r in base_ratio]
-    if all(close(r, 1.0) for r in lr_ratio + base_ratio):
-        return (
-            "the rates are the saved ones, not scaled: optimizer.load_state_dict puts the saved rates back (and "
-            "scheduler.load_state_dict the saved base_lrs), so scale after loading both"
-        )
-    if any(lr_scaled) and not all(lr_scaled):
-        return (
-            "only the first parameter group's rate is scaled; the optimizer has two groups: change every group "
-            "in optimizer.param_groups (and every entry of scheduler.base_lrs)"
-        )
-    if all(close(r, 1.0) for r in lr_ratio) and all(base_scaled):
-        return (
-            f"the rate in use right after the resume is not scaled, and {name} multiplies the current rate at "
-            "each step (it reads base_lrs only in special cases): multiply every optimizer.param_groups[i]['lr'] "
-            "by factor as well"
-        )
-    if all(lr_scaled) and not all(base_scaled):
-        return (
-            f"the first rate after the resume is scaled, then {name} goes back to the plan: it computes each rate "
-            "from scheduler.base_lrs, which scheduler.load_state_dict restored; scale scheduler.base_lrs too"
-        )
-    if not any(lr_scaled):
-        return (
-            f"each rate is {lr_ratio[0]:.3g} times the saved one, not {factor} times: multiply the current rates "
-            "by factor (group['lr'] *= factor) instead of setting them to a value"
-        )
-    return (
-        f"the rates are not {factor} times the plan at every step: scale every group's current rate and "
-        "scheduler.base_lrs, after loading"
-    )
-
-
-def _check_scaled(fn, name: str, make_scheduler, factor: float) -> None:
+def _checkpoint_of(make_scheduler) -> dict:
+    """The optimizer's and scheduler's states after ``_BEFORE`` training steps, through a file."""
     model, optimizer, scheduler = _scheduled(make_scheduler)
     for _ in range(_BEFORE):
         optimizer.zero_grad()
         model(torch.randn(5, 3)).pow(2).mean().backward()
         optimizer.step()
         scheduler.step()
-    checkpoint = through_file(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-    )
-    saved = through_file(checkpoint)
-    plan = _rates(optimizer, scheduler, _AFTER)
+    return through_file({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
 
-    # the new process
-    _, optimizer2, scheduler2 = _scheduled(make_scheduler, lrs=(0.3, 0.03))
-    default_lr = optimizer2.defaults["lr"]
-    run_answer(fn, checkpoint, optimizer2, scheduler2, factor)
-    where = f"with {name} and factor={factor}"
-    in_use = [g["lr"] for g in optimizer2.param_groups]
-    if optimizer2.defaults["lr"] != default_lr and in_use == [
-        g["lr"] for g in saved["optimizer"]["param_groups"]
-    ]:
-        raise Wrong(
-            f"{where}, you changed optimizer.defaults['lr'], which only seeds param groups added "
-            "later: the rates in use are each group's 'lr' in optimizer.param_groups (and "
-            "scheduler.base_lrs for schedulers that compute from them); scale those"
-        )
-    if not optimizer2.state:
-        raise Wrong(
-            f"{where}, the optimizer you were given has no state (AdamW's averages): call "
-            "optimizer.load_state_dict(checkpoint['optimizer']) on that object"
-        )
-    state_ok = all(
-        same(s, optimizer2.state_dict()["state"][i]) for i, s in saved["optimizer"]["state"].items()
-    )
-    if not state_ok:
-        raise Wrong(
-            f"{where}, the optimizer's state (AdamW's averages) differs from the checkpoint's: load "
-            "checkpoint['optimizer'] and change only the learning rates"
-        )
-    last = scheduler2.last_epoch
-    if last == 0:
-        raise Wrong(
-            f"{where}, the scheduler you were given is at step 0, not {_BEFORE}: call "
-            "scheduler.load_state_dict(checkpoint['scheduler'])"
-        )
-    if last != saved["scheduler"]["last_epoch"]:
-        raise Wrong(
-            f"{where}, your function moved the scheduler to step {last} (the checkpoint's is "
-            f"{saved['scheduler']['last_epoch']}): do not call scheduler.step() in it; the next training step "
-            "does"
-        )
-    lr_ratio = [
-        g["lr"] / s["lr"]
-        for g, s in zip(optimizer2.param_groups, saved["optimizer"]["param_groups"])
-    ]
-    base_ratio = [b / s for b, s in zip(scheduler2.base_lrs, saved["scheduler"]["base_lrs"])]
-    hint = _diagnose(
-        _rates(optimizer2, scheduler2, _AFTER), plan, factor, name, lr_ratio, base_ratio
-    )
-    if hint:
-        raise Wrong(f"{where}, {hint}")
+
+def _resumed(make_scheduler, factor: float) -> tuple:
+    """A new process: the checkpoint, a fresh optimizer and scheduler, the factor."""
+    _, optimizer, scheduler = _scheduled(make_scheduler, lrs=(0.3, 0.03))
+    return _checkpoint_of(make_scheduler), optimizer, scheduler, factor
+
+
+def _afterwards(out, args) -> tuple:
+    """What counts: the optimizer's state, the scheduler's step, the default rate for new groups,
+    each group's rate from now on."""
+    _, optimizer, scheduler, _ = args
+    state = copy.deepcopy(optimizer.state_dict()["state"])
+    default = optimizer.defaults["lr"]
+    return state, scheduler.last_epoch, default, _rates(optimizer, scheduler, _AFTER)
+
+
+def _resume(
+    *, before=False, groups=2, bases=2, to=None, load=("optimizer", "scheduler"), step=False
+):
+    """The reference (no arguments) and its known variants: scale ``groups`` rates and ``bases``
+    base_lrs (multiply, or set ``to`` a value), before or after loading what ``load`` names."""
+
+    def answer(checkpoint, optimizer, scheduler, factor):
+        def scale():
+            for g in optimizer.param_groups[:groups]:
+                g["lr"] = g["lr"] * factor if to is None else factor
+            for i in range(bases):
+                scheduler.base_lrs[i] = scheduler.base_lrs[i] * factor if to is None else factor
+
+        if before:
+            scale()
+        if "optimizer" in load:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        if "scheduler" in load:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        if not before:
+            scale()
+        if step:
+            scheduler.step()
+
+    return answer
+
+
+def _defaults_only(checkpoint, optimizer, scheduler, factor):
+    _resume(groups=0, bases=0)(checkpoint, optimizer, scheduler, factor)
+    optimizer.defaults["lr"] *= factor
+
+
+_SCALED_MISTAKES = [
+    (
+        _resume(before=True),
+        "the rates are the saved ones, not scaled: optimizer.load_state_dict puts the saved rates "
+        "back (and scheduler.load_state_dict the saved base_lrs), so scale after loading both",
+    ),
+    (
+        _defaults_only,
+        "you changed optimizer.defaults['lr'], which only seeds param groups added later: the "
+        "rates in use are each group's 'lr' in optimizer.param_groups (and scheduler.base_lrs for "
+        "schedulers that compute from them); scale those",
+    ),
+    (
+        _resume(bases=0),
+        "the first rate after the resume is scaled, then LambdaLR goes back to the plan: it "
+        "computes each rate from scheduler.base_lrs, which scheduler.load_state_dict restored; "
+        "scale scheduler.base_lrs too",
+    ),
+    (
+        _resume(groups=0),
+        "the rate in use right after the resume is not scaled, and CosineAnnealingLR, StepLR and "
+        "ExponentialLR multiply the current rate at each step (they read base_lrs only in special "
+        "cases): multiply every optimizer.param_groups[i]['lr'] by factor as well",
+    ),
+    (
+        _resume(groups=1, bases=1),
+        "only the first parameter group's rate is scaled; the optimizer has two groups: change "
+        "every group in optimizer.param_groups (and every entry of scheduler.base_lrs)",
+    ),
+    (
+        _resume(to="factor"),
+        "each rate became factor itself: multiply the current rates by factor "
+        "(group['lr'] *= factor) instead of setting them to a value",
+    ),
+    (
+        _resume(load=("optimizer",)),
+        "the scheduler you were given starts again from step 0: call "
+        "scheduler.load_state_dict(checkpoint['scheduler'])",
+    ),
+    (
+        _resume(step=True),
+        "your function moved the scheduler one step on: do not call scheduler.step() in it; the "
+        "next training step does",
+    ),
+    (
+        _resume(groups=0, bases=0, load=("scheduler",)),
+        "the optimizer you were given has no state (AdamW's averages): call "
+        "optimizer.load_state_dict(checkpoint['optimizer']) on that object",
+    ),
+]
 
 
 @exercise("resume_scaled", notebook=NB)
 def resume_scaled(fn) -> str:
-    """``fn(checkpoint, optimizer, scheduler, factor)`` loads both states and scales every rate from now on."""
-    for i, (name, make_scheduler) in enumerate(_schedulers()):
-        for factor in (0.1, 0.5) if i % 2 == 0 else (0.5, 0.1):
-            _check_scaled(fn, name, make_scheduler, factor)
+    """``fn(checkpoint, optimizer, scheduler, factor)`` loads both states and scales every rate
+    from now on."""
+    cases = [
+        Case(f"{name} and factor={f}", functools.partial(_resumed, make, f), _afterwards)
+        for (name, make), f in zip(_schedulers(), (0.1, 0.5, 0.5, 0.1))
+    ]
+    behaves_like(fn, _resume(), cases, _SCALED_MISTAKES)
     return (
-        "every group's rate is factor times the plan at every later step, for schedulers that scale the current "
-        "rate and for LambdaLR, which computes from base_lrs."
+        "every group's rate is factor times the plan at every later step, for schedulers that "
+        "scale the current rate and for LambdaLR, which computes from base_lrs."
     )
