@@ -50,39 +50,11 @@ __all__ = [
     "kill_moments",
 ]
 
+# builtins, io and os; then torch.save's zip writer (torch._C.PyTorchFileWriter)
 WRITE_CALLS = frozenset(
-    {
-        # builtins, io and os
-        "open",
-        "write",
-        "writelines",
-        "flush",
-        "close",
-        "truncate",
-        "ftruncate",
-        "replace",
-        "rename",
-        "renames",
-        "link",
-        "symlink",
-        "unlink",
-        "remove",
-        "rmdir",
-        "fsync",
-        "fdatasync",
-        "sendfile",
-        "copy_file_range",
-        "splice",
-        "pwrite",
-        "pwritev",
-        "writev",
-        "chmod",
-        "fchmod",
-        "mkdir",
-        # torch.save's zip writer (torch._C.PyTorchFileWriter)
-        "write_record",
-        "write_end_of_file",
-    }
+    "open write writelines flush close truncate ftruncate replace rename renames link symlink "
+    "unlink remove rmdir fsync fdatasync sendfile copy_file_range splice pwrite pwritev writev "
+    "chmod fchmod mkdir write_record write_end_of_file".split()
 )
 
 
