@@ -79,12 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except (
-        OSError,
-        ValueError,
-        TypeError,
-        RuntimeError,
-    ) as e:  # CheckpointError is a RuntimeError
+    # bad input; CheckpointError is a RuntimeError
+    except (OSError, ValueError, TypeError, RuntimeError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:  # never a traceback on the command line

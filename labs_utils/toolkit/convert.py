@@ -157,9 +157,8 @@ def convert_to_safetensors(
     if src.suffix == ".safetensors":
         raise ValueError(f"{src}: is already a .safetensors file; nothing to convert")
     try:
-        obj = load_checkpoint(
-            src, mmap=True
-        )  # the data is read once, when it is written out
+        # mmap: the data is read once, when it is written out
+        obj = load_checkpoint(src, mmap=True)
     except CheckpointError as e:
         raise InspectError(" ".join(str(e).split())) from None
     entry, sd = _weights(src, obj)

@@ -13,7 +13,7 @@ the first bytes of a file and, for a zip archive, the archive's directory and ve
   that never finished, or a zip from something else.
 * ``other_format(head)``: what a file that no ``torch.load`` reads is (NumPy, HDF5, gzip,
   safetensors, JSON, a plain pickle ...).
-* ``explain_load_error(path, size, head, error)``: ``torch.load``'s exception, in one line.
+* ``explain_load_error(path, size, error)``: ``torch.load``'s exception, in one line.
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def other_format(head: bytes) -> str:
     )
 
 
-def explain_load_error(path: Path, size: int, head: bytes, error: BaseException) -> str:
+def explain_load_error(path: Path, size: int, error: BaseException) -> str:
     """One line for the exception ``torch.load`` raised on ``path``: the file and the likely cause."""
     msg = str(error)
     first = (msg.splitlines() or [type(error).__name__])[0]
@@ -282,9 +282,6 @@ def explain_load_error(path: Path, size: int, head: bytes, error: BaseException)
             "written by torch.save"
         )
     if isinstance(error, RuntimeError):
-        problem = zip_problem(path, size) if head.startswith(ZIP_MAGIC) else ""
-        if problem:
-            return problem
         if "central directory" in msg or "zip archive" in msg:
             return (
                 f"{path}: the file is truncated or is not a checkpoint ({size} bytes, no valid "

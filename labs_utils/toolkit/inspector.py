@@ -21,12 +21,13 @@ How it stays safe:
 * A ``.safetensors`` file is read with ``safetensors.safe_open``: the header only, no tensor data.
 
 Files that are not a loadable checkpoint are named from their bytes, before anything is loaded,
-each in one line with the fix (``InspectError``): an empty file, a Git LFS pointer (``git lfs
-pull`` was never run), an HTML page or an XML error document saved in place of the file, a zip
-archive cut short (no central directory at its end), a zip that ``torch.save`` began but never
-finished (no ``data.pkl``), and a file written by a newer PyTorch (its ``version`` record is
-above what this PyTorch's zip reader accepts; ``torch._C.PyTorchFileReader``, which reads the
-archive's directory and records only, gives the verdict). A file in the legacy (pre-1.6, non-zip)
+each in one line with the fix (``InspectError``; ``formats.py`` tells them apart, for
+``load_checkpoint`` too): an empty file, a Git LFS pointer (``git lfs pull`` was never run), an
+HTML page or an XML error document saved in place of the file, a zip archive cut short (no
+central directory at its end), a zip that ``torch.save`` began but never finished (no
+``data.pkl``), a TorchScript program (``torch.jit.load`` runs its code: trust it like code), a
+``torch.export`` program (``.pt2``), and a file written by a newer PyTorch (its ``version``
+record is above what this PyTorch's zip reader accepts). A file in the legacy (pre-1.6, non-zip)
 format is still reported, with a note: ``mmap=True`` refuses it, and how to rewrite it once.
 """
 

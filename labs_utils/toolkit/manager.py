@@ -1,8 +1,8 @@
 """``CheckpointManager(folder, metric="val_loss", mode="min")``: ``last.pth`` (to resume) on
 every save, ``best.pth`` (weights only, to deploy) when the metric improves, the newest
-``keep_last`` epoch files of the current run as history, and ``load_last()`` that resumes from the newest
-complete checkpoint. It refuses to save a state that ``weights_only=True`` loading could not read
-back.
+``keep_last`` epoch files of the current run as history, and ``load_last()`` that resumes from
+the newest complete checkpoint. It refuses to save a state that ``weights_only=True`` loading
+could not read back.
 """
 
 from __future__ import annotations
@@ -415,9 +415,8 @@ class CheckpointManager:
         """What ``best.pth`` holds: the weights (or the whole state) with the record as an attribute."""
         weights = state[self.best_key] if self.best_key is not None else state
         best: OrderedDict = OrderedDict(weights)
-        meta = metadata_copy(
-            weights
-        )  # without the flag an assign=True load leaves in it
+        # a copy of the versions, without the flag an assign=True load leaves in them
+        meta = metadata_copy(weights)
         if meta is not None:
             best._metadata = meta  # type: ignore[attr-defined]
         best._checkpoint_manager = dict(record)  # type: ignore[attr-defined]
@@ -464,9 +463,9 @@ class CheckpointManager:
         ``epoch_NNNN.pth`` of the history (which holds the current run only).
 
         Also removes the temporary files of interrupted saves and restores the best value and
-        epoch, from the record ``best.pth`` carries (else from the checkpoint),
-        so later saves replace ``best.pth`` only with a better model. Files that do not load are
-        skipped with a warning (the reasons are kept in ``self.skipped``).
+        epoch, from the record ``best.pth`` carries (else from the checkpoint), so later saves
+        replace ``best.pth`` only with a better model. Files that do not load are skipped with a
+        warning (the reasons are kept in ``self.skipped``).
         """
         self._resumed = True
         self.skipped = []
