@@ -30,8 +30,17 @@ def _arrays(n_in, n_out, dtype=np.float32, seed=0):
     return kernel, bias
 
 
+def _view(value):
+    """A NumPy array as ("ndarray", dtype, values as a tensor), so that arrays compare."""
+    if isinstance(value, np.ndarray):
+        return ("ndarray", str(value.dtype), torch.from_numpy(np.array(value)))
+    return value
+
+
 def _dense_look(out, args):
     """What the answer returned, and the arrays it was given afterwards."""
+    if isinstance(out, dict):
+        out = {k: _view(v) for k, v in out.items()}
     return (out, [torch.from_numpy(np.array(a)) for a in args])
 
 
@@ -64,7 +73,9 @@ _DENSE_MISTAKES = [
     ),
     (
         lambda k, b: {
-            "weight": torch.tensor(k.reshape(k.shape[1], k.shape[0]), dtype=torch.float32),
+            "weight": torch.tensor(
+                k.reshape(k.shape[1], k.shape[0]), dtype=torch.float32
+            ),
             "bias": torch.tensor(b, dtype=torch.float32),
         },
         "`reshape` gives the right shape but puts the numbers in the wrong places: a "
@@ -122,7 +133,9 @@ def _zero(groups, world, order=None, seed=0):
         flat = torch.cat([flat, flat.new_zeros(-n % (2 * world))])
         for r, part in enumerate(flat.chunk(world)):
             partitions[r].append(part.clone())
-    return partitions, [{k: torch.Size(s) for k, s in shapes.items()} for shapes in groups]
+    return partitions, [
+        {k: torch.Size(s) for k, s in shapes.items()} for shapes in groups
+    ]
 
 
 _LAYER = {"0.weight": (4, 3), "0.bias": (4,), "2.weight": (2, 4), "2.bias": (2,)}
@@ -138,14 +151,19 @@ def _merge_cases():
         Case(
             "two parameter groups (weights, then biases and norms)",
             lambda: _zero(
-                [{"a.weight": (3, 5), "b.weight": (2, 3)}, {"a.bias": (3,), "norm": (7,)}],
+                [
+                    {"a.weight": (3, 5), "b.weight": (2, 3)},
+                    {"a.bias": (3,), "norm": (7,)},
+                ],
                 2,
                 seed=2,
             ),
         ),
         Case(
             "twelve ranks (rank 10 comes after rank 9)",
-            lambda: _zero([{"w": (5, 6), "b": (5,)}], 12, order=list(range(12)), seed=3),
+            lambda: _zero(
+                [{"w": (5, 6), "b": (5,)}], 12, order=list(range(12)), seed=3
+            ),
         ),
     ]
 
