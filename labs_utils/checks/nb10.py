@@ -7,15 +7,10 @@ statistics, and (through the check framework) grad mode left switched off for th
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any
-from unittest import mock
-
 import torch
 
-from . import Wrong, call_answer, exercise
-from .fixtures import changed_keys, patched_torch_load, scratch_file, snapshot
+from . import Wrong, call_answer, crash, exercise
+from .fixtures import changed_keys, scratch_file, snapshot
 
 NB = "10_inference_loading"
 
@@ -44,36 +39,6 @@ def _training_checkpoint(model) -> dict:
     }
 
 
-@contextlib.contextmanager
-def _unsafe_loads(fn: Any) -> Iterator[list[str]]:
-    """Record torch.load calls made with weights_only=False (under any imported name too)."""
-    real = torch.serialization.load
-    unsafe: list[str] = []
-
-    def load(f, *args: Any, **kwargs: Any):
-        if kwargs.get("weights_only") is False:
-            unsafe.append(str(f))
-        return real(f, *args, **kwargs)
-
-    with patched_torch_load(fn, load):
-        yield unsafe
-
-
-@contextlib.contextmanager
-def _state_dict_loads() -> Iterator[list[tuple[bool, int]]]:
-    """Record (strict, number of missing keys) of every Module.load_state_dict call."""
-    real = torch.nn.Module.load_state_dict
-    calls: list[tuple[bool, int]] = []
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        result = real(self, state_dict, strict=strict, assign=assign)
-        calls.append((bool(strict), len(result.missing_keys)))
-        return result
-
-    with mock.patch.object(torch.nn.Module, "load_state_dict", load_state_dict):
-        yield calls
-
-
 @exercise("load_for_inference", notebook=NB)
 def load_for_inference(fn) -> str:
     """``fn(path)`` returns a SmallCNN loaded from the ``model`` entry of a training checkpoint, in eval mode."""
@@ -82,7 +47,8 @@ def load_for_inference(fn) -> str:
     reference = _trained_like_cnn()
     with scratch_file("last.pth") as path:
         torch.save(_training_checkpoint(reference), path)
-        with _unsafe_loads(fn) as unsafe, _state_dict_loads() as loads:
+        watch = crash.watching(torch.serialization.load, torch.nn.Module.load_state_dict)
+        with watch as seen:
             try:
                 model = call_answer(fn, path)
             except Wrong as w:
@@ -106,7 +72,8 @@ def load_for_inference(fn) -> str:
                     f"the parameters were loaded, but {k} (a BatchNorm buffer) was not: load the whole "
                     "'model' entry with load_state_dict, which covers parameters and buffers"
                 )
-            if any(not strict and missing for strict, missing in loads):
+            loads = seen.arguments.get(torch.nn.Module.load_state_dict, [])
+            if any(a.get("strict") is False for a in loads):
                 raise Wrong(
                     f"the returned model's {k} differ from the checkpoint's: load_state_dict(..., "
                     "strict=False) matched none of the keys you gave it and loaded nothing, without a word; "
@@ -143,7 +110,9 @@ def load_for_inference(fn) -> str:
         raise Wrong(
             f"the returned model cannot run a forward pass ({type(e).__name__}: {e})"
         ) from None
-    if unsafe:
+    if any(
+        a.get("weights_only") is False for a in seen.arguments.get(torch.serialization.load, [])
+    ):
         raise Wrong(
             "the model is right, but you loaded the checkpoint with weights_only=False: this file holds "
             "only tensors and plain values, so weights_only=True loads it, and never runs code hidden in "
