@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import Wrong, call_answer, exercise, run_answer
+from . import Wrong, call_answer, crash, exercise, run_answer
 
 NB = "11_distributed_checkpoints"
 
@@ -268,41 +268,17 @@ def dcp_to_weights(fn) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _data_reads():
-    """Record every read of tensor data while a learner's function runs: FileSystemReader.read_data
-    (dcp.load, dcp_to_torch_save) and torch.load (which also reads .distcp bytes by hand)."""
-    from unittest import mock
-
+def _readers() -> dict:
+    """What reads tensor data, by name: FileSystemReader.read_data (dcp.load, dcp_to_torch_save),
+    dcp.load itself and torch.load (which also reads .distcp bytes by hand)."""
     import torch.distributed.checkpoint as dcp
-    import torch.distributed.checkpoint.state_dict_loader as loader
     from torch.distributed.checkpoint.filesystem import FileSystemReader
 
-    seen: list[str] = []
-    real_read, real_load, real_dcp_load = (
-        FileSystemReader.read_data,
-        torch.load,
-        loader.load,
-    )
-
-    def read_data(self, *args, **kwargs):
-        seen.append("FileSystemReader.read_data")
-        return real_read(self, *args, **kwargs)
-
-    def load(*args, **kwargs):
-        seen.append("torch.load")
-        return real_load(*args, **kwargs)
-
-    def dcp_load(*args, **kwargs):
-        seen.append("dcp.load")
-        return real_dcp_load(*args, **kwargs)
-
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(FileSystemReader, "read_data", read_data))
-        stack.enter_context(mock.patch.object(torch, "load", load))
-        stack.enter_context(mock.patch.object(dcp, "load", dcp_load))
-        stack.enter_context(mock.patch.object(loader, "load", dcp_load))
-        yield seen
+    return {
+        FileSystemReader.read_data: "FileSystemReader.read_data",
+        dcp.load: "dcp.load",
+        torch.serialization.load: "torch.load",
+    }
 
 
 @exercise("saved_shapes", notebook=NB)
@@ -311,10 +287,12 @@ def saved_shapes(fn) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         for label, folder, weights in _checkpoints(Path(tmp)):
             expected = {k: tuple(v.shape) for k, v in weights.items()}
-            with _data_reads() as reads:
+            readers = _readers()
+            with crash.watching(*readers) as seen:
                 try:
                     answer = call_answer(fn, folder)
                 except Wrong as w:
+                    reads = [readers[f] for _, f in seen.order]
                     if reads:
                         cause = _checkpoint_failure(w) or str(w)
                         raise Wrong(
@@ -323,6 +301,7 @@ def saved_shapes(fn) -> str:
                             "dcp.FileSystemReader(str(dcp_dir)).read_metadata()"
                         ) from None
                     raise
+            reads = [readers[f] for _, f in seen.order]
             if reads:
                 raise Wrong(
                     f"your function read tensor data ({reads[0]} ran): the shapes are all in .metadata; "
