@@ -123,7 +123,7 @@ test-site: site browser-deps
 # this CPU's: ATen's own kernels (ATEN_CPU_CAPABILITY), MKL's BLAS, which does the matrix
 # multiplies (MKL_ENABLE_INSTRUCTIONS), and oneDNN, which does the convolutions
 # (ONEDNN_MAX_CPU_ISA). A run is ATEN:MKL:ONEDNN:THREADS, "-" leaves a library to pick for itself;
-# a run that needs an instruction set this CPU lacks is skipped with a note. ONNX Runtime (MLAS)
+# an instruction set this CPU lacks is skipped with a note (the run, for ATen's). ONNX Runtime (MLAS)
 # has no such switch: CONTRIBUTING.md, "Stable outputs". Others: PORTABLE_RUNS="avx512:-:-:1".
 PORTABLE_RUNS ?= default:SSE4_2:SSE41:2 avx2:AVX2:AVX2:2
 test-portable: setup
@@ -133,13 +133,13 @@ test-portable: setup
 	for run in $(PORTABLE_RUNS); do \
 		set -- $$(echo "$$run" | tr : ' '); \
 		if [ $$# -eq 2 ]; then set -- "$$1" - - "$$2"; fi; \
-		cap=$$1; mkl=$$2; dnn=$$3; threads=$$4; lacks=; vars=; \
-		for isa in "$$cap" "$$mkl" "$$dnn"; do f=$$(flag "$$isa"); \
-			if [ -n "$$f" ] && ! grep -qiw "$$f" /proc/cpuinfo 2>/dev/null; then lacks="$$lacks $$isa"; fi; done; \
+		cap=$$1; mkl=$$2; dnn=$$3; threads=$$4; vars=; \
+		has() { f=$$(flag "$$1"); [ -z "$$f" ] || grep -qiw "$$f" /proc/cpuinfo 2>/dev/null; }; \
+		if ! has "$$cap"; then echo "== skipped ATEN_CPU_CAPABILITY=$$cap: this CPU does not have it"; continue; fi; \
 		[ "$$cap" = - ] || vars="$$vars ATEN_CPU_CAPABILITY=$$cap"; \
-		[ "$$mkl" = - ] || vars="$$vars MKL_ENABLE_INSTRUCTIONS=$$mkl"; \
-		[ "$$dnn" = - ] || vars="$$vars ONEDNN_MAX_CPU_ISA=$$dnn"; \
-		if [ -n "$$lacks" ]; then echo "== skipped$$vars: this CPU does not have$$lacks"; continue; fi; \
+		for lib in MKL_ENABLE_INSTRUCTIONS=$$mkl ONEDNN_MAX_CPU_ISA=$$dnn; do isa=$${lib#*=}; \
+			if [ "$$isa" = - ]; then :; elif has "$$isa"; then vars="$$vars $$lib"; \
+			else echo "== $$lib left out: this CPU does not have $$isa (MKL and oneDNN: x86 only)"; fi; done; \
 		echo "== notebooks with$$vars OMP_NUM_THREADS=$$threads (this CPU's native ATen kernel: $$native)"; \
 		env $$vars OMP_NUM_THREADS=$$threads CUDA_VISIBLE_DEVICES= \
 			$(BIN)/python -m pytest -n auto --dist loadscope notebooks || exit 1; \
