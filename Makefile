@@ -123,8 +123,9 @@ test-site: site browser-deps
 # this CPU's: ATen's own kernels (ATEN_CPU_CAPABILITY), MKL's BLAS, which does the matrix
 # multiplies (MKL_ENABLE_INSTRUCTIONS), and oneDNN, which does the convolutions
 # (ONEDNN_MAX_CPU_ISA). A run is ATEN:MKL:ONEDNN:THREADS, "-" leaves a library to pick for itself;
-# an instruction set this CPU lacks is skipped with a note (the run, for ATen's). ONNX Runtime (MLAS)
-# has no such switch: CONTRIBUTING.md, "Stable outputs". Others: PORTABLE_RUNS="avx512:-:-:1".
+# an MKL or oneDNN set this CPU lacks is left out, an ATen one skips the run, each with a note.
+# ONNX Runtime (MLAS) has no such switch: CONTRIBUTING.md, "Stable outputs".
+# Other runs: PORTABLE_RUNS="avx512:-:-:1 -:SSE4_2:-:2" make test-portable.
 PORTABLE_RUNS ?= default:SSE4_2:SSE41:2 avx2:AVX2:AVX2:2
 test-portable: setup
 	@native=$$($(BIN)/python -c "import torch; print(torch.backends.cpu.get_cpu_capability())"); \
