@@ -1,8 +1,6 @@
-"""Regression tests for the technical review's findings on labs_utils.toolkit.convert.
-
-A7 (checkpoint scalars overwrote the header's own ``format``/``source``), A8 (--strip-prefixes
-renamed a real submodule called ``module``), A9 (a top-level tensor hid the ``model`` entry) and
-A5 for the converter's output file. Built from the review's e12_conv.py and e_conv2.py.
+"""labs_utils.toolkit.convert_to_safetensors: the checkpoint's own values never overwrite the
+header's ``format``/``source``, ``--strip-prefixes`` keeps a real submodule called ``module``, a
+top-level tensor does not hide the ``model`` entry, and the output gets ``torch.save``'s file mode.
 """
 
 from __future__ import annotations
