@@ -20,9 +20,7 @@ def _merge_by_split(partitions, param_shapes):  # right: torch.split by the size
     return state_dict
 
 
-def _merge_without_clone(
-    partitions, param_shapes
-):  # right: views are equal tensors too
+def _merge_without_clone(partitions, param_shapes):  # right: views are equal tensors too
     state_dict = {}
     for g, shapes in enumerate(param_shapes):
         vector = torch.cat([partitions[r][g] for r in range(len(partitions))])
@@ -47,9 +45,7 @@ def _insertion_order(partitions, param_shapes):
 
 def _text_order(partitions, param_shapes):
     ranks = sorted(partitions, key=str)
-    return _merge_by_split(
-        {i: partitions[r] for i, r in enumerate(ranks)}, param_shapes
-    )
+    return _merge_by_split({i: partitions[r] for i, r in enumerate(ranks)}, param_shapes)
 
 
 def _first_group_only(partitions, param_shapes):
@@ -68,9 +64,7 @@ def _rank_major(partitions, param_shapes):
 
 
 def _flat(partitions, param_shapes):
-    return {
-        k: v.flatten() for k, v in _merge_by_split(partitions, param_shapes).items()
-    }
+    return {k: v.flatten() for k, v in _merge_by_split(partitions, param_shapes).items()}
 
 
 WRONG = {
