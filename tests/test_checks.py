@@ -10,13 +10,13 @@ from labs_utils.checks import (
     REGISTRY,
     CheckResult,
     Wrong,
-    _load_all,
     call_answer,
     check,
     exercise,
+    load_all,
 )
 
-_load_all()
+load_all()
 EXERCISES = sorted(REGISTRY)
 WRONG_OF: dict = {}
 RIGHT_OF: dict = {}

@@ -5,9 +5,9 @@ tests/test_checks.py feeds every declared wrong answer."""
 import pytest
 import torch.nn as nn
 
-from labs_utils.checks import _load_all, check, nb07
+from labs_utils.checks import check, load_all, nb07
 
-_load_all()
+load_all()
 
 
 def strip_prefix(state_dict, prefix):

@@ -55,6 +55,7 @@ from .feedback import CORRECT, NOT_ATTEMPTED, WRONG, CheckResult, _Text
 
 __all__ = [
     "check",
+    "load_all",
     "exercise",
     "CheckResult",
     "Case",
@@ -185,7 +186,7 @@ class _Checks:
     ``check.solution(name)``, ``check.progress()``."""
 
     def __getattr__(self, name: str) -> Callable[..., CheckResult]:
-        _load_all()
+        load_all()
         try:
             return REGISTRY[name].fn
         except KeyError:
@@ -194,11 +195,11 @@ class _Checks:
             ) from None
 
     def __dir__(self) -> list[str]:
-        _load_all()
+        load_all()
         return sorted([*REGISTRY, "hint", "solution", "progress"])
 
     def _exercise(self, name: Any) -> Exercise:
-        _load_all()
+        load_all()
         name = getattr(name, "__name__", name)
         if name not in REGISTRY:
             raise AttributeError(
@@ -248,7 +249,7 @@ class _Checks:
     def progress(self, notebook: str | None = None) -> _Text:
         """The exercises of this notebook (or ``notebook``, a number or a name) and which of them
         passed their check in this kernel session."""
-        _load_all()
+        load_all()
         number = str(notebook or _current_notebook() or "").split("_")[0].zfill(2)
         mine = [e for e in REGISTRY.values() if e.home.split("_")[0] == number]
         if not mine:
@@ -279,7 +280,8 @@ def _current_notebook() -> str:
 _loaded = False
 
 
-def _load_all() -> None:
+def load_all() -> None:
+    """Import every check module, so that REGISTRY holds every check."""
     global _loaded
     if _loaded:
         return

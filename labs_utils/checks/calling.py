@@ -8,6 +8,7 @@ import contextlib
 import dis
 import functools
 import inspect
+import linecache
 import operator
 import os
 import sys
@@ -173,8 +174,6 @@ def _learner_line(tb: Any) -> str:
         name = frame.f_code.co_filename
         if name.startswith(("<frozen", _PACKAGE, *_LIBRARY)) or "site-packages" in name:
             continue
-        import linecache
-
         source = linecache.getline(name, lineno).strip()
         cell = ""
         ip = sys.modules.get("IPython")

@@ -12,14 +12,14 @@ from labs_utils.checks import (
     Case,
     CheckResult,
     Wrong,
-    _load_all,
     behaves_like,
     call_answer,
     check,
     exercise,
+    load_all,
 )
 
-_load_all()
+load_all()
 
 
 def _demo(name, body):
