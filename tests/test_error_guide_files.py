@@ -147,6 +147,10 @@ class _Calls:
 def test_index_quotes_what_torch_prints_for_a_file_that_runs_code(func, args):
     """The index row for a file that runs code quotes the line torch.load really prints
     (torch 2.13: ``GLOBAL exec``, ``posix.system ... is blocked``, ``GLOBAL commands.Popen``)."""
+    if func is os.system and os.name != "posix":
+        pytest.skip(
+            "the index quotes posix.system; Windows names it nt.system (said in the row)"
+        )
     buf = io.BytesIO()
     torch.save({"x": _Calls(func, args)}, buf)
     buf.seek(0)
