@@ -293,7 +293,17 @@ def test_a_model_that_cannot_be_copied_is_compared_key_by_key():
     model.lock = threading.Lock()  # deepcopy fails on it
     d = diff(model, {"weight": torch.ones(3, 2), "bias": torch.ones(2)})
     assert d.shape_mismatches == {"bias": ((3,), (2,))} and "key by key" in str(d)
-    assert load_matching(model, {"weight": torch.ones(3, 2)}).loaded == ["weight"]
+    report = load_matching(
+        model, {"weight": torch.ones(3, 2), "bias": torch.ones(2), "x": 1}
+    )
+    assert report.loaded == ["weight"] and report.unexpected == ["x"]
+    assert report.shape_mismatches == {"bias": ((3,), (2,))}
+    assert torch.equal(model.weight, torch.ones(3, 2)) and not torch.equal(
+        model.bias, torch.ones(3)
+    )
+    d = diff(model, {"weight": torch.ones(3, 2).double(), "bias": "not a tensor"})
+    assert d.dtype_differences == {"weight": ("float32", "float64")}
+    assert d.errors and "bias" in d.errors[0] and not d.loads_strictly
 
 
 def test_load_matching_loads_into_a_lazy_model():

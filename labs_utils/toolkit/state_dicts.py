@@ -204,16 +204,14 @@ class _DryRun:
 
     missing: list[str]  # model keys
     unexpected: list[str]  # state_dict keys
-    rejected: dict[
-        str, str
-    ]  # state_dict key -> load_state_dict's message (size mismatch ...)
+    # state_dict key -> load_state_dict's message (size mismatch ...)
+    rejected: dict[str, str]
     other_errors: list[str]  # messages that name no key of the state_dict
-    model: dict[
-        str, Any
-    ]  # the copy's state_dict afterwards: shapes and dtypes as the model has them
-    renamed: dict[
-        str, str
-    ]  # model key -> state_dict key a loading hook renamed (weight_g ...)
+    # the copy's state_dict afterwards: shapes and dtypes as the model has them
+    model: dict[str, Any]
+    # model key -> state_dict key a loading hook renamed (weight_g ...)
+    renamed: dict[str, str]
+    by_keys: bool = False  # compared key by key: the model could not be copied to meta
 
     def model_key(self, key: str) -> str:
         """The model's name for state_dict ``key``."""
@@ -421,9 +419,7 @@ def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
             "as the model; call diff(model, state_dict)"
         )
     sd, _ = as_state_dict(state_dict)
-    run = _dry_run(model, sd)
-    if run is None:
-        return _key_by_key_diff(model, sd)
+    run = _dry_run(model, sd) or _by_keys(model, sd)
     order = [run.renamed.get(k, k) for k in model.state_dict()]
     shapes = {
         k: (_shape_of(run.model.get(run.model_key(k))), _shape_of(sd[k]))
@@ -439,15 +435,21 @@ def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
             and isinstance(mv, torch.Tensor)
             and isinstance(sv, torch.Tensor)
             and not is_lazy(sv)
+            and not is_lazy(mv)
             and mv.dtype != sv.dtype
         ):
             dtypes[k] = (_dtype(mv), _dtype(sv))
+    notes = [
+        "compared key by key: the model could not be copied to the meta device to run its own "
+        "loading rules, so version fill-ins and loading hooks are not taken into account"
+    ]
     return StateDictDiff(
         _in_order(run.missing, list(model.state_dict())),
         _in_order(run.unexpected, list(sd)),
         shapes,
         dtypes,
         errors,
+        notes if run.by_keys else [],
     )
 
 
@@ -456,29 +458,30 @@ def _shape_of(v: Any) -> tuple | None:
     return tuple(v.shape) if isinstance(v, torch.Tensor) and not is_lazy(v) else None
 
 
-def _key_by_key_diff(model: nn.Module, sd: Mapping[str, Any]) -> StateDictDiff:
-    """The fallback of ``diff``: names and shapes compared one by one, without the modules' rules."""
+def _by_keys(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun:
+    """The fallback when the model cannot be copied to the meta device: names and shapes compared
+    one by one, without the modules' own rules (version fill-ins, loading hooks)."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    shapes, dtypes = {}, {}
-    for k, mv in expected.items():
-        sv = sd.get(k)
-        if (
-            not isinstance(mv, torch.Tensor)
-            or not isinstance(sv, torch.Tensor)
-            or is_lazy(mv)
-        ):
-            continue
-        if mv.shape != sv.shape:
-            shapes[k] = (tuple(mv.shape), tuple(sv.shape))
-        elif mv.dtype != sv.dtype:
-            dtypes[k] = (_dtype(mv), _dtype(sv))
-    note = (
-        "compared key by key: the model could not be copied to the meta device to run its own loading "
-        "rules, so version fill-ins and loading hooks are not taken into account"
+    rejected = {}
+    for k, v in sd.items():
+        mv = expected.get(k, v)
+        if isinstance(mv, torch.Tensor) != isinstance(v, torch.Tensor):
+            rejected[k] = (
+                f"{k}: the model holds a {type(mv).__name__}, the state_dict a {type(v).__name__}"
+            )
+        elif isinstance(v, torch.Tensor) and not is_lazy(mv) and mv.shape != v.shape:
+            rejected[k] = (
+                f"size mismatch for {k}: {tuple(v.shape)} in the state_dict, {tuple(mv.shape)} in the model"
+            )
+    return _DryRun(
+        [k for k in expected if k not in sd],
+        [k for k in sd if k not in expected],
+        rejected,
+        [],
+        dict(expected),
+        {},
+        by_keys=True,
     )
-    return StateDictDiff(missing, unexpected, shapes, dtypes, notes=[note])
 
 
 # --- load_matching: a partial load that reports exactly what it did --------------------------
@@ -726,7 +729,7 @@ def load_matching(
     sd, _ = as_state_dict(state_dict)
     source, renamed, dropped = _apply_key_map(sd, key_map)
     target = model.state_dict()
-    accepted, mismatched, unexpected, by_hook = _fitting(model, source, target)
+    accepted, mismatched, unexpected, by_hook = _fitting(model, source)
     matching = with_metadata_of(source, {k: source[k] for k in accepted})
     _check_tied_values(
         model,
@@ -833,29 +836,16 @@ def _load_report(
 
 
 def _fitting(
-    model: nn.Module, source: Mapping[str, Any], target: Mapping[str, Any]
+    model: nn.Module, source: Mapping[str, Any]
 ) -> tuple[list[str], dict[str, tuple], list[str], dict[str, str]]:
     """Split ``source`` the way ``load_state_dict`` would: the keys it copies, the keys it rejects
     (key -> (shape in model, shape in source)), the keys the model has no place for, and the keys
     a module's loading hook renames (model key -> source key)."""
-    run = _dry_run(model, source)
-    if run is not None:
-        rejected = {
-            k: (_shape_of(run.model.get(run.model_key(k))), _shape_of(source[k]))
-            for k in run.rejected
-        }
-        unexpected = _in_order(run.unexpected, list(source))
-        accepted = [k for k in source if k not in rejected and k not in unexpected]
-        return accepted, rejected, unexpected, run.renamed
-    accepted, rejected = [], {}  # the model cannot be copied: compare names and shapes
-    for k, v in source.items():
-        mv = target.get(k)
-        if k not in target:
-            continue
-        if isinstance(mv, torch.Tensor) != isinstance(v, torch.Tensor) or (
-            not is_lazy(mv) and _shape_of(mv) != _shape_of(v)
-        ):
-            rejected[k] = (_shape_of(mv), _shape_of(v))
-        else:
-            accepted.append(k)
-    return accepted, rejected, [k for k in source if k not in target], {}
+    run = _dry_run(model, source) or _by_keys(model, source)
+    rejected = {
+        k: (_shape_of(run.model.get(run.model_key(k))), _shape_of(source[k]))
+        for k in run.rejected
+    }
+    unexpected = _in_order(run.unexpected, list(source))
+    accepted = [k for k in source if k not in rejected and k not in unexpected]
+    return accepted, rejected, unexpected, run.renamed
