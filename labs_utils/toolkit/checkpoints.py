@@ -37,6 +37,7 @@ __all__ = [
     "load_checkpoint",
     "safe_load_check",
     "remove_abandoned_temp_files",
+    "nested_values",
 ]
 
 
@@ -356,26 +357,29 @@ def _qualname(x: Any) -> str:
     return f"{getattr(x, '__module__', '')}.{getattr(x, '__qualname__', getattr(x, '__name__', ''))}"
 
 
-def _find_global(
-    obj: Any, names: set[str], where: str, depth: int = 0
-) -> tuple[str, str]:
-    """Where ``obj`` holds an instance of one of the classes ``names`` (or one of them itself):
-    ``("obj['config']['out_dir']", "pathlib.PosixPath")``, or ``("", "")``. Tensors are not searched."""
-    for name in (_qualname(type(obj)), _qualname(obj) if callable(obj) else ""):
-        if name in names:
-            return where, name
+def nested_values(obj: Any, where: str, depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """``(where, value)`` for ``obj`` and every value inside its dicts, lists, tuples and sets,
+    ``where`` written like ``obj['config'][0]``. Tensors, strings and bytes are not searched."""
+    yield where, obj
     if depth > 20 or isinstance(obj, (torch.Tensor, str, bytes)):
-        return "", ""
+        return
     if isinstance(obj, Mapping):
         items: Any = ((f"{where}[{k!r}]", v) for k, v in obj.items())
     elif isinstance(obj, (list, tuple, set, frozenset)):
         items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
     else:
-        return "", ""
+        return
     for w, v in items:
-        found = _find_global(v, names, w, depth + 1)
-        if found[0]:
-            return found
+        yield from nested_values(v, w, depth + 1)
+
+
+def _find_global(obj: Any, names: set[str], where: str) -> tuple[str, str]:
+    """Where ``obj`` holds an instance of one of the classes ``names`` (or one of them itself):
+    ``("obj['config']['out_dir']", "pathlib.PosixPath")``, or ``("", "")``."""
+    for w, v in nested_values(obj, where):
+        for name in (_qualname(type(v)), _qualname(v) if callable(v) else ""):
+            if name in names:
+                return w, name
     return "", ""
 
 

@@ -25,6 +25,7 @@ from .checkpoints import (
     CheckpointError,
     atomic_write,
     load_checkpoint,
+    nested_values,
     remove_abandoned_temp_files,
     safe_load_check,
     save_checkpoint,
@@ -39,33 +40,20 @@ __all__ = ["CheckpointManager", "SavedCheckpoint"]
 # --------------------------------------------------------------------------------------------
 
 
-def _numpy_path(obj: Any, where: str, depth: int = 0) -> str:
+def _numpy_path(obj: Any, where: str) -> str:
     """Where ``obj`` holds a value that ``weights_only`` loading refuses although it looks plain: a
     numpy object, or a subclass of str/int/float such as ``torch.__version__`` (a ``TorchVersion``).
     Returns a description such as ``"state['x'] is a numpy.float64"``, or ''. Tensors are not searched."""
-    mod = type(obj).__module__
-    if mod == "numpy" or mod.startswith("numpy."):
-        return f"{where} is a {mod.split('.')[0]}.{type(obj).__name__}"
-    for base in (str, float, int):
-        if isinstance(obj, base) and type(obj) not in (base, bool):
-            return (
-                f"{where} is a {mod}.{type(obj).__name__} (a subclass of {base.__name__}); store "
-                f"{base.__name__}(x) instead"
-            )
-    if depth > 20 or isinstance(
-        obj, (torch.Tensor, str, bytes, int, float, bool, type(None))
-    ):
-        return ""
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            found = _numpy_path(v, f"{where}[{k!r}]", depth + 1)
-            if found:
-                return found
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for i, v in enumerate(obj):
-            found = _numpy_path(v, f"{where}[{i}]", depth + 1)
-            if found:
-                return found
+    for w, v in nested_values(obj, where):
+        mod = type(v).__module__
+        if mod == "numpy" or mod.startswith("numpy."):
+            return f"{w} is a {mod.split('.')[0]}.{type(v).__name__}"
+        for base in (str, float, int):
+            if isinstance(v, base) and type(v) not in (base, bool):
+                return (
+                    f"{w} is a {mod}.{type(v).__name__} (a subclass of {base.__name__}); store "
+                    f"{base.__name__}(x) instead"
+                )
     return ""
 
 
