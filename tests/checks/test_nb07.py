@@ -11,10 +11,7 @@ load_all()
 
 
 def strip_prefix(state_dict, prefix):
-    return {
-        (k[len(prefix) :] if k.startswith(prefix) else k): v
-        for k, v in state_dict.items()
-    }
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
 
 
 def strip_prefix_removeprefix(state_dict, prefix):
@@ -69,9 +66,7 @@ def test_strip_prefix_that_mutates_its_input_is_told():
         return state_dict
 
     result = check.strip_prefix(mutating)
-    assert (
-        result.status == "wrong" and "changed the dict it was given" in result.message
-    )
+    assert result.status == "wrong" and "changed the dict it was given" in result.message
 
 
 def test_load_into_wrapped_tries_both_orders_and_buffers():

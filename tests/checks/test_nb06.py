@@ -81,9 +81,7 @@ def test_the_check_puts_torch_load_back():
     assert torch.load is real and torch.serialization.load is real and load is real
 
 
-def test_a_byte_search_is_refused_even_where_it_gets_every_file_right(
-    tmp_path, monkeypatch
-):
+def test_a_byte_search_is_refused_even_where_it_gets_every_file_right(tmp_path, monkeypatch):
     """With only the files a byte search reads correctly, the check still asks for the callable."""
     cases = [c for c in nb06._cases(tmp_path) if _byte_search(c[1]) == c[2]]
     monkeypatch.setattr(nb06, "_cases", lambda folder: cases)
@@ -119,10 +117,8 @@ def test_raw_torch_errors_come_with_their_meaning():
         return seen
 
     result = check.storage_locations(returns_cuda)
-    if (
-        torch.cuda.is_available()
-    ):  # the suite hides GPUs; on a GPU machine the answer is merely odd
+    if torch.cuda.is_available():  # the suite hides GPUs; on a GPU machine the answer is merely odd
         return
-    assert (
-        result.status == "wrong" and "moved the storages to a GPU" in result.message
-    ), repr(result)
+    assert result.status == "wrong" and "moved the storages to a GPU" in result.message, repr(
+        result
+    )

@@ -12,9 +12,7 @@ from tests.checks import answers_nb04
 
 def test_resume_keys():
     assert check.resume_keys({"model", "optimizer", "scheduler", "epoch", "rng"})
-    assert check.resume_keys(
-        frozenset({"rng", "epoch", "scheduler", "optimizer", "model"})
-    )
+    assert check.resume_keys(frozenset({"rng", "epoch", "scheduler", "optimizer", "model"}))
     state_keys = {
         "model",
         "optimizer",
@@ -77,9 +75,7 @@ def test_every_rejected_resume_really_ends_elsewhere(resume):
     right = _final_weights(nb04._right_resume)
     wrong = _final_weights(resume)
     assert all(torch.equal(v, reference[0].state_dict()[k]) for k, v in right.items())
-    assert not all(
-        torch.equal(v, reference[0].state_dict()[k]) for k, v in wrong.items()
-    )
+    assert not all(torch.equal(v, reference[0].state_dict()[k]) for k, v in wrong.items())
 
 
 def test_a_batch_drawn_after_the_restore_is_named_as_such():
@@ -87,10 +83,7 @@ def test_a_batch_drawn_after_the_restore_is_named_as_such():
     last, and does not tell the learner to pass generators=..., which they did."""
     r = check.resume_exactly(nb04._draws_a_batch_after)
     assert r.status == "wrong"
-    assert (
-        "restore the rng states last" in r.message.lower()
-        and "pass generators" not in r.message
-    )
+    assert "restore the rng states last" in r.message.lower() and "pass generators" not in r.message
 
 
 def test_drew_after_restoring_follows_the_stream_across_refills():
@@ -106,9 +99,7 @@ def test_drew_after_restoring_follows_the_stream_across_refills():
     torch.randn(10, generator=other)
     assert not fixtures.drew_after_restoring(saved, other.get_state())
     # reseeded
-    assert not fixtures.drew_after_restoring(
-        saved, torch.Generator().manual_seed(5).get_state()
-    )
+    assert not fixtures.drew_after_restoring(saved, torch.Generator().manual_seed(5).get_state())
 
 
 def test_best_by_accuracy():
@@ -144,8 +135,4 @@ def test_best_by_accuracy_rejects_writes_beside_the_folder():
         return CheckpointManager(folder, metric="val_accuracy", mode="max")
 
     r = check.best_by_accuracy(also_writes_elsewhere)
-    assert (
-        r.status == "wrong"
-        and "outside the folder" in r.message
-        and "notes.pth" in r.message
-    )
+    assert r.status == "wrong" and "outside the folder" in r.message and "notes.pth" in r.message

@@ -68,9 +68,7 @@ def test_the_cases_are_what_they_claim():
                 assert list(load_file(path)) == ["w"]
             if want == "legacy":
                 assert set(torch.load(path, weights_only=True)) == {"w"}
-    assert (
-        set(labels) == set(nb14.LABELS) and labels["html"] >= 3 and labels["other"] >= 4
-    )
+    assert set(labels) == set(nb14.LABELS) and labels["html"] >= 3 and labels["other"] >= 4
 
 
 def test_reading_too_few_bytes_is_refused():
@@ -145,9 +143,7 @@ def test_float32_zeros_into_a_float64_model_are_accepted_when_cat_promotes():
         out[key] = (
             w.sum(1, keepdim=True)
             if in_channels == 1
-            else torch.cat(
-                [w, torch.zeros(w.shape[0], in_channels - w.shape[1], *w.shape[2:])], 1
-            )
+            else torch.cat([w, torch.zeros(w.shape[0], in_channels - w.shape[1], *w.shape[2:])], 1)
         )
         return out
 

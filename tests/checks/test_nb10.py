@@ -73,9 +73,7 @@ def test_grad_mode_left_off_is_refused_and_put_back():
 def test_an_unsafe_load_under_an_imported_name_is_seen():
     def unsafe(path):
         model = SmallCNN()
-        model.load_state_dict(
-            load(path, map_location="cpu", weights_only=False)["model"]
-        )
+        model.load_state_dict(load(path, map_location="cpu", weights_only=False)["model"])
         return model.eval()
 
     result = check.load_for_inference(unsafe)

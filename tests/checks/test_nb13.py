@@ -16,9 +16,7 @@ from labs_utils.checks import REGISTRY, check, nb13
 from tests.checks import answers_nb13
 
 check.export_for_serving  # noqa: B018  (loads the module)
-NAMES = [
-    n for n, ex in REGISTRY.items() if ex.notebook == "13_export_without_the_class"
-]
+NAMES = [n for n, ex in REGISTRY.items() if ex.notebook == "13_export_without_the_class"]
 
 
 def export_for_serving(model, example, path):  # the notebook's solution
@@ -123,9 +121,7 @@ def test_gated_blend_by_arithmetic_is_accepted():
             hot = (x.mean() > 0).to(x.dtype)
             return hot * self.gated.hot(x) + (1 - hot) * self.gated.cold(x)
 
-    assert check.export_gated(
-        lambda model, example: torch.export.export(Blend(model), (example,))
-    )
+    assert check.export_gated(lambda model, example: torch.export.export(Blend(model), (example,)))
 
 
 def test_a_batch_minimum_is_not_a_mistake_when_one_still_runs():
@@ -133,9 +129,7 @@ def test_a_batch_minimum_is_not_a_mistake_when_one_still_runs():
 
     def min_two(model, example, path):
         batch = Dim("batch", min=2)
-        program = torch.export.export(
-            model.eval(), (example,), dynamic_shapes={"x": {0: batch}}
-        )
+        program = torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: batch}})
         torch.export.save(program, path)
 
     assert check.export_for_serving(min_two)

@@ -37,32 +37,22 @@ def test_buffer_keys_right_answers(answer):
     [
         # accepted by the old value check ("not ending in .weight/.bias"): right on SmallCNN only
         (
-            lambda m: {
-                k for k in m.state_dict() if not k.endswith((".weight", ".bias"))
-            },
+            lambda m: {k for k in m.state_dict() if not k.endswith((".weight", ".bias"))},
             "parameter",
         ),
         (lambda m: {n for n, _ in m.named_buffers()}, "non-persistent"),
         (
-            lambda m: {
-                k for k in m.state_dict() if "running" in k or "num_batches" in k
-            },
+            lambda m: {k for k in m.state_dict() if "running" in k or "num_batches" in k},
             "not only BatchNorm",
         ),
         (
-            lambda m: {
-                k
-                for k in SmallCNN().state_dict()
-                if "running" in k or "num_batches" in k
-            },
+            lambda m: {k for k in SmallCNN().state_dict() if "running" in k or "num_batches" in k},
             "model you are given",
         ),
         (lambda m: set(m.buffers()), "tensors"),
         (lambda m: {n: b for n, b in m.named_buffers()}, "set"),
         (
-            lambda m: {
-                k for k in m.state_dict() if k.endswith(("running_mean", "running_var"))
-            },
+            lambda m: {k for k in m.state_dict() if k.endswith(("running_mean", "running_var"))},
             "num_batches_tracked",
         ),
     ],
@@ -111,14 +101,10 @@ def test_save_and_reload_right_answers_unlike_the_solution():
     ):  # from the simulation: __class__, map_location device, weights_only, eval
         torch.save(model.state_dict(), path)
         fresh = model.__class__()
-        fresh.load_state_dict(
-            torch.load(path, map_location=torch.device("cpu"), weights_only=True)
-        )
+        fresh.load_state_dict(torch.load(path, map_location=torch.device("cpu"), weights_only=True))
         return fresh.eval()
 
-    def file_objects(
-        model, path
-    ):  # open() once to write, once to read, before torch.load runs
+    def file_objects(model, path):  # open() once to write, once to read, before torch.load runs
         with open(path, "wb") as f:
             torch.save(model.state_dict(), f)
         fresh = type(model)()
@@ -262,9 +248,7 @@ def test_save_and_reload_accepts_the_files_bytes_read_into_memory_first():
         fresh.load_state_dict(torch.load(data))
         return fresh
 
-    def bytes_of_memory(
-        model, path
-    ):  # a buffer that is not the file's bytes proves nothing
+    def bytes_of_memory(model, path):  # a buffer that is not the file's bytes proves nothing
         torch.save(model.state_dict(), path)
         buf = io.BytesIO()
         torch.save(model.state_dict(), buf)

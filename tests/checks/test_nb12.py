@@ -22,17 +22,13 @@ from tests.checks import answers_nb12
 
 check.capstone_save_atomically  # noqa: B018  (loads the module)
 
-linux_fork = pytest.mark.skipif(
-    not crash.can_fork(), reason="kill_at needs os.fork on Linux"
-)
+linux_fork = pytest.mark.skipif(not crash.can_fork(), reason="kill_at needs os.fork on Linux")
 
 
 # ---------------------------------------------------------------- the notebook's solutions
 def save_atomically(obj, path):  # notebooks/12_capstone_lab.ipynb, fix 6
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -88,9 +84,7 @@ KILLED_ANSWERS = [
 
 
 @linux_fork
-@pytest.mark.parametrize(
-    "answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS]
-)
+@pytest.mark.parametrize("answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS])
 def test_a_real_kill_catches_each_non_atomic_save_every_time(answer, hint):
     """Kill moments are counted in write calls, not timed: the verdict is the same on every run."""
     for _ in range(3):
@@ -99,12 +93,8 @@ def test_a_real_kill_catches_each_non_atomic_save_every_time(answer, hint):
         assert "SIGKILL" in result.message
 
 
-@pytest.mark.parametrize(
-    "answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS]
-)
-def test_without_fork_the_disk_is_examined_at_the_same_moments(
-    monkeypatch, answer, hint
-):
+@pytest.mark.parametrize("answer,hint", KILLED_ANSWERS, ids=[a.__name__ for a, _ in KILLED_ANSWERS])
+def test_without_fork_the_disk_is_examined_at_the_same_moments(monkeypatch, answer, hint):
     monkeypatch.setattr(crash, "can_fork", lambda: False)
     result = check.capstone_save_atomically(answer)
     assert result.status == "wrong" and hint in result.message.lower(), repr(result)
@@ -205,10 +195,7 @@ def test_moving_to_the_gpu_gets_one_hint_with_every_build(monkeypatch, error):
     monkeypatch.setattr(torch.cuda, "_lazy_init", no_gpu)
     result = check.capstone_load_gpu_weights(answers_nb12._load_gpu_then_cuda)
     assert result.status == "wrong", repr(result)
-    assert (
-        "moves the model to the GPU" in result.message
-        and str(error)[:20] in result.message
-    )
+    assert "moves the model to the GPU" in result.message and str(error)[:20] in result.message
 
 
 def test_cuda_prefix_dict_hint_explains_the_full_tag():
@@ -223,9 +210,7 @@ def test_simulation_right_answers_for_the_gpu_file():
         from labs_utils.models import SimpleModel
 
         model = SimpleModel()
-        model.load_state_dict(
-            torch.load(path, map_location=torch.device("cpu"), weights_only=True)
-        )
+        model.load_state_dict(torch.load(path, map_location=torch.device("cpu"), weights_only=True))
         return model
 
     assert check.capstone_load_gpu_weights(load_gpu_weights)
@@ -243,12 +228,9 @@ def test_an_answer_that_relies_on_an_earlier_process_wide_add_is_told_so():
     # in a cell above, outside the function
     torch.serialization.add_safe_globals([RunInfo])
     try:
-        result = check.capstone_load_safely(
-            lambda path: torch.load(path, weights_only=True)
-        )
+        result = check.capstone_load_safely(lambda path: torch.load(path, weights_only=True))
         assert (
-            result.status == "wrong"
-            and "already allowed for the whole process" in result.message
+            result.status == "wrong" and "already allowed for the whole process" in result.message
         )
         # the learner's own entry stays
         assert RunInfo in torch.serialization.get_safe_globals()
@@ -290,8 +272,7 @@ def test_hard_coded_file_is_rejected(tmp_path):
 def test_param_groups_only_is_explained_not_a_type_error():
     result = check.capstone_save_for_resume(answers_nb12._save_param_groups_only)
     assert (
-        "could not use your answer" not in result.message
-        and "param_groups alone" in result.message
+        "could not use your answer" not in result.message and "param_groups alone" in result.message
     )
 
 
@@ -328,9 +309,7 @@ def test_kill_at_kills_before_the_chosen_call_and_no_cleanup_runs(tmp_path):
     kill = crash.kill_at(save, ({"w": torch.ones(10)}, tmp_path / "b.pth"), 0)
     assert kill.killed and kill.call == trace.calls[0]
     assert not marker.exists()  # SIGKILL: no finally block ran
-    assert (
-        tmp_path / "b.pth"
-    ).stat().st_size == 0  # torch.save had opened (truncated) the file
+    assert (tmp_path / "b.pth").stat().st_size == 0  # torch.save had opened (truncated) the file
 
 
 @linux_fork
@@ -362,19 +341,13 @@ def test_watching_sees_calls_however_they_are_named(tmp_path):
     with crash.watching(torch.serialization.save) as seen:
         save({"w": 1}, tmp_path / "e.pth")
     assert seen.calls[-1] == "os.replace"
-    assert [Path(a["f"]).name for a in seen.arguments[torch.serialization.save]] == [
-        "e.tmp"
-    ]
+    assert [Path(a["f"]).name for a in seen.arguments[torch.serialization.save]] == ["e.tmp"]
     assert sys.getprofile() is None
 
 
 def test_kill_moments():
     assert crash.kill_moments(["open", "write"]) == [0, 1]
-    calls = (
-        ["open"]
-        + ["BufferedWriter.write"] * 40
-        + ["BufferedWriter.close", "os.replace"]
-    )
+    calls = ["open"] + ["BufferedWriter.write"] * 40 + ["BufferedWriter.close", "os.replace"]
     moments = crash.kill_moments(calls, at_most=8)
     assert {0, 1, 41, 42} <= set(moments) and len(moments) <= 10
     assert moments == sorted(set(moments))
@@ -410,7 +383,6 @@ def test_the_real_kill_lands_where_the_in_process_run_saw_the_gap():
     ).calls
     moment = calls.index("os.rename")
     result = check.capstone_save_atomically(answers_nb12._save_remove_then_rename)
-    assert (
-        f"a SIGKILL just before its {nb12_atomic._ordinal(moment + 1)} of"
-        in result.message
-    ), result.message
+    assert f"a SIGKILL just before its {nb12_atomic._ordinal(moment + 1)} of" in result.message, (
+        result.message
+    )

@@ -37,11 +37,7 @@ def test_amp_checkpoint_refuses_unloadable_extras():
         }
 
     r = check.amp_checkpoint(with_version)
-    assert (
-        r.status == "wrong"
-        and "weights_only=True" in r.message
-        and "'torch' entry" in r.message
-    )
+    assert r.status == "wrong" and "weights_only=True" in r.message and "'torch' entry" in r.message
 
 
 SLOTS = ("model", "optimizer", "scheduler")
@@ -64,10 +60,9 @@ def test_amp_checkpoint_compares_every_entry_with_the_right_object(slot, source)
     if slot == source:
         assert r, repr(r)
     else:
-        assert (
-            r.status == "wrong"
-            and f"the {slot!r} entry holds the {source}'s" in r.message
-        ), repr(r)
+        assert r.status == "wrong" and f"the {slot!r} entry holds the {source}'s" in r.message, (
+            repr(r)
+        )
 
 
 def test_amp_checkpoint_rejects_weights_of_another_model():

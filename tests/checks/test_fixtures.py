@@ -15,9 +15,7 @@ def test_cnn_with_moved_statistics_is_seeded_and_moved():
     default = SmallCNN(dropout=0.0).state_dict()
     assert a.training
     assert fixtures.changed_keys(a, fixtures.snapshot(b)) == []
-    moved = [
-        k for k, v in a.state_dict().items() if "running" in k or "num_batches" in k
-    ]
+    moved = [k for k, v in a.state_dict().items() if "running" in k or "num_batches" in k]
     assert moved and all(not torch.equal(a.state_dict()[k], default[k]) for k in moved)
 
 
@@ -56,6 +54,4 @@ def test_patched_torch_load_covers_imported_aliases_and_restores(tmp_path):
         torch.load(path, weights_only=True)
         torch.serialization.load(path, weights_only=True)
     assert seen == [str(path)] * 3
-    assert (
-        torch.load is real and torch.serialization.load is real and aliased_load is real
-    )
+    assert torch.load is real and torch.serialization.load is real and aliased_load is real

@@ -77,9 +77,7 @@ def test_reading_every_tensor_is_noticed_under_an_imported_name():
 
     for answer in (every_tensor, get_tensors_then_pick):
         result = check.read_one_tensor(answer)
-        assert result.status == "wrong" and "read 5 tensors" in result.message, (
-            answer.__name__
-        )
+        assert result.status == "wrong" and "read 5 tensors" in result.message, answer.__name__
 
 
 def test_the_counting_wrapper_is_gone_after_the_check():
@@ -88,11 +86,7 @@ def test_the_counting_wrapper_is_gone_after_the_check():
 
     real = safetensors.safe_open
     check.read_one_tensor(read_one)
-    assert (
-        safetensors.safe_open is real
-        and st.safe_open is real
-        and globals()["safe_open"] is real
-    )
+    assert safetensors.safe_open is real and st.safe_open is real and globals()["safe_open"] is real
     assert st.load_file.__name__ == "load_file"
 
 

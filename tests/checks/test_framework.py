@@ -20,7 +20,7 @@ load_all()
 EXERCISES = sorted(REGISTRY)
 WRONG_OF: dict = {}
 RIGHT_OF: dict = {}
-for _path in sorted((Path(__file__).parent / "checks").glob("answers_nb*.py")):
+for _path in sorted(Path(__file__).parent.glob("answers_nb*.py")):
     _answers = importlib.import_module(f"tests.checks.{_path.stem}")
     WRONG_OF.update(_answers.WRONG)
     RIGHT_OF.update(_answers.RIGHT)
@@ -44,9 +44,7 @@ def test_placeholder_is_not_attempted_and_never_raises(name, placeholder):
 
 @pytest.mark.parametrize("name", EXERCISES)
 def test_every_check_declares_wrong_answers(name):
-    assert len(WRONG_OF.get(name, [])) >= 1, (
-        f"{name} declares no wrong answers to test its hints"
-    )
+    assert len(WRONG_OF.get(name, [])) >= 1, f"{name} declares no wrong answers to test its hints"
 
 
 WRONG = [(name, i) for name in EXERCISES for i in range(len(WRONG_OF.get(name, [])))]
@@ -96,9 +94,7 @@ def test_framework_results():
         assert demo(42).status == "wrong" and "expected a function" in demo(42).message
         # a failing check shows the case it tried: what went in, what came out
         assert repr(demo(lambda x: x + x)).endswith("\n  tried: <lambda>(3) returned 6")
-        assert "tried: <lambda>(3) raised ZeroDivisionError" in repr(
-            demo(lambda x: 1 / 0)
-        )
+        assert "tried: <lambda>(3) raised ZeroDivisionError" in repr(demo(lambda x: 1 / 0))
         assert "tried" not in repr(demo(lambda x: x * x))
         with pytest.raises(ValueError, match="two checks"):
             exercise("_demo_square", notebook="00_demo")(lambda a: None)
@@ -143,9 +139,7 @@ def test_checks_leave_the_learners_process_alone(name, tmp_path, monkeypatch):
         assert random.getstate() == before[1]
         assert (np.random.get_state()[1] == before[2]).all()
     finally:
-        torch.serialization._weights_only_unpickler._remove_safe_globals(
-            [_LearnerGlobal]
-        )
+        torch.serialization._weights_only_unpickler._remove_safe_globals([_LearnerGlobal])
 
 
 def _demo(name, body):
@@ -223,17 +217,9 @@ def test_process_wide_changes_by_an_answer_are_undone_and_reported():
     try:
         run = _demo("_demo_state", lambda fn: call_answer(fn, 3) and "ok")
         r = run(grad_off)
-        assert (
-            r.status == "wrong"
-            and "autograd off" in r.message
-            and torch.is_grad_enabled()
-        )
+        assert r.status == "wrong" and "autograd off" in r.message and torch.is_grad_enabled()
         r = run(allow_for_everyone)
-        assert (
-            r.status == "wrong"
-            and "_LearnerGlobal" in r.message
-            and "process-wide" in r.message
-        )
+        assert r.status == "wrong" and "_LearnerGlobal" in r.message and "process-wide" in r.message
         assert _LearnerGlobal not in torch.serialization.get_safe_globals()
         assert run(tidy).status == "correct"
 
@@ -265,9 +251,7 @@ def test_a_checks_own_safe_globals_block_keeps_the_learners_entries():
         assert _LearnerGlobal in torch.serialization.get_safe_globals()
     finally:
         REGISTRY.pop("_demo_block", None)
-        torch.serialization._weights_only_unpickler._remove_safe_globals(
-            [_LearnerGlobal]
-        )
+        torch.serialization._weights_only_unpickler._remove_safe_globals([_LearnerGlobal])
 
 
 def test_isolated_safe_globals_hides_and_restores_the_learners_entries():
@@ -281,16 +265,12 @@ def test_isolated_safe_globals_hides_and_restores_the_learners_entries():
             inside = torch.serialization.get_safe_globals()
             assert _LearnerGlobal not in inside
             assert all(
-                getattr(
-                    e[0] if isinstance(e, tuple) else e, "__module__", ""
-                ).startswith("torch")
+                getattr(e[0] if isinstance(e, tuple) else e, "__module__", "").startswith("torch")
                 for e in inside
             )
         assert _LearnerGlobal in torch.serialization.get_safe_globals()
     finally:
-        torch.serialization._weights_only_unpickler._remove_safe_globals(
-            [_LearnerGlobal]
-        )
+        torch.serialization._weights_only_unpickler._remove_safe_globals([_LearnerGlobal])
 
 
 def test_as_int_one_rule_for_whole_numbers():

@@ -110,10 +110,7 @@ def test_float_for_an_integer_numpy_scalar_gets_the_kind_hint():
 
     def float_for_floats_only(ckpt):
         out = make_loadable(ckpt)
-        return {
-            k: (float(v) if isinstance(v, np.floating) else out[k])
-            for k, v in ckpt.items()
-        }
+        return {k: (float(v) if isinstance(v, np.floating) else out[k]) for k, v in ckpt.items()}
 
     assert check.make_loadable(float_for_floats_only)
     result = check.make_loadable(

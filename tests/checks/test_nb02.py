@@ -61,9 +61,7 @@ def test_remap_keys_right_answers(answer):
     [
         (
             lambda sd: {
-                k.replace("features.", "backbone.", 1).replace(
-                    "classifier.", "head.", 1
-                ): v
+                k.replace("features.", "backbone.", 1).replace("classifier.", "head.", 1): v
                 for k, v in sd.items()
             },
             "start of a key",
@@ -110,9 +108,7 @@ def test_remap_keys_catches_a_changed_input_and_leaves_a_right_answers_input_alo
 
     for answer in (pops, scales_in_place):
         result = check.remap_keys(answer)
-        assert result.status == "wrong" and "do not modify" in result.message, repr(
-            result
-        )
+        assert result.status == "wrong" and "do not modify" in result.message, repr(result)
 
     source = nb02._source_state_dict()
     before = {k: v.clone() for k, v in source.items()}

@@ -40,9 +40,7 @@ def merge_lora(base_state_dict, adapter_dir):  # the notebook's solution
     merged = dict(base_state_dict)
     for key, lora_a in adapter.items():
         if key.endswith(".lora_A.weight"):
-            module = key.removeprefix("base_model.model.").removesuffix(
-                ".lora_A.weight"
-            )
+            module = key.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
             lora_b = adapter[key.replace(".lora_A.", ".lora_B.")]
             merged[module + ".weight"] = (
                 base_state_dict[module + ".weight"] + (lora_b @ lora_a) * scale
@@ -60,9 +58,7 @@ def test_notebook_answers_pass():
 
 
 def test_the_checkpoints_are_real_lightning_files_with_the_traps():
-    cases = {
-        name: (data, attributes) for name, data, attributes in nb16._lightning_cases()
-    }
+    cases = {name: (data, attributes) for name, data, attributes in nb16._lightning_cases()}
     assert set(cases) == {"ema.ckpt", "nested.ckpt"}
     for data, attributes in cases.values():
         ckpt = torch.load(io.BytesIO(data), weights_only=True)
@@ -76,14 +72,10 @@ def test_the_checkpoints_are_real_lightning_files_with_the_traps():
             "pytorch-lightning_version",
         } <= set(ckpt)
         assert ckpt["global_step"] == 2
-        assert all(
-            any(k.startswith(a + ".") for k in ckpt["state_dict"]) for a in attributes
-        )
+        assert all(any(k.startswith(a + ".") for k in ckpt["state_dict"]) for a in attributes)
     ema = torch.load(io.BytesIO(cases["ema.ckpt"][0]), weights_only=True)["state_dict"]
     assert any(k.startswith("net_ema.") for k in ema) and "loss_fn.weight" in ema
-    nested = torch.load(io.BytesIO(cases["nested.ckpt"][0]), weights_only=True)[
-        "state_dict"
-    ]
+    nested = torch.load(io.BytesIO(cases["nested.ckpt"][0]), weights_only=True)["state_dict"]
     assert "model.model.weight" in nested and "model.norm.num_batches_tracked" in nested
     assert any(k.startswith("teacher.") for k in nested)
 
@@ -129,9 +121,7 @@ def test_solution_is_close_to_peft_but_tolerance_is_what_passes_it(tmp_path):
 
 def _right_other_order(base_state_dict, adapter_dir):
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    scale = config["lora_alpha"] / (
-        math.sqrt(config["r"]) if config["use_rslora"] else config["r"]
-    )
+    scale = config["lora_alpha"] / (math.sqrt(config["r"]) if config["use_rslora"] else config["r"])
     adapter = load_file(adapter_dir / "adapter_model.safetensors")
     out = {k: v.clone() for k, v in base_state_dict.items()}
     for key in adapter:
@@ -224,14 +214,10 @@ def test_the_check_leaves_lightnings_logger_level_alone():
 
 
 def test_scale_hints():
-    assert "upside down" in nb16._scale_hint(
-        0.25, r=4, alpha=16, rslora=False, scale=4.0
-    )
+    assert "upside down" in nb16._scale_hint(0.25, r=4, alpha=16, rslora=False, scale=4.0)
     assert "use_rslora" in nb16._scale_hint(2.0, r=4, alpha=8, rslora=True, scale=4.0)
     assert "only" in nb16._scale_hint(4.0, r=4, alpha=8, rslora=False, scale=2.0)
     assert "alone" in nb16._scale_hint(16.0, r=4, alpha=16, rslora=False, scale=4.0)
-    assert "did not change" in nb16._scale_hint(
-        0.0, r=4, alpha=16, rslora=False, scale=4.0
-    )
+    assert "did not change" in nb16._scale_hint(0.0, r=4, alpha=16, rslora=False, scale=4.0)
     assert nb16._scale_hint(3.3, r=4, alpha=16, rslora=False, scale=4.0) is None
     assert Path(nb16.__file__).name == "nb16.py"

@@ -19,11 +19,7 @@ def keep_layers(state_dict, names):
 
 def fits(state_dict, model):
     target = model.state_dict()
-    return {
-        k: v
-        for k, v in state_dict.items()
-        if k in target and v.shape == target[k].shape
-    }
+    return {k: v for k, v in state_dict.items() if k in target and v.shape == target[k].shape}
 
 
 def to_small_cnn(key):
@@ -95,9 +91,7 @@ def test_keep_layers_right_answers_unlike_the_solution():
     from collections import OrderedDict
 
     answers = [
-        lambda sd, names: {
-            k: v for k, v in sd.items() if k.split(".", 1)[0] in set(names)
-        },
+        lambda sd, names: {k: v for k, v in sd.items() if k.split(".", 1)[0] in set(names)},
         lambda sd, names: OrderedDict(
             (k, v.clone()) for k, v in sd.items() if k.partition(".")[0] in names
         ),
@@ -111,29 +105,21 @@ def test_keep_layers_right_answers_unlike_the_solution():
     [
         # deletes from the given dict and returns it: the simulation's false accept
         (
-            lambda sd, names: (
-                [sd.pop(k) for k in list(sd) if k.split(".")[0] not in names] and sd
-            ),
+            lambda sd, names: [sd.pop(k) for k in list(sd) if k.split(".")[0] not in names] and sd,
             "new dict",
         ),
         (
-            lambda sd, names: {
-                k: v for k, v in sd.items() if any(f"{n}." in k for n in names)
-            },
+            lambda sd, names: {k: v for k, v in sd.items() if any(f"{n}." in k for n in names)},
             "start of the key",
         ),
         (
             lambda sd, names: {
-                k: v
-                for k, v in sd.items()
-                if k.split(".")[-2:-1] and k.split(".")[-2] in names
+                k: v for k, v in sd.items() if k.split(".")[-2:-1] and k.split(".")[-2] in names
             },
             "first part",
         ),
         (
-            lambda sd, names: {
-                k: v for k, v in sd.items() if k.rsplit(".", 1)[0] in names
-            },
+            lambda sd, names: {k: v for k, v in sd.items() if k.rsplit(".", 1)[0] in names},
             "submodules",
         ),
     ],
@@ -163,15 +149,11 @@ def test_fits_right_answers_unlike_the_solution():
 def test_fits_rejects_named_parameters_the_simulations_false_accept():
     def named_parameters(state_dict, model):
         own = dict(model.named_parameters())
-        return {
-            k: v for k, v in state_dict.items() if k in own and v.shape == own[k].shape
-        }
+        return {k: v for k, v in state_dict.items() if k in own and v.shape == own[k].shape}
 
     result = check.fits(named_parameters)
     assert (
-        result.status == "wrong"
-        and "buffer" in result.message
-        and "state_dict()" in result.message
+        result.status == "wrong" and "buffer" in result.message and "state_dict()" in result.message
     )
 
 
@@ -198,9 +180,7 @@ def test_fits_leaves_the_state_dict_alone_and_catches_a_changed_one():
     def deletes(state_dict, model):
         target = model.state_dict()
         for k in [
-            k
-            for k in state_dict
-            if k not in target or state_dict[k].shape != target[k].shape
+            k for k in state_dict if k not in target or state_dict[k].shape != target[k].shape
         ]:
             del state_dict[k]
         return state_dict
@@ -249,9 +229,7 @@ def test_to_small_cnn_right_answers_unlike_the_solution():
         return key
 
     def two_anchored_subs(key):
-        return re.sub(
-            r"^head\.1\.", "classifier.2.", re.sub(r"^backbone\.", "features.", key)
-        )
+        return re.sub(r"^head\.1\.", "classifier.2.", re.sub(r"^backbone\.", "features.", key))
 
     for answer in (table, two_anchored_subs):
         assert check.to_small_cnn(answer), check.to_small_cnn(answer)
