@@ -218,7 +218,9 @@ class _Checks:
                 for line in solution.splitlines()
                 if "# Hint:" in line
             ),
-            "What the check tries: " + " ".join(ex.doc.split()) if ex.doc else "",
+            "What the check tries: " + " ".join(ex.doc.replace("``", "`").split())
+            if ex.doc
+            else "",
             f"Your last try: {ex.last.message}"
             if ex.last is not None and ex.last.status == WRONG
             else "",
