@@ -83,12 +83,12 @@ def _training_state(model, optimizer, ema, loader, epoch: int) -> dict:
     return {**state, "epoch": epoch, "rng": capture_rng_state()}
 
 
-def _reference(num_workers: int, cache: dict):
-    if num_workers not in cache:
-        model, optimizer, ema, loader = _objects(0, num_workers)
-        log = _train(model, optimizer, ema, loader, 0, [])
-        cache[num_workers] = (log, *copy.deepcopy((model.state_dict(), ema.state_dict())))
-    return cache[num_workers]
+@functools.cache
+def _reference(num_workers: int) -> tuple:
+    """The uninterrupted run (the same in every check): its batches, final model and EMA."""
+    model, optimizer, ema, loader = _objects(0, num_workers)
+    log = _train(model, optimizer, ema, loader, 0, [])
+    return tuple(log), *copy.deepcopy((model.state_dict(), ema.state_dict()))
 
 
 def _where(stop_at) -> str:
@@ -179,9 +179,9 @@ def _check_batches(log: list, reference: list, stop_at, start: int, where: str) 
 @exercise("resume_mid_epoch", notebook=NB)
 def resume_mid_epoch(fn) -> str:
     """``fn(checkpoint, model, optimizer, ema, loader)`` restores everything and returns the epoch to train next."""
-    references: dict = {}
     for stop_at, workers in _CASES:
-        ref_log, ref_model, ref_ema = _reference(workers, references)
+        ref_log, ref_model, ref_ema = _reference(workers)
+        ref_log = list(ref_log)
         model, optimizer, ema, loader = _objects(0, workers)
         log = _train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
         checkpoint = through_file(_training_state(model, optimizer, ema, loader, stop_at[0]))

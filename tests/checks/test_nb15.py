@@ -28,7 +28,8 @@ def test_a_crashing_answer_is_reported():
 
 def _finish(resume, stop_at, workers=0):
     """Crash the check's run at ``stop_at``, resume with ``resume`` and finish: (log, model, ema) vs reference."""
-    ref_log, ref_model, ref_ema = nb15._reference(workers, {})
+    ref_log, ref_model, ref_ema = nb15._reference(workers)
+    ref_log = list(ref_log)
     model, optimizer, ema, loader = nb15._objects(0, workers)
     log = nb15._train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
     ckpt = fixtures.through_file(nb15._training_state(model, optimizer, ema, loader, stop_at[0]))
