@@ -104,7 +104,7 @@ def _home(module: str, lesson: str) -> str:
     return found[0].stem if found else number
 
 
-def exercise(name: str, *, notebook: str, **_ignored: Any) -> Callable:
+def exercise(name: str, *, notebook: str) -> Callable:
     """Register a check named ``name``; ``notebook`` is the lesson that teaches it (named in a
     hint when it is not the notebook the exercise is in). The check gets the answer and returns
     the success message, or raises ``Wrong`` with a hint (``NotAttempted`` for a placeholder)."""
