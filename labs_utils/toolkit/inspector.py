@@ -192,55 +192,46 @@ class CheckpointReport:
         def counts(c: Mapping[str, int], unit: str) -> str:
             return ", ".join(f"{k} ({v} {unit})" for k, v in c.items()) or "-"
 
-        rows: list[list[Any]] = [
-            ["format", self.format],
-            [
-                "file size",
-                f"{human_bytes(self.file_bytes)} ({self.file_bytes:,} bytes)",
-            ],
-        ]
-        if self.safe_to_load:
+        size = f"{human_bytes(self.file_bytes)} ({self.file_bytes:,} bytes)"
+        rows: list[list[Any]] = [["format", self.format], ["file size", size]]
+        if not self.safe_to_load:
+            rows.append(["safe loading", "REFUSED by weights_only=True"])
+            danger = "   <- can run code or touch files"
+            rows += [
+                ["  needs", g + (danger if _is_dangerous(g) else "")]
+                for g in self.refused_globals
+            ]
+        elif self.format.startswith("torch"):
+            rows.append(["safe loading", "ok: loads with weights_only=True"])
+        else:
             rows.append(
                 [
                     "safe loading",
-                    "ok: loads with weights_only=True"
-                    if self.format.startswith("torch")
-                    else "ok: safetensors holds tensors and strings only, no code",
+                    "ok: safetensors holds tensors and strings only, no code",
                 ]
             )
-        else:
-            rows.append(["safe loading", "REFUSED by weights_only=True"])
-            rows += [
-                [
-                    "  needs",
-                    g
-                    + ("   <- can run code or touch files" if _is_dangerous(g) else ""),
-                ]
-                for g in self.refused_globals
-            ]
         if self.top_level_keys is not None and self.weights_entry != "":
             rows.append(["top-level keys", ", ".join(self.top_level_keys) or "(empty)"])
         if self.weights_entry is not None:
             where = (
-                "the file itself (a state_dict)"
-                if self.weights_entry == ""
-                else f"[{self.weights_entry!r}]"
+                f"[{self.weights_entry!r}]"
+                if self.weights_entry
+                else "the file itself (a state_dict)"
             )
             rows.append(["weights", f"{where}: {self.weights_elements:,} elements"])
+        data = f"{human_bytes(self.tensor_bytes)} of data"
         if self.tensors is not None:
             rows.append(
                 [
                     "tensors",
-                    f"{self.tensors} tensors, {self.elements:,} elements, "
-                    f"{human_bytes(self.tensor_bytes)} of data",
+                    f"{self.tensors} tensors, {self.elements:,} elements, {data}",
                 ]
             )
         else:
             rows.append(
                 [
                     "storages",
-                    f"{self.storages} (read from the pickle, not loaded), "
-                    f"{human_bytes(self.tensor_bytes)} of data",
+                    f"{self.storages} (read from the pickle, not loaded), {data}",
                 ]
             )
         if self.shared_tensors:
@@ -248,24 +239,15 @@ class CheckpointReport:
         rows.append(
             [
                 "dtypes",
-                counts(
-                    self.dtypes, "tensors" if self.tensors is not None else "storages"
-                ),
+                counts(self.dtypes, "storages" if self.tensors is None else "tensors"),
             ]
         )
-        rows.append(
-            [
-                "saved on",
-                counts(self.saved_on, "storages")
-                if self.saved_on
-                else "not recorded (safetensors stores no device)"
-                if self.format == "safetensors"
-                else "-",
-            ]
-        )
+        saved_on = counts(self.saved_on, "storages") if self.saved_on else "-"
+        if not self.saved_on and self.format == "safetensors":
+            saved_on = "not recorded (safetensors stores no device)"
+        rows.append(["saved on", saved_on])
         rows.append(["prefixes", ", ".join(self.prefixes) or "none"])
-        for k, v in self.metadata.items():
-            rows.append([f"metadata[{k}]", v])
+        rows += [[f"metadata[{k}]", v] for k, v in self.metadata.items()]
         return Table(
             ["field", "value"],
             rows,
