@@ -136,7 +136,15 @@ def _no_final_check(model, folder):
     return model
 
 
+def _returns_nothing(model, folder):
+    _no_final_check(model, folder)
+
+
 _SHARDED_MISTAKES = [
+    (
+        _returns_nothing,
+        "your function returned None: end it with `return model`",
+    ),
     (
         _glob_all,
         "load only the shards the index lists (`set(index['weight_map'].values())`): the folder "
@@ -312,7 +320,15 @@ def _in_place(state_dicts):
     return first
 
 
+def _average_returns_nothing(state_dicts):
+    _average(state_dicts)
+
+
 _AVERAGE_MISTAKES = [
+    (
+        _average_returns_nothing,
+        "your function returned None: end it with `return` and the new dict",
+    ),
     (
         _in_place,
         "your function changed the checkpoints it was given (`+=` on their tensors): build a "
