@@ -28,6 +28,7 @@ class Wrong(Exception):
     def __init__(self, message: str = "", *, covers: tuple[str, ...] | set[str] = ()):
         super().__init__(message)
         self.covers = set(covers)
+        self.raised = ""  # the learner's exception, when the hint reports one
 
 
 class NotAttempted(Exception):
@@ -229,9 +230,11 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     except BaseException as e:  # the learner's code failed: say how, as a hint
         _last_call[:] = [f"{call} raised {type(e).__name__}"]
         _where[:] = [_learner_line(e.__traceback__)]
-        raise Wrong(
+        wrong = Wrong(
             f"your function raised {type(e).__name__}: {str(e).strip() or '(no message)'}"
-        ) from None
+        )
+        wrong.raised = type(e).__name__  # what a known mistake that raises is compared with
+        raise wrong from None
     finally:
         changes = _describe_changes(before, _process_state())
         if changes:

@@ -108,7 +108,7 @@ def _outcome(fn: Any, case: Case, learner: bool = False) -> _Outcome:
     except (NotAttempted, KeyboardInterrupt):
         raise
     except Wrong as w:
-        return _Outcome(raised=w.__class__.__name__, hint=str(w))
+        return _Outcome(raised=w.raised or "Wrong", hint=str(w))
     except Exception as e:
         return _Outcome(raised=type(e).__name__)
     return _Outcome(case.look(out, args) if case.look else (out, args))

@@ -157,3 +157,24 @@ def test_a_learners_notebook_global_does_not_stand_in_for_a_parameter(demo):
 
     assert demo("_demo_globals", body)(namespace["f"]).status == "correct"
     assert "scaler" in namespace  # the learner's namespace is left as it was
+
+
+def test_a_known_mistake_that_raises_matches_an_answer_that_raises_alike(demo):
+    def reference(sd, key):
+        return sd.get(key, 0)
+
+    def indexes(sd, key):
+        return sd[key]
+
+    cases = [
+        Case("a key that is there", lambda: ({"a": 1}, "a")),
+        Case("a missing key", lambda: ({}, "b")),
+    ]
+    run = demo(
+        "_demo_raises",
+        lambda fn: behaves_like(fn, reference, cases, [(indexes, "use .get")]) or "ok",
+    )
+    assert run(lambda sd, key: sd[key]).message == "use .get"
+    assert (
+        "KeyError" in run(lambda sd, key: {}[key]).message
+    )  # raises on every case: not that mistake
