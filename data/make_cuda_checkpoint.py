@@ -45,9 +45,7 @@ def _no_deserializer(storage, location: str):
     return None  # loading is left entirely to PyTorch's own deserializers
 
 
-torch.serialization.register_package(
-    0, _tagger, _no_deserializer
-)  # 0 runs before "cpu" (10)
+torch.serialization.register_package(0, _tagger, _no_deserializer)  # 0 runs before "cpu" (10)
 
 
 @contextlib.contextmanager
@@ -103,9 +101,7 @@ def check() -> int:
             b = torch.load(new, map_location="cpu", weights_only=True)
             same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
             tags = stored_locations(old)
-            print(
-                f"{old.name}: tags {sorted(tags)}, same tensors as a fresh remake: {same}"
-            )
+            print(f"{old.name}: tags {sorted(tags)}, same tensors as a fresh remake: {same}")
             if not same or tags != {location}:
                 return 1
     return 0

@@ -30,9 +30,7 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
             f"seed_everything() expects an int seed, got {type(seed).__name__}: {seed!r}"
         )
     if not 0 <= seed < 2**32:
-        raise ValueError(
-            f"seed must be in [0, 2**32), got {seed}; numpy cannot use it otherwise"
-        )
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}; numpy cannot use it otherwise")
     import numpy as np
     import torch
 
@@ -54,13 +52,7 @@ def scratch_dir(name: str, root: str | os.PathLike = "runs") -> Path:
     The folder is removed and made again, so a rerun starts from the same state. The path is
     relative (to the notebook's folder), so outputs never show a machine's absolute paths.
     """
-    if (
-        not isinstance(name, str)
-        or not name
-        or "/" in name
-        or "\\" in name
-        or name in {".", ".."}
-    ):
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in {".", ".."}:
         raise ValueError(
             f"scratch_dir() needs a plain folder name such as '01_state_dict_basics', got {name!r}"
         )

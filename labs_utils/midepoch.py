@@ -42,9 +42,7 @@ def _whole(value: Any, what: str, *, allow_none: bool = False) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         extra = " or None" if allow_none else ""
-        raise TypeError(
-            f"Jitter: {what} must be a whole number >= 0{extra}, got {value!r}"
-        )
+        raise TypeError(f"Jitter: {what} must be a whole number >= 0{extra}, got {value!r}")
     return int(value)
 
 
@@ -63,9 +61,7 @@ class Jitter(Dataset):
                 f"{type(dataset).__name__}; wrap tensors with TensorDataset(x, y)"
             )
         if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or noise < 0:
-            raise ValueError(
-                f"Jitter: noise is a standard deviation >= 0, got {noise!r}"
-            )
+            raise ValueError(f"Jitter: noise is a standard deviation >= 0, got {noise!r}")
         self.dataset, self.noise = dataset, float(noise)
         self.seed = _whole(seed, "seed", allow_none=True)
         self.epoch = 0
@@ -92,10 +88,6 @@ class Jitter(Dataset):
         if self.seed is None:
             generator = None  # torch's global generator: in a worker, the worker's own
         else:
-            generator = torch.Generator().manual_seed(
-                sample_seed(self.seed, epoch, int(index))
-            )
-        noisy = x + self.noise * torch.randn(
-            x.shape, generator=generator, dtype=x.dtype
-        )
+            generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, int(index)))
+        noisy = x + self.noise * torch.randn(x.shape, generator=generator, dtype=x.dtype)
         return (noisy, *sample[1:])

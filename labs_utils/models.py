@@ -104,9 +104,7 @@ class SmallCNN(nn.Module):
     the module, moved with ``.to()``, but not saved).
     """
 
-    def __init__(
-        self, in_channels: int = 1, num_classes: int = 4, dropout: float = 0.5
-    ):
+    def __init__(self, in_channels: int = 1, num_classes: int = 4, dropout: float = 0.5):
         super().__init__()
         self.features = _cnn_features(in_channels)
         self.classifier = _cnn_head(num_classes, dropout)
@@ -120,9 +118,7 @@ class RenamedCNN(nn.Module):
     """``SmallCNN`` after a refactor that renamed ``features`` to ``backbone`` and
     ``classifier`` to ``head``: the same layers and shapes, other state_dict keys."""
 
-    def __init__(
-        self, in_channels: int = 1, num_classes: int = 4, dropout: float = 0.5
-    ):
+    def __init__(self, in_channels: int = 1, num_classes: int = 4, dropout: float = 0.5):
         super().__init__()
         self.backbone = _cnn_features(in_channels)
         self.head = _cnn_head(num_classes, dropout)
@@ -145,6 +141,4 @@ def _cnn_features(in_channels: int) -> nn.Sequential:
 
 
 def _cnn_head(num_classes: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 4 * 4, num_classes)
-    )
+    return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 4 * 4, num_classes))

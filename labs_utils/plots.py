@@ -29,9 +29,7 @@ def plot_runs(
     ``{"resumed": {"linestyle": "--"}}``).
     """
     if not runs:
-        raise ValueError(
-            "plot_runs() needs at least one run, e.g. {'uninterrupted': losses}"
-        )
+        raise ValueError("plot_runs() needs at least one run, e.g. {'uninterrupted': losses}")
     styles = styles or {}
     for label, data in runs.items():
         if isinstance(data, tuple) and len(data) == 2:
@@ -40,14 +38,10 @@ def plot_runs(
             ys = list(data)
             xs = range(1, len(ys) + 1)
         if len(xs) != len(ys):
-            raise ValueError(
-                f"run {label!r}: {len(xs)} x values but {len(ys)} y values"
-            )
+            raise ValueError(f"run {label!r}: {len(xs)} x values but {len(ys)} y values")
         ax.plot(list(xs), list(ys), label=label, **dict(styles.get(label, {})))
     if resume_at is not None:
-        ax.axvline(
-            resume_at, color="grey", linestyle=":", linewidth=1.5, label=resume_label
-        )
+        ax.axvline(resume_at, color="grey", linestyle=":", linewidth=1.5, label=resume_label)
     if logy:
         ax.set_yscale("log")
     ax.set_title(title)

@@ -33,9 +33,7 @@ def train_epoch(
         total += loss.item() * len(x)
         count += len(x)
     if count == 0:
-        raise ValueError(
-            "train_epoch() got an empty loader: check the dataset and batch size"
-        )
+        raise ValueError("train_epoch() got an empty loader: check the dataset and batch size")
     return total / count
 
 
@@ -59,7 +57,5 @@ def evaluate(
         count += len(x)
     model.train(was_training)
     if count == 0:
-        raise ValueError(
-            "evaluate() got an empty loader: check the dataset and batch size"
-        )
+        raise ValueError("evaluate() got an empty loader: check the dataset and batch size")
     return {"loss": total / count, "accuracy": correct / count}

@@ -16,9 +16,7 @@ def test_make_state_dict_size():
 def test_run_small(tmp_path):
     table = bench.run(size_mb=2, repeats=1, folder=tmp_path / "b")
     methods = [r[1] for r in table.rows]
-    assert (
-        "save_checkpoint (new file)" in methods and "torch.save (new file)" in methods
-    )
+    assert "save_checkpoint (new file)" in methods and "torch.save (new file)" in methods
     assert "torch.load(mmap=True)" in methods and "safetensors load_file" in methods
     assert all(float(r[2]) >= 0 for r in table.rows)
     assert not (tmp_path / "b").exists()  # files deleted afterwards

@@ -85,8 +85,7 @@ def lab_server(tmp_path):
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
                 pytest.fail(
-                    "JupyterLab did not start:\n"
-                    + (tmp_path / "lab.log").read_text()[-3000:]
+                    "JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:]
                 )
             time.sleep(0.5)
     yield url, token, work
@@ -104,9 +103,7 @@ def _first_exercise() -> tuple[int, str]:
     for index, cell in enumerate(cells):
         source = "".join(cell["source"])
         if cell["cell_type"] == "code" and BEGIN in source:
-            lines = [
-                line for line in source.splitlines() if line.strip() not in (BEGIN, END)
-            ]
+            lines = [line for line in source.splitlines() if line.strip() not in (BEGIN, END)]
             return index, "\n".join(lines)
     raise AssertionError(f"{NOTEBOOK} has no exercise")
 
@@ -185,11 +182,7 @@ def test_learner_answers_in_jupyterlab_and_sees_a_green_check(lab_server):
                 ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
             )
             # The answered exercise's check is green; the others are grey, not attempted.
-            verdict = (
-                page.locator(".jp-Notebook .jp-Cell")
-                .nth(exercise + 1)
-                .locator(".labs-check")
-            )
+            verdict = page.locator(".jp-Notebook .jp-Cell").nth(exercise + 1).locator(".labs-check")
             verdict.scroll_into_view_if_needed()
             assert verdict.count() == 1, "the check shows no labs-check verdict"
             assert "labs-check--correct" in verdict.get_attribute("class")
@@ -221,9 +214,7 @@ def test_learner_answers_in_jupyterlab_and_sees_a_green_check(lab_server):
         if tagged:
             assert errors, "a cell tagged raises-exception did not raise in the browser"
             traceback = errors[0]["traceback"]
-            assert (
-                traceback[1] == MESSAGE_FIRST_NOTE and traceback[0] == traceback[-1]
-            ), (
+            assert traceback[1] == MESSAGE_FIRST_NOTE and traceback[0] == traceback[-1], (
                 "the error's message is not shown first: make setup copies "
                 "tools/ipython_kernel_config.py into .venv"
             )

@@ -95,20 +95,14 @@ def test_load_wrong_type():
 def test_load_empty_file(tmp_path):
     path = tmp_path / "empty.pth"
     path.write_bytes(b"")
-    with pytest.raises(
-        CheckpointError, match=r"empty.pth: the file is empty \(0 bytes\)"
-    ):
+    with pytest.raises(CheckpointError, match=r"empty.pth: the file is empty \(0 bytes\)"):
         load_checkpoint(path)
 
 
 @pytest.mark.parametrize("cut", [10, 100, 0.5, -100, -5])
 def test_load_truncated_file(good, cut):
     data = good.read_bytes()
-    n = (
-        int(len(data) * cut)
-        if isinstance(cut, float)
-        else (cut if cut > 0 else len(data) + cut)
-    )
+    n = int(len(data) * cut) if isinstance(cut, float) else (cut if cut > 0 else len(data) + cut)
     bad = good.with_name("cut.pth")
     bad.write_bytes(data[:n])
     # one message for a cut zip, whoever reads it (load_checkpoint, the inspector)
@@ -174,9 +168,7 @@ def test_load_npy_and_safetensors_and_foreign_zip(tmp_path):
 def test_load_numpy_scalar_is_refused_with_the_global_named(tmp_path):
     path = tmp_path / "np.pth"
     torch.save({"metrics": {"val_loss": np.float64(0.5)}}, path)
-    with pytest.raises(
-        CheckpointError, match=r"refused by safe loading.*numpy"
-    ) as info:
+    with pytest.raises(CheckpointError, match=r"refused by safe loading.*numpy") as info:
         load_checkpoint(path)
     assert "safe_globals" in str(info.value)
     # a file we made ourselves
@@ -184,10 +176,7 @@ def test_load_numpy_scalar_is_refused_with_the_global_named(tmp_path):
 
 
 def test_load_map_location(good):
-    assert (
-        load_checkpoint(good, map_location=torch.device("cpu"))["w"].device.type
-        == "cpu"
-    )
+    assert load_checkpoint(good, map_location=torch.device("cpu"))["w"].device.type == "cpu"
 
 
 # ---------------------------------------------------------------- RNG state
@@ -269,9 +258,7 @@ def test_manager_last_every_time_best_on_improvement(tmp_path):
 
 
 def test_manager_mode_max_and_best_key_none(tmp_path):
-    m = CheckpointManager(
-        tmp_path, metric="val_acc", mode="max", keep_last=0, best_key=None
-    )
+    m = CheckpointManager(tmp_path, metric="val_acc", mode="max", keep_last=0, best_key=None)
     for i, acc in enumerate([0.5, 0.8, 0.7]):
         m.save(_state(i), epoch=i, metrics={"val_acc": acc})
     assert m.best_epoch == 1
@@ -324,9 +311,7 @@ def test_manager_raises_when_nothing_loads(tmp_path):
 
 
 def test_manager_refuses_other_metric_on_resume(tmp_path):
-    CheckpointManager(tmp_path).save(
-        _state(0), epoch=0, metrics={"val_loss": 0.3, "acc": 0.9}
-    )
+    CheckpointManager(tmp_path).save(_state(0), epoch=0, metrics={"val_loss": 0.3, "acc": 0.9})
     with pytest.raises(ValueError, match="same metric and mode"):
         CheckpointManager(tmp_path, metric="acc", mode="max").load_last()
 
@@ -441,9 +426,7 @@ def test_manager_nan_after_good_save_keeps_last(tmp_path):
 
 def test_manager_checkpoint_loads_weights_only_with_rng(tmp_path):
     m = CheckpointManager(tmp_path)
-    m.save(
-        {**_state(0), "rng": capture_rng_state()}, epoch=0, metrics={"val_loss": 0.5}
-    )
+    m.save({**_state(0), "rng": capture_rng_state()}, epoch=0, metrics={"val_loss": 0.5})
     ckpt = CheckpointManager(tmp_path).load_last(weights_only=True)
     assert set(ckpt["rng"]) == {"python", "numpy", "torch", "cuda", "generators"}
 
@@ -459,9 +442,7 @@ def test_save_checkpoint_writes_through_a_symlink_like_torch_save(tmp_path):
     target, link = shared / "last.pth", run / "last.pth"
     torch.save({"epoch": 1}, target)
     link.symlink_to(target)
-    torch.save(
-        {"epoch": 2}, link
-    )  # what torch.save does: the link stays, the target changes
+    torch.save({"epoch": 2}, link)  # what torch.save does: the link stays, the target changes
     assert link.is_symlink() and torch.load(target)["epoch"] == 2
     assert save_checkpoint({"epoch": 3}, link) == link
     assert link.is_symlink() and load_checkpoint(target)["epoch"] == 3
@@ -474,10 +455,7 @@ def test_save_checkpoint_through_a_dangling_symlink_creates_its_target(tmp_path)
     link.symlink_to(tmp_path / "run_07" / "last.pth")
     (tmp_path / "run_07").mkdir()
     save_checkpoint({"epoch": 1}, link)
-    assert (
-        link.is_symlink()
-        and load_checkpoint(tmp_path / "run_07" / "last.pth")["epoch"] == 1
-    )
+    assert link.is_symlink() and load_checkpoint(tmp_path / "run_07" / "last.pth")["epoch"] == 1
 
 
 _AS_ANOTHER_USER = """
@@ -563,9 +541,7 @@ def test_new_file_gets_the_mode_torch_save_gives(tmp_path, umask, mask):
     umask(mask)
     torch.save({"a": torch.ones(1)}, tmp_path / "plain.pth")
     save_checkpoint({"a": torch.ones(1)}, tmp_path / "atomic.pth")
-    assert (
-        mode(tmp_path / "atomic.pth") == mode(tmp_path / "plain.pth") == 0o666 & ~mask
-    )
+    assert mode(tmp_path / "atomic.pth") == mode(tmp_path / "plain.pth") == 0o666 & ~mask
 
 
 def test_replacing_a_file_keeps_its_mode(tmp_path, umask):
@@ -619,17 +595,13 @@ def _w(path) -> float:
     return load_checkpoint(path)["w"].item()
 
 
-def test_crash_between_best_and_last_never_lets_a_worse_model_replace_best(
-    tmp_path, monkeypatch
-):
+def test_crash_between_best_and_last_never_lets_a_worse_model_replace_best(tmp_path, monkeypatch):
     folder = tmp_path / "mgr"
     mgr = CheckpointManager(folder, keep_last=1)
     mgr.save({"model": {"w": torch.tensor([0.0])}}, epoch=0, metrics={"val_loss": 1.0})
     _crash_after_best(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        mgr.save(
-            {"model": {"w": torch.tensor([1.0])}}, epoch=1, metrics={"val_loss": 0.2}
-        )
+        mgr.save({"model": {"w": torch.tensor([1.0])}}, epoch=1, metrics={"val_loss": 0.2})
     monkeypatch.undo()
     assert _w(folder / "best.pth") == 1.0  # the new best is on disk ...
     # ... and last.pth is the old one
@@ -643,14 +615,10 @@ def test_crash_between_best_and_last_never_lets_a_worse_model_replace_best(
         0.2,
         1,
     )
-    rerun = resumed.save(
-        {"model": {"w": torch.tensor([2.0])}}, epoch=1, metrics={"val_loss": 0.5}
-    )
+    rerun = resumed.save({"model": {"w": torch.tensor([2.0])}}, epoch=1, metrics={"val_loss": 0.5})
     assert not rerun.is_best
     assert _w(folder / "best.pth") == 1.0
-    better = resumed.save(
-        {"model": {"w": torch.tensor([3.0])}}, epoch=2, metrics={"val_loss": 0.1}
-    )
+    better = resumed.save({"model": {"w": torch.tensor([3.0])}}, epoch=2, metrics={"val_loss": 0.1})
     assert better.is_best and _w(folder / "best.pth") == 3.0
 
 
@@ -662,9 +630,7 @@ def test_crash_in_the_very_first_save_after_best(tmp_path, monkeypatch):
             {"model": {"w": torch.tensor([1.0])}}, epoch=0, metrics={"val_loss": 0.2}
         )
     monkeypatch.undo()
-    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".tmp")) == [
-        "best.pth"
-    ]
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".tmp")) == ["best.pth"]
     with pytest.raises(
         FileExistsError, match="best.pth"
     ):  # a new run would overwrite it by mistake
@@ -718,9 +684,7 @@ def test_best_written_without_a_record_falls_back_to_last(tmp_path):
 
 
 def test_best_key_must_name_a_state_dict(tmp_path):
-    with pytest.raises(
-        TypeError, match=r"state\['model'\] is a Tensor, not a state_dict"
-    ):
+    with pytest.raises(TypeError, match=r"state\['model'\] is a Tensor, not a state_dict"):
         CheckpointManager(tmp_path / "run").save(
             {"model": torch.ones(1)}, epoch=0, metrics={"val_loss": 1.0}
         )
@@ -791,9 +755,7 @@ def test_manager_refusal_on_the_first_save_writes_nothing(tmp_path):
 def test_a_class_allowed_in_this_process_is_accepted(tmp_path):
     m = CheckpointManager(tmp_path)
     with torch.serialization.safe_globals([Config]):
-        assert m.save(
-            {"model": {}, "cfg": Config()}, epoch=0, metrics={"val_loss": 1.0}
-        ).is_best
+        assert m.save({"model": {}, "cfg": Config()}, epoch=0, metrics={"val_loss": 1.0}).is_best
         assert CheckpointManager(tmp_path).load_last()["cfg"] == Config()
 
 
@@ -802,9 +764,7 @@ def test_save_checkpoint_checks_safe_loading_only_when_asked(tmp_path):
     save_checkpoint({"v": 1}, path, check_safe_load=True)
     # the default: torch.save's rules
     save_checkpoint({"cfg": argparse.Namespace(a=1)}, tmp_path / "unchecked.pth")
-    with pytest.raises(
-        TypeError, match=r"ck\.pth: obj\['cfg'\] is an argparse\.Namespace"
-    ):
+    with pytest.raises(TypeError, match=r"ck\.pth: obj\['cfg'\] is an argparse\.Namespace"):
         save_checkpoint({"cfg": argparse.Namespace(a=1)}, path, check_safe_load=True)
     assert load_checkpoint(path) == {"v": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pth", "unchecked.pth"]

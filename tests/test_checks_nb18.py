@@ -34,9 +34,7 @@ def test_right_answers_pass(name):
         assert result, f"{answer.__name__}: {result}"
 
 
-MISTAKES = [
-    (name, answer, hint) for name, pairs in WRONG.items() for answer, hint in pairs
-]
+MISTAKES = [(name, answer, hint) for name, pairs in WRONG.items() for answer, hint in pairs]
 
 
 @pytest.mark.parametrize(

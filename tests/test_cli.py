@@ -58,9 +58,7 @@ def files(tmp_path_factory) -> Path:
     model = SimpleModel()
     sd = model.state_dict()
     torch.save(sd, d / "w.pth")
-    torch.save(
-        {"model": {"module." + k: v for k, v in sd.items()}, "epoch": 2}, d / "last.pt"
-    )
+    torch.save({"model": {"module." + k: v for k, v in sd.items()}, "epoch": 2}, d / "last.pt")
     save_file(sd, d / "w.safetensors", metadata={"epoch": "2"})
     torch.save({"w": torch.ones(2), "p": Payload()}, d / "evil.pth")
     (d / "evil.pkl").write_bytes(pickle.dumps({"p": Payload()}))
@@ -101,9 +99,7 @@ def test_inspect_json(files):
     assert data["metadata"] == {"epoch": "2"}
     data = json.loads(cli("inspect", "w.pth", "--json", cwd=files).stdout)
     assert (
-        data["saved_on"] == {"cpu": 4}
-        and data["dtypes"] == {"float32": 4}
-        and data["safe_to_load"]
+        data["saved_on"] == {"cpu": 4} and data["dtypes"] == {"float32": 4} and data["safe_to_load"]
     )
 
 
@@ -111,9 +107,7 @@ def test_inspect_malicious_checkpoint_refused_not_run(files):
     r = cli("inspect", "evil.pth", cwd=files)
     assert r.returncode == 3
     assert "builtins.exec" in r.stdout and "REFUSED" in r.stdout
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith(
-        "error: evil.pth: safe loading"
-    )
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: evil.pth: safe loading")
     assert not (files / "marker.txt").exists()
 
 
@@ -156,12 +150,7 @@ def test_convert_and_inspect_result(files):
     assert set(back) == set(sd) and all(torch.equal(back[k], v) for k, v in sd.items())
     again = cli("convert", "last.pt", "out/w.safetensors", cwd=files)
     assert again.returncode == 1 and "--overwrite" in again.stderr
-    assert (
-        cli(
-            "convert", "last.pt", "out/w.safetensors", "--overwrite", cwd=files
-        ).returncode
-        == 0
-    )
+    assert cli("convert", "last.pt", "out/w.safetensors", "--overwrite", cwd=files).returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -202,11 +191,7 @@ def test_usage_errors(files):
 )
 def test_real_command_line(files, args, code):
     r = run_subprocess(*args, cwd=files)
-    assert (
-        r.returncode == code
-        and "Traceback" not in r.stderr
-        and "Warning" not in r.stderr
-    )
+    assert r.returncode == code and "Traceback" not in r.stderr and "Warning" not in r.stderr
     assert r.stderr.count("\n") == (0 if code == 0 else 1)
     assert not (files / "marker.txt").exists()
 
@@ -216,9 +201,7 @@ def test_inspect_names_a_torchscript_file_as_a_program(tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript is deprecated
-        torch.jit.save(
-            torch.jit.script(torch.nn.Linear(3, 2)), tmp_path / "scripted.pt"
-        )
+        torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), tmp_path / "scripted.pt")
     r = cli("inspect", "scripted.pt", cwd=tmp_path)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.startswith("error: scripted.pt: a TorchScript program"), r.stderr

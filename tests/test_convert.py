@@ -61,16 +61,11 @@ def test_checkpoint_values_never_overwrite_the_reserved_metadata(tmp_path):
             "ckpt.epoch": "3",
         }
     )
-    assert (
-        "checkpoint values in the header: ckpt.format=v2, ckpt.source=colleague"
-        in str(r)
-    )
+    assert "checkpoint values in the header: ckpt.format=v2, ckpt.source=colleague" in str(r)
 
 
 def test_a_long_value_is_shortened_in_the_report_only(tmp_path):
-    torch.save(
-        {"model": nn.Linear(2, 2).state_dict(), "note": "x" * 100}, tmp_path / "ck.pth"
-    )
+    torch.save({"model": nn.Linear(2, 2).state_dict(), "note": "x" * 100}, tmp_path / "ck.pth")
     r = convert_to_safetensors(tmp_path / "ck.pth", tmp_path / "c.safetensors")
     assert header(tmp_path / "c.safetensors")["ckpt.note"] == "x" * 100
     assert "ckpt.note=" + "x" * 37 + "..." in str(r)
@@ -131,9 +126,7 @@ def test_no_prefix_lines_unless_stripping_was_asked(tmp_path):
 
 def test_weights_are_found_next_to_a_top_level_tensor(tmp_path):
     m = nn.Linear(2, 2)
-    torch.save(
-        {"model": m.state_dict(), "step": torch.tensor(100)}, tmp_path / "ck_step.pth"
-    )
+    torch.save({"model": m.state_dict(), "step": torch.tensor(100)}, tmp_path / "ck_step.pth")
     r = convert_to_safetensors(tmp_path / "ck_step.pth", tmp_path / "c2.safetensors")
     back = load_file(tmp_path / "c2.safetensors")
     assert r.entry == "model" and sorted(back) == ["bias", "weight"]

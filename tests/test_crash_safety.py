@@ -159,8 +159,7 @@ def test_killed_manager_resumes_from_newest_complete_checkpoint(tmp_path):
         # best.pth: the weights of an even epoch, the one recorded or a newer one saved just before the kill
         best = manager.load_best()
         assert (
-            int(best["marker"]) % 2 == 0
-            and manager.best_epoch <= int(best["marker"]) <= step + 1
+            int(best["marker"]) % 2 == 0 and manager.best_epoch <= int(best["marker"]) <= step + 1
         )
         assert not [
             p for p in folder.iterdir() if p.name.endswith(".tmp")

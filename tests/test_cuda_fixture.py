@@ -31,9 +31,7 @@ def _tags(path):
 
 @pytest.mark.parametrize("tag,path", FILES.items())
 def test_files_are_small_and_tagged(tag, path):
-    assert path.is_file(), (
-        f"{path.name} missing: run python data/make_cuda_checkpoint.py"
-    )
+    assert path.is_file(), f"{path.name} missing: run python data/make_cuda_checkpoint.py"
     assert path.stat().st_size < 8192
     assert _tags(path) == {tag}
     assert (
@@ -42,14 +40,10 @@ def test_files_are_small_and_tagged(tag, path):
     )
 
 
-@pytest.mark.skipif(
-    torch.cuda.is_available(), reason="the error only exists without CUDA"
-)
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the error only exists without CUDA")
 @pytest.mark.parametrize("path", FILES.values())
 def test_loading_without_map_location_raises_pytorchs_cuda_error(path):
-    with pytest.raises(
-        RuntimeError, match="Attempting to deserialize object on a CUDA device"
-    ):
+    with pytest.raises(RuntimeError, match="Attempting to deserialize object on a CUDA device"):
         torch.load(path, weights_only=True)
 
 
@@ -69,10 +63,7 @@ def test_every_map_location_form_loads_the_documented_weights(path, map_location
     for mmap in (False, True):
         sd = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
         assert list(sd) == list(expected)
-        assert all(
-            v.device.type == "cpu" and torch.equal(v, expected[k])
-            for k, v in sd.items()
-        )
+        assert all(v.device.type == "cpu" and torch.equal(v, expected[k]) for k, v in sd.items())
 
 
 def test_readme_documents_the_script():
@@ -113,9 +104,7 @@ def test_tagging_is_scoped_and_validated(tmp_path):
         torch.save({"w": torch.ones(2)}, tmp_path / "tagged.pth")
     torch.save({"w": torch.ones(2)}, tmp_path / "plain.pth")
     assert _tags(tmp_path / "tagged.pth") == {"cuda:3"}
-    assert _tags(tmp_path / "plain.pth") == {
-        "cpu"
-    }  # outside the context nothing changes
+    assert _tags(tmp_path / "plain.pth") == {"cpu"}  # outside the context nothing changes
     for bad in ("cpu", "cuda", "cuda:x", "gpu:0"):
         with pytest.raises(ValueError, match="cuda:0"):
             with mod.tagged_as(bad):

@@ -32,11 +32,7 @@ def test_two_ranks_write_a_file_each_plus_metadata(job):
 def test_two_ranks_load_what_was_saved(job):
     for r in job.reports:
         load = r["load"]
-        assert (
-            load["differs_before_load"]
-            and load["model_equal"]
-            and load["optimizer_equal"]
-        )
+        assert load["differs_before_load"] and load["model_equal"] and load["optimizer_equal"]
         assert load["step"] == 2
     text = repr(job)
     assert "DCPJob(2 ranks)" in text and "True" in text
@@ -64,9 +60,7 @@ def test_one_process_loads_a_two_rank_checkpoint(job):
     names = [n for n, _ in model.named_parameters()]
     for i, name in enumerate(names):
         for field in ("exp_avg", "exp_avg_sq", "step"):
-            assert torch.equal(
-                optimizer.state_dict()["state"][i][field], ref["optim"][name][field]
-            )
+            assert torch.equal(optimizer.state_dict()["state"][i][field], ref["optim"][name][field])
 
 
 def test_one_process_loads_model_only(job):
@@ -106,10 +100,7 @@ def test_rank0_writes_one_full_file_with_cpu_offload(job):
     assert exported.keys() == ref.keys() and all(
         torch.equal(exported[k], v) for k, v in ref.items()
     )
-    assert (
-        job.export.parent == job.log_dir
-        and not (job.checkpoint_dir / dw.EXPORT).exists()
-    )
+    assert job.export.parent == job.log_dir and not (job.checkpoint_dir / dw.EXPORT).exists()
 
 
 def test_load_with_two_ranks_again_in_new_processes(job):
@@ -120,9 +111,7 @@ def test_load_with_two_ranks_again_in_new_processes(job):
         log_dir=job.log_dir,
         timeout_s=180,
     )
-    assert all(
-        r["load"]["model_equal"] and r["load"]["optimizer_equal"] for r in again.reports
-    )
+    assert all(r["load"]["model_equal"] and r["load"]["optimizer_equal"] for r in again.reports)
     assert all("save" not in r for r in again.reports)
 
 

@@ -66,9 +66,7 @@ def test_two_process_run_saves_once_and_ranks_agree(tmp_path):
     assert [r["rank"] for r in every] == [0, 1] and all(
         r["every_rank_loads_optimizer"] for r in every
     )
-    assert all(
-        r["optimizer_state_loaded"] and r["identical_across_ranks"] for r in every
-    )
+    assert all(r["optimizer_state_loaded"] and r["identical_across_ranks"] for r in every)
     assert [r["optimizer_state_loaded"] for r in rank0_only] == [True, False]
     # the ranks drifted apart
     assert not any(r["identical_across_ranks"] for r in rank0_only)
@@ -126,9 +124,7 @@ def test_resume_without_a_checkpoint_names_the_file(tmp_path):
 
 def _torchrun() -> list[str]:
     exe = Path(sys.executable).with_name("torchrun")
-    return (
-        [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
-    )
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
 
 
 def test_torchrun_entry_point(tmp_path):
@@ -148,9 +144,7 @@ def test_torchrun_entry_point(tmp_path):
         "--resume-steps",
         "2",
     ]
-    done = subprocess.run(
-        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
-    )
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "rank 0 of 2 (gloo)" in done.stdout
     assert "weights identical on all ranks: True" in done.stdout
@@ -164,9 +158,7 @@ def test_torchrun_entry_point(tmp_path):
     assert list(saved) == list(SimpleModel().state_dict())
     model = SimpleModel()
     model.load_state_dict(saved)  # strict
-    assert all(
-        k.startswith("module.") for k in _load(tmp_path / "out" / WRAPPED_CHECKPOINT)
-    )
+    assert all(k.startswith("module.") for k in _load(tmp_path / "out" / WRAPPED_CHECKPOINT))
     rank1 = _load(tmp_path / "out" / "rank1_weights.pth")
     assert all(torch.equal(saved[k], rank1[k]) for k in saved)
 

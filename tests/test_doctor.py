@@ -5,9 +5,7 @@ from tools import doctor
 
 def test_missing_pinned_package_is_a_problem_with_a_fix(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "_results", [])
-    monkeypatch.setattr(
-        doctor, "_pins", lambda: {"torch": "2.13.0", "no-such-package-xyz": "1.0"}
-    )
+    monkeypatch.setattr(doctor, "_pins", lambda: {"torch": "2.13.0", "no-such-package-xyz": "1.0"})
     assert doctor.check_packages() is True  # torch is there, so the torch checks run
     out = capsys.readouterr().out
     assert "FAIL  not installed: no-such-package-xyz" in out
@@ -28,9 +26,7 @@ def test_main_exits_1_on_a_problem_and_0_when_ready(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "check_packages", lambda: doctor.report("ok", "x"))
     assert doctor.main() == 0 and "Ready." in capsys.readouterr().out
     monkeypatch.setattr(doctor, "_results", [])
-    monkeypatch.setattr(
-        doctor, "check_packages", lambda: doctor.report("FAIL", "x", "do y")
-    )
+    monkeypatch.setattr(doctor, "check_packages", lambda: doctor.report("FAIL", "x", "do y"))
     assert doctor.main() == 1 and "1 problem(s)" in capsys.readouterr().out
 
 

@@ -29,9 +29,7 @@ from labs_utils.toolkit.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 GUIDE = NOTEBOOKS / "14_error_field_guide.ipynb"
-COVERED = [
-    f"{n:02d}" for n in range(1, 13)
-]  # the notebooks whose errors the index must cover
+COVERED = [f"{n:02d}" for n in range(1, 13)]  # the notebooks whose errors the index must cover
 LINK = re.compile(r"\[(\d\d) · ([^\]]+)\]\((\d\d_[a-z0-9_]+\.ipynb)\)")
 
 
@@ -40,9 +38,7 @@ def _cells(path: Path) -> list[dict]:
 
 
 def _source(cell: dict) -> str:
-    return (
-        "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-    )
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
 def _markdown(path: Path) -> str:
@@ -50,11 +46,7 @@ def _markdown(path: Path) -> str:
 
 
 def _headings(path: Path) -> list[str]:
-    return [
-        line[3:].strip()
-        for line in _markdown(path).splitlines()
-        if line.startswith("## ")
-    ]
+    return [line[3:].strip() for line in _markdown(path).splitlines() if line.startswith("## ")]
 
 
 def _links() -> list[tuple[str, str, str]]:
@@ -123,9 +115,7 @@ def test_guide_entries_raise_real_errors():
         entries.setdefault(heading.split(".")[0], []).append(first)
     assert set(entries) == {str(n) for n in range(1, 12)} - {"4"}
     assert not any(
-        "CheckpointError" in e or "InspectError" in e
-        for errors in entries.values()
-        for e in errors
+        "CheckpointError" in e or "InspectError" in e for errors in entries.values() for e in errors
     )
 
 
@@ -148,9 +138,7 @@ def test_index_quotes_what_torch_prints_for_a_file_that_runs_code(func, args):
     """The index row for a file that runs code quotes the line torch.load really prints
     (torch 2.13: ``GLOBAL exec``, ``posix.system ... is blocked``, ``GLOBAL commands.Popen``)."""
     if func is os.system and os.name != "posix":
-        pytest.skip(
-            "the index quotes posix.system; Windows names it nt.system (said in the row)"
-        )
+        pytest.skip("the index quotes posix.system; Windows names it nt.system (said in the row)")
     buf = io.BytesIO()
     torch.save({"x": _Calls(func, args)}, buf)
     buf.seek(0)
@@ -159,9 +147,7 @@ def test_index_quotes_what_torch_prints_for_a_file_that_runs_code(func, args):
     line = next(x for x in str(caught.value).splitlines() if "GLOBAL" in x).strip()
     quoted = line.removeprefix("WeightsUnpickler error: Unsupported global: ")
     quoted = quoted.split(" by default")[0]
-    index = next(
-        _source(c) for c in _cells(GUIDE) if "| The message, as printed |" in _source(c)
-    )
+    index = next(_source(c) for c in _cells(GUIDE) if "| The message, as printed |" in _source(c))
     row = next(r for r in index.splitlines() if "a file that runs code" in r)
     assert f"`{quoted}" in row or quoted.split(" was not")[0] in row, (quoted, row)
 
@@ -175,13 +161,9 @@ def test_index_meta_device_row_names_the_tensor_the_file_does_not_hold():
     source = torch.nn.Linear(2, 2)
     model.load_state_dict(source.state_dict(), assign=True)
     assert model.weight.device.type == "cpu" and model.scale.device.type == "meta"
-    with pytest.raises(
-        RuntimeError, match="Tensor on device meta is not on the expected"
-    ):
+    with pytest.raises(RuntimeError, match="Tensor on device meta is not on the expected"):
         _ = model.weight * model.scale
-    index = next(
-        _source(c) for c in _cells(GUIDE) if "| The message, as printed |" in _source(c)
-    )
+    index = next(_source(c) for c in _cells(GUIDE) if "| The message, as printed |" in _source(c))
     row = next(r for r in index.splitlines() if "Tensor on device meta" in r)
     meaning = row.split(" | ")[1]  # the middle column: what the message means
     assert "the state_dict does not hold" in meaning and "order" not in meaning, row
@@ -224,12 +206,8 @@ def broken(tmp_path_factory) -> Path:
         f"version https://git-lfs.github.com/spec/v1\noid sha256:"
         f"{hashlib.sha256(good).hexdigest()}\nsize {len(good)}\n"
     )
-    (d / "page.pth").write_text(
-        "<!DOCTYPE html><html><head><title>Sign in</title></head></html>"
-    )
-    (d / "denied.pth").write_text(
-        '<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>'
-    )
+    (d / "page.pth").write_text("<!DOCTYPE html><html><head><title>Sign in</title></head></html>")
+    (d / "denied.pth").write_text('<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>')
     (d / "empty.pth").write_bytes(b"")
     (d / "cut.pth").write_bytes(good[: len(good) // 2])
     (d / "future.pth").write_bytes(_versioned(good, 11))
@@ -238,9 +216,7 @@ def broken(tmp_path_factory) -> Path:
     with __import__("warnings").catch_warnings():
         __import__("warnings").simplefilter("ignore")
         torch.save({"w": torch.ones(2)}, d / "protocol4.pth", pickle_protocol=4)
-    torch.save(
-        {"w": torch.ones(2)}, d / "legacy.pth", _use_new_zipfile_serialization=False
-    )
+    torch.save({"w": torch.ones(2)}, d / "legacy.pth", _use_new_zipfile_serialization=False)
     return d
 
 
@@ -261,9 +237,7 @@ def test_inspect_names_each_broken_file_in_one_line(broken, name, words):
     r = _cli("inspect", name, cwd=broken)
     assert r.returncode == 1 and r.stdout == ""
     assert (
-        r.stderr.count("\n") == 1
-        and r.stderr.startswith(f"error: {name}: ")
-        and words in r.stderr
+        r.stderr.count("\n") == 1 and r.stderr.startswith(f"error: {name}: ") and words in r.stderr
     )
     assert "Traceback" not in r.stderr
 

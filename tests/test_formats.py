@@ -43,9 +43,7 @@ def _bad_files(d: Path) -> dict[str, Path]:
     paths["torn"] = d / "torn.pth"
     torch._logging.set_logs(export=logging.ERROR)
     try:
-        exported = torch.export.export(
-            torch.nn.Linear(3, 2).eval(), (torch.randn(4, 3),)
-        )
+        exported = torch.export.export(torch.nn.Linear(3, 2).eval(), (torch.randn(4, 3),))
         torch.export.save(exported, d / "model.pt2")
     finally:
         torch._logging.set_logs()
@@ -106,10 +104,7 @@ def test_legacy_files_are_recognised_whatever_their_pickle_protocol(tmp_path):
         )
         assert kind(path.read_bytes()[:64]) == "legacy"
     assert torch.equal(load_checkpoint(tmp_path / "legacy2.pth")["w"], torch.ones(3))
-    assert (
-        inspect_checkpoint(tmp_path / "legacy2.pth").format
-        == "torch.save (legacy format)"
-    )
+    assert inspect_checkpoint(tmp_path / "legacy2.pth").format == "torch.save (legacy format)"
     # protocol 4 frames its pickle, which safe loading does not read: named, not "a plain pickle"
     with pytest.raises(CheckpointError, match="refused by safe loading"):
         load_checkpoint(tmp_path / "legacy4.pth")

@@ -64,9 +64,7 @@ def test_complex_model_fails_loudly_on_wrong_input_size():
 
 def test_conv_output_size_matches_pytorch():
     for size, k, s, p in [(32, 3, 1, 0), (28, 5, 2, 1), (16, 3, 1, 1)]:
-        out = torch.nn.Conv2d(1, 1, k, stride=s, padding=p)(
-            torch.randn(1, 1, size, size)
-        )
+        out = torch.nn.Conv2d(1, 1, k, stride=s, padding=p)(torch.randn(1, 1, size, size))
         assert out.shape[-1] == models.conv_output_size(size, k, s, p)
 
 
@@ -86,9 +84,7 @@ def test_renamed_cnn_has_same_shapes_other_names():
 
 def test_data_is_deterministic():
     a, b = blobs(seed=3), blobs(seed=3)
-    assert torch.equal(a.tensors[0], b.tensors[0]) and torch.equal(
-        a.tensors[1], b.tensors[1]
-    )
+    assert torch.equal(a.tensors[0], b.tensors[0]) and torch.equal(a.tensors[1], b.tensors[1])
     assert not torch.equal(blobs(seed=4).tensors[0], a.tensors[0])
     x, y = tiny_images(32).tensors
     assert x.shape == (32, 1, 16, 16) and y.max() < 4

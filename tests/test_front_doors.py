@@ -47,9 +47,7 @@ def test_every_notebook_has_its_row_and_its_kit_section(path):
     assert teaching + exercise == total
 
 
-@pytest.mark.parametrize(
-    "page", ["README.md", "notebooks/INSTRUCTORS.md", "CONTRIBUTING.md"]
-)
+@pytest.mark.parametrize("page", ["README.md", "notebooks/INSTRUCTORS.md", "CONTRIBUTING.md"])
 def test_relative_links_point_to_files_that_exist(page):
     path = ROOT / page
     text = re.sub(r"^\s*```.*?^\s*```", "", path.read_text(), flags=re.S | re.M)

@@ -48,9 +48,7 @@ def test_refuses_at_once_with_one_line_and_status_3(tmp_path):
 
 @pytest.mark.parametrize("visible", ["", " ", "-1", "-1,0"])
 def test_hidden_gpus_are_seen_from_the_environment(visible):
-    assert "hides every GPU" in gpu_run.no_cuda_reason(
-        {"CUDA_VISIBLE_DEVICES": visible}
-    )
+    assert "hides every GPU" in gpu_run.no_cuda_reason({"CUDA_VISIBLE_DEVICES": visible})
 
 
 def test_otherwise_torch_decides(monkeypatch):
@@ -74,9 +72,7 @@ def _cell(source="x = 1", tags=(), text=None, error=None, ran=True):
     if text is not None:
         cell.outputs.append(new_output("stream", name="stdout", text=text))
     if error is not None:
-        cell.outputs.append(
-            new_output("error", ename=error, evalue="boom\nmore", traceback=[])
-        )
+        cell.outputs.append(new_output("error", ename=error, evalue="boom\nmore", traceback=[]))
     return cell
 
 
@@ -94,13 +90,9 @@ def _cell(source="x = 1", tags=(), text=None, error=None, ran=True):
         (_cell(tags=["raises-exception"], ran=False), True, []),
         (_cell(tags=["raises-exception", "raises-without-cuda"], error="E"), False, []),
         (
-            _cell(
-                tags=["raises-exception", "raises-without-cuda"], error="RuntimeError"
-            ),
+            _cell(tags=["raises-exception", "raises-without-cuda"], error="RuntimeError"),
             True,
-            [
-                "tagged raises-without-cuda, but raised with CUDA too: RuntimeError: boom"
-            ],
+            ["tagged raises-without-cuda, but raised with CUDA too: RuntimeError: boom"],
         ),
         (_cell(tags=["raises-exception", "raises-without-cuda"]), True, []),
         (_cell(text="  Skipped: no CUDA\n"), False, []),
@@ -153,12 +145,8 @@ def test_report_verdicts():
         NotebookResult("b", "fail", ["cell 3: raised X"]),
     )
     env = {"torch": "2.13.0"}
-    assert "**Result: PASS.**" in gpu_run.render_report(
-        [passed], env, [("f", True, "ok")]
-    )
-    assert "**Result: FAIL.**" in gpu_run.render_report(
-        [passed], env, [("f", False, "x")]
-    )
+    assert "**Result: PASS.**" in gpu_run.render_report([passed], env, [("f", True, "ok")])
+    assert "**Result: FAIL.**" in gpu_run.render_report([passed], env, [("f", False, "x")])
     text = gpu_run.render_report([passed, failed], env, None)
     assert "**Result: FAIL.**" in text and "- b, cell 3: raised X" in text
     assert "IN PROGRESS" in gpu_run.render_report([NotebookResult("c")], env, None)

@@ -57,11 +57,7 @@ def test_state_dict(tmp_path, model):
     p = tmp_path / "w.pth"
     torch.save(model.state_dict(), p)
     r = inspect_checkpoint(p)
-    assert (
-        r.format == "torch.save (zip archive)"
-        and r.safe_to_load
-        and r.refused_globals == []
-    )
+    assert r.format == "torch.save (zip archive)" and r.safe_to_load and r.refused_globals == []
     assert (
         r.weights_entry == ""
         and r.tensors == 4
@@ -69,11 +65,7 @@ def test_state_dict(tmp_path, model):
         and r.tensor_bytes == 67 * 4
     )
     assert r.dtypes == {"float32": 4} and r.saved_on == {"cpu": 4} and r.prefixes == []
-    assert (
-        "67 elements" in str(r)
-        and "parameters" not in str(r)
-        and "<table>" in r._repr_html_()
-    )
+    assert "67 elements" in str(r) and "parameters" not in str(r) and "<table>" in r._repr_html_()
 
 
 def test_training_checkpoint_nested_with_prefix(tmp_path, model):
@@ -149,9 +141,7 @@ def test_safetensors(tmp_path, model):
         and r.weights_elements == 67
         and r.tensor_bytes == 268
     )
-    assert (
-        r.metadata == {"epoch": "3"} and r.prefixes == ["module."] and r.saved_on == {}
-    )
+    assert r.metadata == {"epoch": "3"} and r.prefixes == ["module."] and r.saved_on == {}
 
 
 @pytest.mark.parametrize(
@@ -227,9 +217,7 @@ def test_convert_keeps_prefixes_by_default_and_unties(tmp_path):
     torch.save({"module.a": t, "module.b": t}, tmp_path / "tied.pth")
     res = convert_to_safetensors(tmp_path / "tied.pth", tmp_path / "t.safetensors")
     back = load_file(tmp_path / "t.safetensors")
-    assert set(back) == {"module.a", "module.b"} and res.untied == [
-        "module.b (= module.a)"
-    ]
+    assert set(back) == {"module.a", "module.b"} and res.untied == ["module.b (= module.a)"]
     assert torch.equal(back["module.a"], back["module.b"])
 
 
@@ -261,9 +249,7 @@ def nothing_loaded(monkeypatch):
     import labs_utils.toolkit.inspector as inspector
 
     def refuse(*args, **kwargs):
-        raise AssertionError(
-            "the inspector loaded a file it should have named from its bytes"
-        )
+        raise AssertionError("the inspector loaded a file it should have named from its bytes")
 
     monkeypatch.setattr(inspector, "load_checkpoint", refuse)
 
@@ -288,8 +274,7 @@ def test_git_lfs_pointer(tmp_path, model, nothing_loaded, name):
     msg = str(e.value)
     assert msg.startswith(f"{p}: a Git LFS pointer") and "\n" not in msg
     assert (
-        f"the real file ({len(real):,} bytes)" in msg
-        and f'git lfs pull --include="{name}"' in msg
+        f"the real file ({len(real):,} bytes)" in msg and f'git lfs pull --include="{name}"' in msg
     )
 
 
@@ -314,9 +299,7 @@ def test_git_lfs_pointer(tmp_path, model, nothing_loaded, name):
     ],
 )
 @pytest.mark.parametrize("name", ["w.pth", "model.safetensors"])
-def test_web_pages_saved_instead_of_the_file(
-    tmp_path, nothing_loaded, page, words, name
-):
+def test_web_pages_saved_instead_of_the_file(tmp_path, nothing_loaded, page, words, name):
     p = tmp_path / name
     p.write_bytes(page)
     with pytest.raises(InspectError, match="download") as e:
@@ -358,13 +341,9 @@ def test_unfinished_torch_save_is_named(tmp_path, nothing_loaded):
         pass
 
     with pytest.raises((pickle.PicklingError, AttributeError)):
-        torch.save(
-            {"w": torch.ones(2), "f": lambda x: x, "c": Local()}, tmp_path / "w.pth"
-        )
+        torch.save({"w": torch.ones(2), "f": lambda x: x, "c": Local()}, tmp_path / "w.pth")
     assert (tmp_path / "w.pth").stat().st_size > 0
-    with pytest.raises(
-        InspectError, match="torch.save began this file but never finished it"
-    ):
+    with pytest.raises(InspectError, match="torch.save began this file but never finished it"):
         inspect_checkpoint(tmp_path / "w.pth")
 
 
@@ -375,9 +354,7 @@ def test_a_foreign_zip_is_not_called_an_unfinished_save(tmp_path):
         zf.writestr("notes/readme.txt", "hello")
     with pytest.raises(InspectError) as e:
         inspect_checkpoint(tmp_path / "w.pth")
-    assert "never finished" not in str(
-        e.value
-    ) and "not one written by torch.save" in str(e.value)
+    assert "never finished" not in str(e.value) and "not one written by torch.save" in str(e.value)
 
 
 def test_legacy_format_report_says_mmap_refuses_it_and_how_to_rewrite(tmp_path, model):
@@ -391,9 +368,7 @@ def test_legacy_format_report_says_mmap_refuses_it_and_how_to_rewrite(tmp_path, 
         and "torch.save(torch.load(old, weights_only=True), new)" in note
     )
     assert note in str(r)
-    with pytest.raises(
-        RuntimeError, match="mmap can only be used"
-    ):  # what the note claims
+    with pytest.raises(RuntimeError, match="mmap can only be used"):  # what the note claims
         torch.load(old, mmap=True, weights_only=True)
     torch.save(torch.load(old, weights_only=True), new)  # the fix it gives
     back = torch.load(new, mmap=True, weights_only=True)
@@ -402,9 +377,7 @@ def test_legacy_format_report_says_mmap_refuses_it_and_how_to_rewrite(tmp_path, 
     assert r.format == "torch.save (zip archive)" and r.notes == []
 
 
-def test_legacy_format_refused_by_safe_loading_keeps_its_format_and_note(
-    tmp_path, model
-):
+def test_legacy_format_refused_by_safe_loading_keeps_its_format_and_note(tmp_path, model):
     torch.save(model, tmp_path / "full_old.pth", _use_new_zipfile_serialization=False)
     r = inspect_checkpoint(tmp_path / "full_old.pth")
     assert not r.safe_to_load and r.format == "torch.save (legacy format)"
@@ -435,11 +408,7 @@ def test_file_from_a_newer_pytorch(tmp_path, model, nothing_loaded, record):
         RuntimeError, match="Attempted to read a PyTorch file with version 11"
     ) as real:
         torch.load(tmp_path / "new.pth", weights_only=True)
-    limit = (
-        str(real.value)
-        .split("maximum supported version for reading is ")[1]
-        .split(".")[0]
-    )
+    limit = str(real.value).split("maximum supported version for reading is ")[1].split(".")[0]
     with pytest.raises(InspectError) as e:
         inspect_checkpoint(tmp_path / "new.pth")
     msg = str(e.value)
@@ -457,12 +426,8 @@ def test_a_version_record_the_reader_accepts_is_inspected(tmp_path, model):
     assert inspect_checkpoint(tmp_path / "v3.pth").weights_elements == 67
 
 
-@pytest.mark.parametrize(
-    "protocol, said", [(0, "0 or 1"), (1, "0 or 1"), (4, "4"), (5, "5")]
-)
-def test_other_pickle_protocols_are_named_not_called_malicious(
-    tmp_path, model, protocol, said
-):
+@pytest.mark.parametrize("protocol, said", [(0, "0 or 1"), (1, "0 or 1"), (4, "4"), (5, "5")])
+def test_other_pickle_protocols_are_named_not_called_malicious(tmp_path, model, protocol, said):
     """torch.save(..., pickle_protocol=4) is a real checkpoint that safe loading cannot read: the
     message says why, instead of 'its pickle could not be read; do not load it'."""
     import warnings
@@ -478,8 +443,7 @@ def test_other_pickle_protocols_are_named_not_called_malicious(
             inspect_checkpoint(p)
     msg = str(e.value)
     assert (
-        f"saved with pickle protocol {said} " in msg
-        and f"'Unsupported operand {operand}'" in msg
+        f"saved with pickle protocol {said} " in msg and f"'Unsupported operand {operand}'" in msg
     )
     assert "nothing in it was run" in msg and "save it again" in msg and "\n" not in msg
 
@@ -496,9 +460,7 @@ def archives(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("archives")
     torch._logging.set_logs(export=logging.ERROR)
     try:
-        exported = torch.export.export(
-            torch.nn.Linear(3, 2).eval(), (torch.randn(4, 3),)
-        )
+        exported = torch.export.export(torch.nn.Linear(3, 2).eval(), (torch.randn(4, 3),))
         torch.export.save(exported, tmp / "model.pt2")
     finally:
         torch._logging.set_logs()
@@ -593,9 +555,7 @@ def test_counts_elements_and_says_so(tmp_path):
 
 def test_training_checkpoint_with_a_top_level_tensor(tmp_path):
     m = torch.nn.Linear(2, 2)
-    torch.save(
-        {"model": m.state_dict(), "step": torch.tensor(100)}, tmp_path / "ck.pth"
-    )
+    torch.save({"model": m.state_dict(), "step": torch.tensor(100)}, tmp_path / "ck.pth")
     r = inspect_checkpoint(tmp_path / "ck.pth")
     assert r.weights_entry == "model" and r.weights_elements == 6
     assert r.top_level_keys == ["model", "step"] and r.tensors == 3
@@ -605,9 +565,7 @@ def test_nested_state_dict_under_an_unknown_key_is_not_taken_for_the_top_level(
     tmp_path,
 ):
     m = torch.nn.Linear(2, 2)
-    torch.save(
-        {"ema_weights": m.state_dict(), "step": torch.tensor(100)}, tmp_path / "ck.pth"
-    )
+    torch.save({"ema_weights": m.state_dict(), "step": torch.tensor(100)}, tmp_path / "ck.pth")
     r = inspect_checkpoint(tmp_path / "ck.pth")
     assert r.weights_entry is None and any("no state_dict found" in n for n in r.notes)
 
@@ -654,8 +612,6 @@ def test_inspect_maps_a_large_file_instead_of_reading_it(tmp_path):
 
 
 def test_legacy_files_are_still_inspected(tmp_path):
-    torch.save(
-        {"w": torch.ones(3)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False
-    )
+    torch.save({"w": torch.ones(3)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
     r = inspect_checkpoint(tmp_path / "old.pth")
     assert r.format == "torch.save (legacy format)" and r.weights_elements == 3

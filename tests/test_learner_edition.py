@@ -22,9 +22,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def _source(cell) -> str:
-    return (
-        "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-    )
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
 def test_strip_solutions_keeps_indentation_and_hint():
@@ -79,9 +77,7 @@ def _run_learner_notebook(notebook: Path, tmp_path: Path) -> None:
         resources={"metadata": {"path": str(tmp_path)}},
     ).execute()
     check_cells = [
-        c
-        for c in nb.cells
-        if c.cell_type == "code" and _source(c).lstrip().startswith("check.")
+        c for c in nb.cells if c.cell_type == "code" and _source(c).lstrip().startswith("check.")
     ]
     assert len(check_cells) >= 2
     for cell in check_cells:
@@ -103,9 +99,7 @@ for _notebook in NOTEBOOKS:
 
     _test.__name__ = "test_runs_and_checks_say_not_attempted"
     _test = pytest.mark.learner_run(_test)  # make test-learner
-    globals()[_name] = type(
-        _name, (), {"test_runs_and_checks_say_not_attempted": _test}
-    )
+    globals()[_name] = type(_name, (), {"test_runs_and_checks_say_not_attempted": _test})
 
 
 def test_sanitize_merges_stream_chunks_and_strips_paths(tmp_path):
@@ -141,9 +135,7 @@ def test_sanitize_merges_stream_chunks_and_strips_paths(tmp_path):
     assert sanitize_notebook(path)
     outs = json.loads(path.read_text())["cells"][0]["outputs"]
     assert outs[0]["text"] == ["a: 1\n", "b: 2\n"] and len(outs) == 2
-    assert outs[1]["traceback"] == [
-        "File .../site-packages/torch/nn/modules/module.py:12"
-    ]
+    assert outs[1]["traceback"] == ["File .../site-packages/torch/nn/modules/module.py:12"]
     assert not sanitize_notebook(path)  # a second pass changes nothing
     assert sanitize_text("<object at 0x7f00deadbeef>") == "<object at 0x...>"
 

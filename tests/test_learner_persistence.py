@@ -52,12 +52,8 @@ def _answer(path: Path) -> None:
     for cell in nb["cells"]:
         src = "".join(cell["source"])
         if cell["cell_type"] == "code" and "pass  # Your turn" in src:
-            cell["source"] = src.replace(
-                "pass  # Your turn", ANSWER + "  # Your turn", 1
-            )
-            cell["outputs"] = [
-                {"output_type": "stream", "name": "stdout", "text": "ok\n"}
-            ]
+            cell["source"] = src.replace("pass  # Your turn", ANSWER + "  # Your turn", 1)
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "ok\n"}]
             cell["execution_count"] = 1
             break
     else:
@@ -114,9 +110,7 @@ def test_reset_says_what_it_discards_keeps_a_backup_and_can_be_refused(tmp_path)
     sync_learner(dst, [src / NB1], say=lambda s: None)
     _answer(dst / NB1)
     said = []
-    assert (
-        reset_learner(dst, [src / NB1], say=said.append, confirm=lambda q: False) == []
-    )
+    assert reset_learner(dst, [src / NB1], say=said.append, confirm=lambda q: False) == []
     assert _has_answer(dst / NB1) and "Nothing changed." in said
     said.clear()
     assert reset_learner(dst, [src / NB1], say=said.append, now=0) == [NB1]
@@ -242,9 +236,7 @@ def test_every_documented_command_keeps_the_learners_answer(tmp_path):
     assert settings["settings"].get("fetchNews", news) == "false", settings
 
     (work / "build" / "scratch").mkdir(parents=True)
-    (
-        work / "build" / "learner"
-    ).mkdir()  # where earlier versions kept the learner edition
+    (work / "build" / "learner").mkdir()  # where earlier versions kept the learner edition
     _make(work, "clean")
     assert _has_answer(mine) and not (work / "build" / "scratch").exists()
     assert (work / "build" / "learner").is_dir()

@@ -37,9 +37,7 @@ class Backboned(nn.Module):
 def test_loads_matching_entries_and_leaves_the_rest():
     torch.manual_seed(0)
     src = ComplexModel()
-    fc_only = {
-        k: v for k, v in src.state_dict().items() if k.startswith(("fc1.", "fc2."))
-    }
+    fc_only = {k: v for k, v in src.state_dict().items() if k.startswith(("fc1.", "fc2."))}
     model = ModifiedComplexModel()
     before = _snapshot(model)
     report = load_matching(model, fc_only)
@@ -101,9 +99,7 @@ def test_tied_weights_load_once_and_are_reported():
 def test_tied_weights_with_equal_values_from_a_full_state_dict():
     src, model = Tied(), Tied()
     report = load_matching(model, src.state_dict())
-    assert (
-        report.loaded == ["emb.weight", "out.weight", "out.bias"] and report.tied == {}
-    )
+    assert report.loaded == ["emb.weight", "out.weight", "out.bias"] and report.tied == {}
     assert report.params_loaded == 21 + 7 and report.params_fresh == 0
 
 
@@ -138,9 +134,7 @@ def test_dtype_difference_is_cast_to_the_model_dtype_and_reported():
         "weight": ("float64", "float32"),
         "bias": ("float16", "float32"),
     }
-    assert model.weight.dtype == torch.float32 and torch.equal(
-        model.weight, torch.ones(2, 3)
-    )
+    assert model.weight.dtype == torch.float32 and torch.equal(model.weight, torch.ones(2, 3))
     assert "cast float64 -> float32" in str(report)
 
 
@@ -151,9 +145,7 @@ def test_key_map_function_renames_a_prefix():
     report = load_matching(
         model,
         src.state_dict(),
-        key_map=lambda k: (
-            "backbone." + k[len("features.") :] if k.startswith("features.") else k
-        ),
+        key_map=lambda k: "backbone." + k[len("features.") :] if k.startswith("features.") else k,
     )
     assert len(report.loaded) == 14
     assert report.renamed["backbone.0.weight"] == "features.0.weight"
@@ -262,9 +254,7 @@ def test_report_renders_as_text_and_html():
         text.splitlines()[0]
         == "loaded 1 of 6 model entries; 3 skipped (shape), 2 missing, 0 unexpected"
     )
-    assert (
-        "fc1.weight    skipped: shape differs        (12, 14400)    (10, 14400)" in text
-    )
+    assert "fc1.weight    skipped: shape differs        (12, 14400)    (10, 14400)" in text
     assert "parameters: 2 loaded, 173,284 left as initialised (0.0% loaded)" in text
     html = report._repr_html_()
     assert (
@@ -295,16 +285,10 @@ def test_the_assign_flag_of_a_state_dict_does_not_change_load_matching():
     optimizer = torch.optim.SGD(params, lr=0.1)
     report = load_matching(model, sd64)
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    assert (
-        list(model.parameters()) == params
-    )  # the same Parameter objects: copied, cast
-    assert set(report.cast) == set(sd64) - {
-        k for k, v in sd64.items() if v.dtype != torch.float64
-    }
+    assert list(model.parameters()) == params  # the same Parameter objects: copied, cast
+    assert set(report.cast) == set(sd64) - {k for k, v in sd64.items() if v.dtype != torch.float64}
     assert optimizer.param_groups[0]["params"][0] is next(model.parameters())
-    assert (
-        sd64._metadata[""]["assign_to_params_buffers"] is True
-    )  # the caller's dict untouched
+    assert sd64._metadata[""]["assign_to_params_buffers"] is True  # the caller's dict untouched
 
 
 def test_the_assign_flag_does_not_hide_dtype_differences_from_diff():

@@ -71,9 +71,7 @@ def verdict(row: dict[str, str]) -> str:
     for v in VERDICTS:
         if text.startswith(v):
             return v
-    raise AssertionError(
-        f"verdict must start with one of {VERDICTS}: {row['verdict']!r}"
-    )
+    raise AssertionError(f"verdict must start with one of {VERDICTS}: {row['verdict']!r}")
 
 
 ROWS = read_table()
@@ -83,12 +81,8 @@ def test_every_row_has_a_verdict_and_a_probe():
     assert ROWS, "no rows found in notebooks/LOADERS.md"
     for rid, row in ROWS.items():
         verdict(row)
-        assert rid in PROBES, (
-            f"row {rid!r} of LOADERS.md has no probe in tests/test_loaders.py"
-        )
-    assert set(PROBES) <= set(ROWS), (
-        f"probes without a row: {sorted(set(PROBES) - set(ROWS))}"
-    )
+        assert rid in PROBES, f"row {rid!r} of LOADERS.md has no probe in tests/test_loaders.py"
+    assert set(PROBES) <= set(ROWS), f"probes without a row: {sorted(set(PROBES) - set(ROWS))}"
 
 
 # --- hostile files ------------------------------------------------------------------------------
@@ -125,9 +119,7 @@ class Box:
         """A torch.save checkpoint: real weights plus a payload entry."""
         path = self.folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {"model": self.weights(), "note": Payload(self.marker), **extra}, path
-        )
+        torch.save({"model": self.weights(), "note": Payload(self.marker), **extra}, path)
         return path
 
     def plain_pickle(self) -> Path:
@@ -146,17 +138,13 @@ class Box:
         with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w") as dst:
             for entry in src.infolist():
                 is_inputs = entry.filename.endswith("data/sample_inputs/model.pt")
-                dst.writestr(
-                    entry.filename, inner.getvalue() if is_inputs else src.read(entry)
-                )
+                dst.writestr(entry.filename, inner.getvalue() if is_inputs else src.read(entry))
         return path
 
     def torchscript(self) -> Path:
         """A TorchScript archive whose __setstate__ (run by the loader) creates the marker."""
         path = self.folder / "evil_scripted.pt"
-        scripted = quietly(
-            lambda: torch.jit.script(_ScriptedWithSetstate(str(self.marker)))
-        )
+        scripted = quietly(lambda: torch.jit.script(_ScriptedWithSetstate(str(self.marker))))
         quietly(lambda: torch.jit.save(scripted, path))
         self.ran()  # scripting and saving must not have run it
         return path
@@ -166,9 +154,7 @@ class Box:
         import torch.distributed.checkpoint as dcp
 
         folder = self.folder / "dcp"
-        quietly(
-            lambda: dcp.save({"w": torch.ones(2)}, checkpoint_id=folder, no_dist=True)
-        )
+        quietly(lambda: dcp.save({"w": torch.ones(2)}, checkpoint_id=folder, no_dist=True))
         with open(folder / ".metadata", "rb") as f:
             metadata = pickle.load(f)  # trusted: written two lines above
         metadata.planner_data = Payload(self.marker)
@@ -289,9 +275,7 @@ def probe_torch_load_default(box: Box, monkeypatch: pytest.MonkeyPatch, **_) -> 
     # the default is the environment's: this variable turns it off for calls that do not say
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     quietly(lambda: torch.load(path))
-    assert box.ran(), (
-        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 no longer switches the default off"
-    )
+    assert box.ran(), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 no longer switches the default off"
     return ran
 
 
@@ -326,9 +310,7 @@ def probe_hub_url(box: Box, serve, **_) -> bool:
         )
     )
     assert isinstance(e, pickle.UnpicklingError), e
-    assert (box.folder / "cache" / Path(url).name).exists(), (
-        "the file was not downloaded"
-    )
+    assert (box.folder / "cache" / Path(url).name).exists(), "the file was not downloaded"
     return box.ran()
 
 
@@ -343,9 +325,7 @@ def probe_hub_url_default(box: Box, serve, **_) -> bool:
 
 def probe_export_load(box: Box, **_) -> bool:
     path = box.pt2()
-    logging.disable(
-        logging.WARNING
-    )  # it logs the refused safe load with a broken format
+    logging.disable(logging.WARNING)  # it logs the refused safe load with a broken format
     try:
         program = quietly(lambda: torch.export.load(path))
     finally:
@@ -495,11 +475,7 @@ def probe_hub_mixin(box: Box, **_) -> bool:
         {**TinyHub().state_dict(), "note": Payload(box.marker)},
         snapshot / "pytorch_model.bin",
     )
-    e = refused(
-        lambda: TinyHub.from_pretrained(
-            "someone/tiny", cache_dir=box.folder / "hub_cache"
-        )
-    )
+    e = refused(lambda: TinyHub.from_pretrained("someone/tiny", cache_dir=box.folder / "hub_cache"))
     assert isinstance(e, pickle.UnpicklingError), e
     return ran | box.ran()
 
@@ -511,9 +487,7 @@ def probe_peft(box: Box, **_) -> bool:
 
     def base() -> torch.nn.Module:
         torch.manual_seed(0)
-        return torch.nn.Sequential(
-            torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)
-        )
+        return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
 
     folder = box.folder / "adapter"
     adapted = get_peft_model(base(), LoraConfig(r=2, target_modules=["0"]))
@@ -599,9 +573,7 @@ def _onnx_files(box: Box) -> tuple[Path, Path]:
         entry.key, entry.value = key, value
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "W"], ["y"])], "g", [x], [y], [weight]
-    )
+    graph = helper.make_graph([helper.make_node("Add", ["x", "W"], ["y"])], "g", [x], [y], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     escaping = box.folder / "model" / "escaping.onnx"
@@ -615,16 +587,8 @@ def probe_onnxruntime(box: Box, **_) -> bool:
 
     renamed, escaping = _onnx_files(box)
     for path in (renamed, escaping):
-        refused(
-            lambda p=path: onnxruntime.InferenceSession(
-                p, providers=["CPUExecutionProvider"]
-            )
-        )
-    e = refused(
-        lambda: onnxruntime.InferenceSession(
-            escaping, providers=["CPUExecutionProvider"]
-        )
-    )
+        refused(lambda p=path: onnxruntime.InferenceSession(p, providers=["CPUExecutionProvider"]))
+    e = refused(lambda: onnxruntime.InferenceSession(escaping, providers=["CPUExecutionProvider"]))
     assert "escapes model directory" in str(e), e
     return box.ran()
 
@@ -733,11 +697,7 @@ def _cli(*argv: str) -> int:
     sys.argv = ["labs_utils", *argv]
     try:
         with pytest.raises(SystemExit) as exit_:
-            quietly(
-                lambda: runpy.run_module(
-                    "labs_utils", run_name="__main__", alter_sys=True
-                )
-            )
+            quietly(lambda: runpy.run_module("labs_utils", run_name="__main__", alter_sys=True))
     finally:
         sys.argv = old
     return exit_.value.code
@@ -796,9 +756,7 @@ def probe_accelerate_dispatch(box: Box, **_) -> bool:
         empty = torch.nn.Linear(2, 2)
     for path in (folder, folder / "pytorch_model.bin"):
         e = refused(
-            lambda p=path: load_checkpoint_and_dispatch(
-                empty, str(p), device_map={"": "cpu"}
-            )
+            lambda p=path: load_checkpoint_and_dispatch(empty, str(p), device_map={"": "cpu"})
         )
         assert isinstance(e, pickle.UnpicklingError), e
     return box.ran()
@@ -806,9 +764,7 @@ def probe_accelerate_dispatch(box: Box, **_) -> bool:
 
 def _transformers():
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter(
-            "ignore"
-        )  # torchao, imported by transformers, reports kernels
+        warnings.simplefilter("ignore")  # torchao, imported by transformers, reports kernels
         from transformers import BertConfig, BertForSequenceClassification
         from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
@@ -916,9 +872,7 @@ def test_the_row_s_verdict_holds(rid, box, request, monkeypatch, capsys):
         fixtures["hub_cache"] = request.getfixturevalue("hub_cache")
     ran = PROBES[rid](**fixtures)
     if verdict(ROWS[rid]) == "trusted files only":
-        assert ran, (
-            f"{rid}: the table says 'trusted files only', but the payload did not run"
-        )
+        assert ran, f"{rid}: the table says 'trusted files only', but the payload did not run"
     else:
         assert not ran, f"{rid}: THE PAYLOAD RAN with the call the table recommends"
 
@@ -1073,9 +1027,7 @@ def scan() -> Iterator[tuple[str, int, str, str]]:
         cells = json.loads(nb.read_text())["cells"]
         defined: set[str] = set()
         imported: dict[str, str] = {}  # bare name -> module.name
-        context = _context(
-            ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-        )
+        context = _context(["".join(c["source"]) for c in cells if c["cell_type"] == "code"])
         for cell in cells:
             if cell["cell_type"] == "code":
                 source = "".join(cell["source"])
@@ -1155,9 +1107,7 @@ def _near(cells: list[dict], index: int) -> str:
 
 
 def test_trusted_only_calls_say_so_where_they_appear():
-    trusted_rows = {
-        rid for rid, row in ROWS.items() if verdict(row) == "trusted files only"
-    }
+    trusted_rows = {rid for rid, row in ROWS.items() if verdict(row) == "trusted files only"}
     silent = set()
     for nb, index, name, row in SCANNED:
         if row not in trusted_rows:
@@ -1172,9 +1122,7 @@ def test_trusted_only_calls_say_so_where_they_appear():
 
 
 def test_the_table_lists_the_notebooks_with_trusted_only_calls():
-    trusted_rows = {
-        rid for rid, row in ROWS.items() if verdict(row) == "trusted files only"
-    }
+    trusted_rows = {rid for rid, row in ROWS.items() if verdict(row) == "trusted files only"}
     used = {nb[:2] for nb, _, _, row in SCANNED if row in trusted_rows}
     text = TABLE.read_text()
     section = text[text.index("## Where the") :]

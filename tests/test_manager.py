@@ -127,9 +127,7 @@ def test_load_last_leaves_the_temp_file_of_a_save_in_progress(tmp_path):
     saver = _start_saver(folder / "last.pth")
     try:
         assert len(_temp_files(folder)) == 1
-        reader = CheckpointManager(
-            folder
-        )  # an evaluation job polling the newest checkpoint
+        reader = CheckpointManager(folder)  # an evaluation job polling the newest checkpoint
         assert reader.load_last()["epoch"] == 0
         assert len(_temp_files(folder)) == 1
         out, _ = saver.communicate("go\n", timeout=60)
@@ -174,6 +172,4 @@ def test_best_pth_does_not_carry_the_assign_flag(tmp_path):
     weight = model.weight
     model.load_state_dict(m.load_best())  # a plain load copies, and casts
     assert model.weight is weight and model.weight.dtype == torch.float32
-    assert (
-        sd64._metadata[""]["assign_to_params_buffers"] is True
-    )  # the caller's dict untouched
+    assert sd64._metadata[""]["assign_to_params_buffers"] is True  # the caller's dict untouched

@@ -12,9 +12,7 @@ from labs_utils.midepoch import Jitter, sample_seed
 
 def _base(n=12):
     g = torch.Generator().manual_seed(3)
-    return TensorDataset(
-        torch.randn(n, 4, generator=g), torch.arange(n) % 3, torch.arange(n)
-    )
+    return TensorDataset(torch.randn(n, 4, generator=g), torch.arange(n) % 3, torch.arange(n))
 
 
 def test_seeded_noise_depends_on_seed_epoch_and_index_only():
@@ -36,9 +34,7 @@ def test_seeded_noise_is_the_same_in_worker_processes():
     data.set_epoch(2)
     main = [b for b in DataLoader(data, batch_size=4)]
     workers = [b for b in DataLoader(data, batch_size=4, num_workers=2)]
-    assert all(
-        torch.equal(x, y) for (x, *_), (y, *_) in zip(main, workers, strict=True)
-    )
+    assert all(torch.equal(x, y) for (x, *_), (y, *_) in zip(main, workers, strict=True))
 
 
 def test_unseeded_noise_draws_from_the_global_generator():
@@ -53,9 +49,7 @@ def test_unseeded_noise_draws_from_the_global_generator():
 
 
 def test_other_elements_pass_through_and_dtype_is_kept():
-    base = TensorDataset(
-        torch.zeros(3, 2, dtype=torch.float64), torch.tensor([5, 6, 7])
-    )
+    base = TensorDataset(torch.zeros(3, 2, dtype=torch.float64), torch.tensor([5, 6, 7]))
     x, y = Jitter(base, noise=1.0, seed=0)[1]
     assert x.dtype == torch.float64 and y.item() == 6 and len(Jitter(base)) == 3
     x0, _ = Jitter(base, noise=0.0, seed=0)[1]
@@ -170,9 +164,7 @@ def test_persistent_workers_miss_set_epoch_but_get_the_sampler_epoch():
     assert torch.equal(epochs[0], epochs[1])  # epoch 1 got epoch 0's noise
 
     sampler = EpochSampler(SequentialSampler(data))
-    loader = DataLoader(
-        data, batch_size=4, num_workers=2, persistent_workers=True, sampler=sampler
-    )
+    loader = DataLoader(data, batch_size=4, num_workers=2, persistent_workers=True, sampler=sampler)
     epochs = []
     for epoch in range(2):
         sampler.set_epoch(epoch)
@@ -181,9 +173,7 @@ def test_persistent_workers_miss_set_epoch_but_get_the_sampler_epoch():
     assert torch.equal(epochs[1], expected) and not torch.equal(epochs[0], epochs[1])
 
 
-@pytest.mark.filterwarnings(
-    "ignore:'set_vital' is deprecated"
-)  # torchdata 0.11 on torch 2.13
+@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")  # torchdata 0.11 on torch 2.13
 def test_mid_epoch_resume_with_persistent_workers_is_exact():
     from torchdata.stateful_dataloader import StatefulDataLoader
     from torchdata.stateful_dataloader.sampler import RandomSampler

@@ -21,17 +21,13 @@ def _tags(path):
 
 
 def test_file_is_small_tagged_and_documented():
-    assert PATH.is_file(), (
-        "data/weights_mps.pth missing: run python data/make_mps_checkpoint.py"
-    )
+    assert PATH.is_file(), "data/weights_mps.pth missing: run python data/make_mps_checkpoint.py"
     assert PATH.stat().st_size < 8192
     assert _tags(PATH) == {"mps"}
     assert PATH.name in (ROOT / "data" / "README.md").read_text()
 
 
-@pytest.mark.skipif(
-    torch.backends.mps.is_available(), reason="the error only exists without MPS"
-)
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="the error only exists without MPS")
 def test_loading_without_map_location_raises_pytorchs_error():
     with pytest.raises(RuntimeError, match="mps"):
         torch.load(PATH, weights_only=True)

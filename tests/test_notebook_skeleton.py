@@ -19,9 +19,9 @@ NOTEBOOKS.append(TEMPLATE)
 
 def _number(path):
     return "NN" if path == TEMPLATE else path.name[:2]
-LAB = (
-    "12_capstone_lab.ipynb"  # the lab's sections are its faults, each fixed and checked
-)
+
+
+LAB = "12_capstone_lab.ipynb"  # the lab's sections are its faults, each fixed and checked
 
 
 def _cells(path):
@@ -84,16 +84,10 @@ def test_sections(path):
     assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 3, (
         f"{path.name}: numbered sections 1, 2, 3, … in order, got {numbers}"
     )
-    tail = (
-        ["Key points", "Next"]
-        if path.name == LAB
-        else ["Your turn", "Key points", "Next"]
-    )
+    tail = ["Key points", "Next"] if path.name == LAB else ["Your turn", "Key points", "Next"]
     ends = ["Next" if h.startswith("Next") else h for h in h2[-len(tail) :]]
     assert ends == tail, f"{path.name}: ends with {', '.join(tail)}; got {h2[-4:]}"
-    key_points = next(
-        _src(c) for c in cells if _src(c).lstrip().startswith("## Key points")
-    )
+    key_points = next(_src(c) for c in cells if _src(c).lstrip().startswith("## Key points"))
     assert 3 <= len(_bullets(key_points)) <= 8, f"{path.name}: 3 to 8 key points"
 
 

@@ -30,9 +30,11 @@ def test_the_top_level_holds_only_small_lesson_scaffolding():
     assert lines <= 650, (
         f"lesson scaffolding has grown to {lines} lines; move tools to labs_utils/toolkit"
     )
-    assert {
-        p.name for p in PKG.iterdir() if p.is_dir() and p.name != "__pycache__"
-    } == {"toolkit", "workers", "checks"}
+    assert {p.name for p in PKG.iterdir() if p.is_dir() and p.name != "__pycache__"} == {
+        "toolkit",
+        "workers",
+        "checks",
+    }
 
 
 def test_the_toolkit_has_a_public_api():
@@ -47,9 +49,7 @@ def _local_imports(path: Path) -> set[str]:
     """Modules of labs_utils that `path` imports (at any depth in the file), as dotted names."""
     module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
     package = (
-        module.rsplit(".", 1)[0]
-        if path.name != "__init__.py"
-        else module.removesuffix(".__init__")
+        module.rsplit(".", 1)[0] if path.name != "__init__.py" else module.removesuffix(".__init__")
     )
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -73,8 +73,7 @@ def test_no_import_cycles():
         for p in PKG.rglob("*.py")
     }
     graph = {
-        m: {t for t in _local_imports(p) if t in modules and t != m}
-        for m, p in modules.items()
+        m: {t for t in _local_imports(p) if t in modules and t != m} for m, p in modules.items()
     }
 
     def reach(start):
@@ -103,9 +102,7 @@ def test_no_toolkit_module_imports_a_private_name_of_another():
                 node.level or "labs_utils" in (node.module or "")
             ):
                 private = [a.name for a in node.names if a.name.startswith("_")]
-                assert not private, (
-                    f"toolkit/{path.name} imports {private} from {node.module}"
-                )
+                assert not private, f"toolkit/{path.name} imports {private} from {node.module}"
 
 
 @pytest.mark.parametrize(

@@ -27,15 +27,9 @@ def test_no_import_cycle_between_state_dicts_and_prefixes():
 
     def imports(module):
         tree = ast.parse(inspect.getsource(module))
-        return {
-            n.module
-            for n in ast.walk(tree)
-            if isinstance(n, ast.ImportFrom) and n.module
-        }
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
 
-    assert "state_dicts" not in imports(prefixes) and "prefixes" not in imports(
-        state_dicts
-    )
+    assert "state_dicts" not in imports(prefixes) and "prefixes" not in imports(state_dicts)
 
 
 def test_wrapper_prefixes_are_pytorchs():
@@ -101,25 +95,19 @@ def test_strip_only_at_the_start(key, expected):
 
 
 def test_keys_containing_module_in_the_middle_are_untouched():
-    sd = OrderedDict(
-        [("encoder.module.weight", torch.ones(1)), ("submodule.bias", torch.zeros(1))]
-    )
+    sd = OrderedDict([("encoder.module.weight", torch.ones(1)), ("submodule.bias", torch.zeros(1))])
     assert list(normalize_keys(sd)) == ["encoder.module.weight", "submodule.bias"]
     wrapped = OrderedDict(("module." + k, v) for k, v in sd.items())
     assert list(normalize_keys(wrapped)) == ["encoder.module.weight", "submodule.bias"]
 
 
 def test_collision_is_refused_with_both_keys_named():
-    sd = OrderedDict(
-        [("module.fc1.weight", torch.ones(1)), ("fc1.weight", torch.zeros(1))]
-    )
+    sd = OrderedDict([("module.fc1.weight", torch.ones(1)), ("fc1.weight", torch.zeros(1))])
     with pytest.raises(
         ValueError, match=r"'module\.fc1\.weight' and 'fc1\.weight' to 'fc1\.weight'"
     ):
         normalize_keys(sd)
-    nested = OrderedDict(
-        [("module._orig_mod.w", torch.ones(1)), ("_orig_mod.w", torch.zeros(1))]
-    )
+    nested = OrderedDict([("module._orig_mod.w", torch.ones(1)), ("_orig_mod.w", torch.zeros(1))])
     with pytest.raises(ValueError, match="mixes wrapped and unwrapped"):
         normalize_keys(nested)
 
@@ -127,24 +115,18 @@ def test_collision_is_refused_with_both_keys_named():
 def test_like_resolves_a_submodule_really_named_module():
     # keys: module.weight, module.bias
     inner = nn.ModuleDict({"module": nn.Linear(2, 2)})
-    sd = nn.DataParallel(
-        inner
-    ).state_dict()  # module.module.weight: ambiguous from keys alone
+    sd = nn.DataParallel(inner).state_dict()  # module.module.weight: ambiguous from keys alone
     assert list(normalize_keys(sd)) == ["weight", "bias"]
     assert list(normalize_keys(sd, like=inner)) == ["module.weight", "module.bias"]
     assert list(normalize_keys(inner.state_dict(), like=inner.state_dict())) == [
         "module.weight",
         "module.bias",
     ]
-    nn.ModuleDict({"module": nn.Linear(2, 2)}).load_state_dict(
-        normalize_keys(sd, like=inner)
-    )
+    nn.ModuleDict({"module": nn.Linear(2, 2)}).load_state_dict(normalize_keys(sd, like=inner))
 
 
 def test_custom_prefixes():
-    sd = OrderedDict(
-        [("model.fc1.weight", torch.ones(1)), ("ema.decay", torch.ones(1))]
-    )
+    sd = OrderedDict([("model.fc1.weight", torch.ones(1)), ("ema.decay", torch.ones(1))])
     assert list(normalize_keys(sd, prefixes=("model.",))) == ["fc1.weight", "ema.decay"]
 
 
@@ -198,9 +180,7 @@ def test_normalize_keys_copies_metadata_without_the_assign_flag():
     model = torch.nn.Linear(2, 2)
     sd = model.state_dict()
     with torch.device("meta"):
-        torch.nn.Linear(2, 2).load_state_dict(
-            sd, assign=True
-        )  # pytorch#188166: sets a flag
+        torch.nn.Linear(2, 2).load_state_dict(sd, assign=True)  # pytorch#188166: sets a flag
     saved = type(sd)(("module." + k, v) for k, v in sd.items())
     saved._metadata = type(sd._metadata)(
         ("module" + ("." + k if k else ""), v) for k, v in sd._metadata.items()

@@ -23,9 +23,7 @@ ROW = re.compile(r"^\| (Q\d{3}) \|(.*)\|\s*$", re.M)
 URL = re.compile(r"\]\((https?://[^\s)]+)\)")
 WHERE = re.compile(r"^notebooks/(\d\d_[a-z0-9_]+\.ipynb)#(.+)$")
 
-Row = collections.namedtuple(
-    "Row", "id question sources message notebook section answer"
-)
+Row = collections.namedtuple("Row", "id question sources message notebook section answer")
 
 
 def _parse() -> list[Row]:
@@ -35,20 +33,14 @@ def _parse() -> list[Row]:
         assert len(cells) == 5, f"{rid}: expected 6 columns, got {len(cells) + 1}"
         question, sources, message, where, answer = cells
         if message:
-            assert message.startswith("`") and message.endswith("`"), (
-                f"{rid}: {message}"
-            )
+            assert message.startswith("`") and message.endswith("`"), f"{rid}: {message}"
             message = message[1:-1]
         notebook = section = ""
         if where:
             m = WHERE.match(where)
-            assert m, (
-                f"{rid}: answered-in {where!r} is not notebooks/NN_name.ipynb#heading"
-            )
+            assert m, f"{rid}: answered-in {where!r} is not notebooks/NN_name.ipynb#heading"
             notebook, section = m.groups()
-        rows.append(
-            Row(rid, question, URL.findall(sources), message, notebook, section, answer)
-        )
+        rows.append(Row(rid, question, URL.findall(sources), message, notebook, section, answer))
     return rows
 
 
@@ -85,9 +77,7 @@ def test_at_least_100_distinct_questions():
     assert len(ROWS) >= 100, len(ROWS)
     ids = [r.id for r in ROWS]
     assert len(ids) == len(set(ids)), "duplicate ids"
-    keys = collections.Counter(
-        re.sub(r"\W+", " ", r.question).lower().strip() for r in ROWS
-    )
+    keys = collections.Counter(re.sub(r"\W+", " ", r.question).lower().strip() for r in ROWS)
     assert not [q for q, n in keys.items() if n > 1], "duplicate questions"
 
 
@@ -116,13 +106,10 @@ def test_report_messages_missing_from_the_error_index():
     index = next(
         "".join(c["source"])
         for c in cells
-        if c["cell_type"] == "markdown"
-        and "".join(c["source"]).startswith("| The message")
+        if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("| The message")
     )
     index = _norm(index.replace("`", ""))
-    missing = sorted(
-        {r.message for r in ROWS if r.message and _norm(r.message) not in index}
-    )
+    missing = sorted({r.message for r in ROWS if r.message and _norm(r.message) not in index})
     print(f"\nmessages of the register not in notebook 14's index: {len(missing)}")
     for message in missing:
         print("   ", message)

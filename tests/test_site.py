@@ -292,9 +292,7 @@ def test_no_page_loads_anything_from_another_host(site):
             for attr in ("src", "href"):
                 url = attrs.get(attr) or ""
                 if tag != "a" and re.match(r"^(https?:)?//", url):
-                    pytest.fail(
-                        f"{f.name}: <{tag} {attr}={url!r}> loads from another host"
-                    )
+                    pytest.fail(f"{f.name}: <{tag} {attr}={url!r}> loads from another host")
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem[:2] for p in NOTEBOOKS])
@@ -312,9 +310,7 @@ def test_every_notebook_page_has_downloads_versions_and_date(site, nb):
     code = [c for c in learner["cells"] if c["cell_type"] == "code"]
     assert code and not any(c["outputs"] for c in code), "learner edition keeps outputs"
     assert "### BEGIN SOLUTION" not in json.dumps(learner)
-    torch_pin = re.search(
-        r"^torch==(\S+)", (ROOT / "requirements.txt").read_text(), re.M
-    ).group(1)
+    torch_pin = re.search(r"^torch==(\S+)", (ROOT / "requirements.txt").read_text(), re.M).group(1)
     text = _clean(" ".join(c.text))
     assert f"torch {torch_pin}" in text
     assert re.search(r"Last verified run: \d{4}-\d\d-\d\d", text), text[:500]
@@ -335,9 +331,7 @@ def test_error_index_lists_every_raised_error(site):
                 if out["output_type"] != "error":
                     continue
                 n += 1
-                first = (
-                    re.sub(r"\x1b\[[0-9;]*m", "", out["evalue"]).strip().splitlines()
-                )
+                first = re.sub(r"\x1b\[[0-9;]*m", "", out["evalue"]).strip().splitlines()
                 headline = _clean(f"{out['ename']}: {first[0] if first else ''}")
                 assert headline in text, f"{nb.name}: {headline!r} is not in the index"
                 assert any(h.startswith(f"{nb.stem}.html#") for h in links), nb.name

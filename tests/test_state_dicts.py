@@ -32,11 +32,7 @@ def test_summarize_counts_bytes_and_elements():
     assert s.total_elements == 10 * 5 + 5 + 5 * 2 + 2
     assert s.total_bytes == 4 * s.total_elements
     row = s.rows[0]
-    assert (
-        row["key"] == "fc1.weight"
-        and row["shape"] == "(5, 10)"
-        and row["dtype"] == "float32"
-    )
+    assert row["key"] == "fc1.weight" and row["shape"] == "(5, 10)" and row["dtype"] == "float32"
     assert row["device"] == "cpu" and "kind" not in row
     text = str(s)
     assert "fc1.weight" in text and "(5, 10)" in text and "268 B" in text
@@ -248,9 +244,7 @@ def test_diff_agrees_with_load_state_dict(case):
     relaxed = copy.deepcopy(make_model())
     try:
         keys = relaxed.load_state_dict(make_sd(), strict=False)
-    except (
-        RuntimeError
-    ):  # strict=False still raises on shape errors; compare the keys without them
+    except RuntimeError:  # strict=False still raises on shape errors; compare the keys without them
         bad = set(d.shape_mismatches) | {
             k for k, v in make_sd().items() if not isinstance(v, torch.Tensor)
         }
@@ -293,9 +287,7 @@ def test_a_model_that_cannot_be_copied_is_compared_key_by_key():
     model.lock = threading.Lock()  # deepcopy fails on it
     d = diff(model, {"weight": torch.ones(3, 2), "bias": torch.ones(2)})
     assert d.shape_mismatches == {"bias": ((3,), (2,))} and "key by key" in str(d)
-    report = load_matching(
-        model, {"weight": torch.ones(3, 2), "bias": torch.ones(2), "x": 1}
-    )
+    report = load_matching(model, {"weight": torch.ones(3, 2), "bias": torch.ones(2), "x": 1})
     assert report.loaded == ["weight"] and report.unexpected == ["x"]
     assert report.shape_mismatches == {"bias": ((3,), (2,))}
     assert torch.equal(model.weight, torch.ones(3, 2)) and not torch.equal(
@@ -308,9 +300,7 @@ def test_a_model_that_cannot_be_copied_is_compared_key_by_key():
 
 def test_load_matching_loads_into_a_lazy_model():
     model = nn.Sequential(nn.LazyLinear(3))
-    report = load_matching(
-        model, {"0.weight": torch.ones(3, 5), "0.bias": torch.full((3,), 2.0)}
-    )
+    report = load_matching(model, {"0.weight": torch.ones(3, 5), "0.bias": torch.full((3,), 2.0)})
     assert report.loaded == ["0.weight", "0.bias"] and not report.shape_mismatches
     assert torch.equal(model[0].weight, torch.ones(3, 5)) and torch.equal(
         model[0].bias, torch.full((3,), 2.0)
@@ -331,9 +321,7 @@ def test_load_matching_on_a_lazy_model_with_part_of_the_weights():
 def test_load_matching_takes_a_0_dim_parameter_saved_as_shape_1():
     model = Scalar()
     report = load_matching(model, {"s": torch.tensor([2.0])})
-    assert (
-        report.loaded == ["s"] and not report.shape_mismatches and model.s.item() == 2.0
-    )
+    assert report.loaded == ["s"] and not report.shape_mismatches and model.s.item() == 2.0
     skipped = load_matching(Scalar(), {"s": torch.tensor([2.0, 3.0])})
     assert skipped.shape_mismatches == {"s": ((), (2,))} and skipped.loaded == []
 

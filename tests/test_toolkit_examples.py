@@ -65,8 +65,6 @@ def test_every_public_function_and_class_has_an_example():
         for name, obj in public.items()
         if f"{obj.__module__}.{obj.__qualname__}" not in with_examples
     ]
-    assert not lacking, (
-        f"public names without an Example:: in their docstring: {lacking}"
-    )
+    assert not lacking, f"public names without an Example:: in their docstring: {lacking}"
     for name, obj in public.items():
         assert "Example::" in inspect.getdoc(obj), name

@@ -73,9 +73,7 @@ def _median_seconds(
     return statistics.median(times)
 
 
-def run(
-    size_mb: float = 300, repeats: int = 5, folder: str | os.PathLike = "build/bench"
-) -> Table:
+def run(size_mb: float = 300, repeats: int = 5, folder: str | os.PathLike = "build/bench") -> Table:
     """Run the benchmark and return the table (also usable from a notebook)."""
     from safetensors.torch import load_file, save_file
 
@@ -104,9 +102,7 @@ def run(
         t_atomic_nosync = _median_seconds(
             lambda: save_checkpoint(sd, atomic, fsync=False), repeats, fresh(atomic)
         )
-        t_atomic = _median_seconds(
-            lambda: save_checkpoint(sd, atomic), repeats, fresh(atomic)
-        )
+        t_atomic = _median_seconds(lambda: save_checkpoint(sd, atomic), repeats, fresh(atomic))
         # replaces an existing file
         t_atomic_over = _median_seconds(lambda: save_checkpoint(sd, atomic), repeats)
         t_st_save = _median_seconds(lambda: save_file(sd, str(st)), repeats, fresh(st))
@@ -118,9 +114,7 @@ def run(
             return sum(float(t.sum()) for t in loaded.values())
 
         t_load_touch = _median_seconds(lambda: touch(torch.load(plain)), repeats)
-        t_mmap_touch = _median_seconds(
-            lambda: touch(torch.load(plain, mmap=True)), repeats
-        )
+        t_mmap_touch = _median_seconds(lambda: touch(torch.load(plain, mmap=True)), repeats)
         t_st_load = _median_seconds(lambda: load_file(str(st)), repeats)
         t_st_touch = _median_seconds(lambda: touch(load_file(str(st))), repeats)
         size_pth, size_st = plain.stat().st_size, st.stat().st_size

@@ -145,12 +145,8 @@ def check_torch_and_gpu() -> None:
     if cuda is not None:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         if torch.cuda.is_available():
-            names = [
-                torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
-            ]
-            report(
-                "ok", f"GPU: {', '.join(names)} (GPU cells run for real in make lab)"
-            )
+            names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            report("ok", f"GPU: {', '.join(names)} (GPU cells run for real in make lab)")
         elif visible is not None and visible.strip() in ("", "-1"):
             report(
                 "info",
@@ -212,8 +208,7 @@ def check_jupyterlab() -> None:
     if proc.returncode != 0:
         report(
             "FAIL",
-            "JupyterLab does not start: "
-            + (proc.stderr.strip().splitlines() or ["?"])[-1],
+            "JupyterLab does not start: " + (proc.stderr.strip().splitlines() or ["?"])[-1],
             "make setup",
         )
         return
@@ -228,9 +223,9 @@ def check_jupyterlab() -> None:
         / "workbook.json"
     )
     try:
-        news = json.loads(overrides.read_text())[
-            "@jupyterlab/apputils-extension:notification"
-        ]["fetchNews"]
+        news = json.loads(overrides.read_text())["@jupyterlab/apputils-extension:notification"][
+            "fetchNews"
+        ]
     except (OSError, ValueError, KeyError):
         news = None
     if news == "false":
@@ -263,9 +258,7 @@ def check_kernel() -> None:
 
     t0 = time.time()
     km = kc = None
-    log = tempfile.TemporaryFile(
-        mode="w+"
-    )  # the kernel's own messages, shown on failure
+    log = tempfile.TemporaryFile(mode="w+")  # the kernel's own messages, shown on failure
     try:
         km, kc = start_new_kernel(
             kernel_name="python3", startup_timeout=120, stderr=log, stdout=log

@@ -44,9 +44,7 @@ def no_cuda_reason(environ=None) -> str | None:
 
     A ``CUDA_VISIBLE_DEVICES`` that hides every GPU is answered without importing torch."""
     visible = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and (
-        not visible.strip() or visible.strip().startswith("-1")
-    ):
+    if visible is not None and (not visible.strip() or visible.strip().startswith("-1")):
         return (
             f"CUDA_VISIBLE_DEVICES={visible.strip()!r} hides every GPU "
             "(make test sets it; unset it for make test-gpu)"
@@ -89,9 +87,7 @@ def cell_problems(cell, cuda: bool) -> list[str]:
     problems = []
     if cuda and "raises-without-cuda" in tags:
         if error:
-            problems.append(
-                f"tagged raises-without-cuda, but raised with CUDA too: {error}"
-            )
+            problems.append(f"tagged raises-without-cuda, but raised with CUDA too: {error}")
     elif "raises-exception" in tags:
         if not error and cell.get("execution_count") is not None:
             problems.append("tagged raises-exception but did not raise")
@@ -111,9 +107,7 @@ class NotebookResult:
     name: str
     status: str = "not finished"  # pass, fail, not finished
     problems: list[str] = field(default_factory=list)
-    gpu_cells: dict[int, list[str]] = field(
-        default_factory=dict
-    )  # cell -> what it printed
+    gpu_cells: dict[int, list[str]] = field(default_factory=dict)  # cell -> what it printed
     seconds: float | None = None
 
 
@@ -168,9 +162,7 @@ def check_fixtures(data_dir: Path = ROOT / "data") -> list[tuple[str, bool, str]
 
     def tags(path):
         seen = set()
-        torch.load(
-            path, map_location=lambda s, loc: seen.add(loc) or s, weights_only=True
-        )
+        torch.load(path, map_location=lambda s, loc: seen.add(loc) or s, weights_only=True)
         return seen
 
     results = []
@@ -178,30 +170,21 @@ def check_fixtures(data_dir: Path = ROOT / "data") -> list[tuple[str, bool, str]
         for tag, name in FIXTURES.items():
             shipped = data_dir / name
             if not shipped.is_file():
-                results.append(
-                    (name, False, "missing (python data/make_cuda_checkpoint.py)")
-                )
+                results.append((name, False, "missing (python data/make_cuda_checkpoint.py)"))
                 continue
             if int(tag.split(":")[1]) >= torch.cuda.device_count():
                 ok = tags(shipped) == {tag}
-                results.append(
-                    (name, ok, f"tags {sorted(tags(shipped))}; not remade: no {tag}")
-                )
+                results.append((name, ok, f"tags {sorted(tags(shipped))}; not remade: no {tag}"))
                 continue
             torch.manual_seed(0)
             remade = Path(tmp) / name
             torch.save(SimpleModel().to(tag).state_dict(), remade)
-            a, b = (
-                torch.load(p, map_location="cpu", weights_only=True)
-                for p in (shipped, remade)
-            )
+            a, b = (torch.load(p, map_location="cpu", weights_only=True) for p in (shipped, remade))
             same = list(a) == list(b) and all(
                 a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a
             )
             ok = same and tags(shipped) == tags(remade) == {tag}
-            results.append(
-                (name, ok, f"tags {sorted(tags(remade))}, same tensors: {same}")
-            )
+            results.append((name, ok, f"tags {sorted(tags(remade))}, same tensors: {same}"))
     return results
 
 
@@ -210,9 +193,7 @@ def render_report(results, env: dict, fixtures, cuda: bool = True) -> str:
     failed = [r for r in results if r.status == "fail"]
     unfinished = [r for r in results if r.status == "not finished"]
     if not cuda:
-        verdict = (
-            "NO CUDA: a CPU dry run of the tool itself; it proves nothing about the GPU"
-        )
+        verdict = "NO CUDA: a CPU dry run of the tool itself; it proves nothing about the GPU"
     elif failed or (fixtures is not None and not all(ok for _, ok, _ in fixtures)):
         verdict = "FAIL"
     else:
@@ -227,22 +208,16 @@ def render_report(results, env: dict, fixtures, cuda: bool = True) -> str:
         "",
         "| Notebook | Result | GPU cells | Seconds |",
         "|---|---|---|---|",
-        *(
-            f"| {r.name} | {r.status} | {len(r.gpu_cells)} | {r.seconds or ''} |"
-            for r in results
-        ),
+        *(f"| {r.name} | {r.status} | {len(r.gpu_cells)} | {r.seconds or ''} |" for r in results),
     ]
     if failed:
         lines += ["", "## Problems", ""]
-        lines += [
-            f"- {r.name}, {p}".replace("\n", " ") for r in failed for p in r.problems
-        ]
+        lines += [f"- {r.name}, {p}".replace("\n", " ") for r in failed for p in r.problems]
     lines += ["", "## CUDA fixtures in data/", ""]
     if fixtures is None:
         lines.append("- not checked (no CUDA, or --no-fixtures)")
     lines += [
-        f"- `{f}`: {'match' if ok else '**MISMATCH**'}; {seen}"
-        for f, ok, seen in fixtures or []
+        f"- `{f}`: {'match' if ok else '**MISMATCH**'}; {seen}" for f, ok, seen in fixtures or []
     ]
     shown = [(r, i, out) for r in results for i, out in sorted(r.gpu_cells.items())]
     if shown:
@@ -278,35 +253,19 @@ def environment(cuda: bool) -> dict[str, str]:
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
     }
     if cuda:
-        names = {
-            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
-        }
-        env["device"] = (
-            f"{', '.join(sorted(names))} ({torch.cuda.device_count()} visible)"
-        )
+        names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
+        env["device"] = f"{', '.join(sorted(names))} ({torch.cuda.device_count()} visible)"
     return env
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m tools.gpu_run", description=__doc__.split("\n")[0]
-    )
-    p.add_argument(
-        "notebooks", nargs="*", type=Path, help="default: notebooks/[0-9][0-9]_*.ipynb"
-    )
-    p.add_argument(
-        "--jobs", type=int, default=4, help="notebooks at a time (default 4)"
-    )
-    p.add_argument(
-        "--cell-timeout", type=int, default=300, help="seconds per cell (default 300)"
-    )
+    p = argparse.ArgumentParser(prog="python -m tools.gpu_run", description=__doc__.split("\n")[0])
+    p.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/[0-9][0-9]_*.ipynb")
+    p.add_argument("--jobs", type=int, default=4, help="notebooks at a time (default 4)")
+    p.add_argument("--cell-timeout", type=int, default=300, help="seconds per cell (default 300)")
     p.add_argument("--report", type=Path, default=REPORT)
-    p.add_argument(
-        "--no-fixtures", action="store_true", help="skip the data/ fixture check"
-    )
-    p.add_argument(
-        "--allow-cpu", action="store_true", help="run without CUDA (tests the tool)"
-    )
+    p.add_argument("--no-fixtures", action="store_true", help="skip the data/ fixture check")
+    p.add_argument("--allow-cpu", action="store_true", help="run without CUDA (tests the tool)")
     args = p.parse_args(argv)
     if args.jobs < 1 or args.cell_timeout < 1:
         print("test-gpu: --jobs and --cell-timeout must be at least 1", file=sys.stderr)
@@ -333,18 +292,11 @@ def main(argv=None) -> int:
     results = {path: NotebookResult(path.stem) for path in paths}
 
     def report():
-        write_report(
-            args.report, render_report(list(results.values()), env, fixtures, cuda)
-        )
+        write_report(args.report, render_report(list(results.values()), env, fixtures, cuda))
 
     report()
-    with ThreadPoolExecutor(
-        args.jobs
-    ) as pool:  # each notebook has its own kernel process
-        running = {
-            pool.submit(run_notebook, path, cuda, args.cell_timeout): path
-            for path in paths
-        }
+    with ThreadPoolExecutor(args.jobs) as pool:  # each notebook has its own kernel process
+        running = {pool.submit(run_notebook, path, cuda, args.cell_timeout): path for path in paths}
         for done in as_completed(running):
             r = results[running[done]] = done.result()
             print(f"finished {r.name}: {r.status}", flush=True)

@@ -57,12 +57,8 @@ __all__ = [
     "main",
 ]
 
-_SITE = re.compile(
-    r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](site-packages|dist-packages)[/\\]"
-)
-_STDLIB = re.compile(
-    r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](lib[/\\]python3\.\d+)[/\\]"
-)
+_SITE = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](site-packages|dist-packages)[/\\]")
+_STDLIB = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s\"'<>:]*?[/\\](lib[/\\]python3\.\d+)[/\\]")
 _ADDR = re.compile(r" at 0x[0-9a-fA-F]{6,}")
 
 
@@ -99,7 +95,9 @@ def _coalesce_streams(outputs: list[dict]) -> list[dict]:
 
 
 # The line put between the message and the full traceback of an intended error (dim grey).
-MESSAGE_FIRST_NOTE = "\x1b[2m(the message first, as its last line reads; the full traceback follows)\x1b[0m"
+MESSAGE_FIRST_NOTE = (
+    "\x1b[2m(the message first, as its last line reads; the full traceback follows)\x1b[0m"
+)
 
 
 def message_first(traceback: list[str]) -> list[str]:
@@ -110,9 +108,7 @@ def message_first(traceback: list[str]) -> list[str]:
     traceback unchanged. A traceback already in this form is returned as it is.
     """
     if len(traceback) < 2 or (
-        len(traceback) >= 3
-        and traceback[1] == MESSAGE_FIRST_NOTE
-        and traceback[0] == traceback[-1]
+        len(traceback) >= 3 and traceback[1] == MESSAGE_FIRST_NOTE and traceback[0] == traceback[-1]
     ):
         return list(traceback)
     return [traceback[-1], MESSAGE_FIRST_NOTE, *traceback]
@@ -134,9 +130,7 @@ def sanitize_notebook(path: str | Path) -> bool:
         intended = "raises-exception" in cell.get("metadata", {}).get("tags", [])
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                traceback = [
-                    sanitize_text(line, root) for line in out.get("traceback", [])
-                ]
+                traceback = [sanitize_text(line, root) for line in out.get("traceback", [])]
                 out["traceback"] = message_first(traceback) if intended else traceback
     new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     if new != raw:
@@ -175,9 +169,7 @@ def strip_solutions(source: str, where: str = "cell") -> str:
             continue
         if stripped.startswith(END):
             if not inside:
-                raise ValueError(
-                    f"{where}, line {number}: {END} without a {BEGIN} above it"
-                )
+                raise ValueError(f"{where}, line {number}: {END} without a {BEGIN} above it")
             inside = False
             continue
         if not inside:
@@ -254,10 +246,7 @@ def fingerprint(nb: dict) -> str:
     Metadata, execution counts and JSON layout are left out, so a notebook that JupyterLab
     merely opened and saved again keeps its fingerprint; a typed answer or a run cell does not.
     """
-    cells = [
-        [c.get("cell_type"), _source(c), c.get("outputs", [])]
-        for c in nb.get("cells", [])
-    ]
+    cells = [[c.get("cell_type"), _source(c), c.get("outputs", [])] for c in nb.get("cells", [])]
     blob = json.dumps(cells, sort_keys=True, ensure_ascii=False).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -318,9 +307,7 @@ def sync_learner(
         for old in sorted(Path(adopt).glob("[0-9][0-9]_*.ipynb")):
             if not (folder / old.name).exists():
                 shutil.copy2(old, folder / old.name)
-                say(
-                    f"{old.as_posix()}: copied to {folder.as_posix()}/ (your earlier work)"
-                )
+                say(f"{old.as_posix()}: copied to {folder.as_posix()}/ (your earlier work)")
     for src in map(Path, sources):
         nb, _ = learner_notebook(src)
         fresh = fingerprint(nb)
@@ -339,15 +326,11 @@ def sync_learner(
                 updated.unlink()
             outcome["unchanged"].append(src.name)
         elif current is not None and current == entry.get("written"):
-            dst.write_text(
-                _dumps(nb), encoding="utf-8"
-            )  # not edited: take the new lesson
+            dst.write_text(_dumps(nb), encoding="utf-8")  # not edited: take the new lesson
             entry["written"] = fresh
             outcome["refreshed"].append(src.name)
         elif entry.get("written") == fresh:
-            outcome["kept"].append(
-                src.name
-            )  # edited, and the lesson has not changed since
+            outcome["kept"].append(src.name)  # edited, and the lesson has not changed since
         else:
             # Edited, and the lesson changed (or nothing is known about this copy): keep the
             # learner's notebook, offer the new lesson beside it.
@@ -503,11 +486,7 @@ def link_notebook(path: str | Path, write: bool = True) -> int:
     path = Path(path)
     raw = path.read_text(encoding="utf-8")
     nb = json.loads(raw)
-    existing = {
-        p.stem
-        for p in path.parent.glob("[0-9][0-9]_*.ipynb")
-        if ".updated" not in p.name
-    }
+    existing = {p.stem for p in path.parent.glob("[0-9][0-9]_*.ipynb") if ".updated" not in p.name}
     added = 0
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "markdown":
@@ -540,28 +519,19 @@ def reading_minutes(path: str | Path) -> dict[str, float]:
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     words = code = output = plots = exercises = 0
     for cell in nb.get("cells", []):
-        source = (
-            "".join(cell["source"])
-            if isinstance(cell["source"], list)
-            else cell["source"]
-        )
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if cell.get("cell_type") == "markdown":
             words += len(source.split())
             continue
         code += sum(
-            1
-            for line in source.splitlines()
-            if line.strip() and not line.strip().startswith("###")
+            1 for line in source.splitlines() if line.strip() and not line.strip().startswith("###")
         )
         exercises += source.count(BEGIN)
         for out in cell.get("outputs", []):
             if "image/png" in out.get("data", {}):
                 plots += 1
             text = (
-                out.get("text")
-                or out.get("data", {}).get("text/plain")
-                or out.get("evalue")
-                or ""
+                out.get("text") or out.get("data", {}).get("text/plain") or out.get("evalue") or ""
             )
             text = "".join(text) if isinstance(text, list) else text
             output += min(len(text.splitlines()), 25)

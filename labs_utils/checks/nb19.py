@@ -73,9 +73,7 @@ _DENSE_MISTAKES = [
     ),
     (
         lambda k, b: {
-            "weight": torch.tensor(
-                k.reshape(k.shape[1], k.shape[0]), dtype=torch.float32
-            ),
+            "weight": torch.tensor(k.reshape(k.shape[1], k.shape[0]), dtype=torch.float32),
             "bias": torch.tensor(b, dtype=torch.float32),
         },
         "`reshape` gives the right shape but puts the numbers in the wrong places: a "
@@ -133,9 +131,7 @@ def _zero(groups, world, order=None, seed=0):
         flat = torch.cat([flat, flat.new_zeros(-n % (2 * world))])
         for r, part in enumerate(flat.chunk(world)):
             partitions[r].append(part.clone())
-    return partitions, [
-        {k: torch.Size(s) for k, s in shapes.items()} for shapes in groups
-    ]
+    return partitions, [{k: torch.Size(s) for k, s in shapes.items()} for shapes in groups]
 
 
 _LAYER = {"0.weight": (4, 3), "0.bias": (4,), "2.weight": (2, 4), "2.bias": (2,)}
@@ -161,9 +157,7 @@ def _merge_cases():
         ),
         Case(
             "twelve ranks (rank 10 comes after rank 9)",
-            lambda: _zero(
-                [{"w": (5, 6), "b": (5,)}], 12, order=list(range(12)), seed=3
-            ),
+            lambda: _zero([{"w": (5, 6), "b": (5,)}], 12, order=list(range(12)), seed=3),
         ),
     ]
 

@@ -354,7 +354,9 @@ def save_checkpoint(
 
 
 def _qualname(x: Any) -> str:
-    return f"{getattr(x, '__module__', '')}.{getattr(x, '__qualname__', getattr(x, '__name__', ''))}"
+    return (
+        f"{getattr(x, '__module__', '')}.{getattr(x, '__qualname__', getattr(x, '__name__', ''))}"
+    )
 
 
 def nested_values(obj: Any, where: str, depth: int = 0) -> Iterator[tuple[str, Any]]:

@@ -28,9 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     i.add_argument("path", help="checkpoint file")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
-    c = sub.add_parser(
-        "convert", help="write the weights of a .pth/.pt file as .safetensors"
-    )
+    c = sub.add_parser("convert", help="write the weights of a .pth/.pt file as .safetensors")
     c.add_argument(
         "src",
         help="a torch.save file holding a state_dict or a checkpoint with a 'model' entry",

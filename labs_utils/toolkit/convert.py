@@ -64,9 +64,7 @@ class ConvertResult:
 
     def lines(self) -> list[str]:
         where = f"{self.src}[{self.entry!r}]" if self.entry else self.src
-        out = [
-            f"wrote {self.dst}: {self.tensors} tensors from {where} ({self.file_bytes:,} bytes)"
-        ]
+        out = [f"wrote {self.dst}: {self.tensors} tensors from {where} ({self.file_bytes:,} bytes)"]
         if self.stripped:
             out.append("stripped prefixes: " + ", ".join(self.stripped))
         elif self.strip_prefixes:
@@ -83,9 +81,7 @@ class ConvertResult:
                 + ", ".join(f"{k}={_short(self.metadata[k])}" for k in copied)
             )
         if self.untied:
-            out.append(
-                "shared tensors written as separate copies: " + ", ".join(self.untied)
-            )
+            out.append("shared tensors written as separate copies: " + ", ".join(self.untied))
         out.append("round trip: every tensor is torch.equal to the source")
         return out
 
@@ -169,9 +165,7 @@ def convert_to_safetensors(
     with atomic_write(dst) as f:
         f.write(save(tensors, metadata=metadata))
     back = load_file(str(dst))
-    if set(back) != set(tensors) or not all(
-        torch.equal(back[k], v) for k, v in tensors.items()
-    ):
+    if set(back) != set(tensors) or not all(torch.equal(back[k], v) for k, v in tensors.items()):
         raise CheckpointError(
             f"{dst}: the written file does not match {src}; the disk may be failing"
         )
@@ -194,11 +188,7 @@ def _weights(src: Path, obj: Any) -> tuple[str, Mapping[str, torch.Tensor]]:
     """The checkpoint entry holding the weights ("" for a state_dict) and the weights, all tensors."""
     entry, sd = weights_entry(obj)
     if sd is None:
-        keys = (
-            sorted(map(str, obj))[:8]
-            if isinstance(obj, Mapping)
-            else type(obj).__name__
-        )
+        keys = sorted(map(str, obj))[:8] if isinstance(obj, Mapping) else type(obj).__name__
         raise ValueError(
             f"{src}: no state_dict found (a mapping of names to tensors at the top level or under "
             f"'model'/'state_dict'); found {keys}"
@@ -241,10 +231,6 @@ def _header(src: Path, obj: Any, entry: str, stripped: list[str]) -> dict[str, s
         metadata["stripped_prefixes"] = ",".join(stripped)
     if isinstance(obj, Mapping) and entry:
         for k, v in obj.items():
-            if (
-                isinstance(k, str)
-                and isinstance(v, (int, float, str))
-                and not isinstance(v, bool)
-            ):
+            if isinstance(k, str) and isinstance(v, (int, float, str)) and not isinstance(v, bool):
                 metadata[_CKPT + k] = str(v)
     return metadata

@@ -265,9 +265,7 @@ def explain_load_error(path: Path, size: int, error: BaseException) -> str:
     if isinstance(error, pickle.UnpicklingError):
         if "Weights only load failed" in msg:
             try:
-                needed = sorted(
-                    torch.serialization.get_unsafe_globals_in_checkpoint(path)
-                )
+                needed = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
             except Exception:  # pragma: no cover - best effort
                 needed = []
             what = f" It needs: {', '.join(needed)}." if needed else ""
@@ -288,9 +286,7 @@ def explain_load_error(path: Path, size: int, error: BaseException) -> str:
                 f"zip archive); {_TRUNCATED}"
             )
         if "unexpected EOF" in msg:
-            return (
-                f"{path}: the file is truncated ({size} bytes; {first}); {_TRUNCATED}"
-            )
+            return f"{path}: the file is truncated ({size} bytes; {first}); {_TRUNCATED}"
         if "CUDA" in msg and "deserialize" in msg:
             return (
                 f"{path}: the file was saved on a GPU and this machine has no CUDA; "
@@ -298,9 +294,7 @@ def explain_load_error(path: Path, size: int, error: BaseException) -> str:
             )
         return f"{path}: could not be loaded: {first}"
     if isinstance(error, PermissionError):
-        return (
-            f"{path}: no permission to read the file; check its owner and mode (ls -l)"
-        )
+        return f"{path}: no permission to read the file; check its owner and mode (ls -l)"
     if isinstance(error, OSError):
         # the zip reader fails this way on some cut-off archives
         return (

@@ -163,13 +163,9 @@ class CheckpointReport:
     safe_to_load: bool
     refused_globals: list[str] = field(default_factory=list)
     top_level_keys: list[str] | None = None
-    weights_entry: str | None = (
-        None  # "" for a top-level state_dict, "model" for ckpt["model"]
-    )
+    weights_entry: str | None = None  # "" for a top-level state_dict, "model" for ckpt["model"]
     tensors: int | None = None
-    weights_elements: int | None = (
-        None  # elements of the weights entry (parameters and buffers)
-    )
+    weights_elements: int | None = None  # elements of the weights entry (parameters and buffers)
     elements: int | None = None  # elements of every tensor in the file
     tensor_bytes: int = 0  # bytes of tensor data (shared storages counted once)
     storages: int = 0
@@ -198,8 +194,7 @@ class CheckpointReport:
             rows.append(["safe loading", "REFUSED by weights_only=True"])
             danger = "   <- can run code or touch files"
             rows += [
-                ["  needs", g + (danger if _is_dangerous(g) else "")]
-                for g in self.refused_globals
+                ["  needs", g + (danger if _is_dangerous(g) else "")] for g in self.refused_globals
             ]
         elif self.format.startswith("torch"):
             rows.append(["safe loading", "ok: loads with weights_only=True"])
@@ -268,9 +263,7 @@ def _is_dangerous(name: str) -> bool:
     module = name.split(".", 1)[0]
     py3 = _compat_pickle.IMPORT_MAPPING.get(module, module) + name[len(module) :]
     return any(
-        n == d or (d.endswith(".") and n.startswith(d))
-        for n in (name, py3)
-        for d in _DANGEROUS
+        n == d or (d.endswith(".") and n.startswith(d)) for n in (name, py3) for d in _DANGEROUS
     )
 
 
@@ -288,9 +281,7 @@ def _pickle_protocol(path: Path, kind: str) -> str | None:
         if kind == "zip":
             with zipfile.ZipFile(path) as zf:
                 name = next(
-                    n
-                    for n in zf.namelist()
-                    if n.endswith("/data.pkl") and n.count("/") == 1
+                    n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1
                 )
                 with zf.open(name) as f:
                     head = f.read(2)
@@ -348,9 +339,7 @@ def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
             numel *= s
         elements += numel
         torch_dt = getattr(torch, name, None)
-        nbytes += numel * (
-            torch_dt.itemsize if isinstance(torch_dt, torch.dtype) else 1
-        )
+        nbytes += numel * (torch_dt.itemsize if isinstance(torch_dt, torch.dtype) else 1)
     keys = [k for k, _, _ in rows]
     return CheckpointReport(
         path=str(path),
@@ -388,9 +377,7 @@ _POP_TO_MARK_PUSH = {"DICT", "LIST", "FROZENSET", "INST", "OBJ"}
 _POP_TO_MARK = {"APPENDS", "SETITEMS", "ADDITEMS", "POP_MARK"}
 
 
-def _scan_pickle(
-    data: bytes, max_pickles: int = 6
-) -> tuple[set[str], list[tuple[str, str, int]]]:
+def _scan_pickle(data: bytes, max_pickles: int = 6) -> tuple[set[str], list[tuple[str, str, int]]]:
     """Globals imported and storages referenced (storage type, location, numel) by the pickle(s) in
     ``data``. Uses ``pickletools.genops``, which decodes opcodes and never builds objects."""
     globals_: set[str] = set()
@@ -441,9 +428,7 @@ def _scan_pickle(
                     del stack[-n:]
                     stack.append(items)
                 elif name in {"BINPERSID", "PERSID"}:
-                    pid = (
-                        stack.pop() if name == "BINPERSID" else tuple(str(arg).split())
-                    )
+                    pid = stack.pop() if name == "BINPERSID" else tuple(str(arg).split())
                     if isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage":
                         st = pid[1]
                         st_name = st[2] if isinstance(st, tuple) else str(st)
@@ -477,9 +462,7 @@ def _scan_pickle(
 
 
 def _storage_dtype(storage_type: str) -> str:
-    cls = (
-        getattr(torch, storage_type, None) if storage_type.endswith("Storage") else None
-    )
+    cls = getattr(torch, storage_type, None) if storage_type.endswith("Storage") else None
     try:
         # legacy storage classes warn that TypedStorage is deprecated
         with warnings.catch_warnings():
@@ -500,15 +483,9 @@ def _refused_report(path: Path, size: int, kind: str) -> CheckpointReport:
     if kind == "zip":
         try:
             with zipfile.ZipFile(path) as zf:
-                pkl = next(
-                    n
-                    for n in zf.namelist()
-                    if n.endswith("data.pkl") and n.count("/") == 1
-                )
+                pkl = next(n for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") == 1)
                 data = zf.read(pkl)
-            refused = sorted(
-                torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-            )
+            refused = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
         except Exception as e:
             raise InspectError(
                 f"{path}: refused by safe loading, and its pickle could not be read "
@@ -594,9 +571,7 @@ def _loaded_report(
     if sd is None and not found:
         notes.append("no tensors found")
     elif sd is None:
-        notes.append(
-            "no state_dict found at the top level or under " + ", ".join(WEIGHT_KEYS)
-        )
+        notes.append("no state_dict found at the top level or under " + ", ".join(WEIGHT_KEYS))
     return CheckpointReport(
         path=str(path),
         format=fmt,
@@ -610,11 +585,7 @@ def _loaded_report(
         tensor_bytes=nbytes,
         storages=len(locations),
         shared_tensors=shared,
-        dtypes=dict(
-            sorted(
-                Counter(str(t.dtype).replace("torch.", "") for _, t in found).items()
-            )
-        ),
+        dtypes=dict(sorted(Counter(str(t.dtype).replace("torch.", "") for _, t in found).items())),
         saved_on=dict(sorted(Counter(locations).items())),
         prefixes=detect_prefixes(list(sd)) if sd is not None else [],
         notes=notes,
@@ -646,9 +617,7 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
         >>> tmp.cleanup()
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"inspect_checkpoint() needs a file path, got {type(path).__name__}"
-        )
+        raise TypeError(f"inspect_checkpoint() needs a file path, got {type(path).__name__}")
     path = Path(path)
     size = formats.check_path(path)
     try:
@@ -679,19 +648,13 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
         # e.g. "Detected pickle protocol 4": a warning would print paths
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            obj = load_checkpoint(
-                path, map_location=record, weights_only=True, mmap=True
-            )
+            obj = load_checkpoint(path, map_location=record, weights_only=True, mmap=True)
     except CheckpointError as e:
         cause = e.__cause__
-        if isinstance(
-            cause, pickle.UnpicklingError
-        ) and "Weights only load failed" in str(cause):
+        if isinstance(cause, pickle.UnpicklingError) and "Weights only load failed" in str(cause):
             operand = re.search(r"Unsupported operand (\d+)", str(cause))
             if operand:
-                raise InspectError(
-                    _protocol_message(path, kind, int(operand.group(1)))
-                ) from None
+                raise InspectError(_protocol_message(path, kind, int(operand.group(1)))) from None
             return _refused_report(path, size, kind)
         msg = " ".join(str(e).split())
         if kind in ("pickle", "legacy"):

@@ -91,7 +91,9 @@ class SavedCheckpoint:
             if self.is_best
             else f" (best: {self.best_value:.4g} at epoch {self.best_epoch})"
         )
-        return f"epoch {self.epoch}: {self.metric}={self.value:.4g}{star} -> {', '.join(self.files)}"
+        return (
+            f"epoch {self.epoch}: {self.metric}={self.value:.4g}{star} -> {', '.join(self.files)}"
+        )
 
     __str__ = __repr__
 
@@ -199,11 +201,7 @@ class CheckpointManager:
                 f"mode must be 'min' (lower {metric} is better, e.g. a loss) or 'max' (higher is "
                 f"better, e.g. accuracy), got {mode!r}"
             )
-        if (
-            isinstance(keep_last, bool)
-            or not isinstance(keep_last, int)
-            or keep_last < 0
-        ):
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
             raise ValueError(
                 f"keep_last must be an int >= 0 (how many epoch_NNNN.pth files to keep), got {keep_last!r}"
             )
@@ -238,18 +236,14 @@ class CheckpointManager:
         if not self.folder.is_dir():
             return []
         found = [
-            (int(m.group(1)), p)
-            for p in self.folder.iterdir()
-            if (m := _EPOCH_FILE.match(p.name))
+            (int(m.group(1)), p) for p in self.folder.iterdir() if (m := _EPOCH_FILE.match(p.name))
         ]
         return [p for _, p in sorted(found)]
 
     def _better(self, value: float) -> bool:
         if self.best_value is None:
             return True
-        return (
-            value < self.best_value if self.mode == "min" else value > self.best_value
-        )
+        return value < self.best_value if self.mode == "min" else value > self.best_value
 
     # --- input checks: nothing is written before they pass --------------------------------------
 
@@ -352,9 +346,7 @@ class CheckpointManager:
         self._check_state(state, epoch, metrics)
         self._claim_folder()
         is_best = self._better(value)
-        best_value, best_epoch = (
-            (value, epoch) if is_best else (self.best_value, self.best_epoch)
-        )
+        best_value, best_epoch = (value, epoch) if is_best else (self.best_value, self.best_epoch)
         record = {
             "metric": self.metric,
             "mode": self.mode,
@@ -364,18 +356,16 @@ class CheckpointManager:
 
         def before_replacing_last(tmp: Path) -> None:
             safe_load_check(state, self.last_path, "state")(tmp)
-            if is_best:  # best.pth carries its record: a crash before last.pth is replaced loses nothing
+            if (
+                is_best
+            ):  # best.pth carries its record: a crash before last.pth is replaced loses nothing
                 save_checkpoint(self._best_object(state, record), self.best_path)
                 self.best_value, self.best_epoch = value, epoch
 
         # last.pth is written and checked first, put in place last
         with atomic_write(self.last_path, check=before_replacing_last) as f:
-            torch.save(
-                {**state, "epoch": epoch, "metrics": dict(metrics), _RECORD: record}, f
-            )
-        files = (
-            [self.LAST] + self._keep_history(epoch) + ([self.BEST] if is_best else [])
-        )
+            torch.save({**state, "epoch": epoch, "metrics": dict(metrics), _RECORD: record}, f)
+        files = [self.LAST] + self._keep_history(epoch) + ([self.BEST] if is_best else [])
         return SavedCheckpoint(
             epoch,
             self.metric,
@@ -397,9 +387,7 @@ class CheckpointManager:
         self._resumed = True  # from now on this manager owns the folder
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def _best_object(
-        self, state: Mapping[str, Any], record: dict[str, Any]
-    ) -> OrderedDict:
+    def _best_object(self, state: Mapping[str, Any], record: dict[str, Any]) -> OrderedDict:
         """What ``best.pth`` holds: the weights (or the whole state) with the record as an attribute."""
         weights = state[self.best_key] if self.best_key is not None else state
         best: OrderedDict = OrderedDict(weights)
@@ -471,9 +459,7 @@ class CheckpointManager:
         )
         return ckpt
 
-    def _newest_checkpoint(
-        self, map_location: Any, weights_only: bool
-    ) -> dict[str, Any] | None:
+    def _newest_checkpoint(self, map_location: Any, weights_only: bool) -> dict[str, Any] | None:
         for path in [self.last_path, *reversed(self.epoch_paths())]:
             ckpt = self._try_load(path, map_location, weights_only)
             if ckpt is not None:
@@ -485,25 +471,19 @@ class CheckpointManager:
             )
         return None
 
-    def _try_load(
-        self, path: Path, map_location: Any, weights_only: bool
-    ) -> dict[str, Any] | None:
+    def _try_load(self, path: Path, map_location: Any, weights_only: bool) -> dict[str, Any] | None:
         """``path`` loaded, or ``None`` (missing, or skipped with a warning if it does not load)."""
         if not path.exists():
             return None
         try:
-            ckpt = load_checkpoint(
-                path, map_location=map_location, weights_only=weights_only
-            )
+            ckpt = load_checkpoint(path, map_location=map_location, weights_only=weights_only)
             if not isinstance(ckpt, Mapping) or "epoch" not in ckpt:
                 raise CheckpointError(
                     f"{path}: not a CheckpointManager checkpoint (no 'epoch' entry)"
                 )
         except CheckpointError as e:
             self.skipped.append(str(e))
-            warnings.warn(
-                f"skipping {path.name}: {e}; trying an older checkpoint", stacklevel=4
-            )
+            warnings.warn(f"skipping {path.name}: {e}; trying an older checkpoint", stacklevel=4)
             return None
         return dict(ckpt)
 
@@ -535,6 +515,4 @@ class CheckpointManager:
 
     def load_best(self, map_location: Any = "cpu", weights_only: bool = True) -> Any:
         """What ``best.pth`` holds (by default the model's ``state_dict``)."""
-        return load_checkpoint(
-            self.best_path, map_location=map_location, weights_only=weights_only
-        )
+        return load_checkpoint(self.best_path, map_location=map_location, weights_only=weights_only)

@@ -45,9 +45,7 @@ def _check_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
     out = tuple(prefixes)
     for p in out:
         if not isinstance(p, str) or not p:
-            raise TypeError(
-                f"each prefix must be a non-empty string such as 'module.', got {p!r}"
-            )
+            raise TypeError(f"each prefix must be a non-empty string such as 'module.', got {p!r}")
         if not p.endswith("."):
             raise ValueError(
                 f"prefix {p!r} must end with '.', the separator between a wrapper and the "
@@ -105,9 +103,7 @@ def detect_prefixes(keys: Iterable[str]) -> list[str]:
     found: list[str] = []
     keys = list(keys)
     while keys:
-        p = next(
-            (p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in keys)), None
-        )
+        p = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in keys)), None)
         if p is None:
             break
         found.append(p)
@@ -185,11 +181,7 @@ def normalize_keys(
     """
     prefixes = _check_prefixes(prefixes)
     sd, _ = as_state_dict(state_dict)
-    target = (
-        set(as_state_dict(like, what="like= state_dict")[0])
-        if like is not None
-        else None
-    )
+    target = set(as_state_dict(like, what="like= state_dict")[0]) if like is not None else None
     out: OrderedDict[str, Any] = OrderedDict()
     origin: dict[str, str] = {}
     for key, value in sd.items():
@@ -214,9 +206,7 @@ def normalize_keys(
     if metadata is not None:
         new_meta: OrderedDict[str, Any] = OrderedDict()
         for name, info in metadata.items():
-            new_name = (
-                _strip_metadata_key(name, prefixes) if isinstance(name, str) else name
-            )
+            new_name = _strip_metadata_key(name, prefixes) if isinstance(name, str) else name
             # the wrapped module's own entry wins over the wrapper's (both map to "")
             if new_name not in new_meta or name != new_name:
                 new_meta[new_name] = info

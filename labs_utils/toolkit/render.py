@@ -45,14 +45,9 @@ class Table:
         if self.title:
             lines.append(self.title)
         if self.columns and cells:
-            lines.append(
-                "  ".join(c.ljust(w) for c, w in zip(self.columns, widths)).rstrip()
-            )
+            lines.append("  ".join(c.ljust(w) for c, w in zip(self.columns, widths)).rstrip())
             lines.append("  ".join("-" * w for w in widths))
-            lines += [
-                "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
-                for row in cells
-            ]
+            lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
         lines += self.notes
         return "\n".join(lines)
 
@@ -62,21 +57,14 @@ class Table:
         if self.title:
             parts.append(f"<p><b>{esc(self.title)}</b></p>")
         if self.columns and self.rows:
-            head = "".join(
-                f"<th style='text-align:left'>{esc(c)}</th>" for c in self.columns
-            )
+            head = "".join(f"<th style='text-align:left'>{esc(c)}</th>" for c in self.columns)
             body = "".join(
                 "<tr>"
-                + "".join(
-                    f"<td style='text-align:left'><code>{esc(v)}</code></td>"
-                    for v in row
-                )
+                + "".join(f"<td style='text-align:left'><code>{esc(v)}</code></td>" for v in row)
                 + "</tr>"
                 for row in self._cells()
             )
-            parts.append(
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         parts += [f"<p>{esc(n)}</p>" for n in self.notes]
         return "\n".join(parts)
 

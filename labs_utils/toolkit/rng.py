@@ -163,11 +163,7 @@ def restore_rng_state(
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
-    key = (
-        n["key"].cpu().numpy()
-        if isinstance(n["key"], torch.Tensor)
-        else np.asarray(n["key"])
-    )
+    key = n["key"].cpu().numpy() if isinstance(n["key"], torch.Tensor) else np.asarray(n["key"])
     np.random.set_state(
         (
             n["bit_generator"],

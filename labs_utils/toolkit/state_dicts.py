@@ -41,11 +41,7 @@ def _shape(v: Any) -> str:
 
 
 def _dtype(v: Any) -> str:
-    return (
-        str(v.dtype).replace("torch.", "")
-        if isinstance(v, torch.Tensor)
-        else type(v).__name__
-    )
+    return str(v.dtype).replace("torch.", "") if isinstance(v, torch.Tensor) else type(v).__name__
 
 
 @dataclass
@@ -142,9 +138,7 @@ def summarize(obj: Any) -> StateDictSummary:
         else set()
     )
     buffers = (
-        {n for n, _ in model.named_buffers(remove_duplicate=False)}
-        if model is not None
-        else set()
+        {n for n, _ in model.named_buffers(remove_duplicate=False)} if model is not None else set()
     )
     rows = []
     for key, v in sd.items():
@@ -160,11 +154,7 @@ def summarize(obj: Any) -> StateDictSummary:
         }
         if model is not None:
             row["kind"] = (
-                "parameter"
-                if key in params
-                else "buffer"
-                if key in buffers
-                else "extra state"
+                "parameter" if key in params else "buffer" if key in buffers else "extra state"
             )
         rows.append(row)
     non_persistent = sorted(buffers - set(sd)) if model is not None else []
@@ -181,9 +171,7 @@ def _meta_like(t: torch.Tensor) -> torch.Tensor:
     if isinstance(t, nn.UninitializedBuffer):
         return nn.UninitializedBuffer(t.requires_grad, device="meta", dtype=t.dtype)
     if isinstance(t, nn.Parameter):
-        return nn.Parameter(
-            torch.empty_like(t, device="meta"), requires_grad=t.requires_grad
-        )
+        return nn.Parameter(torch.empty_like(t, device="meta"), requires_grad=t.requires_grad)
     return torch.empty_like(t, device="meta")
 
 
@@ -237,9 +225,7 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
         return None
     seen: dict[str, Any] = {}
 
-    def keep_errors(
-        module, state_dict, prefix, metadata, strict, missing, unexpected, errors
-    ):
+    def keep_errors(module, state_dict, prefix, metadata, strict, missing, unexpected, errors):
         seen["errors"] = errors  # the list load_state_dict fills and raises with
 
     def keep_names(module, state_dict, *args) -> None:
@@ -338,9 +324,7 @@ class StateDictDiff:
     @property
     def loads_strictly(self) -> bool:
         """True when ``load_state_dict(strict=True)`` would succeed (dtypes are cast on copy)."""
-        return not (
-            self.missing or self.unexpected or self.shape_mismatches or self.errors
-        )
+        return not (self.missing or self.unexpected or self.shape_mismatches or self.errors)
 
     def __bool__(self) -> bool:
         return self.loads_strictly and not self.dtype_differences
@@ -349,8 +333,7 @@ class StateDictDiff:
         rows = [[k, "missing from the state_dict", "", ""] for k in self.missing]
         rows += [[k, "unexpected (not in the model)", "", ""] for k in self.unexpected]
         rows += [
-            [k, "shape mismatch", str(m), str(s)]
-            for k, (m, s) in self.shape_mismatches.items()
+            [k, "shape mismatch", str(m), str(s)] for k, (m, s) in self.shape_mismatches.items()
         ]
         rows += [
             [k, "dtype differs (cast on load)", m, s]
@@ -358,11 +341,11 @@ class StateDictDiff:
         ]
         rows += [["", e, "", ""] for e in self.errors]
         if bool(self):
-            verdict = (
-                "compatible: load_state_dict(strict=True) will load every entry as is"
-            )
+            verdict = "compatible: load_state_dict(strict=True) will load every entry as is"
         elif self.loads_strictly:
-            verdict = "loads with strict=True, but some dtypes differ and will be cast to the model's"
+            verdict = (
+                "loads with strict=True, but some dtypes differ and will be cast to the model's"
+            )
         else:
             verdict = (
                 f"not compatible: {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
@@ -540,56 +523,30 @@ class LoadReport:
 
     def table(self) -> Table:
         def ms(k: str) -> str:
-            return (
-                "-" if self.model_shapes.get(k) is None else str(self.model_shapes[k])
-            )
+            return "-" if self.model_shapes.get(k) is None else str(self.model_shapes[k])
 
         def ss(k: str) -> str:
-            return (
-                "-" if self.source_shapes.get(k) is None else str(self.source_shapes[k])
-            )
+            return "-" if self.source_shapes.get(k) is None else str(self.source_shapes[k])
 
         rows = []
         for k in self.loaded:
-            note = (
-                f", cast {self.cast[k][0]} -> {self.cast[k][1]}"
-                if k in self.cast
-                else ""
-            )
+            note = f", cast {self.cast[k][0]} -> {self.cast[k][1]}" if k in self.cast else ""
             rows.append([k, f"loaded{self._from(k)}{note}", ms(k), ss(k)])
-        tied_only = {
-            k: src for k, src in self.tied.items() if k not in self.shape_mismatches
-        }
-        rows += [
-            [k, f"loaded through tied {src}", ms(k), ""] for k, src in tied_only.items()
-        ]
+        tied_only = {k: src for k, src in self.tied.items() if k not in self.shape_mismatches}
+        rows += [[k, f"loaded through tied {src}", ms(k), ""] for k, src in tied_only.items()]
         for k in self.shape_mismatches:
-            note = (
-                f" (but tied to {self.tied[k]}, which loaded)" if k in self.tied else ""
-            )
-            rows.append(
-                [k, f"skipped: shape differs{self._from(k)}{note}", ms(k), ss(k)]
-            )
+            note = f" (but tied to {self.tied[k]}, which loaded)" if k in self.tied else ""
+            rows.append([k, f"skipped: shape differs{self._from(k)}{note}", ms(k), ss(k)])
         rows += [[k, "missing: left as initialised", ms(k), ""] for k in self.missing]
-        rows += [
-            [k, f"unexpected: ignored{self._from(k)}", "", ss(k)]
-            for k in self.unexpected
-        ]
+        rows += [[k, f"unexpected: ignored{self._from(k)}", "", ss(k)] for k in self.unexpected]
         rows += [[k, "dropped by key_map", "", ""] for k in self.dropped]
-        n_model = (
-            len(self.loaded)
-            + len(tied_only)
-            + len(self.shape_mismatches)
-            + len(self.missing)
-        )
+        n_model = len(self.loaded) + len(tied_only) + len(self.shape_mismatches) + len(self.missing)
         title = (
             f"loaded {len(self.loaded) + len(tied_only)} of {n_model} model entries; "
             f"{len(self.shape_mismatches)} skipped (shape), {len(self.missing)} missing, "
             f"{len(self.unexpected)} unexpected"
         )
-        pct = (
-            100.0 * self.params_loaded / self.params_total if self.params_total else 0.0
-        )
+        pct = 100.0 * self.params_loaded / self.params_total if self.params_total else 0.0
         notes = [
             f"parameters: {self.params_loaded:,} loaded, {self.params_fresh:,} left as initialised "
             f"({pct:.1f}% loaded)"
@@ -665,9 +622,7 @@ def _apply_key_map(
     return out, renamed, dropped
 
 
-def _alias_groups(
-    model: nn.Module, keys: Mapping[str, Any]
-) -> dict[str, tuple[str, ...]]:
+def _alias_groups(model: nn.Module, keys: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     """state_dict key -> every state_dict key that names the same tensor (tied weights)."""
     by_id: dict[int, list[str]] = {}
     named = list(model.named_parameters(remove_duplicate=False)) + list(
@@ -805,28 +760,16 @@ def _load_report(
     return LoadReport(
         # entries a hook took without giving them to a model key come last, as given
         loaded=[k for k in got if k in source_of]
-        + [
-            k
-            for k in source
-            if k not in model_key and k not in mismatched and k not in unexpected
-        ],
-        shape_mismatches={
-            k: skipped[k] for k in _in_order(list(skipped), list(target))
-        },
+        + [k for k in source if k not in model_key and k not in mismatched and k not in unexpected],
+        shape_mismatches={k: skipped[k] for k in _in_order(list(skipped), list(target))},
         # (a module may fill in an entry itself, as BatchNorm's num_batches_tracked: left as is)
-        missing=[
-            k
-            for k in target
-            if k not in source_of and k not in tied and k not in skipped
-        ],
+        missing=[k for k in target if k not in source_of and k not in tied and k not in skipped],
         unexpected=unexpected,
         params_loaded=sum(n for n, ok in by_id.values() if ok),
         params_fresh=sum(n for n, ok in by_id.values() if not ok),
         tied=tied,
         cast=cast,
-        renamed={
-            m: renamed.get(s, s) for m, s in source_of.items() if renamed.get(s, s) != m
-        },
+        renamed={m: renamed.get(s, s) for m, s in source_of.items() if renamed.get(s, s) != m},
         dropped=dropped,
         model_shapes={
             k: _shape_of(v) for k, v in model.state_dict().items()
@@ -843,8 +786,7 @@ def _fitting(
     a module's loading hook renames (model key -> source key)."""
     run = _dry_run(model, source) or _by_keys(model, source)
     rejected = {
-        k: (_shape_of(run.model.get(run.model_key(k))), _shape_of(source[k]))
-        for k in run.rejected
+        k: (_shape_of(run.model.get(run.model_key(k))), _shape_of(source[k])) for k in run.rejected
     }
     unexpected = _in_order(run.unexpected, list(source))
     accepted = [k for k in source if k not in rejected and k not in unexpected]

@@ -84,9 +84,7 @@ def make_batches(
     """``steps`` batches of this rank's share of a fixed data set (blobs: 32 features, 10 classes)."""
     from ..data import blobs
 
-    x, y = blobs(
-        steps * batch_size * world_size, n_features=32, n_classes=10, seed=seed
-    ).tensors
+    x, y = blobs(steps * batch_size * world_size, n_features=32, n_classes=10, seed=seed).tensors
     x, y = x[rank::world_size], y[rank::world_size]
     return [
         (
@@ -110,15 +108,11 @@ def _full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str,
     """The unsharded model and optimizer state (every rank takes part; every rank gets it all)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-    msd, osd = get_state_dict(
-        model, optimizer, options=StateDictOptions(full_state_dict=True)
-    )
+    msd, osd = get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
     detach = lambda t: t.detach().clone().cpu() if isinstance(t, torch.Tensor) else t  # noqa: E731
     return {
         "model": {k: detach(v) for k, v in msd.items()},
-        "optim": {
-            k: {n: detach(v) for n, v in s.items()} for k, s in osd["state"].items()
-        },
+        "optim": {k: {n: detach(v) for n, v in s.items()} for k, s in osd["state"].items()},
     }
 
 
@@ -176,9 +170,7 @@ def train_and_save(
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for x, y in make_batches(steps, rank, world_size, seed=seed):
         optimizer.zero_grad()
-        nn.functional.cross_entropy(
-            model(x), y
-        ).backward()  # FSDP averages gradients across ranks
+        nn.functional.cross_entropy(model(x), y).backward()  # FSDP averages gradients across ranks
         optimizer.step()
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
@@ -232,14 +224,10 @@ def load_and_verify(
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     _need_group("load_and_verify")
-    reference = torch.load(
-        Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True
-    )
+    reference = torch.load(Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True)
     model = shard_model(build_model(seed), world_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    differs_before = not _same(
-        _full_state(model, optimizer)["model"], reference["model"]
-    )
+    differs_before = not _same(_full_state(model, optimizer)["model"], reference["model"])
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd, "step": 0}
@@ -342,8 +330,7 @@ class DCPJob:
                 [
                     s["rank"],
                     "save",
-                    f"{s['local_type']} {tuple(s['local_shape'])} of "
-                    f"{tuple(s['global_shape'])}",
+                    f"{s['local_type']} {tuple(s['local_shape'])} of {tuple(s['global_shape'])}",
                     "",
                     "",
                 ]
@@ -396,11 +383,7 @@ def run_dcp_job(
     named like the checkpoint folder plus ``_logs``, next to it), never into the checkpoint.
     """
 
-    if (
-        isinstance(world_size, bool)
-        or not isinstance(world_size, int)
-        or world_size < 1
-    ):
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
         raise ValueError(
             f"world_size must be a positive int (the number of processes), got {world_size!r}"
         )
@@ -426,9 +409,7 @@ def run_dcp_job(
             "(DCP would mix old and new files)"
         )
     if not dist.is_available():  # pragma: no cover - standard builds have it
-        raise RuntimeError(
-            "this PyTorch build has no torch.distributed; install a standard build"
-        )
+        raise RuntimeError("this PyTorch build has no torch.distributed; install a standard build")
     ckpt.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     for stale in logs.glob("rank*.json"):
@@ -451,9 +432,7 @@ def run_dcp_job(
         log_dir=logs,
         what="DCP worker",
     )
-    reports = [
-        json.loads((logs / f"rank{r}.json").read_text()) for r in range(world_size)
-    ]
+    reports = [json.loads((logs / f"rank{r}.json").read_text()) for r in range(world_size)]
     return DCPJob(ckpt, logs, reports)
 
 
@@ -470,9 +449,7 @@ def check_dcp_folder(path: str | os.PathLike) -> Path:
     traceback per rank; this says what is wrong and what to do instead.
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"expected the path of a DCP checkpoint folder, got {type(path).__name__}"
-        )
+        raise TypeError(f"expected the path of a DCP checkpoint folder, got {type(path).__name__}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(

@@ -44,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", required=True, help="folder for the checkpoint (created if missing)"
     )
-    parser.add_argument(
-        "--steps", type=int, default=5, help="optimizer steps (default 5)"
-    )
+    parser.add_argument("--steps", type=int, default=5, help="optimizer steps (default 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--timeout",

@@ -160,9 +160,7 @@ def train_ddp(
     model = SimpleModel().to(device)
     started_different = not _all_equal_across_ranks(_flat(model).to(device), world_size)
     ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    synced_after_wrap = _all_equal_across_ranks(
-        _flat(ddp_model.module).to(device), world_size
-    )
+    synced_after_wrap = _all_equal_across_ranks(_flat(ddp_model.module).to(device), world_size)
 
     optimizer = torch.optim.SGD(ddp_model.parameters(), lr=lr, momentum=MOMENTUM)
     losses = _train_steps(ddp_model, optimizer, rank, world_size, steps, seed, device)
@@ -307,9 +305,7 @@ def _spawn_worker(
                 )
                 for every in (True, False)
             ]
-            (Path(out_dir) / f"rank{rank}_resume.json").write_text(
-                json.dumps(resumes, indent=1)
-            )
+            (Path(out_dir) / f"rank{rank}_resume.json").write_text(json.dumps(resumes, indent=1))
         dist.barrier()  # every rank is done with the group before anyone tears it down
     finally:
         dist.destroy_process_group()
@@ -371,11 +367,7 @@ def log_tails(log_dir: Path, world_size: int, lines: int = 15) -> str:
     parts = []
     for rank in range(world_size):
         p = log_dir / f"rank{rank}.log"
-        text = (
-            p.read_text(errors="replace").splitlines()[-lines:]
-            if p.exists()
-            else ["(no log)"]
-        )
+        text = p.read_text(errors="replace").splitlines()[-lines:] if p.exists() else ["(no log)"]
         parts.append(f"--- rank {rank} ({p.name}) ---\n" + "\n".join(text))
     return "\n".join(parts)
 
@@ -429,15 +421,11 @@ def spawn_workers(
         except Exception as e:  # a worker raised or died
             _stop(ctx)
             logs = log_tails(log_dir, world_size)
-            if attempt == 0 and (
-                "address already in use" in logs.lower() or "EADDRINUSE" in logs
-            ):
+            if attempt == 0 and ("address already in use" in logs.lower() or "EADDRINUSE" in logs):
                 continue
             # the worker's exception, last lines
             detail = "\n".join(str(e).strip().splitlines()[-3:])
-            raise RuntimeError(
-                f"a {what} failed: {detail}\nworker logs:\n{logs}"
-            ) from None
+            raise RuntimeError(f"a {what} failed: {detail}\nworker logs:\n{logs}") from None
         return
 
 
@@ -465,13 +453,9 @@ def run_ddp_training(
             f"world_size must be a positive int (number of processes), got {world_size!r}"
         )
     if not isinstance(resume_steps, int) or resume_steps < 0:
-        raise ValueError(
-            f"resume_steps must be an int >= 0 (0: no resume), got {resume_steps!r}"
-        )
+        raise ValueError(f"resume_steps must be an int >= 0 (0: no resume), got {resume_steps!r}")
     if not dist.is_available():
-        raise RuntimeError(
-            "this PyTorch build has no torch.distributed; install a standard build"
-        )
+        raise RuntimeError("this PyTorch build has no torch.distributed; install a standard build")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in [
@@ -490,14 +474,9 @@ def run_ddp_training(
         log_dir=out,
         what="DDP worker",
     )
-    reports = [
-        json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)
-    ]
+    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)]
     resumes = (
-        [
-            json.loads((out / f"rank{r}_resume.json").read_text())
-            for r in range(world_size)
-        ]
+        [json.loads((out / f"rank{r}_resume.json").read_text()) for r in range(world_size)]
         if resume_steps
         else []
     )

@@ -125,9 +125,7 @@ class CellsExporter(HTMLExporter):
     def from_notebook_node(self, nb, resources=None, **kw):
         langinfo = nb.metadata.get("language_info", {})
         lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
-        self.register_filter(
-            "highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)
-        )
+        self.register_filter("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self))
         resources = self._init_resources(resources)
         self.register_filter(
             "filter_data_type",
@@ -351,12 +349,8 @@ class Builder:
                 p.name,
             ),
         ):
-            name, title, door = DOCUMENTS.get(
-                path.name, (f"{slug(path.stem)}.html", "", "lookup")
-            )
-            page = Page(
-                name=name, title=title, source=path.relative_to(ROOT).as_posix()
-            )
+            name, title, door = DOCUMENTS.get(path.name, (f"{slug(path.stem)}.html", "", "lookup"))
+            page = Page(name=name, title=title, source=path.relative_to(ROOT).as_posix())
             self.documents.append((page, door))
             self.pages[name] = page
             self.by_source[page.source] = name
@@ -483,9 +477,7 @@ class Builder:
                     continue
                 if cell.cell_type != "code":
                     continue
-                for m in re.finditer(
-                    r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", cell.source, re.M
-                ):
+                for m in re.finditer(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", cell.source, re.M):
                     imports.add(m.group(1))
                 tagged = "raises-exception" in cell.metadata.get("tags", [])
                 errors = [o for o in cell.outputs if o.output_type == "error"]
@@ -533,14 +525,10 @@ class Builder:
         for el in soup.children:
             if isinstance(el, Tag) and el.name in HEADINGS:
                 text_ = clean(el.get_text())
-                current = Section(
-                    page.name, el["id"], text_, heading_names(el, text_), 10_000
-                )
+                current = Section(page.name, el["id"], text_, heading_names(el, text_), 10_000)
                 page.sections.append(current)
             elif current is not None:
-                current.parts.append(
-                    el.get_text(" ") if isinstance(el, Tag) else str(el)
-                )
+                current.parts.append(el.get_text(" ") if isinstance(el, Tag) else str(el))
 
     def render_documents(self) -> None:
         for page, _door in self.documents:
@@ -611,9 +599,7 @@ class Builder:
         becomes a page too; its own links are followed when it is written."""
         if not (ROOT / target).is_file() or target.startswith(".."):
             return
-        page = Page(
-            name=f"{slug(target.replace('/', '-')[:-3])}.html", title="", source=target
-        )
+        page = Page(name=f"{slug(target.replace('/', '-')[:-3])}.html", title="", source=target)
         self.render_markdown(page, (ROOT / target).read_text())
         self.pages[page.name] = page
         self.by_source[target] = page.name
@@ -689,9 +675,7 @@ class Builder:
             doors[door].append((page.name, page.title))
         readme = self.pages.get("readme.html")
         if readme is not None and "workshops" in readme.ids:
-            doors["teach"].append(
-                ("readme.html#workshops", "Workshop agendas (README)")
-            )
+            doors["teach"].append(("readme.html#workshops", "Workshop agendas (README)"))
         # the README's first paragraph, under its title
         readme = (ROOT / "README.md").read_text()
         first = re.search(r"^# .*?\n\s*\n(.*?)\n\s*\n", readme, re.S)
@@ -712,9 +696,7 @@ class Builder:
             for nb in nbs:
                 for s in nb.sections:
                     if any(needle in p for p in s.parts):
-                        used.append(
-                            (f"{nb.name}#{s.anchor}", f"{nb.number} · {s.heading}")
-                        )
+                        used.append((f"{nb.name}#{s.anchor}", f"{nb.number} · {s.heading}"))
             self.write(
                 name,
                 "cli.html.j2",
@@ -740,9 +722,7 @@ class Builder:
             where = (f"{e['page']}#{e['anchor']}", f"{e['number']} · {e['heading']}")
             if where not in row["where"]:
                 row["where"].append(where)
-        ordered = sorted(
-            rows.values(), key=lambda r: (r["headline"].lower(), r["detail"])
-        )
+        ordered = sorted(rows.values(), key=lambda r: (r["headline"].lower(), r["detail"]))
         self.write(
             "errors.html",
             "errors.html.j2",
@@ -784,9 +764,7 @@ class Builder:
                     "o": 20_000,
                 }
             )
-        data = json.dumps(
-            {"sections": sections}, ensure_ascii=False, separators=(",", ":")
-        )
+        data = json.dumps({"sections": sections}, ensure_ascii=False, separators=(",", ":"))
         (self.out / "static" / "search-index.js").write_text(
             "// Generated by tools/site/build.py: one entry per section.\n"
             f"window.WORKBOOK_SEARCH_INDEX = {data};\n"
@@ -802,9 +780,7 @@ class Builder:
         paths = [Path(p) for p in HTMLExporter(template_name="lab").template_paths]
         css = []
         for name in ("index.css", "theme-light.css"):
-            found = [
-                p / "static" / name for p in paths if (p / "static" / name).exists()
-            ]
+            found = [p / "static" / name for p in paths if (p / "static" / name).exists()]
             if not found:
                 raise BuildError(f"nbconvert's lab template has no static/{name}")
             css.append(found[0].read_text())
@@ -862,9 +838,7 @@ class Builder:
             learner.result()
         self.write_pages()
         self.write_search_index()
-        (self.out / "static" / "highlight.css").write_text(
-            getattr(self, "highlight_css", "")
-        )
+        (self.out / "static" / "highlight.css").write_text(getattr(self, "highlight_css", ""))
         self.check_site()
 
 
@@ -872,11 +846,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="build/site", help="output folder")
     args = parser.parse_args(argv)
-    out = (
-        (ROOT / args.out).resolve()
-        if not Path(args.out).is_absolute()
-        else Path(args.out)
-    )
+    out = (ROOT / args.out).resolve() if not Path(args.out).is_absolute() else Path(args.out)
     start = time.time()
     builder = Builder(out)
     try:
