@@ -14,8 +14,9 @@ Every check returns a ``CheckResult``: one line of plain text (``Not attempted y
 A check is one function registered with ``@exercise``. Most compare the learner's answer with a
 reference solution on a few cases (``behaves_like``): the answer is right only if it does what the
 reference does on every case, and the hint names the first known mistake that behaves like it, or
-else the first case where the two differ. Checks that judge *how* something is done use the
-probes in ``probes.py`` (which loads ran, with which arguments) and ``crash.py`` (a real SIGKILL).
+else the first case where the two differ; others test the task's property with conditions of
+their own. Checks that judge *how* something is done use probes: ``spy``, ``crash.watching``
+(which calls ran, with which arguments), ``crash.kill_at`` (a real SIGKILL), ``process_changes``.
 The wrong and right answers that test the checks live in ``tests/checks/``.
 """
 
@@ -36,11 +37,6 @@ from typing import Any
 from .calling import (
     NotAttempted,
     Wrong,
-    _is_placeholder,
-    _last_call,
-    _short,
-    _side_effects,
-    _where,
     as_int,
     call_answer,
     is_placeholder_function,
@@ -48,10 +44,11 @@ from .calling import (
     learner_state,
     process_changes,
     run_answer,
+    run_check,
     spy,
 )
 from .compare import Case, behaves_like, same
-from .feedback import CORRECT, NOT_ATTEMPTED, WRONG, CheckResult, _Text
+from .feedback import CORRECT, NOT_ATTEMPTED, WRONG, CheckResult, Text
 
 __all__ = [
     "check",
@@ -114,7 +111,7 @@ def exercise(name: str, *, notebook: str) -> Callable:
 
         @functools.wraps(fn)
         def run(answer: Any = None, *args: Any, **kwargs: Any) -> CheckResult:
-            result = _run(fn, answer, args, kwargs)
+            result = run_check(fn, answer, args, kwargs)
             result.name, result.notebook, result.home = name, notebook, home
             REGISTRY[name].last = result
             _history.append(name)
@@ -126,42 +123,6 @@ def exercise(name: str, *, notebook: str) -> Callable:
         return run
 
     return deco
-
-
-def _run(fn: Callable[..., Any], answer: Any, args: tuple, kwargs: dict) -> CheckResult:
-    if _is_placeholder(answer):
-        return CheckResult("", NOT_ATTEMPTED, "")
-    _side_effects.clear()
-    _last_call.clear()
-    _where.clear()
-    covered: set[str] = set()
-    # a check seeds and draws freely; the learner's process stays as it was
-    with learner_state():
-        try:
-            msg, status = fn(answer, *args, **kwargs), CORRECT
-        except NotAttempted:
-            return CheckResult("", NOT_ATTEMPTED, "")
-        except Wrong as w:
-            status, msg, covered = WRONG, str(w), w.covers
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # never let a check crash the learner's notebook
-            status, msg = (
-                WRONG,
-                f"the check could not use your answer ({type(e).__name__}: {_short(e)})",
-            )
-    # an answer that worked only by changing the process for everyone after it is wrong
-    effects = [hint for kind, hint in _side_effects if kind not in covered]
-    _side_effects.clear()
-    if effects:
-        extra = "; also, ".join(effects)
-        msg = extra if status == CORRECT else f"{msg}; also, {extra}"
-        status = WRONG
-    tried = _last_call[0] if status == WRONG and _last_call else ""
-    where = _where[0] if status == WRONG and _where else ""
-    _last_call.clear()
-    _where.clear()
-    return CheckResult("", status, msg or "", tried=tried, where=where)
 
 
 def _cells(home: str) -> list[str]:
@@ -207,7 +168,7 @@ class _Checks:
             )
         return REGISTRY[name]
 
-    def hint(self, name: str) -> _Text:
+    def hint(self, name: str) -> Text:
         """The next hint for exercise ``name``: the notebook's own hint first, then what the
         check tests, then the hint of your last try; then it points to ``check.solution``."""
         ex = self._exercise(name)
@@ -228,41 +189,41 @@ class _Checks:
         ladder = [h for h in ladder if h]
         ex.hints_given += 1
         if ex.hints_given > len(ladder):
-            return _Text(
+            return Text(
                 f'No more hints for {ex.name}: check.solution("{ex.name}") shows a solution.'
             )
-        return _Text(f"Hint {ex.hints_given}/{len(ladder)}: {ladder[ex.hints_given - 1]}")
+        return Text(f"Hint {ex.hints_given}/{len(ladder)}: {ladder[ex.hints_given - 1]}")
 
-    def solution(self, name: str) -> _Text:
+    def solution(self, name: str) -> Text:
         """The solution of exercise ``name``, from the instructor edition in ``notebooks/``."""
         ex = self._exercise(name)
         cell = _solution_cell(ex.name)
         if not cell:
-            return _Text(f"No solution found for {ex.name}: it is in notebooks/{ex.home}.ipynb.")
+            return Text(f"No solution found for {ex.name}: it is in notebooks/{ex.home}.ipynb.")
         lines = [
             line
             for line in cell.splitlines()
             if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")
         ]
-        text = _Text("\n".join(lines))
+        text = Text("\n".join(lines))
         text.code = True
         return text
 
-    def progress(self, notebook: str | None = None) -> _Text:
+    def progress(self, notebook: str | None = None) -> Text:
         """The exercises of this notebook (or ``notebook``, a number or a name) and which of them
         passed their check in this kernel session."""
         load_all()
         number = str(notebook or _current_notebook() or "").split("_")[0].zfill(2)
         mine = [e for e in REGISTRY.values() if e.home.split("_")[0] == number]
         if not mine:
-            return _Text("No exercises found: run a check first, or name the notebook.")
+            return Text("No exercises found: run a check first, or name the notebook.")
         marks = {CORRECT: "done", WRONG: "not yet", NOT_ATTEMPTED: "not attempted"}
         rows = [
             f"  {marks[e.last.status] if e.last is not None else 'not run':<14}{e.name}"
             for e in mine
         ]
         done = sum(1 for e in mine if e.last is not None and e.last.status == CORRECT)
-        text = _Text(f"{mine[0].home}: {done} of {len(mine)} done\n" + "\n".join(rows))
+        text = Text(f"{mine[0].home}: {done} of {len(mine)} done\n" + "\n".join(rows))
         text.kind = CORRECT if done == len(mine) else NOT_ATTEMPTED
         return text
 

@@ -14,9 +14,12 @@ import os
 import sys
 import traceback
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
+
+from .feedback import CORRECT, NOT_ATTEMPTED, WRONG, CheckResult
 
 
 class Wrong(Exception):
@@ -222,7 +225,7 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     call = f"{getattr(fn, '__name__', 'your function')}({_summary_args(args, kwargs)})"
     try:
         out = _own_arguments_only(fn)(*args, **kwargs)
-        _last_call[:] = [f"{call} returned {_summary(out)}"]
+        _last_call[:] = [f"{call} returned {summary(out)}"]
     except NotImplementedError:
         raise NotAttempted from None
     except KeyboardInterrupt:
@@ -266,7 +269,7 @@ def _own_arguments_only(fn: Any) -> Any:
     return copy
 
 
-def _summary(obj: Any, depth: int = 0) -> str:
+def summary(obj: Any, depth: int = 0) -> str:
     """A short, machine-independent description of a value, for the "tried:" line of a hint."""
     import torch
 
@@ -288,7 +291,7 @@ def _summary(obj: Any, depth: int = 0) -> str:
         items = list(obj)
         simple = all(isinstance(i, (str, int, float)) for i in items)
         if len(items) <= 3 and (depth == 0 or simple):
-            return f"{type(obj).__name__} [{', '.join(_summary(i, 1) for i in items)}]"
+            return f"{type(obj).__name__} [{', '.join(summary(i, 1) for i in items)}]"
         return f"{type(obj).__name__} of {len(items)}"
     if callable(obj):
         return f"function {getattr(obj, '__name__', type(obj).__name__)}"
@@ -296,7 +299,7 @@ def _summary(obj: Any, depth: int = 0) -> str:
 
 
 def _summary_args(args: tuple, kwargs: dict) -> str:
-    parts = [_summary(a, 1) for a in args] + [f"{k}={_summary(v, 1)}" for k, v in kwargs.items()]
+    parts = [summary(a, 1) for a in args] + [f"{k}={summary(v, 1)}" for k, v in kwargs.items()]
     return ", ".join(parts)
 
 
@@ -369,3 +372,41 @@ def spy(owner: Any, name: str):
 
     with mock.patch.object(owner, name, wrapper):
         yield calls
+
+
+def run_check(fn: Callable[..., Any], answer: Any, args: tuple, kwargs: dict) -> CheckResult:
+    """Run check ``fn`` on ``answer``, the learner's process left as it was: its verdict, its hint
+    (with what the answer changed for the whole process), the learner's last call and line."""
+    if _is_placeholder(answer):
+        return CheckResult("", NOT_ATTEMPTED, "")
+    _side_effects.clear()
+    _last_call.clear()
+    _where.clear()
+    covered: set[str] = set()
+    # a check seeds and draws freely; the learner's process stays as it was
+    with learner_state():
+        try:
+            msg, status = fn(answer, *args, **kwargs), CORRECT
+        except NotAttempted:
+            return CheckResult("", NOT_ATTEMPTED, "")
+        except Wrong as w:
+            status, msg, covered = WRONG, str(w), w.covers
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # never let a check crash the learner's notebook
+            status, msg = (
+                WRONG,
+                f"the check could not use your answer ({type(e).__name__}: {_short(e)})",
+            )
+    # an answer that worked only by changing the process for everyone after it is wrong
+    effects = [hint for kind, hint in _side_effects if kind not in covered]
+    _side_effects.clear()
+    if effects:
+        extra = "; also, ".join(effects)
+        msg = extra if status == CORRECT else f"{msg}; also, {extra}"
+        status = WRONG
+    tried = _last_call[0] if status == WRONG and _last_call else ""
+    where = _where[0] if status == WRONG and _where else ""
+    _last_call.clear()
+    _where.clear()
+    return CheckResult("", status, msg or "", tried=tried, where=where)

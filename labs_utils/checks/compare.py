@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .calling import NotAttempted, Wrong, _summary, run_answer
+from .calling import NotAttempted, Wrong, run_answer, summary
 
 # --- comparing with a reference ----------------------------------------------------------------
 
@@ -98,7 +98,7 @@ def _show(value: Any) -> str:
     if isinstance(value, (list, tuple)) and len(value) <= 6:
         inner = ", ".join(_show(v) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner})"
-    return _summary(value)
+    return summary(value)
 
 
 def _outcome(fn: Any, case: Case, learner: bool = False) -> _Outcome:

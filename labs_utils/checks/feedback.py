@@ -76,7 +76,7 @@ class CheckResult:
         return _box(WRONG, body)
 
 
-class _Text(str):
+class Text(str):
     """A string that a notebook shows as it is (and in a box), not as a quoted repr."""
 
     kind, code = NOT_ATTEMPTED, False
