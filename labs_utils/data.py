@@ -39,12 +39,7 @@ def blobs(
 
 
 def tiny_images(
-    n_samples: int = 256,
-    *,
-    channels: int = 1,
-    size: int = 16,
-    n_classes: int = 4,
-    seed: int = 0,
+    n_samples: int = 256, *, channels: int = 1, size: int = 16, n_classes: int = 4, seed: int = 0
 ) -> TensorDataset:
     """Small images whose class is a bright quadrant (0: top-left ... 3: bottom-right), plus noise."""
     if n_classes not in (2, 3, 4):
@@ -63,11 +58,7 @@ def tiny_images(
 
 
 def make_loaders(
-    dataset: TensorDataset,
-    *,
-    batch_size: int = 32,
-    val_fraction: float = 0.25,
-    seed: int = 0,
+    dataset: TensorDataset, *, batch_size: int = 32, val_fraction: float = 0.25, seed: int = 0
 ) -> tuple[DataLoader, DataLoader]:
     """Split ``dataset`` into train/validation loaders. The training loader shuffles with its
     own seeded generator, so two calls give the same batches in the same order."""

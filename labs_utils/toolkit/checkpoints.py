@@ -245,10 +245,7 @@ def remove_abandoned_temp_files(folder: str | os.PathLike) -> int:
 
 @contextlib.contextmanager
 def atomic_write(
-    path: str | os.PathLike,
-    *,
-    fsync: bool = True,
-    check: Callable[[Path], None] | None = None,
+    path: str | os.PathLike, *, fsync: bool = True, check: Callable[[Path], None] | None = None
 ) -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path`` for writing; on success it replaces ``path``.
 
@@ -305,11 +302,7 @@ def atomic_write(
 
 
 def save_checkpoint(
-    obj: Any,
-    path: str | os.PathLike,
-    *,
-    fsync: bool = True,
-    check_safe_load: bool = False,
+    obj: Any, path: str | os.PathLike, *, fsync: bool = True, check_safe_load: bool = False
 ) -> Path:
     """Save ``obj`` with ``torch.save`` atomically to ``path`` and return the path.
 
@@ -345,9 +338,7 @@ def save_checkpoint(
         >>> tmp.cleanup()
     """
     with atomic_write(
-        path,
-        fsync=fsync,
-        check=safe_load_check(obj, Path(path)) if check_safe_load else None,
+        path, fsync=fsync, check=safe_load_check(obj, Path(path)) if check_safe_load else None
     ) as f:
         torch.save(obj, f)
     return Path(path)

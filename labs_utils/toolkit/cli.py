@@ -23,15 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="{inspect,convert}")
     i = sub.add_parser(
-        "inspect",
-        help="report what a .pth/.pt/.safetensors file holds, running no code from it",
+        "inspect", help="report what a .pth/.pt/.safetensors file holds, running no code from it"
     )
     i.add_argument("path", help="checkpoint file")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
     c = sub.add_parser("convert", help="write the weights of a .pth/.pt file as .safetensors")
     c.add_argument(
-        "src",
-        help="a torch.save file holding a state_dict or a checkpoint with a 'model' entry",
+        "src", help="a torch.save file holding a state_dict or a checkpoint with a 'model' entry"
     )
     c.add_argument("dst", help="output file, ending in .safetensors")
     c.add_argument(
@@ -67,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         from .convert import convert_to_safetensors
 
         result = convert_to_safetensors(
-            args.src,
-            args.dst,
-            strip_prefixes=args.strip_prefixes,
-            overwrite=args.overwrite,
+            args.src, args.dst, strip_prefixes=args.strip_prefixes, overwrite=args.overwrite
         )
         print(result)
         return EXIT_OK

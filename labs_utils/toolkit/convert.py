@@ -202,9 +202,7 @@ def _weights(src: Path, obj: Any) -> tuple[str, Mapping[str, torch.Tensor]]:
     return entry or "", sd
 
 
-def _untied(
-    sd: Mapping[str, torch.Tensor],
-) -> tuple[dict[str, torch.Tensor], list[str]]:
+def _untied(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Contiguous CPU tensors, each with memory of its own (safetensors refuses shared memory),
     and the keys that were written as copies of an earlier one."""
     tensors: dict[str, torch.Tensor] = {}

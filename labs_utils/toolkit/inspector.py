@@ -199,12 +199,7 @@ class CheckpointReport:
         elif self.format.startswith("torch"):
             rows.append(["safe loading", "ok: loads with weights_only=True"])
         else:
-            rows.append(
-                [
-                    "safe loading",
-                    "ok: safetensors holds tensors and strings only, no code",
-                ]
-            )
+            rows.append(["safe loading", "ok: safetensors holds tensors and strings only, no code"])
         if self.top_level_keys is not None and self.weights_entry != "":
             rows.append(["top-level keys", ", ".join(self.top_level_keys) or "(empty)"])
         if self.weights_entry is not None:
@@ -216,26 +211,13 @@ class CheckpointReport:
             rows.append(["weights", f"{where}: {self.weights_elements:,} elements"])
         data = f"{human_bytes(self.tensor_bytes)} of data"
         if self.tensors is not None:
-            rows.append(
-                [
-                    "tensors",
-                    f"{self.tensors} tensors, {self.elements:,} elements, {data}",
-                ]
-            )
+            rows.append(["tensors", f"{self.tensors} tensors, {self.elements:,} elements, {data}"])
         else:
-            rows.append(
-                [
-                    "storages",
-                    f"{self.storages} (read from the pickle, not loaded), {data}",
-                ]
-            )
+            rows.append(["storages", f"{self.storages} (read from the pickle, not loaded), {data}"])
         if self.shared_tensors:
             rows.append(["shared storage", ", ".join(self.shared_tensors)])
         rows.append(
-            [
-                "dtypes",
-                counts(self.dtypes, "storages" if self.tensors is None else "tensors"),
-            ]
+            ["dtypes", counts(self.dtypes, "storages" if self.tensors is None else "tensors")]
         )
         saved_on = counts(self.saved_on, "storages") if self.saved_on else "-"
         if not self.saved_on and self.format == "safetensors":
@@ -244,10 +226,7 @@ class CheckpointReport:
         rows.append(["prefixes", ", ".join(self.prefixes) or "none"])
         rows += [[f"metadata[{k}]", v] for k, v in self.metadata.items()]
         return Table(
-            ["field", "value"],
-            rows,
-            title=f"checkpoint {self.path}",
-            notes=list(self.notes),
+            ["field", "value"], rows, title=f"checkpoint {self.path}", notes=list(self.notes)
         )
 
     def __str__(self) -> str:
@@ -506,10 +485,9 @@ def _refused_report(path: Path, size: int, kind: str) -> CheckpointReport:
     for t, _, numel in storages:
         dt = getattr(torch, _storage_dtype(t), None)
         nbytes += numel * (dt.itemsize if isinstance(dt, torch.dtype) else 1)
-    fmt = {
-        "zip": "torch.save (zip archive)",
-        "legacy": "torch.save (legacy format)",
-    }.get(kind, "pickle (legacy torch.save or plain pickle)")
+    fmt = {"zip": "torch.save (zip archive)", "legacy": "torch.save (legacy format)"}.get(
+        kind, "pickle (legacy torch.save or plain pickle)"
+    )
     notes = [
         "safe loading refuses this file, so it was not unpickled: tensors and keys are unknown;",
         "allow the globals above with torch.serialization.safe_globals([...]) only if you trust its source.",

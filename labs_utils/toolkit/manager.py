@@ -367,13 +367,7 @@ class CheckpointManager:
             torch.save({**state, "epoch": epoch, "metrics": dict(metrics), _RECORD: record}, f)
         files = [self.LAST] + self._keep_history(epoch) + ([self.BEST] if is_best else [])
         return SavedCheckpoint(
-            epoch,
-            self.metric,
-            value,
-            is_best,
-            float(best_value),
-            int(best_epoch),
-            tuple(files),
+            epoch, self.metric, value, is_best, float(best_value), int(best_epoch), tuple(files)
         )
 
     def _claim_folder(self) -> None:
@@ -453,10 +447,7 @@ class CheckpointManager:
         if best_record is not None:
             self._check_record(best_record, self.BEST)
             record = best_record  # it describes the best.pth on disk, whatever happened after
-        self.best_value, self.best_epoch = (
-            record.get("best_value"),
-            record.get("best_epoch"),
-        )
+        self.best_value, self.best_epoch = (record.get("best_value"), record.get("best_epoch"))
         return ckpt
 
     def _newest_checkpoint(self, map_location: Any, weights_only: bool) -> dict[str, Any] | None:

@@ -47,9 +47,7 @@ def _check_generators(
     return dict(generators)
 
 
-def capture_rng_state(
-    generators: Mapping[str, torch.Generator] | None = None,
-) -> dict[str, Any]:
+def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
     """The state of every random number generator a training run draws from.
 
     Returns a dict with ``python`` (``random``), ``numpy`` (the legacy global generator that

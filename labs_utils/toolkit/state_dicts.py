@@ -353,9 +353,7 @@ class StateDictDiff:
                 + (f", {len(self.errors)} other errors" if self.errors else "")
             )
         return Table(
-            ["key", "problem", "in model", "in state_dict"],
-            rows,
-            notes=[verdict, *self.notes],
+            ["key", "problem", "in model", "in state_dict"], rows, notes=[verdict, *self.notes]
         )
 
     def __str__(self) -> str:
@@ -556,12 +554,7 @@ class LoadReport:
                 "nothing was loaded: compare the names with diff(model, state_dict), "
                 "or rename them with key_map="
             )
-        return Table(
-            ["key", "status", "in model", "in state_dict"],
-            rows,
-            title=title,
-            notes=notes,
-        )
+        return Table(["key", "status", "in model", "in state_dict"], rows, title=title, notes=notes)
 
     def __str__(self) -> str:
         return self.table().to_text()
@@ -635,10 +628,7 @@ def _alias_groups(model: nn.Module, keys: Mapping[str, Any]) -> dict[str, tuple[
 
 
 def load_matching(
-    model: nn.Module,
-    state_dict: Any,
-    *,
-    key_map: KeyMap | None = None,
+    model: nn.Module, state_dict: Any, *, key_map: KeyMap | None = None
 ) -> LoadReport:
     """Load every entry whose name (after ``key_map``) and shape match ``model``; leave the rest.
 
@@ -695,15 +685,7 @@ def load_matching(
     # PyTorch says what it loaded: every model entry it does not call missing
     not_loaded = set(model.load_state_dict(matching, strict=False).missing_keys)
     return _load_report(
-        model,
-        target,
-        source,
-        not_loaded,
-        mismatched,
-        unexpected,
-        by_hook,
-        renamed,
-        dropped,
+        model, target, source, not_loaded, mismatched, unexpected, by_hook, renamed, dropped
     )
 
 

@@ -74,12 +74,7 @@ def build_model(seed: int = 0) -> nn.Module:
 
 
 def make_batches(
-    steps: int,
-    rank: int = 0,
-    world_size: int = 1,
-    *,
-    batch_size: int = 16,
-    seed: int = 0,
+    steps: int, rank: int = 0, world_size: int = 1, *, batch_size: int = 16, seed: int = 0
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``steps`` batches of this rank's share of a fixed data set (blobs: 32 features, 10 classes)."""
     from ..data import blobs
@@ -87,10 +82,7 @@ def make_batches(
     x, y = blobs(steps * batch_size * world_size, n_features=32, n_classes=10, seed=seed).tensors
     x, y = x[rank::world_size], y[rank::world_size]
     return [
-        (
-            x[i * batch_size : (i + 1) * batch_size],
-            y[i * batch_size : (i + 1) * batch_size],
-        )
+        (x[i * batch_size : (i + 1) * batch_size], y[i * batch_size : (i + 1) * batch_size])
         for i in range(steps)
     ]
 
@@ -284,12 +276,7 @@ def _worker(
         report: dict[str, Any] = {}
         if "save" in actions:
             report["save"] = train_and_save(
-                rank,
-                world_size,
-                checkpoint_dir,
-                log_dir=log_dir,
-                steps=steps,
-                seed=seed,
+                rank, world_size, checkpoint_dir, log_dir=log_dir, steps=steps, seed=seed
             )
         if "load" in actions:
             dist.barrier()
@@ -346,13 +333,7 @@ class DCPJob:
                 ]
             )
         return Table(
-            [
-                "rank",
-                "phase",
-                "net.0.weight on this rank",
-                "model == saved",
-                "optimizer == saved",
-            ],
+            ["rank", "phase", "net.0.weight on this rank", "model == saved", "optimizer == saved"],
             rows,
         )
 
@@ -417,16 +398,7 @@ def run_dcp_job(
 
     spawn_workers(
         _worker,
-        lambda port: (
-            world_size,
-            port,
-            str(ckpt),
-            str(logs),
-            actions,
-            steps,
-            seed,
-            timeout_s,
-        ),
+        lambda port: (world_size, port, str(ckpt), str(logs), actions, steps, seed, timeout_s),
         world_size=world_size,
         timeout_s=timeout_s,
         log_dir=logs,
@@ -506,11 +478,7 @@ def describe(checkpoint_dir: str | os.PathLike, prefix: str = "") -> Table:
         f"{len(meta.state_dict_metadata)} entries in .metadata; files: "
         + ", ".join(sorted(p.name for p in path.iterdir()))
     ]
-    return Table(
-        ["key", "global shape", "chunk offset", "chunk shape", "file"],
-        rows,
-        notes=notes,
-    )
+    return Table(["key", "global shape", "chunk offset", "chunk shape", "file"], rows, notes=notes)
 
 
 def _load_no_dist(state: dict[str, Any], path: Path) -> None:
@@ -525,9 +493,7 @@ def _load_no_dist(state: dict[str, Any], path: Path) -> None:
 
 
 def load_single_process(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None,
-    checkpoint_dir: str | os.PathLike,
+    model: nn.Module, optimizer: torch.optim.Optimizer | None, checkpoint_dir: str | os.PathLike
 ) -> dict[str, Any]:
     """Load a DCP checkpoint (saved by any number of ranks) into a plain model and optimizer.
 
@@ -570,9 +536,6 @@ def load_single_process(
         state = {"model": model_sd, "optim": optim_sd, **extras}
         _load_no_dist(state, path)
         set_state_dict(
-            model,
-            optimizer,
-            model_state_dict=state["model"],
-            optim_state_dict=state["optim"],
+            model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"]
         )
     return {k: state[k] for k in extras}

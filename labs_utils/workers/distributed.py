@@ -380,13 +380,7 @@ def _stop(ctx) -> None:
 
 
 def spawn_workers(
-    worker,
-    args_for_port,
-    *,
-    world_size: int,
-    timeout_s: float,
-    log_dir: Path,
-    what: str = "worker",
+    worker, args_for_port, *, world_size: int, timeout_s: float, log_dir: Path, what: str = "worker"
 ) -> None:
     """Start ``world_size`` processes running ``worker(rank, *args_for_port(port))`` and wait.
 
@@ -401,11 +395,7 @@ def spawn_workers(
     for attempt in range(2):
         port = find_free_port()
         ctx = mp.start_processes(
-            worker,
-            args=args_for_port(port),
-            nprocs=world_size,
-            join=False,
-            start_method="spawn",
+            worker, args=args_for_port(port), nprocs=world_size, join=False, start_method="spawn"
         )
         deadline = time.monotonic() + timeout_s
         try:
