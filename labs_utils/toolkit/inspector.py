@@ -54,7 +54,7 @@ from . import formats
 from .checkpoints import CheckpointError, load_checkpoint
 from .inputs import WEIGHT_KEYS, weights_entry
 from .prefixes import detect_prefixes
-from .render import Table, human_bytes
+from .render import Report, Table, human_bytes
 
 __all__ = ["InspectError", "CheckpointReport", "inspect_checkpoint"]
 
@@ -136,8 +136,8 @@ class InspectError(CheckpointError):
     """
 
 
-@dataclass
-class CheckpointReport:
+@dataclass(repr=False)
+class CheckpointReport(Report):
     """What ``inspect_checkpoint`` found. ``str()`` is a table, ``to_json()`` is for scripts.
 
     Example::
@@ -228,14 +228,6 @@ class CheckpointReport:
         return Table(
             ["field", "value"], rows, title=f"checkpoint {self.path}", notes=list(self.notes)
         )
-
-    def __str__(self) -> str:
-        return self.table().to_text()
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return self.table().to_html()
 
 
 def _is_dangerous(name: str) -> bool:

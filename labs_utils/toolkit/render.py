@@ -12,22 +12,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Table", "human_bytes"]
+__all__ = ["Report", "Table", "human_bytes"]
 
 
 def human_bytes(n: int) -> str:
     """1536 -> '1.5 KiB'."""
-    step = 1024.0
     value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < step or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if abs(value) < 1024:
             return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= step
-    return f"{value:.1f} GiB"  # pragma: no cover
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
-@dataclass
-class Table:
+class Report:
+    """A result that shows as its ``table()``: text for ``str``/``repr``, HTML in a notebook."""
+
+    def __str__(self) -> str:
+        return self.table().to_text()
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return self.table().to_html()
+
+
+@dataclass(repr=False)
+class Table(Report):
     columns: Sequence[str]
     rows: Sequence[Sequence[Any]]
     title: str = ""
@@ -68,10 +79,5 @@ class Table:
         parts += [f"<p>{esc(n)}</p>" for n in self.notes]
         return "\n".join(parts)
 
-    __str__ = to_text
-
-    def __repr__(self) -> str:
-        return self.to_text()
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
+    def table(self) -> Table:
+        return self

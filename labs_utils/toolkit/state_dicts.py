@@ -21,7 +21,7 @@ import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
 from .inputs import as_state_dict, with_metadata_of
-from .render import Table, human_bytes
+from .render import Report, Table, human_bytes
 
 __all__ = [
     "summarize",
@@ -44,8 +44,8 @@ def _dtype(v: Any) -> str:
     return str(v.dtype).replace("torch.", "") if isinstance(v, torch.Tensor) else type(v).__name__
 
 
-@dataclass
-class StateDictSummary:
+@dataclass(repr=False)
+class StateDictSummary(Report):
     """Rows of ``summarize``. ``rows`` are dicts; the object renders as a table.
 
     Example::
@@ -96,14 +96,6 @@ class StateDictSummary:
                 + ", ".join(self.non_persistent_buffers)
             )
         return Table(columns, rows, notes=notes)
-
-    def __str__(self) -> str:
-        return self.table().to_text()
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return self.table().to_html()
 
 
 def summarize(obj: Any) -> StateDictSummary:
@@ -292,8 +284,8 @@ def _in_order(keys: list[str], order: list[str]) -> list[str]:
     return sorted(dict.fromkeys(keys), key=lambda k: pos.get(k, len(pos)))
 
 
-@dataclass
-class StateDictDiff:
+@dataclass(repr=False)
+class StateDictDiff(Report):
     """What ``load_state_dict`` would say. Truthy only when the two are fully compatible.
 
     ``errors`` holds ``load_state_dict``'s other complaints (a value that is not a tensor ...);
@@ -355,14 +347,6 @@ class StateDictDiff:
         return Table(
             ["key", "problem", "in model", "in state_dict"], rows, notes=[verdict, *self.notes]
         )
-
-    def __str__(self) -> str:
-        return self.table().to_text()
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return self.table().to_html()
 
 
 def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
@@ -470,8 +454,8 @@ def _by_keys(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun:
 KeyMap: TypeAlias = "Mapping[str, str | None] | Callable[[str], str | None]"
 
 
-@dataclass
-class LoadReport:
+@dataclass(repr=False)
+class LoadReport(Report):
     """What ``load_matching`` did, entry by entry. Renders as a table (text and HTML).
 
     All keys are the model's names (after ``key_map``); ``renamed`` maps them to the
@@ -555,14 +539,6 @@ class LoadReport:
                 "or rename them with key_map="
             )
         return Table(["key", "status", "in model", "in state_dict"], rows, title=title, notes=notes)
-
-    def __str__(self) -> str:
-        return self.table().to_text()
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return self.table().to_html()
 
 
 def _apply_key_map(
