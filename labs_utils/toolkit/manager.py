@@ -1,9 +1,4 @@
-"""``CheckpointManager(folder, metric="val_loss", mode="min")``: ``last.pth`` (to resume) on
-every save, ``best.pth`` (weights only, to deploy) when the metric improves, the newest
-``keep_last`` epoch files of the current run as history, and ``load_last()`` that resumes from
-the newest complete checkpoint. It refuses to save a state that ``weights_only=True`` loading
-could not read back.
-"""
+"""``CheckpointManager``: ``last.pth`` to resume, ``best.pth`` to deploy, a short history."""
 
 from __future__ import annotations
 
@@ -35,15 +30,10 @@ from .inputs import metadata_copy
 __all__ = ["CheckpointManager", "SavedCheckpoint"]
 
 
-# --------------------------------------------------------------------------------------------
-# last / best / history
-# --------------------------------------------------------------------------------------------
-
-
 def _numpy_path(obj: Any, where: str) -> str:
-    """Where ``obj`` holds a value that ``weights_only`` loading refuses although it looks plain: a
-    numpy object, or a subclass of str/int/float such as ``torch.__version__`` (a ``TorchVersion``).
-    Returns a description such as ``"state['x'] is a numpy.float64"``, or ''. Tensors are not searched."""
+    """Where ``obj`` holds a numpy value or a str/int/float subclass (``torch.__version__``), which
+    ``weights_only`` loading refuses: e.g. ``"state['x'] is a numpy.float64"``, or ''.
+    """
     for w, v in nested_values(obj, where):
         mod = type(v).__module__
         if mod == "numpy" or mod.startswith("numpy."):
@@ -59,22 +49,8 @@ def _numpy_path(obj: Any, where: str) -> str:
 
 @dataclass(frozen=True)
 class SavedCheckpoint:
-    """What ``CheckpointManager.save`` did: the epoch, the metric's value, whether it is the new
-    best (and the best so far), and the files it wrote. Prints as one line.
-
-    Example::
-
-        >>> import tempfile, torch
-        >>> from labs_utils.toolkit import CheckpointManager
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> manager = CheckpointManager(tmp.name, metric="accuracy", mode="max")
-        >>> state = {"model": torch.nn.Linear(2, 2).state_dict()}
-        >>> saved = manager.save(state, epoch=0, metrics={"accuracy": 0.75})
-        >>> saved.is_best, saved.best_epoch, saved.files
-        (True, 0, ('last.pth', 'epoch_0000.pth', 'best.pth'))
-        >>> print(manager.save(state, epoch=1, metrics={"accuracy": 0.5}))
-        epoch 1: accuracy=0.5 (best: 0.75 at epoch 0) -> last.pth, epoch_0001.pth
-        >>> tmp.cleanup()
+    """What ``CheckpointManager.save`` did (epoch, value, best so far, files written); prints as one
+    line, e.g. ``epoch 1: accuracy=0.5 (best: 0.75 at epoch 0) -> last.pth, epoch_0001.pth``.
     """
 
     epoch: int
@@ -86,11 +62,8 @@ class SavedCheckpoint:
     files: tuple[str, ...]
 
     def __repr__(self) -> str:
-        star = (
-            " (new best)"
-            if self.is_best
-            else f" (best: {self.best_value:.4g} at epoch {self.best_epoch})"
-        )
+        star = f" (best: {self.best_value:.4g} at epoch {self.best_epoch})"
+        star = " (new best)" if self.is_best else star
         return (
             f"epoch {self.epoch}: {self.metric}={self.value:.4g}{star} -> {', '.join(self.files)}"
         )
@@ -105,36 +78,17 @@ _RECORD = "checkpoint_manager"  # last.pth[_RECORD], and best.pth's attribute _c
 class CheckpointManager:
     """Keep ``last.pth`` (to resume), ``best.pth`` (weights only, to deploy) and a short history.
 
-    ``save(state, epoch=..., metrics=...)`` writes, each file atomically (``save_checkpoint``):
-
-    * ``best.pth``: ``state[best_key]`` (by default the model's ``state_dict``; the whole state
-      with ``best_key=None``), only when ``metrics[metric]`` improves on the best so far (lower
-      for ``mode="min"``, higher for ``"max"``);
-    * ``last.pth``: ``state`` plus ``epoch``, ``metrics`` and the manager's own record (the best
-      value and epoch), every time;
-    * ``epoch_NNNN.pth``: a hard link to (or copy of) that ``last.pth``; the newest ``keep_last``
-      epoch files of the current run are kept (0 keeps none). A run that goes back to an earlier
-      epoch (resume, lower the learning rate, train epoch 2 again) abandons the files from that
-      epoch on: saving epoch 2 removes the old run's ``epoch_0003.pth`` and later, so the history
-      holds one run and the file just written is always kept.
-
-    ``best.pth`` loads as a plain state_dict (an ``OrderedDict``); it carries the same record as
-    an attribute, ``_checkpoint_manager``, which ``load_state_dict`` ignores as it ignores
-    ``_metadata``. So the best value always travels with the best weights.
-
-    Before any file is replaced, ``last.pth`` is written to a temporary file and loaded back with
-    ``weights_only=True``: a state that safe loading would refuse (a ``pathlib.Path``, a
-    dataclass, an ``argparse.Namespace``, a NumPy value ...) raises a ``TypeError`` naming the
-    entry, and every file stays as it was.
-
-    After a crash, a new manager on the same folder calls ``load_last()``: it removes the
-    temporary files of interrupted saves (never the one of a save in progress in another process:
-    that one holds a lock), returns the newest checkpoint that loads (``last.pth``, else the newest
-    epoch file of the history) and takes the best value from ``best.pth`` itself, so
-    ``best.pth`` is only ever replaced by a better model, even after a crash between writing
-    ``best.pth`` and ``last.pth``. Saving into a folder that already holds ``last.pth`` or
-    ``best.pth`` without calling ``load_last()`` first is refused, so an old run's ``best.pth``
-    is never overwritten by mistake.
+    ``save(state, epoch=, metrics=)`` writes, each file atomically: ``last.pth`` (the state, the
+    epoch, the metrics and the manager's record of the best value) every time; ``best.pth``
+    (``state[best_key]``, or the whole state with ``best_key=None``, carrying the same record as
+    the attribute ``_checkpoint_manager``) when ``metrics[metric]`` improves (``mode`` "min" or
+    "max"); and ``epoch_NNNN.pth``, a link to ``last.pth``, keeping the newest ``keep_last`` of
+    the current run (saving an earlier epoch again removes the abandoned run's later files). A
+    state that ``weights_only=True`` loading would refuse raises a ``TypeError`` before any file
+    is replaced. ``load_last()`` removes the temporary files of interrupted saves and returns the
+    newest checkpoint that loads (``last.pth``, else the newest epoch file), with the best value
+    taken from ``best.pth`` itself; saving into a folder that holds an earlier run without calling
+    it first is refused.
 
     Example::
 
@@ -155,10 +109,7 @@ class CheckpointManager:
         ['best.pth', 'epoch_0002.pth', 'last.pth']
         >>> list(load_checkpoint(manager.best_path))  # weights only, ready to deploy
         ['weight', 'bias']
-
-    Later (a new process, or after a crash), a new manager on the same folder resumes:
-
-        >>> resumed = CheckpointManager(folder, metric="val_loss", mode="min")
+        >>> resumed = CheckpointManager(folder, metric="val_loss", mode="min")  # after a crash
         >>> ckpt = resumed.load_last()
         >>> ckpt["epoch"], ckpt["metrics"], resumed.best_value, resumed.best_epoch
         (2, {'val_loss': 0.7}, 0.5, 1)
@@ -337,28 +288,22 @@ class CheckpointManager:
     def save(
         self, state: Mapping[str, Any], *, epoch: int, metrics: Mapping[str, float]
     ) -> SavedCheckpoint:
-        """Save ``last.pth`` (always), ``best.pth`` (when ``metrics[metric]`` improves) and the history.
-
-        Wrong input, or a state that ``weights_only=True`` loading would refuse, raises before any
-        file is replaced.
+        """Save ``last.pth``, ``best.pth`` (when the metric improves) and the history; wrong input
+        raises before any file is replaced.
         """
         value = self._check_metrics(metrics)
         self._check_state(state, epoch, metrics)
         self._claim_folder()
         is_best = self._better(value)
         best_value, best_epoch = (value, epoch) if is_best else (self.best_value, self.best_epoch)
-        record = {
-            "metric": self.metric,
-            "mode": self.mode,
-            "best_value": best_value,
-            "best_epoch": best_epoch,
-        }
+        record = dict(
+            metric=self.metric, mode=self.mode, best_value=best_value, best_epoch=best_epoch
+        )
 
         def before_replacing_last(tmp: Path) -> None:
             safe_load_check(state, self.last_path, "state")(tmp)
-            if (
-                is_best
-            ):  # best.pth carries its record: a crash before last.pth is replaced loses nothing
+            # best.pth carries its record: a crash before last.pth is replaced loses nothing
+            if is_best:
                 save_checkpoint(self._best_object(state, record), self.best_path)
                 self.best_value, self.best_epoch = value, epoch
 
@@ -393,9 +338,9 @@ class CheckpointManager:
         return best
 
     def _keep_history(self, epoch: int) -> list[str]:
-        """Link ``last.pth`` as the epoch's file, then keep the newest ``keep_last`` epoch files of
-        this run: files from this epoch on were left by a run that has been abandoned (this one
-        went back to an earlier epoch), so they go, and never the file just written."""
+        """Link ``last.pth`` as the epoch's file; keep the newest ``keep_last`` of this run and drop the
+        files from later epochs (an abandoned run's), never the one just written.
+        """
         if not self.keep_last:
             return []
         epoch_file = self.folder / f"epoch_{epoch:04d}.pth"
@@ -429,13 +374,11 @@ class CheckpointManager:
     def load_last(
         self, map_location: Any = "cpu", weights_only: bool = True
     ) -> dict[str, Any] | None:
-        """The newest complete checkpoint, or ``None``: ``last.pth``, else the newest
-        ``epoch_NNNN.pth`` of the history (which holds the current run only).
+        """The newest complete checkpoint (``last.pth``, else the newest epoch file), or ``None``.
 
-        Also removes the temporary files of interrupted saves and restores the best value and
-        epoch, from the record ``best.pth`` carries (else from the checkpoint), so later saves
-        replace ``best.pth`` only with a better model. Files that do not load are skipped with a
-        warning (the reasons are kept in ``self.skipped``).
+        Also removes interrupted saves' temporary files and restores the best value and epoch (from
+        ``best.pth``'s record, else the checkpoint's). Files that do not load are skipped with a
+        warning; the reasons are in ``self.skipped``.
         """
         self._resumed = True
         self.skipped = []
