@@ -1,18 +1,6 @@
-"""Saving and loading checkpoint files safely.
-
-* ``save_checkpoint(obj, path)``: atomic. The data goes to a temporary file in the same folder,
-  is flushed and fsynced, then ``os.replace`` puts it in place (and the folder is fsynced). A
-  crash at any moment leaves the old file or the new one, never a torn one. Otherwise it does
-  what ``torch.save`` does: the file gets the mode ``torch.save`` would give it (the umask for a
-  new file, the old file's mode otherwise), a symlink is written through (the file it points to
-  is replaced, the link stays), and a write-protected file is refused.
-* ``load_checkpoint(path)``: ``torch.load`` with safe defaults (``weights_only=True``,
-  ``map_location="cpu"``) and errors that name the file and the likely cause (``formats.py``
-  tells the files apart).
-* ``remove_abandoned_temp_files(folder)``: the temporary files of saves that were killed; a
-  save in progress holds a lock on its own and keeps it.
-
-Random generator states live in ``rng.py``, ``CheckpointManager`` in ``manager.py``.
+"""Saving and loading checkpoint files safely: ``save_checkpoint`` (atomic, otherwise what
+``torch.save`` does), ``load_checkpoint`` (safe defaults, errors that name the file and the
+cause) and ``remove_abandoned_temp_files`` (what killed saves left behind).
 """
 
 from __future__ import annotations
@@ -58,8 +46,6 @@ class CheckpointError(RuntimeError):
         labs_utils.toolkit.checkpoints.CheckpointError: ...weights.pth: not a PyTorch
         checkpoint: a JSON/text file; check that the path points to the checkpoint, not to
         its metadata
-        >>> issubclass(CheckpointError, RuntimeError)
-        True
         >>> tmp.cleanup()
     """
 
@@ -133,10 +119,9 @@ def _check_writable(path: Path, target: Path) -> None:
 
 
 class _StagedFile:
-    """A temporary file next to ``path`` (or the file it links to), with the mode ``path`` will have.
-    Write to ``.file``, then ``commit()`` flushes, fsyncs and ``os.replace``s it onto the target;
-    ``discard()`` removes it. The file is locked while it exists, so ``remove_abandoned_temp_files``
-    leaves it alone."""
+    """A locked temporary file next to ``path``'s target, with the mode ``path`` will have: write to
+    ``.file``, then ``commit()`` (flush, fsync, ``os.replace``) or ``discard()``.
+    """
 
     def __init__(self, path: str | os.PathLike, *, fsync: bool = True):
         if not isinstance(path, (str, os.PathLike)):
@@ -171,8 +156,7 @@ class _StagedFile:
             raise
 
     def close(self) -> None:
-        """Flush the data (and fsync it unless ``fsync=False``). The file stays open, and locked,
-        until ``commit`` (except on Windows, which cannot rename an open file)."""
+        """Flush (and fsync); the file stays open and locked until ``commit`` (closed on Windows)."""
         if not self.file.closed:
             self.file.flush()
             if self.fsync:
@@ -212,10 +196,9 @@ def _still_named(fd: int, name: str) -> bool:
 
 
 def remove_abandoned_temp_files(folder: str | os.PathLike) -> int:
-    """Delete the temporary files (``.<name>.*.tmp``) that saves into ``folder`` left behind when
-    their process was killed; returns how many. A save in progress (in this process or another
-    one on the machine, or on a file system with working locks) holds a lock on its file, and its
-    file is left alone."""
+    """Delete the temporary files (``.<name>.*.tmp``) in ``folder`` left by killed saves; returns how
+    many. A save in progress holds a lock on its file, which is left alone.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return 0
@@ -249,22 +232,12 @@ def atomic_write(
 ) -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path`` for writing; on success it replaces ``path``.
 
-    The data is flushed and fsynced before ``os.replace``, and the folder is fsynced after it, so
-    readers see the old file or the complete new one, never a torn one. On any error the
-    temporary file is removed and ``path`` is left as it was. Missing parent folders are created.
-
-    The file gets the permission bits ``open(path, "wb")`` would give it (as ``torch.save`` does):
-    those of the file it replaces, or 0o666 minus the umask for a new file. Its owner is the
-    writing process's user, since it is a new file. As with ``open(path, "wb")``, a symlink is
-    followed (the file it points to is replaced and the link stays), and a file this process may
-    not write (``chmod a-w``) is refused with a ``PermissionError`` before anything is written.
-
-    ``check``, if given, is called with the temporary file's path once the data is written and
-    before anything is replaced; if it raises, the temporary file is removed and ``path`` is left
-    as it was.
-
-    ``fsync=False`` skips waiting for the disk: the replace is still atomic for a process that
-    crashes or is killed, but after a power loss or kernel crash the new file may be empty.
+    The data is fsynced before ``os.replace`` and the folder after it, so readers see the old file
+    or the complete new one; on any error (or if ``check(tmp_path)`` raises) the temporary file is
+    removed and ``path`` is left as it was. As with ``open(path, "wb")``, missing folders are
+    created, the file gets the mode it would have had, a symlink is written through and a
+    write-protected file is refused. ``fsync=False`` skips waiting for the disk (still atomic for
+    a killed process, not after a power loss).
 
     Example::
 
@@ -275,18 +248,14 @@ def atomic_write(
         >>> path = Path(tmp.name) / "notes.txt"
         >>> with atomic_write(path) as f:
         ...     _ = f.write(b"epoch 3")
-        >>> path.read_bytes()
-        b'epoch 3'
         >>> with atomic_write(path) as f:  # fails halfway: the old file stays
         ...     _ = f.write(b"epoch 4, half writ")
         ...     raise OSError("disk full")
         Traceback (most recent call last):
         ...
         OSError: disk full
-        >>> path.read_bytes()
-        b'epoch 3'
-        >>> [p.name for p in Path(tmp.name).iterdir()]  # no temporary file left behind
-        ['notes.txt']
+        >>> path.read_bytes(), [p.name for p in Path(tmp.name).iterdir()]
+        (b'epoch 3', ['notes.txt'])
         >>> tmp.cleanup()
     """
     staged = _StagedFile(path, fsync=fsync)
@@ -304,19 +273,11 @@ def atomic_write(
 def save_checkpoint(
     obj: Any, path: str | os.PathLike, *, fsync: bool = True, check_safe_load: bool = False
 ) -> Path:
-    """Save ``obj`` with ``torch.save`` atomically to ``path`` and return the path.
+    """Save ``obj`` with ``torch.save`` atomically to ``path`` (see ``atomic_write``); returns the path.
 
-    Missing parent folders are created. If saving fails (an object that cannot be pickled, a
-    full disk, a crash), the previous file at ``path``, if any, is left untouched and no
-    temporary file stays behind. Like ``torch.save``, it gives the file the mode ``torch.save``
-    would give it, writes through a symlink and refuses a write-protected file (see
-    ``atomic_write``). ``fsync=False``: see ``atomic_write``.
-
-    ``check_safe_load=True`` also refuses, with a ``TypeError`` naming the entry and its type, an
-    ``obj`` that ``torch.load(path, weights_only=True)`` would refuse (a ``pathlib.Path``, a
-    dataclass, an ``argparse.Namespace`` ...): the written file is loaded back that way (with
-    ``mmap=True``, so tensor data is not read) before it replaces ``path``. The safe globals
-    allowed in this process at that moment count as allowed.
+    If saving fails, the previous file stays and no temporary file is left. ``check_safe_load=True``
+    loads the written file back with ``weights_only=True`` (mmap, no tensor data read) before it
+    replaces ``path``, and refuses with a ``TypeError`` naming the entry what that load refuses.
 
     Example::
 
@@ -411,17 +372,12 @@ def load_checkpoint(
     *,
     mmap: bool = False,
 ) -> Any:
-    """``torch.load`` with safe defaults and clear errors.
+    """``torch.load`` with safe defaults (``weights_only=True``, ``map_location="cpu"``), clear errors.
 
-    ``mmap=True`` maps the file's tensor data instead of reading it into memory (pages are read
-    when a tensor is used); it applies to the zip format ``torch.save`` writes since PyTorch 1.6,
-    and a file in the older format is read as usual.
-
-    Errors (``FileNotFoundError``, ``IsADirectoryError`` or ``CheckpointError``) name the file and
-    the likely cause: a wrong path, a folder, a file this user may not read, an empty or truncated
-    file (an interrupted save), a file that is not a PyTorch checkpoint (a TorchScript or
-    ``torch.export`` program, a Git LFS pointer, a web page ...), or one that safe loading refuses
-    (with the globals it would need).
+    ``mmap=True`` maps a zip-format file's tensor data instead of reading it (an old-format file is
+    read as usual). Errors name the file and the likely cause: a wrong path, a folder, no read
+    permission, an empty or truncated file, another format (TorchScript, a Git LFS pointer, a web
+    page ...), or what safe loading refuses.
 
     Example::
 
@@ -431,7 +387,7 @@ def load_checkpoint(
         >>> tmp = tempfile.TemporaryDirectory()
         >>> path = Path(tmp.name) / "last.pth"
         >>> _ = save_checkpoint({"model": torch.nn.Linear(2, 2).state_dict(), "epoch": 3}, path)
-        >>> ckpt = load_checkpoint(path)  # weights_only=True, map_location="cpu"
+        >>> ckpt = load_checkpoint(path)
         >>> ckpt["epoch"], list(ckpt["model"]), ckpt["model"]["weight"].device
         (3, ['weight', 'bias'], device(type='cpu'))
         >>> empty = Path(tmp.name) / "empty.pth"
@@ -457,18 +413,12 @@ def load_checkpoint(
             weights_only=weights_only,
             mmap=mmap and head.startswith(formats.ZIP_MAGIC),
         )
-    except (
-        pickle.UnpicklingError,
-        RuntimeError,
-        OSError,
-        EOFError,
-        ValueError,
-        IndexError,
-        KeyError,
-        AttributeError,
-        ImportError,
-    ) as e:
+    except _LOAD_ERRORS as e:
         raise CheckpointError(formats.explain_load_error(path, size, e)) from e
+
+
+_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, IndexError)
+_LOAD_ERRORS += (KeyError, AttributeError, ImportError)  # what torch.load raises on a bad file
 
 
 def _readable_checkpoint(path: Path) -> tuple[int, bytes]:
