@@ -1,19 +1,9 @@
-"""Remove the key prefixes that PyTorch's wrappers add to a state_dict.
+"""The key prefixes PyTorch's wrappers add to a state_dict, and how to remove them.
 
-Wrapping a model changes the names in its ``state_dict``, because the wrapper holds the model
-as a submodule:
-
-* ``nn.DataParallel(model)`` and ``DistributedDataParallel(model)`` keep it as ``.module``, so
-  ``fc1.weight`` becomes ``module.fc1.weight``;
-* ``torch.compile(model)`` returns an ``OptimizedModule`` that keeps it as ``._orig_mod``, so
-  ``fc1.weight`` becomes ``_orig_mod.fc1.weight``;
-* wrappers nest: ``DDP(torch.compile(model))`` gives ``module._orig_mod.fc1.weight``.
-
-``normalize_keys`` removes any run of these prefixes from the *start* of every key (and from
-the state_dict's ``_metadata``, which ``load_state_dict`` reads for version information). A
-key that merely contains ``module.`` further in (``encoder.module.weight``,
-``submodule.bias``) is a real attribute path and is left alone. If two keys would end up with
-the same name it raises instead of silently keeping one of them.
+``nn.DataParallel`` and ``DistributedDataParallel`` keep the model as ``.module``
+(``module.fc1.weight``), ``torch.compile`` as ``._orig_mod`` (``_orig_mod.fc1.weight``), and
+wrappers nest (``module._orig_mod.fc1.weight``). Only a run of prefixes at the *start* of a key
+is a wrapper's; ``encoder.module.weight`` is a real attribute path.
 """
 
 from __future__ import annotations
@@ -60,13 +50,10 @@ def strip_wrapper_prefixes(key: str, prefixes: Iterable[str] = WRAPPER_PREFIXES)
     """``'module._orig_mod.fc1.weight'`` -> ``'fc1.weight'``: remove prefixes from the start of ``key``.
 
     Prefixes are removed repeatedly, in any order, as long as something is left after them.
-    Text further in the key is never touched.
 
     Example::
 
-        >>> from labs_utils.toolkit.prefixes import WRAPPER_PREFIXES, strip_wrapper_prefixes
-        >>> WRAPPER_PREFIXES
-        ('module.', '_orig_mod.')
+        >>> from labs_utils.toolkit.prefixes import strip_wrapper_prefixes
         >>> strip_wrapper_prefixes("module._orig_mod.fc1.weight")  # DDP(torch.compile(m))
         'fc1.weight'
         >>> strip_wrapper_prefixes("encoder.module.weight")  # further in: a real submodule
@@ -139,20 +126,12 @@ def _strip_towards(key: str, prefixes: tuple[str, ...], target: set[str]) -> str
 def normalize_keys(
     state_dict: Any, prefixes: Iterable[str] = WRAPPER_PREFIXES, *, like: Any = None
 ) -> OrderedDict[str, Any]:
-    """Return a copy of ``state_dict`` with wrapper prefixes removed from the start of every key.
+    """A copy of ``state_dict`` (a mapping, a model or a path) with wrapper prefixes removed from the
+    start of every key and of its ``_metadata``; the values are the same tensors.
 
-    ``state_dict`` may be a mapping of names to tensors, a model, or the path of a saved
-    state_dict. The values are the same tensor objects (nothing is copied). Keys without a
-    prefix are kept as they are, so a state_dict that was never wrapped comes back unchanged.
-
-    Keys alone cannot tell a wrapper from a submodule that is really named ``module``:
-    ``module.module.weight`` may be ``DataParallel(DataParallel(m))`` or ``DataParallel(m)``
-    where ``m.module`` is a layer. Pass ``like=`` (the target model or its state_dict) and
-    stripping stops as soon as a key matches one of the target's keys.
-
-    Raises ``ValueError`` when two keys would become one (for example ``module.fc1.weight``
-    and ``fc1.weight`` in the same state_dict), naming both keys, instead of silently keeping
-    one of the two tensors.
+    Keys alone cannot tell a wrapper from a submodule really named ``module``: pass ``like=`` (the
+    target model or its state_dict) and stripping stops as soon as a key is one of the target's.
+    Two keys that would become one (``module.fc1.weight`` and ``fc1.weight``) raise ``ValueError``.
 
     Example::
 
@@ -160,20 +139,13 @@ def normalize_keys(
         >>> from labs_utils.toolkit import normalize_keys
         >>> model = torch.nn.Linear(2, 2)
         >>> saved = {"module." + k: v for k, v in model.state_dict().items()}  # from DDP
-        >>> list(saved)
-        ['module.weight', 'module.bias']
         >>> model.load_state_dict(normalize_keys(saved))
         <All keys matched successfully>
-
-    A model whose own submodule is called ``module`` needs ``like=``:
-
         >>> net = torch.nn.Module()
-        >>> net.module = torch.nn.Linear(2, 2)
+        >>> net.module = torch.nn.Linear(2, 2)  # a submodule called "module"
         >>> saved = {"module." + k: v for k, v in net.state_dict().items()}  # DDP(net)
-        >>> list(normalize_keys(saved))  # the keys alone: both look like wrappers
-        ['weight', 'bias']
-        >>> list(normalize_keys(saved, like=net))
-        ['module.weight', 'module.bias']
+        >>> list(normalize_keys(saved)), list(normalize_keys(saved, like=net))
+        (['weight', 'bias'], ['module.weight', 'module.bias'])
         >>> normalize_keys({"module.bias": torch.zeros(2), "bias": torch.ones(2)})
         Traceback (most recent call last):
         ...
@@ -189,11 +161,8 @@ def normalize_keys(
             raise TypeError(
                 f"state_dict keys are strings such as 'fc1.weight', got {type(key).__name__}: {key!r}"
             )
-        new = (
-            strip_wrapper_prefixes(key, prefixes)
-            if target is None
-            else _strip_towards(key, prefixes, target)
-        )
+        strip = strip_wrapper_prefixes(key, prefixes)
+        new = strip if target is None else _strip_towards(key, prefixes, target)
         if new in out:
             raise ValueError(
                 f"normalize_keys would map both {origin[new]!r} and {key!r} to {new!r}: the state_dict mixes "

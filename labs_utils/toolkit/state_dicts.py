@@ -1,11 +1,5 @@
-"""Look inside state_dicts and compare them with models before loading.
-
-* ``summarize(obj)``: one row per entry (key, shape, dtype, device, elements, bytes, and
-  parameter/buffer when given a model).
-* ``diff(model, state_dict)``: what ``model.load_state_dict(state_dict)`` would complain about,
-  without loading anything.
-
-Both accept a model, a state_dict, or the path of a file holding a state_dict.
+"""Look inside state_dicts and compare them with models before loading: ``summarize``, ``diff``
+and ``load_matching`` take a model, a state_dict or the path of a saved one.
 """
 
 from __future__ import annotations
@@ -46,7 +40,7 @@ def _dtype(v: Any) -> str:
 
 @dataclass(repr=False)
 class StateDictSummary(Report):
-    """Rows of ``summarize``. ``rows`` are dicts; the object renders as a table.
+    """Rows of ``summarize`` (dicts); renders as a table.
 
     Example::
 
@@ -101,8 +95,8 @@ class StateDictSummary(Report):
 def summarize(obj: Any) -> StateDictSummary:
     """One row per state_dict entry: key, shape, dtype, device, numel, bytes (and kind for a model).
 
-    ``obj`` may be a model (rows then say ``parameter`` or ``buffer``, and non-persistent buffers,
-    which are not saved, are listed under the table), a state_dict, or a path to a saved one.
+    For a model, rows say ``parameter`` or ``buffer`` and non-persistent buffers (not saved) are
+    listed under the table.
 
     Example::
 
@@ -120,18 +114,12 @@ def summarize(obj: Any) -> StateDictSummary:
         1.running_var          (3,)    float32  cpu     3      12     buffer
         1.num_batches_tracked  ()      int64    cpu     1      8      buffer
         7 entries, 22 elements, 92 B
-        >>> summarize(model.state_dict()).keys()[-1]  # a state_dict: no kind column
-        '1.num_batches_tracked'
     """
     sd, model = as_state_dict(obj)
-    params = (
-        {n for n, _ in model.named_parameters(remove_duplicate=False)}
-        if model is not None
-        else set()
-    )
-    buffers = (
-        {n for n, _ in model.named_buffers(remove_duplicate=False)} if model is not None else set()
-    )
+    params, buffers = set(), set()
+    if model is not None:
+        params = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+        buffers = {n for n, _ in model.named_buffers(remove_duplicate=False)}
     rows = []
     for key, v in sd.items():
         # a lazy module's parameter holds nothing yet
@@ -199,11 +187,10 @@ class _DryRun:
 
 
 def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
-    """Run the real ``load_state_dict(sd, strict=False)`` on a copy of ``model`` whose parameters
-    and buffers are on the meta device, so every module applies its own rules (BatchNorm filling
-    in ``num_batches_tracked`` for a state_dict without version, lazy modules taking the file's
-    shapes, a 0-dim parameter accepting shape ``(1,)``, hooks that rename old keys) and nothing in
-    ``model`` changes. ``None`` when the model cannot be copied or its hooks fail on meta tensors."""
+    """Run the real ``load_state_dict(sd, strict=False)`` on a copy of ``model`` whose tensors are on
+    the meta device, so each module applies its own rules (BatchNorm's version fill-in, lazy
+    shapes, hooks that rename keys) and ``model`` is untouched; ``None`` when that cannot run.
+    """
     memo: dict[int, Any] = {}
     for _, t in [
         *model.named_parameters(remove_duplicate=False),
@@ -286,10 +273,7 @@ def _in_order(keys: list[str], order: list[str]) -> list[str]:
 
 @dataclass(repr=False)
 class StateDictDiff(Report):
-    """What ``load_state_dict`` would say. Truthy only when the two are fully compatible.
-
-    ``errors`` holds ``load_state_dict``'s other complaints (a value that is not a tensor ...);
-    ``notes`` says how the comparison was made when it could not ask ``load_state_dict``.
+    """What ``load_state_dict`` would say; truthy only when the two are fully compatible.
 
     Example::
 
@@ -352,14 +336,11 @@ class StateDictDiff(Report):
 def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
     """Compare ``state_dict`` (a mapping, a model or a file path) with ``model`` without loading.
 
-    Reports what ``model.load_state_dict(state_dict)`` would: missing keys, unexpected keys,
-    shape mismatches (model shape, state_dict shape), other errors, and dtype differences (which
-    loading casts), in the model's key order. The answer comes from ``load_state_dict`` itself,
-    run on a copy of the model whose tensors are on the meta device (no data, and ``model`` is
-    not touched), so each module's own rules apply: BatchNorm accepts a state_dict without
-    ``num_batches_tracked`` when it has no version metadata, lazy modules take the shapes they are
-    given, a 0-dim parameter accepts a tensor of shape ``(1,)``. A model that cannot be copied
-    that way is compared key by key, and the result's notes say so.
+    Reports, in the model's key order, what ``model.load_state_dict(state_dict)`` would: missing,
+    unexpected, shape mismatches (model shape, state_dict shape), other errors, and dtype
+    differences (which loading casts). ``load_state_dict`` itself answers, run on a meta-device
+    copy of the model, so each module's own rules apply; a model that cannot be copied is compared
+    key by key, and the notes say so.
 
     Example::
 
@@ -367,16 +348,14 @@ def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
         >>> from labs_utils.toolkit import diff
         >>> model = torch.nn.Linear(2, 3)
         >>> result = diff(model, torch.nn.Linear(2, 4).state_dict())
-        >>> bool(result), result.shape_mismatches
-        (False, {'weight': ((3, 2), (4, 2)), 'bias': ((3,), (4,))})
         >>> print(result)
         key     problem         in model  in state_dict
         ------  --------------  --------  -------------
         weight  shape mismatch  (3, 2)    (4, 2)
         bias    shape mismatch  (3,)      (4,)
         not compatible: 0 missing, 0 unexpected, 2 shape mismatches, 0 dtype differences
-        >>> bool(diff(model, model.state_dict()))
-        True
+        >>> bool(result), bool(diff(model, model.state_dict()))
+        (False, True)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(
@@ -456,19 +435,10 @@ KeyMap: TypeAlias = "Mapping[str, str | None] | Callable[[str], str | None]"
 
 @dataclass(repr=False)
 class LoadReport(Report):
-    """What ``load_matching`` did, entry by entry. Renders as a table (text and HTML).
-
-    All keys are the model's names (after ``key_map``); ``renamed`` maps them to the
-    state_dict's original names.
-
-    * ``loaded``: model entries that now hold the state_dict's values (``cast``: dtype converted).
-    * ``tied``: entries that share their tensor with a loaded one, so they changed too.
-    * ``shape_mismatches``: key -> (shape in model, shape in state_dict); left untouched.
-    * ``missing``: model entries with no counterpart in the state_dict; left as initialised.
-    * ``unexpected``: state_dict entries the model has no place for; ignored.
-    * ``dropped``: state_dict keys the ``key_map`` sent to ``None``; ignored.
-    * ``params_loaded`` / ``params_fresh``: parameter elements (tied weights counted once) that
-      got values from the state_dict / kept their initial values.
+    """What ``load_matching`` did, entry by entry, in the model's names (``renamed``: model name ->
+    the state_dict's); renders as a table. ``tied`` entries changed through a loaded one;
+    ``dropped`` are the keys ``key_map`` sent to ``None``; ``params_loaded``/``params_fresh`` count
+    parameter elements (tied ones once).
 
     Example::
 
@@ -608,19 +578,11 @@ def load_matching(
 ) -> LoadReport:
     """Load every entry whose name (after ``key_map``) and shape match ``model``; leave the rest.
 
-    ``state_dict`` may be a mapping, a model or the path of a saved state_dict. ``key_map``
-    renames the state_dict's keys first: a dict ``{old: new}`` (unlisted keys keep their name)
-    or a function ``old -> new``; ``None`` as the new name drops an entry. Two keys mapped onto
-    one name raise a ``ValueError``.
-
-    Unlike ``load_state_dict(strict=False)``, entries whose shape differs are skipped instead of
-    raising (after copying the others), and the returned ``LoadReport`` lists what was loaded,
-    skipped (with both shapes), missing and unexpected. Which entries fit is decided by
-    ``load_state_dict`` itself, run first on a copy of the model without data (as in ``diff``),
-    so an entry fits exactly when ``load_state_dict`` would copy it (a lazy module takes any
-    shape, a 0-dim parameter takes shape ``(1,)``). The copy itself is done by
-    ``model.load_state_dict(matching, strict=False)``, so dtypes are cast to the model's and
-    modules' own loading hooks run.
+    ``key_map`` renames the state_dict's keys first: a dict ``{old: new}`` or a function; ``None``
+    as the new name drops an entry, and two keys mapped onto one name raise ``ValueError``. Unlike
+    ``load_state_dict(strict=False)``, entries whose shape differs are skipped, not raised on.
+    Which entries fit is decided by ``load_state_dict`` on a copy without data (as in ``diff``);
+    the copy itself is ``model.load_state_dict(matching, strict=False)`` (dtypes cast, hooks run).
 
     Example::
 
