@@ -429,10 +429,6 @@ def _readable_checkpoint(path: Path) -> tuple[int, bytes]:
     except PermissionError as e:
         raise CheckpointError(str(e)) from e
     problem = formats.file_problem(path, size, head)
-    if not problem and head.startswith(formats.ZIP_MAGIC):
-        # cut short, a TorchScript or torch.export program (which torch.load would hand to
-        # torch.jit.load, or refuse), a torch.save that never finished, a newer version
-        problem = formats.zip_problem(path, size)
     if problem:
         raise CheckpointError(problem)
     if path.suffix == ".safetensors":

@@ -1,19 +1,8 @@
 """What a file is, told from its bytes: the one place where the toolkit recognises files.
 
 ``load_checkpoint``, ``inspect_checkpoint`` and ``convert_to_safetensors`` all ask this module,
-so they recognise the same files and name them the same way. Nothing here unpickles: it reads
-the first bytes of a file and, for a zip archive, the archive's directory and version record.
-
-* ``kind(head)``: ``"zip"`` (the format ``torch.save`` writes since PyTorch 1.6), ``"legacy"``
-  (``torch.save`` before 1.6), ``"pickle"`` (a plain pickle), ``"safetensors"`` or ``"other"``.
-* ``file_problem(path, size, head)``: one line naming a file that is no checkpoint at all
-  (empty, a Git LFS pointer, an HTML page or XML error document saved in place of the file).
-* ``zip_problem(path, size)``: why a zip archive is not a loadable ``torch.save`` file: cut
-  short, written by a newer PyTorch, a TorchScript or ``torch.export`` program, a ``torch.save``
-  that never finished, or a zip from something else.
-* ``other_format(head)``: what a file that no ``torch.load`` reads is (NumPy, HDF5, gzip,
-  safetensors, JSON, a plain pickle ...).
-* ``explain_load_error(path, size, error)``: ``torch.load``'s exception, in one line.
+so they name the same files the same way. Nothing here unpickles: it reads the first bytes of
+a file and, for a zip archive, its directory and version record.
 """
 
 from __future__ import annotations
@@ -48,13 +37,9 @@ _LFS_HEAD = b"version https://git-lfs.github.com/spec/"
 _BOM = b"\xef\xbb\xbf"
 _MARKUP = (b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--", b"<body")
 # records torch.save writes before data.pkl (and torch.jit.save / torch.export.save too)
-_TORCH_RECORDS = {
-    "version",
-    ".data/version",
-    "byteorder",
-    ".data/serialization_id",
-    ".format_version",
-}
+_TORCH_RECORDS = set(
+    "version .data/version byteorder .data/serialization_id .format_version".split()
+)
 _TRUNCATED = (
     "it was probably cut off by an interrupted save or copy: use an earlier checkpoint or "
     "copy it again"
@@ -99,10 +84,8 @@ def kind(head: bytes, size: int | None = None) -> str:
         n = int.from_bytes(head[:8], "little")
         if 0 < n <= (size - 8 if size is not None else 100_000_000):
             return "safetensors"
-    if head.startswith(b"\x80") and LEGACY_MAGIC in head[:32]:
-        return "legacy"
     if head.startswith(b"\x80"):
-        return "pickle"
+        return "legacy" if LEGACY_MAGIC in head[:32] else "pickle"
     return "other"
 
 
@@ -112,7 +95,10 @@ def _text_field(pattern: str, text: str) -> str:
 
 
 def file_problem(path: Path, size: int, head: bytes) -> str:
-    """One line naming a file that is no checkpoint at all and the fix, or ''."""
+    """One line naming a file that is no loadable checkpoint and the fix, or '' (``zip_problem``
+    too for a zip archive)."""
+    if head.startswith(ZIP_MAGIC):
+        return zip_problem(path, size)
     if size == 0:
         return (
             f"{path}: the file is empty (0 bytes): a save, download or copy that was "

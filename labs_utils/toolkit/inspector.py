@@ -1,34 +1,11 @@
-"""Look inside a checkpoint file without running any code from it.
+"""Look inside a checkpoint file without running any code from it: ``inspect_checkpoint``.
 
-``inspect_checkpoint(path)`` reads a ``torch.save`` file (``.pth``/``.pt``: a state_dict, a
-full training checkpoint with nested dicts, or a whole pickled model) or a ``.safetensors``
-file and returns a ``CheckpointReport``: format, tensors, elements (numbers stored: parameters
-and buffers alike, since a file cannot tell them apart), bytes, dtypes, the devices the tensors
-were saved on, wrapper prefixes (``module.``, ``_orig_mod.``), top-level keys, and the globals
-that safe loading (``weights_only=True``) would refuse.
-
-How it stays safe:
-
-* A file that safe loading accepts is loaded with ``weights_only=True`` (through
-  ``labs_utils.toolkit.load_checkpoint``) and a ``map_location`` callable that keeps every
-  storage on the CPU and records the location tag it was saved with (``cuda:0`` ...). So a
-  CUDA-saved file is reported as such on a machine without CUDA. Files in the zip format are
-  loaded with ``mmap=True``: the tensor data is mapped, not read, so a multi-GB checkpoint
-  costs little memory.
-* A file that safe loading refuses is never unpickled. Its pickle is read opcode by opcode
-  (``pickletools.genops``, which only decodes) to list the globals it imports and the storages
-  it holds; ``torch.serialization.get_unsafe_globals_in_checkpoint`` names what would be refused.
-* A ``.safetensors`` file is read with ``safetensors.safe_open``: the header only, no tensor data.
-
-Files that are not a loadable checkpoint are named from their bytes, before anything is loaded,
-each in one line with the fix (``InspectError``; ``formats.py`` tells them apart, for
-``load_checkpoint`` too): an empty file, a Git LFS pointer (``git lfs pull`` was never run), an
-HTML page or an XML error document saved in place of the file, a zip archive cut short (no
-central directory at its end), a zip that ``torch.save`` began but never finished (no
-``data.pkl``), a TorchScript program (``torch.jit.load`` runs its code: trust it like code), a
-``torch.export`` program (``.pt2``), and a file written by a newer PyTorch (its ``version``
-record is above what this PyTorch's zip reader accepts). A file in the legacy (pre-1.6, non-zip)
-format is still reported, with a note: ``mmap=True`` refuses it, and how to rewrite it once.
+A file that safe loading accepts is loaded with ``weights_only=True`` (zip files with
+``mmap=True``) and a ``map_location`` that keeps storages on the CPU and records where they
+were saved. A file it refuses is never unpickled: its pickle is read opcode by opcode to list
+the globals it imports and the storages it holds. A ``.safetensors`` file is read through its
+header only. Files that are not a loadable checkpoint are named from their bytes first
+(``formats``), each in one line with the fix.
 """
 
 from __future__ import annotations
@@ -62,53 +39,20 @@ __all__ = ["InspectError", "CheckpointReport", "inspect_checkpoint"]
 # list (any allowed callable can be abused); used only to label the report. A name is also
 # matched under the Python 2 name pickle's fix_imports writes (protocols 0-2, torch.save's
 # default): commands.Popen is subprocess.Popen, __builtin__.eval is builtins.eval.
-_DANGEROUS = (
-    "builtins.exec",
-    "builtins.eval",
-    "builtins.compile",
-    "builtins.open",
-    "builtins.__import__",
-    "builtins.getattr",
-    "io.open",
-    "os.",
-    "posix.",
-    "nt.",
-    "subprocess.",
-    "runpy.",
-    "importlib.",
-    "shutil.",
-    "socket.",
-    "pty.",
-    "sys.",
-    "code.",
-    "pickle.",
-    "marshal.",
-    "webbrowser.",
-    "_io.open",
-    "_posixsubprocess.",
-    "_winapi.",
-    "ctypes.",
-    "_ctypes.",
-    "multiprocessing.",
+_DANGEROUS = tuple(
+    "builtins.exec builtins.eval builtins.compile builtins.open builtins.__import__ "
+    "builtins.getattr io.open os. posix. nt. subprocess. runpy. importlib. shutil. socket. pty. "
+    "sys. code. pickle. marshal. webbrowser. _io.open _posixsubprocess. _winapi. ctypes. "
+    "_ctypes. multiprocessing.".split()
 )
-_SAFETENSORS_DTYPES = {
-    "F64": "float64",
-    "F32": "float32",
-    "F16": "float16",
-    "BF16": "bfloat16",
-    "I64": "int64",
-    "I32": "int32",
-    "I16": "int16",
-    "I8": "int8",
-    "U8": "uint8",
-    "U16": "uint16",
-    "U32": "uint32",
-    "U64": "uint64",
-    "BOOL": "bool",
-    "F8_E4M3": "float8_e4m3fn",
-    "F8_E5M2": "float8_e5m2",
-    "C64": "complex64",
-}
+_SAFETENSORS_DTYPES = dict(
+    pair.split("=")
+    for pair in (
+        "F64=float64 F32=float32 F16=float16 BF16=bfloat16 I64=int64 I32=int32 I16=int16 I8=int8 "
+        "U8=uint8 U16=uint16 U32=uint32 U64=uint64 BOOL=bool F8_E4M3=float8_e4m3fn "
+        "F8_E5M2=float8_e5m2 C64=complex64"
+    ).split()
+)
 
 
 class InspectError(CheckpointError):
@@ -203,11 +147,8 @@ class CheckpointReport(Report):
         if self.top_level_keys is not None and self.weights_entry != "":
             rows.append(["top-level keys", ", ".join(self.top_level_keys) or "(empty)"])
         if self.weights_entry is not None:
-            where = (
-                f"[{self.weights_entry!r}]"
-                if self.weights_entry
-                else "the file itself (a state_dict)"
-            )
+            where = f"[{self.weights_entry!r}]" if self.weights_entry else "the file itself"
+            where += "" if self.weights_entry else " (a state_dict)"
             rows.append(["weights", f"{where}: {self.weights_elements:,} elements"])
         data = f"{human_bytes(self.tensor_bytes)} of data"
         if self.tensors is not None:
@@ -246,8 +187,7 @@ _LEGACY_NOTE = (
 
 
 def _pickle_protocol(path: Path, kind: str) -> str | None:
-    """The protocol of the checkpoint's main pickle, from its first two bytes (PROTO n; protocols 0
-    and 1 have no PROTO opcode)."""
+    """The protocol of the checkpoint's main pickle, from its PROTO opcode (none in protocols 0, 1)."""
     try:
         if kind == "zip":
             with zipfile.ZipFile(path) as zf:
@@ -332,18 +272,8 @@ def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
 
 # --- torch.save files: static scan of the pickle (nothing is executed) ------------------------------
 
-_STR_OPS = {
-    "SHORT_BINUNICODE",
-    "BINUNICODE",
-    "BINUNICODE8",
-    "UNICODE",
-    "SHORT_BINSTRING",
-    "BINSTRING",
-    "STRING",
-    "SHORT_BINBYTES",
-    "BINBYTES",
-    "BINBYTES8",
-}
+_STR_OPS = set("SHORT_BINUNICODE BINUNICODE BINUNICODE8 UNICODE SHORT_BINSTRING BINSTRING".split())
+_STR_OPS |= {"STRING", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8"}
 _POP_TO_MARK_PUSH = {"DICT", "LIST", "FROZENSET", "INST", "OBJ"}
 _POP_TO_MARK = {"APPENDS", "SETITEMS", "ADDITEMS", "POP_MARK"}
 
@@ -451,27 +381,22 @@ def _allowed_globals() -> set[str]:
 
 def _refused_report(path: Path, size: int, kind: str) -> CheckpointReport:
     """Report on a torch.save file that safe loading refuses, without unpickling it."""
-    if kind == "zip":
-        try:
+    try:
+        if kind == "zip":
             with zipfile.ZipFile(path) as zf:
                 pkl = next(n for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") == 1)
                 data = zf.read(pkl)
             refused = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-        except Exception as e:
-            raise InspectError(
-                f"{path}: refused by safe loading, and its pickle could not be read "
-                f"({type(e).__name__}); do not load it"
-            ) from None
-        globals_, storages = _scan_pickle(data)
-    else:
-        try:
+        else:
             globals_, storages = _scan_pickle(path.read_bytes())
             refused = sorted(globals_ - _allowed_globals())
-        except Exception as e:
-            raise InspectError(
-                f"{path}: refused by safe loading, and its pickle could not be read "
-                f"({type(e).__name__}); do not load it"
-            ) from None
+    except Exception as e:
+        raise InspectError(
+            f"{path}: refused by safe loading, and its pickle could not be read "
+            f"({type(e).__name__}); do not load it"
+        ) from None
+    if kind == "zip":
+        globals_, storages = _scan_pickle(data)
     dtypes = Counter(_storage_dtype(t) for t, _, _ in storages)
     nbytes = 0
     for t, _, numel in storages:
@@ -531,11 +456,9 @@ def _loaded_report(
         seen[sid] = key
         nbytes += st.nbytes()
     entry, sd = weights_entry(obj)
-    params = (
-        sum(v.numel() for v in sd.values() if isinstance(v, torch.Tensor))
-        if sd is not None
-        else None
-    )
+    params = None
+    if sd is not None:
+        params = sum(v.numel() for v in sd.values() if isinstance(v, torch.Tensor))
     fmt = "torch.save (zip archive)" if kind == "zip" else "torch.save (legacy format)"
     notes = [_LEGACY_NOTE] if kind != "zip" else []
     if sd is None and not found:
@@ -595,8 +518,6 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
     except PermissionError as e:
         raise InspectError(str(e)) from None
     problem = formats.file_problem(path, size, head)
-    if not problem and head.startswith(formats.ZIP_MAGIC):
-        problem = formats.zip_problem(path, size)
     if problem:
         raise InspectError(problem)
     kind = formats.kind(head, size)
