@@ -47,12 +47,7 @@ class NoBuffers(nn.Module):
 def _buffer_cases() -> list[nn.Module]:
     from ..models import SmallCNN
 
-    return [
-        SmallCNN(),
-        Gated(),
-        nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)),
-        NoBuffers(),
-    ]
+    return [SmallCNN(), Gated(), nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)), NoBuffers()]
 
 
 def _expected_buffers(model: nn.Module) -> set[str]:

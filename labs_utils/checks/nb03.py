@@ -70,10 +70,7 @@ def keep_layers(fn) -> str:
                     "k.startswith(name + '.') (or k.split('.')[0] in names)"
                 )
         for k in extra:
-            n = next(
-                (n for n in names if k.startswith(n) and not k.startswith(n + ".")),
-                None,
-            )
+            n = next((n for n in names if k.startswith(n) and not k.startswith(n + ".")), None)
             if n is not None:
                 raise Wrong(
                     f"{k!r} starts with {n!r} but belongs to the module {k.split('.')[0]}: match the name "
@@ -143,13 +140,7 @@ def _fits_state_dict() -> dict[str, torch.Tensor]:
     }
 
 
-_FITTING = {
-    "a.bias",
-    "b.weight",
-    "norm.running_mean",
-    "norm.num_batches_tracked",
-    "tied.weight",
-}
+_FITTING = {"a.bias", "b.weight", "norm.running_mean", "norm.num_batches_tracked", "tied.weight"}
 
 
 def _cnn_case():

@@ -190,14 +190,7 @@ def _type_inside(value, depth: int = 0) -> str:
     """The type of the first thing in ``value`` that is not a tensor, a plain Python value or container."""
     from collections import OrderedDict
 
-    if isinstance(value, torch.Tensor) or type(value) in (
-        str,
-        bytes,
-        int,
-        float,
-        bool,
-        type(None),
-    ):
+    if isinstance(value, torch.Tensor) or type(value) in (str, bytes, int, float, bool, type(None)):
         return ""
     if isinstance(value, (dict, list, tuple)) and depth < 10:
         for v in value.values() if isinstance(value, dict) else value:

@@ -57,10 +57,7 @@ _CASES = [
             "module_list.0.weight",
         ],
     ),
-    (
-        "_orig_mod.",
-        ["_orig_mod.fc1.weight", "_orig_mod.fc1.bias", "teacher._orig_mod.fc1.weight"],
-    ),
+    ("_orig_mod.", ["_orig_mod.fc1.weight", "_orig_mod.fc1.bias", "teacher._orig_mod.fc1.weight"]),
 ]
 
 
@@ -195,14 +192,8 @@ def _wrappers() -> list[tuple[str, Callable[[nn.Module], nn.Module]]]:
     return [
         ("nn.DataParallel({})", nn.DataParallel),
         ("torch.compile({})", torch.compile),
-        (
-            "nn.DataParallel(torch.compile({}))",
-            lambda m: nn.DataParallel(torch.compile(m)),
-        ),
-        (
-            "torch.compile(nn.DataParallel({}))",
-            lambda m: torch.compile(nn.DataParallel(m)),
-        ),
+        ("nn.DataParallel(torch.compile({}))", lambda m: nn.DataParallel(torch.compile(m))),
+        ("torch.compile(nn.DataParallel({}))", lambda m: torch.compile(nn.DataParallel(m))),
     ]
 
 

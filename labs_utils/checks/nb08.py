@@ -53,10 +53,7 @@ def _cases() -> list[dict[str, Any]]:
     enum with an int value, a top-level tensor (a GradScaler-style scale) and values already plain."""
     gen = torch.Generator().manual_seed(0)
     first = {
-        "model": {
-            "fc.weight": torch.randn(2, 3, generator=gen),
-            "fc.bias": torch.zeros(2),
-        },
+        "model": {"fc.weight": torch.randn(2, 3, generator=gen), "fc.bias": torch.zeros(2)},
         "epoch": 4,
         "best_val_loss": np.float64(0.25),
         "step": np.int64(120),

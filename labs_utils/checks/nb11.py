@@ -181,10 +181,7 @@ def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str
         raise Wrong(
             "the keys still carry the 'model.' prefix of DCP's flat names; keep the keys of full['model']"
         )
-    missing, extra = (
-        sorted(set(expected) - set(saved)),
-        sorted(set(saved) - set(expected)),
-    )
+    missing, extra = (sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected)))
     if saved and not set(saved) & set(expected):
         raise Wrong(
             f"with the {label} checkpoint, the file holds the weights of another model (keys like "

@@ -12,22 +12,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import (
-    Wrong,
-    as_int,
-    call_answer,
-    crash,
-    exercise,
-    same,
-)
-from .capstone_fixtures import (
-    cnn,
-    load_cpu,
-    net,
-    refused_global,
-    run_saver,
-    same_file,
-)
+from . import Wrong, as_int, call_answer, crash, exercise, same
+from .capstone_fixtures import cnn, load_cpu, net, refused_global, run_saver, same_file
 from .fixtures import scratch_file, snapshot
 
 # ================================================================ fault 1: whole-model file
@@ -204,11 +190,7 @@ def capstone_save_for_resume(fn) -> str:
         # fresh objects, as in a new process
         model, optimizer, scheduler = _resume_setup(kind, seed=99)
         _check_resume_entries(ckpt, first, epoch)
-        for key, obj in (
-            ("model", model),
-            ("optimizer", optimizer),
-            ("scheduler", scheduler),
-        ):
+        for key, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler)):
             try:
                 obj.load_state_dict(ckpt[key])
             except Exception as e:

@@ -15,17 +15,8 @@ from unittest import mock
 
 import torch
 
-from . import (
-    Wrong,
-    crash,
-    exercise,
-    same,
-    spy,
-)
-from .capstone_fixtures import (
-    load_cpu,
-    run_saver,
-)
+from . import Wrong, crash, exercise, same, spy
+from .capstone_fixtures import load_cpu, run_saver
 
 # ================================================================ fault 6: a save that can tear
 NB6 = "04_checkpoints_and_resume"
@@ -218,10 +209,7 @@ def capstone_save_atomically(fn) -> str:
         if not same(load_cpu(path), third):
             raise Wrong("after a second save, last.pth does not hold the new object")
         old = path.read_bytes()
-        saved_inode, saved_mode = (
-            os.stat(path).st_ino,
-            stat.S_IMODE(os.stat(path).st_mode),
-        )
+        saved_inode, saved_mode = (os.stat(path).st_ino, stat.S_IMODE(os.stat(path).st_mode))
 
         # 2. crashes: observed at every write call above, and real kills
         second = {"epoch": 2, "w": torch.zeros(1000)}

@@ -23,11 +23,7 @@ from . import (
     run_answer,
     same,
 )
-from .capstone_fixtures import (
-    load_cpu,
-    net,
-    same_file,
-)
+from .capstone_fixtures import load_cpu, net, same_file
 
 # ================================================================ fault 4: a GPU file on a CPU host
 NB4 = "06_devices_and_map_location"
@@ -190,15 +186,9 @@ def capstone_load_safely(fn) -> str:
         for e in torch.serialization.get_safe_globals()
         if (e[0] if isinstance(e, tuple) else e) is RunInfo
     ]
-    watch = (
-        torch.serialization.add_safe_globals,
-        torch._weights_only_unpickler._add_safe_globals,
-    )
+    watch = (torch.serialization.add_safe_globals, torch._weights_only_unpickler._add_safe_globals)
     # judged on its own allowlist
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        isolated_safe_globals(),
-    ):
+    with tempfile.TemporaryDirectory() as tmp, isolated_safe_globals():
         tmp = Path(tmp)
         good = tmp / "model_card.pth"
         info = RunInfo("capstone", 5, 0.93)

@@ -132,12 +132,7 @@ def _file_cases() -> list[tuple[str, bytes, str, str]]:
             "other",
             "an XML error document (not an HTML page)",
         ),
-        (
-            "array.pth",
-            b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}",
-            "other",
-            "a NumPy .npy file",
-        ),
+        ("array.pth", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "other", "a NumPy .npy file"),
         ("empty.pth", b"PK\x05\x06" + bytes(18), "other", "an empty zip archive (PK\\x05\\x06)"),
         ("info.bin", b"PKG-INFO\nName: demo\n", "other", "a text file starting 'PKG-INFO'"),
         ("config.pt", b"version: 2\nlr: 0.001\n", "other", "a text file starting 'version: 2'"),
@@ -232,8 +227,7 @@ def what_is(fn) -> str:
                     _HINTS[want]
                     if want != "other"
                     else _OTHER_HINTS.get(
-                        got,
-                        "only the kinds in the table have a name; everything else is 'other'",
+                        got, "only the kinds in the table have a name; everything else is 'other'"
                     )
                 )
                 raise Wrong(f"{what} ({name}) should be {want!r}, you said {got!r}: {hint}")

@@ -144,8 +144,7 @@ def _lightning_cases() -> tuple[tuple[str, bytes, tuple[str, ...]], ...]:
             lit = _lightning_module(kind)
             # two batches: the epoch ends at step 2
             loader = DataLoader(
-                TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,))),
-                batch_size=8,
+                TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,))), batch_size=8
             )
             saver = ModelCheckpoint(dirpath=tmp, filename=kind)
             trainer = L.Trainer(

@@ -193,11 +193,7 @@ def _float_model(sd):
 def load_int8(fn) -> str:
     """``fn(state_dict)`` returns a new model with int8 weights computing what the saved one did."""
     cases = [
-        Case(
-            "an int8 state_dict of another make_mlp()",
-            lambda: (_int8_state_dict(),),
-            _behaviour,
-        )
+        Case("an int8 state_dict of another make_mlp()", lambda: (_int8_state_dict(),), _behaviour)
     ]
     mistakes = [
         (

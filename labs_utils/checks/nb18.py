@@ -141,10 +141,7 @@ def _returns_nothing(model, folder):
 
 
 _SHARDED_MISTAKES = [
-    (
-        _returns_nothing,
-        "your function returned None: end it with `return model`",
-    ),
+    (_returns_nothing, "your function returned None: end it with `return model`"),
     (
         _glob_all,
         "load only the shards the index lists (`set(index['weight_map'].values())`): the folder "
@@ -172,9 +169,7 @@ def load_sharded(fn) -> str:
                 _loaded,
             ),
             Case(
-                "a model with BatchNorm buffers, in three shards",
-                _one_shard_with_buffers,
-                _loaded,
+                "a model with BatchNorm buffers, in three shards", _one_shard_with_buffers, _loaded
             ),
         ]
         try:
@@ -357,16 +352,10 @@ def average_checkpoints(fn) -> str:
     """``fn(state_dicts)`` returns a new state_dict: floats averaged, other entries the last's."""
     cases = [
         Case(
-            "three checkpoints of a net with BatchNorm",
-            _bn_checkpoints,
-            _averaged(_bn_checkpoints),
+            "three checkpoints of a net with BatchNorm", _bn_checkpoints, _averaged(_bn_checkpoints)
         ),
         Case("a single checkpoint", _one_checkpoint, _averaged(_one_checkpoint)),
-        Case(
-            "float32, float64, int64 and bool entries",
-            _mixed_dtypes,
-            _averaged(_mixed_dtypes),
-        ),
+        Case("float32, float64, int64 and bool entries", _mixed_dtypes, _averaged(_mixed_dtypes)),
     ]
     try:
         behaves_like(fn, _average, cases, _AVERAGE_MISTAKES)

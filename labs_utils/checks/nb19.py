@@ -147,10 +147,7 @@ def _merge_cases():
         Case(
             "two parameter groups (weights, then biases and norms)",
             lambda: _zero(
-                [
-                    {"a.weight": (3, 5), "b.weight": (2, 3)},
-                    {"a.bias": (3,), "norm": (7,)},
-                ],
+                [{"a.weight": (3, 5), "b.weight": (2, 3)}, {"a.bias": (3,), "norm": (7,)}],
                 2,
                 seed=2,
             ),
@@ -203,10 +200,7 @@ _MERGE_MISTAKES = [
         "the slices were joined in the order the dict lists the ranks: sort the ranks "
         "(`sorted(partitions)`) so rank 0 comes first",
     ),
-    (
-        _text_order,
-        "ranks sorted as text put rank 10 before rank 2: sort them as numbers",
-    ),
+    (_text_order, "ranks sorted as text put rank 10 before rank 2: sort them as numbers"),
     (
         _first_group_only,
         "only the first parameter group was merged: do the same for every group in "
@@ -217,10 +211,7 @@ _MERGE_MISTAKES = [
         "all of rank 0's groups were joined before rank 1's: join group g's slices across "
         "the ranks first, one vector per group",
     ),
-    (
-        _flat,
-        "the tensors are still flat: give each one its shape (`.reshape(shape)`)",
-    ),
+    (_flat, "the tensors are still flat: give each one its shape (`.reshape(shape)`)"),
 ]
 
 
