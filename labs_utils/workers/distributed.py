@@ -1,23 +1,10 @@
 """DistributedDataParallel training on one machine, for the DDP lesson (notebook 07).
 
-``torch.multiprocessing`` starts workers with the *spawn* method: each one is a fresh Python
-process that imports its target function by name, so the function must live in a module, not
-in a notebook cell. This module holds:
-
-* ``train_ddp(...)``: the training and saving code every rank runs once a process group
-  exists (shared with ``labs_utils.workers.ddp_train``, the ``torchrun`` entry point);
-* ``resume_ddp(...)``: resuming that run under DDP. DDP's constructor broadcasts rank 0's
-  *model*, but nothing broadcasts the *optimizer*: every rank must load its state, with a
-  ``map_location`` that puts the tensors on that rank's own device. It can also run the
-  mistake (only rank 0 loads the optimizer) to show the ranks drifting apart;
-* ``run_ddp_training(out_dir, world_size=2)``: starts ``world_size`` processes with
-  ``torch.multiprocessing``, each joins a ``gloo`` process group over localhost (a free port
-  picked for you), trains a few steps, rank 0 saves; with ``resume_steps`` the same processes
-  then resume from that save both ways. It waits with a timeout, so a stuck worker never hangs
-  the caller, and returns what the ranks reported.
-
-Workers write their stdout/stderr to ``rank<N>.log`` in ``out_dir`` (not to the notebook), so
-cell outputs stay the same from run to run. Nothing returned contains a port or a process id.
+Spawned workers import their target by name, so it must live in a module, not in a notebook
+cell. ``train_ddp`` and ``resume_ddp`` are what every rank runs once a process group exists
+(also used by ``ddp_train``, the ``torchrun`` entry point); ``run_ddp_training`` starts the
+ranks (gloo over localhost), waits with a timeout and returns what they reported. Workers
+write their output to ``rank<N>.log`` in the output folder, so cell outputs stay stable.
 """
 
 from __future__ import annotations
@@ -36,17 +23,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-__all__ = [
-    "find_free_port",
-    "train_ddp",
-    "resume_ddp",
-    "run_ddp_training",
-    "DDPRun",
-    "CHECKPOINT",
-    "WRAPPED_CHECKPOINT",
-    "RESUME_CHECKPOINT",
-    "MOMENTUM",
-]
+__all__ = ["find_free_port", "train_ddp", "resume_ddp", "run_ddp_training", "DDPRun"]
+__all__ += ["CHECKPOINT", "WRAPPED_CHECKPOINT", "RESUME_CHECKPOINT", "MOMENTUM"]
 
 #: What rank 0 saves: ``ddp_model.module.state_dict()``, keys without a prefix.
 CHECKPOINT = "ddp_checkpoint.pth"
@@ -76,14 +54,7 @@ def _all_equal_across_ranks(vec: torch.Tensor, world_size: int) -> bool:
 
 
 def _train_steps(
-    ddp_model,
-    optimizer,
-    rank: int,
-    world_size: int,
-    steps: int,
-    seed: int,
-    device,
-    first_epoch: int = 0,
+    ddp_model, optimizer, rank: int, world_size: int, steps: int, seed: int, device, first_epoch=0
 ) -> list[float]:
     """``steps`` optimizer steps on this rank's shard of the data; returns the mean loss over ranks."""
     from torch.utils.data import DataLoader
@@ -92,9 +63,7 @@ def _train_steps(
     from ..data import blobs
 
     dataset = blobs(256, seed=seed)
-    sampler = DistributedSampler(
-        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
-    )
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, seed=seed)
     loader = DataLoader(dataset, batch_size=16, sampler=sampler)
     losses: list[float] = []
     epoch, batches = first_epoch, iter(())
@@ -268,17 +237,11 @@ def resume_ddp(
 
 
 def _spawn_worker(
-    rank: int,
-    world_size: int,
-    port: int,
-    out_dir: str,
-    steps: int,
-    seed: int,
-    timeout_s: float,
-    resume_steps: int = 0,
+    rank: int, world_size: int, port, out_dir: str, steps, seed, timeout_s: float, resume_steps=0
 ) -> None:
-    """Target of ``torch.multiprocessing``: one rank. Joins a gloo group on 127.0.0.1:port, trains,
-    and with ``resume_steps`` resumes twice: every rank loading the optimizer, then rank 0 only."""
+    """One spawned rank: joins a gloo group on 127.0.0.1:port, trains, and with ``resume_steps``
+    resumes twice (every rank loading the optimizer, then rank 0 only).
+    """
     log = open(Path(out_dir) / f"rank{rank}.log", "w")
     # keep this process's output (warnings included) out of the notebook
     os.dup2(log.fileno(), 1)
@@ -294,15 +257,9 @@ def _spawn_worker(
     try:
         train_ddp(rank, world_size, out_dir, steps=steps, seed=seed)
         if resume_steps:
+            kw = dict(steps=resume_steps, seed=seed)
             resumes = [
-                resume_ddp(
-                    rank,
-                    world_size,
-                    out_dir,
-                    every_rank_loads_optimizer=every,
-                    steps=resume_steps,
-                    seed=seed,
-                )
+                resume_ddp(rank, world_size, out_dir, every_rank_loads_optimizer=every, **kw)
                 for every in (True, False)
             ]
             (Path(out_dir) / f"rank{rank}_resume.json").write_text(json.dumps(resumes, indent=1))
@@ -314,12 +271,8 @@ def _spawn_worker(
 
 
 def exit_without_teardown(code: int = 0) -> None:
-    """End a worker process that finished its work, skipping the interpreter's teardown.
-
-    Gloo's C++ threads can still hold work objects while Python finalizes, and then abort the
-    process with SIGABRT ("terminate called without an active exception"), now and then, after
-    everything succeeded (see pytorch/pytorch#179291). Output is flushed first; the parent
-    sees the exit code.
+    """End a finished worker with ``os._exit`` after flushing its output: gloo's threads can abort
+    the interpreter's teardown with SIGABRT now and then (pytorch/pytorch#179291).
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -382,13 +335,11 @@ def _stop(ctx) -> None:
 def spawn_workers(
     worker, args_for_port, *, world_size: int, timeout_s: float, log_dir: Path, what: str = "worker"
 ) -> None:
-    """Start ``world_size`` processes running ``worker(rank, *args_for_port(port))`` and wait.
+    """Start ``world_size`` spawned processes running ``worker(rank, *args_for_port(port))`` and wait.
 
-    Uses ``torch.multiprocessing.start_processes(..., start_method="spawn")`` with a free
-    localhost port. After ``timeout_s`` seconds the processes are killed and ``TimeoutError`` is
-    raised with the end of their logs (``log_dir/rank<N>.log``); a process that fails makes this
-    raise ``RuntimeError`` with its log. If another program took the port in between, it retries
-    once on a new port.
+    After ``timeout_s`` they are killed and ``TimeoutError`` is raised with the end of their logs
+    (``log_dir/rank<N>.log``); a failing worker raises ``RuntimeError`` with its log. A port taken
+    in between is retried once.
     """
     import torch.multiprocessing as mp
 
@@ -428,14 +379,11 @@ def run_ddp_training(
     timeout_s: float = 120.0,
     resume_steps: int = 0,
 ) -> DDPRun:
-    """Run DDP training in ``world_size`` local processes (gloo, CPU) and wait for them.
+    """Run DDP training in ``world_size`` local processes (gloo, CPU) and return a ``DDPRun``.
 
-    Starts the workers with ``torch.multiprocessing.start_processes(..., start_method="spawn")``
-    on a free localhost port, waits at most ``timeout_s`` seconds (then kills them and raises
-    ``TimeoutError`` with the end of their logs), and returns a ``DDPRun``. A worker that fails
-    makes this raise ``RuntimeError`` with its log. With ``resume_steps`` > 0 the same processes
-    then resume from rank 0's ``ddp_resume.pth`` twice (``resume_ddp``: every rank loading the
-    optimizer, then only rank 0) and train that many more steps each time; see ``DDPRun.resumes``.
+    Waits at most ``timeout_s`` (see ``spawn_workers``). With ``resume_steps`` > 0 the same
+    processes then resume from ``ddp_resume.pth`` twice (``resume_ddp``: every rank loading the
+    optimizer, then rank 0 only) and train that many more steps; see ``DDPRun.resumes``.
     """
 
     if not isinstance(world_size, int) or world_size < 1:
@@ -448,12 +396,8 @@ def run_ddp_training(
         raise RuntimeError("this PyTorch build has no torch.distributed; install a standard build")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [
-        *out.glob("rank*.json"),
-        out / CHECKPOINT,
-        out / WRAPPED_CHECKPOINT,
-        out / RESUME_CHECKPOINT,
-    ]:
+    names = (CHECKPOINT, WRAPPED_CHECKPOINT, RESUME_CHECKPOINT)
+    for stale in [*out.glob("rank*.json"), *(out / n for n in names)]:
         stale.unlink(missing_ok=True)
 
     spawn_workers(
@@ -465,9 +409,6 @@ def run_ddp_training(
         what="DDP worker",
     )
     reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)]
-    resumes = (
-        [json.loads((out / f"rank{r}_resume.json").read_text()) for r in range(world_size)]
-        if resume_steps
-        else []
-    )
+    read = [] if not resume_steps else range(world_size)
+    resumes = [json.loads((out / f"rank{r}_resume.json").read_text()) for r in read]
     return DDPRun(out, reports, resumes)
