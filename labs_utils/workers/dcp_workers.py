@@ -1,39 +1,20 @@
 """Distributed checkpoints (``torch.distributed.checkpoint``, DCP) on one machine, for notebook 11.
 
-``torch.multiprocessing`` starts workers with the *spawn* method: each worker is a fresh
-Python process that imports its target by name, so the target must live in a module, not in a
-notebook cell. This module holds:
+``train_and_save`` and ``load_and_verify`` are what each rank runs (a model sharded with
+FSDP2's ``fully_shard``, ``dcp.save``/``dcp.load``, checked against rank 0's full reference);
+``run_dcp_job`` starts the ranks (spawn, gloo over localhost) and waits with a timeout. For one
+process: ``check_dcp_folder``, ``describe`` and ``load_single_process``. Workers write to
+``rank<N>.log`` in a log folder next to the checkpoint, so notebook outputs stay stable.
 
-* ``train_and_save(rank, world_size, checkpoint_dir, ...)``: what each rank runs to train a
-  sharded model (FSDP2's ``fully_shard``) a few steps and write a DCP checkpoint with
-  ``dcp.save``; rank 0 also writes the full (unsharded) weights and optimizer state as a
-  reference, so a later load can be checked tensor by tensor;
-* ``load_and_verify(rank, world_size, checkpoint_dir, ...)``: what each rank runs to load that
-  checkpoint into a freshly built sharded model and compare it with the reference;
-* ``run_dcp_job(checkpoint_dir, world_size=2, ...)``: starts the processes (spawn, a ``gloo``
-  process group over localhost on a free port), waits with a timeout so nothing hangs, and
-  returns what each rank reported;
-* for a single process (no process group): ``check_dcp_folder`` (clear errors for a wrong
-  path), ``describe`` (what a checkpoint folder holds, from its metadata, without loading a
-  tensor) and ``load_single_process`` (model and optimizer from a DCP folder).
-
-Trusted folders only: reading a DCP folder runs code from it. ``FileSystemReader.read_metadata``
-unpickles ``.metadata`` with plain ``pickle.load``, and ``dcp.load`` reads every entry that is not a
-tensor (``step``, the optimizer's ``param_groups``, ...) with ``torch.load(weights_only=False)``.
-So ``describe`` and ``load_single_process`` (and ``dcp.load``, ``dcp_to_torch_save``) are for
-folders your own jobs wrote, on storage nobody else can write; never for a folder from outside.
-
-Workers write their output to ``rank<N>.log`` files in a log folder next to the checkpoint, so
-notebook outputs stay the same from run to run. Nothing returned holds a port or a process id.
+Trusted folders only: reading a DCP folder runs code from it (``.metadata`` is read with plain
+``pickle.load``, and ``dcp.load`` reads non-tensor entries with ``weights_only=False``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +23,11 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from ..toolkit.render import Table
-from .distributed import exit_without_teardown, spawn_workers
+from .distributed import rank_process, spawn_workers
 
-__all__ = [
-    "build_model",
-    "shard_model",
-    "make_batches",
-    "train_and_save",
-    "load_and_verify",
-    "run_dcp_job",
-    "DCPJob",
-    "check_dcp_folder",
-    "describe",
-    "load_single_process",
-    "REFERENCE",
-    "EXPORT",
-]
+__all__ = ["build_model", "shard_model", "make_batches", "train_and_save", "load_and_verify"]
+__all__ += ["run_dcp_job", "DCPJob", "check_dcp_folder", "describe", "load_single_process"]
+__all__ += ["REFERENCE", "EXPORT"]
 
 #: What rank 0 writes next to the logs: the full weights and optimizer state right after saving.
 REFERENCE = "reference.pth"
@@ -108,19 +78,12 @@ def _full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str,
     }
 
 
-def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    if a.keys() != b.keys():
-        return False
-    for k in a:
-        if isinstance(a[k], dict):
-            if not isinstance(b[k], dict) or not _same(a[k], b[k]):
-                return False
-        elif isinstance(a[k], torch.Tensor):
-            if not isinstance(b[k], torch.Tensor) or not torch.equal(a[k], b[k]):
-                return False
-        elif a[k] != b[k]:
-            return False
-    return True
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    return a == b
 
 
 def _need_group(fn: str) -> None:
@@ -251,28 +214,16 @@ def load_and_verify(
 def _worker(
     rank: int,
     world_size: int,
-    port: int,
+    port,
     checkpoint_dir: str,
     log_dir: str,
-    actions: tuple[str, ...],
-    steps: int,
-    seed: int,
-    timeout_s: float,
+    actions,
+    steps,
+    seed,
+    timeout_s,
 ) -> None:
-    """Target of ``torch.multiprocessing``: one rank. Joins a gloo group on 127.0.0.1:port."""
-    log = open(Path(log_dir) / f"rank{rank}.log", "w")
-    # this process's output (warnings included) goes to its log, not the notebook
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    sys.stdout = sys.stderr = log
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=timedelta(seconds=timeout_s),
-    )
-    try:
+    """One rank of ``run_dcp_job``: its ``actions``, then its report in ``log_dir/rank<N>.json``."""
+    with rank_process(rank, world_size, port, log_dir, timeout_s):
         report: dict[str, Any] = {}
         if "save" in actions:
             report["save"] = train_and_save(
@@ -284,11 +235,6 @@ def _worker(
                 rank, world_size, checkpoint_dir, log_dir=log_dir, seed=seed + 100
             )
         (Path(log_dir) / f"rank{rank}.json").write_text(json.dumps(report, indent=1))
-        dist.barrier()  # every rank is done with the group before anyone tears it down
-    finally:
-        dist.destroy_process_group()
-        log.flush()
-    exit_without_teardown()
 
 
 @dataclass
@@ -306,32 +252,18 @@ class DCPJob:
 
     @property
     def export(self) -> Path:
-        """The model's full state_dict as one ``torch.save`` file, written by rank 0 after saving."""
+        """The model's full state_dict as one ``torch.save`` file, written by rank 0."""
         return self.log_dir / EXPORT
 
     def table(self) -> Table:
         """One row per rank and phase: what each rank held and whether its load matched."""
         rows = []
         for s in (r["save"] for r in self.reports if "save" in r):
-            rows.append(
-                [
-                    s["rank"],
-                    "save",
-                    f"{s['local_type']} {tuple(s['local_shape'])} of {tuple(s['global_shape'])}",
-                    "",
-                    "",
-                ]
-            )
+            held = f"{s['local_type']} {tuple(s['local_shape'])} of {tuple(s['global_shape'])}"
+            rows.append([s["rank"], "save", held, "", ""])
         for lo in (r["load"] for r in self.reports if "load" in r):
-            rows.append(
-                [
-                    lo["rank"],
-                    "load",
-                    f"shard {tuple(lo['local_shape'])}",
-                    lo["model_equal"],
-                    lo["optimizer_equal"],
-                ]
-            )
+            held = f"shard {tuple(lo['local_shape'])}"
+            rows.append([lo["rank"], "load", held, lo["model_equal"], lo["optimizer_equal"]])
         return Table(
             ["rank", "phase", "net.0.weight on this rank", "model == saved", "optimizer == saved"],
             rows,
@@ -355,13 +287,10 @@ def run_dcp_job(
     log_dir: str | os.PathLike | None = None,
 ) -> DCPJob:
     """Run ``actions`` ("save": train and ``dcp.save``; "load": ``dcp.load`` into fresh models and
-    compare) in ``world_size`` local processes over a gloo process group, and wait for them.
+    compare) in ``world_size`` local processes, and wait for them (see ``spawn_workers``).
 
-    Workers start with ``torch.multiprocessing.start_processes(..., start_method="spawn")`` on a
-    free localhost port. After ``timeout_s`` seconds they are stopped and ``TimeoutError`` is
-    raised with the end of their logs; a worker that fails makes this raise ``RuntimeError`` with
-    its log. Logs, per-rank reports and ``reference.pth`` go to ``log_dir`` (default: a folder
-    named like the checkpoint folder plus ``_logs``, next to it), never into the checkpoint.
+    Logs, per-rank reports and ``reference.pth`` go to ``log_dir`` (default: the checkpoint
+    folder's name plus ``_logs``, next to it), never into the checkpoint.
     """
 
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
@@ -414,11 +343,8 @@ def run_dcp_job(
 
 
 def check_dcp_folder(path: str | os.PathLike) -> Path:
-    """Return ``path`` as a ``Path`` if it is a DCP checkpoint folder; otherwise raise a clear error.
-    It only looks at the files' names: nothing is read or unpickled.
-
-    ``dcp.load`` itself reports a missing folder as a ``CheckpointException`` wrapping a
-    traceback per rank; this says what is wrong and what to do instead.
+    """``path`` as a ``Path`` if it is a DCP checkpoint folder (judged by its files' names only),
+    else a clear error (``dcp.load`` would raise a ``CheckpointException`` per rank).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"expected the path of a DCP checkpoint folder, got {type(path).__name__}")
@@ -443,13 +369,9 @@ def check_dcp_folder(path: str | os.PathLike) -> Path:
 
 
 def describe(checkpoint_dir: str | os.PathLike, prefix: str = "") -> Table:
-    """What a DCP folder holds, read from its ``.metadata`` only (no tensor data is read).
-
-    One row per saved chunk of each tensor whose key starts with ``prefix``: the key, its global
-    shape, the chunk's offset and shape, and the file that holds the chunk's bytes.
-
-    Trusted folders only: ``.metadata`` is a pickle, and reading it (``FileSystemReader.read_metadata``,
-    plain ``pickle.load``) runs whatever code a crafted file carries.
+    """What a DCP folder holds, read from its ``.metadata`` only (no tensor data): one row per saved
+    chunk of each tensor whose key starts with ``prefix`` (global shape, chunk offset and shape,
+    file). Trusted folders only: ``.metadata`` is unpickled.
     """
     from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
@@ -465,15 +387,8 @@ def describe(checkpoint_dir: str | os.PathLike, prefix: str = "") -> Table:
         if not key.startswith(prefix) or not isinstance(item, TensorStorageMetadata):
             continue
         for chunk in item.chunks:
-            rows.append(
-                [
-                    key,
-                    tuple(item.size),
-                    tuple(chunk.offsets),
-                    tuple(chunk.sizes),
-                    files.get((key, tuple(chunk.offsets)), "?"),
-                ]
-            )
+            file = files.get((key, tuple(chunk.offsets)), "?")
+            rows.append([key, tuple(item.size), tuple(chunk.offsets), tuple(chunk.sizes), file])
     notes = [
         f"{len(meta.state_dict_metadata)} entries in .metadata; files: "
         + ", ".join(sorted(p.name for p in path.iterdir()))
@@ -482,7 +397,7 @@ def describe(checkpoint_dir: str | os.PathLike, prefix: str = "") -> Table:
 
 
 def _load_no_dist(state: dict[str, Any], path: Path) -> None:
-    """``dcp.load(..., no_dist=True)`` without its "assuming ... a single process" warning (it is the intent)."""
+    """``dcp.load(..., no_dist=True)`` without its "a single process" warning (it is the intent)."""
     import warnings
 
     import torch.distributed.checkpoint as dcp
@@ -498,14 +413,9 @@ def load_single_process(
     """Load a DCP checkpoint (saved by any number of ranks) into a plain model and optimizer.
 
     One process, no process group: ``get_state_dict`` gives the structure to fill, ``dcp.load``
-    with ``no_dist=True`` reads every rank's shards into it, ``set_state_dict`` puts it in place.
-    With ``optimizer=None`` only the model is loaded. Returns the other entries of the
-    checkpoint (here ``step``).
-
-    Trusted folders only: it unpickles ``.metadata`` (plain ``pickle.load``), and ``dcp.load`` reads
-    the entries that are not tensors (``step``, ``param_groups``) with ``torch.load(weights_only=False)``;
-    a crafted folder runs its code here. For weights from outside, use safetensors or
-    ``torch.load(weights_only=True)``.
+    with ``no_dist=True`` reads every rank's shards into it, ``set_state_dict`` puts it in place;
+    ``optimizer=None`` loads the model only. Returns the checkpoint's other entries (``step``).
+    Trusted folders only: it unpickles ``.metadata`` and non-tensor entries.
     """
     from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata

@@ -2,20 +2,11 @@
 
     torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train --out runs/ddp --steps 5
 
-``torchrun`` starts one process per rank and gives each its identity in environment
-variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), so
-``init_process_group`` needs no arguments besides the backend. This module picks ``nccl`` and
-the GPU ``cuda:LOCAL_RANK`` when this machine has a GPU for every local process, else ``gloo``
-on the CPU, then runs the
-same code as the notebook (``labs_utils.workers.distributed.train_ddp``): a few steps, rank 0 saves
-``model.module.state_dict()`` to ``<out>/ddp_checkpoint.pth``, a barrier, and a check that
-every rank holds the same weights. Rank 0 prints one summary line. With ``--resume-steps N``
-every rank then resumes from rank 0's ``ddp_resume.pth`` (model and optimizer, each rank with a
-``map_location`` for its own device: ``labs_utils.workers.distributed.resume_ddp``) and trains N more
-steps; rank 0 prints a second line.
-
-On several machines, run the same command on each with ``--nnodes=N`` and a shared
-``--rdzv-endpoint=HOST:PORT`` instead of ``--standalone``.
+``torchrun`` gives each process its identity in environment variables, so
+``init_process_group`` needs only the backend: ``nccl`` on ``cuda:LOCAL_RANK`` when there is a
+GPU for every local process, else ``gloo`` on the CPU. It runs the notebook's code
+(``distributed.train_ddp``, then with ``--resume-steps N`` ``distributed.resume_ddp``); rank 0
+prints one summary line per phase.
 """
 
 from __future__ import annotations

@@ -9,11 +9,13 @@ write their output to ``rank<N>.log`` in the output folder, so cell outputs stay
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -236,25 +238,36 @@ def resume_ddp(
     }
 
 
-def _spawn_worker(
-    rank: int, world_size: int, port, out_dir: str, steps, seed, timeout_s: float, resume_steps=0
-) -> None:
-    """One spawned rank: joins a gloo group on 127.0.0.1:port, trains, and with ``resume_steps``
-    resumes twice (every rank loading the optimizer, then rank 0 only).
-    """
-    log = open(Path(out_dir) / f"rank{rank}.log", "w")
-    # keep this process's output (warnings included) out of the notebook
+@contextlib.contextmanager
+def rank_process(
+    rank: int, world_size: int, port: int, log_dir, timeout_s: float
+) -> Iterator[None]:
+    """One spawned rank's life: its output (warnings included) to ``log_dir/rank<N>.log``, not the
+    notebook; a gloo group on 127.0.0.1:port, torn down after the body; then the process ends."""
+    log = open(Path(log_dir) / f"rank{rank}.log", "w")
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
+    url = f"tcp://127.0.0.1:{port}"
+    timeout = timedelta(seconds=timeout_s)
     dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=timedelta(seconds=timeout_s),
+        "gloo", init_method=url, rank=rank, world_size=world_size, timeout=timeout
     )
     try:
+        yield
+        dist.barrier()  # every rank is done with the group before anyone tears it down
+    finally:
+        dist.destroy_process_group()
+        log.flush()
+    exit_without_teardown()
+
+
+def _spawn_worker(
+    rank: int, world_size: int, port, out_dir: str, steps, seed, timeout_s: float, resume_steps=0
+) -> None:
+    """One rank: trains, and with ``resume_steps`` resumes twice (every rank loading the optimizer,
+    then rank 0 only)."""
+    with rank_process(rank, world_size, port, out_dir, timeout_s):
         train_ddp(rank, world_size, out_dir, steps=steps, seed=seed)
         if resume_steps:
             kw = dict(steps=resume_steps, seed=seed)
@@ -263,11 +276,6 @@ def _spawn_worker(
                 for every in (True, False)
             ]
             (Path(out_dir) / f"rank{rank}_resume.json").write_text(json.dumps(resumes, indent=1))
-        dist.barrier()  # every rank is done with the group before anyone tears it down
-    finally:
-        dist.destroy_process_group()
-        log.flush()
-    exit_without_teardown()
 
 
 def exit_without_teardown(code: int = 0) -> None:
