@@ -121,22 +121,12 @@ def _restore_process_state(state: dict[str, Any]) -> None:
 
 
 _CHANGED = {
-    "grad off": "your function turned autograd off for the whole process and left it off "
-    "(torch.set_grad_enabled(False)?): use `with torch.no_grad():` or `with "
-    "torch.inference_mode():` around the forward pass, so that grad mode is back on when the "
-    "function returns",
-    "grad on": "your function switched grad mode on for the whole process and left it on; "
-    "change it only inside a `with` block",
-    "added": "your function allowed {} for every later torch.load in this process "
-    "(torch.serialization.add_safe_globals is process-wide); allow it for one load only, with "
-    "`with torch.serialization.safe_globals([...]):` around that torch.load",
-    "removed": "your function removed {} from the process-wide safe-globals list "
-    "(clear_safe_globals, or a safe_globals block over names registered elsewhere); leave "
-    "entries you did not add alone",
-    "dtype": "your function changed the default dtype to {} for the whole process; pass dtype= "
-    "where you need it instead of torch.set_default_dtype",
-    "cwd": "your function changed the current folder (os.chdir) and did not change it back; "
-    "build paths from the folder you were given instead",
+    "grad off": "your function turned autograd off for the whole process and left it off (torch.set_grad_enabled(False)?): use `with torch.no_grad():` or `with torch.inference_mode():` around the forward pass, so that grad mode is back on when the function returns",
+    "grad on": "your function switched grad mode on for the whole process and left it on; change it only inside a `with` block",
+    "added": "your function allowed {} for every later torch.load in this process (torch.serialization.add_safe_globals is process-wide); allow it for one load only, with `with torch.serialization.safe_globals([...]):` around that torch.load",
+    "removed": "your function removed {} from the process-wide safe-globals list (clear_safe_globals, or a safe_globals block over names registered elsewhere); leave entries you did not add alone",
+    "dtype": "your function changed the default dtype to {} for the whole process; pass dtype= where you need it instead of torch.set_default_dtype",
+    "cwd": "your function changed the current folder (os.chdir) and did not change it back; build paths from the folder you were given instead",
 }
 
 
@@ -320,8 +310,7 @@ def as_int(value: Any, what: str = "the answer") -> int:
         whole = isinstance(value, float) and float(value).is_integer()
         hint = f" ({int(value)} as int)" if whole else ""
         raise Wrong(
-            f"{what} should be a whole number (an int), got {type(value).__name__} {value!r}"
-            f"{hint}: wrap it in int(...) or use integer arithmetic (//)"
+            f"{what} should be a whole number (an int), got {type(value).__name__} {value!r}{hint}: wrap it in int(...) or use integer arithmetic (//)"
         )
     raise Wrong(f"{what} should be a whole number (an int), got {type(value).__name__}")
 

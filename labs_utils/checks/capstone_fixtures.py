@@ -44,8 +44,7 @@ def run_saver(fn: Any, *args: Any, path: Path) -> None:
     run_answer(fn, *args)
     if not Path(path).exists():
         raise Wrong(
-            f"your function ran, but nothing was written to {Path(path).name}: save to the path "
-            "it was given"
+            f"your function ran, but nothing was written to {Path(path).name}: save to the path it was given"
         )
 
 

@@ -52,9 +52,7 @@ __all__ = [
 
 # builtins, io and os; then torch.save's zip writer (torch._C.PyTorchFileWriter)
 WRITE_CALLS = frozenset(
-    "open write writelines flush close truncate ftruncate replace rename renames link symlink "
-    "unlink remove rmdir fsync fdatasync sendfile copy_file_range splice pwrite pwritev writev "
-    "chmod fchmod mkdir write_record write_end_of_file".split()
+    "open write writelines flush close truncate ftruncate replace rename renames link symlink unlink remove rmdir fsync fdatasync sendfile copy_file_range splice pwrite pwritev writev chmod fchmod mkdir write_record write_end_of_file".split()
 )
 
 

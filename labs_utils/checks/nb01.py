@@ -73,8 +73,7 @@ def buffers_in_state_dict(fn) -> str:
             )
         if any(isinstance(a, torch.Tensor) for a in answer):
             raise Wrong(
-                "your set holds tensors (from model.buffers()?), not key strings: return the names, "
-                "as they appear in model.state_dict()"
+                "your set holds tensors (from model.buffers()?), not key strings: return the names, as they appear in model.state_dict()"
             )
         if not all(isinstance(a, str) for a in answer):
             bad = next(a for a in answer if not isinstance(a, str))
@@ -85,46 +84,36 @@ def buffers_in_state_dict(fn) -> str:
         not_saved = sorted(answer - set(model.state_dict()))
         if not_saved and not_saved[0] in {n for n, _ in model.named_buffers()}:
             raise Wrong(
-                f"{not_saved[0]!r} of {where} is a non-persistent buffer: it lives on the module but is "
-                "not in the state_dict; keep only keys of model.state_dict()"
+                f"{not_saved[0]!r} of {where} is a non-persistent buffer: it lives on the module but is not in the state_dict; keep only keys of model.state_dict()"
             )
         if not_saved:
             raise Wrong(
-                f"{not_saved[0]!r} is not a key of {where}: work from the model you are given (the check "
-                "passes several kinds), not from a model of your own"
+                f"{not_saved[0]!r} is not a key of {where}: work from the model you are given (the check passes several kinds), not from a model of your own"
             )
         if answer == set(model.state_dict()):
             raise Wrong(
-                f"you returned every key of {where}'s state_dict, parameters included: state_dict() "
-                "holds detached tensors (requires_grad is False for all of them), so nothing in it "
-                "marks a buffer; compare its keys with model.named_parameters()"
+                f"you returned every key of {where}'s state_dict, parameters included: state_dict() holds detached tensors (requires_grad is False for all of them), so nothing in it marks a buffer; compare its keys with model.named_parameters()"
             )
         params = sorted(answer - expected)
         if params:
             raise Wrong(
-                f"{params[0]!r} of {where} is a parameter (named_parameters() lists it): the end of a key "
-                "does not tell a parameter from a buffer; compare with model.named_parameters()"
+                f"{params[0]!r} of {where} is a parameter (named_parameters() lists it): the end of a key does not tell a parameter from a buffer; compare with model.named_parameters()"
             )
         missing = sorted(expected - answer)
         bn = ("running_mean", "running_var", "num_batches_tracked")
         if all(k.endswith(bn) for k in answer) and any(not k.endswith(bn) for k in missing):
             other = next(k for k in missing if not k.endswith(bn))
             raise Wrong(
-                f"{where} also has the buffer {other!r}: not only BatchNorm registers buffers; "
-                "compare model.state_dict() with model.named_parameters()"
+                f"{where} also has the buffer {other!r}: not only BatchNorm registers buffers; compare model.state_dict() with model.named_parameters()"
             )
         if all(k.endswith("num_batches_tracked") for k in missing):
             raise Wrong(
                 "BatchNorm keeps a third buffer besides running_mean and running_var: num_batches_tracked"
             )
         raise Wrong(
-            f"{len(missing)} buffer key(s) of {where} missing, e.g. {missing[0]!r}: compare "
-            "model.state_dict() keys with model.named_parameters()"
+            f"{len(missing)} buffer key(s) of {where} missing, e.g. {missing[0]!r}: compare model.state_dict() keys with model.named_parameters()"
         )
-    return (
-        "BatchNorm's statistics and counter, other persistent buffers too, never a non-persistent one: "
-        "right on SmallCNN and on three other models."
-    )
+    return "BatchNorm's statistics and counter, other persistent buffers too, never a non-persistent one: right on SmallCNN and on three other models."
 
 
 # --- save_and_reload: a round trip through the file -------------------------------------------
@@ -204,9 +193,7 @@ def save_and_reload(fn) -> str:
                         raise problems[0] from None
                     if "in loading state_dict for" in str(w) and f"for {name}:" not in str(w):
                         raise Wrong(
-                            f"given a {name}, your function loaded into another class: build the same "
-                            f"class as the model you are given, type(model)() "
-                            f"({str(w).splitlines()[0].rstrip(':')})"
+                            f"given a {name}, your function loaded into another class: build the same class as the model you are given, type(model)() ({str(w).splitlines()[0].rstrip(':')})"
                         ) from None
                     raise
             if problems:
@@ -222,10 +209,7 @@ def save_and_reload(fn) -> str:
             _check_fresh(fresh, model, original, original, True, name)
         else:
             _check_fresh(fresh, model, original, planted, bool(swapped), name)
-    return (
-        "a fresh model of the model's own class, weights and buffers from a file that holds only "
-        "the state_dict (tried on SimpleModel, SmallCNN with moved BatchNorm statistics, Net)."
-    )
+    return "a fresh model of the model's own class, weights and buffers from a file that holds only the state_dict (tried on SimpleModel, SmallCNN with moved BatchNorm statistics, Net)."
 
 
 def _read_saved(path: Path) -> dict:
@@ -233,8 +217,7 @@ def _read_saved(path: Path) -> dict:
         return _REAL_LOAD(path, weights_only=True)
     except Exception:
         raise Wrong(
-            "the file holds more than tensors (a whole model object?): save model.state_dict(), "
-            "which safe loading (weights_only=True) reads"
+            "the file holds more than tensors (a whole model object?): save model.state_dict(), which safe loading (weights_only=True) reads"
         ) from None
 
 
@@ -247,18 +230,15 @@ def _check_saved(saved, original: dict, name: str) -> None:
         missing = sorted(set(original) - set(saved))
         if missing and saved and all(isinstance(v, dict) for v in saved.values()):
             raise Wrong(
-                "the file should hold exactly model.state_dict(), not a dict around it "
-                f"(its keys are {sorted(saved)})"
+                f"the file should hold exactly model.state_dict(), not a dict around it (its keys are {sorted(saved)})"
             )
         bn = ("running_mean", "running_var", "num_batches_tracked")
         if missing and all(k.endswith(bn) for k in missing):
             raise Wrong(
-                f"the file saved for {name} lacks its buffers ({missing[0]}): save model.state_dict(), "
-                "which holds parameters and buffers, not named_parameters()"
+                f"the file saved for {name} lacks its buffers ({missing[0]}): save model.state_dict(), which holds parameters and buffers, not named_parameters()"
             )
         raise Wrong(
-            f"the file should hold exactly model.state_dict() of {name}; its keys differ "
-            f"(e.g. {(missing or sorted(set(saved) - set(original)))[0]!r})"
+            f"the file should hold exactly model.state_dict() of {name}; its keys differ (e.g. {(missing or sorted(set(saved) - set(original)))[0]!r})"
         )
     for k, v in original.items():
         if not isinstance(saved[k], torch.Tensor) or not torch.equal(saved[k], v):
@@ -269,8 +249,7 @@ def _check_model_unchanged(model: nn.Module, original: dict) -> None:
     for k, v in model.state_dict().items():
         if not torch.equal(v, original[k]):
             raise Wrong(
-                f"your function changed the model it was given ({k!r}); save it as it is, do not "
-                "modify it"
+                f"your function changed the model it was given ({k!r}); save it as it is, do not modify it"
             )
 
 
@@ -279,27 +258,23 @@ def _check_fresh(
 ) -> None:
     if fresh is model:
         raise Wrong(
-            "you returned the same object you were given; build a new instance with type(model)() "
-            "and load the state_dict into it"
+            "you returned the same object you were given; build a new instance with type(model)() and load the state_dict into it"
         )
     if not isinstance(fresh, nn.Module):
         extra = (
-            ": load_state_dict returns this report of missing and unexpected keys, not the model; "
-            "return the model itself"
+            ": load_state_dict returns this report of missing and unexpected keys, not the model; return the model itself"
             if type(fresh).__name__ == "_IncompatibleKeys"
             else ""
         )
         raise Wrong(f"return the new model, got {type(fresh).__name__}{extra}")
     if type(fresh) is not type(model):
         raise Wrong(
-            f"given a {name}, you returned a {type(fresh).__name__}: build the same class as the "
-            "model you are given, type(model)(), not a class of your choice"
+            f"given a {name}, you returned a {type(fresh).__name__}: build the same class as the model you are given, type(model)(), not a class of your choice"
         )
     _check_model_unchanged(model, original)
     if not loaded_from_file:
         raise Wrong(
-            "the new model must get its weights from the file: load it with torch.load(path) "
-            "(copying the model in memory proves nothing about the file)"
+            "the new model must get its weights from the file: load it with torch.load(path) (copying the model in memory proves nothing about the file)"
         )
     state = fresh.state_dict()
     if set(state) != set(planted):
@@ -307,19 +282,14 @@ def _check_fresh(
     for k, v in planted.items():
         if state[k].dtype != v.dtype:
             raise Wrong(
-                f"the returned model's {k!r} is {state[k].dtype}, the file's {v.dtype}: build the new "
-                "model as the class builds it, without changing its dtype"
+                f"the returned model's {k!r} is {state[k].dtype}, the file's {v.dtype}: build the new model as the class builds it, without changing its dtype"
             )
         if torch.equal(state[k], v):
             continue
         if torch.equal(state[k], original[k]):
             raise Wrong(
-                f"the returned {name}'s {k!r} did not come from the file: the check changed the values "
-                "in the file between your torch.save and your torch.load, and your model still holds "
-                "the original model's; load what torch.load returned: "
-                "fresh.load_state_dict(torch.load(path))"
+                f"the returned {name}'s {k!r} did not come from the file: the check changed the values in the file between your torch.save and your torch.load, and your model still holds the original model's; load what torch.load returned: fresh.load_state_dict(torch.load(path))"
             )
         raise Wrong(
-            f"the returned model's {k!r} differs from the file: did you call load_state_dict on it "
-            "with what torch.load(path) returned?"
+            f"the returned model's {k!r} differs from the file: did you call load_state_dict on it with what torch.load(path) returned?"
         )

@@ -76,8 +76,7 @@ def remap_keys(fn) -> str:
     report = diff(RenamedCNN(in_channels=2, num_classes=3), out)
     if report.missing:
         raise Wrong(
-            f"{len(report.missing)} keys are missing, e.g. {report.missing[0]}: keep every entry, "
-            "buffers included, and rename only the prefix"
+            f"{len(report.missing)} keys are missing, e.g. {report.missing[0]}: keep every entry, buffers included, and rename only the prefix"
         )
     if report.unexpected or report.shape_mismatches:
         bad = (report.unexpected or list(report.shape_mismatches))[0]
@@ -90,16 +89,14 @@ def remap_keys(fn) -> str:
             and torch.equal(out[new], v)
         ):
             raise Wrong(
-                f"{new} does not hold the tensor that was {k}: map each key to its own value "
-                "(not by position), unchanged"
+                f"{new} does not hold the tensor that was {k}: map each key to its own value (not by position), unchanged"
             )
 
     tricky = _tricky_state_dict()
     out = _call_untouched(fn, tricky)
     if out and set(out) <= set(RenamedCNN().state_dict()):
         raise Wrong(
-            "given other keys, your function still returned RenamedCNN's names, paired with the values "
-            "by position: rename each key from its own name instead (keys of other models exist too)"
+            "given other keys, your function still returned RenamedCNN's names, paired with the values by position: rename each key from its own name instead (keys of other models exist too)"
         )
     # one key at a time, so that two keys sent to one name cannot hide each other
     for old in _TRICKY_KEYS:
@@ -107,8 +104,7 @@ def remap_keys(fn) -> str:
         single = _call_untouched(fn, {old: tricky[old]})
         if not single:
             raise Wrong(
-                f"you dropped {old!r}: keep every key; rename only those that start with 'features.' "
-                "or 'classifier.', and leave the others as they are"
+                f"you dropped {old!r}: keep every key; rename only those that start with 'features.' or 'classifier.', and leave the others as they are"
             )
         got = next(iter(single))
         if got == expected:
@@ -116,30 +112,23 @@ def remap_keys(fn) -> str:
         if expected == old:
             if old.startswith(("features", "classifier")):
                 raise Wrong(
-                    f"{old!r} should stay as it is (you made it {got!r}): match the prefix with its dot, "
-                    "'features.', at the start of the key"
+                    f"{old!r} should stay as it is (you made it {got!r}): match the prefix with its dot, 'features.', at the start of the key"
                 )
             raise Wrong(
-                f"{old!r} should stay as it is (you made it {got!r}): rename only at the start of a key; "
-                "a key such as 'extra_features.weight' merely contains the word"
+                f"{old!r} should stay as it is (you made it {got!r}): rename only at the start of a key; a key such as 'extra_features.weight' merely contains the word"
             )
         prefix = next(p for p in _PREFIXES if old.startswith(p))
         if got == _PREFIXES[prefix] + old.lstrip(prefix):
             raise Wrong(
-                f"{old!r} became {got!r}, not {expected!r}: str.lstrip(prefix) strips any of the prefix's "
-                "characters, not the prefix; use key[len(prefix):] or key.removeprefix(prefix)"
+                f"{old!r} became {got!r}, not {expected!r}: str.lstrip(prefix) strips any of the prefix's characters, not the prefix; use key[len(prefix):] or key.removeprefix(prefix)"
             )
         raise Wrong(f"{old!r} became {got!r}, expected {expected!r}: replace only the prefix")
     wanted = {_expected_key(k): v for k, v in tricky.items()}
     if set(out) != set(wanted) or any(not torch.equal(out[k], v) for k, v in wanted.items()):
         raise Wrong(
-            "each key alone is renamed right, but the whole dict comes out different: keep every entry, "
-            "each with its own tensor"
+            "each key alone is renamed right, but the whole dict comes out different: keep every entry, each with its own tensor"
         )
-    return (
-        "every key renamed at its prefix and only there, tensors untouched, the input left as it was "
-        "(tried on a SmallCNN state_dict and on keys built to catch str.replace, lstrip and a missing dot)."
-    )
+    return "every key renamed at its prefix and only there, tensors untouched, the input left as it was (tried on a SmallCNN state_dict and on keys built to catch str.replace, lstrip and a missing dot)."
 
 
 def _call_untouched(fn, state_dict: dict) -> Mapping:
@@ -179,7 +168,6 @@ def doc_input_size(answer) -> str:
     side = conv_output_size(answer, 3)
     if side != 26:
         raise Wrong(
-            f"an input of {answer} gives {side}x{side}; the input must be bigger than the output by "
-            "kernel_size - 1 = 2"
+            f"an input of {answer} gives {side}x{side}; the input must be bigger than the output by kernel_size - 1 = 2"
         )
     return "a 28x28 input gives a 26x26 feature map (28 - 3 + 1 = 26)."

@@ -46,8 +46,7 @@ def keep_layers(fn) -> str:
         out = call_answer(fn, sd, list(names))
         if out is sd or list(sd) != keys or any(a is not b for a, b in zip(sd.values(), values)):
             raise Wrong(
-                "return a new dict and leave the one you were given as it was: your function changed it "
-                "(deleted or replaced entries); build {k: v for k, v in state_dict.items() if ...}"
+                "return a new dict and leave the one you were given as it was: your function changed it (deleted or replaced entries); build {k: v for k, v in state_dict.items() if ...}"
             )
         if not isinstance(out, Mapping):
             raise Wrong(
@@ -60,21 +59,17 @@ def keep_layers(fn) -> str:
             k, first = inside[0], inside[0].split(".")[0]
             if any(n in e and n not in e.split(".") for e in extra for n in names):
                 raise Wrong(
-                    f"you kept {k!r}, which only contains one of the names; a substring test matches by "
-                    "accident: keep keys that start with name + '.'"
+                    f"you kept {k!r}, which only contains one of the names; a substring test matches by accident: keep keys that start with name + '.'"
                 )
             if any(n in k.split(".") for n in names):
                 raise Wrong(
-                    f"you kept {k!r}, which belongs to the top-level module {first!r}: a key belongs to "
-                    "the module named by its first part, so test the start of the key, "
-                    "k.startswith(name + '.') (or k.split('.')[0] in names)"
+                    f"you kept {k!r}, which belongs to the top-level module {first!r}: a key belongs to the module named by its first part, so test the start of the key, k.startswith(name + '.') (or k.split('.')[0] in names)"
                 )
         for k in extra:
             n = next((n for n in names if k.startswith(n) and not k.startswith(n + ".")), None)
             if n is not None:
                 raise Wrong(
-                    f"{k!r} starts with {n!r} but belongs to the module {k.split('.')[0]}: match the name "
-                    f"followed by a dot, k.startswith('{n}.')"
+                    f"{k!r} starts with {n!r} but belongs to the module {k.split('.')[0]}: match the name followed by a dot, k.startswith('{n}.')"
                 )
         if extra and names != ["fc1", "fc2"]:
             raise Wrong(
@@ -92,8 +87,7 @@ def keep_layers(fn) -> str:
             else:
                 detail = " (use the names argument, with a dot after each name)"
             raise Wrong(
-                f"with names={names} you dropped {missing[0]!r}: keep every entry under those "
-                f"modules{detail}"
+                f"with names={names} you dropped {missing[0]!r}: keep every entry under those modules{detail}"
             )
         for k in expected:
             if (
@@ -102,10 +96,7 @@ def keep_layers(fn) -> str:
                 or not torch.equal(out[k], sd[k])
             ):
                 raise Wrong(f"the value of {k!r} changed; keep the tensors as they are")
-    return (
-        "whole modules only ('fc1.' keeps fc1, not fc10 or mlp.fc1), buffers included, a new dict, "
-        "the input left as it was."
-    )
+    return "whole modules only ('fc1.' keeps fc1, not fc10 or mlp.fc1), buffers included, a new dict, the input left as it was."
 
 
 # --- fits: entries whose name and shape match a model ----------------------------------------
@@ -161,10 +152,7 @@ def fits(fn) -> str:
     Tried on the check's ``Pair`` (BatchNorm buffers, a non-persistent buffer, tied weights) and on SmallCNN."""
     for sd, model, fitting in [(_fits_state_dict(), Pair(), _FITTING), _cnn_case()]:
         _judge_fits(fn, sd, model, fitting)
-    return (
-        "the entries with the model's names and shapes, buffers included; transposed, wrong-shaped, "
-        "unknown and non-persistent entries stay out; model and input untouched."
-    )
+    return "the entries with the model's names and shapes, buffers included; transposed, wrong-shaped, unknown and non-persistent entries stay out; model and input untouched."
 
 
 def _judge_fits(fn, sd: dict, model: nn.Module, fitting: set[str]) -> None:
@@ -178,8 +166,7 @@ def _judge_fits(fn, sd: dict, model: nn.Module, fitting: set[str]) -> None:
         or any(a is not b or not torch.equal(a, c) for a, b, c in zip(sd.values(), values, copies))
     ):
         raise Wrong(
-            "return a new dict and leave the state_dict you were given as it was: your function "
-            "changed it"
+            "return a new dict and leave the state_dict you were given as it was: your function changed it"
         )
     if not isinstance(out, Mapping):
         raise Wrong(
@@ -191,33 +178,28 @@ def _judge_fits(fn, sd: dict, model: nn.Module, fitting: set[str]) -> None:
         )
     if set(out) == set(sd) != fitting:
         raise Wrong(
-            "you returned every entry of the state_dict you were given: keep only those whose name "
-            "is a key of model.state_dict() and whose shape is the model's"
+            "you returned every entry of the state_dict you were given: keep only those whose name is a key of model.state_dict() and whose shape is the model's"
         )
     target = model.state_dict()
     for k in out:
         if k not in target:
             if k in {n for n, _ in model.named_buffers()}:
                 raise Wrong(
-                    f"{k!r} is a non-persistent buffer of the model: it is not in model.state_dict(), so "
-                    "load_state_dict would call it unexpected; compare with model.state_dict()"
+                    f"{k!r} is a non-persistent buffer of the model: it is not in model.state_dict(), so load_state_dict would call it unexpected; compare with model.state_dict()"
                 )
             raise Wrong(
-                f"{k!r} is not a key of the model: its shape happens to match another entry, "
-                "but the name must match too"
+                f"{k!r} is not a key of the model: its shape happens to match another entry, but the name must match too"
             )
     bad = [k for k in out if tuple(sd[k].shape) != tuple(target[k].shape)]
     for k in bad:
         if sd[k].numel() != target[k].numel():
             raise Wrong(
-                f"{k!r} has shape {tuple(sd[k].shape)} in the state_dict but {tuple(target[k].shape)} "
-                "in the model: compare shapes as well as names"
+                f"{k!r} has shape {tuple(sd[k].shape)} in the state_dict but {tuple(target[k].shape)} in the model: compare shapes as well as names"
             )
     if bad:
         k = bad[0]
         raise Wrong(
-            f"{k!r} has the same number of elements but a different shape "
-            f"({tuple(sd[k].shape)} vs {tuple(target[k].shape)}): compare .shape, not numel()"
+            f"{k!r} has the same number of elements but a different shape ({tuple(sd[k].shape)} vs {tuple(target[k].shape)}): compare .shape, not numel()"
         )
     missing = sorted(fitting - set(out))
     if missing:
@@ -225,21 +207,18 @@ def _judge_fits(fn, sd: dict, model: nn.Module, fitting: set[str]) -> None:
         params = {n for n, _ in model.named_parameters()}
         if k not in params and k in {n for n, _ in model.named_parameters(remove_duplicate=False)}:
             raise Wrong(
-                f"{k!r} fits but you dropped it: it is the second name of a tied weight, which "
-                "named_parameters() lists once; model.state_dict() has every key"
+                f"{k!r} fits but you dropped it: it is the second name of a tied weight, which named_parameters() lists once; model.state_dict() has every key"
             )
         if k not in params:
             raise Wrong(
-                f"{k!r} is a buffer that fits (same name, same shape) but you dropped it: compare with "
-                "model.state_dict(), which holds buffers too, not named_parameters()"
+                f"{k!r} is a buffer that fits (same name, same shape) but you dropped it: compare with model.state_dict(), which holds buffers too, not named_parameters()"
             )
         raise Wrong(f"{k!r} fits (same name, same shape) but you dropped it")
     for k, v in out.items():
         if not isinstance(v, torch.Tensor) or v.dtype != sd[k].dtype or not torch.equal(v, sd[k]):
             if isinstance(v, torch.Tensor) and torch.equal(v, target[k]):
                 raise Wrong(
-                    f"{k!r} holds the model's own tensor: return the entries of the state_dict you were "
-                    "given (its values), not the model's"
+                    f"{k!r} holds the model's own tensor: return the entries of the state_dict you were given (its values), not the model's"
                 )
             raise Wrong(f"the value of {k!r} changed; return the state_dict's tensors as they are")
 
@@ -283,36 +262,30 @@ def to_small_cnn(fn) -> str:
         if old == new:
             if got is None:
                 raise Wrong(
-                    f"{old!r} should stay as it is (got None): end the function with `return key`, so "
-                    "that every other key comes back unchanged"
+                    f"{old!r} should stay as it is (got None): end the function with `return key`, so that every other key comes back unchanged"
                 )
             if old.startswith("head.1") and not old.startswith("head.1."):
                 raise Wrong(
-                    f"{old!r} should stay as it is (got {got!r}): 'head.10' is another module than "
-                    "'head.1'; match the prefix with its dot, 'head.1.'"
+                    f"{old!r} should stay as it is (got {got!r}): 'head.10' is another module than 'head.1'; match the prefix with its dot, 'head.1.'"
                 )
             raise Wrong(
-                f"{old!r} should stay as it is (got {got!r}): rename only keys that start with "
-                "'backbone.' or 'head.1.', and only at the start"
+                f"{old!r} should stay as it is (got {got!r}): rename only keys that start with 'backbone.' or 'head.1.', and only at the start"
             )
         prefix = "backbone." if old.startswith("backbone.") else "head.1."
         target = new[: len(new) - len(old) + len(prefix)]
         if got is not None and got == target + old.lstrip(prefix):
             raise Wrong(
-                f"{old!r} became {got!r}, not {new!r}: str.lstrip(prefix) strips any of the prefix's "
-                "characters, not the prefix; use key[len(prefix):] or key.removeprefix(prefix)"
+                f"{old!r} became {got!r}, not {new!r}: str.lstrip(prefix) strips any of the prefix's characters, not the prefix; use key[len(prefix):] or key.removeprefix(prefix)"
             )
         if old.startswith("head.") and got == old:
             raise Wrong(f"{old!r} kept its name: the head must become SmallCNN's classifier.2")
         if old.startswith("head.1.") and isinstance(got, str) and got.startswith("classifier.2."):
             raise Wrong(
-                f"{old!r} became {got!r}: replace the whole prefix 'head.1.', index included, so that "
-                f"only what follows it ({old[len('head.1.') :]!r}) comes after 'classifier.2.'"
+                f"{old!r} became {got!r}: replace the whole prefix 'head.1.', index included, so that only what follows it ({old[len('head.1.') :]!r}) comes after 'classifier.2.'"
             )
         if old.startswith("head."):
             raise Wrong(
-                f"{old!r} became {got!r}; in SmallCNN the linear layer is classifier.2 "
-                "(classifier.0 is Flatten, classifier.1 is Dropout)"
+                f"{old!r} became {got!r}; in SmallCNN the linear layer is classifier.2 (classifier.0 is Flatten, classifier.1 is Dropout)"
             )
         raise Wrong(f"{old!r} became {got!r}, expected {new!r}")
     return "backbone.* -> features.* and head.1.* -> classifier.2.*, only at the start; nothing else touched."

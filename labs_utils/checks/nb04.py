@@ -20,19 +20,14 @@ NEEDED = {"model", "optimizer", "scheduler", "epoch", "rng"}
 CHECKPOINT_KEYS = NEEDED | {"step", "metrics", "versions"}
 WHY_NEEDED = {
     "model": "the weights themselves",
-    "optimizer": "AdamW's running averages and step counts: without them the first steps after the resume are "
-    "different",
-    "scheduler": "the position on the learning-rate schedule: a fresh scheduler counts its epochs from 0 again "
-    "(section 4 shows the rates it then gives)",
+    "optimizer": "AdamW's running averages and step counts: without them the first steps after the resume are different",
+    "scheduler": "the position on the learning-rate schedule: a fresh scheduler counts its epochs from 0 again (section 4 shows the rates it then gives)",
     "epoch": "where the loop starts again (the resume trains from epoch + 1)",
-    "rng": "the generators behind dropout and the loader's shuffling: without them each step sees other masks "
-    "and batches",
+    "rng": "the generators behind dropout and the loader's shuffling: without them each step sees other masks and batches",
 }
 WHY_NOT = {
-    "step": "this resume restarts at an epoch boundary, from epoch; step would matter only for a resume in the "
-    "middle of an epoch, and the scheduler keeps its own count inside its state",
-    "metrics": "metrics record how the run went; no training computation reads them (the manager uses the best "
-    "value to choose best.pth, which does not change the weights)",
+    "step": "this resume restarts at an epoch boundary, from epoch; step would matter only for a resume in the middle of an epoch, and the scheduler keeps its own count inside its state",
+    "metrics": "metrics record how the run went; no training computation reads them (the manager uses the best value to choose best.pth, which does not change the weights)",
     "versions": "versions are for people explaining a difference later; the resume never reads them",
 }
 # names a learner may take from the PyTorch recipe or invent, with what this notebook calls them
@@ -65,19 +60,16 @@ def resume_keys(answer) -> str:
         ours = _OTHER_NAMES.get(name)
         if ours == "rng" and name in ("train_loader", "loader", "generators"):
             raise Wrong(
-                f"{name!r} is not a key of the checkpoint: the loader's generator state is saved inside "
-                "'rng' (capture_rng_state(generators={'train_loader': ...}))"
+                f"{name!r} is not a key of the checkpoint: the loader's generator state is saved inside 'rng' (capture_rng_state(generators={{'train_loader': ...}}))"
             )
         if ours:
             raise Wrong(
-                f"{name!r} is not a key of this notebook's checkpoint (it calls that entry {ours!r}); "
-                f"pick from {sorted(CHECKPOINT_KEYS)}"
+                f"{name!r} is not a key of this notebook's checkpoint (it calls that entry {ours!r}); pick from {sorted(CHECKPOINT_KEYS)}"
             )
         raise Wrong(f"{name!r} is not a key of the checkpoint; pick from {sorted(CHECKPOINT_KEYS)}")
     if set(answer) == CHECKPOINT_KEYS:
         raise Wrong(
-            "that is every key of the checkpoint; some are saved for people or for later, and the "
-            "resume never reads them: which ones change the next training step?"
+            "that is every key of the checkpoint; some are saved for people or for later, and the resume never reads them: which ones change the next training step?"
         )
     for key in ("model", "optimizer", "scheduler", "epoch", "rng"):
         if key not in answer:
@@ -142,11 +134,7 @@ def _checkpoint(model, optimizer, scheduler, loader, epoch) -> dict:
     return torch.load(buf, weights_only=True)
 
 
-_DREW = (
-    "your function restored {what}, then drew random numbers from it before returning ({examples}): "
-    "the resumed run then starts from another point of the stream. Restore the RNG states last, right "
-    "before training continues"
-)
+_DREW = "your function restored {what}, then drew random numbers from it before returning ({examples}): the resumed run then starts from another point of the stream. Restore the RNG states last, right before training continues"
 
 
 def _weights_only(ckpt, model, optimizer, scheduler, loader):
@@ -317,15 +305,13 @@ def resume_exactly(fn) -> str:
     start = as_int(start, "the next epoch")
     if start != CRASH:
         raise Wrong(
-            f"checkpoint['epoch'] is the last epoch that finished ({CRASH - 1}); the next one is "
-            f"checkpoint['epoch'] + 1, you returned {start}"
+            f"checkpoint['epoch'] is the last epoch that finished ({CRASH - 1}); the next one is checkpoint['epoch'] + 1, you returned {start}"
         )
     _train(model, optimizer, scheduler, loader, range(start, EPOCHS))
     # a safety net: every piece was checked above
     if not same(ref[0].state_dict(), model.state_dict()):
         raise Wrong(
-            "every piece was restored, but the final weights differ: restore the RNG state last, right "
-            "before training continues"
+            "every piece was restored, but the final weights differ: restore the RNG state last, right before training continues"
         )
     return "the resumed run ends with exactly the uninterrupted run's weights."
 
@@ -334,17 +320,14 @@ def _check_optimizer(saved: dict, optimizer) -> None:
     now = optimizer.state_dict()
     if not now["state"]:
         raise Wrong(
-            "the optimizer you were given has no state (SGD's momentum buffers are empty): call "
-            "optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with the "
-            "optimizer passed in, so loading into a new one made inside the function would not count)"
+            "the optimizer you were given has no state (SGD's momentum buffers are empty): call optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with the optimizer passed in, so loading into a new one made inside the function would not count)"
         )
     matches = now["state"].keys() == saved["state"].keys() and all(
         same(saved["state"][i], s) for i, s in now["state"].items()
     )
     if not matches:
         raise Wrong(
-            "the optimizer's momentum buffers differ from the checkpoint's: call "
-            "optimizer.load_state_dict(checkpoint['optimizer'])"
+            "the optimizer's momentum buffers differ from the checkpoint's: call optimizer.load_state_dict(checkpoint['optimizer'])"
         )
 
 
@@ -353,14 +336,11 @@ def _check_scheduler(saved: dict, scheduler, optimizer) -> None:
     lr, saved_lr = optimizer.param_groups[0]["lr"], saved["_last_lr"][0]
     if now["last_epoch"] == 0:
         raise Wrong(
-            "the scheduler starts its schedule again (last_epoch 0, a fresh scheduler counts from 0): call "
-            "scheduler.load_state_dict(checkpoint['scheduler'])"
+            "the scheduler starts its schedule again (last_epoch 0, a fresh scheduler counts from 0): call scheduler.load_state_dict(checkpoint['scheduler'])"
         )
     if now != saved or lr != saved_lr:
         raise Wrong(
-            f"the scheduler's state differs from the checkpoint's (learning rate {lr:g}, saved {saved_lr:g}): "
-            "call scheduler.load_state_dict(checkpoint['scheduler']). Stepping a fresh scheduler "
-            "forward does not rebuild it: it scales the rate that optimizer.load_state_dict restored again"
+            f"the scheduler's state differs from the checkpoint's (learning rate {lr:g}, saved {saved_lr:g}): call scheduler.load_state_dict(checkpoint['scheduler']). Stepping a fresh scheduler forward does not rebuild it: it scales the rate that optimizer.load_state_dict restored again"
         )
 
 
@@ -375,8 +355,7 @@ def _check_generator(saved: torch.Tensor, now: torch.Tensor, what: str, examples
         else "restore_rng_state(checkpoint['rng'], generators=...)"
     )
     raise Wrong(
-        f"{what} is not in the checkpoint's state (a seed, even the run's first one, does not bring "
-        f"back the state at the crash): call {fix}"
+        f"{what} is not in the checkpoint's state (a seed, even the run's first one, does not bring back the state at the crash): call {fix}"
     )
 
 
@@ -425,8 +404,7 @@ def _best_by_accuracy(fn, sandbox: Path, CheckpointManager) -> str:
         else:
             where = "another folder"
         raise Wrong(
-            f"your manager keeps its files in {where}, not in the folder you were given: pass the "
-            "function's folder argument to CheckpointManager, as it is"
+            f"your manager keeps its files in {where}, not in the folder you were given: pass the function's folder argument to CheckpointManager, as it is"
         )
     if manager.metric != "val_accuracy":
         raise Wrong(f"your manager tracks {manager.metric!r}: pass metric='val_accuracy'")
@@ -441,23 +419,19 @@ def _best_by_accuracy(fn, sandbox: Path, CheckpointManager) -> str:
     )
     if elsewhere:
         raise Wrong(
-            f"your function wrote files outside the folder it was given ({', '.join(elsewhere[:3])}): "
-            "everything the manager writes belongs in folder"
+            f"your function wrote files outside the folder it was given ({', '.join(elsewhere[:3])}): everything the manager writes belongs in folder"
         )
     if not (folder / "best.pth").is_file() or not (folder / "last.pth").is_file():
         raise Wrong(
-            "after four saves the folder has no best.pth or last.pth: return the CheckpointManager "
-            "itself, made with CheckpointManager(folder, ...)"
+            "after four saves the folder has no best.pth or last.pth: return the CheckpointManager itself, made with CheckpointManager(folder, ...)"
         )
     best = manager.load_best()
     if not isinstance(best, dict) or "w" not in best:
         raise Wrong(
-            "best.pth should hold the model's weights only (state['model']); keep the default "
-            "best_key='model'"
+            "best.pth should hold the model's weights only (state['model']); keep the default best_key='model'"
         )
     if manager.best_epoch != 2 or not torch.equal(best["w"], torch.full((2,), 2.0)):
         raise Wrong(
-            f"best.pth holds epoch {manager.best_epoch}, the lowest accuracy: for accuracy higher is "
-            "better, pass mode='max'"
+            f"best.pth holds epoch {manager.best_epoch}, the lowest accuracy: for accuracy higher is better, pass mode='max'"
         )
     return "best.pth now follows the highest validation accuracy (epoch 2 here), not the lowest loss (epoch 1)."

@@ -21,8 +21,7 @@ def fresh_scaler_skips(answer) -> str:
         )
     if answer == 2**7:
         raise Wrong(
-            "each skipped step multiplies the scale by backoff_factor=0.5, one halving per step; count the "
-            "halvings from 2**16 to 2**9, not the ratio 2**16 / 2**9"
+            "each skipped step multiplies the scale by backoff_factor=0.5, one halving per step; count the halvings from 2**16 to 2**9, not the ratio 2**16 / 2**9"
         )
     if answer == 8:
         raise Wrong(
@@ -111,8 +110,7 @@ def _check_scaler_entry(entry, scaler, enabled: bool, label: str) -> None:
                 "scaler.state_dict() always"
             )
         raise Wrong(
-            "with a disabled scaler your checkpoint says scaler=None: store scaler.state_dict() always (a "
-            "disabled scaler's state_dict() is {}), so the resume loads it with no condition"
+            "with a disabled scaler your checkpoint says scaler=None: store scaler.state_dict() always (a disabled scaler's state_dict() is {}), so the resume loads it with no condition"
         )
     if isinstance(entry, torch.amp.GradScaler) or not isinstance(entry, dict):
         raise Wrong(
@@ -135,33 +133,28 @@ def _kind(value, real: dict) -> str:
 def _check_entry(name: str, value, real: dict) -> None:
     if isinstance(value, (nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)):
         raise Wrong(
-            f"store {name}.state_dict(), not the {type(value).__name__} object: weights_only loading "
-            "refuses objects"
+            f"store {name}.state_dict(), not the {type(value).__name__} object: weights_only loading refuses objects"
         )
     if callable(value):
         raise Wrong(
-            f"the {name!r} entry is a function ({name}.state_dict without parentheses?): store "
-            f"{name}.state_dict()"
+            f"the {name!r} entry is a function ({name}.state_dict without parentheses?): store {name}.state_dict()"
         )
     if same(value, real[name]):
         return
     other = _kind(value, real)
     if other and other != name:
         raise Wrong(
-            f"the {name!r} entry holds the {other}'s state_dict (a copy-paste slip?): store "
-            f"{name}.state_dict() there"
+            f"the {name!r} entry holds the {other}'s state_dict (a copy-paste slip?): store {name}.state_dict() there"
         )
     if name == "model" and isinstance(value, dict):
         lost = sorted(set(real["model"]) - set(value))
         if lost:
             raise Wrong(
-                f"the 'model' entry misses {lost[:3]}: BatchNorm's running statistics are buffers, not "
-                "parameters; model.state_dict() holds both"
+                f"the 'model' entry misses {lost[:3]}: BatchNorm's running statistics are buffers, not parameters; model.state_dict() holds both"
             )
     if name == "optimizer" and isinstance(value, dict) and "param_groups" not in value:
         raise Wrong(
-            "the 'optimizer' entry has no 'param_groups' (learning rate, betas ...): store the whole "
-            "optimizer.state_dict(), not only its 'state'"
+            "the 'optimizer' entry has no 'param_groups' (learning rate, betas ...): store the whole optimizer.state_dict(), not only its 'state'"
         )
     raise Wrong(f"the {name!r} entry is not {name}.state_dict(): store exactly that")
 
@@ -176,13 +169,10 @@ def _round_trip(ckpt: dict):
             except Exception:
                 inside = _type_inside(value) or type(value).__name__
                 raise Wrong(
-                    f"the checkpoint does not load with weights_only=True: its {key!r} entry holds a "
-                    f"{inside}; store state_dict()s, plain numbers (int(x), float(x)) and "
-                    "strings only"
+                    f"the checkpoint does not load with weights_only=True: its {key!r} entry holds a {inside}; store state_dict()s, plain numbers (int(x), float(x)) and strings only"
                 ) from None
         raise Wrong(
-            f"the checkpoint does not load with weights_only=True ({type(e).__name__}); store "
-            "state_dict()s and plain numbers only"
+            f"the checkpoint does not load with weights_only=True ({type(e).__name__}); store state_dict()s and plain numbers only"
         ) from None
 
 

@@ -34,8 +34,7 @@ def _data_file(tag: str) -> Path:
     path = DATA / FILES[tag]
     if not path.is_file():
         raise Wrong(
-            f"the check needs data/{FILES[tag]} from the repository; run the notebook from a checkout "
-            "of the workbook, or remake it with python data/make_cuda_checkpoint.py"
+            f"the check needs data/{FILES[tag]} from the repository; run the notebook from a checkout of the workbook, or remake it with python data/make_cuda_checkpoint.py"
         )
     return path
 
@@ -57,50 +56,41 @@ def map_two_gpus_to_cpu(answer) -> str:
     """``answer``: a dict ``map_location`` that loads files saved on cuda:0 or cuda:1 onto the CPU."""
     if not isinstance(answer, dict):
         raise Wrong(
-            f"a string, device or callable would work, but this exercise asks for a dict from saved tag to "
-            f"device, e.g. {{'cuda:0': 'cpu', ...}}; got {type(answer).__name__}"
+            f"a string, device or callable would work, but this exercise asks for a dict from saved tag to device, e.g. {{'cuda:0': 'cpu', ...}}; got {type(answer).__name__}"
         )
     bad = [k for k in answer if not isinstance(k, str)]
     if bad:
         raise Wrong(
-            f"the dict's keys are the location strings saved in the file, such as 'cuda:1', got {bad[0]!r} "
-            f"({type(bad[0]).__name__}): torch.load looks the saved string up in your dict"
+            f"the dict's keys are the location strings saved in the file, such as 'cuda:1', got {bad[0]!r} ({type(bad[0]).__name__}): torch.load looks the saved string up in your dict"
         )
     if any(not isinstance(v, str) for v in answer.values()):
         raise Wrong(
-            "in a dict map_location the values must be strings such as 'cpu': torch.load's dict form "
-            "does not accept torch.device objects there (it raises a TypeError)"
+            "in a dict map_location the values must be strings such as 'cpu': torch.load's dict form does not accept torch.device objects there (it raises a TypeError)"
         )
     if not answer and isinstance(answer, collections.defaultdict):
         raise Wrong(
-            "a defaultdict's default is never used: torch.load asks map_location.get(tag, tag), and "
-            ".get does not call the default factory, so every tag stays as saved; name 'cuda:0' and "
-            "'cuda:1' as keys"
+            "a defaultdict's default is never used: torch.load asks map_location.get(tag, tag), and .get does not call the default factory, so every tag stays as saved; name 'cuda:0' and 'cuda:1' as keys"
         )
     # judge what the dict holds, not what an overridden get/__getitem__/__contains__ answers
     answer = dict(dict.items(answer))
     if any(not re.fullmatch(r"cpu|cuda:\d+", k) for k in answer):
         odd = next(k for k in answer if not re.fullmatch(r"cpu|cuda:\d+", k))
         raise Wrong(
-            f"the keys must be the full location tags as saved in the file, 'cuda:0' and 'cuda:1': "
-            f"a key such as {odd!r} matches no tag (the dict is looked up, not pattern-matched)"
+            f"the keys must be the full location tags as saved in the file, 'cuda:0' and 'cuda:1': a key such as {odd!r} matches no tag (the dict is looked up, not pattern-matched)"
         )
     for tag in FILES:
         if tag not in answer:
             raise Wrong(
-                f"files saved on {tag} keep the tag {tag!r}; a dict only remaps the tags it names, so add "
-                f"{tag!r}: 'cpu'"
+                f"files saved on {tag} keep the tag {tag!r}; a dict only remaps the tags it names, so add {tag!r}: 'cpu'"
             )
         target = _device_or_none(answer[tag])
         if target is None:
             raise Wrong(
-                f"{tag} is mapped to {answer[tag]!r}, which is not a device name torch knows "
-                "(they are lower case: 'cpu', 'cuda:0'); map it to 'cpu'"
+                f"{tag} is mapped to {answer[tag]!r}, which is not a device name torch knows (they are lower case: 'cpu', 'cuda:0'); map it to 'cpu'"
             )
         if target.type == "meta":
             raise Wrong(
-                f"{tag} is mapped to 'meta': tensors on the meta device have a shape but no values, "
-                "so the weights would be lost; map it to 'cpu'"
+                f"{tag} is mapped to 'meta': tensors on the meta device have a shape but no values, so the weights would be lost; map it to 'cpu'"
             )
         if target.type != "cpu":
             raise Wrong(f"{tag} is mapped to {answer[tag]!r}, which needs a GPU; map it to 'cpu'")
@@ -109,8 +99,7 @@ def map_two_gpus_to_cpu(answer) -> str:
             sd = torch.load(_data_file(tag), map_location=answer, weights_only=True)
         except RuntimeError as e:
             raise Wrong(
-                f"torch.load does not know the location {answer[tag]!r} (a device name is not always a "
-                f"location tag: {str(e).strip()}); map the tags to 'cpu'"
+                f"torch.load does not know the location {answer[tag]!r} (a device name is not always a location tag: {str(e).strip()}); map the tags to 'cpu'"
             ) from None
         if any(v.device.type != "cpu" for v in sd.values()):
             raise Wrong(f"loading the {tag} file with your dict left tensors off the CPU")
@@ -218,25 +207,15 @@ def _watch_torch_load(fn: Any) -> Iterator[_LoadWatch]:
 def _meaning(message: str) -> str | None:
     """A sentence on what torch's raw error means for this task, or None."""
     if "deserialize" in message or "restore_location" in message:
-        return (
-            "torch.load tried to rebuild the CUDA tensors: your map_location callable returned None (or was "
-            "not passed), and None means 'restore the storage where it was saved'; record the tag (its second "
-            "argument) and return the storage it was given"
-        )
+        return "torch.load tried to rebuild the CUDA tensors: your map_location callable returned None (or was not passed), and None means 'restore the storage where it was saved'; record the tag (its second argument) and return the storage it was given"
     if "positional argument" in message and ("given" in message or "missing" in message):
-        return (
-            "torch.load calls a map_location callable with two arguments, (storage, location): define it as "
-            "def record(storage, location): ..."
-        )
+        return "torch.load calls a map_location callable with two arguments, (storage, location): define it as def record(storage, location): ..."
     if (
         "TypedStorage" in message
         or "invalid combination of arguments" in message
         or "untyped_storage" in message
     ):
-        return (
-            "your map_location callable returned something that is not a storage (the tag string?): torch.load "
-            "builds each tensor from what it returns, so return the storage it was given and keep the tag aside"
-        )
+        return "your map_location callable returned something that is not a storage (the tag string?): torch.load builds each tensor from what it returns, so return the storage it was given and keep the tag aside"
     low = message.lower()
     if (
         "not compiled with cuda" in low
@@ -244,10 +223,7 @@ def _meaning(message: str) -> str | None:
         or "no cuda gpus" in low
         or "cuda error" in low
     ):
-        return (
-            "your map_location callable moved the storages to a GPU (storage.cuda()?), which this machine does "
-            "not have; return the storage as it is, on the CPU"
-        )
+        return "your map_location callable moved the storages to a GPU (storage.cuda()?), which this machine does not have; return the storage as it is, on the CPU"
     return None
 
 
@@ -288,10 +264,7 @@ def storage_locations(fn) -> str:
                         meaning = _meaning("not compiled with CUDA")
                     if meaning is None and inside is not None:
                         raise Wrong(
-                            f"with {what}: your map_location callable itself raised {type(inside).__name__}: "
-                            f"{inside}. torch.load calls it once per storage with (storage, location), the "
-                            "storage already in CPU memory; note the location and return the storage as it "
-                            "is"
+                            f"with {what}: your map_location callable itself raised {type(inside).__name__}: {inside}. torch.load calls it once per storage with (storage, location), the storage already in CPU memory; note the location and return the storage as it is"
                         ) from None
                     if meaning:
                         raise Wrong(
@@ -301,8 +274,7 @@ def storage_locations(fn) -> str:
             used_callable = used_callable or watch.callables > 0
             if watch.callables and any(out is None for out in watch.returned):
                 raise Wrong(
-                    "your map_location callable returned None: that means 'restore the storage where it was "
-                    "saved', which fails on a machine without that GPU; return the storage it was given"
+                    "your map_location callable returned None: that means 'restore the storage where it was saved', which fails on a machine without that GPU; return the storage it was given"
                 )
             tags = _tags_of(got)
             if tags is None:
@@ -317,39 +289,29 @@ def storage_locations(fn) -> str:
                 )
             if any(isinstance(t, torch.device) for t in tags):
                 raise Wrong(
-                    "return the tags as strings, as torch.load passes them ('cuda:1'), not torch.device "
-                    "objects"
+                    "return the tags as strings, as torch.load passes them ('cuda:1'), not torch.device objects"
                 )
             if tags == expected:
                 continue
             if len(expected) > 1 and len(tags) == 1 and tags < expected:
                 raise Wrong(
-                    f"with {what} you returned only {sorted(tags)}, expected {sorted(expected)}: the "
-                    "callable is called once per storage, so collect every call's tag (add it to a set), "
-                    "not only the last one"
+                    f"with {what} you returned only {sorted(tags)}, expected {sorted(expected)}: the callable is called once per storage, so collect every call's tag (add it to a set), not only the last one"
                 )
             if expected != {"cpu"} and tags == {"cpu"}:
                 raise Wrong(
-                    "you reported where the tensors are after loading ('cpu'); the tag saved in the "
-                    "file is what a map_location callable receives as its second argument"
+                    "you reported where the tensors are after loading ('cpu'); the tag saved in the file is what a map_location callable receives as its second argument"
                 )
             if tags > expected:
                 extra = sorted(tags - expected)
                 raise Wrong(
-                    f"with {what} you returned {sorted(tags)}, but no storage was saved on {extra}: that "
-                    "text is in data.pkl as an ordinary string. A byte search finds every string, not only "
-                    "storage tags; use a callable map_location, which torch.load calls once per storage "
-                    "with its tag"
+                    f"with {what} you returned {sorted(tags)}, but no storage was saved on {extra}: that text is in data.pkl as an ordinary string. A byte search finds every string, not only storage tags; use a callable map_location, which torch.load calls once per storage with its tag"
                 )
             raise Wrong(
                 f"with {what} you returned {sorted(map(str, tags))}; expected {sorted(expected)}"
             )
     if not used_callable:
         raise Wrong(
-            "the tags are right, but the task asks you to read them with a callable map_location "
-            "(torch.load(path, map_location=record, weights_only=True), where record(storage, location) "
-            "notes the location): it sees what torch.load sees, while a byte search of data.pkl also "
-            "finds any string that merely looks like a tag"
+            "the tags are right, but the task asks you to read them with a callable map_location (torch.load(path, map_location=record, weights_only=True), where record(storage, location) notes the location): it sees what torch.load sees, while a byte search of data.pkl also finds any string that merely looks like a tag"
         )
     return (
         "a map_location callable sees each storage's saved tag before anything is put on a device."

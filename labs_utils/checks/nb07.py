@@ -81,73 +81,55 @@ def _moved_in_place(state_dict: dict, prefix: str) -> dict:
 _SLIPS: list[tuple[Callable[[dict, str], Any], str]] = [
     (
         _per_key(lambda k, p: k.lstrip(p)),
-        "str.lstrip removes any of the given *characters* from the left, not a prefix: "
-        "'model.decoder.weight'.lstrip('model.') is 'coder.weight'; use k.startswith(prefix) and "
-        "k[len(prefix):], or k.removeprefix(prefix)",
+        "str.lstrip removes any of the given *characters* from the left, not a prefix: 'model.decoder.weight'.lstrip('model.') is 'coder.weight'; use k.startswith(prefix) and k[len(prefix):], or k.removeprefix(prefix)",
     ),
     (
         _per_key(lambda k, p: k.replace(p, "")),
-        "str.replace removes every occurrence: 'model.submodel.weight' became 'subweight'; remove "
-        "the prefix only at the start of the key",
+        "str.replace removes every occurrence: 'model.submodel.weight' became 'subweight'; remove the prefix only at the start of the key",
     ),
     (
         _per_key(lambda k, p: k.replace(p, "", 1)),
-        "k.replace(prefix, '', 1) removes the first occurrence wherever it is: 'ema.model.weight' "
-        "does not start with 'model.' (it only contains it) and must stay as it is; test "
-        "k.startswith(prefix)",
+        "k.replace(prefix, '', 1) removes the first occurrence wherever it is: 'ema.model.weight' does not start with 'model.' (it only contains it) and must stay as it is; test k.startswith(prefix)",
     ),
     (
         _per_key(lambda k, p: k.split(p, 1)[-1]),
-        "k.split(prefix, 1)[-1] cuts at the first occurrence wherever it is: 'ema.model.weight' "
-        "became 'weight'; a key that only contains the prefix further in must stay as it is; test "
-        "k.startswith(prefix)",
+        "k.split(prefix, 1)[-1] cuts at the first occurrence wherever it is: 'ema.model.weight' became 'weight'; a key that only contains the prefix further in must stay as it is; test k.startswith(prefix)",
     ),
     (
         _per_key(lambda k, p: k.partition(p)[2] or k),
-        "k.partition(prefix) cuts at the first occurrence wherever it is: 'ema.model.weight' became "
-        "'weight'; test k.startswith(prefix)",
+        "k.partition(prefix) cuts at the first occurrence wherever it is: 'ema.model.weight' became 'weight'; test k.startswith(prefix)",
     ),
     (
         _per_key(lambda k, p: k[len(p) :] if p in k else k),
-        "`prefix in k` is true for 'ema.model.weight' too, which only contains the prefix further "
-        "in, and slicing then cut it to 'del.weight'; test k.startswith(prefix)",
+        "`prefix in k` is true for 'ema.model.weight' too, which only contains the prefix further in, and slicing then cut it to 'del.weight'; test k.startswith(prefix)",
     ),
     (
         _per_key(lambda k, p: re.sub("^" + p, "", k)),
-        "your pattern was not escaped: in a regular expression '.' matches any character, so "
-        "'^model.' also matched 'model_ema.weight'; use re.escape(prefix), or k.startswith(prefix) "
-        "and slicing",
+        "your pattern was not escaped: in a regular expression '.' matches any character, so '^model.' also matched 'model_ema.weight'; use re.escape(prefix), or k.startswith(prefix) and slicing",
     ),
     (
         _per_key(lambda k, p: k[len(p) :]),
-        "keys that do not start with the prefix must stay as they are: 'loss_fn.weight' lost its "
-        "first characters; check k.startswith(prefix) first",
+        "keys that do not start with the prefix must stay as they are: 'loss_fn.weight' lost its first characters; check k.startswith(prefix) first",
     ),
     (
         _per_key(lambda k, p: k.split(".", 1)[1] if k.startswith(p.rstrip(".")) else k),
-        "you cut at the first dot of every key that starts with the prefix's letters: "
-        "'model_ema.weight' does not start with 'model.'; compare the whole prefix, dot included, "
-        "with k.startswith(prefix)",
+        "you cut at the first dot of every key that starts with the prefix's letters: 'model_ema.weight' does not start with 'model.'; compare the whole prefix, dot included, with k.startswith(prefix)",
     ),
     (
         lambda sd, p: {k[len(p) :]: v for k, v in sd.items() if k.startswith(p)},
-        "the keys without the prefix are missing ('loss_fn.weight'): keep every key, removing the "
-        "prefix only where a key starts with it",
+        "the keys without the prefix are missing ('loss_fn.weight'): keep every key, removing the prefix only where a key starts with it",
     ),
     (
         lambda sd, p: _strip(sd, "model."),
-        "with prefix 'module.' nothing was stripped: use the prefix argument, the check tries "
-        "other prefixes too (module., _orig_mod.)",
+        "with prefix 'module.' nothing was stripped: use the prefix argument, the check tries other prefixes too (module., _orig_mod.)",
     ),
     (
         _moved_in_place,
-        "your function also changed the dict it was given; build and return a new one, and leave "
-        "the input as it was",
+        "your function also changed the dict it was given; build and return a new one, and leave the input as it was",
     ),
     (
         torch.nn.modules.utils.consume_prefix_in_state_dict_if_present,
-        "your function changed the dict in place and returned None (that is what "
-        "consume_prefix_in_state_dict_if_present does): build and return a new dict",
+        "your function changed the dict in place and returned None (that is what consume_prefix_in_state_dict_if_present does): build and return a new dict",
     ),
 ]
 
@@ -228,21 +210,11 @@ def _hint_for(name: str, msg: str) -> str:
         and all(k.startswith("module.") for k in unexpected)
         and _keys_listed(msg, "Missing")
     ):
-        return (
-            f"{name}: you added 'module.' to every key, but this wrapper's keys do not all start with it "
-            "(torch.compile adds '_orig_mod.', and the wrappers nest); load into the inner model instead"
-        )
+        return f"{name}: you added 'module.' to every key, but this wrapper's keys do not all start with it (torch.compile adds '_orig_mod.', and the wrappers nest); load into the inner model instead"
     if "AttributeError" in msg and ("module" in msg or "_orig_mod" in msg):
-        return (
-            f"{name}: that wrapper does not have the attribute you asked for: torch.compile keeps the model in "
-            "._orig_mod, DataParallel in .module; check the type of each layer as you unwrap"
-        )
+        return f"{name}: that wrapper does not have the attribute you asked for: torch.compile keeps the model in ._orig_mod, DataParallel in .module; check the type of each layer as you unwrap"
     if "Missing key" in msg and ("module." in msg or "_orig_mod." in msg):
-        return (
-            f"{name}: you loaded into a wrapper (or a model that still holds one), whose keys start with "
-            "'module.' or '_orig_mod.'; the wrappers can come in either order, so unwrap in a loop until "
-            "neither DataParallel nor torch.compile is left (or add each wrapper's prefix to the keys)"
-        )
+        return f"{name}: you loaded into a wrapper (or a model that still holds one), whose keys start with 'module.' or '_orig_mod.'; the wrappers can come in either order, so unwrap in a loop until neither DataParallel nor torch.compile is left (or add each wrapper's prefix to the keys)"
     return f"{name}: {msg}"
 
 
@@ -272,8 +244,7 @@ def load_into_wrapped(fn) -> str:
                     ) from None
                 if out is not wrapped:
                     raise Wrong(
-                        f"{name}: return the wrapped model you were given (got "
-                        f"{type(out).__name__}); the caller keeps using the wrapper"
+                        f"{name}: return the wrapped model you were given (got {type(out).__name__}); the caller keeps using the wrapper"
                     )
                 loaded = normalize_keys(wrapped.state_dict())
                 # .cpu(): with one GPU visible, DataParallel moved the model to cuda:0
@@ -285,21 +256,15 @@ def load_into_wrapped(fn) -> str:
                 buffers = {n for n, _ in _inner(wrapped).named_buffers()}
                 if all(k in buffers for k in wrong_keys):
                     raise Wrong(
-                        f"{name}: the parameters were loaded but not the buffers ({wrong_keys[0]}, BatchNorm's "
-                        "running statistics): load the whole state_dict with load_state_dict, not parameter "
-                        "by parameter"
+                        f"{name}: the parameters were loaded but not the buffers ({wrong_keys[0]}, BatchNorm's running statistics): load the whole state_dict with load_state_dict, not parameter by parameter"
                     )
                 if len(wrong_keys) == len(plain) and not loads:
                     raise Wrong(
-                        f"{name}: nothing was loaded ({wrong_keys[0]} differs): your function never "
-                        "called load_state_dict; load the state_dict into the inner model (or add the "
-                        "wrapper's prefix), strictly"
+                        f"{name}: nothing was loaded ({wrong_keys[0]} differs): your function never called load_state_dict; load the state_dict into the inner model (or add the wrapper's prefix), strictly"
                     )
                 if len(wrong_keys) == len(plain):
                     raise Wrong(
-                        f"{name}: nothing was loaded ({wrong_keys[0]} differs); strict=False hides that: "
-                        "no key matched, so it loaded nothing and said nothing. Add the prefix or load into "
-                        "the inner model, strictly"
+                        f"{name}: nothing was loaded ({wrong_keys[0]} differs); strict=False hides that: no key matched, so it loaded nothing and said nothing. Add the prefix or load into the inner model, strictly"
                     )
                 raise Wrong(f"{name}: {wrong_keys[0]} does not hold the state_dict's value")
     return (

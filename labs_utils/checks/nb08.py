@@ -140,14 +140,12 @@ def make_loadable(fn) -> str:
         except Exception as e:
             name = _refused_global(e)
             hint = (
-                " (you allowed it for the whole process with add_safe_globals, but the file must load "
-                "without that: convert the value)"
+                " (you allowed it for the whole process with add_safe_globals, but the file must load without that: convert the value)"
                 if name in _learner_allowed()
                 else ""
             )
             raise Wrong(
-                f"torch.load(weights_only=True) still refuses your checkpoint: it needs {name}; "
-                f"convert that value to a plain type{hint}"
+                f"torch.load(weights_only=True) still refuses your checkpoint: it needs {name}; convert that value to a plain type{hint}"
             ) from None
         if (
             out is given
@@ -155,8 +153,7 @@ def make_loadable(fn) -> str:
             or any(given[k] is not original[k] for k in original)
         ):
             raise Wrong(
-                "your function changed the dict it was given (converted in place): build a new dict, "
-                "out = {}, fill it, return it, and leave ckpt as it was"
+                "your function changed the dict it was given (converted in place): build a new dict, out = {}, fill it, return it, and leave ckpt as it was"
             )
         missing = sorted(set(original) - set(loaded))
         if missing:
@@ -176,19 +173,16 @@ def _judge_value(key: str, value: Any, got: Any) -> None:
     ):
         if not _same_value(got, value):
             raise Wrong(
-                f"{key!r} holds tensors, and it changed (got {type(got).__name__}): keep every tensor as "
-                "it is; only NumPy scalars need .item()"
+                f"{key!r} holds tensors, and it changed (got {type(got).__name__}): keep every tensor as it is; only NumPy scalars need .item()"
             )
         return
     if isinstance(value, np.integer) and isinstance(got, float):
         raise Wrong(
-            f"{key!r} is an integer NumPy scalar ({type(value).__name__}): it should load as the int "
-            f"{want}, got the float {got}; .item() keeps the kind (an int stays an int), float() does not"
+            f"{key!r} is an integer NumPy scalar ({type(value).__name__}): it should load as the int {want}, got the float {got}; .item() keeps the kind (an int stays an int), float() does not"
         )
     if isinstance(got, str) and not isinstance(want, str):
         raise Wrong(
-            f"{key!r} became a str ({got!r}); use a number or a dict so it stays usable "
-            "(.item(), dataclasses.asdict, vars)"
+            f"{key!r} became a str ({got!r}); use a number or a dict so it stays usable (.item(), dataclasses.asdict, vars)"
         )
     if not _same_value(got, want):
         raise Wrong(
@@ -242,8 +236,7 @@ def allowlist_for_exercise_file(allow) -> str:
     if isinstance(allow, type) or (callable(allow) and hasattr(allow, "__name__")):
         kind = "class" if isinstance(allow, type) else "function"
         raise Wrong(
-            f"give a list of objects, e.g. [argparse.Namespace, ...]; got the {kind} "
-            f"{allow.__name__} alone: put every object the file needs in one list"
+            f"give a list of objects, e.g. [argparse.Namespace, ...]; got the {kind} {allow.__name__} alone: put every object the file needs in one list"
         )
     if not isinstance(allow, (list, tuple, set, frozenset)):
         raise Wrong(
@@ -253,13 +246,11 @@ def allowlist_for_exercise_file(allow) -> str:
     strings = [a for a in allow if isinstance(a, str)]
     if strings:
         raise Wrong(
-            f"pass the objects themselves, not their names: {strings[0]!r} is a string; "
-            "import the object and put it in the list"
+            f"pass the objects themselves, not their names: {strings[0]!r} is a string; import the object and put it in the list"
         )
     if not allow:
         raise Wrong(
-            "your list is empty; the file needs some objects allowed (an allowance made for the whole "
-            "process with add_safe_globals does not count: put them in the list)"
+            "your list is empty; the file needs some objects allowed (an allowance made for the whole process with add_safe_globals does not count: put them in the list)"
         )
     seen: list[Any] = []
     for item in allow:
@@ -272,8 +263,7 @@ def allowlist_for_exercise_file(allow) -> str:
         err = _loads_with(path, allow)
         if err is not None:
             raise Wrong(
-                f"torch.load still refuses the file: it also needs {_refused_global(err)} "
-                "(the static scan cannot see classes made while loading; read the error)"
+                f"torch.load still refuses the file: it also needs {_refused_global(err)} (the static scan cannot see classes made while loading; read the error)"
             )
         for i, item in enumerate(allow):
             rest = allow[:i] + allow[i + 1 :]

@@ -80,9 +80,7 @@ def save_with_epoch(fn) -> str:
                     ) from None
                 if "share memory" in text:
                     raise Wrong(
-                        f"save_file refused the tied weights of {cls.__name__[1:]} ({' and '.join(tie)} "
-                        "are one tensor); save_model stores each shared tensor once: "
-                        "save_model(model, path, metadata=...)"
+                        f"save_file refused the tied weights of {cls.__name__[1:]} ({' and '.join(tie)} are one tensor); save_model stores each shared tensor once: save_model(model, path, metadata=...)"
                     ) from None
                 raise
             if not path.exists():
@@ -104,15 +102,12 @@ def save_with_epoch(fn) -> str:
                     stored, meta = set(f.keys()), f.metadata() or {}
             except SafetensorError as e:
                 raise Wrong(
-                    f"the file is not a safetensors file ({e}); torch.save writes a zip of pickles: "
-                    "use save_model from safetensors.torch"
+                    f"the file is not a safetensors file ({e}); torch.save writes a zip of pickles: use save_model from safetensors.torch"
                 ) from None
             both = [n for n in tie if n in stored]
             if len(both) == 2:
                 raise Wrong(
-                    f"the file stores {both[0]!r} and {both[1]!r}: the same tied tensor twice "
-                    "(clone() copies it: twice the bytes, and load_file gives two independent "
-                    "tensors); store it once: save_model(model, path, metadata=...)"
+                    f"the file stores {both[0]!r} and {both[1]!r}: the same tied tensor twice (clone() copies it: twice the bytes, and load_file gives two independent tensors); store it once: save_model(model, path, metadata=...)"
                 )
             if meta.get("epoch") != str(epoch):
                 keys = sorted(k for k in meta if k.lower() == "epoch")
@@ -122,16 +117,14 @@ def save_with_epoch(fn) -> str:
                     else f"{dict(sorted(meta.items())) or 'no metadata'}"
                 )
                 raise Wrong(
-                    f"the header metadata should hold 'epoch': '{epoch}', got {seen}; "
-                    "pass metadata={'epoch': str(epoch)}"
+                    f"the header metadata should hold 'epoch': '{epoch}', got {seen}; pass metadata={{'epoch': str(epoch)}}"
                 )
             fresh = cls()
             try:
                 load_model(fresh, path)
             except Exception as e:
                 raise Wrong(
-                    f"load_model into a fresh {cls.__name__[1:]} fails ({type(e).__name__}: "
-                    f"{str(e).strip()[:200]}); keep every entry except the second name of a tie"
+                    f"load_model into a fresh {cls.__name__[1:]} fails ({type(e).__name__}: {str(e).strip()[:200]}); keep every entry except the second name of a tie"
                 ) from None
             if not _tied(fresh, tie) or changed_keys(fresh, before):
                 raise Wrong(
@@ -233,21 +226,17 @@ def read_one_tensor(fn) -> str:
                 except Wrong as w:
                     if "load_file reads every tensor" in str(w):
                         raise Wrong(
-                            "load_file reads every tensor in the file (torch.load hands a .safetensors "
-                            "file to it too); open the file with safe_open and call get_tensor(key)"
+                            "load_file reads every tensor in the file (torch.load hands a .safetensors file to it too); open the file with safe_open and call get_tensor(key)"
                         ) from None
                     if "safetensors.torch.load reads every tensor" in str(w):
                         raise Wrong(
-                            "safetensors.torch.load(data) builds every tensor of the file from its "
-                            "bytes; open the file with safe_open and call get_tensor(key)"
+                            "safetensors.torch.load(data) builds every tensor of the file from its bytes; open the file with safe_open and call get_tensor(key)"
                         ) from None
                     raise
         got = [_which(out, tensors) for _, out, _ in answers]
         if got[0] is not None and got[0] == got[1]:  # 'b.weight' and 'e.half': unrelated keys
             raise Wrong(
-                f"you returned {got[0]!r} for the keys {answers[0][0]!r} and {answers[1][0]!r} alike: "
-                "your function returns the same tensor whatever key it is given; read the one named "
-                "by key, f.get_tensor(key)"
+                f"you returned {got[0]!r} for the keys {answers[0][0]!r} and {answers[1][0]!r} alike: your function returns the same tensor whatever key it is given; read the one named by key, f.get_tensor(key)"
             )
         for key, out, reads in answers:
             _judge_one(out, key, tensors, reads)
@@ -285,8 +274,7 @@ def _judge_one(out: Any, key: str, tensors: dict[str, torch.Tensor], reads: list
     others = sorted(set(reads) - {key})
     if len(set(reads)) > 1 and others:
         raise Wrong(
-            f"your function read {len(set(reads))} tensors to return {key!r} (also {others[0]!r}): "
-            "get_tensor(key) reads only that one; do not call it for every key"
+            f"your function read {len(set(reads))} tensors to return {key!r} (also {others[0]!r}): get_tensor(key) reads only that one; do not call it for every key"
         )
     if (
         out.shape != tensors[key].shape

@@ -54,8 +54,7 @@ def load_for_inference(fn) -> str:
             except Wrong as w:
                 if "Missing key" in str(w) or "Unexpected key" in str(w):
                     raise Wrong(
-                        "load_state_dict got the whole training checkpoint; pass it only the 'model' "
-                        "entry: checkpoint['model']"
+                        "load_state_dict got the whole training checkpoint; pass it only the 'model' entry: checkpoint['model']"
                     ) from None
                 raise
     if not isinstance(model, SmallCNN):
@@ -69,39 +68,31 @@ def load_for_inference(fn) -> str:
         if not torch.equal(v, state[k].cpu()):
             if all(torch.equal(state[n].cpu(), p) for n, p in reference.named_parameters()):
                 raise Wrong(
-                    f"the parameters were loaded, but {k} (a BatchNorm buffer) was not: load the whole "
-                    "'model' entry with load_state_dict, which covers parameters and buffers"
+                    f"the parameters were loaded, but {k} (a BatchNorm buffer) was not: load the whole 'model' entry with load_state_dict, which covers parameters and buffers"
                 )
             loads = seen.arguments.get(torch.nn.Module.load_state_dict, [])
             if any(a.get("strict") is False for a in loads):
                 raise Wrong(
-                    f"the returned model's {k} differ from the checkpoint's: load_state_dict(..., "
-                    "strict=False) matched none of the keys you gave it and loaded nothing, without a word; "
-                    "pass it checkpoint['model'], strictly"
+                    f"the returned model's {k} differ from the checkpoint's: load_state_dict(..., strict=False) matched none of the keys you gave it and loaded nothing, without a word; pass it checkpoint['model'], strictly"
                 )
             if not loads:
                 raise Wrong(
-                    f"the returned model's {k} differ from the checkpoint's, and load_state_dict was never "
-                    "called: load checkpoint['model'] into the model you return"
+                    f"the returned model's {k} differ from the checkpoint's, and load_state_dict was never called: load checkpoint['model'] into the model you return"
                 )
             raise Wrong(
-                f"the returned model's {k} differ from the checkpoint's: load checkpoint['model'] (from the "
-                "file at `path`) into the model you return"
+                f"the returned model's {k} differ from the checkpoint's: load checkpoint['model'] (from the file at `path`) into the model you return"
             )
     if any(m.training for m in model.modules()):
         still = sorted(n or "the model itself" for n, m in model.named_modules() if m.training)
         raise Wrong(
-            f"the model is still in training mode ({still[0]}; Dropout and BatchNorm behave as in "
-            "training); call model.eval() on the whole model before returning it"
+            f"the model is still in training mode ({still[0]}; Dropout and BatchNorm behave as in training); call model.eval() on the whole model before returning it"
         )
     if any(t.device.type != "cpu" for t in state.values()):
         raise Wrong("the weights should be on the CPU: pass map_location='cpu' to torch.load")
     meta = [n for n, b in model.named_buffers() if b.is_meta]
     if meta:
         raise Wrong(
-            f"the model cannot serve: its non-persistent buffer {meta[0]} is still on the meta device "
-            "(assign=True only fills what the state_dict holds); set it by hand after loading, e.g. "
-            "model.input_scale = torch.tensor(1.0), or build the model on the CPU"
+            f"the model cannot serve: its non-persistent buffer {meta[0]} is still on the meta device (assign=True only fills what the state_dict holds); set it by hand after loading, e.g. model.input_scale = torch.tensor(1.0), or build the model on the CPU"
         )
     try:
         with torch.no_grad():
@@ -114,9 +105,7 @@ def load_for_inference(fn) -> str:
         a.get("weights_only") is False for a in seen.arguments.get(torch.serialization.load, [])
     ):
         raise Wrong(
-            "the model is right, but you loaded the checkpoint with weights_only=False: this file holds "
-            "only tensors and plain values, so weights_only=True loads it, and never runs code hidden in "
-            "a file (notebook 08)"
+            "the model is right, but you loaded the checkpoint with weights_only=False: this file holds only tensors and plain values, so weights_only=True loads it, and never runs code hidden in a file (notebook 08)"
         )
     return "the 'model' entry only, in eval mode: ready to serve."
 
@@ -138,9 +127,7 @@ def predict_no_trace(fn) -> str:
     except Wrong as w:
         if "context manager protocol" in str(w):
             raise Wrong(
-                "`with torch.no_grad:` (or torch.inference_mode) without parentheses hands `with` the "
-                "class itself, which is not a context manager: write `with torch.no_grad():` "
-                f"({str(w).removeprefix('your function raised ')})"
+                f"`with torch.no_grad:` (or torch.inference_mode) without parentheses hands `with` the class itself, which is not a context manager: write `with torch.no_grad():` ({str(w).removeprefix('your function raised ')})"
             ) from None
         raise
     finally:
@@ -148,41 +135,33 @@ def predict_no_trace(fn) -> str:
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     if frozen:
         raise Wrong(
-            f"after predict, {frozen[0]} has requires_grad=False: model.requires_grad_(False) "
-            "freezes the model for every later use, so training code after predict gets no "
-            "gradients; leave the parameters alone and run the forward pass inside "
-            "torch.no_grad() or torch.inference_mode(), which change nothing on the model"
+            f"after predict, {frozen[0]} has requires_grad=False: model.requires_grad_(False) freezes the model for every later use, so training code after predict gets no gradients; leave the parameters alone and run the forward pass inside torch.no_grad() or torch.inference_mode(), which change nothing on the model"
         )
     changed = changed_keys(model, saved)
     if changed:
         raise Wrong(
-            f"{changed[0]} changed during prediction: in training mode BatchNorm updates its running "
-            "statistics on every forward pass; call model.eval() first"
+            f"{changed[0]} changed during prediction: in training mode BatchNorm updates its running statistics on every forward pass; call model.eval() first"
         )
     if not isinstance(first, torch.Tensor):
         raise Wrong(f"return a tensor of class indices, got {type(first).__name__}")
     if any(grad_modes):
         raise Wrong(
-            "the forward pass ran with autograd on, recording a graph you never use (argmax hides "
-            "it: its result never requires grad); wrap it in torch.inference_mode() or torch.no_grad()"
+            "the forward pass ran with autograd on, recording a graph you never use (argmax hides it: its result never requires grad); wrap it in torch.inference_mode() or torch.no_grad()"
         )
     if first.requires_grad or first.grad_fn is not None:
         raise Wrong(
-            "the result is tracked by autograd (requires_grad=True); run the forward pass inside "
-            "torch.inference_mode() or torch.no_grad()"
+            "the result is tracked by autograd (requires_grad=True); run the forward pass inside torch.inference_mode() or torch.no_grad()"
         )
     if first.dim() != 1 or first.shape[0] != len(images):
         raise Wrong(
-            f"expected one class per image, shape ({len(images)},), got {tuple(first.shape)}: "
-            "take argmax over dim=1 of the logits"
+            f"expected one class per image, shape ({len(images)},), got {tuple(first.shape)}: take argmax over dim=1 of the logits"
         )
     if first.is_floating_point():
         raise Wrong("return integer class indices (argmax), not floats")
     second = call_answer(fn, model, images)
     if not torch.equal(first, second):
         raise Wrong(
-            "two calls on the same images gave different classes: Dropout is active in training "
-            "mode (on a copy of the model too); call model.eval()"
+            "two calls on the same images gave different classes: Dropout is active in training mode (on a copy of the model too); call model.eval()"
         )
     reference = _trained_like_cnn(11).eval()
     with torch.no_grad():

@@ -160,8 +160,7 @@ def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str
         saved = torch.load(out, map_location="cpu", weights_only=True)
     except Exception as e:
         raise Wrong(
-            f"out_path does not load with torch.load(weights_only=True) ({type(e).__name__}); "
-            "save a plain dict of tensors"
+            f"out_path does not load with torch.load(weights_only=True) ({type(e).__name__}); save a plain dict of tensors"
         ) from None
     if not isinstance(saved, dict):
         raise Wrong(
@@ -169,13 +168,11 @@ def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str
         )
     if set(saved) == {"model"} and isinstance(saved["model"], dict):
         raise Wrong(
-            "the file holds {'model': weights}, the weights one level too deep: save full['model'] "
-            "itself, so that model.load_state_dict(torch.load(path)) takes it as it is"
+            "the file holds {'model': weights}, the weights one level too deep: save full['model'] itself, so that model.load_state_dict(torch.load(path)) takes it as it is"
         )
     if {"model", "optim"} & set(saved):
         raise Wrong(
-            "the file holds the whole checkpoint (model, optim, step); keep only the model entry: "
-            "full['model']"
+            "the file holds the whole checkpoint (model, optim, step); keep only the model entry: full['model']"
         )
     if saved and all(str(k).startswith("model.") for k in saved):
         raise Wrong(
@@ -184,9 +181,7 @@ def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str
     missing, extra = (sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected)))
     if saved and not set(saved) & set(expected):
         raise Wrong(
-            f"with the {label} checkpoint, the file holds the weights of another model (keys like "
-            f"{sorted(saved)[0]!r}; this checkpoint's model has {sorted(expected)[0]!r}): convert the "
-            "folder you were given, dcp_dir, with dcp_to_torch_save"
+            f"with the {label} checkpoint, the file holds the weights of another model (keys like {sorted(saved)[0]!r}; this checkpoint's model has {sorted(expected)[0]!r}): convert the folder you were given, dcp_dir, with dcp_to_torch_save"
         )
     if missing:
         buffers = all("running_" in k or "num_batches" in k for k in missing)
@@ -203,13 +198,11 @@ def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str
         if not isinstance(got, torch.Tensor) or got.shape != v.shape:
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
             raise Wrong(
-                f"with the {label} checkpoint, {k} has shape {shape}, the model's is {tuple(v.shape)}: "
-                "save whole tensors (dcp_to_torch_save stitches the chunks together)"
+                f"with the {label} checkpoint, {k} has shape {shape}, the model's is {tuple(v.shape)}: save whole tensors (dcp_to_torch_save stitches the chunks together)"
             )
         if not torch.equal(got, v):
             raise Wrong(
-                f"with the {label} checkpoint, {k} differs from the weights saved in it: take the "
-                "'model' entry of this checkpoint, nothing else"
+                f"with the {label} checkpoint, {k} differs from the weights saved in it: take the 'model' entry of this checkpoint, nothing else"
             )
 
 
@@ -228,17 +221,11 @@ def dcp_to_weights(fn) -> str:
                 cause = _checkpoint_failure(w)
                 if cause and "size mismatch" in cause.lower():
                     raise Wrong(
-                        f"with the {label} checkpoint, your function raised CheckpointException "
-                        f"({cause}): dcp.load fills tensors of each entry's whole shape (its .size; "
-                        "a tensor saved by two ranks is stored in smaller chunks); simpler: convert "
-                        "with dcp_to_torch_save and keep the 'model' entry"
+                        f"with the {label} checkpoint, your function raised CheckpointException ({cause}): dcp.load fills tensors of each entry's whole shape (its .size; a tensor saved by two ranks is stored in smaller chunks); simpler: convert with dcp_to_torch_save and keep the 'model' entry"
                     ) from None
                 if cause:
                     raise Wrong(
-                        f"with the {label} checkpoint, your function raised CheckpointException "
-                        f"({cause}): the check's checkpoints hold a model with other keys and shapes "
-                        "than the notebook's Net, so a model built in advance does not fit; convert "
-                        "with dcp_to_torch_save and keep the 'model' entry"
+                        f"with the {label} checkpoint, your function raised CheckpointException ({cause}): the check's checkpoints hold a model with other keys and shapes than the notebook's Net, so a model built in advance does not fit; convert with dcp_to_torch_save and keep the 'model' entry"
                     ) from None
                 raise
             if not out.exists():
@@ -248,16 +235,12 @@ def dcp_to_weights(fn) -> str:
             left = sorted(p.name for p in out_dir.iterdir() if p != out)
             if left:
                 raise Wrong(
-                    f"your function left {left[0]!r} next to out_path: remove the temporary file "
-                    "once the weights are saved (os.remove)"
+                    f"your function left {left[0]!r} next to out_path: remove the temporary file once the weights are saved (os.remove)"
                 )
             if _listing(folder) != before:
                 raise Wrong("your function changed the checkpoint folder; write only to out_path")
             _judge_weights_file(out, expected, label)
-    return (
-        "a weights-only file from both checkpoints (one process, two ranks), ready for "
-        "model.load_state_dict(torch.load(path, weights_only=True))."
-    )
+    return "a weights-only file from both checkpoints (one process, two ranks), ready for model.load_state_dict(torch.load(path, weights_only=True))."
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,22 +276,16 @@ def saved_shapes(fn) -> str:
                     if reads:
                         cause = _checkpoint_failure(w) or str(w)
                         raise Wrong(
-                            f"your function read tensor data ({reads[0]}), and it failed ({cause}); "
-                            "the shapes are all in .metadata: read only the index, "
-                            "dcp.FileSystemReader(str(dcp_dir)).read_metadata()"
+                            f"your function read tensor data ({reads[0]}), and it failed ({cause}); the shapes are all in .metadata: read only the index, dcp.FileSystemReader(str(dcp_dir)).read_metadata()"
                         ) from None
                     raise
             reads = [readers[f] for _, f in seen.order]
             if reads:
                 raise Wrong(
-                    f"your function read tensor data ({reads[0]} ran): the shapes are all in .metadata; "
-                    "read only the index, dcp.FileSystemReader(str(dcp_dir)).read_metadata()"
+                    f"your function read tensor data ({reads[0]} ran): the shapes are all in .metadata; read only the index, dcp.FileSystemReader(str(dcp_dir)).read_metadata()"
                 )
             _judge_shapes(answer, expected, label)
-    return (
-        "the model's global shapes, sharded or not, read from .metadata without reading tensor data "
-        "(only ever for folders your own jobs wrote: reading .metadata unpickles it)."
-    )
+    return "the model's global shapes, sharded or not, read from .metadata without reading tensor data (only ever for folders your own jobs wrote: reading .metadata unpickles it)."
 
 
 def _judge_shapes(answer: Any, expected: dict[str, tuple], label: str) -> None:
@@ -317,44 +294,35 @@ def _judge_shapes(answer: Any, expected: dict[str, tuple], label: str) -> None:
     keys = [str(k) for k in answer]
     if any(k.startswith("model.") for k in keys):
         raise Wrong(
-            "give the keys without the 'model.' prefix, as model.state_dict() names them "
-            "(e.g. 'decoder.weight')"
+            "give the keys without the 'model.' prefix, as model.state_dict() names them (e.g. 'decoder.weight')"
         )
     if any(k.startswith("_ema.") or k.startswith("ema.") for k in keys):
         raise Wrong(
-            "the checkpoint also has a 'model_ema' entry, whose keys start with 'model_ema.': "
-            "test for the prefix with its dot, k.startswith('model.')"
+            "the checkpoint also has a 'model_ema' entry, whose keys start with 'model_ema.': test for the prefix with its dot, k.startswith('model.')"
         )
     extra = sorted(set(answer) - set(expected))
     missing = sorted(set(expected) - set(answer))
     if answer and not set(answer) & set(expected):
         raise Wrong(
-            f"none of your keys is in the {label} checkpoint you were given (you returned "
-            f"{extra[0]!r}; its model has {missing[0]!r}): read the shapes from dcp_dir's "
-            ".metadata, not from a model of your own"
+            f"none of your keys is in the {label} checkpoint you were given (you returned {extra[0]!r}; its model has {missing[0]!r}): read the shapes from dcp_dir's .metadata, not from a model of your own"
         )
     stripped = [("model." + m).lstrip("model.") for m in missing]
     if any(s in extra and s != m for s, m in zip(stripped, missing)):
         s, m = next((s, m) for s, m in zip(stripped, missing) if s in extra and s != m)
         raise Wrong(
-            f"for the key 'model.{m}' you returned {s!r}; expected {m!r}: str.lstrip('model.') "
-            "strips any of the characters m, o, d, e, l and '.', not the prefix; use "
-            "k.removeprefix('model.') or k[len('model.'):]"
+            f"for the key 'model.{m}' you returned {s!r}; expected {m!r}: str.lstrip('model.') strips any of the characters m, o, d, e, l and '.', not the prefix; use k.removeprefix('model.') or k[len('model.'):]"
         )
     if extra and missing and any(m.replace("model.", "") in extra for m in missing):
         raise Wrong(
-            f"{extra[0]!r}: 'model.' also appears in the middle of a key (a submodule named "
-            "'submodel'); remove the prefix at the start only (k[len('model.'):] or removeprefix)"
+            f"{extra[0]!r}: 'model.' also appears in the middle of a key (a submodule named 'submodel'); remove the prefix at the start only (k[len('model.'):] or removeprefix)"
         )
     if extra:
         raise Wrong(
-            f"{extra[0]!r} is not a model entry; keep only the model's keys (those starting with "
-            "'model.')"
+            f"{extra[0]!r} is not a model entry; keep only the model's keys (those starting with 'model.')"
         )
     if missing:
         raise Wrong(
-            f"{missing[0]!r} is missing (with the {label} checkpoint); every tensor of the model "
-            "counts, buffers included"
+            f"{missing[0]!r} is missing (with the {label} checkpoint); every tensor of the model counts, buffers included"
         )
     for k, shape in expected.items():
         got = answer[k]
@@ -364,12 +332,10 @@ def _judge_shapes(answer: Any, expected: dict[str, tuple], label: str) -> None:
             )
         if tuple(got) != shape:
             hint = (
-                "a tensor saved by several ranks has several chunks; the entry's .size is the whole "
-                "tensor's shape, a chunk's .sizes only its part"
+                "a tensor saved by several ranks has several chunks; the entry's .size is the whole tensor's shape, a chunk's .sizes only its part"
                 if label == "two ranks"
                 else "use the entry's .size"
             )
             raise Wrong(
-                f"{k}: expected the global shape {shape}, got {tuple(got)} with the {label} "
-                f"checkpoint: {hint}"
+                f"{k}: expected the global shape {shape}, got {tuple(got)} with the {label} checkpoint: {hint}"
             )

@@ -33,25 +33,13 @@ def _is_safetensors(path: Path) -> bool:
 def _serving_refusal(err: BaseException) -> str:
     name = refused_global(err) or ""
     if "TorchScript" in str(err):
-        return (
-            "torch.load refuses the file with weights_only=True: it is a TorchScript archive (torch.jit.save); "
-            "a server that loads weights wants model.state_dict() saved with torch.save"
-        )
+        return "torch.load refuses the file with weights_only=True: it is a TorchScript archive (torch.jit.save); a server that loads weights wants model.state_dict() saved with torch.save"
     if name in ("getattr", "builtins.getattr"):
-        return (
-            "the file holds the method model.state_dict itself (pickled as getattr(model, 'state_dict')), "
-            "not its result: call it, torch.save(model.state_dict(), path)"
-        )
+        return "the file holds the method model.state_dict itself (pickled as getattr(model, 'state_dict')), not its result: call it, torch.save(model.state_dict(), path)"
     if name.startswith("numpy"):
-        return (
-            f"torch.load refuses the file with weights_only=True: it holds NumPy arrays ({name}); keep the "
-            "tensors of model.state_dict() as they are"
-        )
+        return f"torch.load refuses the file with weights_only=True: it holds NumPy arrays ({name}); keep the tensors of model.state_dict() as they are"
     if name:
-        return (
-            f"torch.load refuses the file with weights_only=True: it holds a whole model object ({name}); "
-            "save model.state_dict() instead"
-        )
+        return f"torch.load refuses the file with weights_only=True: it holds a whole model object ({name}); save model.state_dict() instead"
     return f"torch.load refuses the file with weights_only=True ({type(err).__name__}); save model.state_dict()"
 
 
@@ -70,34 +58,28 @@ def capstone_save_for_serving(fn) -> str:
             except Exception as e:
                 if _is_safetensors(path):
                     raise Wrong(
-                        "the file is a safetensors file (save_file): a fine format, but this serving host "
-                        "loads with torch.load(path, weights_only=True); save model.state_dict() with "
-                        "torch.save"
+                        "the file is a safetensors file (save_file): a fine format, but this serving host loads with torch.load(path, weights_only=True); save model.state_dict() with torch.save"
                     ) from None
                 raise Wrong(_serving_refusal(e)) from None
         what = type(model).__name__
         if not isinstance(saved, Mapping):
             raise Wrong(
-                f"the file holds a {type(saved).__name__}, not a state_dict: save model.state_dict(), "
-                "a dict of names to tensors"
+                f"the file holds a {type(saved).__name__}, not a state_dict: save model.state_dict(), a dict of names to tensors"
             )
         if set(saved) != set(expected):
             inner = [v for v in saved.values() if isinstance(v, Mapping)]
             if len(saved) == 1 and inner:
                 raise Wrong(
-                    f"the file holds a dict around the state_dict ({{{next(iter(saved))!r}: ...}}): the "
-                    "server calls model.load_state_dict(torch.load(path)), so save the state_dict itself"
+                    f"the file holds a dict around the state_dict ({{{next(iter(saved))!r}: ...}}): the server calls model.load_state_dict(torch.load(path)), so save the state_dict itself"
                 )
             missing = sorted(set(expected) - set(saved))
             if missing and set(missing) <= buffers:
                 raise Wrong(
-                    f"with a {what}, the file misses its buffers ({missing[0]}, ...): named_parameters() "
-                    "leaves out BatchNorm's running statistics; save model.state_dict()"
+                    f"with a {what}, the file misses its buffers ({missing[0]}, ...): named_parameters() leaves out BatchNorm's running statistics; save model.state_dict()"
                 )
             extra = sorted(set(saved) - set(expected))
             raise Wrong(
-                f"with a {what}, the keys differ from model.state_dict() (missing {missing[:2]}, extra "
-                f"{extra[:2]}): save exactly model.state_dict()"
+                f"with a {what}, the keys differ from model.state_dict() (missing {missing[:2]}, extra {extra[:2]}): save exactly model.state_dict()"
             )
         for k, want in expected.items():
             got = saved[k]
@@ -107,18 +89,15 @@ def capstone_save_for_serving(fn) -> str:
                 )
             if got.requires_grad:
                 raise Wrong(
-                    "the file holds parameters that still require grad (named_parameters() or "
-                    "keep_vars=True); save model.state_dict(), whose tensors are detached and include buffers"
+                    "the file holds parameters that still require grad (named_parameters() or keep_vars=True); save model.state_dict(), whose tensors are detached and include buffers"
                 )
             if got.dtype != want.dtype:
                 raise Wrong(
-                    f"{k} was saved as {str(got.dtype).replace('torch.', '')}, the model holds "
-                    f"{str(want.dtype).replace('torch.', '')}: keep the model's dtype"
+                    f"{k} was saved as {str(got.dtype).replace('torch.', '')}, the model holds {str(want.dtype).replace('torch.', '')}: keep the model's dtype"
                 )
             if not torch.equal(got, want):
                 raise Wrong(
-                    f"with a {what}, {k} does not hold the values of the model you were given: save the "
-                    "state_dict of the `model` argument, not of another model"
+                    f"with a {what}, {k} does not hold the values of the model you were given: save the state_dict of the `model` argument, not of another model"
                 )
     return "the serving file is a plain state_dict that loads with weights_only=True."
 
@@ -195,25 +174,20 @@ def capstone_save_for_resume(fn) -> str:
                 obj.load_state_dict(ckpt[key])
             except Exception as e:
                 raise Wrong(
-                    f"{type(obj).__name__}.load_state_dict refuses the '{key}' entry "
-                    f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}): save "
-                    f"{key}.state_dict() of the live object"
+                    f"{type(obj).__name__}.load_state_dict refuses the '{key}' entry ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}): save {key}.state_dict() of the live object"
                 ) from None
         if optimizer.state_dict()["state"].keys() != first[1].state_dict()[
             "state"
         ].keys() or not same(optimizer.state_dict()["state"], first[1].state_dict()["state"]):
             raise Wrong(
-                f"with {type(optimizer).__name__}, the optimizer state in the file differs from the live "
-                "optimizer's (its moments or momentum buffers): save optimizer.state_dict() of the "
-                "optimizer you were given"
+                f"with {type(optimizer).__name__}, the optimizer state in the file differs from the live optimizer's (its moments or momentum buffers): save optimizer.state_dict() of the optimizer you were given"
             )
         # the data stream goes on where it stopped
         _steps(model, optimizer, scheduler, n=epoch, data=data)
         for (k, a), b in zip(straight[0].state_dict().items(), model.state_dict().values()):
             if not torch.equal(a, b):
                 raise Wrong(
-                    f"after resuming, {k} differs from the uninterrupted run: save the live "
-                    "optimizer.state_dict() and scheduler.state_dict()"
+                    f"after resuming, {k} differs from the uninterrupted run: save the live optimizer.state_dict() and scheduler.state_dict()"
                 )
     return "resuming from your checkpoint gives bit-identical weights to the uninterrupted run."
 
@@ -221,20 +195,11 @@ def capstone_save_for_resume(fn) -> str:
 def _resume_refusal(err: BaseException) -> str:
     name = refused_global(err)
     if name is None:
-        return (
-            f"the checkpoint does not load with weights_only=True ({type(err).__name__}); save one dict of "
-            "state_dicts"
-        )
+        return f"the checkpoint does not load with weights_only=True ({type(err).__name__}); save one dict of state_dicts"
     for module, what in _OBJECTS.items():
         if name.startswith(module):
-            return (
-                f"the checkpoint holds the {what} object itself ({name}), which weights_only=True refuses: "
-                f"store {what}.state_dict()"
-            )
-    return (
-        f"the checkpoint does not load with weights_only=True (Unsupported global {name}); store plain Python "
-        "values, e.g. str(torch.__version__) rather than torch.__version__ (a TorchVersion)"
-    )
+            return f"the checkpoint holds the {what} object itself ({name}), which weights_only=True refuses: store {what}.state_dict()"
+    return f"the checkpoint does not load with weights_only=True (Unsupported global {name}); store plain Python values, e.g. str(torch.__version__) rather than torch.__version__ (a TorchVersion)"
 
 
 def _check_resume_entries(ckpt: Any, live: tuple, epoch: int) -> None:
@@ -242,8 +207,7 @@ def _check_resume_entries(ckpt: Any, live: tuple, epoch: int) -> None:
     model, optimizer, scheduler = live
     if not isinstance(ckpt, Mapping):
         raise Wrong(
-            f"the file holds a {type(ckpt).__name__}: save one dict with the keys 'model', 'optimizer', "
-            "'scheduler' and 'epoch'"
+            f"the file holds a {type(ckpt).__name__}: save one dict with the keys 'model', 'optimizer', 'scheduler' and 'epoch'"
         )
     for key in ("model", "optimizer", "scheduler", "epoch"):
         if key not in ckpt:
@@ -252,8 +216,7 @@ def _check_resume_entries(ckpt: Any, live: tuple, epoch: int) -> None:
                 f" (you named it {near[0]!r}; the task and resume() use {key!r})" if near else ""
             )
             raise Wrong(
-                f"the checkpoint has no '{key}' entry{named}: without the {key} state the resumed run "
-                "is not the run you interrupted"
+                f"the checkpoint has no '{key}' entry{named}: without the {key} state the resumed run is not the run you interrupted"
             )
     state = ckpt["model"]
     if not isinstance(state, Mapping):
@@ -266,38 +229,31 @@ def _check_resume_entries(ckpt: Any, live: tuple, epoch: int) -> None:
             else "entries"
         )
         raise Wrong(
-            f"with {type(model).__name__}, the 'model' entry misses {kind}, e.g. {missing[0]}: "
-            "save model.state_dict(), not named_parameters()"
+            f"with {type(model).__name__}, the 'model' entry misses {kind}, e.g. {missing[0]}: save model.state_dict(), not named_parameters()"
         )
     opt = ckpt["optimizer"]
     if isinstance(opt, (list, tuple)):
         raise Wrong(
-            "the 'optimizer' entry is a list (param_groups alone?): param_groups alone hold the learning "
-            "rates but not the optimizer's running state (Adam's moments, SGD's momentum); save "
-            "optimizer.state_dict(), a dict with 'state' and 'param_groups'"
+            "the 'optimizer' entry is a list (param_groups alone?): param_groups alone hold the learning rates but not the optimizer's running state (Adam's moments, SGD's momentum); save optimizer.state_dict(), a dict with 'state' and 'param_groups'"
         )
     if not isinstance(opt, Mapping) or not {"state", "param_groups"} <= set(opt):
         have = sorted(opt) if isinstance(opt, Mapping) else type(opt).__name__
         raise Wrong(
-            f"the 'optimizer' entry should be optimizer.state_dict(), a dict with 'state' and "
-            f"'param_groups'; got {have}"
+            f"the 'optimizer' entry should be optimizer.state_dict(), a dict with 'state' and 'param_groups'; got {have}"
         )
     sched = ckpt["scheduler"]
     if isinstance(sched, (list, tuple)):
         raise Wrong(
-            "the 'scheduler' entry is a list (scheduler.get_last_lr()?): the learning rate alone does not "
-            "tell the scheduler where it is in its schedule; save scheduler.state_dict()"
+            "the 'scheduler' entry is a list (scheduler.get_last_lr()?): the learning rate alone does not tell the scheduler where it is in its schedule; save scheduler.state_dict()"
         )
     if not isinstance(sched, Mapping) or "last_epoch" not in sched:
         raise Wrong(
-            f"the 'scheduler' entry should be scheduler.state_dict() (a dict with 'last_epoch'); got "
-            f"{type(sched).__name__}"
+            f"the 'scheduler' entry should be scheduler.state_dict() (a dict with 'last_epoch'); got {type(sched).__name__}"
         )
     got = as_int(ckpt["epoch"], "the 'epoch' entry")
     if got != epoch:
         raise Wrong(
-            f"the 'epoch' entry holds {got}, but the function was given epoch={epoch}: store the epoch "
-            "you were given (the resume code decides where to go on from it)"
+            f"the 'epoch' entry holds {got}, but the function was given epoch={epoch}: store the epoch you were given (the resume code decides where to go on from it)"
         )
 
 
@@ -339,9 +295,7 @@ def capstone_load_ddp_weights(fn) -> str:
             ]
             if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
                 raise Wrong(
-                    f"with {what}: you returned the Net wrapped in {type(model).__name__}, whose keys "
-                    "start with 'module.'; serving wants the plain Net: strip the prefix from the file's "
-                    "keys instead"
+                    f"with {what}: you returned the Net wrapped in {type(model).__name__}, whose keys start with 'module.'; serving wants the plain Net: strip the prefix from the file's keys instead"
                 )
             if not isinstance(model, Net):
                 raise Wrong(f"return the loaded model (a Net), got {type(model).__name__}")
@@ -349,18 +303,14 @@ def capstone_load_ddp_weights(fn) -> str:
                 if not torch.equal(model.state_dict()[k], v):
                     if non_strict:
                         raise Wrong(
-                            f"with {what}, {k} was not loaded (strict=False hides this: it skips every key "
-                            "that does not match): strip a leading 'module.' and load strictly"
+                            f"with {what}, {k} was not loaded (strict=False hides this: it skips every key that does not match): strip a leading 'module.' and load strictly"
                         )
                     raise Wrong(
-                        f"with {what}, {k} was not loaded into the Net you returned: load the file's "
-                        "state_dict (prefix stripped) into that Net"
+                        f"with {what}, {k} was not loaded into the Net you returned: load the file's state_dict (prefix stripped) into that Net"
                     )
             if non_strict:
                 raise Wrong(
-                    f"with {what}, the weights loaded, but with strict=False: the task says strictly, "
-                    "because strict=False also accepts a file that misses weights or holds another "
-                    "model's, without a word. Strip the prefix and keep strict=True"
+                    f"with {what}, the weights loaded, but with strict=False: the task says strictly, because strict=False also accepts a file that misses weights or holds another model's, without a word. Strip the prefix and keep strict=True"
                 )
     return "DDP and plain files both load, strictly, into the plain model."
 
@@ -368,13 +318,7 @@ def capstone_load_ddp_weights(fn) -> str:
 def _ddp_failure(what: str, message: str) -> str:
     unexpected = re.search(r'Unexpected key\(s\) in state_dict: "([^"]+)"', message)
     if unexpected and unexpected.group(1).startswith("module.") and "DDP" in what:
-        return (
-            f"with {what}: the keys still start with 'module.' ({unexpected.group(1)}); strip that leading "
-            "'module.' that DDP adds before load_state_dict"
-        )
+        return f"with {what}: the keys still start with 'module.' ({unexpected.group(1)}); strip that leading 'module.' that DDP adds before load_state_dict"
     if unexpected and "plain" in what:
-        return (
-            f"with {what}: your function changed keys that have no prefix (it produced "
-            f"{unexpected.group(1)!r}); strip 'module.' only where a key starts with it"
-        )
+        return f"with {what}: your function changed keys that have no prefix (it produced {unexpected.group(1)!r}); strip 'module.' only where a key starts with it"
     return f"with {what}: {message.removeprefix('your function raised ')}; strip the leading 'module.' that DDP adds"

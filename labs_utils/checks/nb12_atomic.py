@@ -77,39 +77,21 @@ def _tear_hint(m: _Moment, n_calls: int, trace: crash.WriteTrace, real: bool) ->
     how = "a SIGKILL" if real else "a crash"
     when = f"{how} just before its {_ordinal(m.k + 1)} of {n_calls} write calls ({m.call})"
     if m.state == "missing":
-        return (
-            f"{when} left no last.pth at all: your function removes (or renames away) the old file before "
-            "the new one is in place. os.replace puts the new file over the old one in one step; do not "
-            "delete the old one first"
-        )
+        return f"{when} left no last.pth at all: your function removes (or renames away) the old file before the new one is in place. os.replace puts the new file over the old one in one step; do not delete the old one first"
     torn = f"{when} left last.pth torn ({m.size} bytes that do not load)"
     if m.backups:
-        return (
-            f"{torn}. The backup {m.backups[0]} is still there, but the code that would restore it never runs "
-            "when the process is killed, and every loader looks only at last.pth. Leave last.pth alone until "
-            "the new file is complete: write a temporary file in the same folder and os.replace it over last.pth"
-        )
+        return f"{torn}. The backup {m.backups[0]} is still there, but the code that would restore it never runs when the process is killed, and every loader looks only at last.pth. Leave last.pth alone until the new file is complete: write a temporary file in the same folder and os.replace it over last.pth"
     saves = trace.arguments.get(torch.serialization.save, [])
     if saves and all(isinstance(a.get("f"), io.BytesIO) for a in saves):
-        return (
-            f"{torn}, and the previous checkpoint is gone. Serialising into memory first protects against a "
-            "pickling error, not against a kill: writing the bytes still truncates last.pth first. Write them "
-            "to a temporary file in the same folder and os.replace it over last.pth"
-        )
+        return f"{torn}, and the previous checkpoint is gone. Serialising into memory first protects against a pickling error, not against a kill: writing the bytes still truncates last.pth first. Write them to a temporary file in the same folder and os.replace it over last.pth"
     copies = [
         a
         for a in trace.arguments.get(shutil.copyfile, [])
         if _same_name(a.get("dst"), _target(trace))
     ]
     if copies:
-        return (
-            f"{torn}. Copying the finished temporary file over last.pth rewrites last.pth in place; "
-            "os.replace renames the temporary file over it in one step"
-        )
-    return (
-        f"{torn}, and the previous checkpoint is gone: your function writes over last.pth in place. Write the "
-        "new checkpoint to a temporary file in the same folder, then os.replace it over last.pth"
-    )
+        return f"{torn}. Copying the finished temporary file over last.pth rewrites last.pth in place; os.replace renames the temporary file over it in one step"
+    return f"{torn}, and the previous checkpoint is gone: your function writes over last.pth in place. Write the new checkpoint to a temporary file in the same folder, then os.replace it over last.pth"
 
 
 def _target(trace: crash.WriteTrace) -> Path:
@@ -197,14 +179,12 @@ def capstone_save_atomically(fn) -> str:
         seen.target = path  # type: ignore[attr-defined]
         if any(f in seen.entered for f in _labs_utils_savers()):
             raise Wrong(
-                "the task asks you to write the atomic save yourself, with tempfile and os.replace, not with "
-                "labs_utils (save_checkpoint does exactly this; the point is to see how)"
+                "the task asks you to write the atomic save yourself, with tempfile and os.replace, not with labs_utils (save_checkpoint does exactly this; the point is to see how)"
             )
         for args, _, _ in replaces + renames:
             if Path(args[0]).resolve().parent != folder.resolve():
                 raise Wrong(
-                    "the temporary file was written in another folder: os.replace is atomic only within "
-                    "one file system, so write the temporary file next to the checkpoint"
+                    "the temporary file was written in another folder: os.replace is atomic only within one file system, so write the temporary file next to the checkpoint"
                 )
         if not same(load_cpu(path), third):
             raise Wrong("after a second save, last.pth does not hold the new object")
@@ -233,8 +213,7 @@ def capstone_save_atomically(fn) -> str:
             )
         if _state(path, old, second) != "old":
             raise Wrong(
-                "a save that failed with an exception left last.pth changed: write to a temporary file in "
-                "the same folder, then os.replace it over the old one"
+                "a save that failed with an exception left last.pth changed: write to a temporary file in the same folder, then os.replace it over the old one"
             )
         litter = sorted(p.name for p in folder.iterdir() if p.name != "last.pth")
         stray = sorted(set(Path(tempfile.gettempdir()).glob("last.pth*")) - elsewhere)
@@ -242,9 +221,7 @@ def capstone_save_atomically(fn) -> str:
             for p in stray:
                 p.unlink(missing_ok=True)
             raise Wrong(
-                "the failed save left a temporary file behind "
-                f"({(litter or [s.name for s in stray])[0]}); remove it when the save fails, and keep "
-                "it in the same folder so os.replace stays atomic"
+                f"the failed save left a temporary file behind ({(litter or [s.name for s in stray])[0]}); remove it when the save fails, and keep it in the same folder so os.replace stays atomic"
             )
 
         # 4. durability: the data reaches the disk before the name points at it
@@ -253,34 +230,24 @@ def capstone_save_atomically(fn) -> str:
         if fsynced or "os.fsync" in seen.calls or "os.fdatasync" in seen.calls:
             if fsynced and not any(replace_at and pos <= replace_at[-1] for pos in synced):
                 raise Wrong(
-                    "the temporary file was not fsynced before os.replace: a kill leaves it intact, but after "
-                    "a power cut the rename can reach the disk before the data. Call f.flush() and "
-                    "os.fsync(f.fileno()) before os.replace"
+                    "the temporary file was not fsynced before os.replace: a kill leaves it intact, but after a power cut the rename can reach the disk before the data. Call f.flush() and os.fsync(f.fileno()) before os.replace"
                 )
         else:
             raise Wrong(
-                "a kill leaves your last.pth intact, but nothing is fsynced: after a power cut the rename can "
-                "reach the disk before the data, leaving an empty last.pth. Call f.flush() and "
-                "os.fsync(f.fileno()) on the temporary file before os.replace"
+                "a kill leaves your last.pth intact, but nothing is fsynced: after a power cut the rename can reach the disk before the data, leaving an empty last.pth. Call f.flush() and os.fsync(f.fileno()) on the temporary file before os.replace"
             )
         tips = []
         if os.name == "posix":
             want = 0o666 & ~_umask()
             if saved_mode != want:
                 tips.append(
-                    f"last.pth has mode {oct(saved_mode)} where torch.save would give {oct(want)} (mkstemp and "
-                    "NamedTemporaryFile create owner-only files); os.chmod(tmp, 0o666 & ~umask) before "
-                    "os.replace keeps it readable by a serving process running as another user"
+                    f"last.pth has mode {oct(saved_mode)} where torch.save would give {oct(want)} (mkstemp and NamedTemporaryFile create owner-only files); os.chmod(tmp, 0o666 & ~umask) before os.replace keeps it readable by a serving process running as another user"
                 )
             if not any(is_dir for _, _, is_dir in fsynced):
                 tips.append(
-                    "fsync the folder after os.replace (os.open(folder, os.O_RDONLY), os.fsync, os.close) "
-                    "so that the rename itself survives a power cut"
+                    "fsync the folder after os.replace (os.open(folder, os.O_RDONLY), os.fsync, os.close) so that the rename itself survives a power cut"
                 )
-    message = (
-        "a crash at any of its write calls leaves the previous checkpoint or the complete new one, a failed "
-        "save keeps the old file and leaves no temporary file behind, and the data is fsynced."
-    )
+    message = "a crash at any of its write calls leaves the previous checkpoint or the complete new one, a failed save keeps the old file and leaves no temporary file behind, and the data is fsynced."
     if tips:
         message += (
             " Production code adds two details: "

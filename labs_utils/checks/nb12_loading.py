@@ -94,36 +94,18 @@ def _gpu_hint(loads: list[dict[str, Any]], error: str) -> str:
     for args in loads:
         ml = args.get("map_location")
         if isinstance(ml, Mapping) and any(not isinstance(v, str) for v in ml.values()):
-            return (
-                "in a dict map_location the values must be strings such as 'cpu': torch.load's dict form "
-                f"does not take torch.device objects there ({error.strip().splitlines()[0][:120]}); "
-                "write {'cuda:0': 'cpu'}, or simply map_location=torch.device('cpu')"
-            )
+            return f"in a dict map_location the values must be strings such as 'cpu': torch.load's dict form does not take torch.device objects there ({error.strip().splitlines()[0][:120]}); write {{'cuda:0': 'cpu'}}, or simply map_location=torch.device('cpu')"
         if isinstance(ml, Mapping) and "cuda:0" not in ml:
             keys = ", ".join(repr(k) for k in ml)
-            return (
-                f"map_location={{{keys}: ...}} remaps only the location tags it names, and a tag is the full "
-                "device string saved with each tensor: this file's tensors are tagged 'cuda:0' (device index "
-                "included), so no key matched and torch.load tried the GPU anyway. Use map_location='cpu' "
-                "(every tag to the CPU) or {'cuda:0': 'cpu'}"
-            )
+            return f"map_location={{{keys}: ...}} remaps only the location tags it names, and a tag is the full device string saved with each tensor: this file's tensors are tagged 'cuda:0' (device index included), so no key matched and torch.load tried the GPU anyway. Use map_location='cpu' (every tag to the CPU) or {{'cuda:0': 'cpu'}}"
         if ml is None and _maps_to_cpu(ml) is False:
-            return (
-                "without map_location, torch.load puts the tensors back on the GPU they were saved from "
-                "('cuda:0'), and the serving host has none; nothing outside torch.load (a later .cpu() or "
-                ".to(), a default device) changes that, it comes too late. Pass map_location='cpu' (or "
-                "torch.device('cpu')) to torch.load"
-            )
+            return "without map_location, torch.load puts the tensors back on the GPU they were saved from ('cuda:0'), and the serving host has none; nothing outside torch.load (a later .cpu() or .to(), a default device) changes that, it comes too late. Pass map_location='cpu' (or torch.device('cpu')) to torch.load"
         if _maps_to_cpu(ml) is False:
-            return (
-                f"map_location={ml!r} sends the tensors to a GPU, and the serving host has none: use "
-                "map_location='cpu' (or torch.device('cpu'))"
-            )
+            return f"map_location={ml!r} sends the tensors to a GPU, and the serving host has none: use map_location='cpu' (or torch.device('cpu'))"
     return (
         "your function moves the model to the GPU, and the serving host has none (torch says: "
         + first_line[:160]
-        + "): keep the model on the CPU, or choose the device at run time with "
-        "torch.cuda.is_available()"
+        + "): keep the model on the CPU, or choose the device at run time with torch.cuda.is_available()"
     )
 
 
@@ -163,8 +145,7 @@ def capstone_load_gpu_weights(fn) -> str:
         t = model.state_dict()[k]
         if t.device.type != "cpu":
             raise Wrong(
-                f"your function moves the model to the GPU ({k} is on {t.device}), and the serving host "
-                "has none: keep the model on the CPU"
+                f"your function moves the model to the GPU ({k} is on {t.device}), and the serving host has none: keep the model on the CPU"
             )
         if not torch.equal(t, v):
             raise Wrong(f"{k} does not hold the file's values: load the state_dict strictly")
@@ -202,8 +183,7 @@ def capstone_load_safely(fn) -> str:
         # judged by what is left afterwards: RunInfo still allowed for every later load
         if any(kind == "safe_globals" and "RunInfo" in hint for kind, hint in process_changes()):
             raise Wrong(
-                "RunInfo must be allowed for this one load, but add_safe_globals([RunInfo]) allows it for "
-                "every later torch.load in the process, files from strangers included",
+                "RunInfo must be allowed for this one load, but add_safe_globals([RunInfo]) allows it for every later torch.load in the process, files from strangers included",
                 covers={"safe_globals"},
             )
         extra = [
@@ -214,14 +194,11 @@ def capstone_load_safely(fn) -> str:
         ]
         if extra:
             raise Wrong(
-                f"the file needs RunInfo only, and your allowlist also lets through {_entry(extra[0])}: "
-                "every extra entry is something a malicious file may use; allow exactly [RunInfo]"
+                f"the file needs RunInfo only, and your allowlist also lets through {_entry(extra[0])}: every extra entry is something a malicious file may use; allow exactly [RunInfo]"
             )
         if not isinstance(loaded, Mapping) or set(loaded) != {"model", "info"}:
             raise Wrong(
-                "return what the file holds (a dict with 'model' and 'info'); to load the RunInfo with "
-                "weights_only=True, allow exactly that class with "
-                "torch.serialization.safe_globals([RunInfo])"
+                "return what the file holds (a dict with 'model' and 'info'); to load the RunInfo with weights_only=True, allow exactly that class with torch.serialization.safe_globals([RunInfo])"
             )
         if loaded["info"] != info or not same(dict(loaded["model"]), net().state_dict()):
             raise Wrong(
@@ -243,9 +220,7 @@ def capstone_load_safely(fn) -> str:
             raise Wrong(
                 "loading the malicious file ran its payload (the marker file appeared): "
                 + (
-                    "torch.load with weights_only=False runs the file's code while it unpickles, so a "
-                    "check of what you got afterwards comes too late, and a retry after a refusal hands the "
-                    "choice to the file. "
+                    "torch.load with weights_only=False runs the file's code while it unpickles, so a check of what you got afterwards comes too late, and a retry after a refusal hands the choice to the file. "
                     if unsafe
                     else ""
                 )
@@ -253,16 +228,13 @@ def capstone_load_safely(fn) -> str:
             )
         if not refused:
             raise Wrong(
-                f"your function returned {type(out).__name__} for the malicious file instead of refusing "
-                "it: let torch.load's UnpicklingError raise, so the caller knows the file was rejected"
+                f"your function returned {type(out).__name__} for the malicious file instead of refusing it: let torch.load's UnpicklingError raise, so the caller knows the file was rejected"
             )
     if any(
         a.get("weights_only") is False for a in seen.arguments.get(torch.serialization.load, [])
     ):
         raise Wrong(
-            "your function loaded the model card with weights_only=False: nothing restricted what "
-            "the unpickler could build during that load (a look at the file beforehand is only as "
-            "good as that look); load with weights_only=True and allow exactly RunInfo"
+            "your function loaded the model card with weights_only=False: nothing restricted what the unpickler could build during that load (a look at the file beforehand is only as good as that look); load with weights_only=True and allow exactly RunInfo"
         )
     return "the model card loads with only RunInfo allowed, and the payload never runs."
 
@@ -292,18 +264,13 @@ def _safe_globals_hint(seen: crash.WriteTrace, message: str, allowed_before: lis
     strings = [e for e in entries if isinstance(e, str)]
     if strings:
         raise Wrong(
-            f"safe_globals takes the objects themselves, not strings: pass [RunInfo] (the class you "
-            f"imported), not [{strings[0]!r}]; torch cannot turn a name into a class (it raised "
-            f"{message.removeprefix('your function raised ')[:80]})"
+            f"safe_globals takes the objects themselves, not strings: pass [RunInfo] (the class you imported), not [{strings[0]!r}]; torch cannot turn a name into a class (it raised {message.removeprefix('your function raised ')[:80]})"
         )
     if "RunInfo" in message and allowed_before and not entries:
         raise Wrong(
-            "torch.load refused RunInfo: your function worked in the notebook only because RunInfo was "
-            "already allowed for the whole process (an add_safe_globals call outside it). Allow it "
-            "inside the function, for this one load: with torch.serialization.safe_globals([RunInfo]):"
+            "torch.load refused RunInfo: your function worked in the notebook only because RunInfo was already allowed for the whole process (an add_safe_globals call outside it). Allow it inside the function, for this one load: with torch.serialization.safe_globals([RunInfo]):"
         )
     if "RunInfo" in message:
         raise Wrong(
-            "torch.load refused the file because of RunInfo (not on the default allowlist): allow "
-            "exactly that class for this load with `with torch.serialization.safe_globals([RunInfo]):`"
+            "torch.load refused the file because of RunInfo (not on the default allowlist): allow exactly that class for this load with `with torch.serialization.safe_globals([RunInfo]):`"
         )

@@ -101,32 +101,25 @@ def export_for_serving(fn) -> str:
         except Wrong as w:
             if "pickle" in str(w).lower() and _GONE in str(w):
                 raise Wrong(
-                    "torch.save(model) pickles the model's class by name, and a serving process "
-                    "that cannot import that class cannot load it; export the forward pass with "
-                    "torch.export.export and save it with torch.export.save"
+                    "torch.save(model) pickles the model's class by name, and a serving process that cannot import that class cannot load it; export the forward pass with torch.export.export and save it with torch.export.save"
                 ) from None
             raise
         if not path.is_file():
             raise Wrong(
-                "nothing was written at `path`: after torch.export.export, save the program with "
-                "torch.export.save(program, path)"
+                "nothing was written at `path`: after torch.export.export, save the program with torch.export.save(program, path)"
             )
         kind = _archive_kind(path)
         if kind == "not a zip":
             raise Wrong(
-                "the file is not a .pt2 archive (an ONNX file, or raw bytes?): this exercise ships "
-                "the program with torch.export.save, which writes a zip archive"
+                "the file is not a .pt2 archive (an ONNX file, or raw bytes?): this exercise ships the program with torch.export.save, which writes a zip archive"
             )
         if kind == "torchscript":
             raise Wrong(
-                "that is a TorchScript archive (torch.jit.save), deprecated in PyTorch 2.13: export "
-                "with torch.export.export and save with torch.export.save"
+                "that is a TorchScript archive (torch.jit.save), deprecated in PyTorch 2.13: export with torch.export.export and save with torch.export.save"
             )
         if kind != "pt2":
             raise Wrong(
-                "that is a torch.save file (a pickle of weights or of the model): the server would "
-                "still need the class; export with torch.export.export and save the program with "
-                "torch.export.save"
+                "that is a torch.save file (a pickle of weights or of the model): the server would still need the class; export with torch.export.export and save the program with torch.export.save"
             )
         program = torch.export.load(path)
     served = program.module()
@@ -139,23 +132,18 @@ def export_for_serving(fn) -> str:
             message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if "== 2" in message:
                 raise Wrong(
-                    f"the program refuses a batch of {n} ({message}): it was exported for the "
-                    "example's batch of 2 only; pass dynamic_shapes={'x': {0: Dim('batch')}} to "
-                    "torch.export.export"
+                    f"the program refuses a batch of {n} ({message}): it was exported for the example's batch of 2 only; pass dynamic_shapes={{'x': {{0: Dim('batch')}}}} to torch.export.export"
                 ) from None
             if "<=" in message:
                 raise Wrong(
-                    f"the program refuses a batch of {n} ({message}): the batch dimension has a max "
-                    "below 1000; leave max out of Dim('batch')"
+                    f"the program refuses a batch of {n} ({message}): the batch dimension has a max below 1000; leave max out of Dim('batch')"
                 ) from None
             raise Wrong(f"the program refuses a batch of {n}: {message}") from None
         with torch.no_grad():
             expected = reference(x)
         if out.shape != expected.shape or not torch.equal(out, expected):
             raise Wrong(
-                f"at a batch of {n} the program's outputs differ from the model in eval mode: it was "
-                "exported in training mode (Dropout active, BatchNorm on batch statistics); call "
-                "model.eval() before torch.export.export"
+                f"at a batch of {n} the program's outputs differ from the model in eval mode: it was exported in training mode (Dropout active, BatchNorm on batch statistics); call model.eval() before torch.export.export"
             )
     return "a .pt2 that runs any batch size without the model's class, equal to eager in eval mode."
 
@@ -205,26 +193,20 @@ def export_gated(fn) -> str:
     except Wrong as w:
         if "data-dependent" in str(w) or "DataDependent" in str(w):
             raise Wrong(
-                "torch.export cannot record an `if` on a tensor's value (data-dependent control "
-                "flow); put both branches in the graph: wrap the model in a module whose forward "
-                "returns torch.cond(x.mean() > 0, model.hot, model.cold, (x,))"
+                "torch.export cannot record an `if` on a tensor's value (data-dependent control flow); put both branches in the graph: wrap the model in a module whose forward returns torch.cond(x.mean() > 0, model.hot, model.cold, (x,))"
             ) from None
         raise
     if gated.__dict__["forward"] is not _Gated.forward or "forward" in vars(model):
         raise Wrong(
-            "your function changed the model's forward (type(model).forward = ... changes the class, "
-            "every instance of it, for the rest of the kernel): leave the class as it is and wrap "
-            "the model in a new module whose forward calls torch.cond"
+            "your function changed the model's forward (type(model).forward = ... changes the class, every instance of it, for the rest of the kernel): leave the class as it is and wrap the model in a new module whose forward calls torch.cond"
         )
     if isinstance(program, torch.jit.ScriptModule):
         raise Wrong(
-            "that is TorchScript: torch.jit.trace records only the branch the example took (and is "
-            "deprecated); return the ExportedProgram of torch.export.export"
+            "that is TorchScript: torch.jit.trace records only the branch the example took (and is deprecated); return the ExportedProgram of torch.export.export"
         )
     if not isinstance(program, torch.export.ExportedProgram):
         raise Wrong(
-            f"return the ExportedProgram that torch.export.export gives, got {type(program).__name__}"
-            " (not its .module())"
+            f"return the ExportedProgram that torch.export.export gives, got {type(program).__name__} (not its .module())"
         )
     served = program.module()
     took: dict[str, str] = {}  # batch -> the branch the program's output equals
@@ -235,14 +217,12 @@ def export_gated(fn) -> str:
         except Exception as e:  # noqa: BLE001
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             hint = (
-                " (draft_export records the branch the example took as an assertion, it does not "
-                "export the other branch)"
+                " (draft_export records the branch the example took as an assertion, it does not export the other branch)"
                 if "assertion" in first.lower()
                 else ""
             )
             raise Wrong(
-                f"the program fails on {name}: {first}{hint}; use torch.cond so that both branches "
-                "are in the graph"
+                f"the program fails on {name}: {first}{hint}; use torch.cond so that both branches are in the graph"
             ) from None
         with torch.no_grad():
             branches = {"hot": model.hot(x), "cold": model.cold(x)}
@@ -260,20 +240,16 @@ def export_gated(fn) -> str:
     if len(set(took.values())) == 1 and "neither" not in took.values():
         only = next(iter(took.values()))
         raise Wrong(
-            f"the program gives `{only}` for every batch, also where the model takes the other branch: "
-            "one branch is baked in; use torch.cond so that the choice happens when the program runs"
+            f"the program gives `{only}` for every batch, also where the model takes the other branch: one branch is baked in; use torch.cond so that the choice happens when the program runs"
         )
     if all(took[n] not in (wanted[n], "neither") for n in took):
         raise Wrong(
-            "the program takes `cold` where the model takes `hot` and the other way round: the branches "
-            "are swapped (torch.cond(pred, true_fn, false_fn, ...) runs true_fn when pred is true)"
+            "the program takes `cold` where the model takes `hot` and the other way round: the branches are swapped (torch.cond(pred, true_fn, false_fn, ...) runs true_fn when pred is true)"
         )
     wrong = [n for n in took if took[n] != wanted[n]]
     if all("rows" in n for n in wrong):
         raise Wrong(
-            f"on {wrong[0]} the program disagrees with the model, which takes the {wanted[wrong[0]]} "
-            "branch for the whole batch (x.mean() over every element); decide once per batch, not "
-            "per row"
+            f"on {wrong[0]} the program disagrees with the model, which takes the {wanted[wrong[0]]} branch for the whole batch (x.mean() over every element); decide once per batch, not per row"
         )
     raise Wrong(
         f"on {wrong[0]} the program's outputs are not those of the model's {wanted[wrong[0]]} branch"

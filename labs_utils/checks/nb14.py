@@ -68,8 +68,7 @@ def _lfs(real: bytes) -> bytes:
     import hashlib
 
     return (
-        f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(real).hexdigest()}\n"
-        f"size {len(real)}\n"
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(real).hexdigest()}\nsize {len(real)}\n"
     ).encode()
 
 
@@ -148,23 +147,16 @@ def _file_cases() -> list[tuple[str, bytes, str, str]]:
 _HINTS = {
     "empty": "an empty file has no first byte: check `if not head:` before looking at head[0]",
     "lfs-pointer": "a Git LFS pointer is text starting with b'version https://git-lfs.github.com/spec/'",
-    "html": "an HTML page may start with a UTF-8 byte-order mark (b'\\xef\\xbb\\xbf'), whitespace, and "
-    "<!doctype html> or <html> in any case: strip the mark and the whitespace, then compare in lower case",
+    "html": "an HTML page may start with a UTF-8 byte-order mark (b'\\xef\\xbb\\xbf'), whitespace, and <!doctype html> or <html> in any case: strip the mark and the whitespace, then compare in lower case",
     "zip": "every torch.save file since PyTorch 1.6, cut or not, starts with the zip header b'PK\\x03\\x04'",
-    "safetensors": "a safetensors file starts with its header length (8 bytes, little-endian, so its first "
-    "byte can be 0x80) and then b'{': check head[8:9] == b'{' before you look for a pickle",
-    "legacy": "the legacy format starts with the 14 bytes shown in section 3: a pickle's b'\\x80\\x02' and then "
-    "PyTorch's magic number",
+    "safetensors": "a safetensors file starts with its header length (8 bytes, little-endian, so its first byte can be 0x80) and then b'{': check head[8:9] == b'{' before you look for a pickle",
+    "legacy": "the legacy format starts with the 14 bytes shown in section 3: a pickle's b'\\x80\\x02' and then PyTorch's magic number",
 }
 _OTHER_HINTS = {  # what an "other" file was taken for -> why it is not that
-    "legacy": "only the legacy torch.save head counts as 'legacy': a plain pickle also starts with b'\\x80', "
-    "so compare the whole 14-byte head",
-    "html": "an XML document is not an HTML page: look for <!doctype html or <html, not for any '<', "
-    "and only at the start (after a byte-order mark and whitespace), not anywhere in the first bytes",
-    "zip": "only b'PK\\x03\\x04' starts a torch.save file; other zip records (an empty archive's "
-    "b'PK\\x05\\x06') and text that starts with 'PK' are 'other'",
-    "lfs-pointer": "a Git LFS pointer starts with the whole line "
-    "b'version https://git-lfs.github.com/spec/', not just b'version'",
+    "legacy": "only the legacy torch.save head counts as 'legacy': a plain pickle also starts with b'\\x80', so compare the whole 14-byte head",
+    "html": "an XML document is not an HTML page: look for <!doctype html or <html, not for any '<', and only at the start (after a byte-order mark and whitespace), not anywhere in the first bytes",
+    "zip": "only b'PK\\x03\\x04' starts a torch.save file; other zip records (an empty archive's b'PK\\x05\\x06') and text that starts with 'PK' are 'other'",
+    "lfs-pointer": "a Git LFS pointer starts with the whole line b'version https://git-lfs.github.com/spec/', not just b'version'",
     "safetensors": "a safetensors file has b'{' exactly at byte 8, after its 8-byte header length",
 }
 
@@ -201,9 +193,7 @@ def what_is(fn) -> str:
         two = _ask(fn, folder / "download.pth", "zip", "a complete torch.save file")
         if one != two:
             raise Wrong(
-                f"the same bytes got {one!r} as download.safetensors and {two!r} as download.pth: the "
-                "name says nothing about what a file holds (a Git LFS pointer keeps the real file's "
-                "name); read its first bytes"
+                f"the same bytes got {one!r} as download.safetensors and {two!r} as download.pth: the name says nothing about what a file holds (a Git LFS pointer keeps the real file's name); read its first bytes"
             )
         for i, (name, data, want, what) in enumerate(cases):
             path = folder / f"{i:02d}" / name
@@ -212,13 +202,11 @@ def what_is(fn) -> str:
             got = _ask(fn, path, want, what)
             if loads:
                 raise Wrong(
-                    "your function called torch.load: read the first bytes with open(path, 'rb').read(64) "
-                    "instead (loading is what fails on these files, and it can run code)"
+                    "your function called torch.load: read the first bytes with open(path, 'rb').read(64) instead (loading is what fails on these files, and it can run code)"
                 )
             if not isinstance(got, str):
                 raise Wrong(
-                    f"return one of the strings {', '.join(map(repr, LABELS))}; got {type(got).__name__} "
-                    f"{got!r} for {what}"
+                    f"return one of the strings {', '.join(map(repr, LABELS))}; got {type(got).__name__} {got!r} for {what}"
                 )
             if got not in LABELS:
                 raise Wrong(f"{got!r} is not one of {', '.join(map(repr, LABELS))} (for {what})")
@@ -322,35 +310,21 @@ def _describe_weight(got: torch.Tensor, w: torch.Tensor, new: int) -> str:
     old = w.shape[1]
     if new == 1:
         if torch.allclose(got, w.mean(dim=1, keepdim=True)):
-            return (
-                "you averaged the kernel over its input channels: the first layer's outputs are then "
-                f"1/{old} of the pretrained model's; sum it (w.sum(dim=1, keepdim=True)) so that a gray "
-                "image copied into every channel gives the same output"
-            )
+            return f"you averaged the kernel over its input channels: the first layer's outputs are then 1/{old} of the pretrained model's; sum it (w.sum(dim=1, keepdim=True)) so that a gray image copied into every channel gives the same output"
         if torch.allclose(got, w[:, :1]):
-            return (
-                "you kept only the kernel of the first input channel; sum the kernel over all its input "
-                "channels, so that the information of every channel the model learned is kept"
-            )
+            return "you kept only the kernel of the first input channel; sum the kernel over all its input channels, so that the information of every channel the model learned is kept"
         if torch.allclose(got, w.sum(dim=1, keepdim=True), rtol=1e-5, atol=1e-6):
             return ""
         return "for one channel, sum the kernel over its input channels: w.sum(dim=1, keepdim=True)"
     if not torch.equal(got[:, :old], w):
         if torch.allclose(got[:, :old], w * old / new):
-            return (
-                f"you scaled the existing kernel by {old}/{new} (timm's way); the task keeps the existing "
-                "channels' kernel unchanged and gives the new channels zeros, so the model starts exactly as "
-                "the pretrained one"
-            )
+            return f"you scaled the existing kernel by {old}/{new} (timm's way); the task keeps the existing channels' kernel unchanged and gives the new channels zeros, so the model starts exactly as the pretrained one"
         return "keep the kernel of the existing input channels unchanged: got[:, :old] must equal the old weight"
     extra = got[:, old:]
     if extra.abs().sum() != 0:
         copies = all(torch.equal(extra[:, i], w[:, i % old]) for i in range(extra.shape[1]))
         how = "copies of existing channels" if copies else "non-zero values"
-        return (
-            f"the new input channels got {how}: they must start at zero (w.new_zeros(...)), otherwise "
-            "whatever the new channel holds changes the pretrained model's output from the first step"
-        )
+        return f"the new input channels got {how}: they must start at zero (w.new_zeros(...)), otherwise whatever the new channel holds changes the pretrained model's output from the first step"
     return ""
 
 
@@ -379,14 +353,12 @@ def _judge_case(fn: Any, case: dict[str, Any], seed: int) -> None:
         for k in snapshot
     ):
         raise Wrong(
-            f"your function changed the state_dict it was given ({where}): build a new dict, "
-            "adapted = dict(state_dict), and replace the entry there"
+            f"your function changed the state_dict it was given ({where}): build a new dict, adapted = dict(state_dict), and replace the entry there"
         )
     missing = [k for k in snapshot if k not in out]
     if missing:
         raise Wrong(
-            f"{missing[0]!r} is missing from your state_dict ({where}): keep every entry, and adapt the "
-            "one at `key` instead of dropping it"
+            f"{missing[0]!r} is missing from your state_dict ({where}): keep every entry, and adapt the one at `key` instead of dropping it"
         )
     extra = [k for k in out if k not in snapshot]
     if extra:
@@ -408,8 +380,7 @@ def _judge_case(fn: Any, case: dict[str, Any], seed: int) -> None:
         )
     if got.dtype != w.dtype:
         raise Wrong(
-            f"the weight at {key!r} became {got.dtype}, the model's is {w.dtype} ({where}); "
-            "make new tensors with w.new_zeros(...) to keep the dtype"
+            f"the weight at {key!r} became {got.dtype}, the model's is {w.dtype} ({where}); make new tensors with w.new_zeros(...) to keep the dtype"
         )
     mistake = _describe_weight(got, w, new)
     if mistake:
@@ -435,7 +406,4 @@ def adapt_first_conv(fn) -> str:
     cases = _conv_cases()
     for i, case in enumerate(cases):
         _judge_case(fn, case, seed=i)
-    return (
-        f"{len(cases)} models (other names, kernels, dtypes, 1 to 5 channels) load your weights strictly and "
-        "give the pretrained model's outputs."
-    )
+    return f"{len(cases)} models (other names, kernels, dtypes, 1 to 5 channels) load your weights strictly and give the pretrained model's outputs."

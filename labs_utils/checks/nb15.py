@@ -1,13 +1,8 @@
-"""Checks for notebooks/15_resume_mid_epoch_and_ema.ipynb.
-
-``resume_mid_epoch`` crashes runs (BatchNorm, Dropout, momentum, an EMA, a two-generator
-``StatefulDataLoader``) before the first step, mid-epoch, after an epoch's last step, at an epoch
-boundary and with two workers, then finishes each run and compares it with the uninterrupted one.
-``ema_weights`` and ``resume_scaled`` compare the answer with a reference (``behaves_like``).
-"""
+"""Checks for notebooks/15_resume_mid_epoch_and_ema.ipynb."""
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import warnings
@@ -21,9 +16,6 @@ from . import Case, Wrong, as_int, behaves_like, call_answer, exercise, same
 from .fixtures import drew_after_restoring, through_file
 
 NB = "15_resume_mid_epoch_and_ema"
-
-
-# --------------------------------------------------------------------------- resume_mid_epoch
 
 _N, _BATCH, _EPOCHS = 64, 16, 2  # 4 steps per epoch
 _STEPS = _N // _BATCH
@@ -85,7 +77,6 @@ def _training_state(model, optimizer, ema, loader, epoch: int) -> dict:
 
 @functools.cache
 def _reference(num_workers: int) -> tuple:
-    """The uninterrupted run (the same in every check): its batches, final model and EMA."""
     model, optimizer, ema, loader = _objects(0, num_workers)
     log = _train(model, optimizer, ema, loader, 0, [])
     return tuple(log), *copy.deepcopy((model.state_dict(), ema.state_dict()))
@@ -93,70 +84,57 @@ def _reference(num_workers: int) -> tuple:
 
 def _where(stop_at) -> str:
     epoch, step = stop_at
-    if step in (0, _STEPS):
-        moment = (
-            "before epoch {} started"
-            if step == 0
-            else f"after the last step ({step}) of epoch {{}}"
-        )
-        return "a checkpoint taken " + moment.format(epoch)
-    return f"a checkpoint taken after step {step} of epoch {epoch}"
+    last = " (the last)" if step == _STEPS else ""
+    moment = (
+        f"before epoch {epoch} started"
+        if step == 0
+        else f"after step {step}{last} of epoch {epoch}"
+    )
+    return "a checkpoint taken " + moment
 
 
 def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> None:
     if not same(saved["model"], model.state_dict()):
         raise Wrong(
-            f"with {where}, the model's weights differ from the checkpoint's: call "
-            "model.load_state_dict(checkpoint['model']) on the model passed in"
+            f"with {where}, the model's weights differ from the checkpoint's: call model.load_state_dict(checkpoint['model']) on the model passed in"
         )
     now = optimizer.state_dict()
     if saved["optimizer"]["state"] and not now["state"]:
         raise Wrong(
-            f"with {where}, the optimizer you were given has no momentum buffers: call "
-            "optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with it)"
+            f"with {where}, the optimizer you were given has no momentum buffers: call optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with it)"
         )
     if now["state"].keys() != saved["optimizer"]["state"].keys() or not all(
         same(saved["optimizer"]["state"][i], s) for i, s in now["state"].items()
     ):
         raise Wrong(
-            f"with {where}, the optimizer's momentum buffers differ from the checkpoint's: call "
-            "optimizer.load_state_dict(checkpoint['optimizer'])"
+            f"with {where}, the optimizer's momentum buffers differ from the checkpoint's: call optimizer.load_state_dict(checkpoint['optimizer'])"
         )
     ema_now = ema.state_dict()
     if int(ema_now["n_averaged"]) == 0 and int(saved["ema"]["n_averaged"]) > 0:
         raise Wrong(
-            f"with {where}, the average you were given was not restored (its n_averaged is 0, so its next "
-            "update would copy the weights and forget the average): call "
-            "ema.load_state_dict(checkpoint['ema']) on the AveragedModel passed in"
+            f"with {where}, the average you were given was not restored (its n_averaged is 0, so its next update would copy the weights and forget the average): call ema.load_state_dict(checkpoint['ema']) on the AveragedModel passed in"
         )
     if not same(saved["ema"], ema_now):
         raise Wrong(
-            f"with {where}, the average's weights differ from the checkpoint's: load checkpoint['ema'] "
-            "with ema.load_state_dict (the AveragedModel's own keys, 'module.' prefix and n_averaged)"
+            f"with {where}, the average's weights differ from the checkpoint's: load checkpoint['ema'] with ema.load_state_dict (the AveragedModel's own keys, 'module.' prefix and n_averaged)"
         )
     if loader.next_iter_state is None and not loader._initial_iter_for_state_dict:
         # (after load_state_dict, loader.state_dict() builds the iterator the next iter() reuses: fine)
         if loader._iterator is not None:
             raise Wrong(
-                f"with {where}, your function iterated over the loader (iter(loader) or "
-                "next(iter(loader))): the first iter() after load_state_dict uses the restored position, "
-                "and the training loop's own iter() then starts a new epoch. Leave the loader to the loop"
+                f"with {where}, your function iterated over the loader (iter(loader) or next(iter(loader))): the first iter() after load_state_dict uses the restored position, and the training loop's own iter() then starts a new epoch. Leave the loader to the loop"
             )
         raise Wrong(
-            f"with {where}, the loader you were given has no restored position: call "
-            "loader.load_state_dict(checkpoint['loader']) on it (training goes on with that loader)"
+            f"with {where}, the loader you were given has no restored position: call loader.load_state_dict(checkpoint['loader']) on it (training goes on with that loader)"
         )
     saved_rng, now_rng = saved["rng"]["torch"], torch.get_rng_state()
     if not torch.equal(saved_rng, now_rng):
         if drew_after_restoring(saved_rng, now_rng):
             raise Wrong(
-                f"with {where}, your function restored torch's global generator, then drew from it before "
-                "returning (a forward pass in train mode, torch.randn, building a layer): restore the RNG "
-                "states last"
+                f"with {where}, your function restored torch's global generator, then drew from it before returning (a forward pass in train mode, torch.randn, building a layer): restore the RNG states last"
             )
         raise Wrong(
-            f"with {where}, torch's global generator (the Dropout masks) is not the checkpoint's: "
-            "restore_rng_state(checkpoint['rng'])"
+            f"with {where}, torch's global generator (the Dropout masks) is not the checkpoint's: restore_rng_state(checkpoint['rng'])"
         )
 
 
@@ -167,12 +145,10 @@ def _check_batches(log: list, reference: list, stop_at, start: int, where: str) 
         return
     if start == epoch and step > 0 and len(got) == len(expected) + step:
         raise Wrong(
-            f"with {where}, the loader gave all {len(expected)} batches of epoch {epoch} again, not the "
-            f"{len(expected) - step} left: load checkpoint['loader'] into the loader passed in"
+            f"with {where}, the loader gave all {len(expected)} batches of epoch {epoch} again, not the {len(expected) - step} left: load checkpoint['loader'] into the loader passed in"
         )
     raise Wrong(
-        f"with {where}, the batches of epoch {epoch} after the resume differ from the uninterrupted run's: "
-        "load checkpoint['loader'] into the loader passed in, and do not draw batches in your function"
+        f"with {where}, the batches of epoch {epoch} after the resume differ from the uninterrupted run's: load checkpoint['loader'] into the loader passed in, and do not draw batches in your function"
     )
 
 
@@ -195,8 +171,7 @@ def resume_mid_epoch(fn) -> str:
         except Wrong as w:
             if "n_averaged" in str(w) and "Unexpected key" in str(w):
                 raise Wrong(
-                    f"{w}: checkpoint['ema'] is the AveragedModel's own state_dict (unexpected keys "
-                    "'n_averaged' and 'module.'...); load it with ema.load_state_dict, not into ema.module"
+                    f"{w}: checkpoint['ema'] is the AveragedModel's own state_dict (unexpected keys 'n_averaged' and 'module.'...); load it with ema.load_state_dict, not into ema.module"
                 ) from None
             raise
         start = as_int(start, "the epoch your function returned")
@@ -204,46 +179,29 @@ def resume_mid_epoch(fn) -> str:
         epoch = saved["epoch"]
         if start == epoch + 1:
             raise Wrong(
-                f"with {where}, your function returned {start}, the epoch after the checkpoint's: epoch "
-                f"{epoch} is not finished, its loader state holds the batches left; return checkpoint['epoch']"
+                f"with {where}, your function returned {start}, the epoch after the checkpoint's: epoch {epoch} is not finished, its loader state holds the batches left; return checkpoint['epoch']"
             )
         if start != epoch:
             raise Wrong(
-                f"with {where}, your function returned {start}; the run goes on in the checkpoint's epoch "
-                f"({epoch}): return checkpoint['epoch']"
+                f"with {where}, your function returned {start}; the run goes on in the checkpoint's epoch ({epoch}): return checkpoint['epoch']"
             )
         _train(model, optimizer, ema, loader, start, log)
         _check_batches(log, ref_log, stop_at, start, where)
         if log != ref_log:
             raise Wrong(
-                f"with {where}, the epochs after the resumed one got other batches than the uninterrupted "
-                "run: restore every object passed in, and build nothing that draws from the loader's "
-                "generators"
+                f"with {where}, the epochs after the resumed one got other batches than the uninterrupted run: restore every object passed in, and build nothing that draws from the loader's generators"
             )
         if not same(ref_model, model.state_dict()) or not same(ref_ema, ema.state_dict()):
             raise Wrong(
-                f"with {where}, the run saw the same batches but ended with other weights: restore the "
-                "model, the optimizer, the EMA and the RNG states, and draw no random numbers afterwards"
+                f"with {where}, the run saw the same batches but ended with other weights: restore the model, the optimizer, the EMA and the RNG states, and draw no random numbers afterwards"
             )
-    return (
-        "the model and its EMA end identical to uninterrupted runs, resumed before the first step, mid-epoch, "
-        "after an epoch's last step, at an epoch boundary, and with 2 workers."
-    )
+    return "the model and its EMA end identical to uninterrupted runs, resumed before the first step, mid-epoch, after an epoch's last step, at an epoch boundary, and with 2 workers."
 
 
-# --------------------------------------------------------------------------- ema_weights
-
-
-class _HasModule(nn.Module):
+def _has_module() -> nn.Module:
     """A model with a submodule of its own named ``module``: its keys start with 'module.'."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.module = nn.Linear(4, 6)
-        self.head = nn.Sequential(nn.ReLU(), nn.Linear(6, 3))
-
-    def forward(self, x):
-        return self.head(self.module(x))
+    layers = {"module": nn.Linear(4, 6), "relu": nn.ReLU(), "head": nn.Linear(6, 3)}
+    return nn.Sequential(collections.OrderedDict(layers))
 
 
 def _bn_model() -> nn.Module:
@@ -253,13 +211,12 @@ def _bn_model() -> nn.Module:
 # (factory, use_buffers, description)
 _EMA_CASES = [
     (_bn_model, True, "a model with BatchNorm (use_buffers=True)"),
-    (_HasModule, True, "a model with a submodule named 'module'"),
+    (_has_module, True, "a model with a submodule named 'module'"),
     (_bn_model, False, "a model with BatchNorm (use_buffers=False)"),
 ]
 
 
 def _trained_average(factory, use_buffers: bool, seed: int):
-    """An AveragedModel that differs from its model: a few SGD steps, an update after each."""
     torch.manual_seed(seed)
     model = factory()
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.8), use_buffers=use_buffers)
@@ -272,10 +229,6 @@ def _trained_average(factory, use_buffers: bool, seed: int):
     return model, ema
 
 
-def _average_only(factory, use_buffers: bool, seed: int) -> tuple:
-    return (_trained_average(factory, use_buffers, seed)[1],)
-
-
 def _without_counter(ema) -> dict:
     return {k: v.clone() for k, v in ema.state_dict().items() if k != "n_averaged"}
 
@@ -283,24 +236,19 @@ def _without_counter(ema) -> dict:
 _EMA_MISTAKES = [
     (
         lambda ema: ema.state_dict(),
-        "your dict holds 'n_averaged', the AveragedModel's own counter: it is not a weight of the "
-        "model, which refuses it as an unexpected key. Take the weights of ema.module",
+        "your dict holds 'n_averaged', the AveragedModel's own counter: it is not a weight of the model, which refuses it as an unexpected key. Take the weights of ema.module",
     ),
     (
         _without_counter,
-        "the keys still carry AveragedModel's 'module.' prefix ('module.0.weight'): take "
-        "ema.module.state_dict(), or remove the prefix once, at the start of each key",
+        "the keys still carry AveragedModel's 'module.' prefix ('module.0.weight'): take ema.module.state_dict(), or remove the prefix once, at the start of each key",
     ),
     (
         lambda ema: {k.replace("module.", ""): v for k, v in _without_counter(ema).items()},
-        "a key lost more than AveragedModel's prefix: the check's model has a submodule named "
-        "'module', and replace('module.', '') or lstrip('module.') removes more than the prefix. "
-        "Remove it only once, at the start (str.removeprefix), or use ema.module.state_dict()",
+        "a key lost more than AveragedModel's prefix: the check's model has a submodule named 'module', and replace('module.', '') or lstrip('module.') removes more than the prefix. Remove it only once, at the start (str.removeprefix), or use ema.module.state_dict()",
     ),
     (
         lambda ema: {k: v.detach().clone() for k, v in ema.module.named_parameters()},
-        "the buffers are missing: parameters alone leave out BatchNorm's running statistics; a "
-        "state_dict holds parameters and buffers",
+        "the buffers are missing: parameters alone leave out BatchNorm's running statistics; a state_dict holds parameters and buffers",
     ),
     (
         lambda ema: copy.deepcopy(ema.module),
@@ -313,7 +261,10 @@ _EMA_MISTAKES = [
 def ema_weights(fn) -> str:
     """``fn(ema)`` returns the averaged weights as a plain state_dict of copies."""
     cases = [
-        Case(what, functools.partial(_average_only, factory, buffers, len(what)))
+        Case(
+            what,
+            functools.partial(lambda *a: _trained_average(*a)[1:], factory, buffers, len(what)),
+        )
         for factory, buffers, what in _EMA_CASES
     ]
     reference = lambda ema: copy.deepcopy(ema.module.state_dict())  # noqa: E731
@@ -325,31 +276,21 @@ def ema_weights(fn) -> str:
     changed = [k for k, v in out.items() if not torch.equal(v, kept[k])]
     if changed:
         raise Wrong(
-            f"the tensors you returned share memory with the average: the next "
-            f"ema.update_parameters(model) changed {changed[0]!r} in your dict (a state_dict's "
-            "tensors are the module's own). Return copies: v.clone() for each tensor, or "
-            "copy.deepcopy of the dict"
+            f"the tensors you returned share memory with the average: the next ema.update_parameters(model) changed {changed[0]!r} in your dict (a state_dict's tensors are the module's own). Return copies: v.clone() for each tensor, or copy.deepcopy of the dict"
         )
-    return (
-        "a plain state_dict of copies: it loads strictly into a fresh model, answers like the "
-        "average, and later updates of the average leave it alone."
-    )
+    return "a plain state_dict of copies: it loads strictly into a fresh model, answers like the average, and later updates of the average leave it alone."
 
-
-# --------------------------------------------------------------------------- resume_scaled
 
 _BEFORE, _AFTER = 4, 6
 
 
-def _schedulers():
-    """(name, factory(optimizer)) for each schedule the check resumes."""
-    sched = torch.optim.lr_scheduler
-    return [
-        ("CosineAnnealingLR", lambda opt: sched.CosineAnnealingLR(opt, T_max=12)),
-        ("LambdaLR", lambda opt: sched.LambdaLR(opt, lambda e: 1.0 / (1 + e))),
-        ("StepLR", lambda opt: sched.StepLR(opt, step_size=3, gamma=0.5)),
-        ("ExponentialLR", lambda opt: sched.ExponentialLR(opt, gamma=0.8)),
-    ]
+_sched = torch.optim.lr_scheduler
+_SCHEDULERS = [  # (name, factory(optimizer)) for each schedule the check resumes
+    ("CosineAnnealingLR", lambda opt: _sched.CosineAnnealingLR(opt, T_max=12)),
+    ("LambdaLR", lambda opt: _sched.LambdaLR(opt, lambda e: 1.0 / (1 + e))),
+    ("StepLR", lambda opt: _sched.StepLR(opt, step_size=3, gamma=0.5)),
+    ("ExponentialLR", lambda opt: _sched.ExponentialLR(opt, gamma=0.8)),
+]
 
 
 def _scheduled(make_scheduler, lrs=(0.1, 0.01)):
@@ -365,8 +306,7 @@ def _scheduled(make_scheduler, lrs=(0.1, 0.01)):
 
 
 def _rates(optimizer, scheduler, steps: int) -> list[list[float]]:
-    """The learning rate of each group at each of the next ``steps`` steps (no gradients: only the schedule moves)."""
-    rates = []
+    rates = []  # each group's rate at each of the next steps (no gradients: only the schedule moves)
     for _ in range(steps):
         rates.append([g["lr"] for g in optimizer.param_groups])
         optimizer.zero_grad()
@@ -376,7 +316,6 @@ def _rates(optimizer, scheduler, steps: int) -> list[list[float]]:
 
 
 def _checkpoint_of(make_scheduler) -> dict:
-    """The optimizer's and scheduler's states after ``_BEFORE`` training steps, through a file."""
     model, optimizer, scheduler = _scheduled(make_scheduler)
     for _ in range(_BEFORE):
         optimizer.zero_grad()
@@ -387,18 +326,19 @@ def _checkpoint_of(make_scheduler) -> dict:
 
 
 def _resumed(make_scheduler, factor: float) -> tuple:
-    """A new process: the checkpoint, a fresh optimizer and scheduler, the factor."""
     _, optimizer, scheduler = _scheduled(make_scheduler, lrs=(0.3, 0.03))
     return _checkpoint_of(make_scheduler), optimizer, scheduler, factor
 
 
 def _afterwards(out, args) -> tuple:
-    """What counts: the optimizer's state, the scheduler's step, the default rate for new groups,
-    each group's rate from now on."""
     _, optimizer, scheduler, _ = args
     state = copy.deepcopy(optimizer.state_dict()["state"])
-    default = optimizer.defaults["lr"]
-    return state, scheduler.last_epoch, default, _rates(optimizer, scheduler, _AFTER)
+    return (
+        state,
+        scheduler.last_epoch,
+        optimizer.defaults["lr"],
+        _rates(optimizer, scheduler, _AFTER),
+    )
 
 
 def _resume(
@@ -436,51 +376,39 @@ def _defaults_only(checkpoint, optimizer, scheduler, factor):
 _SCALED_MISTAKES = [
     (
         _resume(before=True),
-        "the rates are the saved ones, not scaled: optimizer.load_state_dict puts the saved rates "
-        "back (and scheduler.load_state_dict the saved base_lrs), so scale after loading both",
+        "the rates are the saved ones, not scaled: optimizer.load_state_dict puts the saved rates back (and scheduler.load_state_dict the saved base_lrs), so scale after loading both",
     ),
     (
         _defaults_only,
-        "you changed optimizer.defaults['lr'], which only seeds param groups added later: the "
-        "rates in use are each group's 'lr' in optimizer.param_groups (and scheduler.base_lrs for "
-        "schedulers that compute from them); scale those",
+        "you changed optimizer.defaults['lr'], which only seeds param groups added later: the rates in use are each group's 'lr' in optimizer.param_groups (and scheduler.base_lrs for schedulers that compute from them); scale those",
     ),
     (
         _resume(bases=0),
-        "the first rate after the resume is scaled, then LambdaLR goes back to the plan: it "
-        "computes each rate from scheduler.base_lrs, which scheduler.load_state_dict restored; "
-        "scale scheduler.base_lrs too",
+        "the first rate after the resume is scaled, then LambdaLR goes back to the plan: it computes each rate from scheduler.base_lrs, which scheduler.load_state_dict restored; scale scheduler.base_lrs too",
     ),
     (
         _resume(groups=0),
-        "the rate in use right after the resume is not scaled, and CosineAnnealingLR, StepLR and "
-        "ExponentialLR multiply the current rate at each step (they read base_lrs only in special "
-        "cases): multiply every optimizer.param_groups[i]['lr'] by factor as well",
+        "the rate in use right after the resume is not scaled, and CosineAnnealingLR, StepLR and ExponentialLR multiply the current rate at each step (they read base_lrs only in special cases): multiply every optimizer.param_groups[i]['lr'] by factor as well",
     ),
     (
         _resume(groups=1, bases=1),
-        "only the first parameter group's rate is scaled; the optimizer has two groups: change "
-        "every group in optimizer.param_groups (and every entry of scheduler.base_lrs)",
+        "only the first parameter group's rate is scaled; the optimizer has two groups: change every group in optimizer.param_groups (and every entry of scheduler.base_lrs)",
     ),
     (
         _resume(to="factor"),
-        "each rate became factor itself: multiply the current rates by factor "
-        "(group['lr'] *= factor) instead of setting them to a value",
+        "each rate became factor itself: multiply the current rates by factor (group['lr'] *= factor) instead of setting them to a value",
     ),
     (
         _resume(load=("optimizer",)),
-        "the scheduler you were given starts again from step 0: call "
-        "scheduler.load_state_dict(checkpoint['scheduler'])",
+        "the scheduler you were given starts again from step 0: call scheduler.load_state_dict(checkpoint['scheduler'])",
     ),
     (
         _resume(step=True),
-        "your function moved the scheduler one step on: do not call scheduler.step() in it; the "
-        "next training step does",
+        "your function moved the scheduler one step on: do not call scheduler.step() in it; the next training step does",
     ),
     (
         _resume(groups=0, bases=0, load=("scheduler",)),
-        "the optimizer you were given has no state (AdamW's averages): call "
-        "optimizer.load_state_dict(checkpoint['optimizer']) on that object",
+        "the optimizer you were given has no state (AdamW's averages): call optimizer.load_state_dict(checkpoint['optimizer']) on that object",
     ),
 ]
 
@@ -491,10 +419,7 @@ def resume_scaled(fn) -> str:
     from now on."""
     cases = [
         Case(f"{name} and factor={f}", functools.partial(_resumed, make, f), _afterwards)
-        for (name, make), f in zip(_schedulers(), (0.1, 0.5, 0.5, 0.1))
+        for (name, make), f in zip(_SCHEDULERS, (0.1, 0.5, 0.5, 0.1))
     ]
     behaves_like(fn, _resume(), cases, _SCALED_MISTAKES)
-    return (
-        "every group's rate is factor times the plan at every later step, for schedulers that "
-        "scale the current rate and for LambdaLR, which computes from base_lrs."
-    )
+    return "every group's rate is factor times the plan at every later step, for schedulers that scale the current rate and for LambdaLR, which computes from base_lrs."

@@ -198,31 +198,23 @@ def _picking(pick: Any) -> Any:
 _WEIGHTS_MISTAKES = [
     (
         _picking(lambda sd, p: sd),
-        "you returned the whole state_dict of the LightningModule; keep only the entries under "
-        "the attribute's prefix (such as 'net.') and remove that prefix",
+        "you returned the whole state_dict of the LightningModule; keep only the entries under the attribute's prefix (such as 'net.') and remove that prefix",
     ),
     (
         _picking(lambda sd, p: {k: v for k, v in sd.items() if k.startswith(p)}),
-        "the keys still start with the attribute's prefix (such as 'net.'); remove the prefix "
-        "from each key, once",
+        "the keys still start with the attribute's prefix (such as 'net.'); remove the prefix from each key, once",
     ),
     (
         _picking(lambda sd, p: {k.replace(p, ""): v for k, v in sd.items() if k.startswith(p)}),
-        "'model.model.weight' became 'weight': the prefix was removed more than once, but the "
-        "submodule's own key is 'model.weight'. str.replace removes every occurrence, a while loop "
-        "strips a run, and normalize_keys strips a run of prefixes unless you pass like=; remove "
-        "the prefix once, at the start: key[len(prefix):]",
+        "'model.model.weight' became 'weight': the prefix was removed more than once, but the submodule's own key is 'model.weight'. str.replace removes every occurrence, a while loop strips a run, and normalize_keys strips a run of prefixes unless you pass like=; remove the prefix once, at the start: key[len(prefix):]",
     ),
     (
         _picking(lambda sd, p: {k[len(p) :]: v for k, v in sd.items() if k.startswith(p[:-1])}),
-        "the entries of another attribute that starts with the same letters came along "
-        "('net_ema.' with 'net'); test key.startswith(attribute + '.'), with the dot",
+        "the entries of another attribute that starts with the same letters came along ('net_ema.' with 'net'); test key.startswith(attribute + '.'), with the dot",
     ),
     (
         _picking(lambda sd, p: {k.removeprefix(p): v for k, v in sd.items()}),
-        "the keys of the other attributes came along (each belongs to another attribute of the "
-        "LightningModule, and a plain module's strict load refuses them): keep only the keys "
-        "under the attribute's prefix",
+        "the keys of the other attributes came along (each belongs to another attribute of the LightningModule, and a plain module's strict load refuses them): keep only the keys under the attribute's prefix",
     ),
 ]
 
@@ -250,20 +242,13 @@ def weights_from_ckpt(fn) -> str:
             refused = True
         if marker.exists():
             raise Wrong(
-                "given a tampered .ckpt, your function ran the code hidden in its 'callbacks' entry "
-                "(it wrote a marker file while loading): load with torch.load(path, "
-                "weights_only=True) and never retry with weights_only=False"
+                "given a tampered .ckpt, your function ran the code hidden in its 'callbacks' entry (it wrote a marker file while loading): load with torch.load(path, weights_only=True) and never retry with weights_only=False"
             )
         if not refused:
             raise Wrong(
-                "given a tampered .ckpt that safe loading refuses, your function returned "
-                f"{type(out).__name__} instead of raising: let the UnpicklingError through, so "
-                "that the caller knows the file is not what it should be"
+                f"given a tampered .ckpt that safe loading refuses, your function returned {type(out).__name__} instead of raising: let the UnpicklingError through, so that the caller knows the file is not what it should be"
             )
-    return (
-        "the weights of each attribute, keys as the submodule has them, loaded safely; the "
-        "tampered file was refused."
-    )
+    return "the weights of each attribute, keys as the submodule has them, loaded safely; the tampered file was refused."
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,11 +350,7 @@ def _scale_hint(used: float, r: int, alpha: float, rslora: bool, scale: float) -
 
     whole = alpha // math.isqrt(r) if rslora else alpha // r
     if near(used, whole) and not near(whole, scale):
-        return (
-            f"your scale is {whole}, what integer division gives ({alpha} // "
-            f"{'isqrt(r)' if rslora else r}): s = lora_alpha / r is a fraction here ({scale:g}); "
-            "use /, not //"
-        )
+        return f"your scale is {whole}, what integer division gives ({alpha} // {'isqrt(r)' if rslora else r}): s = lora_alpha / r is a fraction here ({scale:g}); use /, not //"
     if near(used, 0.0):
         return "the weight did not change: the adapter's B @ A was not added to it"
     if near(used, 1.0) and not near(scale, 1.0):
@@ -381,10 +362,7 @@ def _scale_hint(used: float, r: int, alpha: float, rslora: bool, scale: float) -
     if near(used, r / alpha):
         return f"the scale is upside down: s = lora_alpha / r = {alpha} / {r}, not r / lora_alpha"
     if rslora and near(used, alpha / r):
-        return (
-            f"this adapter has use_rslora = true in adapter_config.json: its scale is "
-            f"lora_alpha / sqrt(r) = {scale:g}, not lora_alpha / r = {alpha / r:g}"
-        )
+        return f"this adapter has use_rslora = true in adapter_config.json: its scale is lora_alpha / sqrt(r) = {scale:g}, not lora_alpha / r = {alpha / r:g}"
     if not rslora and near(used, alpha / math.sqrt(r)):
         return f"lora_alpha / sqrt(r) is for use_rslora = true only; here s = lora_alpha / r = {scale:g}"
     if near(used, alpha):
@@ -403,9 +381,7 @@ def _judge_merge(out: Any, base_sd: dict, ref: dict, case: int, scale: float) ->
     peft_keys = sorted(k for k in got if k.startswith("base_model.model.") or ".lora_" in k)
     if peft_keys:
         raise Wrong(
-            f"{where}: your state_dict has the key {peft_keys[0]!r}; the base model's keys have no "
-            "'base_model.model.' and no lora_ entries: strip 'base_model.model.' and "
-            "'.lora_A.weight' to get the module's name, and write its '.weight'"
+            f"{where}: your state_dict has the key {peft_keys[0]!r}; the base model's keys have no 'base_model.model.' and no lora_ entries: strip 'base_model.model.' and '.lora_A.weight' to get the module's name, and write its '.weight'"
         )
     if got != want:
         raise Wrong(f"{where}: expected the base model's keys {sorted(want)}, got {sorted(got)}")
@@ -417,15 +393,13 @@ def _judge_merge(out: Any, base_sd: dict, ref: dict, case: int, scale: float) ->
             or value.dtype != base.dtype
         ):
             raise Wrong(
-                f"{where}: {k!r} should be a {base.dtype} tensor of shape {tuple(base.shape)}, got "
-                f"{getattr(value, 'dtype', type(value).__name__)} {tuple(getattr(value, 'shape', ()))}"
+                f"{where}: {k!r} should be a {base.dtype} tensor of shape {tuple(base.shape)}, got {getattr(value, 'dtype', type(value).__name__)} {tuple(getattr(value, 'shape', ()))}"
             )
         targeted = not torch.equal(ref[k], base)
         if not targeted:
             if not torch.equal(value, base):
                 raise Wrong(
-                    f"{where}: {k!r} changed, but the adapter has nothing for it; change only "
-                    "the weights of modules with lora_A and lora_B in the file"
+                    f"{where}: {k!r} changed, but the adapter has nothing for it; change only the weights of modules with lora_A and lora_B in the file"
                 )
             continue
         if torch.allclose(value, ref[k], rtol=1e-5, atol=1e-5):
@@ -434,9 +408,7 @@ def _judge_merge(out: Any, base_sd: dict, ref: dict, case: int, scale: float) ->
         if hint:
             raise Wrong(f"{where}: {k!r}: {hint}")
         raise Wrong(
-            f"{where}: {k!r} differs from PEFT's merge_and_unload by up to "
-            f"{(value - ref[k]).abs().max().item():.3g}: it should be W + s * (B @ A), with B "
-            "(out x r) and A (r x in) of that module"
+            f"{where}: {k!r} differs from PEFT's merge_and_unload by up to {(value - ref[k]).abs().max().item():.3g}: it should be W + s * (B @ A), with B (out x r) and A (r x in) of that module"
         )
 
 
@@ -459,8 +431,7 @@ def merge_lora(fn) -> str:
                     or "cannot be multiplied" in msg
                 ):
                     raise Wrong(
-                        f"adapter on {name}: {msg}; the shapes: lora_B is (out x r) and lora_A is "
-                        "(r x in), so B @ A is (out x in), like the weight"
+                        f"adapter on {name}: {msg}; the shapes: lora_B is (out x r) and lora_A is (r x in), so B @ A is (out x in), like the weight"
                     ) from None
                 raise Wrong(f"adapter on {name}: {msg}") from None
             changed = set(given) != set(base_sd) or any(
@@ -469,12 +440,7 @@ def merge_lora(fn) -> str:
             )
             if changed:
                 raise Wrong(
-                    f"adapter on {name}: your function changed the state_dict you were given (its "
-                    "entries or their values); build a new dict, e.g. merged = dict(base_state_dict), "
-                    "and assign new tensors with + instead of +="
+                    f"adapter on {name}: your function changed the state_dict you were given (its entries or their values); build a new dict, e.g. merged = dict(base_state_dict), and assign new tensors with + instead of +="
                 )
             _judge_merge(out, base_sd, ref, case, scale)
-    return (
-        "every adapter merged as PEFT's merge_and_unload does (within 1e-5), other entries unchanged, "
-        "the given state_dict left alone."
-    )
+    return "every adapter merged as PEFT's merge_and_unload does (within 1e-5), other entries unchanged, the given state_dict left alone."

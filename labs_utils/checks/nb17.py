@@ -87,26 +87,22 @@ _NUMPY_MISTAKES = [
     ),
     (
         _in_place,
-        "your function replaced the tensors in the dict it was given: build and return a new "
-        "dict, and leave the caller's state_dict as it was",
+        "your function replaced the tensors in the dict it was given: build and return a new dict, and leave the caller's state_dict as it was",
     ),
     (
         lambda sd: {k: v.numpy() for k, v in sd.items()},
-        "NumPy has no bfloat16 (and `.numpy()` refuses a tensor that requires grad): convert "
-        "bfloat16 with `.float()` and call `.detach()` first",
+        "NumPy has no bfloat16 (and `.numpy()` refuses a tensor that requires grad): convert bfloat16 with `.float()` and call `.detach()` first",
     ),
     (
         lambda sd: {k: v.detach().float().numpy() for k, v in sd.items()},
-        "only bfloat16 changes dtype: float16 stays float16 and an integer buffer stays an "
-        "integer; convert with `.float()` only when `v.dtype == torch.bfloat16`",
+        "only bfloat16 changes dtype: float16 stays float16 and an integer buffer stays an integer; convert with `.float()` only when `v.dtype == torch.bfloat16`",
     ),
     (
         lambda sd: {
             k: (v.half() if v.dtype == torch.bfloat16 else v).detach().numpy()
             for k, v in sd.items()
         },
-        "bfloat16 -> float16 loses range: values above 65504 become inf; use `.float()`, "
-        "which holds every bfloat16 value exactly",
+        "bfloat16 -> float16 loses range: values above 65504 become inf; use `.float()`, which holds every bfloat16 value exactly",
     ),
     (
         lambda sd: {
@@ -122,10 +118,7 @@ def to_numpy(fn) -> str:
     """``fn(state_dict)`` returns a new dict of NumPy arrays: bfloat16 as float32, every other
     dtype kept, the input unchanged."""
     behaves_like(fn, _to_numpy, _numpy_cases(), _NUMPY_MISTAKES)
-    return (
-        "bfloat16 became float32 exactly, float16 and integer tensors kept their dtype, and "
-        "the input was left as it was (tried on five state_dicts, one with values above 65504)."
-    )
+    return "bfloat16 became float32 exactly, float16 and integer tensors kept their dtype, and the input was left as it was (tried on five state_dicts, one with values above 65504)."
 
 
 # --- load_int8: quantize a fresh model the same way, then load --------------------------------
@@ -198,13 +191,11 @@ def load_int8(fn) -> str:
     mistakes = [
         (
             _float_model,
-            "a float model cannot take int8 tensors: quantize the fresh model with "
-            "`quantize_(model, Int8WeightOnlyConfig())` first, then `load_state_dict`",
+            "a float model cannot take int8 tensors: quantize the fresh model with `quantize_(model, Int8WeightOnlyConfig())` first, then `load_state_dict`",
         ),
         (
             _dequantized,
-            "the model computes with float32 weights now: keep them int8 by quantizing the "
-            "fresh model first and loading the int8 state_dict into it",
+            "the model computes with float32 weights now: keep them int8 by quantizing the fresh model first and loading the int8 state_dict into it",
         ),
     ]
     behaves_like(fn, _load_int8, cases, mistakes)

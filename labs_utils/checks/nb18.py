@@ -144,13 +144,11 @@ _SHARDED_MISTAKES = [
     (_returns_nothing, "your function returned None: end it with `return model`"),
     (
         _glob_all,
-        "load only the shards the index lists (`set(index['weight_map'].values())`): the folder "
-        "held an old shard from an earlier save, and its values overwrote the new ones",
+        "load only the shards the index lists (`set(index['weight_map'].values())`): the folder held an old shard from an earlier save, and its values overwrote the new ones",
     ),
     (
         _first_shard_only,
-        "some weights kept their initial values: load every shard the index names, "
-        "`sorted(set(index['weight_map'].values()))`, not only the first",
+        "some weights kept their initial values: load every shard the index names, `sorted(set(index['weight_map'].values()))`, not only the first",
     ),
 ]
 
@@ -177,15 +175,11 @@ def load_sharded(fn) -> str:
         except Wrong as w:
             if "Missing key(s)" in str(w):
                 raise Wrong(
-                    "a shard holds only some of the keys, so a strict load of one shard "
-                    "reports all the others as missing: load each with `strict=False`, and "
-                    "check the keys once, after the last shard"
+                    "a shard holds only some of the keys, so a strict load of one shard reports all the others as missing: load each with `strict=False`, and check the keys once, after the last shard"
                 ) from None
             if str(w).startswith("your function raised"):
                 raise Wrong(
-                    f"{w} -- on a complete folder (every key of the model is in some shard). "
-                    "One shard's `missing_keys` are only the keys of the other shards: "
-                    "collect the keys loaded from all shards and compare them at the end"
+                    f"{w} -- on a complete folder (every key of the model is in some shard). One shard's `missing_keys` are only the keys of the other shards: collect the keys loaded from all shards and compare them at the end"
                 ) from None
             raise
         deeper = nn.Sequential(*_mlp(1), nn.Linear(4, 4))
@@ -195,16 +189,11 @@ def load_sharded(fn) -> str:
             pass  # it raised, as asked
         else:
             raise Wrong(
-                "a model one layer deeper than the checkpoint loaded without an error, and its "
-                "last layer kept random weights: `strict=False` reports nothing, so compare the "
-                "keys you loaded with `model.state_dict()` at the end and raise if some are missing"
+                "a model one layer deeper than the checkpoint loaded without an error, and its last layer kept random weights: `strict=False` reports nothing, so compare the keys you loaded with `model.state_dict()` at the end and raise if some are missing"
             )
     finally:
         _cleanup()
-    return (
-        "every shard the index lists, one at a time, stale shards ignored, and an error when "
-        "the model has keys no shard holds (tried on three folders and a deeper model)."
-    )
+    return "every shard the index lists, one at a time, stale shards ignored, and an error when the model has keys no shard holds (tried on three folders and a deeper model)."
 
 
 # --- average_checkpoints: floats averaged, other entries from the last -------------------------
@@ -326,23 +315,19 @@ _AVERAGE_MISTAKES = [
     ),
     (
         _in_place,
-        "your function changed the checkpoints it was given (`+=` on their tensors): build a "
-        "new dict from new tensors, e.g. `torch.stack([...]).mean(0)`",
+        "your function changed the checkpoints it was given (`+=` on their tensors): build a new dict from new tensors, e.g. `torch.stack([...]).mean(0)`",
     ),
     (
         _everything_as_float,
-        "integer buffers (`num_batches_tracked`, a step count) and bool masks keep their dtype "
-        "and are not averaged: take them from the last checkpoint",
+        "integer buffers (`num_batches_tracked`, a step count) and bool masks keep their dtype and are not averaged: take them from the last checkpoint",
     ),
     (
         _ints_from_first,
-        "take the entries that are not floats from the *last* checkpoint, `state_dicts[-1]`, "
-        "not the first",
+        "take the entries that are not floats from the *last* checkpoint, `state_dicts[-1]`, not the first",
     ),
     (
         _only_float32,
-        "average every floating-point dtype (a float64 or float16 entry too): test "
-        "`value.is_floating_point()` instead of `dtype == torch.float32`",
+        "average every floating-point dtype (a float64 or float16 entry too): test `value.is_floating_point()` instead of `dtype == torch.float32`",
     ),
 ]
 
@@ -362,12 +347,7 @@ def average_checkpoints(fn) -> str:
     except Wrong as w:
         if "could not infer output dtype" in str(w) or "mean(): " in str(w):
             raise Wrong(
-                "`mean` refuses integer tensors such as `num_batches_tracked`: average only "
-                "the entries where `value.is_floating_point()`, and keep the others from the "
-                "last checkpoint"
+                "`mean` refuses integer tensors such as `num_batches_tracked`: average only the entries where `value.is_floating_point()`, and keep the others from the last checkpoint"
             ) from None
         raise
-    return (
-        "floats of every dtype averaged, integer and bool entries taken from the last "
-        "checkpoint, and the checkpoints given left as they were."
-    )
+    return "floats of every dtype averaged, integer and bool entries taken from the last checkpoint, and the checkpoints given left as they were."

@@ -68,21 +68,18 @@ _DENSE_MISTAKES = [
             "weight": torch.tensor(k, dtype=torch.float32),
             "bias": torch.tensor(b, dtype=torch.float32),
         },
-        "the weight has the kernel's shape (in, out); nn.Linear stores (out, in): transpose it "
-        "with `kernel.T`",
+        "the weight has the kernel's shape (in, out); nn.Linear stores (out, in): transpose it with `kernel.T`",
     ),
     (
         lambda k, b: {
             "weight": torch.tensor(k.reshape(k.shape[1], k.shape[0]), dtype=torch.float32),
             "bias": torch.tensor(b, dtype=torch.float32),
         },
-        "`reshape` gives the right shape but puts the numbers in the wrong places: a "
-        "transpose (`kernel.T`) is needed, not a reshape",
+        "`reshape` gives the right shape but puts the numbers in the wrong places: a transpose (`kernel.T`) is needed, not a reshape",
     ),
     (
         lambda k, b: {"weight": k.T, "bias": b},
-        "the values are NumPy arrays: a state_dict holds torch tensors "
-        "(`torch.tensor(kernel.T, dtype=torch.float32)`)",
+        "the values are NumPy arrays: a state_dict holds torch tensors (`torch.tensor(kernel.T, dtype=torch.float32)`)",
     ),
     (
         lambda k, b: {"weight": torch.tensor(k.T), "bias": torch.tensor(b)},
@@ -99,10 +96,7 @@ _DENSE_MISTAKES = [
 def keras_dense_to_linear(fn) -> str:
     """``fn(kernel, bias)`` returns nn.Linear's state_dict: weight = kernel.T, float32 tensors."""
     behaves_like(fn, _dense, _dense_cases(), _DENSE_MISTAKES)
-    return (
-        "weight is the kernel transposed to (out, in), both float32 tensors, the arrays left "
-        "as they were (tried on four kernels, one square, one float64)."
-    )
+    return "weight is the kernel transposed to (out, in), both float32 tensors, the arrays left as they were (tried on four kernels, one square, one float64)."
 
 
 # --- merge_zero_partitions: per-rank flat slices -> one state_dict -------------------------------
@@ -197,19 +191,16 @@ def _rank_major(partitions, param_shapes):
 _MERGE_MISTAKES = [
     (
         _insertion_order,
-        "the slices were joined in the order the dict lists the ranks: sort the ranks "
-        "(`sorted(partitions)`) so rank 0 comes first",
+        "the slices were joined in the order the dict lists the ranks: sort the ranks (`sorted(partitions)`) so rank 0 comes first",
     ),
     (_text_order, "ranks sorted as text put rank 10 before rank 2: sort them as numbers"),
     (
         _first_group_only,
-        "only the first parameter group was merged: do the same for every group in "
-        "`param_shapes`, with that group's slice from every rank",
+        "only the first parameter group was merged: do the same for every group in `param_shapes`, with that group's slice from every rank",
     ),
     (
         _rank_major,
-        "all of rank 0's groups were joined before rank 1's: join group g's slices across "
-        "the ranks first, one vector per group",
+        "all of rank 0's groups were joined before rank 1's: join group g's slices across the ranks first, one vector per group",
     ),
     (_flat, "the tensors are still flat: give each one its shape (`.reshape(shape)`)"),
 ]
@@ -219,7 +210,4 @@ _MERGE_MISTAKES = [
 def merge_zero_partitions(fn) -> str:
     """``fn(partitions, param_shapes)`` returns every parameter, merged in rank order."""
     behaves_like(fn, _merge, _merge_cases(), _MERGE_MISTAKES)
-    return (
-        "each group's slices joined in rank order, cut by param_shapes, padding left out "
-        "(tried on ranks out of order, two groups and twelve ranks)."
-    )
+    return "each group's slices joined in rank order, cut by param_shapes, padding left out (tried on ranks out of order, two groups and twelve ranks)."

@@ -131,7 +131,7 @@ def test_ema_weights_aliasing_is_real():
 
 
 def test_ema_weights_submodule_named_module_breaks_replace():
-    _, ema = nb15._trained_average(nb15._HasModule, True, seed=0)
+    _, ema = nb15._trained_average(nb15._has_module, True, seed=0)
     assert "module.module.weight" in ema.state_dict()
     assert "weight" in answers_nb15._replace_everywhere(ema) and "weight" in answers_nb15._lstrip(
         ema
@@ -175,14 +175,14 @@ def _scaled_rates(answer, name, make_scheduler, factor):
     ],
 )
 def test_every_rejected_scaling_gives_other_rates(answer):
-    results = [_scaled_rates(answer, name, make, 0.1) for name, make in nb15._schedulers()]
+    results = [_scaled_rates(answer, name, make, 0.1) for name, make in nb15._SCHEDULERS]
     assert not all(results)
 
 
 def test_scaling_only_the_current_rate_is_right_for_recursive_schedulers_and_wrong_for_lambdalr():
     by_name = {
         name: _scaled_rates(answers_nb15._group_lr_only, name, make, 0.1)
-        for name, make in nb15._schedulers()
+        for name, make in nb15._SCHEDULERS
     }
     assert by_name == {
         "CosineAnnealingLR": True,
@@ -192,5 +192,5 @@ def test_scaling_only_the_current_rate_is_right_for_recursive_schedulers_and_wro
     }
     assert all(
         _scaled_rates(answers_nb15._right_scaled, name, make, 0.5)
-        for name, make in nb15._schedulers()
+        for name, make in nb15._SCHEDULERS
     )
