@@ -1,14 +1,8 @@
-"""Convert a ``torch.save`` state_dict (or the ``model`` entry of a training checkpoint) to safetensors.
+"""Convert a ``torch.save`` state_dict (or a training checkpoint's weights) to safetensors.
 
-``convert_to_safetensors(src, dst)`` loads ``src`` with safe loading (``weights_only=True``, on the
-CPU), picks the weights, optionally strips the wrapper prefixes (``module.``, ``_orig_mod.``) that
-every key carries, writes ``dst`` atomically (a crash never leaves a torn file) and checks the
-round trip with ``torch.equal``.
-
-The header metadata says where the weights came from (``format: pt``, ``source``,
-``source_entry``, ``stripped_prefixes``). Top-level numbers and strings of a training checkpoint
-(``epoch`` ...) are copied under a ``ckpt.`` namespace (``ckpt.epoch``), so they can never
-overwrite those keys: loaders such as Hugging Face's check ``format``.
+The header says where the weights came from (``format: pt``, ``source``, ``source_entry``,
+``stripped_prefixes``); a checkpoint's top-level numbers and strings go under ``ckpt.``
+(``ckpt.epoch``), so they never overwrite those keys.
 """
 
 from __future__ import annotations
@@ -55,11 +49,9 @@ class ConvertResult:
     tensors: int
     file_bytes: int
     stripped: list[str] = field(default_factory=list)
-    # keys written as copies of a shared tensor
-    untied: list[str] = field(default_factory=list)
+    untied: list[str] = field(default_factory=list)  # keys written as copies of a shared tensor
     metadata: dict[str, str] = field(default_factory=dict)
-    # prefix -> keys that carry it (not all)
-    kept_prefixes: dict[str, int] = field(default_factory=dict)
+    kept_prefixes: dict[str, int] = field(default_factory=dict)  # prefix -> keys that carry it
     strip_prefixes: bool = False  # whether stripping was asked for
 
     def lines(self) -> list[str]:
@@ -107,12 +99,9 @@ def convert_to_safetensors(
 ) -> ConvertResult:
     """Write the weights of ``src`` (a ``.pth``/``.pt`` file) to ``dst`` (``.safetensors``).
 
-    ``strip_prefixes=True`` removes the wrapper prefixes that every key carries, and only those;
-    the result says what it stripped and which prefixes it kept because only some keys have them.
-    ``dst`` gets the mode ``open(dst, "wb")`` would give it (see ``checkpoints.atomic_write``).
-
-    Raises ``FileNotFoundError``/``IsADirectoryError``/``CheckpointError``/``FileExistsError``/
-    ``ValueError`` with a message naming the file and the fix.
+    ``src`` is loaded safely (``weights_only=True``, CPU); ``dst`` is written atomically and
+    checked with ``torch.equal``. ``strip_prefixes=True`` removes the wrapper prefixes that every
+    key carries, and only those. Errors name the file and the fix.
 
     Example::
 
@@ -170,12 +159,13 @@ def convert_to_safetensors(
             f"{dst}: the written file does not match {src}; the disk may be failing"
         )
     kept = partial_prefixes(list(tensors)) if strip_prefixes else {}
+    size = dst.stat().st_size
     return ConvertResult(
         str(src),
         str(dst),
         entry,
         len(tensors),
-        dst.stat().st_size,
+        size,
         stripped,
         untied,
         metadata,
@@ -203,8 +193,9 @@ def _weights(src: Path, obj: Any) -> tuple[str, Mapping[str, torch.Tensor]]:
 
 
 def _untied(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Contiguous CPU tensors, each with memory of its own (safetensors refuses shared memory),
-    and the keys that were written as copies of an earlier one."""
+    """Contiguous CPU tensors with memory of their own (safetensors refuses shared memory), and the
+    keys written as copies of an earlier one.
+    """
     tensors: dict[str, torch.Tensor] = {}
     seen: dict[tuple[int, int], str] = {}
     untied: list[str] = []

@@ -16,9 +16,10 @@ import torch
 __all__ = ["capture_rng_state", "restore_rng_state"]
 
 
-# --------------------------------------------------------------------------------------------
-# Random number generator states
-# --------------------------------------------------------------------------------------------
+_NO_GENERATOR = (
+    " (a DataLoader made without generator=... has loader.generator None: give it a "
+    "torch.Generator so its shuffling can be saved)"
+)
 
 
 def _check_generators(
@@ -35,12 +36,7 @@ def _check_generators(
         if not isinstance(name, str):
             raise TypeError(f"{where}: generator names must be strings, got {name!r}")
         if not isinstance(g, torch.Generator):
-            hint = (
-                " (a DataLoader made without generator=... has loader.generator None: give it a "
-                "torch.Generator so its shuffling can be saved)"
-                if g is None
-                else ""
-            )
+            hint = "" if g is not None else _NO_GENERATOR
             raise TypeError(
                 f"{where}: generators[{name!r}] is {type(g).__name__}, not a torch.Generator{hint}"
             )
@@ -50,14 +46,10 @@ def _check_generators(
 def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
     """The state of every random number generator a training run draws from.
 
-    Returns a dict with ``python`` (``random``), ``numpy`` (the legacy global generator that
-    ``np.random.*`` uses), ``torch`` (CPU), ``cuda`` (one state per GPU, or ``None`` without CUDA)
-    and ``generators``: the state of each ``torch.Generator`` in ``generators``, for example
-    ``{"train_loader": train_loader.generator}``, which decides a DataLoader's shuffling.
-
-    Everything is stored as tensors, ints, strings and tuples, so a checkpoint holding it loads
-    with ``torch.load(..., weights_only=True)`` (numpy's own state holds an ``ndarray``, which
-    safe loading refuses; here it is a tensor).
+    A dict with ``python``, ``numpy`` (the legacy global generator), ``torch`` (CPU), ``cuda`` (one
+    state per GPU, or ``None``) and ``generators``: each ``torch.Generator`` named in
+    ``generators``, e.g. ``{"train_loader": train_loader.generator}`` (a DataLoader's shuffling).
+    Stored as tensors, ints, strings and tuples, so it loads with ``weights_only=True``.
 
     Example::
 
@@ -105,10 +97,9 @@ def restore_rng_state(
 ) -> list[str]:
     """Put back what ``capture_rng_state`` returned; returns the names of what was restored.
 
-    ``generators`` names the ``torch.Generator`` objects to restore (the same names as at
-    capture time; each must be in ``state``). CUDA states are restored when this machine has
-    CUDA with the same number of GPUs; a checkpoint saved with CUDA restores everything else
-    on a CPU-only machine (a bit-exact resume across devices is not possible anyway).
+    ``generators`` names the ``torch.Generator`` objects to restore (as at capture time). CUDA
+    states are restored on a machine with the same number of GPUs; on a CPU-only machine the rest
+    is restored.
 
     Example::
 
@@ -126,10 +117,8 @@ def restore_rng_state(
         >>> restored[:3], restored[-1]  # and "cuda" on a machine with CUDA
         (['python', 'numpy', 'torch'], 'train_loader')
         >>> again = draw()
-        >>> first[:2] == again[:2]  # random and numpy
-        True
-        >>> torch.equal(first[2], again[2]), torch.equal(first[3], again[3])
-        (True, True)
+        >>> first[:2] == again[:2], torch.equal(first[2], again[2]), torch.equal(first[3], again[3])
+        (True, True, True)
     """
     import numpy as np
 
@@ -162,14 +151,9 @@ def restore_rng_state(
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
     key = n["key"].cpu().numpy() if isinstance(n["key"], torch.Tensor) else np.asarray(n["key"])
+    key = key.astype(np.uint32)
     np.random.set_state(
-        (
-            n["bit_generator"],
-            key.astype(np.uint32),
-            int(n["pos"]),
-            int(n["has_gauss"]),
-            float(n["gauss"]),
-        )
+        (n["bit_generator"], key, int(n["pos"]), int(n["has_gauss"]), float(n["gauss"]))
     )
     torch.set_rng_state(state["torch"].cpu())
     restored = ["python", "numpy", "torch"]
