@@ -89,9 +89,6 @@ REGISTRY: dict[str, Exercise] = {}
 _history: list[str] = []  # the checks run in this kernel session, in order
 
 
-# --- registering and running checks ------------------------------------------------------------
-
-
 def _home(module: str, lesson: str) -> str:
     """The notebook an exercise is in: its module is named after it (``nb12`` -> ``12_...``)."""
     number = module.rsplit(".", 1)[-1].removeprefix("nb")[:2]

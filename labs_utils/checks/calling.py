@@ -38,9 +38,6 @@ class NotAttempted(Exception):
     """Raised inside a check when the answer is still a placeholder."""
 
 
-# --- placeholders ------------------------------------------------------------------------------
-
-
 def _is_placeholder(answer: Any) -> bool:
     return answer is None or answer is Ellipsis
 
@@ -67,8 +64,6 @@ def is_placeholder_function(fn: Any) -> bool:
     except (OSError, TypeError):
         return False
 
-
-# --- what a learner's code may not change for the whole process --------------------------------
 
 _side_effects: list[tuple[str, str]] = []  # (kind, hint)
 
@@ -151,8 +146,6 @@ def _describe_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tup
         out.append(("cwd", _CHANGED["cwd"]))
     return out
 
-
-# --- calling the learner's code ----------------------------------------------------------------
 
 _last_call: list[str] = []  # one line: the learner's last call in this check and its outcome
 _where: list[str] = []  # the learner's own line where their code raised
@@ -313,9 +306,6 @@ def as_int(value: Any, what: str = "the answer") -> int:
             f"{what} should be a whole number (an int), got {type(value).__name__} {value!r}{hint}: wrap it in int(...) or use integer arithmetic (//)"
         )
     raise Wrong(f"{what} should be a whole number (an int), got {type(value).__name__}")
-
-
-# --- keeping the learner's process as it was -------------------------------------------------
 
 
 @contextlib.contextmanager

@@ -9,8 +9,6 @@ from typing import Any
 
 from .calling import NotAttempted, Wrong, run_answer, summary
 
-# --- comparing with a reference ----------------------------------------------------------------
-
 
 def same(a: Any, b: Any) -> bool:
     """Equal as a learner's result counts: tensors by dtype, shape and values; mappings by keys

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 CORRECT, WRONG, NOT_ATTEMPTED = "correct", "wrong", "not attempted"
 
 
-# --- what a learner sees ---------------------------------------------------------------------
-
 _STYLE = {  # border and a translucent background: readable on light and dark themes alike
     CORRECT: ("#2e7d32", "rgba(46, 125, 50, 0.12)"),
     WRONG: ("#d84315", "rgba(230, 81, 0, 0.12)"),

@@ -17,9 +17,6 @@ from .fixtures import cnn_with_moved_statistics, snapshot
 NB = "01_state_dict_basics"
 
 
-# --- buffer_keys: the state_dict keys that are buffers ----------------------------------------
-
-
 class Gated(nn.Module):
     """The check's model: a parameter not called weight/bias (``gain``), buffers that are not
     BatchNorm's (``mask``, and ``loss_fn.weight``: a loss with class weights keeps them as a
@@ -114,9 +111,6 @@ def buffers_in_state_dict(fn) -> str:
             f"{len(missing)} buffer key(s) of {where} missing, e.g. {missing[0]!r}: compare model.state_dict() keys with model.named_parameters()"
         )
     return "BatchNorm's statistics and counter, other persistent buffers too, never a non-persistent one: right on SmallCNN and on three other models."
-
-
-# --- save_and_reload: a round trip through the file -------------------------------------------
 
 
 def _models() -> list[nn.Module]:

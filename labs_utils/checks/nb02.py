@@ -10,7 +10,6 @@ from . import Wrong, as_int, call_answer, exercise
 
 NB = "02_architecture_mismatch"
 
-# --- remap_keys: features. -> backbone., classifier. -> head., at the start of a key only ------
 
 _PREFIXES = {"features.": "backbone.", "classifier.": "head."}
 
@@ -146,9 +145,6 @@ def _call_untouched(fn, state_dict: dict) -> Mapping:
     if not isinstance(out, Mapping):
         raise Wrong(f"return a dict of new names to tensors, got {type(out).__name__}")
     return out
-
-
-# --- doc_input_size: the input side for which 16*26*26 is right -------------------------------
 
 
 @exercise("doc_input_size", notebook=NB)

@@ -13,9 +13,6 @@ from .fixtures import changed_keys, snapshot
 NB = "03_partial_loading_and_transfer"
 
 
-# --- keep_layers: select whole modules, never substrings -------------------------------------
-
-
 def _layers_state_dict() -> dict[str, torch.Tensor]:
     keys = [
         "conv1.weight",
@@ -97,9 +94,6 @@ def keep_layers(fn) -> str:
             ):
                 raise Wrong(f"the value of {k!r} changed; keep the tensors as they are")
     return "whole modules only ('fc1.' keeps fc1, not fc10 or mlp.fc1), buffers included, a new dict, the input left as it was."
-
-
-# --- fits: entries whose name and shape match a model ----------------------------------------
 
 
 class Pair(nn.Module):
@@ -222,8 +216,6 @@ def _judge_fits(fn, sd: dict, model: nn.Module, fitting: set[str]) -> None:
                 )
             raise Wrong(f"the value of {k!r} changed; return the state_dict's tensors as they are")
 
-
-# --- to_small_cnn: a key_map for two renamed modules ------------------------------------------
 
 _RENAMES = {
     "backbone.0.weight": "features.0.weight",

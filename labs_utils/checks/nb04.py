@@ -80,8 +80,6 @@ def resume_keys(answer) -> str:
     return "model, optimizer, scheduler, epoch and the RNG states: everything the next step depends on."
 
 
-# --------------------------------------------------------------------------- resume_exactly
-
 EPOCHS, CRASH = 4, 2
 
 
@@ -358,8 +356,6 @@ def _check_generator(saved: torch.Tensor, now: torch.Tensor, what: str, examples
         f"{what} is not in the checkpoint's state (a seed, even the run's first one, does not bring back the state at the crash): call {fix}"
     )
 
-
-# --------------------------------------------------------------------------- best_by_accuracy
 
 # epoch: (val_loss, val_accuracy); the lowest loss (epoch 1) is not the highest accuracy (epoch 2)
 _EPOCH_METRICS = [(0.9, 0.60), (0.5, 0.70), (0.6, 0.80), (0.7, 0.75)]

@@ -42,8 +42,6 @@ def fresh_scaler_skips(answer) -> str:
     return "2**16 -> 2**9 is seven halvings: seven batches thrown away, which restoring the scaler's state avoids."
 
 
-# --------------------------------------------------------------------------- amp_checkpoint
-
 KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch")
 EPOCH = 4
 

@@ -46,11 +46,6 @@ def _device_or_none(value) -> torch.device | None:
         return None
 
 
-# --------------------------------------------------------------------------------------------
-# Exercise 1: a dict map_location for files from cuda:0 and cuda:1
-# --------------------------------------------------------------------------------------------
-
-
 @exercise("map_two_gpus_to_cpu", notebook=NB)
 def map_two_gpus_to_cpu(answer) -> str:
     """``answer``: a dict ``map_location`` that loads files saved on cuda:0 or cuda:1 onto the CPU."""
@@ -104,11 +99,6 @@ def map_two_gpus_to_cpu(answer) -> str:
         if any(v.device.type != "cpu" for v in sd.values()):
             raise Wrong(f"loading the {tag} file with your dict left tensors off the CPU")
     return "both files load onto the CPU; tags not in a dict stay where they were saved."
-
-
-# --------------------------------------------------------------------------------------------
-# Exercise 2: storage_locations(path) with a callable map_location
-# --------------------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -242,9 +232,6 @@ def _tags_of(got: Any) -> set | None:
     if isinstance(got, (set, frozenset)):
         return set(got)
     return None
-
-
-# ---- realistic answers the check is tested with (tests/test_checks.py feeds every one)
 
 
 @exercise("storage_locations", notebook=NB)

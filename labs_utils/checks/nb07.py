@@ -24,11 +24,6 @@ from . import Case, Wrong, behaves_like, call_answer, exercise, spy
 NB = "07_ddp_and_wrapper_prefixes"
 
 
-# --------------------------------------------------------------------------------------------
-# Exercise 1: strip_prefix(state_dict, prefix)
-# --------------------------------------------------------------------------------------------
-
-
 def _state_dict(keys: list[str], seed: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {k: torch.randn(2, 3, generator=g) for k in keys}
@@ -148,11 +143,6 @@ def strip_prefix(fn) -> str:
 
 def _args(keys: list[str], prefix: str, seed: int) -> tuple[dict, str]:
     return _state_dict(keys, seed), prefix
-
-
-# --------------------------------------------------------------------------------------------
-# Exercise 2: load_into_wrapped(wrapped, state_dict)
-# --------------------------------------------------------------------------------------------
 
 
 class _WithBatchNorm(nn.Module):

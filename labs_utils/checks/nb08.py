@@ -121,11 +121,6 @@ def _save_and_load(obj: Any) -> Any:
             return torch.load(path, weights_only=True)
 
 
-# --------------------------------------------------------------------------------------------
-# Exercise 1: make_loadable
-# --------------------------------------------------------------------------------------------
-
-
 @exercise("make_loadable", notebook=NB)
 def make_loadable(fn) -> str:
     """``fn(ckpt)`` returns a new dict that ``torch.load(weights_only=True)`` accepts, values converted."""
@@ -188,11 +183,6 @@ def _judge_value(key: str, value: Any, got: Any) -> None:
         raise Wrong(
             f"{key!r} should load as {want!r} ({type(want).__name__}), got {got!r} ({type(got).__name__})"
         )
-
-
-# --------------------------------------------------------------------------------------------
-# Exercise 2: allowlist_for_exercise_file
-# --------------------------------------------------------------------------------------------
 
 
 def _exercise_file(folder: Path) -> Path:

@@ -16,11 +16,6 @@ from .fixtures import changed_keys, scratch_file, snapshot
 NB = "09_safetensors"
 
 
-# --------------------------------------------------------------------------------------------
-# Exercise 1: save_with_epoch(model, path, epoch)
-# --------------------------------------------------------------------------------------------
-
-
 class _TiedLM(nn.Module):
     """The notebook's pattern with other sizes: the output layer is the embedding."""
 
@@ -131,11 +126,6 @@ def save_with_epoch(fn) -> str:
                     "load_model gives other weights than the model's; save the model's own tensors"
                 )
     return "each shared tensor stored once, the epoch in the header, and load_model gives the tied model back."
-
-
-# --------------------------------------------------------------------------------------------
-# Exercise 2: read_one(path, key)
-# --------------------------------------------------------------------------------------------
 
 
 class _CountingHandle:

@@ -141,11 +141,6 @@ def _listing(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in folder.iterdir()}
 
 
-# --------------------------------------------------------------------------------------------
-# Exercise 1: dcp_to_weights
-# --------------------------------------------------------------------------------------------
-
-
 def _checkpoint_failure(w: Wrong) -> str | None:
     """The last line of a CheckpointException's message (it wraps a traceback per rank), or None."""
     text = str(w)
@@ -241,11 +236,6 @@ def dcp_to_weights(fn) -> str:
                 raise Wrong("your function changed the checkpoint folder; write only to out_path")
             _judge_weights_file(out, expected, label)
     return "a weights-only file from both checkpoints (one process, two ranks), ready for model.load_state_dict(torch.load(path, weights_only=True))."
-
-
-# --------------------------------------------------------------------------------------------
-# Exercise 2: saved_shapes
-# --------------------------------------------------------------------------------------------
 
 
 def _readers() -> dict:

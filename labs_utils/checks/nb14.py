@@ -28,9 +28,6 @@ from . import Wrong, call_answer, exercise, spy
 
 NB = "14_error_field_guide"
 
-# --------------------------------------------------------------------------------------------
-# Exercise 1: what_is
-# --------------------------------------------------------------------------------------------
 
 LABELS = ("empty", "lfs-pointer", "html", "zip", "safetensors", "legacy", "other")
 _LEGACY_HEAD = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
@@ -220,11 +217,6 @@ def what_is(fn) -> str:
                 )
                 raise Wrong(f"{what} ({name}) should be {want!r}, you said {got!r}: {hint}")
     return f"{len(cases)} files named from their bytes alone, none loaded."
-
-
-# --------------------------------------------------------------------------------------------
-# Exercise 2: adapt_first_conv
-# --------------------------------------------------------------------------------------------
 
 
 class StemNet(nn.Module):

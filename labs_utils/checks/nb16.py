@@ -60,11 +60,6 @@ def _attempted(fn: Any) -> None:
         raise NotAttempted
 
 
-# --------------------------------------------------------------------------------------------
-# Exercise 1: the network out of a Lightning checkpoint
-# --------------------------------------------------------------------------------------------
-
-
 @contextlib.contextmanager
 def _quiet_lightning():
     """Lightning's info lines and its machine-dependent advice stay out of the learner's cell."""
@@ -249,11 +244,6 @@ def weights_from_ckpt(fn) -> str:
                 f"given a tampered .ckpt that safe loading refuses, your function returned {type(out).__name__} instead of raising: let the UnpicklingError through, so that the caller knows the file is not what it should be"
             )
     return "the weights of each attribute, keys as the submodule has them, loaded safely; the tampered file was refused."
-
-
-# --------------------------------------------------------------------------------------------
-# Exercise 2: merge a LoRA adapter without PEFT
-# --------------------------------------------------------------------------------------------
 
 
 class _MLP(nn.Module):

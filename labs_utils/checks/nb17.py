@@ -16,9 +16,6 @@ from . import Case, behaves_like, exercise
 NB = "17_precision_and_quantization"
 
 
-# --- to_numpy: bfloat16 -> float32, every other dtype kept, a new dict --------------------------
-
-
 def _to_numpy(sd):
     return {
         k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy()
@@ -119,9 +116,6 @@ def to_numpy(fn) -> str:
     dtype kept, the input unchanged."""
     behaves_like(fn, _to_numpy, _numpy_cases(), _NUMPY_MISTAKES)
     return "bfloat16 became float32 exactly, float16 and integer tensors kept their dtype, and the input was left as it was (tried on five state_dicts, one with values above 65504)."
-
-
-# --- load_int8: quantize a fresh model the same way, then load --------------------------------
 
 
 def _quantize(model):

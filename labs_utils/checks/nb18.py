@@ -17,9 +17,6 @@ from . import Case, Wrong, behaves_like, exercise, run_answer
 NB = "18_big_models_and_serving"
 
 
-# --- load_sharded: every shard the index lists, strict=False, then every key checked ----------
-
-
 def _index(folder: Path) -> dict:
     return json.loads((folder / "model.safetensors.index.json").read_text())
 
@@ -194,9 +191,6 @@ def load_sharded(fn) -> str:
     finally:
         _cleanup()
     return "every shard the index lists, one at a time, stale shards ignored, and an error when the model has keys no shard holds (tried on three folders and a deeper model)."
-
-
-# --- average_checkpoints: floats averaged, other entries from the last -------------------------
 
 
 def _average(state_dicts):

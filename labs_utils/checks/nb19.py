@@ -13,9 +13,6 @@ from . import Case, behaves_like, exercise
 NB = "19_weights_from_elsewhere"
 
 
-# --- keras_dense_to_linear: kernel (in, out) -> weight (out, in), float32 tensors ----------------
-
-
 def _dense(kernel, bias):
     return {
         "weight": torch.tensor(kernel.T, dtype=torch.float32),
@@ -97,9 +94,6 @@ def keras_dense_to_linear(fn) -> str:
     """``fn(kernel, bias)`` returns nn.Linear's state_dict: weight = kernel.T, float32 tensors."""
     behaves_like(fn, _dense, _dense_cases(), _DENSE_MISTAKES)
     return "weight is the kernel transposed to (out, in), both float32 tensors, the arrays left as they were (tried on four kernels, one square, one float64)."
-
-
-# --- merge_zero_partitions: per-rank flat slices -> one state_dict -------------------------------
 
 
 def _merge(partitions, param_shapes):
