@@ -1,12 +1,6 @@
-"""What the toolkit's functions accept: a model, a state_dict, or the path of a file holding one.
-
-* ``as_state_dict(obj)``: a model, a state_dict or a file path as ``(state_dict, model_or_None)``.
-* ``WEIGHT_KEYS``, ``is_state_dict``, ``weights_entry``: where the weights of a training
-  checkpoint are (``checkpoint["model"]`` ...), for the inspector and the converter.
-* ``with_metadata_of(sd, entries)``: ``entries`` with a copy of ``sd``'s ``_metadata`` (the module
-  versions ``load_state_dict`` reads), without the ``assign_to_params_buffers`` flag that a
-  ``load_state_dict(..., assign=True)`` leaves in it (pytorch#188166): a toolkit function never
-  passes that flag on, so its loads copy and cast as they say.
+"""What the toolkit's functions accept (a model, a state_dict or a file path), where a training
+checkpoint keeps its weights, and state_dict ``_metadata`` copied without the flag a
+``load_state_dict(..., assign=True)`` leaves in it (pytorch#188166), so toolkit loads copy and cast.
 """
 
 from __future__ import annotations
@@ -20,14 +14,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-__all__ = [
-    "as_state_dict",
-    "WEIGHT_KEYS",
-    "is_state_dict",
-    "weights_entry",
-    "metadata_copy",
-    "with_metadata_of",
-]
+__all__ = ["as_state_dict", "WEIGHT_KEYS", "is_state_dict", "weights_entry", "metadata_copy"]
+__all__ += ["with_metadata_of"]
 
 #: Keys under which training checkpoints keep the model's state_dict, most common first.
 WEIGHT_KEYS = ("model", "state_dict", "model_state_dict", "module", "net", "weights")
@@ -67,14 +55,9 @@ def is_state_dict(m: Any) -> bool:
 
 
 def weights_entry(obj: Any) -> tuple[str | None, Mapping[str, Any] | None]:
-    """Where the weights of a loaded file are: ``("model", obj["model"])`` for a training
-    checkpoint, ``("", obj)`` for a state_dict, else ``(None, None)``.
-
-    A known weights key (``WEIGHT_KEYS``) holding a state_dict wins over the top level, so
-    ``{"model": sd, "step": torch.tensor(100)}`` is read as a training checkpoint even though one
-    of its values is a tensor. The top level is a state_dict only if none of its values is itself
-    a state_dict. (``as_state_dict`` asks the opposite way on purpose: given a checkpoint where a
-    state_dict is expected, it refuses and names the key to pass, rather than pick one.)
+    """Where a loaded file's weights are: ``("model", obj["model"])`` for a training checkpoint,
+    ``("", obj)`` for a state_dict (none of whose values is one), else ``(None, None)``. A known
+    weights key wins over the top level. (``as_state_dict`` refuses a checkpoint instead.)
     """
     if isinstance(obj, Mapping):
         for k in WEIGHT_KEYS:
@@ -88,10 +71,8 @@ def weights_entry(obj: Any) -> tuple[str | None, Mapping[str, Any] | None]:
 def as_state_dict(
     obj: Any, *, what: str = "state_dict"
 ) -> tuple[Mapping[str, Any], nn.Module | None]:
-    """Turn a model, a state_dict or a file path into ``(state_dict, model_or_None)``.
-
-    Raises a ``TypeError``/``ValueError``/``FileNotFoundError`` that says what was wrong and what
-    to pass instead.
+    """A model, a state_dict or a file path as ``(state_dict, model_or_None)``; errors say what to
+    pass instead.
 
     Example::
 
@@ -131,10 +112,10 @@ def as_state_dict(
         if len(obj) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             nested = [k for k in WEIGHT_KEYS if isinstance(obj.get(k), Mapping)]
             hint = (
-                f"; it looks like a training checkpoint: pass checkpoint[{nested[0]!r}]"
-                if nested
-                else "; pass model.state_dict() or the entry of your checkpoint that holds the weights"
+                "; pass model.state_dict() or the entry of your checkpoint that holds the weights"
             )
+            if nested:
+                hint = f"; it looks like a training checkpoint: pass checkpoint[{nested[0]!r}]"
             raise ValueError(
                 f"expected a {what} (a mapping of names to tensors), but no value is a tensor "
                 f"(top-level keys: {sorted(map(str, obj))[:8]}){hint}"
