@@ -1,9 +1,5 @@
-"""Helper package for the PyTorch weights workbook.
-
-It carries what the lessons need but do not teach (tiny models, data, training loops,
-plots, process workers, self-checks) and the production-grade utilities the lessons build
-up to (state-dict tools, checkpoints). The PyTorch call a lesson is about always stays in
-the notebook.
+"""Helper package for the PyTorch weights workbook: what the lessons need but do not teach, and
+the toolkit they build up to. The PyTorch call a lesson is about always stays in the notebook.
 """
 
 from __future__ import annotations
@@ -18,12 +14,10 @@ __version__ = "0.1.0"
 
 
 def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
-    """Seed python, numpy and torch (CPU and every CUDA device) with ``seed``.
+    """Seed python, numpy and torch (CPU and every CUDA device) with ``seed``; returns it.
 
-    With ``deterministic=True`` it also asks PyTorch for deterministic algorithms where that
-    is cheap: cuDNN autotuning off, deterministic cuDNN kernels, and
-    ``torch.use_deterministic_algorithms(True, warn_only=True)`` (ops without a deterministic
-    implementation warn instead of failing). Returns the seed.
+    ``deterministic=True`` also turns cuDNN autotuning off and asks for deterministic algorithms
+    (``warn_only=True``: ops without one warn instead of failing).
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(
@@ -47,10 +41,8 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
 
 
 def scratch_dir(name: str, root: str | os.PathLike = "runs") -> Path:
-    """Return an empty folder ``runs/<name>`` for the files a notebook writes.
-
-    The folder is removed and made again, so a rerun starts from the same state. The path is
-    relative (to the notebook's folder), so outputs never show a machine's absolute paths.
+    """An empty folder ``runs/<name>`` (removed and made again, so a rerun starts the same), with a
+    relative path, so outputs never show a machine's absolute paths.
     """
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in {".", ".."}:
         raise ValueError(
@@ -64,11 +56,7 @@ def scratch_dir(name: str, root: str | os.PathLike = "runs") -> Path:
 
 
 def data_file(name: str) -> Path:
-    """Path of a fixture shipped in the repository's ``data/`` folder (see data/README.md).
-
-    It does not depend on the current folder, so a notebook finds its fixtures wherever it runs
-    (the workbook, or a learner edition built elsewhere).
-    """
+    """Path of a fixture in the repository's ``data/`` folder, wherever the notebook runs."""
     path = Path(__file__).resolve().parent.parent / "data" / name
     if not path.is_file():
         raise FileNotFoundError(

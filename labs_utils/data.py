@@ -13,17 +13,10 @@ def _generator(seed: int) -> torch.Generator:
 
 
 def blobs(
-    n_samples: int = 512,
-    n_features: int = 10,
-    n_classes: int = 2,
-    *,
-    noise: float = 1.0,
-    seed: int = 0,
+    n_samples: int = 512, n_features: int = 10, n_classes: int = 2, *, noise=1.0, seed: int = 0
 ) -> TensorDataset:
-    """Gaussian blobs: ``n_classes`` clusters in ``n_features`` dimensions.
-
-    Returns a ``TensorDataset`` of float32 features and int64 labels. The same seed always
-    gives the same data, on any machine.
+    """Gaussian blobs: ``n_classes`` clusters in ``n_features`` dimensions, as a ``TensorDataset``
+    of float32 features and int64 labels; the same seed gives the same data on any machine.
     """
     if n_samples < 1 or n_features < 1 or n_classes < 2:
         raise ValueError(

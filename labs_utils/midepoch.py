@@ -1,21 +1,11 @@
 """Random data augmentation that a mid-epoch resume can reproduce (scaffolding for notebook 15).
 
-``Jitter(dataset, noise, seed=None)`` adds Gaussian noise to the first element of every sample,
-the simplest random augmentation. Where the noise comes from is the lesson:
-
-* ``seed=None``: from torch's global generator, as most transforms do. In a ``DataLoader``
-  worker process that generator belongs to the worker, which seeds it with
-  ``base_seed + worker_id`` when it starts. A resumed loader starts new workers from the same
-  ``base_seed``, so their streams start again from the beginning of the epoch: the batches
-  after a mid-epoch resume get other noise than in the uninterrupted run.
-* ``seed=<int>``: from a generator seeded with ``(seed, epoch, index)`` for each sample, so a
-  sample gets the same noise in the same epoch whichever process loads it, and whenever. Call
-  ``set_epoch(epoch)`` before each epoch (as with ``DistributedSampler``). Worker processes that
-  outlive an epoch (``persistent_workers=True``) keep their copy and never see it; a sampler that
-  yields ``(epoch, index)`` pairs carries the epoch to them (notebook 15), and the pair's wins.
-
-The class lives here rather than in the notebook because worker processes started with the
-``spawn`` method (the default on macOS and Windows) must import the dataset's class by name.
+``Jitter(dataset, noise, seed=None)`` adds Gaussian noise to each sample's first element. With
+``seed=None`` the noise comes from torch's global generator, which a resumed loader's new
+workers re-seed from the start of the epoch, so a resume gets other noise. With ``seed=<int>``
+each sample's generator is seeded with ``(seed, epoch, index)``: call ``set_epoch`` before each
+epoch, or let a sampler yield ``(epoch, index)`` pairs (which win). It lives in a module because
+``spawn`` worker processes import the dataset's class by name.
 """
 
 from __future__ import annotations

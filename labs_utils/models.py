@@ -1,13 +1,7 @@
-"""Models used by the lessons.
-
-The first three follow the first source document ("How to save model weights separately"),
-``Net`` follows the second one's end-to-end skeleton. They are corrected so they run:
-
-* ``ComplexModel``: the document sizes ``fc1`` as ``16*26*26`` "assuming 3x32x32 input", but a
-  3x3 convolution with no padding turns 32x32 into 30x30, so the flattened size is
-  ``16*30*30 = 14400``. With 26x26 the ``view`` call fails. (26x26 would need a 28x28 input.)
-* The flatten uses ``torch.flatten(x, 1)`` instead of ``x.view(-1, ...)``, which silently
-  reshapes a wrong-sized batch into a different batch size instead of failing.
+"""Models used by the lessons: the first source document's three (corrected so they run:
+``ComplexModel``'s ``fc1`` takes 16*30*30 features, since a 3x3 convolution turns 32x32 into
+30x30, and ``torch.flatten`` replaces a ``view`` that would silently reshape a wrong batch),
+the second document's ``Net``, and two small CNNs.
 """
 
 from __future__ import annotations
@@ -15,16 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = [
-    "SimpleModel",
-    "SimpleModelDifferent",
-    "ComplexModel",
-    "ModifiedComplexModel",
-    "Net",
-    "SmallCNN",
-    "RenamedCNN",
-    "conv_output_size",
-]
+__all__ = ["SimpleModel", "SimpleModelDifferent", "ComplexModel", "ModifiedComplexModel", "Net"]
+__all__ += ["SmallCNN", "RenamedCNN", "conv_output_size"]
 
 
 def conv_output_size(
