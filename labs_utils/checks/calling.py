@@ -198,12 +198,7 @@ def call_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Like ``call_answer``, for a function that may return None (its effect is what counts)."""
-    if not callable(fn):
-        raise Wrong(
-            f"expected a function, got {type(fn).__name__}; define it with def and pass its name"
-        )
-    if is_placeholder_function(fn):
-        raise NotAttempted
+    attempted(fn)
     before = _process_state()
     call = f"{getattr(fn, '__name__', 'your function')}({_summary_args(args, kwargs)})"
     try:
@@ -227,6 +222,16 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
             _restore_process_state(before)
             _side_effects.extend(c for c in changes if c not in _side_effects)
     return out
+
+
+def attempted(fn: Any) -> None:
+    """Raise ``Wrong`` unless ``fn`` is a function, ``NotAttempted`` if it is a placeholder."""
+    if not callable(fn):
+        raise Wrong(
+            f"expected a function, got {type(fn).__name__}; define it with def and pass its name"
+        )
+    if is_placeholder_function(fn):
+        raise NotAttempted
 
 
 def process_changes() -> list[tuple[str, str]]:

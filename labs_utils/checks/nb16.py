@@ -1,27 +1,10 @@
-"""Checks for notebooks/16_ecosystem_formats.ipynb.
-
-``weights_from_ckpt`` gets ``.ckpt`` files written by real Lightning training runs (built once per
-process, kept as bytes, written afresh into a temporary folder for each check):
-
-* a LightningModule with ``net``, ``net_ema`` (another attribute that starts with the same
-  letters) and a weighted loss whose ``weight`` buffer is saved too; the check asks for ``net``
-  and for ``net_ema``;
-* one whose ``model`` attribute has a child that is also called ``model`` (``model.model.weight``)
-  and a BatchNorm (``num_batches_tracked`` included), beside a ``teacher``;
-* a tampered copy whose ``callbacks`` entry runs code when it is unpickled (it writes a marker
-  file): the answer must refuse it, and the marker must not appear.
-
-``merge_lora`` gets folders written by PEFT's ``save_pretrained`` for three adapters (nested
-module names, one that targets ``proj`` but not ``out_proj``, ``r > lora_alpha``, ``use_rslora``),
-with ``lora_B`` away from its zero start, and compares the answer with PEFT's own
-``merge_and_unload`` within 1e-5.
-
-Lightning and PEFT are imported inside the functions: importing them takes seconds, and every
-check module is imported as soon as any check runs.
-"""
+"""Checks for notebooks/16_ecosystem_formats.ipynb: ``.ckpt`` files from real Lightning runs (one
+tampered), PEFT adapters compared with PEFT's ``merge_and_unload``. Lightning and PEFT are imported
+inside the functions: importing them takes seconds."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import functools
@@ -36,28 +19,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import (
-    Case,
-    NotAttempted,
-    Wrong,
-    behaves_like,
-    call_answer,
-    exercise,
-    is_placeholder_function,
-    run_answer,
-)
+from . import Case, Wrong, behaves_like, call_answer, exercise, run_answer
+from .calling import attempted
 
 NB = "16_ecosystem_formats"
-
-
-def _attempted(fn: Any) -> None:
-    """Stop before building checkpoints or adapters when there is no answer to judge yet."""
-    if not callable(fn):
-        raise Wrong(
-            f"expected a function, got {type(fn).__name__}; define it with def and pass its name"
-        )
-    if is_placeholder_function(fn):
-        raise NotAttempted
 
 
 @contextlib.contextmanager
@@ -74,17 +39,15 @@ def _quiet_lightning():
         logger.setLevel(level)
 
 
-class _Inner(nn.Module):
+def _named(**layers: nn.Module) -> nn.Sequential:
+    return nn.Sequential(collections.OrderedDict(layers))
+
+
+def _inner() -> nn.Module:
     """A network whose first layer is itself called ``model``: keys ``model.model.weight``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model = nn.Linear(6, 10)
-        self.norm = nn.BatchNorm1d(10)
-        self.out = nn.Linear(10, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.norm(self.model(x))))
+    return _named(
+        model=nn.Linear(6, 10), norm=nn.BatchNorm1d(10), relu=nn.ReLU(), out=nn.Linear(10, 3)
+    )
 
 
 def _lightning_module(kind: str):
@@ -110,7 +73,7 @@ def _lightning_module(kind: str):
         def __init__(self, lr: float = 0.05):
             super().__init__()
             self.save_hyperparameters()
-            self.model = _Inner()
+            self.model = _inner()
             self.teacher = nn.Linear(6, 3)
             self.teacher.requires_grad_(False)
 
@@ -217,7 +180,7 @@ _WEIGHTS_MISTAKES = [
 @exercise("weights_from_ckpt", notebook=NB)
 def weights_from_ckpt(fn) -> str:
     """``fn(path, attribute)`` returns the state_dict of the LightningModule's ``attribute``."""
-    _attempted(fn)
+    attempted(fn)  # before building checkpoints or adapters
     cases = _lightning_cases()
     with tempfile.TemporaryDirectory() as tmp:
         runs = []
@@ -246,15 +209,11 @@ def weights_from_ckpt(fn) -> str:
     return "the weights of each attribute, keys as the submodule has them, loaded safely; the tampered file was refused."
 
 
-class _MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(12, 20)
-        self.fc2 = nn.Linear(20, 20)
-        self.head = nn.Linear(20, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+def _mlp() -> nn.Module:
+    relu = nn.ReLU()
+    return _named(
+        fc1=nn.Linear(12, 20), r1=relu, fc2=nn.Linear(20, 20), r2=relu, head=nn.Linear(20, 3)
+    )
 
 
 class _Block(nn.Module):
@@ -268,32 +227,17 @@ class _Block(nn.Module):
         return x + self.out_proj(torch.relu(self.proj(self.norm(x))))
 
 
-class _Stack(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList([_Block(), _Block()])
-        self.head = nn.Linear(8, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return self.head(x)
+def _stack() -> nn.Module:
+    return _named(blocks=nn.Sequential(_Block(), _Block()), head=nn.Linear(8, 3))
 
 
 # model, target_modules, r, lora_alpha, use_rslora
 _LORA_CASES = (
-    ("fc1 and fc2, r=4, lora_alpha=16", _MLP, ["fc1", "fc2"], 4, 16, False),
-    (
-        "proj but not out_proj in blocks.0 and blocks.1, r=8, lora_alpha=4",
-        _Stack,
-        ["proj"],
-        8,
-        4,
-        False,
-    ),
+    ("fc1 and fc2, r=4, lora_alpha=16", _mlp, ["fc1", "fc2"], 4, 16, False),
+    ("proj but not out_proj in blocks.0 and .1, r=8, lora_alpha=4", _stack, ["proj"], 8, 4, False),
     (
         "proj and out_proj, r=4, lora_alpha=8, use_rslora=True",
-        _Stack,
+        _stack,
         ["proj", "out_proj"],
         4,
         8,
@@ -405,7 +349,7 @@ def _judge_merge(out: Any, base_sd: dict, ref: dict, case: int, scale: float) ->
 @exercise("merge_lora", notebook=NB)
 def merge_lora(fn) -> str:
     """``fn(base_state_dict, adapter_dir)`` returns a new state_dict with the adapter merged."""
-    _attempted(fn)
+    attempted(fn)  # before building checkpoints or adapters
     with tempfile.TemporaryDirectory() as tmp:
         for case in range(len(_LORA_CASES)):
             name, base_sd, ref, scale = _adapter(Path(tmp), case)
