@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import Wrong, as_int, call_answer, exercise, same
-from .fixtures import drew_after_restoring
+from .fixtures import drew_after_restoring, through_file
 
 NB = "04_checkpoints_and_resume"
 
@@ -126,147 +125,10 @@ def _checkpoint(model, optimizer, scheduler, loader, epoch) -> dict:
         "rng": capture_rng_state(generators={"train_loader": loader.generator}),
         "versions": {"torch": str(torch.__version__)},
     }
-    buf = io.BytesIO()  # through a file, as in the notebook
-    torch.save(state, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
+    return through_file(state)  # as in the notebook
 
 
 _DREW = "your function restored {what}, then drew random numbers from it before returning ({examples}): the resumed run then starts from another point of the stream. Restore the RNG states last, right before training continues"
-
-
-def _weights_only(ckpt, model, optimizer, scheduler, loader):
-    model.load_state_dict(ckpt["model"])
-    return ckpt["epoch"] + 1
-
-
-def _no_scheduler(ckpt, model, optimizer, scheduler, loader):
-    from ..toolkit import restore_rng_state
-
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
-    return ckpt["epoch"] + 1
-
-
-def _no_rng(ckpt, model, optimizer, scheduler, loader):
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    return ckpt["epoch"] + 1
-
-
-def _no_loader_generator(ckpt, model, optimizer, scheduler, loader):
-    from ..toolkit import restore_rng_state
-
-    _no_rng(ckpt, model, optimizer, scheduler, loader)
-    restore_rng_state(ckpt["rng"])
-    return ckpt["epoch"] + 1
-
-
-def _off_by_one(ckpt, model, optimizer, scheduler, loader):
-    _no_loader_generator(ckpt, model, optimizer, scheduler, loader)
-    loader.generator.set_state(ckpt["rng"]["generators"]["train_loader"])
-    return ckpt["epoch"]
-
-
-def _right_resume(ckpt, model, optimizer, scheduler, loader):
-    from ..toolkit import restore_rng_state
-
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
-    return ckpt["epoch"] + 1
-
-
-def _draws_a_batch_after(ckpt, model, optimizer, scheduler, loader):
-    """Restores everything, then looks at a batch (the simulation's case)."""
-    start = _right_resume(ckpt, model, optimizer, scheduler, loader)
-    next(iter(loader))
-    return start
-
-
-def _forward_after(ckpt, model, optimizer, scheduler, loader):
-    """Restores everything, then checks the model on a random input in train mode (dropout draws)."""
-    start = _right_resume(ckpt, model, optimizer, scheduler, loader)
-    model(torch.randn(4, 8))
-    return start
-
-
-def _rng_first_then_new_model(ckpt, model, optimizer, scheduler, loader):
-    """Restores the RNG first, then builds a throw-away layer (its initialisation draws)."""
-    from ..toolkit import restore_rng_state
-
-    restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
-    nn.Linear(8, 16)
-    _no_rng(ckpt, model, optimizer, scheduler, loader)
-    return ckpt["epoch"] + 1
-
-
-def _seeds_instead(ckpt, model, optimizer, scheduler, loader):
-    _no_rng(ckpt, model, optimizer, scheduler, loader)
-    torch.manual_seed(0)
-    loader.generator.manual_seed(0)
-    return ckpt["epoch"] + 1
-
-
-def _new_optimizer(ckpt, model, optimizer, scheduler, loader):
-    from ..toolkit import restore_rng_state
-
-    model.load_state_dict(ckpt["model"])
-    # rebinds a local name only
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    optimizer.load_state_dict(ckpt["optimizer"])
-    restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
-    return ckpt["epoch"] + 1
-
-
-def _fast_forward_scheduler(ckpt, model, optimizer, scheduler, loader):
-    """Steps a fresh scheduler to the saved epoch instead of loading its state."""
-    from ..toolkit import restore_rng_state
-
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    for _ in range(ckpt["epoch"] + 1):
-        scheduler.step()
-    restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
-    return ckpt["epoch"] + 1
-
-
-def _wrong_generator_name(ckpt, model, optimizer, scheduler, loader):
-    from ..toolkit import restore_rng_state
-
-    _no_rng(ckpt, model, optimizer, scheduler, loader)
-    restore_rng_state(ckpt["rng"], generators={"loader": loader.generator})
-    return ckpt["epoch"] + 1
-
-
-def _step_as_epoch(ckpt, model, optimizer, scheduler, loader):
-    _right_resume(ckpt, model, optimizer, scheduler, loader)
-    return ckpt["step"]
-
-
-def _forgot_return(ckpt, model, optimizer, scheduler, loader):
-    _right_resume(ckpt, model, optimizer, scheduler, loader)
-
-
-_RESUME_WRONG = [
-    (_weights_only, "optimizer.load_state_dict"),
-    (_no_scheduler, "scheduler.load_state_dict"),
-    (_no_rng, "torch's global generator (dropout masks) is not"),
-    (_no_loader_generator, "the loader's generator (the shuffling order) is not"),
-    (_off_by_one, "checkpoint['epoch'] + 1"),
-    (_draws_a_batch_after, "restore the rng states last"),
-    (_forward_after, "restore the rng states last"),
-    (_rng_first_then_new_model, "restore the rng states last"),
-    (_seeds_instead, "is not in the checkpoint's state"),
-    (_new_optimizer, "the optimizer passed in"),
-    (_fast_forward_scheduler, "stepping a fresh scheduler"),
-    (_wrong_generator_name, "no saved state for generator(s) ['loader']"),
-    (_step_as_epoch, "checkpoint['epoch'] + 1"),
-    (_forgot_return, "forget the `return`"),
-]
 
 
 @exercise("resume_exactly", notebook=NB)

@@ -28,7 +28,7 @@ def test_resume_keys():
 
 
 def test_resume_exactly_right():
-    assert check.resume_exactly(nb04._right_resume)
+    assert check.resume_exactly(answers_nb04._right_resume)
 
 
 def test_resume_exactly_reports_a_crashing_answer():
@@ -54,16 +54,16 @@ def _final_weights(resume):
 @pytest.mark.parametrize(
     "resume",
     [
-        nb04._weights_only,
-        nb04._no_scheduler,
-        nb04._no_rng,
-        nb04._no_loader_generator,
-        nb04._draws_a_batch_after,
-        nb04._forward_after,
-        nb04._rng_first_then_new_model,
-        nb04._seeds_instead,
-        nb04._fast_forward_scheduler,
-        nb04._new_optimizer,
+        answers_nb04._weights_only,
+        answers_nb04._no_scheduler,
+        answers_nb04._no_rng,
+        answers_nb04._no_loader_generator,
+        answers_nb04._draws_a_batch_after,
+        answers_nb04._forward_after,
+        answers_nb04._rng_first_then_new_model,
+        answers_nb04._seeds_instead,
+        answers_nb04._fast_forward_scheduler,
+        answers_nb04._new_optimizer,
     ],
 )
 def test_every_rejected_resume_really_ends_elsewhere(resume):
@@ -72,7 +72,7 @@ def test_every_rejected_resume_really_ends_elsewhere(resume):
     torch.manual_seed(0)
     reference = nb04._make(0)
     nb04._train(*reference, range(nb04.EPOCHS))
-    right = _final_weights(nb04._right_resume)
+    right = _final_weights(answers_nb04._right_resume)
     wrong = _final_weights(resume)
     assert all(torch.equal(v, reference[0].state_dict()[k]) for k, v in right.items())
     assert not all(torch.equal(v, reference[0].state_dict()[k]) for k, v in wrong.items())
@@ -81,7 +81,7 @@ def test_every_rejected_resume_really_ends_elsewhere(resume):
 def test_a_batch_drawn_after_the_restore_is_named_as_such():
     """The simulation's case: everything restored, then next(iter(train_loader)). The hint says to restore
     last, and does not tell the learner to pass generators=..., which they did."""
-    r = check.resume_exactly(nb04._draws_a_batch_after)
+    r = check.resume_exactly(answers_nb04._draws_a_batch_after)
     assert r.status == "wrong"
     assert "restore the rng states last" in r.message.lower() and "pass generators" not in r.message
 
