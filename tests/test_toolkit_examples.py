@@ -40,7 +40,7 @@ EXAMPLES = _examples()
 
 
 def test_examples_were_found():
-    assert len(EXAMPLES) >= 20, [t.name for t in EXAMPLES]
+    assert len(EXAMPLES) >= 13, [t.name for t in EXAMPLES]  # the package and its public names
 
 
 @pytest.mark.parametrize("test", EXAMPLES, ids=[t.name for t in EXAMPLES])

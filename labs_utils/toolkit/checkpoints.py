@@ -238,25 +238,6 @@ def atomic_write(
     created, the file gets the mode it would have had, a symlink is written through and a
     write-protected file is refused. ``fsync=False`` skips waiting for the disk (still atomic for
     a killed process, not after a power loss).
-
-    Example::
-
-        >>> import tempfile
-        >>> from pathlib import Path
-        >>> from labs_utils.toolkit.checkpoints import atomic_write
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> path = Path(tmp.name) / "notes.txt"
-        >>> with atomic_write(path) as f:
-        ...     _ = f.write(b"epoch 3")
-        >>> with atomic_write(path) as f:  # fails halfway: the old file stays
-        ...     _ = f.write(b"epoch 4, half writ")
-        ...     raise OSError("disk full")
-        Traceback (most recent call last):
-        ...
-        OSError: disk full
-        >>> path.read_bytes(), [p.name for p in Path(tmp.name).iterdir()]
-        (b'epoch 3', ['notes.txt'])
-        >>> tmp.cleanup()
     """
     staged = _StagedFile(path, fsync=fsync)
     try:

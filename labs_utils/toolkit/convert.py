@@ -25,23 +25,7 @@ __all__ = ["ConvertResult", "convert_to_safetensors"]
 
 @dataclass
 class ConvertResult:
-    """What ``convert_to_safetensors`` wrote; ``str()`` gives it in a few lines.
-
-    Example::
-
-        >>> import tempfile, torch
-        >>> from pathlib import Path
-        >>> from labs_utils.toolkit import convert_to_safetensors
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> src = Path(tmp.name) / "weights.pth"
-        >>> torch.save(torch.nn.Linear(2, 3).state_dict(), src)
-        >>> result = convert_to_safetensors(src, Path(tmp.name) / "weights.safetensors")
-        >>> result.entry, result.tensors, result.stripped, result.metadata
-        ('', 2, [], {'format': 'pt', 'source': 'weights.pth'})
-        >>> result.lines()[-1]
-        'round trip: every tensor is torch.equal to the source'
-        >>> tmp.cleanup()
-    """
+    """What ``convert_to_safetensors`` wrote; ``str()`` gives it in a few lines."""
 
     src: str
     dst: str

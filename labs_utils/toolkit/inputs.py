@@ -72,30 +72,7 @@ def as_state_dict(
     obj: Any, *, what: str = "state_dict"
 ) -> tuple[Mapping[str, Any], nn.Module | None]:
     """A model, a state_dict or a file path as ``(state_dict, model_or_None)``; errors say what to
-    pass instead.
-
-    Example::
-
-        >>> import tempfile, torch
-        >>> from pathlib import Path
-        >>> from labs_utils.toolkit import save_checkpoint
-        >>> from labs_utils.toolkit.inputs import as_state_dict
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> model = torch.nn.Linear(2, 2)
-        >>> sd, found = as_state_dict(model)
-        >>> list(sd), found is model
-        (['weight', 'bias'], True)
-        >>> path = save_checkpoint(model.state_dict(), Path(tmp.name) / "weights.pth")
-        >>> sd, found = as_state_dict(path)
-        >>> list(sd), found
-        (['weight', 'bias'], None)
-        >>> as_state_dict({"model": model.state_dict(), "epoch": 3})
-        Traceback (most recent call last):
-        ...
-        ValueError: expected a state_dict (a mapping of names to tensors), but no value is a
-        tensor (top-level keys: ['epoch', 'model']); it looks like a training checkpoint:
-        pass checkpoint['model']
-        >>> tmp.cleanup()
+    pass instead (for a training checkpoint, the key that holds the weights).
     """
     if isinstance(obj, nn.Module):
         return obj.state_dict(), obj

@@ -82,24 +82,7 @@ class InspectError(CheckpointError):
 
 @dataclass(repr=False)
 class CheckpointReport(Report):
-    """What ``inspect_checkpoint`` found. ``str()`` is a table, ``to_json()`` is for scripts.
-
-    Example::
-
-        >>> import argparse, json, tempfile, torch
-        >>> from pathlib import Path
-        >>> from labs_utils.toolkit import inspect_checkpoint
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> path = Path(tmp.name) / "run.pth"
-        >>> args = argparse.Namespace(lr=0.1)  # a Python object: safe loading refuses it
-        >>> torch.save({"model": torch.nn.Linear(2, 3).state_dict(), "args": args}, path)
-        >>> report = inspect_checkpoint(path)  # nothing in the file is run
-        >>> report.safe_to_load, report.refused_globals, report.storages, report.tensors
-        (False, ['argparse.Namespace'], 2, None)
-        >>> json.loads(report.to_json())["refused_globals"]
-        ['argparse.Namespace']
-        >>> tmp.cleanup()
-    """
+    """What ``inspect_checkpoint`` found. ``str()`` is a table, ``to_json()`` is for scripts."""
 
     path: str
     format: str

@@ -47,19 +47,8 @@ def _check_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
 
 
 def strip_wrapper_prefixes(key: str, prefixes: Iterable[str] = WRAPPER_PREFIXES) -> str:
-    """``'module._orig_mod.fc1.weight'`` -> ``'fc1.weight'``: remove prefixes from the start of ``key``.
-
-    Prefixes are removed repeatedly, in any order, as long as something is left after them.
-
-    Example::
-
-        >>> from labs_utils.toolkit.prefixes import strip_wrapper_prefixes
-        >>> strip_wrapper_prefixes("module._orig_mod.fc1.weight")  # DDP(torch.compile(m))
-        'fc1.weight'
-        >>> strip_wrapper_prefixes("encoder.module.weight")  # further in: a real submodule
-        'encoder.module.weight'
-        >>> strip_wrapper_prefixes("module.fc1.weight", prefixes=("_orig_mod.",))
-        'module.fc1.weight'
+    """``'module._orig_mod.fc1.weight'`` -> ``'fc1.weight'``: remove ``prefixes`` from the start of
+    ``key``, repeatedly and in any order, as long as something is left after them.
     """
     if not isinstance(key, str):
         raise TypeError(
@@ -77,16 +66,7 @@ def strip_wrapper_prefixes(key: str, prefixes: Iterable[str] = WRAPPER_PREFIXES)
 
 
 def detect_prefixes(keys: Iterable[str]) -> list[str]:
-    """Wrapper prefixes every key carries, outermost first: ``['module.', '_orig_mod.']``.
-
-    Example::
-
-        >>> from labs_utils.toolkit.prefixes import detect_prefixes
-        >>> detect_prefixes(["module._orig_mod.fc.weight", "module._orig_mod.fc.bias"])
-        ['module.', '_orig_mod.']
-        >>> detect_prefixes(["module.weight", "fc.weight"])  # not every key: a real submodule
-        []
-    """
+    """Wrapper prefixes every key carries, outermost first: ``['module.', '_orig_mod.']``."""
     found: list[str] = []
     keys = list(keys)
     while keys:

@@ -40,19 +40,7 @@ def _dtype(v: Any) -> str:
 
 @dataclass(repr=False)
 class StateDictSummary(Report):
-    """Rows of ``summarize`` (dicts); renders as a table.
-
-    Example::
-
-        >>> import torch
-        >>> from labs_utils.toolkit import summarize
-        >>> summary = summarize(torch.nn.Linear(2, 3))
-        >>> summary.rows[0]
-        {'key': 'weight', 'shape': '(3, 2)', 'dtype': 'float32', 'device': 'cpu', 'numel': 6,
-         'bytes': 24, 'kind': 'parameter'}
-        >>> summary.keys(), len(summary), summary.total_elements, summary.total_bytes
-        (['weight', 'bias'], 2, 9, 36)
-    """
+    """Rows of ``summarize`` (dicts: key, shape, dtype, device, numel, bytes, kind); renders as a table."""
 
     rows: list[dict[str, Any]]
     non_persistent_buffers: list[str] = field(default_factory=list)
@@ -273,21 +261,7 @@ def _in_order(keys: list[str], order: list[str]) -> list[str]:
 
 @dataclass(repr=False)
 class StateDictDiff(Report):
-    """What ``load_state_dict`` would say; truthy only when the two are fully compatible.
-
-    Example::
-
-        >>> import torch
-        >>> from labs_utils.toolkit import diff
-        >>> model = torch.nn.Linear(2, 3)
-        >>> result = diff(model, {"weight": torch.zeros(3, 2), "extra": torch.zeros(1)})
-        >>> result.missing, result.unexpected, result.loads_strictly, bool(result)
-        (['bias'], ['extra'], False, False)
-        >>> as_double = {k: v.double() for k, v in model.state_dict().items()}
-        >>> result = diff(model, as_double)  # loads, but casts every entry
-        >>> result.loads_strictly, bool(result), result.dtype_differences["weight"]
-        (True, False, ('float32', 'float64'))
-    """
+    """What ``load_state_dict`` would say; truthy only when the two are fully compatible (see ``diff``)."""
 
     missing: list[str]
     unexpected: list[str]
@@ -439,18 +413,6 @@ class LoadReport(Report):
     the state_dict's); renders as a table. ``tied`` entries changed through a loaded one;
     ``dropped`` are the keys ``key_map`` sent to ``None``; ``params_loaded``/``params_fresh`` count
     parameter elements (tied ones once).
-
-    Example::
-
-        >>> import torch
-        >>> from labs_utils.toolkit import load_matching
-        >>> saved = {"fc.weight": torch.ones(3, 2), "fc.bias": torch.ones(3)}
-        >>> report = load_matching(torch.nn.Linear(2, 3), saved,
-        ...                        key_map=lambda key: key.removeprefix("fc."))
-        >>> report.loaded, report.renamed
-        (['weight', 'bias'], {'weight': 'fc.weight', 'bias': 'fc.bias'})
-        >>> report.missing, report.params_loaded, report.params_fresh
-        ([], 9, 0)
     """
 
     loaded: list[str]
