@@ -1,17 +1,10 @@
-"""Checks for notebooks/14_error_field_guide.ipynb.
-
-``what_is`` is judged on files it has never seen, named so that the name gives nothing away (or gives
-the wrong answer), with the cases that break the usual shortcuts: a safetensors file whose first byte
-is 0x80 (its header length), a plain pickle that starts like the legacy format, web pages with a
-byte-order mark, whitespace or lower case. It must not call ``torch.load``.
-
-``adapt_first_conv`` is judged by what the adapted weights *do*: loaded strictly into models with
-other layer names, kernel sizes, dtypes and channel counts, their outputs must equal the pretrained
-model's on the inputs that the adaptation promises to preserve.
-"""
+"""Checks for notebooks/14_error_field_guide.ipynb: ``what_is`` on files whose names give nothing
+away (or the wrong answer), built to break the usual shortcuts; ``adapt_first_conv`` by what the
+adapted weights do in models with other layer names, kernels, dtypes and channel counts."""
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import struct
@@ -30,22 +23,11 @@ NB = "14_error_field_guide"
 
 
 LABELS = ("empty", "lfs-pointer", "html", "zip", "safetensors", "legacy", "other")
-_LEGACY_HEAD = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
 
-def _torch_zip(gen: torch.Generator) -> bytes:
-    import io
-
+def _saved(obj: Any, **kwargs: Any) -> bytes:
     buf = io.BytesIO()
-    torch.save({"w": torch.randn(8, 8, generator=gen)}, buf)
-    return buf.getvalue()
-
-
-def _legacy(gen: torch.Generator) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    torch.save({"w": torch.randn(4, generator=gen)}, buf, _use_new_zipfile_serialization=False)
+    torch.save(obj, buf, **kwargs)
     return buf.getvalue()
 
 
@@ -72,73 +54,30 @@ def _lfs(real: bytes) -> bytes:
 def _file_cases() -> list[tuple[str, bytes, str, str]]:
     """(file name, bytes, expected label, what the file is: used in hints)."""
     gen = torch.Generator().manual_seed(0)
-    zipped = _torch_zip(gen)
+    zipped = _saved({"w": torch.randn(8, 8, generator=gen)})
+    # fmt: off
     return [
         ("weights.bin", zipped, "zip", "a complete torch.save file"),
         ("last.pth", b"", "empty", "an empty file (0 bytes)"),
         ("pytorch_model.bin", _lfs(zipped), "lfs-pointer", "a Git LFS pointer"),
-        (
-            "model.safetensors",
-            b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n",
-            "html",
-            "an HTML page that starts with <!DOCTYPE html>",
-        ),
-        (
-            "ckpt.pt",
-            b"\xef\xbb\xbf\r\n  <!doctype html>\n<html lang='en'></html>",
-            "html",
-            "an HTML page that starts with a byte-order mark, a blank line and a lower-case <!doctype html>",
-        ),
-        (
-            "best.pth",
-            b"<HTML><BODY>Access denied</BODY></HTML>",
-            "html",
-            "an HTML page that starts with an upper-case <HTML>",
-        ),
-        (
-            "encoder.pth",
-            zipped[:300],
-            "zip",
-            "a torch.save file cut after 300 bytes (still a zip by its first bytes)",
-        ),
+        ("model.safetensors", b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n", "html", "an HTML page that starts with <!DOCTYPE html>"),
+        ("ckpt.pt", b"\xef\xbb\xbf\r\n  <!doctype html>\n<html lang='en'></html>", "html", "an HTML page that starts with a byte-order mark, a blank line and a lower-case <!doctype html>"),
+        ("best.pth", b"<HTML><BODY>Access denied</BODY></HTML>", "html", "an HTML page that starts with an upper-case <HTML>"),
+        ("encoder.pth", zipped[:300], "zip", "a torch.save file cut after 300 bytes (still a zip by its first bytes)"),
         ("checkpoint.pth", _safetensors(), "safetensors", "a safetensors file"),
-        (
-            "model.pt",
-            _safetensors(header_len=0x280),
-            "safetensors",
-            "a safetensors file whose header is 640 bytes long: its first bytes are 80 02 00 00, like a pickle's",
-        ),
-        ("weights.pt", _legacy(gen), "legacy", "a legacy-format torch.save file"),
-        (
-            "state.pt",
-            pickle.dumps({"w": [1.0, 2.0]}, protocol=2),
-            "other",
-            "a plain pickle, protocol 2 (it starts with 80 02 but not with PyTorch's magic number)",
-        ),
-        (
-            "vocab.pth",
-            pickle.dumps({"w": [1.0]}, protocol=4),
-            "other",
-            "a plain pickle, protocol 4",
-        ),
+        ("model.pt", _safetensors(header_len=0x280), "safetensors", "a safetensors file whose header is 640 bytes long: its first bytes are 80 02 00 00, like a pickle's"),
+        ("weights.pt", _saved({"w": torch.randn(4, generator=gen)}, _use_new_zipfile_serialization=False), "legacy", "a legacy-format torch.save file"),
+        ("state.pt", pickle.dumps({"w": [1.0, 2.0]}, protocol=2), "other", "a plain pickle, protocol 2 (it starts with 80 02 but not with PyTorch's magic number)"),
+        ("vocab.pth", pickle.dumps({"w": [1.0]}, protocol=4), "other", "a plain pickle, protocol 4"),
         ("config.bin", b'{"lr": 0.001, "epochs": 10}', "other", "a JSON config"),
-        (
-            "error.pth",
-            b'<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>',
-            "other",
-            "an XML error document (not an HTML page)",
-        ),
+        ("error.pth", b'<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>', "other", "an XML error document (not an HTML page)"),
         ("array.pth", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "other", "a NumPy .npy file"),
         ("empty.pth", b"PK\x05\x06" + bytes(18), "other", "an empty zip archive (PK\\x05\\x06)"),
         ("info.bin", b"PKG-INFO\nName: demo\n", "other", "a text file starting 'PKG-INFO'"),
         ("config.pt", b"version: 2\nlr: 0.001\n", "other", "a text file starting 'version: 2'"),
-        (
-            "notes.pth",
-            pickle.dumps("<html> page", protocol=4),
-            "other",
-            "a pickle holding the text '<html> page' (a plain pickle, not an HTML page)",
-        ),
+        ("notes.pth", pickle.dumps("<html> page", protocol=4), "other", "a pickle holding the text '<html> page' (a plain pickle, not an HTML page)"),
     ]
+    # fmt: on
 
 
 _HINTS = {
@@ -156,12 +95,6 @@ _OTHER_HINTS = {  # what an "other" file was taken for -> why it is not that
     "lfs-pointer": "a Git LFS pointer starts with the whole line b'version https://git-lfs.github.com/spec/', not just b'version'",
     "safetensors": "a safetensors file has b'{' exactly at byte 8, after its 8-byte header length",
 }
-
-
-# Wrong answers, each a usual shortcut.
-
-
-# Right answers written differently from the notebook's.
 
 
 def _ask(fn: Any, path: Path, want: str, what: str) -> Any:
@@ -238,50 +171,19 @@ def _small_cnn(in_channels: int) -> nn.Module:
     return SmallCNN(in_channels=in_channels)
 
 
+_CONV_FIELDS = ("make", "key", "old", "new", "dtype", "size")
+
+
 def _conv_cases() -> list[dict[str, Any]]:
     """Pretrained model factory, original and new channel counts, key, dtype, input size."""
-    return [
-        {
-            "make": _small_cnn,
-            "key": "features.0.weight",
-            "old": 3,
-            "new": 1,
-            "dtype": torch.float32,
-            "size": 16,
-        },
-        {
-            "make": _small_cnn,
-            "key": "features.0.weight",
-            "old": 3,
-            "new": 4,
-            "dtype": torch.float32,
-            "size": 16,
-        },
-        {
-            "make": StemNet,
-            "key": "stem.0.weight",
-            "old": 2,
-            "new": 1,
-            "dtype": torch.float64,
-            "size": 9,
-        },
-        {
-            "make": StemNet,
-            "key": "stem.0.weight",
-            "old": 2,
-            "new": 5,
-            "dtype": torch.float64,
-            "size": 9,
-        },
-        {
-            "make": _small_cnn,
-            "key": "features.0.weight",
-            "old": 1,
-            "new": 3,
-            "dtype": torch.float32,
-            "size": 16,
-        },
+    rows = [
+        (_small_cnn, "features.0.weight", 3, 1, torch.float32, 16),
+        (_small_cnn, "features.0.weight", 3, 4, torch.float32, 16),
+        (StemNet, "stem.0.weight", 2, 1, torch.float64, 9),
+        (StemNet, "stem.0.weight", 2, 5, torch.float64, 9),
+        (_small_cnn, "features.0.weight", 1, 3, torch.float32, 16),
     ]
+    return [dict(zip(_CONV_FIELDS, row)) for row in rows]
 
 
 def _pretrained(case: dict[str, Any], seed: int) -> nn.Module:

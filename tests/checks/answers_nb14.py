@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from labs_utils.checks.nb14 import _LEGACY_HEAD
+_LEGACY_HEAD = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # legacy torch.save: pickle protocol 2, magic number
 
 
 def _wi_by_suffix(path):
