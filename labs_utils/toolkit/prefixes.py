@@ -141,8 +141,10 @@ def normalize_keys(
             raise TypeError(
                 f"state_dict keys are strings such as 'fc1.weight', got {type(key).__name__}: {key!r}"
             )
-        strip = strip_wrapper_prefixes(key, prefixes)
-        new = strip if target is None else _strip_towards(key, prefixes, target)
+        if target is None:
+            new = strip_wrapper_prefixes(key, prefixes)
+        else:
+            new = _strip_towards(key, prefixes, target)
         if new in out:
             raise ValueError(
                 f"normalize_keys would map both {origin[new]!r} and {key!r} to {new!r}: the state_dict mixes "

@@ -129,7 +129,7 @@ def summarize(obj: Any) -> StateDictSummary:
     return StateDictSummary(rows, non_persistent)
 
 
-# --- a dry run of load_state_dict: the modules' own loading rules, on a copy without data ------
+# --- a dry run of load_state_dict: the modules' own loading rules, on a copy without data
 
 
 def _meta_like(t: torch.Tensor) -> torch.Tensor:
@@ -604,15 +604,7 @@ def _check_tied_values(
 
 
 def _load_report(
-    model: nn.Module,
-    target: Mapping[str, Any],
-    source: Mapping[str, Any],
-    not_loaded: set[str],
-    mismatched: dict[str, tuple],
-    unexpected: list[str],
-    by_hook: dict[str, str],
-    renamed: dict[str, str],
-    dropped: list[str],
+    model: nn.Module, target, source, not_loaded, mismatched, unexpected, by_hook, renamed, dropped
 ) -> LoadReport:
     """The ``LoadReport``, in the model's names: ``by_hook`` maps a model key to the state_dict
     key a loading hook renamed into it, ``renamed`` a state_dict key to its name before key_map."""
@@ -653,9 +645,8 @@ def _load_report(
         cast=cast,
         renamed={m: renamed.get(s, s) for m, s in source_of.items() if renamed.get(s, s) != m},
         dropped=dropped,
-        model_shapes={
-            k: _shape_of(v) for k, v in model.state_dict().items()
-        },  # lazy ones now loaded
+        # lazy ones now loaded
+        model_shapes={k: _shape_of(v) for k, v in model.state_dict().items()},
         source_shapes={model_key.get(k, k): _shape_of(v) for k, v in source.items()},
     )
 
