@@ -1,23 +1,11 @@
-"""Self-checks for the "Your turn" exercises.
+"""Self-checks for the "Your turn" exercises: ``check.<name>(answer)``, ``check.hint(name)``,
+``check.solution(name)``, ``check.progress()``; each returns a ``CheckResult`` (one line of text,
+a coloured box in JupyterLab).
 
-In a notebook::
-
-    from labs_utils.checks import check
-    check.keys_of_simple_model(my_answer)
-    check.hint("keys_of_simple_model")      # the next hint, one more on each call
-    check.solution("keys_of_simple_model")  # the instructor edition's solution
-    check.progress()                        # the exercises of this notebook done so far
-
-Every check returns a ``CheckResult``: one line of plain text (``Not attempted yet: ...``,
-``Not yet: <a specific hint>``, ``Correct! ...``), and a coloured box in JupyterLab.
-
-A check is one function registered with ``@exercise``. Most compare the learner's answer with a
-reference solution on a few cases (``behaves_like``): the answer is right only if it does what the
-reference does on every case, and the hint names the first known mistake that behaves like it, or
-else the first case where the two differ; others test the task's property with conditions of
-their own. Checks that judge *how* something is done use probes: ``spy``, ``crash.watching``
-(which calls ran, with which arguments), ``crash.kill_at`` (a real SIGKILL), ``process_changes``.
-The wrong and right answers that test the checks live in ``tests/checks/``.
+A check is one function registered with ``@exercise``. Most compare the answer with a reference on
+cases (``behaves_like``); checks that judge *how* something is done use probes (``spy``,
+``crash.watching``, ``crash.kill_at``, ``process_changes``). The wrong and right answers that test
+the checks live in ``tests/checks/``.
 """
 
 from __future__ import annotations

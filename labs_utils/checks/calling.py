@@ -175,19 +175,11 @@ def _learner_line(tb: Any) -> str:
 
 
 def call_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a learner's function that must return something, and return what it returned.
-
-    * A function with no code yet (``pass``, ``...``, the learner edition's placeholder) or one
-      that raises ``NotImplementedError`` counts as not attempted.
-    * Any exception from the learner's code, including those that derive from ``BaseException``
-      (``torch.distributed.checkpoint``'s ``CheckpointException`` does), becomes a ``Wrong`` hint
-      that names it and the learner's own line; only ``KeyboardInterrupt`` goes through.
-    * Code that ran but returned ``None`` gets "did you forget `return`?".
-    * Whatever the function changed for the whole process (grad mode, the safe-globals list, the
-      default dtype, the current folder) is put back at once and reported by the check.
-
-    For a function whose task returns nothing (a save function, say), use ``run_answer``.
-    """
+    """Call a learner's function that must return something; return what it returned. A
+    placeholder (or ``NotImplementedError``) counts as not attempted; any exception (even a
+    ``BaseException`` such as DCP's ``CheckpointException``, not ``KeyboardInterrupt``) becomes a
+    ``Wrong`` hint naming the learner's line; ``None`` gets "did you forget `return`?"; process-wide
+    changes are undone and reported. For a function whose effect is what counts: ``run_answer``."""
     out = run_answer(fn, *args, **kwargs)
     if out is None:
         raise Wrong(

@@ -1,31 +1,11 @@
 """Kill a function for real in the middle of its writes, and look at what it left on disk.
 
-A check (or a test) that wants to know whether a save survives a crash runs it here::
-
-    trace = trace_writes(save, obj, path)           # in this process: which write calls it makes
-    for moment in kill_moments(len(trace.calls)):
-        kill = kill_at(save, (obj, path), moment)   # a forked child, SIGKILLed at that call
-        ...                                         # inspect path: old file, new file, or torn?
-
-A *write call* is any call into C that can change a file or a folder: ``open``, ``write``,
-``flush``, ``close``, ``os.replace``, ``os.fsync``, ``os.sendfile``, ``torch.save``'s
-``write_record``... (``WRITE_CALLS``). They are seen with ``sys.setprofile``, so they are found
-however the code names them (``os.replace``, ``from os import replace``, a method of a file
-object, a call from inside ``torch.save`` or ``shutil``).
-
-``kill_at(fn, args, k)`` forks the process (the child shares the caller's memory, so ``fn`` may
-be a function defined in a notebook), and the child sends itself ``SIGKILL`` just before its
-``k``-th write call: no ``except``, ``finally`` or ``atexit`` code runs, and data still in a
-Python buffer is lost, exactly as when a real process is killed. The moment is chosen by
-counting calls, not by a timer, so the same answer is killed at the same place on every run
-and on every machine.
-
-Where ``os.fork`` is missing or unsafe (Windows, macOS), ``can_fork()`` is False and a caller
-uses ``trace_writes(..., before_call=...)`` instead: it runs the function in this process and
-calls ``before_call(k, name)`` just before each write call, where the caller can look at the
-disk. What the disk holds at that instant is what a kill at that instant would leave, except
-that data still in Python's buffers would also be lost.
-"""
+A *write call* is any call into C that can change a file or folder (``WRITE_CALLS``), seen with
+``sys.setprofile`` however the code names it. ``kill_at(fn, args, k)`` forks; the child SIGKILLs
+itself just before its ``k``-th write call (no ``finally`` runs, Python's buffers are lost), so the
+same answer dies at the same place on every machine. Without a safe ``os.fork`` (Windows, macOS),
+``trace_writes(..., before_call=...)`` runs in this process and lets the caller look at the disk
+before each write call."""
 
 from __future__ import annotations
 
@@ -74,11 +54,8 @@ def _label(fn: Any) -> str:
 
 @dataclass
 class WriteTrace:
-    """What ``watching`` saw. ``calls``: the write calls in order (readable names);
-    ``entered``: the watched Python functions that ran; ``arguments``: for each watched
-    function, the named arguments of each of its calls (a list of dicts), in call order;
-    ``order``: (index into ``calls`` at that moment, function) for each watched call, so a caller
-    can tell which came first."""
+    """What ``watching`` saw: the write calls in order, the watched functions that ran, the named
+    arguments of each of their calls, and (index into ``calls``, function) for each watched call."""
 
     calls: list[str] = field(default_factory=list)
     entered: set[Any] = field(default_factory=set)
@@ -88,15 +65,10 @@ class WriteTrace:
 
 
 class _Profiler:
-    def __init__(
-        self,
-        before_call: Callable[[int, str], None] | None = None,
-        watch: Iterable[Any] = (),
-        trace: WriteTrace | None = None,
-    ) -> None:
+    def __init__(self, before_call: Callable[[int, str], None] | None, watch: Iterable[Any]):
         self.before_call = before_call
         self.watch = {getattr(f, "__code__", f): f for f in watch}
-        self.trace = trace if trace is not None else WriteTrace()
+        self.trace = WriteTrace()
         self.count = 0
 
     def __call__(self, frame: Any, event: str, arg: Any) -> None:
@@ -116,14 +88,9 @@ class _Profiler:
         elif event == "call" and frame.f_code in self.watch:
             fn = self.watch[frame.f_code]
             self.trace.entered.add(fn)
-            args = {
-                k: v
-                for k, v in frame.f_locals.items()
-                if k
-                in frame.f_code.co_varnames[
-                    : frame.f_code.co_argcount + frame.f_code.co_kwonlyargcount
-                ]
-            }
+            code = frame.f_code
+            names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+            args = {k: v for k, v in frame.f_locals.items() if k in names}
             self.trace.arguments.setdefault(fn, []).append(args)
             self.trace.order.append((self.count, fn))
 
@@ -136,12 +103,11 @@ def watching(
     Python ``functions`` named here (with its arguments), however the code refers to them.
     ``before_call(k, name)`` runs just before the ``k``-th write call. Only the calling thread is
     watched; a profiler that was already installed is put back afterwards."""
-    trace = WriteTrace()
-    profiler = _Profiler(before_call, functions, trace)
+    profiler = _Profiler(before_call, functions)
     previous = sys.getprofile()
     sys.setprofile(profiler)
     try:
-        yield trace
+        yield profiler.trace
     finally:
         sys.setprofile(previous)
 
@@ -197,10 +163,8 @@ def kill_moments(calls: Sequence[str], at_most: int = 16) -> list[int]:
 
 @dataclass
 class Kill:
-    """What happened to one child. ``killed``: it died from our SIGKILL just before write call
-    number ``moment`` (``call`` names it). Otherwise it ended by itself: ``error`` is the
-    exception it raised (``None`` if it returned), or ``hung`` is True if it did not end within
-    the timeout (it was then killed), or ``crashed`` names the signal that ended it."""
+    """One child: ``killed`` by our SIGKILL before write call ``moment`` (``call``), or it ended by
+    itself (``error``: what it raised), ``hung`` past the timeout, or ``crashed`` on a signal."""
 
     moment: int
     killed: bool

@@ -1,11 +1,5 @@
-"""Checks for notebooks/06_devices_and_map_location.ipynb.
-
-They use the two GPU-saved files in ``data/`` (tagged ``cuda:0`` and ``cuda:1``; see
-``data/README.md``), so they need the repository checkout, not only the installed package.
-Exercise 2 also writes files of its own whose storages carry chosen tags (a mix of ``cuda:0``
-and ``cuda:1``, or CPU tensors next to a string that merely reads ``"cuda:1"``), by answering
-``torch.serialization.location_tag`` for them while ``torch.save`` runs.
-"""
+"""Checks for notebooks/06_devices_and_map_location.ipynb: they read the two GPU-saved files in
+``data/`` (see data/README.md), and write files whose storages carry chosen device tags."""
 
 from __future__ import annotations
 

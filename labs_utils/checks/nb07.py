@@ -1,11 +1,6 @@
-"""Checks for notebooks/07_ddp_and_wrapper_prefixes.ipynb.
-
-Exercise 1 is tried with several prefixes, each with keys chosen to break the usual slips: the
-prefix again further in (``model.submodel.weight``), the prefix *only* further in
-(``ema.model.weight``), a key that starts with the prefix's letters but not with the prefix
-(``model_ema.weight``, which catches an unescaped regex), and keys without it. Exercise 2 is
-tried with both wrapper orders and with models that have buffers (BatchNorm).
-"""
+"""Checks for notebooks/07_ddp_and_wrapper_prefixes.ipynb: prefixes tried with keys that break the
+usual slips (the prefix further in, only further in, its letters without the dot); wrappers in both
+orders, on models with buffers."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Checks for notebooks/08_safe_loading.ipynb.
-
-Both checks load with ``weights_only=True`` said explicitly (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
-cannot turn it off) and inside ``isolated_safe_globals()``, so what a learner allowed earlier for the
-whole process neither helps an answer nor gets removed.
-"""
+"""Checks for notebooks/08_safe_loading.ipynb: loads say ``weights_only=True`` explicitly and run
+inside ``isolated_safe_globals()``, so what a learner allowed earlier neither helps nor is lost."""
 
 from __future__ import annotations
 

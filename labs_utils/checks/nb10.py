@@ -1,9 +1,5 @@
-"""Checks for notebooks/10_inference_loading.ipynb.
-
-Exercise 1 runs the returned model (a model that cannot serve is not ready to serve) and watches
-how the file was loaded; exercise 2 watches grad mode inside the forward pass, the BatchNorm
-statistics, and (through the check framework) grad mode left switched off for the whole process.
-"""
+"""Checks for notebooks/10_inference_loading.ipynb: the returned model is run, and grad mode and
+BatchNorm statistics are watched during its forward pass."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""Checks for notebooks/11_distributed_checkpoints.ipynb.
-
-Both exercises get two DCP checkpoints with other shapes than the notebook's ``Net``: one written
-by a single process (one chunk per tensor) and one written as two ranks would write it (two files,
-every tensor with at least two rows split into two chunks, of unequal sizes for an odd row count).
-The model has a BatchNorm (buffers, a 0-dim ``num_batches_tracked``), a submodule whose name
-contains ``model.`` and, next to ``model``, an ``model_ema`` entry, so that prefix handling by
-substring or without the dot goes wrong.
-"""
+"""Checks for notebooks/11_distributed_checkpoints.ipynb: DCP checkpoints written by one process and
+as two ranks would (uneven chunks), of a model with buffers, a submodule named ``model.`` inside and
+a ``model_ema`` entry beside ``model``, so that prefix handling by substring goes wrong."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
-"""Checks for notebooks/13_export_without_the_class.ipynb.
-
-``export_for_serving`` gets a small CNN whose class lives in a module that does not exist
-(``_nb13_gone``): nothing can import it, so the saved file must work without the class, as on a
-serving machine. The model comes in training mode with BatchNorm statistics away from their
-defaults, and the program is run at batch sizes 1, 2 (the example's), 7 and 1000 and compared with
-``torch.equal`` to the model in eval mode.
-
-``export_gated`` gets a model whose ``forward`` branches on ``x.mean() > 0`` (the notebook's
-``Gated``, with other sizes). The program must agree with the model on a batch of each sign and on
-mixed batches, where some rows have the other sign than the batch: the model decides once per
-batch, so deciding per row is wrong.
-"""
+"""Checks for notebooks/13_export_without_the_class.ipynb: the model's class lives in a module that
+does not exist (``_nb13_gone``), so the file must work without it; programs are compared with the
+model in eval mode at several batch sizes, and ``Gated`` decides once per batch, not per row."""
 
 from __future__ import annotations
 
