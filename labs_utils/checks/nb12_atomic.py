@@ -1,5 +1,5 @@
-"""Checks for notebooks/12_capstone_lab.ipynb, fault 6: a save that can tear, judged by a real SIGKILL at each write call (crash.kill_at). Each fix is checked against the lesson
-that teaches it (named in a hint)."""
+"""Checks for notebooks/12_capstone_lab.ipynb, fault 6: a save that can tear, judged by a real
+SIGKILL at its write calls (crash.kill_at)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import torch
 from . import Wrong, crash, exercise, same, spy
 from .capstone_fixtures import load_cpu, run_saver
 
-# ================================================================ fault 6: a save that can tear
 NB6 = "04_checkpoints_and_resume"
 
 
@@ -84,18 +83,10 @@ def _tear_hint(m: _Moment, n_calls: int, trace: crash.WriteTrace, real: bool) ->
     saves = trace.arguments.get(torch.serialization.save, [])
     if saves and all(isinstance(a.get("f"), io.BytesIO) for a in saves):
         return f"{torn}, and the previous checkpoint is gone. Serialising into memory first protects against a pickling error, not against a kill: writing the bytes still truncates last.pth first. Write them to a temporary file in the same folder and os.replace it over last.pth"
-    copies = [
-        a
-        for a in trace.arguments.get(shutil.copyfile, [])
-        if _same_name(a.get("dst"), _target(trace))
-    ]
-    if copies:
+    copied_to = [a.get("dst") for a in trace.arguments.get(shutil.copyfile, [])]
+    if any(_same_name(dst, trace.target) for dst in copied_to):  # type: ignore[attr-defined]
         return f"{torn}. Copying the finished temporary file over last.pth rewrites last.pth in place; os.replace renames the temporary file over it in one step"
     return f"{torn}, and the previous checkpoint is gone: your function writes over last.pth in place. Write the new checkpoint to a temporary file in the same folder, then os.replace it over last.pth"
-
-
-def _target(trace: crash.WriteTrace) -> Path:
-    return trace.target  # type: ignore[attr-defined]
 
 
 def _same_name(a: Any, path: Path) -> bool:
@@ -118,16 +109,10 @@ def _labs_utils_savers() -> list[Any]:
 
 @exercise("capstone_save_atomically", notebook=NB6)
 def capstone_save_atomically(fn) -> str:
-    """``fn(obj, path)`` saves so that a crash at any moment of the save leaves the previous file or
-    the complete new one, a failed save leaves the previous file and no litter, and the data is
-    fsynced before the rename.
-
-    Crashes: while ``fn`` saves over an existing file in this process, the disk is examined just
-    before each of its write calls (what is on disk then is what a kill then would leave). Then a
-    forked child running ``fn`` is really SIGKILLed (``crash.kill_at``): at the first moment that
-    tore the file, to confirm it, or, if none did, just before and after its rename, at its first
-    write call and at its middle one. The moments are counted in write calls, not timed, so the
-    verdict is the same on every run. Without fork (Windows, macOS) the examined moments decide."""
+    """``fn(obj, path)`` saves so that a crash at any moment leaves the previous file or the complete
+    new one, a failed save leaves the previous file and no litter, and the data is fsynced before
+    the rename. The disk is examined before each write call of an in-process save, then a forked
+    child running ``fn`` is SIGKILLed where that tore the file (or around its rename)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "ckpt"
         folder.mkdir()
@@ -135,27 +120,20 @@ def capstone_save_atomically(fn) -> str:
         first = {"epoch": 1, "w": torch.arange(1000.0)}
         run_saver(fn, first, path, path=path)
         try:
-            if not same(load_cpu(path), first):
-                raise Wrong("the saved file does not hold the object you were given")
-        except Wrong:
-            raise
+            loaded = load_cpu(path)
         except Exception as e:
             raise Wrong(f"the saved file does not load ({type(e).__name__})") from None
+        if not same(loaded, first):
+            raise Wrong("the saved file does not hold the object you were given")
 
         # 1. a normal save over an existing file, watched: which calls, which folder, fsync
         third = {"epoch": 3, "w": torch.ones(1000)}
         watch = [torch.serialization.save, shutil.copyfile, *_labs_utils_savers()]
-        fsynced: list[
-            tuple[int, int, bool]
-        ] = []  # (position in the write calls, inode, is a folder)
+        fsynced: list[tuple[int, int, bool]] = []  # (position in the write calls, inode, is a dir)
         before = path.read_bytes()
-        observed: list[
-            _Moment
-        ] = []  # the first moment at which a crash would leave last.pth torn or gone
+        observed: list[_Moment] = []  # the first moment a crash would leave last.pth torn or gone
 
-        def observe(
-            k: int, call: str
-        ) -> None:  # what the disk holds now is what a kill now would leave
+        def observe(k: int, call: str) -> None:  # what the disk holds now, a kill now would leave
             if not observed:
                 state = _state(path, before, third)
                 if state in ("torn", "missing"):
@@ -163,9 +141,7 @@ def capstone_save_atomically(fn) -> str:
 
         seen = crash.WriteTrace()
 
-        def watched(
-            *args: Any,
-        ) -> Any:  # count only the answer's own calls, as the killed child does
+        def watched(*args: Any) -> Any:  # only the answer's own calls, as in the killed child
             nonlocal seen
             with crash.watching(*watch, before_call=observe) as seen:
                 return fn(*args)
@@ -196,9 +172,7 @@ def capstone_save_atomically(fn) -> str:
         _kill(fn, second, path, folder, old, seen, observed)
 
         # 3. a save that fails with an exception
-        for p in folder.iterdir():
-            if p != path:
-                p.unlink()
+        _only_last(folder, path)
         path.write_bytes(old)
         # not the answer's: left alone
         elsewhere = set(Path(tempfile.gettempdir()).glob("last.pth*"))
@@ -291,6 +265,12 @@ class _recording_fsync:
         return False
 
 
+def _only_last(folder: Path, path: Path) -> None:
+    for p in folder.iterdir():
+        if p != path:
+            p.unlink()
+
+
 def _confirm_moments(calls: list[str]) -> list[int]:
     """Where to kill an answer that no observed moment tore: its first write call, the middle one,
     and just before and after each rename (where a save that is not atomic shows it)."""
@@ -301,24 +281,13 @@ def _confirm_moments(calls: list[str]) -> list[int]:
     return sorted(p for p in picks if p < len(calls))
 
 
-def _kill(
-    fn,
-    obj: dict,
-    path: Path,
-    folder: Path,
-    old: bytes,
-    seen: crash.WriteTrace,
-    observed: list[_Moment],
-) -> None:
-    """Kill ``fn(obj, path)`` for real (a forked child, SIGKILL just before a write call) and require
-    the previous file or the complete new one afterwards. Where the in-process run already saw a
-    moment that tears the file, one kill there confirms it; otherwise a few kills at the moments
-    that matter do. Without fork, the moments observed in-process decide alone."""
+def _kill(fn, obj: dict, path: Path, folder: Path, old: bytes, seen, observed: list) -> None:
+    """Kill ``fn(obj, path)`` for real where the in-process run saw it tear the file (else at
+    ``_confirm_moments``); require the previous file or the new one. Without fork, ``observed``
+    decides alone."""
 
     def reset() -> None:
-        for p in folder.iterdir():
-            if p != path:
-                p.unlink()
+        _only_last(folder, path)
         if not path.exists() or path.read_bytes() != old:
             path.write_bytes(old)
 
@@ -336,14 +305,8 @@ def _kill(
                 continue  # it finished (or failed) before that call this time
             state = _state(path, old, obj)
             if state in ("torn", "missing"):
-                raise Wrong(
-                    _tear_hint(
-                        _moment(state, moment, kill.call, path, folder, old),
-                        n_calls,
-                        seen,
-                        real=True,
-                    )
-                )
+                moment_seen = _moment(state, moment, kill.call, path, folder, old)
+                raise Wrong(_tear_hint(moment_seen, n_calls, seen, real=True))
     reset()
     if observed:
         raise Wrong(_tear_hint(observed[0], n_calls, seen, real=False))
