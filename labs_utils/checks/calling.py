@@ -88,7 +88,7 @@ def _entry_name(entry: Any) -> str:
     return f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', repr(entry))}"
 
 
-def _torch_own(entry: Any) -> bool:
+def torch_own(entry: Any) -> bool:
     obj = entry[0] if isinstance(entry, tuple) else entry
     return str(getattr(obj, "__module__", "")).split(".")[0] == "torch"
 
@@ -132,7 +132,7 @@ def _describe_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tup
         out.append(("grad", _CHANGED["grad off" if before["grad"] else "grad on"]))
     # PyTorch registers its own entries when a module is first imported (torch._dynamo adds
     # DTensor and DeviceMesh): only what the learner's code added counts.
-    added = {e for e in after["safe_globals"] - before["safe_globals"] if not _torch_own(e)}
+    added = {e for e in after["safe_globals"] - before["safe_globals"] if not torch_own(e)}
     for what, entries in (
         ("added", added),
         ("removed", before["safe_globals"] - after["safe_globals"]),
@@ -311,7 +311,7 @@ def isolated_safe_globals():
     allowlist answer is judged on its own (entries a learner added earlier with
     ``add_safe_globals`` do not help it); on exit the list is exactly as it was."""
     saved = _safe_globals_now()
-    _set_safe_globals({e for e in saved if _torch_own(e)})
+    _set_safe_globals({e for e in saved if torch_own(e)})
     try:
         yield
     finally:

@@ -1,5 +1,4 @@
-"""Checks for notebooks/12_capstone_lab.ipynb, faults 4-5: a GPU file on a CPU host, unsafe loading. Each fix is checked against the lesson
-that teaches it (named in a hint)."""
+"""Checks for notebooks/12_capstone_lab.ipynb, faults 4-5: a GPU file on a CPU host, unsafe loading."""
 
 from __future__ import annotations
 
@@ -23,28 +22,19 @@ from . import (
     run_answer,
     same,
 )
+from .calling import torch_own
 from .capstone_fixtures import load_cpu, net, same_file
 
-# ================================================================ fault 4: a GPU file on a CPU host
 NB4 = "06_devices_and_map_location"
 
 # What torch says when code asks for a GPU that is not there. The words depend on the build of
 # torch and on the machine: the CPU-only build, the CUDA build without an NVIDIA driver, the
 # CUDA build with a driver but no visible GPU, torch.load without map_location.
 _NO_GPU = re.compile(
-    "|".join(
-        [
-            r"Attempting to deserialize object on a CUDA device",
-            r"torch\.cuda\.is_available\(\) is False",
-            r"Found no NVIDIA driver",
-            r"Torch not compiled with CUDA enabled",
-            r"No CUDA GPUs are available",
-            r"no CUDA-capable device is detected",
-            r"CUDA driver initialization failed",
-            r"CUDA driver version is insufficient",
-            r"invalid device ordinal",
-        ]
-    ),
+    r"Attempting to deserialize object on a CUDA device|torch\.cuda\.is_available\(\) is False"
+    r"|Found no NVIDIA driver|Torch not compiled with CUDA enabled|No CUDA GPUs are available"
+    r"|no CUDA-capable device is detected|CUDA driver initialization failed"
+    r"|CUDA driver version is insufficient|invalid device ordinal",
     re.IGNORECASE,
 )
 
@@ -56,10 +46,8 @@ def needs_a_gpu(message: str) -> bool:
 
 @contextlib.contextmanager
 def _as_on_a_cpu_only_host():
-    """Run the answer as the serving host would, whatever this machine has: where CUDA is
-    available, ``torch.cuda.is_available()`` says False (so torch.load refuses a GPU tag, and
-    code that picks its device at run time picks the CPU) and first use of CUDA fails the way a
-    CUDA build without a visible GPU does. Where CUDA is not available, nothing is changed."""
+    """Where CUDA is available, make it look absent (``is_available()`` False, first use fails as
+    in a CUDA build without a visible GPU), so the answer runs as on the serving host."""
     if not torch.cuda.is_available():
         yield
         return
@@ -152,7 +140,6 @@ def capstone_load_gpu_weights(fn) -> str:
     return "the GPU-saved weights are on the CPU, every tensor equal to the file's."
 
 
-# ================================================================ fault 5: unsafe loading
 NB5 = "08_safe_loading"
 
 
@@ -190,7 +177,7 @@ def capstone_load_safely(fn) -> str:
             e
             for args in seen.arguments.get(torch._weights_only_unpickler._add_safe_globals, [])
             for e in (args.get("safe_globals") or [])
-            if not _mentions_runinfo([e]) and not _torch_own(e)
+            if not _mentions_runinfo([e]) and not torch_own(e)
         ]
         if extra:
             raise Wrong(
@@ -242,11 +229,6 @@ def capstone_load_safely(fn) -> str:
 def _entry(e: Any) -> str:
     obj = e[0] if isinstance(e, tuple) and e else e
     return getattr(obj, "__qualname__", None) or repr(obj)
-
-
-def _torch_own(e: Any) -> bool:
-    obj = e[0] if isinstance(e, tuple) and e else e
-    return str(getattr(obj, "__module__", "")).split(".")[0] == "torch"
 
 
 def _mentions_runinfo(entries: Any) -> bool:
