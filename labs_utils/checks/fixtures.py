@@ -7,6 +7,7 @@ Each check module keeps the setups only it uses; what two or more modules need l
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import tempfile
@@ -26,6 +27,7 @@ __all__ = [
     "patched_torch_load",
     "scratch_file",
     "snapshot",
+    "named",
 ]
 
 
@@ -40,6 +42,11 @@ def cnn_with_moved_statistics(seed: int, **kwargs: Any) -> nn.Module:
     with torch.no_grad():
         model(torch.randn(8, 1, 16, 16))
     return model
+
+
+def named(**layers: nn.Module) -> nn.Sequential:
+    """A Sequential whose layers have the names given (keys ``<name>.weight``)."""
+    return nn.Sequential(collections.OrderedDict(layers))
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

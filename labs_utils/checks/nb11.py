@@ -16,48 +16,34 @@ import torch
 import torch.nn as nn
 
 from . import Wrong, call_answer, crash, exercise, run_answer
+from .fixtures import named
 
 NB = "11_distributed_checkpoints"
 
 
-class _Model(nn.Module):
-    """Keys: submodel.0.weight/bias, submodel.1.* (BatchNorm, buffers included), decoder.weight/bias: "model.decoder" loses letters to str.lstrip("model.")."""
-
-    def __init__(self, width: int = 10, classes: int = 3) -> None:
-        super().__init__()
-        self.submodel = nn.Sequential(nn.Linear(6, width), nn.BatchNorm1d(width))
-        self.decoder = nn.Linear(width, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(torch.relu(self.submodel(x)))
-
-
+@contextlib.contextmanager
 def _quiet_dcp():
-    stack = contextlib.ExitStack()
-    stack.enter_context(warnings.catch_warnings())
-    warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-    return stack
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
 
 
-def _train_state(
-    seed: int, width: int, classes: int
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """A trained model's ``{"model", "model_ema", "optim", "step"}`` (as get_state_dict gives them)."""
+def _train_state(seed: int, width: int, classes: int) -> tuple[dict[str, Any], dict]:
+    """A trained model's ``{"model", "model_ema", "optim", "step"}`` (as get_state_dict gives
+    them) and its weights. Keys: submodel.0.*, submodel.1.* (BatchNorm, buffers included),
+    decoder.*: "model.decoder" loses letters to str.lstrip("model.")."""
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
     torch.manual_seed(seed)
-    model = _Model(width, classes)
+    submodel = nn.Sequential(nn.Linear(6, width), nn.BatchNorm1d(width))
+    model = named(submodel=submodel, relu=nn.ReLU(), decoder=nn.Linear(width, classes))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     model(torch.randn(8, 6)).sum().backward()
     optimizer.step()
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    ema = {
-        k: v.detach().clone() * 0.5
-        for k, v in model.state_dict().items()
-        if k.startswith("decoder.")
-    }
-    state = {"model": model_sd, "model_ema": ema, "optim": optim_sd, "step": 1}
-    return state, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ema = {k: v * 0.5 for k, v in weights.items() if k.startswith("decoder.")}
+    return {"model": model_sd, "model_ema": ema, "optim": optim_sd, "step": 1}, weights
 
 
 def _save_unsharded(folder: Path, state: dict[str, Any]) -> None:
@@ -68,10 +54,8 @@ def _save_unsharded(folder: Path, state: dict[str, Any]) -> None:
 
 
 def _save_sharded(folder: Path, state: dict[str, Any], world: int = 2) -> None:
-    """Write ``state`` as ``world`` ranks would: a ``__<rank>_0.distcp`` file each, and every tensor
-    with at least ``world`` rows split by rows into one chunk per rank; smaller tensors and plain
-    values are written once, by rank 0. Built from single-process saves whose indexes are merged
-    (``dcp.load`` and ``dcp_to_torch_save`` read the result like a real two-rank checkpoint)."""
+    """Write ``state`` as ``world`` ranks would (a ``__<rank>_0.distcp`` each, tensors with at least
+    ``world`` rows split by rows, the rest written by rank 0): single-process saves, indexes merged."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.metadata import (
         ChunkStorageMetadata,
@@ -233,8 +217,7 @@ def dcp_to_weights(fn) -> str:
 
 
 def _readers() -> dict:
-    """What reads tensor data, by name: FileSystemReader.read_data (dcp.load, dcp_to_torch_save),
-    dcp.load itself and torch.load (which also reads .distcp bytes by hand)."""
+    """What reads tensor data (torch.load also reads .distcp bytes by hand), by name."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.filesystem import FileSystemReader
 

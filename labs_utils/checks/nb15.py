@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import copy
 import functools
 import warnings
@@ -13,7 +12,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import TensorDataset
 
 from . import Case, Wrong, as_int, behaves_like, call_answer, exercise, same
-from .fixtures import drew_after_restoring, through_file
+from .fixtures import drew_after_restoring, named, through_file
 
 NB = "15_resume_mid_epoch_and_ema"
 
@@ -200,8 +199,7 @@ def resume_mid_epoch(fn) -> str:
 
 def _has_module() -> nn.Module:
     """A model with a submodule of its own named ``module``: its keys start with 'module.'."""
-    layers = {"module": nn.Linear(4, 6), "relu": nn.ReLU(), "head": nn.Linear(6, 3)}
-    return nn.Sequential(collections.OrderedDict(layers))
+    return named(module=nn.Linear(4, 6), relu=nn.ReLU(), head=nn.Linear(6, 3))
 
 
 def _bn_model() -> nn.Module:

@@ -4,7 +4,6 @@ inside the functions: importing them takes seconds."""
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
 import functools
@@ -21,6 +20,7 @@ import torch.nn as nn
 
 from . import Case, Wrong, behaves_like, call_answer, exercise, run_answer
 from .calling import attempted
+from .fixtures import named
 
 NB = "16_ecosystem_formats"
 
@@ -39,13 +39,9 @@ def _quiet_lightning():
         logger.setLevel(level)
 
 
-def _named(**layers: nn.Module) -> nn.Sequential:
-    return nn.Sequential(collections.OrderedDict(layers))
-
-
 def _inner() -> nn.Module:
     """A network whose first layer is itself called ``model``: keys ``model.model.weight``."""
-    return _named(
+    return named(
         model=nn.Linear(6, 10), norm=nn.BatchNorm1d(10), relu=nn.ReLU(), out=nn.Linear(10, 3)
     )
 
@@ -211,7 +207,7 @@ def weights_from_ckpt(fn) -> str:
 
 def _mlp() -> nn.Module:
     relu = nn.ReLU()
-    return _named(
+    return named(
         fc1=nn.Linear(12, 20), r1=relu, fc2=nn.Linear(20, 20), r2=relu, head=nn.Linear(20, 3)
     )
 
@@ -228,7 +224,7 @@ class _Block(nn.Module):
 
 
 def _stack() -> nn.Module:
-    return _named(blocks=nn.Sequential(_Block(), _Block()), head=nn.Linear(8, 3))
+    return named(blocks=nn.Sequential(_Block(), _Block()), head=nn.Linear(8, 3))
 
 
 # model, target_modules, r, lora_alpha, use_rslora
