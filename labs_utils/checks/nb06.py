@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import os
 import re
 import tempfile
@@ -111,53 +112,35 @@ def _cases(folder: Path) -> list[tuple[str, Path, set[str]]]:
     """(what the file is, its path, the tags of its storages)."""
     g = torch.Generator().manual_seed(6)
     cases = [(f"data/{FILES[tag]}", _data_file(tag), {tag}) for tag in FILES]
-
     cpu_file = folder / "cpu.pth"
     torch.save({"w": torch.ones(2)}, cpu_file)
     cases.append(("a file saved on the CPU", cpu_file, {"cpu"}))
-
-    mixed = {
-        "encoder.weight": torch.randn(3, 2, generator=g),
-        "decoder.weight": torch.randn(2, 3, generator=g),
-        "decoder.bias": torch.zeros(2),
-    }
-    tags = {
-        mixed["encoder.weight"].untyped_storage().data_ptr(): "cuda:0",
-        mixed["decoder.weight"].untyped_storage().data_ptr(): "cuda:1",
-    }
+    enc, dec = torch.randn(3, 2, generator=g), torch.randn(2, 3, generator=g)
     mixed_file = folder / "two_gpus_and_cpu.pth"
-    with _tagged(tags):
-        torch.save(mixed, mixed_file)
-    cases.append(
-        (
-            "a file whose storages were on cuda:0, cuda:1 and the CPU",
+    with _tagged(
+        {enc.untyped_storage().data_ptr(): "cuda:0", dec.untyped_storage().data_ptr(): "cuda:1"}
+    ):
+        torch.save(
+            {"encoder.weight": enc, "decoder.weight": dec, "decoder.bias": torch.zeros(2)},
             mixed_file,
-            {"cuda:0", "cuda:1", "cpu"},
         )
-    )
-
+    what = "a file whose storages were on cuda:0, cuda:1 and the CPU"
+    cases.append((what, mixed_file, {"cuda:0", "cuda:1", "cpu"}))
     # CPU tensors, and strings that merely read like tags: a byte search of data.pkl finds those too
     text_file = folder / "cpu_with_notes.pth"
-    torch.save(
-        {
-            "fc.weight": torch.randn(2, 2, generator=g),
-            "trained_on": "cuda:1",
-            "note": "moved from cuda:3 to the CPU before saving",
-        },
-        text_file,
-    )
+    notes = {"trained_on": "cuda:1", "note": "moved from cuda:3 to the CPU before saving"}
+    torch.save({"fc.weight": torch.randn(2, 2, generator=g), **notes}, text_file)
     cases.append(("a CPU file with the entry 'trained_on': 'cuda:1'", text_file, {"cpu"}))
     return cases
 
 
+@dataclasses.dataclass
 class _LoadWatch:
     """What a learner's code passed to torch.load while the check ran."""
 
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.callables = 0
-        self.returned: list[Any] = []
-        self.callable_error: BaseException | None = None
+    callables: int = 0
+    returned: list[Any] = dataclasses.field(default_factory=list)
+    callable_error: BaseException | None = None
 
 
 @contextlib.contextmanager
@@ -168,7 +151,6 @@ def _watch_torch_load(fn: Any) -> Iterator[_LoadWatch]:
     watch = _LoadWatch()
 
     def load(f, map_location=None, *args: Any, **kwargs: Any):
-        watch.paths.append(str(f))
         if callable(map_location) and not isinstance(map_location, (str, dict, torch.device)):
             learner_fn = map_location
             watch.callables += 1
@@ -194,18 +176,14 @@ def _meaning(message: str) -> str | None:
         return "torch.load tried to rebuild the CUDA tensors: your map_location callable returned None (or was not passed), and None means 'restore the storage where it was saved'; record the tag (its second argument) and return the storage it was given"
     if "positional argument" in message and ("given" in message or "missing" in message):
         return "torch.load calls a map_location callable with two arguments, (storage, location): define it as def record(storage, location): ..."
-    if (
-        "TypedStorage" in message
-        or "invalid combination of arguments" in message
-        or "untyped_storage" in message
+    if any(
+        w in message
+        for w in ("TypedStorage", "invalid combination of arguments", "untyped_storage")
     ):
         return "your map_location callable returned something that is not a storage (the tag string?): torch.load builds each tensor from what it returns, so return the storage it was given and keep the tag aside"
     low = message.lower()
-    if (
-        "not compiled with cuda" in low
-        or "nvidia driver" in low
-        or "no cuda gpus" in low
-        or "cuda error" in low
+    if any(
+        w in low for w in ("not compiled with cuda", "nvidia driver", "no cuda gpus", "cuda error")
     ):
         return "your map_location callable moved the storages to a GPU (storage.cuda()?), which this machine does not have; return the storage as it is, on the CPU"
     return None
@@ -220,12 +198,6 @@ def _went_to_cuda(error: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
-
-
-def _tags_of(got: Any) -> set | None:
-    if isinstance(got, (set, frozenset)):
-        return set(got)
-    return None
 
 
 @exercise("storage_locations", notebook=NB)
@@ -257,17 +229,13 @@ def storage_locations(fn) -> str:
                 raise Wrong(
                     "your map_location callable returned None: that means 'restore the storage where it was saved', which fails on a machine without that GPU; return the storage it was given"
                 )
-            tags = _tags_of(got)
-            if tags is None:
-                kind = type(got).__name__
+            if not isinstance(got, (set, frozenset)):
+                why = ": a list repeats a tag once per storage; set(...) keeps each tag once"
+                why = why if isinstance(got, (list, tuple)) else ""
                 raise Wrong(
-                    f"return a set of tags such as {{'cuda:1'}}, got {kind}"
-                    + (
-                        ": a list repeats a tag once per storage; set(...) keeps each tag once"
-                        if isinstance(got, (list, tuple))
-                        else ""
-                    )
+                    f"return a set of tags such as {{'cuda:1'}}, got {type(got).__name__}{why}"
                 )
+            tags = set(got)
             if any(isinstance(t, torch.device) for t in tags):
                 raise Wrong(
                     "return the tags as strings, as torch.load passes them ('cuda:1'), not torch.device objects"
