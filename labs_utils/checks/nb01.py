@@ -6,13 +6,12 @@ import io
 import tempfile
 from collections.abc import Set
 from pathlib import Path
-from unittest import mock
 
 import torch
 import torch.nn as nn
 
 from . import Wrong, call_answer, exercise
-from .fixtures import cnn_with_moved_statistics, snapshot
+from .fixtures import cnn_with_moved_statistics, patched_torch_load, snapshot
 
 NB = "01_state_dict_basics"
 
@@ -117,8 +116,7 @@ def _models() -> list[nn.Module]:
     """Three classes (a hard-coded one fails two), one with BatchNorm buffers that were updated."""
     from ..models import Net, SimpleModel
 
-    cnn = cnn_with_moved_statistics(123)
-    return [SimpleModel(), cnn, Net()]
+    return [SimpleModel(), cnn_with_moved_statistics(123), Net()]
 
 
 def _other_values(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -131,12 +129,9 @@ _REAL_LOAD = torch.load
 
 @exercise("save_and_reload", notebook=NB)
 def save_and_reload(fn) -> str:
-    """``fn(model, path)`` saves ``model``'s state_dict to ``path`` and returns a new instance of the same
-    class loaded from that file.
-
-    The check tries three model classes (one with BatchNorm buffers that moved). When the answer first
-    calls ``torch.load``, the check verifies that the file holds the model's state_dict, then rewrites it
-    in place with other values of the same keys and shapes: only a model loaded from the file holds them."""
+    """``fn(model, path)`` saves ``model``'s state_dict to ``path`` and returns a new instance of the
+    same class loaded from that file. At the answer's first ``torch.load`` the file is checked, then
+    rewritten in place with other values: only a model loaded from the file holds them."""
     for model in _models():
         name = type(model).__name__
         original = snapshot(model)
@@ -158,9 +153,8 @@ def save_and_reload(fn) -> str:
                     return
                 buf = io.BytesIO()
                 torch.save(planted, buf)
-                with open(
-                    path, "r+b"
-                ) as f:  # in place: a file object opened before reads the new bytes
+                # in place: a file object opened before reads the new bytes
+                with open(path, "r+b") as f:
                     f.truncate(0)
                     f.write(buf.getvalue())
                 swapped.append(True)
@@ -176,10 +170,7 @@ def save_and_reload(fn) -> str:
                     plant()
                 return _REAL_LOAD(*args, **kwargs)
 
-            with (
-                mock.patch.object(torch, "load", load),
-                mock.patch.object(torch.serialization, "load", load),
-            ):
+            with patched_torch_load(fn, load):
                 try:
                     fresh = call_answer(fn, model, path)
                 except Wrong as w:
@@ -255,11 +246,9 @@ def _check_fresh(
             "you returned the same object you were given; build a new instance with type(model)() and load the state_dict into it"
         )
     if not isinstance(fresh, nn.Module):
-        extra = (
-            ": load_state_dict returns this report of missing and unexpected keys, not the model; return the model itself"
-            if type(fresh).__name__ == "_IncompatibleKeys"
-            else ""
-        )
+        extra = ""
+        if type(fresh).__name__ == "_IncompatibleKeys":
+            extra = ": load_state_dict returns this report of missing and unexpected keys, not the model; return the model itself"
         raise Wrong(f"return the new model, got {type(fresh).__name__}{extra}")
     if type(fresh) is not type(model):
         raise Wrong(
