@@ -19,17 +19,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = [
-    "WRITE_CALLS",
-    "WriteTrace",
-    "Kill",
-    "can_fork",
-    "watching",
-    "trace_writes",
-    "kill_at",
-    "kill_moments",
-]
-
 # builtins, io and os; then torch.save's zip writer (torch._C.PyTorchFileWriter)
 WRITE_CALLS = frozenset(
     "open write writelines flush close truncate ftruncate replace rename renames link symlink unlink remove rmdir fsync fdatasync sendfile copy_file_range splice pwrite pwritev writev chmod fchmod mkdir write_record write_end_of_file".split()

@@ -19,17 +19,6 @@ from unittest import mock
 import torch
 import torch.nn as nn
 
-__all__ = [
-    "through_file",
-    "drew_after_restoring",
-    "changed_keys",
-    "cnn_with_moved_statistics",
-    "patched_torch_load",
-    "scratch_file",
-    "snapshot",
-    "named",
-]
-
 
 def cnn_with_moved_statistics(seed: int, **kwargs: Any) -> nn.Module:
     """A seeded ``SmallCNN(**kwargs)`` after one forward pass in training mode, so its

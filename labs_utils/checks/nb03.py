@@ -14,19 +14,8 @@ NB = "03_partial_loading_and_transfer"
 
 
 def _layers_state_dict() -> dict[str, torch.Tensor]:
-    keys = [
-        "conv1.weight",
-        "fc1.weight",
-        "fc1.bias",
-        "fc10.weight",
-        "mlp.fc1.weight",
-        "fc_norm.weight",
-        "fc2.weight",
-        "fc2.bias",
-        "head.fc2.bias",
-        "bn.running_mean",
-        "bn.num_batches_tracked",
-    ]
+    keys = """conv1.weight fc1.weight fc1.bias fc10.weight mlp.fc1.weight fc_norm.weight fc2.weight
+        fc2.bias head.fc2.bias bn.running_mean bn.num_batches_tracked""".split()
     return {k: torch.full((2,), float(i)) for i, k in enumerate(keys)}
 
 
@@ -225,14 +214,9 @@ _RENAMES = {
     "head.1.weight": "classifier.2.weight",
     "head.1.bias": "classifier.2.bias",
 }
-_STAY = (
-    "aux.backbone.0.weight",
-    "multihead.1.weight",
-    "epoch_counter",
-    "backbone_old.weight",
-    "head.10.weight",
-    "head.0.scale",
-    "classifier.2.weight",
+_STAY = tuple(
+    """aux.backbone.0.weight multihead.1.weight epoch_counter backbone_old.weight head.10.weight
+    head.0.scale classifier.2.weight""".split()
 )
 
 

@@ -31,18 +31,11 @@ WHY_NOT = {
 }
 # names a learner may take from the PyTorch recipe or invent, with what this notebook calls them
 _OTHER_NAMES = {
-    "model_state_dict": "model",
+    **dict.fromkeys(("model_state_dict", "weights"), "model"),
     "optimizer_state_dict": "optimizer",
-    "scheduler_state_dict": "scheduler",
-    "lr_scheduler": "scheduler",
-    "rng_state": "rng",
-    "random": "rng",
-    "generators": "rng",
-    "train_loader": "rng",
-    "loader": "rng",
-    "weights": "model",
-    "loss": "metrics",
-    "val_loss": "metrics",
+    **dict.fromkeys(("scheduler_state_dict", "lr_scheduler"), "scheduler"),
+    **dict.fromkeys(("rng_state", "random", "generators", "train_loader", "loader"), "rng"),
+    **dict.fromkeys(("loss", "val_loss"), "metrics"),
 }
 
 
