@@ -11,41 +11,31 @@ import torch
 import torch.nn as nn
 
 from . import Wrong, call_answer, exercise, run_answer
-from .fixtures import changed_keys, scratch_file, snapshot
+from .fixtures import changed_keys, named, scratch_file, snapshot
 
 NB = "09_safetensors"
 
 
-class _TiedLM(nn.Module):
+def _tied_lm() -> nn.Module:
     """The notebook's pattern with other sizes: the output layer is the embedding."""
-
-    def __init__(self, vocab: int = 12, dim: int = 4) -> None:
-        super().__init__()
-        self.emb = nn.Embedding(vocab, dim)
-        self.head = nn.Linear(dim, vocab, bias=False)
-        self.head.weight = self.emb.weight
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.head(self.emb(ids))
+    model = named(emb=nn.Embedding(12, 4), head=nn.Linear(4, 12, bias=False))
+    model.head.weight = model.emb.weight
+    return model
 
 
-class _EncoderDecoder(nn.Module):
+def _encoder_decoder() -> nn.Module:
     """Other names for the tie, a layer that is not tied, and a persistent buffer."""
-
-    def __init__(self, vocab: int = 9, dim: int = 6) -> None:
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Embedding(vocab, dim), nn.LayerNorm(dim))
-        self.decoder = nn.Linear(dim, vocab)
-        self.decoder.weight = self.encoder[0].weight
-        self.register_buffer("position_ids", torch.arange(5))
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(ids))
+    model = named(
+        encoder=nn.Sequential(nn.Embedding(9, 6), nn.LayerNorm(6)), decoder=nn.Linear(6, 9)
+    )
+    model.decoder.weight = model.encoder[0].weight
+    model.register_buffer("position_ids", torch.arange(5))
+    return model
 
 
-_MODELS = [
-    (_TiedLM, ("emb.weight", "head.weight"), 7),
-    (_EncoderDecoder, ("encoder.0.weight", "decoder.weight"), 12),
+_MODELS = [  # (factory, the two names of the tie, epoch)
+    (_tied_lm, ("emb.weight", "head.weight"), 7),
+    (_encoder_decoder, ("encoder.0.weight", "decoder.weight"), 12),
 ]
 
 
@@ -75,7 +65,7 @@ def save_with_epoch(fn) -> str:
                     ) from None
                 if "share memory" in text:
                     raise Wrong(
-                        f"save_file refused the tied weights of {cls.__name__[1:]} ({' and '.join(tie)} are one tensor); save_model stores each shared tensor once: save_model(model, path, metadata=...)"
+                        f"save_file refused the tied weights of the check's {cls.__name__[1:]} model ({' and '.join(tie)} are one tensor); save_model stores each shared tensor once: save_model(model, path, metadata=...)"
                     ) from None
                 raise
             if not path.exists():
@@ -119,7 +109,7 @@ def save_with_epoch(fn) -> str:
                 load_model(fresh, path)
             except Exception as e:
                 raise Wrong(
-                    f"load_model into a fresh {cls.__name__[1:]} fails ({type(e).__name__}: {str(e).strip()[:200]}); keep every entry except the second name of a tie"
+                    f"load_model into a fresh copy of the check's {cls.__name__[1:]} model fails ({type(e).__name__}: {str(e).strip()[:200]}); keep every entry except the second name of a tie"
                 ) from None
             if not _tied(fresh, tie) or changed_keys(fresh, before):
                 raise Wrong(

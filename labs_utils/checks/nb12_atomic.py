@@ -3,6 +3,7 @@ SIGKILL at its write calls (crash.kill_at)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -232,15 +233,11 @@ def capstone_save_atomically(fn) -> str:
     return message
 
 
-class _recording_fsync:
+@contextlib.contextmanager
+def _recording_fsync(out: list, position):
     """Record, for each os.fsync/os.fdatasync, where it came in the write calls, the inode it synced
     and whether that is a folder (the real call still runs)."""
-
-    def __init__(self, out: list, position) -> None:
-        self.out, self.position = out, position
-        self._spies: list[Any] = []
-
-    def __enter__(self):
+    with contextlib.ExitStack() as stack:
         for name in ("fsync", "fdatasync"):
             real = getattr(os, name, None)
             if real is None:
@@ -249,20 +246,13 @@ class _recording_fsync:
             def wrapper(fd, _real=real):
                 try:
                     st = os.fstat(fd if isinstance(fd, int) else fd.fileno())
-                    self.out.append((self.position(), st.st_ino, stat.S_ISDIR(st.st_mode)))
+                    out.append((position(), st.st_ino, stat.S_ISDIR(st.st_mode)))
                 except (OSError, AttributeError, TypeError):
                     pass
                 return _real(fd)
 
-            patcher = mock.patch.object(os, name, wrapper)
-            patcher.start()
-            self._spies.append(patcher)
-        return self
-
-    def __exit__(self, *exc):
-        for patcher in reversed(self._spies):
-            patcher.stop()
-        return False
+            stack.enter_context(mock.patch.object(os, name, wrapper))
+        yield
 
 
 def _only_last(folder: Path, path: Path) -> None:
