@@ -57,6 +57,8 @@ def make_batches(
     ]
 
 
+# notebook 11 prints this source: its stored output keeps this layout
+# fmt: off
 def shard_model(model: nn.Module, world_size: int) -> nn.Module:
     """Shard every parameter of ``model`` across the ranks (FSDP2's ``fully_shard``, on CPU)."""
     from torch.distributed.device_mesh import init_device_mesh
@@ -64,6 +66,7 @@ def shard_model(model: nn.Module, world_size: int) -> nn.Module:
 
     mesh = init_device_mesh("cpu", (world_size,))
     return fully_shard(model, mesh=mesh)
+# fmt: on
 
 
 def _full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -94,6 +97,8 @@ def _need_group(fn: str) -> None:
         )
 
 
+# notebook 11 prints this source: its stored output keeps this layout
+# fmt: off
 def train_and_save(
     rank: int,
     world_size: int,
@@ -125,7 +130,9 @@ def train_and_save(
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for x, y in make_batches(steps, rank, world_size, seed=seed):
         optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()  # FSDP averages gradients across ranks
+        nn.functional.cross_entropy(
+            model(x), y
+        ).backward()  # FSDP averages gradients across ranks
         optimizer.step()
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
@@ -158,8 +165,11 @@ def train_and_save(
         "export_keys": len(weights),
         "export_devices": sorted({str(t.device) for t in weights.values()}),
     }
+# fmt: on
 
 
+# notebook 11 prints this source: its stored output keeps this layout
+# fmt: off
 def load_and_verify(
     rank: int,
     world_size: int,
@@ -179,10 +189,14 @@ def load_and_verify(
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     _need_group("load_and_verify")
-    reference = torch.load(Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True)
+    reference = torch.load(
+        Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True
+    )
     model = shard_model(build_model(seed), world_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    differs_before = not _same(_full_state(model, optimizer)["model"], reference["model"])
+    differs_before = not _same(
+        _full_state(model, optimizer)["model"], reference["model"]
+    )
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd, "step": 0}
@@ -204,6 +218,7 @@ def load_and_verify(
         "step": state["step"],
         "local_shape": list(model_sd["net.0.weight"].to_local().shape),
     }
+# fmt: on
 
 
 # --- Starting the processes

@@ -27,6 +27,8 @@ __all__ = ["main"]
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
+# notebook 07 prints this source: its stored output keeps this layout
+# fmt: off
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train",
@@ -35,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", required=True, help="folder for the checkpoint (created if missing)"
     )
-    parser.add_argument("--steps", type=int, default=5, help="optimizer steps (default 5)")
+    parser.add_argument(
+        "--steps", type=int, default=5, help="optimizer steps (default 5)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--timeout",
@@ -106,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         dist.destroy_process_group()
     return 0 if ok else 1
+# fmt: on
 
 
 if __name__ == "__main__":

@@ -88,6 +88,8 @@ def _train_steps(
     return losses
 
 
+# notebook 07 prints this source: its stored output keeps this layout
+# fmt: off
 def train_ddp(
     rank: int,
     world_size: int,
@@ -131,7 +133,9 @@ def train_ddp(
     model = SimpleModel().to(device)
     started_different = not _all_equal_across_ranks(_flat(model).to(device), world_size)
     ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    synced_after_wrap = _all_equal_across_ranks(_flat(ddp_model.module).to(device), world_size)
+    synced_after_wrap = _all_equal_across_ranks(
+        _flat(ddp_model.module).to(device), world_size
+    )
 
     optimizer = torch.optim.SGD(ddp_model.parameters(), lr=lr, momentum=MOMENTUM)
     losses = _train_steps(ddp_model, optimizer, rank, world_size, steps, seed, device)
@@ -170,8 +174,11 @@ def train_ddp(
     }
     (out / f"rank{rank}.json").write_text(json.dumps(report, indent=1))
     return report
+# fmt: on
 
 
+# notebook 07 prints this source: its stored output keeps this layout
+# fmt: off
 def resume_ddp(
     rank: int,
     world_size: int,
@@ -236,6 +243,7 @@ def resume_ddp(
         ),
         "losses": losses,
     }
+# fmt: on
 
 
 @contextlib.contextmanager
