@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from . import Case, Wrong, behaves_like, call_answer, exercise, spy
+from .fixtures import named
 
 NB = "07_ddp_and_wrapper_prefixes"
 
@@ -35,9 +36,9 @@ _CASES = [
             "ema.model.weight",  # the prefix only further in: must stay as it is
             "model_ema.weight",  # starts with "model" but not with "model."
             "model.model.bias",  # the prefix twice at the start: remove it once
-            "loss_fn.weight",
+            "loss_fn.weight",  # nothing to do with the prefix
         ],
-    ),  # nothing to do with the prefix
+    ),
     (
         "module.",
         [
@@ -140,19 +141,13 @@ def _args(keys: list[str], prefix: str, seed: int) -> tuple[dict, str]:
     return _state_dict(keys, seed), prefix
 
 
-class _WithBatchNorm(nn.Module):
-    """Parameters and buffers (BatchNorm's running statistics), the buffers with non-default values."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(4, 3)
-        self.bn = nn.BatchNorm1d(3)
-
-
 def _models() -> list[tuple[str, Callable[[], nn.Module]]]:
     from ..models import SimpleModel
 
-    return [("SimpleModel()", SimpleModel), ("a model with BatchNorm", _WithBatchNorm)]
+    return [
+        ("SimpleModel()", SimpleModel),
+        ("a model with BatchNorm", lambda: named(fc=nn.Linear(4, 3), bn=nn.BatchNorm1d(3))),
+    ]
 
 
 def _wrappers() -> list[tuple[str, Callable[[nn.Module], nn.Module]]]:
