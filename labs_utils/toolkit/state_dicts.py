@@ -160,13 +160,10 @@ class _DryRun:
 
     missing: list[str]  # model keys
     unexpected: list[str]  # state_dict keys
-    # state_dict key -> load_state_dict's message (size mismatch ...)
-    rejected: dict[str, str]
+    rejected: dict[str, str]  # state_dict key -> load_state_dict's message (size mismatch ...)
     other_errors: list[str]  # messages that name no key of the state_dict
-    # the copy's state_dict afterwards: shapes and dtypes as the model has them
-    model: dict[str, Any]
-    # model key -> state_dict key a loading hook renamed (weight_g ...)
-    renamed: dict[str, str]
+    model: dict[str, Any]  # the copy's state_dict afterwards: shapes and dtypes as the model's
+    renamed: dict[str, str]  # model key -> state_dict key a loading hook renamed (weight_g ...)
     by_keys: bool = False  # compared key by key: the model could not be copied to meta
 
     def model_key(self, key: str) -> str:
@@ -180,10 +177,11 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
     shapes, hooks that rename keys) and ``model`` is untouched; ``None`` when that cannot run.
     """
     memo: dict[int, Any] = {}
-    for _, t in [
+    named = [
         *model.named_parameters(remove_duplicate=False),
         *model.named_buffers(remove_duplicate=False),
-    ]:
+    ]
+    for _, t in named:
         if id(t) not in memo:  # tied tensors stay tied in the copy
             memo[id(t)] = _meta_like(t)
     try:
@@ -231,25 +229,18 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
     rejected: dict[str, str] = {}
     other: list[str] = []
     for msg in seen.get("errors", []):
-        key = next(
-            (
-                k
-                for k in source
-                if msg.startswith(f"size mismatch for {k}: ") or f'named "{k}"' in msg
-            ),
-            None,
+        names = (
+            k for k in source if msg.startswith(f"size mismatch for {k}: ") or f'named "{k}"' in msg
         )
+        key = next(names, None)
         if key is None:
             other.append(msg)
         else:
             rejected[source[key]] = msg
+    keys = seen["keys"]
+    unexpected = [source.get(k, k) for k in keys.unexpected_keys]
     return _DryRun(
-        list(seen["keys"].missing_keys),
-        [source.get(k, k) for k in seen["keys"].unexpected_keys],
-        rejected,
-        other,
-        shadow.state_dict(),
-        renamed,
+        list(keys.missing_keys), unexpected, rejected, other, shadow.state_dict(), renamed
     )
 
 
