@@ -11,33 +11,26 @@ from .fixtures import through_file
 NB = "05_amp_and_scheduler_resume"
 
 
+_SKIP_HINTS = {
+    0: "a fresh GradScaler starts at 2**16, far above 2**9, so its first steps overflow and are skipped",
+    2
+    ** 7: "each skipped step multiplies the scale by backoff_factor=0.5, one halving per step; count the halvings from 2**16 to 2**9, not the ratio 2**16 / 2**9",
+    8: "the step that runs at 2**9 itself does not overflow: count only the steps with a scale above it",
+    9: "9 is the exponent of the settled scale, 2**9; count the halvings from 2**16 down to it",
+    16: "16 is the exponent of the start scale, 2**16; count the halvings from it down to 2**9",
+}
+
+
 @exercise("fresh_scaler_skips", notebook=NB)
 def fresh_scaler_skips(answer) -> str:
     """``answer``: steps a fresh GradScaler skips to get from 2**16 down to a settled scale of 2**9."""
     answer = as_int(answer, "the number of skipped steps")
-    if answer == 0:
-        raise Wrong(
-            "a fresh GradScaler starts at 2**16, far above 2**9, so its first steps overflow and are skipped"
-        )
-    if answer == 2**7:
-        raise Wrong(
-            "each skipped step multiplies the scale by backoff_factor=0.5, one halving per step; count the halvings from 2**16 to 2**9, not the ratio 2**16 / 2**9"
-        )
-    if answer == 8:
-        raise Wrong(
-            "the step that runs at 2**9 itself does not overflow: count only the steps with a scale above it"
-        )
-    if answer == 9:
-        raise Wrong(
-            "9 is the exponent of the settled scale, 2**9; count the halvings from 2**16 down to it"
-        )
-    if answer == 16:
-        raise Wrong(
-            "16 is the exponent of the start scale, 2**16; count the halvings from it down to 2**9"
-        )
     if answer != 7:
         raise Wrong(
-            "each skipped step halves the scale once: count the halvings from 2**16 down to 2**9"
+            _SKIP_HINTS.get(
+                answer,
+                "each skipped step halves the scale once: count the halvings from 2**16 down to 2**9",
+            )
         )
     return "2**16 -> 2**9 is seven halvings: seven batches thrown away, which restoring the scaler's state avoids."
 
@@ -46,13 +39,23 @@ KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch")
 EPOCH = 4
 
 
-def _objects(enabled: bool):
-    """A model with buffers (BatchNorm), Adam with state, a stepped scheduler, a scaler whose scale moved."""
-    torch.manual_seed(0)
+def _built(enabled: bool, **scaler_options) -> tuple:
+    """A model with buffers (BatchNorm), Adam, a StepLR scheduler and a GradScaler."""
     model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
-    scaler = torch.amp.GradScaler("cpu", enabled=enabled, init_scale=2.0**10, growth_interval=3)
+    return (
+        model,
+        optimizer,
+        scheduler,
+        torch.amp.GradScaler("cpu", enabled=enabled, **scaler_options),
+    )
+
+
+def _objects(enabled: bool):
+    """``_built`` after a few steps: Adam with state, the scheduler stepped, the scale moved."""
+    torch.manual_seed(0)
+    model, optimizer, scheduler, scaler = _built(enabled, init_scale=2.0**10, growth_interval=3)
     for _ in range(5):
         optimizer.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -68,23 +71,17 @@ def _objects(enabled: bool):
 def amp_checkpoint(fn) -> str:
     """``fn(model, optimizer, scheduler, scaler, epoch)`` returns a loadable checkpoint dict, scaler included."""
     for enabled in (True, False):
-        model, optimizer, scheduler, scaler = _objects(enabled)
-        real = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-        }
+        model, optimizer, scheduler, scaler = objects = _objects(enabled)
+        real = {k: obj.state_dict() for k, obj in zip(KEYS, objects)}
         ckpt = call_answer(fn, model, optimizer, scheduler, scaler, EPOCH)
         label = "an enabled" if enabled else "a disabled"
         if not isinstance(ckpt, dict):
             raise Wrong(f"return a dict, got {type(ckpt).__name__}")
         missing = [k for k in KEYS if k not in ckpt]
         if missing:
-            only_scaler = missing == ["scaler"] and not enabled
-            extra = (
-                " (a disabled scaler's state_dict() is {}: save it anyway)" if only_scaler else ""
-            )
+            extra = ""
+            if missing == ["scaler"] and not enabled:
+                extra = " (a disabled scaler's state_dict() is {}: save it anyway)"
             raise Wrong(f"with {label} scaler your checkpoint has no {missing[0]!r} entry{extra}")
         _check_scaler_entry(ckpt["scaler"], scaler, enabled, label)
         for name in ("model", "optimizer", "scheduler"):
@@ -192,22 +189,9 @@ def _type_inside(value, depth: int = 0) -> str:
 
 def _check_loads_back(loaded: dict, enabled: bool, real: dict) -> None:
     """Every entry loads into a freshly built object of the right kind and gives the saved state back."""
-    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
-    scaler = torch.amp.GradScaler("cpu", enabled=enabled)
-    model.load_state_dict(loaded["model"])
-    optimizer.load_state_dict(loaded["optimizer"])
-    scheduler.load_state_dict(loaded["scheduler"])
-    scaler.load_state_dict(loaded["scaler"])
-    got = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-    }
-    for name in got:
-        if not same(got[name], real[name]):  # pragma: no cover - the entries were compared above
+    for name, obj in zip(KEYS, _built(enabled)):
+        obj.load_state_dict(loaded[name])
+        if not same(obj.state_dict(), real[name]):  # pragma: no cover - compared above
             raise Wrong(
                 f"after a weights_only load, the {name!r} entry does not give the saved state back"
             )
