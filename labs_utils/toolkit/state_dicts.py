@@ -298,6 +298,14 @@ class StateDictDiff(Report):
         )
 
 
+def _model_first(model: Any, fn: str) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"{fn}() takes the model first, then the state_dict: got {type(model).__name__} as "
+            f"the model; call {fn}(model, state_dict)"
+        )
+
+
 def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
     """Compare ``state_dict`` (a mapping, a model or a file path) with ``model`` without loading.
 
@@ -322,11 +330,7 @@ def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
         >>> bool(result), bool(diff(model, model.state_dict()))
         (False, True)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(
-            f"diff() takes the model first, then the state_dict: got {type(model).__name__} "
-            "as the model; call diff(model, state_dict)"
-        )
+    _model_first(model, "diff")
     sd, _ = as_state_dict(state_dict)
     run = _dry_run(model, sd) or _by_keys(model, sd)
     order = [run.renamed.get(k, k) for k in model.state_dict()]
@@ -557,11 +561,7 @@ def load_matching(
         2.bias    skipped: shape differs  (3,)      (10,)
         parameters: 40 loaded, 27 left as initialised (59.7% loaded)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(
-            f"load_matching() takes the model first, then the state_dict: got "
-            f"{type(model).__name__} as the model; call load_matching(model, state_dict)"
-        )
+    _model_first(model, "load_matching")
     sd, _ = as_state_dict(state_dict)
     source, renamed, dropped = _apply_key_map(sd, key_map)
     target = model.state_dict()
