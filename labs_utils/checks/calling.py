@@ -82,7 +82,7 @@ def _set_safe_globals(entries: set) -> None:
         torch.serialization.add_safe_globals(list(entries))
 
 
-def _entry_name(entry: Any) -> str:
+def entry_name(entry: Any) -> str:
     if isinstance(entry, tuple):
         return str(entry[1]) if len(entry) > 1 else repr(entry)
     return f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', repr(entry))}"
@@ -138,7 +138,7 @@ def _describe_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tup
         ("removed", before["safe_globals"] - after["safe_globals"]),
     ):
         if entries:
-            names = ", ".join(sorted(_entry_name(e) for e in entries))
+            names = ", ".join(sorted(entry_name(e) for e in entries))
             out.append(("safe_globals", _CHANGED[what].format(names)))
     if after["dtype"] != before["dtype"]:
         out.append(("dtype", _CHANGED["dtype"].format(after["dtype"])))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import Wrong, call_answer, exercise, isolated_safe_globals
+from .calling import entry_name
 from .fixtures import scratch_file
 
 NB = "08_safe_loading"
@@ -97,16 +98,8 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 def _learner_allowed() -> set[str]:
-    """Dotted names of what the process-wide safe-globals list allows now, besides PyTorch's own."""
-    names = set()
-    for entry in torch.serialization.get_safe_globals():
-        obj = entry[0] if isinstance(entry, tuple) else entry
-        names.add(
-            entry[1]
-            if isinstance(entry, tuple)
-            else f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
-        )
-    return names
+    """Dotted names of what the process-wide safe-globals list allows now."""
+    return {entry_name(e) for e in torch.serialization.get_safe_globals()}
 
 
 def _save_and_load(obj: Any) -> Any:
@@ -130,11 +123,9 @@ def make_loadable(fn) -> str:
             loaded = _save_and_load(out)
         except Exception as e:
             name = _refused_global(e)
-            hint = (
-                " (you allowed it for the whole process with add_safe_globals, but the file must load without that: convert the value)"
-                if name in _learner_allowed()
-                else ""
-            )
+            hint = ""
+            if name in _learner_allowed():
+                hint = " (you allowed it for the whole process with add_safe_globals, but the file must load without that: convert the value)"
             raise Wrong(
                 f"torch.load(weights_only=True) still refuses your checkpoint: it needs {name}; convert that value to a plain type{hint}"
             ) from None
@@ -184,14 +175,9 @@ def _judge_value(key: str, value: Any, got: Any) -> None:
 def _exercise_file(folder: Path) -> Path:
     gen = torch.Generator().manual_seed(0)
     path = folder / "exercise.pth"
-    torch.save(
-        {
-            "model": {"fc.weight": torch.randn(2, 3, generator=gen)},
-            "best_val_loss": np.float64(0.25),
-            "args": argparse.Namespace(lr=0.01, epochs=5),
-        },
-        path,
-    )
+    model = {"fc.weight": torch.randn(2, 3, generator=gen)}
+    args = argparse.Namespace(lr=0.01, epochs=5)
+    torch.save({"model": model, "best_val_loss": np.float64(0.25), "args": args}, path)
     return path
 
 
@@ -206,9 +192,8 @@ def _loads_with(path: Path, allow: list) -> BaseException | None:
 
 
 def _entry_object(item: Any) -> Any:
-    return (
-        item[0] if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str) else item
-    )
+    pair = isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str)
+    return item[0] if pair else item
 
 
 def _label(item: Any) -> str:
