@@ -301,15 +301,10 @@ def _scan_pickle(data: bytes, max_pickles: int = 6) -> tuple[set[str], list[tupl
                     stack.append(memo.get(int(arg)))
                 elif name == "MARK":
                     marks.append(len(stack))
-                elif name == "TUPLE":
-                    m = marks.pop()
+                elif name in {"TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"}:
+                    m = marks.pop() if name == "TUPLE" else -int(name[-1])
                     items = tuple(stack[m:])
                     del stack[m:]
-                    stack.append(items)
-                elif name in {"TUPLE1", "TUPLE2", "TUPLE3"}:
-                    n = int(name[-1])
-                    items = tuple(stack[-n:])
-                    del stack[-n:]
                     stack.append(items)
                 elif name in {"BINPERSID", "PERSID"}:
                     pid = stack.pop() if name == "BINPERSID" else tuple(str(arg).split())
@@ -323,11 +318,8 @@ def _scan_pickle(data: bytes, max_pickles: int = 6) -> tuple[set[str], list[tupl
                     del stack[m:]
                     if name in _POP_TO_MARK_PUSH:
                         stack.append(None)
-                elif name in {"REDUCE", "NEWOBJ"}:
-                    del stack[-2:]
-                    stack.append(None)
-                elif name == "NEWOBJ_EX":
-                    del stack[-3:]
+                elif name in {"REDUCE", "NEWOBJ", "NEWOBJ_EX"}:
+                    del stack[-(3 if name == "NEWOBJ_EX" else 2) :]
                     stack.append(None)
                 elif name in {"BUILD", "APPEND", "POP"}:
                     stack.pop()
