@@ -824,6 +824,41 @@ def probe_gguf_reader(box: Box, **_) -> bool:
     return box.ran()
 
 
+def probe_accelerate_load_state(box: Box, **_) -> bool:
+    """An Accelerator's folder whose optimizer and RNG files carry the payload."""
+    from accelerate import Accelerator
+
+    def prepared():
+        accelerator = Accelerator(cpu=True)
+        model = torch.nn.Linear(2, 2)
+        return accelerator, *accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))
+
+    accelerator, _, _ = prepared()
+    folder = box.folder / "accelerate_state"
+    quietly(lambda: accelerator.save_state(folder))
+    hostile = box.pth("evil_state.bin")
+    for name in ("optimizer.bin", "random_states_0.pkl"):
+        (folder / name).write_bytes(hostile.read_bytes())
+    accelerator, _, _ = prepared()
+    refused(lambda: accelerator.load_state(folder))
+    return box.ran()
+
+
+def probe_hub_load(box: Box, **_) -> bool:
+    """A checkout whose hubconf.py creates the marker when torch.hub imports it."""
+    checkout = box.folder / "checkout"
+    checkout.mkdir()
+    (checkout / "hubconf.py").write_text(
+        "import pathlib\n\n"
+        "dependencies = []\n"
+        f"pathlib.Path({str(box.marker)!r}).touch()\n\n\n"
+        "def tiny():\n"
+        "    return None\n"
+    )
+    torch.hub.load(str(checkout), "tiny", source="local")
+    return box.ran()
+
+
 PROBES: dict[str, Callable[..., bool]] = {
     "torch-load": probe_torch_load,
     "torch-load-default": probe_torch_load_default,
@@ -859,6 +894,8 @@ PROBES: dict[str, Callable[..., bool]] = {
     "accelerate-dispatch": probe_accelerate_dispatch,
     "transformers": probe_transformers,
     "gguf-reader": probe_gguf_reader,
+    "accelerate-load-state": probe_accelerate_load_state,
+    "hub-load": probe_hub_load,
 }
 
 
@@ -935,6 +972,10 @@ def classify(name: str, args: str, context: Context | None = None) -> str | None
         }.get(wo, "?")
     if name in ("pickle.load", "pickle.loads"):
         return "pickle-load"
+    if last == "load_state":  # an accelerate.Accelerator's folder
+        return "accelerate-load-state"
+    if name.endswith("hub.load"):
+        return "hub-load"
     if last == "load_state_dict_from_url":
         return "hub-url" if wo == "True" else "hub-url-default"
     if name.endswith("export.load"):
@@ -1153,7 +1194,7 @@ def test_the_table_lists_the_notebooks_with_trusted_only_calls():
         ("huggingface_hub.load_torch_model(m, p, safe=False)", "?"),
         ("gguf.GGUFReader(p)", "gguf-reader"),
         ("np.load(p)", "?"),
-        ("torch.hub.load('repo', 'model')", "?"),
+        ("torch.hub.load('repo', 'model')", "hub-load"),
         ("model.load_state_dict(sd)", None),
     ],
 )
