@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import torch
+
 from .feedback import CORRECT, NOT_ATTEMPTED, WRONG, CheckResult
 
 
@@ -69,14 +71,10 @@ _side_effects: list[tuple[str, str]] = []  # (kind, hint)
 
 
 def _safe_globals_now() -> set:
-    import torch
-
     return set(torch.serialization.get_safe_globals())
 
 
 def _set_safe_globals(entries: set) -> None:
-    import torch
-
     torch.serialization.clear_safe_globals()
     if entries:
         torch.serialization.add_safe_globals(list(entries))
@@ -94,19 +92,11 @@ def torch_own(entry: Any) -> bool:
 
 
 def _process_state() -> dict[str, Any]:
-    import torch
-
-    return {
-        "grad": torch.is_grad_enabled(),
-        "safe_globals": _safe_globals_now(),
-        "dtype": torch.get_default_dtype(),
-        "cwd": os.getcwd(),
-    }
+    grad, dtype = torch.is_grad_enabled(), torch.get_default_dtype()
+    return {"grad": grad, "safe_globals": _safe_globals_now(), "dtype": dtype, "cwd": os.getcwd()}
 
 
 def _restore_process_state(state: dict[str, Any]) -> None:
-    import torch
-
     torch.set_grad_enabled(state["grad"])
     if _safe_globals_now() != state["safe_globals"]:
         _set_safe_globals(state["safe_globals"])
@@ -133,10 +123,8 @@ def _describe_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tup
     # PyTorch registers its own entries when a module is first imported (torch._dynamo adds
     # DTensor and DeviceMesh): only what the learner's code added counts.
     added = {e for e in after["safe_globals"] - before["safe_globals"] if not torch_own(e)}
-    for what, entries in (
-        ("added", added),
-        ("removed", before["safe_globals"] - after["safe_globals"]),
-    ):
+    removed = before["safe_globals"] - after["safe_globals"]
+    for what, entries in (("added", added), ("removed", removed)):
         if entries:
             names = ", ".join(sorted(entry_name(e) for e in entries))
             out.append(("safe_globals", _CHANGED[what].format(names)))
@@ -251,8 +239,6 @@ def _own_arguments_only(fn: Any) -> Any:
 
 def summary(obj: Any, depth: int = 0) -> str:
     """A short, machine-independent description of a value, for the "tried:" line of a hint."""
-    import torch
-
     if isinstance(obj, torch.Tensor):
         return f"tensor{tuple(obj.shape)} {str(obj.dtype).removeprefix('torch.')}"
     if isinstance(obj, torch.nn.Module):

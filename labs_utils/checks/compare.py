@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from .calling import NotAttempted, Wrong, run_answer, summary
 
 
@@ -14,8 +16,6 @@ def same(a: Any, b: Any) -> bool:
     """Equal as a learner's result counts: tensors by dtype, shape and values; mappings by keys
     (in any order) and values; sequences item by item (a ``torch.Size`` equals a tuple);
     floats within 1e-6; models by their state_dict, ``requires_grad`` flags and mode."""
-    import torch
-
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return (
             isinstance(a, torch.Tensor)
@@ -150,8 +150,6 @@ def _difference(have: _Outcome, want: _Outcome, case: Case) -> str:
 def _where_differs(a: Any, b: Any, at: str = "") -> str:
     """The first place where ``a`` (what the answer gave) and ``b`` (expected) differ, in words:
     "'el.weight' at [0]; expected 'weight'"."""
-    import torch
-
     here = f" at {at}" if at else ""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         extra, missing = [k for k in a if k not in b], [k for k in b if k not in a]
