@@ -1,5 +1,5 @@
-"""Checks for notebooks/12_capstone_lab.ipynb, faults 1-3: a whole-model file, a resume without the optimizer, a DDP prefix. Each fix is checked against the lesson
-that teaches it (named in a hint)."""
+"""Checks for notebooks/12_capstone_lab.ipynb, faults 1-3: a whole-model file, a resume without the
+optimizer, a DDP prefix. Each fix is checked against the lesson that teaches it (named in a hint)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,13 @@ from . import Wrong, as_int, call_answer, crash, exercise, same
 from .capstone_fixtures import cnn, load_cpu, net, refused_global, run_saver, same_file
 from .fixtures import scratch_file, snapshot
 
-# ================================================================ fault 1: whole-model file
 NB1 = "01_state_dict_basics"
 
 
 def _is_safetensors(path: Path) -> bool:
     """A safetensors file starts with the length of its JSON header (8 bytes), then '{'."""
     head = path.read_bytes()[:9]
-    return (
-        len(head) == 9
-        and head[8:9] == b"{"
-        and int.from_bytes(head[:8], "little") < path.stat().st_size
-    )
+    return head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
 
 
 def _serving_refusal(err: BaseException) -> str:
@@ -102,7 +97,6 @@ def capstone_save_for_serving(fn) -> str:
     return "the serving file is a plain state_dict that loads with weights_only=True."
 
 
-# ================================================================ fault 2: resume without optimizer
 NB2 = "04_checkpoints_and_resume"
 
 
@@ -124,17 +118,10 @@ def _resume_setup(kind: str, seed: int = 0):
 def _steps(model, optimizer, scheduler, n: int, data: torch.Generator) -> None:
     from ..models import Net
 
+    shape, classes = ((16, 32), 10) if isinstance(model, Net) else ((8, 1, 16, 16), 4)
     for _ in range(n):
-        if isinstance(model, Net):
-            x, y = (
-                torch.randn(16, 32, generator=data),
-                torch.randint(0, 10, (16,), generator=data),
-            )
-        else:
-            x, y = (
-                torch.randn(8, 1, 16, 16, generator=data),
-                torch.randint(0, 4, (8,), generator=data),
-            )
+        x = torch.randn(*shape, generator=data)
+        y = torch.randint(0, classes, (shape[0],), generator=data)
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
@@ -176,9 +163,7 @@ def capstone_save_for_resume(fn) -> str:
                 raise Wrong(
                     f"{type(obj).__name__}.load_state_dict refuses the '{key}' entry ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}): save {key}.state_dict() of the live object"
                 ) from None
-        if optimizer.state_dict()["state"].keys() != first[1].state_dict()[
-            "state"
-        ].keys() or not same(optimizer.state_dict()["state"], first[1].state_dict()["state"]):
+        if not same(optimizer.state_dict()["state"], first[1].state_dict()["state"]):
             raise Wrong(
                 f"with {type(optimizer).__name__}, the optimizer state in the file differs from the live optimizer's (its moments or momentum buffers): save optimizer.state_dict() of the optimizer you were given"
             )
@@ -223,11 +208,8 @@ def _check_resume_entries(ckpt: Any, live: tuple, epoch: int) -> None:
         raise Wrong(f"the 'model' entry is a {type(state).__name__}: save model.state_dict()")
     missing = sorted(set(model.state_dict()) - set(state))
     if missing:
-        kind = (
-            "buffers (BatchNorm's running statistics)"
-            if any("running" in k or "batches" in k for k in missing)
-            else "entries"
-        )
+        buffers = any("running" in k or "batches" in k for k in missing)
+        kind = "buffers (BatchNorm's running statistics)" if buffers else "entries"
         raise Wrong(
             f"with {type(model).__name__}, the 'model' entry misses {kind}, e.g. {missing[0]}: save model.state_dict(), not named_parameters()"
         )
@@ -257,7 +239,6 @@ def _check_resume_entries(ckpt: Any, live: tuple, epoch: int) -> None:
         )
 
 
-# ================================================================ fault 3: DDP prefix
 NB3 = "07_ddp_and_wrapper_prefixes"
 
 
@@ -268,12 +249,8 @@ def capstone_load_ddp_weights(fn) -> str:
     from ..models import Net
 
     reference = net(3)
-    cases = {
-        "a DDP file (module. prefix)": {
-            f"module.{k}": v for k, v in reference.state_dict().items()
-        },
-        "a plain file": reference.state_dict(),
-    }
+    ddp = {f"module.{k}": v for k, v in reference.state_dict().items()}
+    cases = {"a DDP file (module. prefix)": ddp, "a plain file": reference.state_dict()}
     with tempfile.TemporaryDirectory() as tmp:
         for what, sd in cases.items():
             path = Path(tmp) / "w.pth"
