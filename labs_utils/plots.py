@@ -1,6 +1,5 @@
 """Plot helpers (scaffolding): curves of several runs on shared axes, with a marker for a resume.
-
-The notebooks call ``plt.show()`` themselves; these helpers only draw.
+The notebooks call ``plt.show()`` themselves.
 """
 
 from __future__ import annotations
@@ -22,11 +21,9 @@ def plot_runs(
     styles: Mapping[str, Mapping] | None = None,
     logy: bool = False,
 ):
-    """Draw each run on ``ax`` (a matplotlib Axes) and return it.
-
-    ``runs`` maps a legend label to ``ys`` (x = 1, 2, ...) or to ``(xs, ys)``. ``resume_at`` draws a
-    dotted vertical line. ``styles`` gives matplotlib keyword arguments per label (e.g.
-    ``{"resumed": {"linestyle": "--"}}``).
+    """Draw each run on ``ax`` (a matplotlib Axes) and return it: ``runs`` maps a legend label to
+    ``ys`` (x = 1, 2, ...) or ``(xs, ys)``; ``resume_at`` draws a dotted vertical line; ``styles``
+    gives matplotlib keyword arguments per label (e.g. ``{"resumed": {"linestyle": "--"}}``).
     """
     if not runs:
         raise ValueError("plot_runs() needs at least one run, e.g. {'uninterrupted': losses}")

@@ -173,8 +173,7 @@ class _StagedFile:
 
 
 def _lock(fd: int, *, wait: bool) -> bool:
-    """Take the exclusive lock on ``fd``; False where there are no locks, or (``wait=False``)
-    when another process holds it."""
+    """Take the exclusive lock on ``fd``; False without locks, or (``wait=False``) if another holds it."""
     if fcntl is None:
         return False
     try:

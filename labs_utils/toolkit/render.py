@@ -1,8 +1,5 @@
-"""Tables and reports that read well both in a notebook (HTML) and in a terminal (text).
-
-Every report object in labs_utils builds on ``Table``: ``str(obj)``/``repr(obj)`` give an
-aligned text table, ``obj._repr_html_()`` an HTML table. Both are deterministic, so notebook
-outputs are stable under nbval.
+"""Tables that read well in a notebook (HTML) and in a terminal (text), deterministically, so
+notebook outputs stay stable; every report object renders through ``Table``.
 """
 
 from __future__ import annotations
