@@ -193,13 +193,17 @@ def load_sharded(fn) -> str:
     return "every shard the index lists, one at a time, stale shards ignored, and an error when the model has keys no shard holds (tried on three folders and a deeper model)."
 
 
-def _average(state_dicts):
-    return {
-        k: torch.stack([sd[k] for sd in state_dicts]).mean(0)
-        if v.is_floating_point()
-        else v.clone()
-        for k, v in state_dicts[-1].items()
-    }
+def _mean_where(averaged=torch.Tensor.is_floating_point, rest: int = -1):
+    """Average the entries ``averaged`` says yes to, take the others from checkpoint ``rest``."""
+
+    def average(sds):
+        mean = lambda k: torch.stack([sd[k] for sd in sds]).mean(0)
+        return {k: mean(k) if averaged(v) else sds[rest][k].clone() for k, v in sds[-1].items()}
+
+    return average
+
+
+_average = _mean_where()  # the reference
 
 
 def _bn_checkpoints():
@@ -268,24 +272,6 @@ def _everything_as_float(state_dicts):
     return {k: torch.stack([sd[k].float() for sd in state_dicts]).mean(0) for k in state_dicts[-1]}
 
 
-def _ints_from_first(state_dicts):
-    return {
-        k: torch.stack([sd[k] for sd in state_dicts]).mean(0)
-        if v.is_floating_point()
-        else state_dicts[0][k].clone()
-        for k, v in state_dicts[-1].items()
-    }
-
-
-def _only_float32(state_dicts):
-    return {
-        k: torch.stack([sd[k] for sd in state_dicts]).mean(0)
-        if v.dtype == torch.float32
-        else v.clone()
-        for k, v in state_dicts[-1].items()
-    }
-
-
 def _in_place(state_dicts):
     first = state_dicts[0]
     for k, v in first.items():
@@ -316,11 +302,11 @@ _AVERAGE_MISTAKES = [
         "integer buffers (`num_batches_tracked`, a step count) and bool masks keep their dtype and are not averaged: take them from the last checkpoint",
     ),
     (
-        _ints_from_first,
+        _mean_where(rest=0),
         "take the entries that are not floats from the *last* checkpoint, `state_dicts[-1]`, not the first",
     ),
     (
-        _only_float32,
+        _mean_where(lambda v: v.dtype == torch.float32),
         "average every floating-point dtype (a float64 or float16 entry too): test `value.is_floating_point()` instead of `dtype == torch.float32`",
     ),
 ]
