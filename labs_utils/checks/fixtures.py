@@ -29,7 +29,7 @@ def cnn_with_moved_statistics(seed: int, **kwargs: Any) -> nn.Module:
     model = SmallCNN(**kwargs)
     model.train()
     with torch.no_grad():
-        model(torch.randn(8, 1, 16, 16))
+        model(torch.randn(8, kwargs.get("in_channels", 1), 16, 16))
     return model
 
 

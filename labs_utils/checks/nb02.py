@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 
 from . import Wrong, as_int, call_answer, exercise
+from .fixtures import cnn_with_moved_statistics
 
 NB = "02_architecture_mismatch"
 
@@ -44,14 +45,7 @@ def _tricky_state_dict() -> dict[str, torch.Tensor]:
 def _source_state_dict():
     """A SmallCNN state_dict whose shapes are not the notebook's (2 input channels, 3 classes) and
     whose BatchNorm statistics moved, so that copies of another model's tensors show."""
-    from ..models import SmallCNN
-
-    torch.manual_seed(0)
-    model = SmallCNN(in_channels=2, num_classes=3)
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(4, 2, 16, 16))
-    return model.state_dict()
+    return cnn_with_moved_statistics(0, in_channels=2, num_classes=3).state_dict()
 
 
 @exercise("remap_keys", notebook=NB)
@@ -147,20 +141,20 @@ def _call_untouched(fn, state_dict: dict) -> Mapping:
     return out
 
 
+_INPUT_HINTS = {
+    32: "32 is the size the document assumed: a 3x3 convolution without padding turns it into 30x30",
+    26: "26 is the output side the document wrote; the input must be larger by kernel_size - 1",
+}
+
+
 @exercise("doc_input_size", notebook=NB)
 def doc_input_size(answer) -> str:
     """The square input size for which the document's ``16*26*26`` would be right (3x3 conv, no padding)."""
     from ..models import conv_output_size
 
     answer = as_int(answer, "the input size")
-    if answer == 32:
-        raise Wrong(
-            "32 is the size the document assumed: a 3x3 convolution without padding turns it into 30x30"
-        )
-    if answer == 26:
-        raise Wrong(
-            "26 is the output side the document wrote; the input must be larger by kernel_size - 1"
-        )
+    if answer in _INPUT_HINTS:
+        raise Wrong(_INPUT_HINTS[answer])
     side = conv_output_size(answer, 3)
     if side != 26:
         raise Wrong(
