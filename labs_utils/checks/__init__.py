@@ -132,13 +132,7 @@ class _Checks:
     ``check.solution(name)``, ``check.progress()``."""
 
     def __getattr__(self, name: str) -> Callable[..., CheckResult]:
-        load_all()
-        try:
-            return REGISTRY[name].fn
-        except KeyError:
-            raise AttributeError(
-                f"no check named {name!r}; known checks: {', '.join(sorted(REGISTRY))}"
-            ) from None
+        return self._exercise(name).fn
 
     def __dir__(self) -> list[str]:
         load_all()
