@@ -21,11 +21,11 @@ _GONE = "_nb13_gone"  # the module the check model's class claims to live in: it
 
 
 class _ServingNet(nn.Module):
-    """Conv-BatchNorm-ReLU-pool, then Dropout and a Linear head, for (N, 3, 12, 12) images."""
+    """Conv-BatchNorm-ReLU-pool (12 -> 4), then Dropout and a Linear head, for (N, 3, 12, 12).
+    Not a Sequential: answers export it with ``dynamic_shapes={"x": ...}``."""
 
     def __init__(self) -> None:
         super().__init__()
-        # 12 -> 4
         self.body = nn.Sequential(
             nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(3)
         )
@@ -206,24 +206,20 @@ def export_gated(fn) -> str:
                 out = served(x)
         except Exception as e:  # noqa: BLE001
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            hint = (
-                " (draft_export records the branch the example took as an assertion, it does not export the other branch)"
-                if "assertion" in first.lower()
-                else ""
-            )
+            hint = ""
+            if "assertion" in first.lower():
+                hint = " (draft_export records the branch the example took as an assertion, it does not export the other branch)"
             raise Wrong(
                 f"the program fails on {name}: {first}{hint}; use torch.cond so that both branches are in the graph"
             ) from None
         with torch.no_grad():
             branches = {"hot": model.hot(x), "cold": model.cold(x)}
-        took[name] = next(
-            (
-                b
-                for b, y in branches.items()
-                if out.shape == y.shape and torch.allclose(out, y, rtol=1e-5, atol=1e-6)
-            ),
-            "neither",
-        )
+        same_as = [
+            b
+            for b, y in branches.items()
+            if out.shape == y.shape and torch.allclose(out, y, rtol=1e-5, atol=1e-6)
+        ]
+        took[name] = (same_as or ["neither"])[0]
     wanted = {name: "hot" if bool(x.mean() > 0) else "cold" for name, x in batches.items()}
     if took == wanted:
         return "both branches are in the graph, and the program picks the one the model picks."
