@@ -97,7 +97,7 @@ test: setup
 # says "Not attempted yet"), and notebook 01 run through JupyterLab in a real browser. It repeats
 # every notebook's work, so it has its own target; .ci/run runs it after make test.
 test-learner: setup browser-deps
-	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope -m learner_run tests/test_learner_edition.py tests/test_browser.py
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope -m learner_run tests/learner/test_learner_edition.py tests/learner/test_browser.py
 
 # The notebooks as a website (tools/site/build.py): a page per notebook with its stored outputs
 # (nothing re-executed), the error index, the coverage table and the other notebooks/*.md, a page
@@ -116,7 +116,7 @@ site: setup $(SITE_STAMP)
 # on the section that raises them, a plot loads, "next" pages from 01 to the last notebook, and no
 # page asks another host for anything. .ci/run runs it.
 test-site: site browser-deps
-	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -m site tests/test_site.py
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -m site tests/tools/test_site.py
 
 # The stored outputs must not depend on the CPU they were made on. Run every notebook again
 # (strict nbval), two threads each, with each CPU library held to an older instruction set than
@@ -164,7 +164,7 @@ format: setup
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 	$(BIN)/ruff format $(LINT_PATHS)
 
-# The browser test (tests/test_browser.py) drives Debian's Chromium. In CI (CI=true) or in a root
+# The browser test (tests/learner/test_browser.py) drives Debian's Chromium. In CI (CI=true) or in a root
 # shell with apt-get, it is installed here; elsewhere the test is skipped and says how to install it.
 browser-deps:
 	@if ! command -v chromium >/dev/null 2>&1; then \

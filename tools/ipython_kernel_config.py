@@ -11,7 +11,7 @@ import os
 
 c = get_config()  # noqa: F821 - IPython's config loader defines it
 
-# The same note as tools.notebook_tools.MESSAGE_FIRST_NOTE (tests/test_learner_edition.py).
+# The same note as tools.notebook_tools.MESSAGE_FIRST_NOTE (tests/learner/test_learner_edition.py).
 NOTE = "\x1b[2m(the message first, as its last line reads; the full traceback follows)\x1b[0m"
 
 HOOK = f"""

@@ -1,6 +1,6 @@
 """Checks of notebooks/06_devices_and_map_location.ipynb: right answers, and what makes the checks
 hard to fool (files where a byte search disagrees with the real storage tags, a callable map_location
-required, torch's raw errors explained). tests/test_checks.py feeds every declared wrong answer."""
+required, torch's raw errors explained). tests/checks/test_framework.py feeds every declared wrong answer."""
 
 import re
 import zipfile

@@ -1,6 +1,6 @@
 """Checks of notebooks/07_ddp_and_wrapper_prefixes.ipynb: right answers, and the cases that make
 the checks hard to fool (prefix only inside a key, other prefixes, both wrapper orders, buffers).
-tests/test_checks.py feeds every declared wrong answer."""
+tests/checks/test_framework.py feeds every declared wrong answer."""
 
 import pytest
 import torch.nn as nn

@@ -1,6 +1,6 @@
 """Checks of notebooks/10_inference_loading.ipynb: right answers pass, and what makes the checks hard
 to fool (the returned model is run, unsafe loads and grad mode left off are seen under any imported
-name). tests/test_checks.py feeds every declared wrong answer."""
+name). tests/checks/test_framework.py feeds every declared wrong answer."""
 
 import torch
 from torch import load  # a learner may import it by name

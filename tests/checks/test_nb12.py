@@ -1,6 +1,6 @@
 """Checks of notebooks/12_capstone_lab.ipynb, and the kill harness they use (labs_utils.checks.crash).
 
-tests/test_checks.py feeds every check its declared wrong and right answers; here are the cases
+tests/checks/test_framework.py feeds every check its declared wrong and right answers; here are the cases
 that need a set-up (a process-wide allowlist, a simulated CUDA build, no fork), the learner
 simulation's false accepts and misleading hints, and the harness itself.
 """

@@ -1,6 +1,6 @@
 """Checks of notebooks/13_export_without_the_class.ipynb: the notebook's answers and other right
 answers pass; the check model's class cannot be imported; each usual mistake gets its own hint.
-(tests/test_checks.py runs every declared wrong answer and placeholder.)"""
+(tests/checks/test_framework.py runs every declared wrong answer and placeholder.)"""
 
 from __future__ import annotations
 

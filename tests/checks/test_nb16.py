@@ -1,7 +1,7 @@
 """Checks of notebooks/16_ecosystem_formats.ipynb: the notebook's answers and other right answers
 pass; the checkpoints and adapters the checks build are what they claim to be (real Lightning and
 PEFT files with the traps the exercises describe); each usual mistake gets its own hint.
-(tests/test_checks.py runs every declared wrong answer, right answer and placeholder.)"""
+(tests/checks/test_framework.py runs every declared wrong answer, right answer and placeholder.)"""
 
 from __future__ import annotations
 

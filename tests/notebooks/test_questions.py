@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 TEXT = (NOTEBOOKS / "QUESTIONS.md").read_text()
 ANSWERS = ("trigger", "mechanism", "not covered")
 ROW = re.compile(r"^\| (Q\d{3}) \|(.*)\|\s*$", re.M)

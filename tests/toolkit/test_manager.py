@@ -16,7 +16,7 @@ import torch
 from labs_utils.toolkit.checkpoints import load_checkpoint
 from labs_utils.toolkit.manager import CheckpointManager
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _save(m: CheckpointManager, epoch: int, run: str, loss: float):

@@ -31,7 +31,7 @@ from tools.notebook_tools import (
     sync_learner,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NB1, NB2, NB3 = (
     "01_state_dict_basics.ipynb",
     "02_architecture_mismatch.ipynb",

@@ -1,6 +1,6 @@
 """The toolkit's result objects and internal helpers, as their docstring examples showed them.
 
-The public functions keep their ``Example::`` (tests/test_toolkit_examples.py runs them); the
+The public functions keep their ``Example::`` (tests/toolkit/test_toolkit_examples.py runs them); the
 result classes and the helpers that only the toolkit uses are checked here instead.
 """
 

@@ -25,7 +25,7 @@ import pytest
 
 from tools.notebook_tools import BEGIN, END, MESSAGE_FIRST_NOTE, learner_edition
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "01_state_dict_basics.ipynb"
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

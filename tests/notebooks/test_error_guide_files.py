@@ -26,7 +26,7 @@ import torch
 
 from labs_utils.toolkit.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 GUIDE = NOTEBOOKS / "14_error_field_guide.ipynb"
 COVERED = [f"{n:02d}" for n in range(1, 13)]  # the notebooks whose errors the index must cover

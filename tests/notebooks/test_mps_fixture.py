@@ -10,7 +10,7 @@ import torch
 
 from labs_utils.models import SimpleModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PATH = ROOT / "data" / "weights_mps.pth"
 
 

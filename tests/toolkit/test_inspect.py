@@ -534,7 +534,7 @@ def test_fix_imports_aliases_of_dangerous_globals_are_labelled(tmp_path):
 
 
 # ---------------------------------------------------------------- what the report counts, and its memory
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_counts_elements_and_says_so(tmp_path):

@@ -507,7 +507,7 @@ def test_write_protected_and_unreadable_files_are_refused_clearly():
             capture_output=True,
             text=True,
             timeout=120,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parents[2],
         )
         lines = out.stdout.splitlines()
         assert len(lines) == 2, out.stdout + out.stderr

@@ -4,7 +4,7 @@ plots load, "next" walks 01 to 16, and nothing is fetched from another host.
 
 Run by ``make test-site`` (which builds the site first); marked ``site``, so ``make test`` leaves
 it out. Without a built site it is skipped (in CI it fails), and without Chromium the browser
-tests are skipped the same way as tests/test_browser.py.
+tests are skipped the same way as tests/learner/test_browser.py.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 
 pytestmark = pytest.mark.site
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "build" / "site"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")

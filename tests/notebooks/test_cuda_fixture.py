@@ -10,7 +10,7 @@ import torch
 
 from labs_utils.models import SimpleModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
 FILES = {
     "cuda:0": DATA / "gpu_weights_cuda0.pth",

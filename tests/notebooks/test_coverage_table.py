@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 TEXT = (NOTEBOOKS / "COVERAGE.md").read_text()
 LINK = re.compile(r"\[(\d\d) · ([^\]]+)\]\((\d\d_[a-z0-9_]+\.ipynb)\)")
 
