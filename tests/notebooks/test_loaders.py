@@ -81,7 +81,9 @@ def test_every_row_has_a_verdict_and_a_probe():
     assert ROWS, "no rows found in notebooks/LOADERS.md"
     for rid, row in ROWS.items():
         verdict(row)
-        assert rid in PROBES, f"row {rid!r} of LOADERS.md has no probe in tests/notebooks/test_loaders.py"
+        assert rid in PROBES, (
+            f"row {rid!r} of LOADERS.md has no probe in tests/notebooks/test_loaders.py"
+        )
     assert set(PROBES) <= set(ROWS), f"probes without a row: {sorted(set(PROBES) - set(ROWS))}"
 
 
