@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted(
-    (Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9][0-9]_*.ipynb")
-)
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # The template a new notebook starts from (CONTRIBUTING.md, "Add a notebook") keeps the same
 # skeleton, with NN where a notebook has its number. pytest does not run it (pyproject addopts).
 TEMPLATE = NOTEBOOKS[0].parent / "_template.ipynb"
