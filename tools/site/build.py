@@ -368,7 +368,7 @@ class Builder:
     # ---------------------------------------------------------------- learner edition
     def learner_edition(self) -> None:
         """Written by the workbook's own learner-edition code (tools/notebook_tools.py, formerly
-        labs_utils/maintenance/notebook_tools.py), exactly as `make learner` does."""
+        tools/notebook_tools.py), exactly as `make learner` does."""
         module = (
             "tools.notebook_tools"
             if (ROOT / "tools" / "notebook_tools.py").exists()
