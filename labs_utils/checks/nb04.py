@@ -86,12 +86,8 @@ def _make(seed: int):
     g = torch.Generator().manual_seed(11)
     x = torch.randn(96, 8, generator=g)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
-    loader = DataLoader(
-        TensorDataset(x, y),
-        batch_size=16,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(3 + seed),
-    )
+    shuffle = torch.Generator().manual_seed(3 + seed)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=shuffle)
     return model, optimizer, scheduler, loader
 
 

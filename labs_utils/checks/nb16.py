@@ -242,9 +242,7 @@ _LORA_CASES = (
 )
 
 
-def _adapter(
-    tmp: Path, index: int
-) -> tuple[str, dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
+def _adapter(tmp: Path, index: int) -> tuple[str, dict, dict, float]:
     """Write one adapter with PEFT; return (name, base state_dict, PEFT's merged state_dict, scale)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="IProgress not found")
