@@ -367,13 +367,9 @@ class Builder:
 
     # ---------------------------------------------------------------- learner edition
     def learner_edition(self) -> None:
-        """Written by the workbook's own learner-edition code (tools/notebook_tools.py, formerly
-        tools/notebook_tools.py), exactly as `make learner` does."""
-        module = (
-            "tools.notebook_tools"
-            if (ROOT / "tools" / "notebook_tools.py").exists()
-            else "labs_utils.maintenance.notebook_tools"
-        )
+        """Written by the workbook's own learner-edition code (tools/notebook_tools.py), exactly
+        as `make learner` does."""
+        module = "tools.notebook_tools"
         dest = self.out / "learner"
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, "-m", module, "learner", tmp]
