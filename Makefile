@@ -184,6 +184,7 @@ notebooks: setup
 			--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.kernel_name=python3 $$(basename $$nb)) || exit 1; \
 	done
 	$(BIN)/python -m tools.notebook_tools sanitize $(NOTEBOOKS)
+	$(BIN)/python -m tools.notebook_tools links $(NOTEBOOKS) >/dev/null
 
 bench: setup
 	$(BIN)/python -m tools.bench
