@@ -52,8 +52,8 @@ torch.serialization.register_package(0, _tagger, _no_deserializer)  # 0 runs bef
 def tagged_as(location: str) -> Iterator[None]:
     """While active, ``torch.save`` writes ``location`` (e.g. ``"cuda:1"``) as every storage's tag."""
     global _active_tag
-    if not location.startswith("cuda:") or not location[5:].isdigit():
-        raise ValueError(f"location must look like 'cuda:0', got {location!r}")
+    if location != "mps" and not (location.startswith("cuda:") and location[5:].isdigit()):
+        raise ValueError(f"location must look like 'cuda:0' or be 'mps', got {location!r}")
     _active_tag = location
     try:
         yield
@@ -69,10 +69,10 @@ def make_state_dict() -> dict[str, torch.Tensor]:
     return SimpleModel().state_dict()
 
 
-def write(folder: Path) -> list[Path]:
+def write(folder: Path, files: dict[str, str] = FILES) -> list[Path]:
     state_dict = make_state_dict()
     paths = []
-    for location, name in FILES.items():
+    for location, name in files.items():
         path = folder / name
         with tagged_as(location):
             torch.save(state_dict, path)
@@ -92,11 +92,11 @@ def stored_locations(path: Path) -> set[str]:
     return seen
 
 
-def check() -> int:
+def check(files: dict[str, str] = FILES) -> int:
     """Remake the files in a temporary folder and compare them with the ones in data/."""
     with tempfile.TemporaryDirectory() as tmp:
-        for location, new in zip(FILES, write(Path(tmp))):
-            old = HERE / FILES[location]
+        for location, new in zip(files, write(Path(tmp), files)):
+            old = HERE / files[location]
             a = torch.load(old, map_location="cpu", weights_only=True)
             b = torch.load(new, map_location="cpu", weights_only=True)
             same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -107,15 +107,15 @@ def check() -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, files: dict[str, str] = FILES, doc: str = __doc__) -> int:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument(
         "--check", action="store_true", help="remake in a temporary folder and compare"
     )
     args = parser.parse_args(argv)
     if args.check:
-        return check()
-    for path in write(HERE):
+        return check(files)
+    for path in write(HERE, files):
         print(
             f"wrote {path.relative_to(HERE.parent)} ({path.stat().st_size} bytes), tags {sorted(stored_locations(path))}"
         )

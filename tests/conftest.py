@@ -15,3 +15,22 @@ if ROOT not in sys.path:
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+# Debian's Chromium as the browser tests start it: headless, as root, and without the background
+# connections this machine's closed network refuses.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium_args():
+    return list(CHROMIUM_ARGS)

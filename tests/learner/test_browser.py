@@ -112,7 +112,7 @@ NEWS = "official Jupyter news"  # JupyterLab's pop-up: "Would you like to get no
 
 
 @pytest.mark.learner_run  # make test-learner: the workshop experience, with the learner edition
-def test_learner_answers_in_jupyterlab_and_sees_a_green_check(lab_server):
+def test_learner_answers_in_jupyterlab_and_sees_a_green_check(lab_server, chromium_args):
     _need(Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}")
     try:
         from playwright.sync_api import sync_playwright
@@ -122,18 +122,8 @@ def test_learner_answers_in_jupyterlab_and_sees_a_green_check(lab_server):
     exercise, answer = _first_exercise()
     shots = ROOT / "build" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}", timeout=60_000)

@@ -30,16 +30,6 @@ SITE = ROOT / "build" / "site"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # (what a reader pastes, notebook page, heading of the section that raises it and shows the fix,
 # what that section's error output shows)
@@ -127,7 +117,7 @@ def site():
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium_args):
     how = (
         "install Debian's Chromium (make browser-deps, or sudo apt-get install chromium) "
         "and Playwright (pip install -r requirements.txt), or set CHROMIUM"
@@ -138,7 +128,7 @@ def browser():
     except ImportError:
         _need(False, "the playwright package is not installed", how)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args)
         yield b
         b.close()
 
