@@ -33,9 +33,11 @@ __all__ = ["make_state_dict", "run", "main"]
 def make_state_dict(
     size_mb: float, *, layer_mb: float = 32.0, seed: int = 0
 ) -> dict[str, torch.Tensor]:
-    """A float32 state_dict of about ``size_mb`` MiB: square weight matrices of ~``layer_mb`` plus biases."""
+    """A float32 state_dict of about ``size_mb`` MiB: square weight matrices of ~``layer_mb`` plus
+    biases (smaller matrices when ``size_mb`` is below ``layer_mb``)."""
     if size_mb <= 0:
         raise ValueError(f"size_mb must be positive, got {size_mb}")
+    layer_mb = min(layer_mb, size_mb)
     side = int((layer_mb * 2**20 / 4) ** 0.5)
     n_layers = max(1, round(size_mb / layer_mb))
     g = torch.Generator().manual_seed(seed)
@@ -51,25 +53,17 @@ def _median_seconds(
 ) -> float:
     """Median wall-clock time of ``repeats`` calls, after one unmeasured warm-up call.
 
-    The garbage collector runs once before the series and is off while it is timed, so no
-    collection pause lands inside a measurement (a full collection per call cost more than the
-    calls themselves in a large process)."""
+    Call it with the garbage collector off (``run`` does), so no collection pause lands inside a
+    measurement."""
     times = []
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for i in range(repeats + 1):
-            if before:
-                before()
-            t0 = time.perf_counter()
-            out = fn()
-            if i:
-                times.append(time.perf_counter() - t0)
-            del out
-    finally:
-        if was_enabled:
-            gc.enable()
+    for i in range(repeats + 1):
+        if before:
+            before()
+        t0 = time.perf_counter()
+        out = fn()
+        if i:
+            times.append(time.perf_counter() - t0)
+        del out
     return statistics.median(times)
 
 
@@ -95,6 +89,12 @@ def run(size_mb: float = 300, repeats: int = 5, folder: str | os.PathLike = "bui
         return lambda: path.unlink(missing_ok=True)
 
     rows: list[list[object]] = []
+    # One collection before the first series, then the collector stays off until the last one
+    # ends: no collection pause lands inside a measurement (a collection per series cost more
+    # than a small benchmark's calls in a large process, such as a test run's).
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
         t_save = _median_seconds(lambda: torch.save(sd, plain), repeats, fresh(plain))
         # overwrites the file in place
@@ -119,6 +119,8 @@ def run(size_mb: float = 300, repeats: int = 5, folder: str | os.PathLike = "bui
         t_st_touch = _median_seconds(lambda: touch(load_file(str(st))), repeats)
         size_pth, size_st = plain.stat().st_size, st.stat().st_size
     finally:
+        if was_enabled:
+            gc.enable()
         shutil.rmtree(folder, ignore_errors=True)
 
     def pct(t: float) -> str:
