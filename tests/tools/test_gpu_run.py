@@ -153,7 +153,9 @@ def test_report_verdicts():
     assert "NO CUDA" in gpu_run.render_report([passed], env, None, cuda=False)
 
 
-def test_cpu_dry_run_of_the_whole_tool(tmp_path):
+def test_cpu_dry_run_of_the_whole_tool(tmp_path, monkeypatch, capsys):
+    """main() as `python -m tools.gpu_run` calls it, in this process (torch is imported already);
+    the notebook runs in a real kernel process, as under make test-gpu."""
     nb = new_notebook(
         cells=[
             new_code_cell("print('hello')"),
@@ -163,10 +165,13 @@ def test_cpu_dry_run_of_the_whole_tool(tmp_path):
     path = tmp_path / "01_tiny.ipynb"
     nbformat.write(nb, path)
     report = tmp_path / "report.md"
-    proc = _run(
-        ["-m", "tools.gpu_run", "--allow-cpu", "--report", str(report), str(path)],
-        CUDA_VISIBLE_DEVICES="",
-    )
-    assert proc.returncode == gpu_run.EXIT_NO_CUDA, proc.stdout + proc.stderr
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    for name in ("OMP_NUM_THREADS", "PYTHONHASHSEED"):  # main() sets them when unset
+        monkeypatch.delenv(name, raising=False)
+    rc = gpu_run.main(["--allow-cpu", "--report", str(report), str(path)])
+    out = capsys.readouterr().out
+    assert rc == gpu_run.EXIT_NO_CUDA, out
+    assert "finished 01_tiny: pass" in out and "test-gpu: PASS" in out
+    assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["PYTHONHASHSEED"] == "0"
     text = report.read_text()
     assert "NO CUDA" in text and "| 01_tiny | pass |" in text
