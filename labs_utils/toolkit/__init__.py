@@ -7,18 +7,6 @@ from its module): ``checkpoints`` (``save_checkpoint``, atomic; ``load_checkpoin
 ``load_matching``), ``prefixes`` (``normalize_keys``), ``inspector`` and ``convert`` (also as
 ``python -m labs_utils inspect|convert``). Underneath: ``formats`` tells files apart, ``inputs``
 takes what the functions accept, ``render`` draws tables.
-
-Example::
-
-    >>> import tempfile, torch
-    >>> from pathlib import Path
-    >>> from labs_utils.toolkit import save_checkpoint, load_checkpoint
-    >>> tmp = tempfile.TemporaryDirectory()
-    >>> path = Path(tmp.name) / "runs" / "last.pth"
-    >>> _ = save_checkpoint({"model": torch.nn.Linear(2, 2).state_dict(), "epoch": 3}, path)
-    >>> load_checkpoint(path)["epoch"]
-    3
-    >>> tmp.cleanup()
 """
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint

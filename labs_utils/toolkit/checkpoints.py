@@ -18,15 +18,8 @@ import torch
 
 from . import formats
 
-__all__ = [
-    "CheckpointError",
-    "atomic_write",
-    "save_checkpoint",
-    "load_checkpoint",
-    "safe_load_check",
-    "remove_abandoned_temp_files",
-    "nested_values",
-]
+__all__ = ["CheckpointError", "atomic_write", "save_checkpoint", "load_checkpoint"]
+__all__ += ["safe_load_check", "remove_abandoned_temp_files", "nested_values"]
 
 
 class CheckpointError(RuntimeError):
@@ -114,64 +107,6 @@ def _check_writable(path: Path, target: Path) -> None:
         )
 
 
-class _StagedFile:
-    """A locked temporary file next to ``path``'s target, with the mode ``path`` will have: write to
-    ``.file``, then ``commit()`` (flush, fsync, ``os.replace``) or ``discard()``.
-    """
-
-    def __init__(self, path: str | os.PathLike, *, fsync: bool = True):
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(
-                f"expected a file path such as 'runs/last.pth', got {type(path).__name__}"
-            )
-        self.path, self.fsync = Path(path), fsync
-        if self.path.is_dir():
-            raise IsADirectoryError(
-                f"{self.path}: is a folder; give a file name inside it, "
-                f"e.g. {self.path / 'last.pth'}"
-            )
-        self.target = _target(self.path)
-        _check_writable(self.path, self.target)
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        # mkstemp makes the file 0o600, os.replace would keep that
-        mode = _mode_like_open(self.target)
-        while True:
-            fd, name = tempfile.mkstemp(
-                dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp"
-            )
-            if _lock(fd, wait=True) and not _still_named(fd, name):
-                os.close(fd)  # a cleanup removed it before it was locked: make another
-                continue
-            break
-        self.tmp = Path(name)
-        self.file: BinaryIO = os.fdopen(fd, "wb")
-        try:
-            os.chmod(self.tmp, mode)
-        except BaseException:
-            self.discard()
-            raise
-
-    def close(self) -> None:
-        """Flush (and fsync); the file stays open and locked until ``commit`` (closed on Windows)."""
-        if not self.file.closed:
-            self.file.flush()
-            if self.fsync:
-                os.fsync(self.file.fileno())
-            if fcntl is None:
-                self.file.close()
-
-    def commit(self) -> None:
-        self.close()
-        os.replace(self.tmp, self.target)
-        self.file.close()  # the lock goes with it, once the file has its final name
-        if self.fsync:
-            _fsync_dir(self.target.parent)  # makes the rename itself durable
-
-    def discard(self) -> None:
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
-
-
 def _lock(fd: int, *, wait: bool) -> bool:
     """Take the exclusive lock on ``fd``; False without locks, or (``wait=False``) if another holds it."""
     if fcntl is None:
@@ -234,15 +169,40 @@ def atomic_write(
     write-protected file is refused. ``fsync=False`` skips waiting for the disk (still atomic for
     a killed process, not after a power loss).
     """
-    staged = _StagedFile(path, fsync=fsync)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"expected a file path such as 'runs/last.pth', got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{path}: is a folder; give a file name inside it, e.g. {path / 'last.pth'}"
+        )
+    target = _target(path)
+    _check_writable(path, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = _mode_like_open(target)  # mkstemp makes the file 0o600, os.replace would keep that
+    while True:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        if not (_lock(fd, wait=True) and not _still_named(fd, name)):
+            break
+        os.close(fd)  # a cleanup removed it before it was locked: make another
+    tmp, f = Path(name), os.fdopen(fd, "wb")
     try:
-        yield staged.file
-        staged.close()
+        os.chmod(tmp, mode)
+        yield f
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+        if fcntl is None:
+            f.close()  # elsewhere it stays open and locked until it has its final name
         if check is not None:
-            check(staged.tmp)
-        staged.commit()
+            check(tmp)
+        os.replace(tmp, target)
+        f.close()
+        if fsync:
+            _fsync_dir(target.parent)  # makes the rename itself durable
     except BaseException:
-        staged.discard()
+        f.close()
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -261,9 +221,8 @@ def save_checkpoint(
         >>> from pathlib import Path
         >>> from labs_utils.toolkit import load_checkpoint, save_checkpoint
         >>> tmp = tempfile.TemporaryDirectory()
-        >>> model = torch.nn.Linear(2, 2)
         >>> path = Path(tmp.name) / "runs" / "last.pth"  # runs/ is created
-        >>> save_checkpoint({"model": model.state_dict(), "epoch": 3}, path).name
+        >>> save_checkpoint({"model": torch.nn.Linear(2, 2).state_dict(), "epoch": 3}, path).name
         'last.pth'
         >>> save_checkpoint({"epoch": 4, "out": Path("runs")}, path, check_safe_load=True)
         Traceback (most recent call last):
@@ -366,13 +325,6 @@ def load_checkpoint(
         >>> ckpt = load_checkpoint(path)
         >>> ckpt["epoch"], list(ckpt["model"]), ckpt["model"]["weight"].device
         (3, ['weight', 'bias'], device(type='cpu'))
-        >>> empty = Path(tmp.name) / "empty.pth"
-        >>> empty.touch()
-        >>> load_checkpoint(empty)
-        Traceback (most recent call last):
-        ...
-        labs_utils.toolkit.checkpoints.CheckpointError: ...empty.pth: the file is empty
-        (0 bytes): a save, download or copy that was interrupted before writing anything; ...
         >>> tmp.cleanup()
     """
     if not isinstance(path, (str, os.PathLike)):
@@ -399,14 +351,7 @@ _LOAD_ERRORS += (KeyError, AttributeError, ImportError)  # what torch.load raise
 
 def _readable_checkpoint(path: Path) -> tuple[int, bytes]:
     """The size and first bytes of ``path``, once its bytes say it may be a ``torch.save`` file."""
-    size = formats.check_path(path)
-    try:
-        head = formats.read_head(path)
-    except PermissionError as e:
-        raise CheckpointError(str(e)) from e
-    problem = formats.file_problem(path, size, head)
-    if problem:
-        raise CheckpointError(problem)
+    size, head = formats.sniff(path, CheckpointError)
     if path.suffix == ".safetensors":
         raise CheckpointError(
             f"{path}: a .safetensors file is not a torch.save file; read it with "

@@ -83,9 +83,9 @@ def convert_to_safetensors(
 ) -> ConvertResult:
     """Write the weights of ``src`` (a ``.pth``/``.pt`` file) to ``dst`` (``.safetensors``).
 
-    ``src`` is loaded safely (``weights_only=True``, CPU); ``dst`` is written atomically and
-    checked with ``torch.equal``. ``strip_prefixes=True`` removes the wrapper prefixes that every
-    key carries, and only those. Errors name the file and the fix.
+    ``src`` is loaded safely; ``dst`` is written atomically (never over an existing file unless
+    ``overwrite=True``) and checked with ``torch.equal``. ``strip_prefixes=True`` removes the
+    wrapper prefixes that every key carries, and only those.
 
     Example::
 
@@ -105,11 +105,6 @@ def convert_to_safetensors(
          'stripped_prefixes': 'module.', 'ckpt.epoch': '3'}
         >>> sorted(load_file(dst))
         ['bias', 'weight']
-        >>> convert_to_safetensors(src, dst)
-        Traceback (most recent call last):
-        ...
-        FileExistsError: ...model.safetensors: already exists; pass --overwrite
-        (overwrite=True) to replace it
         >>> tmp.cleanup()
     """
     from safetensors.torch import load_file, save

@@ -14,18 +14,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = [
-    "ZIP_MAGIC",
-    "LEGACY_MAGIC",
-    "LEGACY_HEAD",
-    "check_path",
-    "read_head",
-    "kind",
-    "file_problem",
-    "zip_problem",
-    "other_format",
-    "explain_load_error",
-]
+__all__ = ["ZIP_MAGIC", "LEGACY_MAGIC", "LEGACY_HEAD", "check_path", "sniff", "kind"]
+__all__ += ["file_problem", "zip_problem", "other_format", "explain_load_error"]
 
 ZIP_MAGIC = b"PK\x03\x04"
 # torch.save's legacy format starts with the pickled magic number 0x1950a86a20f9469cfc6c
@@ -37,9 +27,14 @@ _LFS_HEAD = b"version https://git-lfs.github.com/spec/"
 _BOM = b"\xef\xbb\xbf"
 _MARKUP = (b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--", b"<body")
 # records torch.save writes before data.pkl (and torch.jit.save / torch.export.save too)
-_TORCH_RECORDS = set(
-    "version .data/version byteorder .data/serialization_id .format_version".split()
-)
+_TORCH_RECORDS = {
+    "version",
+    ".data/version",
+    "byteorder",
+    ".data/serialization_id",
+    ".format_version",
+}
+_NO_PERMISSION = "no permission to read the file; check its owner and mode (ls -l)"
 _TRUNCATED = (
     "it was probably cut off by an interrupted save or copy: use an earlier checkpoint or "
     "copy it again"
@@ -65,15 +60,19 @@ def check_path(path: Path) -> int:
     return path.stat().st_size
 
 
-def read_head(path: Path, n: int = 4096) -> bytes:
-    """The first ``n`` bytes; a ``PermissionError`` that names the file and the fix."""
+def sniff(path: Path, error: type[Exception]) -> tuple[int, bytes]:
+    """The size and first bytes of ``path``; ``error`` (one line, naming the file and the fix) when
+    it cannot be read or is no loadable checkpoint (``check_path``, ``file_problem``)."""
+    size = check_path(path)
     try:
         with open(path, "rb") as f:
-            return f.read(n)
+            head = f.read(4096)
     except PermissionError:
-        raise PermissionError(
-            f"{path}: no permission to read the file; check its owner and mode (ls -l)"
-        ) from None
+        raise error(f"{path}: {_NO_PERMISSION}") from None
+    problem = file_problem(path, size, head)
+    if problem:
+        raise error(problem)
+    return size, head
 
 
 def kind(head: bytes, size: int | None = None) -> str:
@@ -155,10 +154,14 @@ def zip_problem(path: Path, size: int) -> str:
     newer = _newer_version(path, names)
     if newer:
         return newer
+    foreign = (
+        f"{path}: a zip archive, but not one written by torch.save (no */data.pkl entry); "
+        "check that the path points to a checkpoint file"
+    )
     tops = {n.split("/", 1)[0] for n in names if "/" in n}
     records = {n.split("/", 1)[1] for n in names if "/" in n}
     if len(tops) != 1:
-        return _foreign_zip(path)
+        return foreign
     if "constants.pkl" in records or any(r.startswith("code/") for r in records):
         return (
             f"{path}: a TorchScript program (torch.jit.save), not a torch.save checkpoint: "
@@ -181,14 +184,7 @@ def zip_problem(path: Path, size: int) -> str:
             "save to a temporary file and os.replace it so a failed save cannot destroy the "
             "last good one"
         )
-    return _foreign_zip(path)
-
-
-def _foreign_zip(path: Path) -> str:
-    return (
-        f"{path}: a zip archive, but not one written by torch.save (no */data.pkl entry); "
-        "check that the path points to a checkpoint file"
-    )
+    return foreign
 
 
 def _newer_version(path: Path, names: list[str]) -> str:
@@ -280,7 +276,7 @@ def explain_load_error(path: Path, size: int, error: BaseException) -> str:
             )
         return f"{path}: could not be loaded: {first}"
     if isinstance(error, PermissionError):
-        return f"{path}: no permission to read the file; check its owner and mode (ls -l)"
+        return f"{path}: {_NO_PERMISSION}"
     if isinstance(error, OSError):
         # the zip reader fails this way on some cut-off archives
         return (

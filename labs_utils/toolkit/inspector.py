@@ -2,9 +2,9 @@
 
 A file that safe loading accepts is loaded with ``weights_only=True`` (zip files with
 ``mmap=True``) and a ``map_location`` that keeps storages on the CPU and records where they
-were saved. A file it refuses is never unpickled: its pickle is read opcode by opcode to list
-the globals it imports and the storages it holds. A ``.safetensors`` file is read through its
-header only. Files that are not a loadable checkpoint are named from their bytes first
+were saved. A file it refuses is never loaded: an unpickler that turns every global into an
+inert stub (nothing is imported or run) lists the globals it names and the storages it holds.
+A ``.safetensors`` file is read through its header only. Files that are not a loadable checkpoint are named from their bytes first
 (``formats``), each in one line with the fix.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 import _compat_pickle
 import io
 import json
+import math
 import os
 import pickle
-import pickletools
 import re
 import warnings
 import zipfile
@@ -56,27 +56,14 @@ _SAFETENSORS_DTYPES = dict(
 
 
 class InspectError(CheckpointError):
-    """The file could not be inspected; the message names the file and the likely cause.
+    """The file could not be inspected; the message names the file and the likely cause. Catching
+    ``CheckpointError`` catches it too, as it does ``load_checkpoint``'s errors.
 
     Example::
 
-        >>> import tempfile
-        >>> from pathlib import Path
-        >>> from labs_utils.toolkit import CheckpointError, InspectError, inspect_checkpoint
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> path = Path(tmp.name) / "model.pth"
-        >>> _ = path.write_text("version https://git-lfs.github.com/spec/v1\\n"
-        ...                     "oid sha256:4d7a\\nsize 1234567\\n")
-        >>> inspect_checkpoint(path)
-        Traceback (most recent call last):
-        ...
-        labs_utils.toolkit.inspector.InspectError: ...model.pth: a Git LFS pointer (72 bytes
-        of text), not the checkpoint: the real file (1,234,567 bytes) was never downloaded;
-        run `git lfs pull --include="model.pth"` (or `git lfs pull`) in the repository, then
-        check the file again
+        >>> from labs_utils.toolkit import CheckpointError, InspectError
         >>> issubclass(InspectError, CheckpointError)
         True
-        >>> tmp.cleanup()
     """
 
 
@@ -105,11 +92,8 @@ class CheckpointReport(Report):
     metadata: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(asdict(self), indent=2)
 
     def table(self) -> Table:
         def counts(c: Mapping[str, int], unit: str) -> str:
@@ -169,19 +153,20 @@ _LEGACY_NOTE = (
 )
 
 
+def _main_pickle(path: Path, kind: str) -> bytes:
+    """The bytes of the checkpoint's main pickle: a zip archive's ``*/data.pkl``, else the file."""
+    if kind != "zip":
+        return path.read_bytes()
+    with zipfile.ZipFile(path) as zf:
+        return zf.read(
+            next(n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1)
+        )
+
+
 def _pickle_protocol(path: Path, kind: str) -> str | None:
     """The protocol of the checkpoint's main pickle, from its PROTO opcode (none in protocols 0, 1)."""
     try:
-        if kind == "zip":
-            with zipfile.ZipFile(path) as zf:
-                name = next(
-                    n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1
-                )
-                with zf.open(name) as f:
-                    head = f.read(2)
-        else:
-            with open(path, "rb") as f:
-                head = f.read(2)
+        head = _main_pickle(path, kind)[:2]
     except Exception:
         return None
     if head[:1] == b"\x80" and len(head) == 2:
@@ -204,6 +189,12 @@ def _protocol_message(path: Path, kind: str, operand: int) -> str:
     )
 
 
+def _nbytes(dtype: str, numel: int) -> int:
+    """Bytes of ``numel`` elements of the torch dtype named ``dtype`` (1 each if it is unknown)."""
+    dt = getattr(torch, dtype, None)
+    return numel * (dt.itemsize if isinstance(dt, torch.dtype) else 1)
+
+
 # --- safetensors ---------------------------------------------------------------------------------
 
 
@@ -223,17 +214,10 @@ def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
             f"{path}: not a valid .safetensors file: corrupt or truncated header ({first}); "
             "copy or convert the file again"
         ) from None
-    dtypes: Counter[str] = Counter()
-    elements = nbytes = 0
-    for _, dt, shape in rows:
-        name = _SAFETENSORS_DTYPES.get(dt, dt)
-        dtypes[name] += 1
-        numel = 1
-        for s in shape:
-            numel *= s
-        elements += numel
-        torch_dt = getattr(torch, name, None)
-        nbytes += numel * (torch_dt.itemsize if isinstance(torch_dt, torch.dtype) else 1)
+    dtypes = Counter(_SAFETENSORS_DTYPES.get(dt, dt) for _, dt, _ in rows)
+    numels = [(_SAFETENSORS_DTYPES.get(dt, dt), math.prod(shape)) for _, dt, shape in rows]
+    elements = sum(n for _, n in numels)
+    nbytes = sum(_nbytes(name, n) for name, n in numels)
     keys = [k for k, _, _ in rows]
     return CheckpointReport(
         path=str(path),
@@ -255,81 +239,55 @@ def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
 
 # --- torch.save files: static scan of the pickle (nothing is executed) ------------------------------
 
-_STR_OPS = set("SHORT_BINUNICODE BINUNICODE BINUNICODE8 UNICODE SHORT_BINSTRING BINSTRING".split())
-_STR_OPS |= {"STRING", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8"}
-_POP_TO_MARK_PUSH = {"DICT", "LIST", "FROZENSET", "INST", "OBJ"}
-_POP_TO_MARK = {"APPENDS", "SETITEMS", "ADDITEMS", "POP_MARK"}
+
+class _Stub:
+    """What a global of the scanned file stands for: calls, attributes and items are accepted
+    and ignored, so nothing from the file's modules is imported or run."""
+
+    name = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Stub:
+        return _Stub()
+
+    def _ignore(self, *args: Any) -> None:
+        pass
+
+    __setstate__ = __setitem__ = append = extend = add = _ignore
+
+
+class _Scanner(pickle.Unpickler):
+    """An unpickler that records the globals a pickle names and the storages it references;
+    ``find_class`` returns stubs (the "restricting globals" recipe of Python's ``pickle`` docs)."""
+
+    def __init__(self, stream: io.BytesIO, globals_: set[str], storages: list) -> None:
+        super().__init__(stream, encoding="latin1")
+        self.globals_, self.storages = globals_, storages
+
+    def find_class(self, module: str, name: str) -> type[_Stub]:
+        self.globals_.add(f"{module}.{name}")
+        return type("Global", (_Stub,), {"name": name})
+
+    def persistent_load(self, pid: Any) -> type[_Stub]:
+        if isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage":
+            st = pid[1]
+            self.storages.append((getattr(st, "name", "") or str(st), str(pid[3]), int(pid[4])))
+        return _Stub  # a storage, or the class of a module a legacy file names this way
 
 
 def _scan_pickle(data: bytes, max_pickles: int = 6) -> tuple[set[str], list[tuple[str, str, int]]]:
-    """Globals imported and storages referenced (storage type, location, numel) by the pickle(s) in
-    ``data``. Uses ``pickletools.genops``, which decodes opcodes and never builds objects."""
+    """Globals named and storages referenced (storage type, location, numel) by the pickle(s) in
+    ``data`` (a legacy file holds several, then raw tensor data), importing and running nothing."""
     globals_: set[str] = set()
     storages: list[tuple[str, str, int]] = []
     stream = io.BytesIO(data)
     for i in range(max_pickles):
-        start = stream.tell()
-        if start >= len(data):
+        if stream.tell() >= len(data):
             break
-        stack: list[Any] = []
-        marks: list[int] = []
-        memo: dict[int, Any] = {}
         try:
-            for op, arg, _ in pickletools.genops(stream):
-                name = op.name
-                if name in _STR_OPS:
-                    stack.append(arg)
-                elif (
-                    op.stack_after
-                    and op.stack_after[0].name in {"int", "bool", "float", "None"}
-                    and not op.stack_before
-                ):
-                    stack.append(arg)
-                elif name == "GLOBAL":
-                    mod, _, qual = str(arg).partition(" ")
-                    globals_.add(f"{mod}.{qual}")
-                    stack.append(("global", mod, qual))
-                elif name == "STACK_GLOBAL":
-                    qual, mod = stack.pop(), stack.pop()
-                    globals_.add(f"{mod}.{qual}")
-                    stack.append(("global", mod, qual))
-                elif name in {"BINPUT", "LONG_BINPUT", "PUT"}:
-                    memo[int(arg)] = stack[-1]
-                elif name == "MEMOIZE":
-                    memo[len(memo)] = stack[-1]
-                elif name in {"BINGET", "LONG_BINGET", "GET"}:
-                    stack.append(memo.get(int(arg)))
-                elif name == "MARK":
-                    marks.append(len(stack))
-                elif name in {"TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"}:
-                    m = marks.pop() if name == "TUPLE" else -int(name[-1])
-                    items = tuple(stack[m:])
-                    del stack[m:]
-                    stack.append(items)
-                elif name in {"BINPERSID", "PERSID"}:
-                    pid = stack.pop() if name == "BINPERSID" else tuple(str(arg).split())
-                    if isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage":
-                        st = pid[1]
-                        st_name = st[2] if isinstance(st, tuple) else str(st)
-                        storages.append((st_name, str(pid[3]), int(pid[4])))
-                    stack.append(None)
-                elif name in _POP_TO_MARK_PUSH or name in _POP_TO_MARK:
-                    m = marks.pop()
-                    del stack[m:]
-                    if name in _POP_TO_MARK_PUSH:
-                        stack.append(None)
-                elif name in {"REDUCE", "NEWOBJ", "NEWOBJ_EX"}:
-                    del stack[-(3 if name == "NEWOBJ_EX" else 2) :]
-                    stack.append(None)
-                elif name in {"BUILD", "APPEND", "POP"}:
-                    stack.pop()
-                elif name == "SETITEM":
-                    del stack[-2:]
-                elif name == "DUP":
-                    stack.append(stack[-1])
-                elif op.stack_after and not op.stack_before:
-                    # EMPTY_DICT, EMPTY_LIST, NONE ...
-                    stack.append(None)
+            _Scanner(stream, globals_, storages).load()
         except Exception:
             if i == 0:
                 raise
@@ -357,26 +315,18 @@ def _allowed_globals() -> set[str]:
 def _refused_report(path: Path, size: int, kind: str) -> CheckpointReport:
     """Report on a torch.save file that safe loading refuses, without unpickling it."""
     try:
+        globals_, storages = _scan_pickle(_main_pickle(path, kind))
         if kind == "zip":
-            with zipfile.ZipFile(path) as zf:
-                pkl = next(n for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") == 1)
-                data = zf.read(pkl)
             refused = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
         else:
-            globals_, storages = _scan_pickle(path.read_bytes())
             refused = sorted(globals_ - _allowed_globals())
     except Exception as e:
         raise InspectError(
             f"{path}: refused by safe loading, and its pickle could not be read "
             f"({type(e).__name__}); do not load it"
         ) from None
-    if kind == "zip":
-        globals_, storages = _scan_pickle(data)
     dtypes = Counter(_storage_dtype(t) for t, _, _ in storages)
-    nbytes = 0
-    for t, _, numel in storages:
-        dt = getattr(torch, _storage_dtype(t), None)
-        nbytes += numel * (dt.itemsize if isinstance(dt, torch.dtype) else 1)
+    nbytes = sum(_nbytes(_storage_dtype(t), numel) for t, _, numel in storages)
     fmt = {"zip": "torch.save (zip archive)", "legacy": "torch.save (legacy format)"}.get(
         kind, "pickle (legacy torch.save or plain pickle)"
     )
@@ -487,14 +437,7 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"inspect_checkpoint() needs a file path, got {type(path).__name__}")
     path = Path(path)
-    size = formats.check_path(path)
-    try:
-        head = formats.read_head(path)
-    except PermissionError as e:
-        raise InspectError(str(e)) from None
-    problem = formats.file_problem(path, size, head)
-    if problem:
-        raise InspectError(problem)
+    size, head = formats.sniff(path, InspectError)
     kind = formats.kind(head, size)
     if kind == "safetensors" or path.suffix == ".safetensors":
         return _inspect_safetensors(path, size)

@@ -25,7 +25,7 @@ from .checkpoints import (
     safe_load_check,
     save_checkpoint,
 )
-from .inputs import metadata_copy
+from .inputs import with_metadata_of
 
 __all__ = ["CheckpointManager", "SavedCheckpoint"]
 
@@ -49,9 +49,7 @@ def _numpy_path(obj: Any, where: str) -> str:
 
 @dataclass(frozen=True)
 class SavedCheckpoint:
-    """What ``CheckpointManager.save`` did (epoch, value, best so far, files written); prints as one
-    line, e.g. ``epoch 1: accuracy=0.5 (best: 0.75 at epoch 0) -> last.pth, epoch_0001.pth``.
-    """
+    """What ``CheckpointManager.save`` did; prints as one line (see ``CheckpointManager``)."""
 
     epoch: int
     metric: str
@@ -78,17 +76,10 @@ _RECORD = "checkpoint_manager"  # last.pth[_RECORD], and best.pth's attribute _c
 class CheckpointManager:
     """Keep ``last.pth`` (to resume), ``best.pth`` (weights only, to deploy) and a short history.
 
-    ``save(state, epoch=, metrics=)`` writes, each file atomically: ``last.pth`` (the state, the
-    epoch, the metrics and the manager's record of the best value) every time; ``best.pth``
-    (``state[best_key]``, or the whole state with ``best_key=None``, carrying the same record as
-    the attribute ``_checkpoint_manager``) when ``metrics[metric]`` improves (``mode`` "min" or
-    "max"); and ``epoch_NNNN.pth``, a link to ``last.pth``, keeping the newest ``keep_last`` of
-    the current run (saving an earlier epoch again removes the abandoned run's later files). A
-    state that ``weights_only=True`` loading would refuse raises a ``TypeError`` before any file
-    is replaced. ``load_last()`` removes the temporary files of interrupted saves and returns the
-    newest checkpoint that loads (``last.pth``, else the newest epoch file), with the best value
-    taken from ``best.pth`` itself; saving into a folder that holds an earlier run without calling
-    it first is refused.
+    ``save`` writes each file atomically; ``best.pth`` (``state[best_key]``, or the whole state with
+    ``best_key=None``) when ``metrics[metric]`` improves (``mode`` "min" or "max"); the newest
+    ``keep_last`` epoch files. ``load_last()`` resumes; saving into a folder that holds an
+    earlier run without calling it first is refused.
 
     Example::
 
@@ -288,8 +279,9 @@ class CheckpointManager:
     def save(
         self, state: Mapping[str, Any], *, epoch: int, metrics: Mapping[str, float]
     ) -> SavedCheckpoint:
-        """Save ``last.pth``, ``best.pth`` (when the metric improves) and the history; wrong input
-        raises before any file is replaced.
+        """Save ``last.pth`` (``state`` plus the epoch, the metrics and the record of the best),
+        ``best.pth`` when the metric improves (carrying the same record) and the epoch file; a
+        state that ``weights_only=True`` loading would refuse raises before any file is replaced.
         """
         value = self._check_metrics(metrics)
         self._check_state(state, epoch, metrics)
@@ -329,11 +321,7 @@ class CheckpointManager:
     def _best_object(self, state: Mapping[str, Any], record: dict[str, Any]) -> OrderedDict:
         """What ``best.pth`` holds: the weights (or the whole state) with the record as an attribute."""
         weights = state[self.best_key] if self.best_key is not None else state
-        best: OrderedDict = OrderedDict(weights)
-        # a copy of the versions, without the flag an assign=True load leaves in them
-        meta = metadata_copy(weights)
-        if meta is not None:
-            best._metadata = meta  # type: ignore[attr-defined]
+        best = with_metadata_of(weights, weights)  # without the flag an assign=True load leaves
         best._checkpoint_manager = dict(record)  # type: ignore[attr-defined]
         return best
 
@@ -366,11 +354,6 @@ class CheckpointManager:
 
     # --- resuming ----------------------------------------------------------------------------------
 
-    def remove_temp_files(self) -> int:
-        """Delete the temporary files of saves that were interrupted (a killed process); returns how
-        many. A save in progress, in this process or another, keeps its file (it holds a lock)."""
-        return remove_abandoned_temp_files(self.folder)
-
     def load_last(
         self, map_location: Any = "cpu", weights_only: bool = True
     ) -> dict[str, Any] | None:
@@ -382,7 +365,7 @@ class CheckpointManager:
         """
         self._resumed = True
         self.skipped = []
-        self.remove_temp_files()
+        remove_abandoned_temp_files(self.folder)  # a save in progress keeps its file (a lock)
         ckpt = self._newest_checkpoint(map_location, weights_only)
         record = (ckpt.get(_RECORD) or {}) if ckpt is not None else {}
         self._check_record(record, "the checkpoint")

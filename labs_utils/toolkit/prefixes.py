@@ -9,18 +9,13 @@ is a wrapper's; ``encoder.module.weight`` is a real attribute path.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any
 
 from .inputs import as_state_dict, metadata_copy
 
-__all__ = [
-    "WRAPPER_PREFIXES",
-    "normalize_keys",
-    "strip_wrapper_prefixes",
-    "detect_prefixes",
-    "partial_prefixes",
-]
+__all__ = ["WRAPPER_PREFIXES", "normalize_keys", "strip_wrapper_prefixes", "detect_prefixes"]
+__all__ += ["partial_prefixes"]
 
 #: Prefixes added by ``nn.DataParallel``/``DistributedDataParallel`` and by ``torch.compile``.
 WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
@@ -46,22 +41,23 @@ def _check_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
     return out
 
 
-def strip_wrapper_prefixes(key: str, prefixes: Iterable[str] = WRAPPER_PREFIXES) -> str:
+def strip_wrapper_prefixes(
+    key: str, prefixes: Iterable[str] = WRAPPER_PREFIXES, *, stop_at: Container[str] = ()
+) -> str:
     """``'module._orig_mod.fc1.weight'`` -> ``'fc1.weight'``: remove ``prefixes`` from the start of
-    ``key``, repeatedly and in any order, as long as something is left after them.
+    ``key``, one at a time and in any order, as long as something is left after them and the key
+    is not yet one of ``stop_at``.
     """
     if not isinstance(key, str):
         raise TypeError(
             f"state_dict keys are strings such as 'fc1.weight', got {type(key).__name__}: {key!r}"
         )
     prefixes = _check_prefixes(prefixes)
-    changed = True
-    while changed:
-        changed = False
-        for p in prefixes:
-            if key.startswith(p) and len(key) > len(p):
-                key = key[len(p) :]
-                changed = True
+    while key not in stop_at:
+        p = next((p for p in prefixes if key.startswith(p) and len(key) > len(p)), None)
+        if p is None:
+            break
+        key = key[len(p) :]
     return key
 
 
@@ -91,18 +87,6 @@ def _strip_metadata_key(name: str, prefixes: tuple[str, ...]) -> str:
     return strip_wrapper_prefixes(name + ".x", prefixes)[:-2]
 
 
-def _strip_towards(key: str, prefixes: tuple[str, ...], target: set[str]) -> str:
-    """Strip one prefix at a time, stopping as soon as the key is one of ``target``."""
-    while key not in target:
-        for p in prefixes:
-            if key.startswith(p) and len(key) > len(p):
-                key = key[len(p) :]
-                break
-        else:
-            break
-    return key
-
-
 def normalize_keys(
     state_dict: Any, prefixes: Iterable[str] = WRAPPER_PREFIXES, *, like: Any = None
 ) -> OrderedDict[str, Any]:
@@ -126,25 +110,14 @@ def normalize_keys(
         >>> saved = {"module." + k: v for k, v in net.state_dict().items()}  # DDP(net)
         >>> list(normalize_keys(saved)), list(normalize_keys(saved, like=net))
         (['weight', 'bias'], ['module.weight', 'module.bias'])
-        >>> normalize_keys({"module.bias": torch.zeros(2), "bias": torch.ones(2)})
-        Traceback (most recent call last):
-        ...
-        ValueError: normalize_keys would map both 'module.bias' and 'bias' to 'bias': ...
     """
     prefixes = _check_prefixes(prefixes)
     sd, _ = as_state_dict(state_dict)
-    target = set(as_state_dict(like, what="like= state_dict")[0]) if like is not None else None
+    target = set(as_state_dict(like, what="like= state_dict")[0]) if like is not None else ()
     out: OrderedDict[str, Any] = OrderedDict()
     origin: dict[str, str] = {}
     for key, value in sd.items():
-        if not isinstance(key, str):
-            raise TypeError(
-                f"state_dict keys are strings such as 'fc1.weight', got {type(key).__name__}: {key!r}"
-            )
-        if target is None:
-            new = strip_wrapper_prefixes(key, prefixes)
-        else:
-            new = _strip_towards(key, prefixes, target)
+        new = strip_wrapper_prefixes(key, prefixes, stop_at=target)
         if new in out:
             raise ValueError(
                 f"normalize_keys would map both {origin[new]!r} and {key!r} to {new!r}: the state_dict mixes "

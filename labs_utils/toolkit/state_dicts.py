@@ -17,15 +17,7 @@ from torch.nn.parameter import is_lazy
 from .inputs import as_state_dict, with_metadata_of
 from .render import Report, Table, human_bytes
 
-__all__ = [
-    "summarize",
-    "diff",
-    "as_state_dict",
-    "StateDictSummary",
-    "StateDictDiff",
-    "load_matching",
-    "LoadReport",
-]
+__all__ = ["summarize", "diff", "load_matching", "StateDictSummary", "StateDictDiff", "LoadReport"]
 
 
 def _shape(v: Any) -> str:
@@ -40,7 +32,7 @@ def _dtype(v: Any) -> str:
 
 @dataclass(repr=False)
 class StateDictSummary(Report):
-    """Rows of ``summarize`` (dicts: key, shape, dtype, device, numel, bytes, kind); renders as a table."""
+    """Rows of ``summarize`` (dicts: key, shape, dtype, device, numel, bytes, kind); a table."""
 
     rows: list[dict[str, Any]]
     non_persistent_buffers: list[str] = field(default_factory=list)
@@ -81,10 +73,8 @@ class StateDictSummary(Report):
 
 
 def summarize(obj: Any) -> StateDictSummary:
-    """One row per state_dict entry: key, shape, dtype, device, numel, bytes (and kind for a model).
-
-    For a model, rows say ``parameter`` or ``buffer`` and non-persistent buffers (not saved) are
-    listed under the table.
+    """One row per state_dict entry; for a model, its kind (``parameter`` or ``buffer``) and the
+    non-persistent buffers (not saved) under the table.
 
     Example::
 
@@ -155,8 +145,7 @@ def _on_meta(v: Any) -> Any:
 
 @dataclass
 class _DryRun:
-    """What ``load_state_dict`` said when loading into a meta copy of the model. State_dict keys
-    are the ones given; a module's loading hook may rename them (``renamed``)."""
+    """What ``load_state_dict`` said when loading into a meta copy of the model."""
 
     missing: list[str]  # model keys
     unexpected: list[str]  # state_dict keys
@@ -307,13 +296,10 @@ def _model_first(model: Any, fn: str) -> None:
 
 
 def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
-    """Compare ``state_dict`` (a mapping, a model or a file path) with ``model`` without loading.
-
-    Reports, in the model's key order, what ``model.load_state_dict(state_dict)`` would: missing,
-    unexpected, shape mismatches (model shape, state_dict shape), other errors, and dtype
-    differences (which loading casts). ``load_state_dict`` itself answers, run on a meta-device
-    copy of the model, so each module's own rules apply; a model that cannot be copied is compared
-    key by key, and the notes say so.
+    """What ``model.load_state_dict(state_dict)`` would say (``state_dict``: a mapping, a model or
+    a file path), without loading: ``load_state_dict`` itself runs on a meta-device copy of the
+    model, so each module's own rules apply (a model that cannot be copied is compared key by key,
+    and the notes say so). Dtype differences, which loading casts, are listed too.
 
     Example::
 
@@ -399,16 +385,13 @@ def _by_keys(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun:
 
 # --- load_matching: a partial load that reports exactly what it did --------------------------
 
-KeyMap: TypeAlias = "Mapping[str, str | None] | Callable[[str], str | None]"
+KeyMap: TypeAlias = Mapping[str, str | None] | Callable[[str], str | None]
 
 
 @dataclass(repr=False)
 class LoadReport(Report):
-    """What ``load_matching`` did, entry by entry, in the model's names (``renamed``: model name ->
-    the state_dict's); renders as a table. ``tied`` entries changed through a loaded one;
-    ``dropped`` are the keys ``key_map`` sent to ``None``; ``params_loaded``/``params_fresh`` count
-    parameter elements (tied ones once).
-    """
+    """What ``load_matching`` did, entry by entry, in the model's names; renders as a table.
+    ``params_loaded``/``params_fresh`` count parameter elements (tied ones once)."""
 
     loaded: list[str]
     shape_mismatches: dict[str, tuple[tuple | None, tuple | None]]
@@ -533,13 +516,10 @@ def _alias_groups(model: nn.Module, keys: Mapping[str, Any]) -> dict[str, tuple[
 def load_matching(
     model: nn.Module, state_dict: Any, *, key_map: KeyMap | None = None
 ) -> LoadReport:
-    """Load every entry whose name (after ``key_map``) and shape match ``model``; leave the rest.
-
-    ``key_map`` renames the state_dict's keys first: a dict ``{old: new}`` or a function; ``None``
-    as the new name drops an entry, and two keys mapped onto one name raise ``ValueError``. Unlike
-    ``load_state_dict(strict=False)``, entries whose shape differs are skipped, not raised on.
-    Which entries fit is decided by ``load_state_dict`` on a copy without data (as in ``diff``);
-    the copy itself is ``model.load_state_dict(matching, strict=False)`` (dtypes cast, hooks run).
+    """Load every entry whose name (after ``key_map``) and shape match ``model``; skip the rest
+    (``load_state_dict(strict=False)`` would raise on a shape). ``key_map`` renames keys first: a
+    dict ``{old: new}`` or a function; ``None`` drops an entry. Which entries fit is decided as in
+    ``diff``; they are loaded with ``model.load_state_dict(matching, strict=False)``.
 
     Example::
 
