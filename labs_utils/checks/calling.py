@@ -241,6 +241,8 @@ def summary(obj: Any, depth: int = 0) -> str:
     """A short, machine-independent description of a value, for the "tried:" line of a hint."""
     if isinstance(obj, torch.Tensor):
         return f"tensor{tuple(obj.shape)} {str(obj.dtype).removeprefix('torch.')}"
+    if type(obj).__name__ == "ndarray":
+        return f"array{tuple(obj.shape)} {obj.dtype}"
     if isinstance(obj, torch.nn.Module):
         return f"a {type(obj).__name__} model"
     if isinstance(obj, os.PathLike):

@@ -7,15 +7,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .calling import NotAttempted, Wrong, run_answer, summary
 
 
 def same(a: Any, b: Any) -> bool:
-    """Equal as a learner's result counts: tensors by dtype, shape and values; mappings by keys
-    (in any order) and values; sequences item by item (a ``torch.Size`` equals a tuple);
-    floats within 1e-6; models by their state_dict, ``requires_grad`` flags and mode."""
+    """Equal as a learner's result counts: tensors and NumPy arrays by dtype, shape and values;
+    mappings by keys (in any order) and values; sequences item by item (a ``torch.Size`` equals a
+    tuple); floats within 1e-6; models by their state_dict, ``requires_grad`` flags and mode."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            type(a) is type(b) and (a.dtype, a.shape) == (b.dtype, b.shape) and bool((a == b).all())
+        )
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return (
             isinstance(a, torch.Tensor)

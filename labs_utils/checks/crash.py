@@ -121,35 +121,6 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and sys.platform.startswith("linux")
 
 
-_DATA_CALLS = frozenset(
-    {"write", "writelines", "pwrite", "pwritev", "writev", "write_record", "flush"}
-)
-
-
-def kill_moments(calls: Sequence[str], at_most: int = 16) -> list[int]:
-    """The write calls to kill just before, for a function whose trace is ``calls``: all of them
-    if there are at most ``at_most``. Otherwise every call that opens, closes, renames, removes,
-    syncs or truncates a file and the call after it (where a save that is not atomic shows it), the
-    first and last call, the first call of each kind, and evenly spread ones up to ``at_most``."""
-    n = len(calls)
-    if n <= at_most:
-        return list(range(n))
-    kind = [c.rsplit(".", 1)[-1] for c in calls]
-    picks = {0, n - 1}
-    seen: set[str] = set()
-    for i, k in enumerate(kind):
-        if k not in seen:
-            seen.add(k)
-            picks.add(i)
-        if k not in _DATA_CALLS:
-            picks.update({i, min(i + 1, n - 1)})
-    spread = at_most - len(picks)
-    if spread > 0:
-        step = n / (spread + 1)
-        picks.update(int(step * (j + 1)) for j in range(spread))
-    return sorted(picks)
-
-
 @dataclass
 class Kill:
     """One child: ``killed`` by our SIGKILL before write call ``moment`` (``call``), or it ended by

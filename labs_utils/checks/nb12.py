@@ -3,8 +3,10 @@ optimizer, a DDP prefix. Each fix is checked against the lesson that teaches it 
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,21 +14,59 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import Wrong, as_int, call_answer, crash, exercise, same
-from .capstone_fixtures import cnn, load_cpu, net, refused_global, run_saver, same_file
-from .fixtures import scratch_file, snapshot
+from . import Wrong, as_int, call_answer, crash, exercise, run_answer, same
+from .fixtures import cnn_with_moved_statistics, scratch_file, snapshot
+
+
+# --- setups the capstone's checks share (this module and nb12_atomic, nb12_loading)
+def net(seed: int = 0) -> nn.Module:
+    from ..models import Net
+
+    torch.manual_seed(seed)
+    return Net()
+
+
+def load_cpu(path: Path, **kwargs: Any) -> Any:
+    """The check's own torch.load: weights_only=True, on the CPU, quiet."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
+
+
+def refused_global(err: BaseException) -> str:
+    m = re.search(r"GLOBAL (\S+) was not an allowed global", str(err))
+    return m.group(1) if m else ""
+
+
+def run_saver(fn: Any, *args: Any, path: Path) -> None:
+    """Run a learner's save function (it returns nothing by design); the file must appear."""
+    run_answer(fn, *args)
+    if not Path(path).exists():
+        raise Wrong(
+            f"your function ran, but nothing was written to {Path(path).name}: save to the path it was given"
+        )
+
+
+def same_file(f: Any, path: Path) -> bool:
+    """Whether torch.load's ``f`` is the file at ``path`` (a path, or a file object opened on it);
+    a file object of unknown origin (a BytesIO of the file's bytes, say) counts as that file."""
+    name = f if isinstance(f, (str, os.PathLike)) else getattr(f, "name", None)
+    if not isinstance(name, (str, os.PathLike)):
+        return hasattr(f, "read")
+    try:
+        return os.path.samefile(name, path)
+    except OSError:
+        return False
+
 
 NB1 = "01_state_dict_basics"
 
 
-def _is_safetensors(path: Path) -> bool:
-    """A safetensors file starts with the length of its JSON header (8 bytes), then '{'."""
-    head = path.read_bytes()[:9]
-    return head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
-
-
-def _serving_refusal(err: BaseException) -> str:
-    name = refused_global(err) or ""
+def _serving_refusal(err: BaseException, path: Path) -> str:
+    head = path.read_bytes()[:9]  # safetensors: the length of its JSON header (8 bytes), then '{'
+    if head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return "the file is a safetensors file (save_file): a fine format, but this serving host loads with torch.load(path, weights_only=True); save model.state_dict() with torch.save"
+    name = refused_global(err)
     if "TorchScript" in str(err):
         return "torch.load refuses the file with weights_only=True: it is a TorchScript archive (torch.jit.save); a server that loads weights wants model.state_dict() saved with torch.save"
     if name in ("getattr", "builtins.getattr"):
@@ -42,8 +82,7 @@ def _serving_refusal(err: BaseException) -> str:
 def capstone_save_for_serving(fn) -> str:
     """``fn(model, path)`` writes a file that safe loading accepts and that holds the state_dict
     of the model it was given (tried on a Net and on a SmallCNN with BatchNorm buffers)."""
-    for make in (net, cnn):
-        model = make(5)
+    for model in (net(5), cnn_with_moved_statistics(5, dropout=0.0)):
         expected = snapshot(model)
         buffers = {name for name, _ in model.named_buffers() if name in expected}
         with scratch_file("best.pth") as path:
@@ -51,11 +90,7 @@ def capstone_save_for_serving(fn) -> str:
             try:
                 saved = load_cpu(path)
             except Exception as e:
-                if _is_safetensors(path):
-                    raise Wrong(
-                        "the file is a safetensors file (save_file): a fine format, but this serving host loads with torch.load(path, weights_only=True); save model.state_dict() with torch.save"
-                    ) from None
-                raise Wrong(_serving_refusal(e)) from None
+                raise Wrong(_serving_refusal(e, path)) from None
         what = type(model).__name__
         if not isinstance(saved, Mapping):
             raise Wrong(
@@ -179,7 +214,7 @@ def capstone_save_for_resume(fn) -> str:
 
 def _resume_refusal(err: BaseException) -> str:
     name = refused_global(err)
-    if name is None:
+    if not name:
         return f"the checkpoint does not load with weights_only=True ({type(err).__name__}); save one dict of state_dicts"
     for module, what in _OBJECTS.items():
         if name.startswith(module):

@@ -9,7 +9,6 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -17,7 +16,7 @@ from unittest import mock
 import torch
 
 from . import Wrong, crash, exercise, same, spy
-from .capstone_fixtures import load_cpu, run_saver
+from .nb12 import load_cpu, run_saver
 
 NB6 = "04_checkpoints_and_resume"
 
@@ -53,48 +52,28 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-@dataclass
-class _Moment:
-    """What a crash just before write call ``k`` (``call``) leaves: ``state`` of last.pth ('torn' or
+def _tear(state: str, k: int, call: str, path: Path, old: bytes) -> tuple:
+    """What a crash just before write call ``k`` (``call``) left: last.pth ``state`` ('torn' or
     'missing'), its size, and the other files of the folder that hold the previous checkpoint."""
-
-    state: str
-    k: int
-    call: str
-    size: int
-    backups: list[str]
-
-
-def _moment(state: str, k: int, call: str, path: Path, folder: Path, old: bytes) -> _Moment:
     size = path.stat().st_size if path.exists() else 0
-    backups = sorted(
-        p.name for p in folder.iterdir() if p != path and p.is_file() and p.read_bytes() == old
-    )
-    return _Moment(state, k, call, size, backups)
+    others = [p for p in path.parent.iterdir() if p != path and p.is_file()]
+    return state, k, call, size, sorted(p.name for p in others if p.read_bytes() == old)
 
 
-def _tear_hint(m: _Moment, n_calls: int, trace: crash.WriteTrace, real: bool) -> str:
-    how = "a SIGKILL" if real else "a crash"
-    when = f"{how} just before its {_ordinal(m.k + 1)} of {n_calls} write calls ({m.call})"
-    if m.state == "missing":
+def _tear_hint(tear: tuple, n_calls: int, trace: crash.WriteTrace, copied: bool, real: bool) -> str:
+    state, k, call, size, backups = tear
+    when = f"{'a SIGKILL' if real else 'a crash'} just before its {_ordinal(k + 1)} of {n_calls} write calls ({call})"
+    if state == "missing":
         return f"{when} left no last.pth at all: your function removes (or renames away) the old file before the new one is in place. os.replace puts the new file over the old one in one step; do not delete the old one first"
-    torn = f"{when} left last.pth torn ({m.size} bytes that do not load)"
-    if m.backups:
-        return f"{torn}. The backup {m.backups[0]} is still there, but the code that would restore it never runs when the process is killed, and every loader looks only at last.pth. Leave last.pth alone until the new file is complete: write a temporary file in the same folder and os.replace it over last.pth"
+    torn = f"{when} left last.pth torn ({size} bytes that do not load)"
+    if backups:
+        return f"{torn}. The backup {backups[0]} is still there, but the code that would restore it never runs when the process is killed, and every loader looks only at last.pth. Leave last.pth alone until the new file is complete: write a temporary file in the same folder and os.replace it over last.pth"
     saves = trace.arguments.get(torch.serialization.save, [])
     if saves and all(isinstance(a.get("f"), io.BytesIO) for a in saves):
         return f"{torn}, and the previous checkpoint is gone. Serialising into memory first protects against a pickling error, not against a kill: writing the bytes still truncates last.pth first. Write them to a temporary file in the same folder and os.replace it over last.pth"
-    copied_to = [a.get("dst") for a in trace.arguments.get(shutil.copyfile, [])]
-    if any(_same_name(dst, trace.target) for dst in copied_to):  # type: ignore[attr-defined]
+    if copied:
         return f"{torn}. Copying the finished temporary file over last.pth rewrites last.pth in place; os.replace renames the temporary file over it in one step"
     return f"{torn}, and the previous checkpoint is gone: your function writes over last.pth in place. Write the new checkpoint to a temporary file in the same folder, then os.replace it over last.pth"
-
-
-def _same_name(a: Any, path: Path) -> bool:
-    try:
-        return isinstance(a, (str, os.PathLike)) and Path(a).resolve() == path.resolve()
-    except OSError:
-        return False
 
 
 def _labs_utils_savers() -> list[Any]:
@@ -132,13 +111,12 @@ def capstone_save_atomically(fn) -> str:
         watch = [torch.serialization.save, shutil.copyfile, *_labs_utils_savers()]
         fsynced: list[tuple[int, int, bool]] = []  # (position in the write calls, inode, is a dir)
         before = path.read_bytes()
-        observed: list[_Moment] = []  # the first moment a crash would leave last.pth torn or gone
+        torn: list[tuple] = []  # the first moment a crash would leave last.pth torn or gone
 
         def observe(k: int, call: str) -> None:  # what the disk holds now, a kill now would leave
-            if not observed:
-                state = _state(path, before, third)
-                if state in ("torn", "missing"):
-                    observed.append(_moment(state, k, call, path, folder, before))
+            state = "" if torn else _state(path, before, third)
+            if state in ("torn", "missing"):
+                torn.append(_tear(state, k, call, path, before))
 
         seen = crash.WriteTrace()
 
@@ -153,36 +131,47 @@ def capstone_save_atomically(fn) -> str:
             _recording_fsync(fsynced, lambda: len(seen.calls)),
         ):
             run_saver(watched, third, path, path=path)
-        seen.target = path  # type: ignore[attr-defined]
         if any(f in seen.entered for f in _labs_utils_savers()):
             raise Wrong(
                 "the task asks you to write the atomic save yourself, with tempfile and os.replace, not with labs_utils (save_checkpoint does exactly this; the point is to see how)"
             )
-        for args, _, _ in replaces + renames:
-            if Path(args[0]).resolve().parent != folder.resolve():
-                raise Wrong(
-                    "the temporary file was written in another folder: os.replace is atomic only within one file system, so write the temporary file next to the checkpoint"
-                )
+        if any(Path(a[0]).resolve().parent != folder.resolve() for a, _, _ in replaces + renames):
+            raise Wrong(
+                "the temporary file was written in another folder: os.replace is atomic only within one file system, so write the temporary file next to the checkpoint"
+            )
         if not same(load_cpu(path), third):
             raise Wrong("after a second save, last.pth does not hold the new object")
         old = path.read_bytes()
-        saved_inode, saved_mode = (os.stat(path).st_ino, stat.S_IMODE(os.stat(path).st_mode))
+        saved_inode, saved_mode = os.stat(path).st_ino, stat.S_IMODE(os.stat(path).st_mode)
+        copies = seen.arguments.get(shutil.copyfile, [])
+        copied = any(Path(a.get("dst", "")).resolve() == path.resolve() for a in copies)
 
-        # 2. crashes: observed at every write call above, and real kills
+        # 2. crashes: a real kill where the in-process run saw the file torn (else around the
+        # rename); without fork, what the in-process run saw decides alone
         second = {"epoch": 2, "w": torch.zeros(1000)}
-        _kill(fn, second, path, folder, old, seen, observed)
+        moments = [torn[0][1]] if torn else _confirm_moments(seen.calls)
+        for moment in moments if crash.can_fork() else []:
+            _reset(folder, path, old)
+            kill = crash.kill_at(fn, (second, path), moment)
+            if kill.hung:
+                raise Wrong(
+                    "your function did not finish within 10 s when the check ran it in a child process"
+                )
+            state = _state(path, old, second) if kill.killed else ""
+            if state in ("torn", "missing"):
+                tear = _tear(state, moment, kill.call, path, old)
+                raise Wrong(_tear_hint(tear, len(seen.calls), seen, copied, real=True))
+        if torn:
+            raise Wrong(_tear_hint(torn[0], len(seen.calls), seen, copied, real=False))
 
         # 3. a save that fails with an exception
-        _only_last(folder, path)
-        path.write_bytes(old)
-        # not the answer's: left alone
-        elsewhere = set(Path(tempfile.gettempdir()).glob("last.pth*"))
+        _reset(folder, path, old)
+        elsewhere = set(Path(tempfile.gettempdir()).glob("last.pth*"))  # not the answer's
         try:
             fn({"epoch": 2, "w": torch.zeros(1000), "boom": _Exploding()}, path)
-            crashed = False
         except Exception:
-            crashed = True
-        if not crashed:
+            pass
+        else:
             raise Wrong(
                 "your function swallowed the error of a failed save: let it propagate so the caller knows"
             )
@@ -192,9 +181,9 @@ def capstone_save_atomically(fn) -> str:
             )
         litter = sorted(p.name for p in folder.iterdir() if p.name != "last.pth")
         stray = sorted(set(Path(tempfile.gettempdir()).glob("last.pth*")) - elsewhere)
+        for p in stray:
+            p.unlink(missing_ok=True)
         if litter or stray:
-            for p in stray:
-                p.unlink(missing_ok=True)
             raise Wrong(
                 f"the failed save left a temporary file behind ({(litter or [s.name for s in stray])[0]}); remove it when the save fails, and keep it in the same folder so os.replace stays atomic"
             )
@@ -202,34 +191,33 @@ def capstone_save_atomically(fn) -> str:
         # 4. durability: the data reaches the disk before the name points at it
         replace_at = [i for i, name in enumerate(seen.calls) if name in ("os.replace", "os.rename")]
         synced = [pos for pos, inode, is_dir in fsynced if inode == saved_inode and not is_dir]
-        if fsynced or "os.fsync" in seen.calls or "os.fdatasync" in seen.calls:
-            if fsynced and not any(replace_at and pos <= replace_at[-1] for pos in synced):
-                raise Wrong(
-                    "the temporary file was not fsynced before os.replace: a kill leaves it intact, but after a power cut the rename can reach the disk before the data. Call f.flush() and os.fsync(f.fileno()) before os.replace"
-                )
-        else:
+        if not (fsynced or "os.fsync" in seen.calls or "os.fdatasync" in seen.calls):
             raise Wrong(
                 "a kill leaves your last.pth intact, but nothing is fsynced: after a power cut the rename can reach the disk before the data, leaving an empty last.pth. Call f.flush() and os.fsync(f.fileno()) on the temporary file before os.replace"
             )
-        tips = []
-        if os.name == "posix":
-            want = 0o666 & ~_umask()
-            if saved_mode != want:
-                tips.append(
-                    f"last.pth has mode {oct(saved_mode)} where torch.save would give {oct(want)} (mkstemp and NamedTemporaryFile create owner-only files); os.chmod(tmp, 0o666 & ~umask) before os.replace keeps it readable by a serving process running as another user"
-                )
-            if not any(is_dir for _, _, is_dir in fsynced):
-                tips.append(
-                    "fsync the folder after os.replace (os.open(folder, os.O_RDONLY), os.fsync, os.close) so that the rename itself survives a power cut"
-                )
+        if fsynced and not any(replace_at and pos <= replace_at[-1] for pos in synced):
+            raise Wrong(
+                "the temporary file was not fsynced before os.replace: a kill leaves it intact, but after a power cut the rename can reach the disk before the data. Call f.flush() and os.fsync(f.fileno()) before os.replace"
+            )
+    tips = []
+    if os.name == "posix":
+        want = 0o666 & ~_umask()
+        if saved_mode != want:
+            tips.append(
+                f"last.pth has mode {oct(saved_mode)} where torch.save would give {oct(want)} (mkstemp and NamedTemporaryFile create owner-only files); os.chmod(tmp, 0o666 & ~umask) before os.replace keeps it readable by a serving process running as another user"
+            )
+        if not any(is_dir for _, _, is_dir in fsynced):
+            tips.append(
+                "fsync the folder after os.replace (os.open(folder, os.O_RDONLY), os.fsync, os.close) so that the rename itself survives a power cut"
+            )
     message = "a crash at any of its write calls leaves the previous checkpoint or the complete new one, a failed save keeps the old file and leaves no temporary file behind, and the data is fsynced."
     if tips:
-        message += (
+        lead = (
             " Production code adds two details: "
             if len(tips) == 2
             else " One detail for production code: "
         )
-        message += "; ".join(tips) + "."
+        message += lead + "; ".join(tips) + "."
     return message
 
 
@@ -244,21 +232,22 @@ def _recording_fsync(out: list, position):
                 continue
 
             def wrapper(fd, _real=real):
-                try:
+                with contextlib.suppress(OSError, AttributeError, TypeError):
                     st = os.fstat(fd if isinstance(fd, int) else fd.fileno())
                     out.append((position(), st.st_ino, stat.S_ISDIR(st.st_mode)))
-                except (OSError, AttributeError, TypeError):
-                    pass
                 return _real(fd)
 
             stack.enter_context(mock.patch.object(os, name, wrapper))
         yield
 
 
-def _only_last(folder: Path, path: Path) -> None:
+def _reset(folder: Path, path: Path, old: bytes) -> None:
+    """The folder as before a save: last.pth alone, holding the previous checkpoint."""
     for p in folder.iterdir():
         if p != path:
             p.unlink()
+    if not path.exists() or path.read_bytes() != old:
+        path.write_bytes(old)
 
 
 def _confirm_moments(calls: list[str]) -> list[int]:
@@ -269,34 +258,3 @@ def _confirm_moments(calls: list[str]) -> list[int]:
         if call in ("os.replace", "os.rename"):
             picks.update({i, i + 1})
     return sorted(p for p in picks if p < len(calls))
-
-
-def _kill(fn, obj: dict, path: Path, folder: Path, old: bytes, seen, observed: list) -> None:
-    """Kill ``fn(obj, path)`` for real where the in-process run saw it tear the file (else at
-    ``_confirm_moments``); require the previous file or the new one. Without fork, ``observed``
-    decides alone."""
-
-    def reset() -> None:
-        _only_last(folder, path)
-        if not path.exists() or path.read_bytes() != old:
-            path.write_bytes(old)
-
-    n_calls = len(seen.calls)
-    moments = [observed[0].k] if observed else _confirm_moments(seen.calls)
-    if crash.can_fork():
-        for moment in moments:
-            reset()
-            kill = crash.kill_at(fn, (obj, path), moment)
-            if kill.hung:
-                raise Wrong(
-                    "your function did not finish within 10 s when the check ran it in a child process"
-                )
-            if not kill.killed:
-                continue  # it finished (or failed) before that call this time
-            state = _state(path, old, obj)
-            if state in ("torn", "missing"):
-                moment_seen = _moment(state, moment, kill.call, path, folder, old)
-                raise Wrong(_tear_hint(moment_seen, n_calls, seen, real=True))
-    reset()
-    if observed:
-        raise Wrong(_tear_hint(observed[0], n_calls, seen, real=False))

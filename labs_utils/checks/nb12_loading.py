@@ -23,7 +23,7 @@ from . import (
     same,
 )
 from .calling import torch_own
-from .capstone_fixtures import load_cpu, net, same_file
+from .nb12 import load_cpu, net, same_file
 
 NB4 = "06_devices_and_map_location"
 
@@ -62,39 +62,33 @@ def _as_on_a_cpu_only_host():
         yield
 
 
-def _maps_to_cpu(map_location: Any, tag: str = "cuda:0") -> bool | None:
-    """Where ``map_location`` sends a tensor saved with the tag ``tag``: True for the CPU, False
-    for somewhere else, None when it cannot be told without loading (a callable)."""
-    if map_location is None:
-        return False
+def _maps_to_cpu(map_location: Any) -> bool | None:
+    """Whether ``map_location`` sends a tensor saved with the tag 'cuda:0' to the CPU; None when
+    that cannot be told without loading (a callable)."""
     if isinstance(map_location, Mapping):
-        return _maps_to_cpu(map_location[tag], tag) if tag in map_location else False
+        map_location = map_location.get("cuda:0")
     if callable(map_location):
         return None
     try:
-        return torch.device(map_location).type == "cpu"
+        return map_location is not None and torch.device(map_location).type == "cpu"
     except (TypeError, RuntimeError, ValueError):
         return False
 
 
 def _gpu_hint(loads: list[dict[str, Any]], error: str) -> str:
-    first_line = error.strip().splitlines()[0] if error.strip() else ""
+    first_line = (error.strip().splitlines() or [""])[0]
     for args in loads:
         ml = args.get("map_location")
         if isinstance(ml, Mapping) and any(not isinstance(v, str) for v in ml.values()):
-            return f"in a dict map_location the values must be strings such as 'cpu': torch.load's dict form does not take torch.device objects there ({error.strip().splitlines()[0][:120]}); write {{'cuda:0': 'cpu'}}, or simply map_location=torch.device('cpu')"
+            return f"in a dict map_location the values must be strings such as 'cpu': torch.load's dict form does not take torch.device objects there ({first_line[:120]}); write {{'cuda:0': 'cpu'}}, or simply map_location=torch.device('cpu')"
         if isinstance(ml, Mapping) and "cuda:0" not in ml:
             keys = ", ".join(repr(k) for k in ml)
             return f"map_location={{{keys}: ...}} remaps only the location tags it names, and a tag is the full device string saved with each tensor: this file's tensors are tagged 'cuda:0' (device index included), so no key matched and torch.load tried the GPU anyway. Use map_location='cpu' (every tag to the CPU) or {{'cuda:0': 'cpu'}}"
-        if ml is None and _maps_to_cpu(ml) is False:
+        if ml is None:
             return "without map_location, torch.load puts the tensors back on the GPU they were saved from ('cuda:0'), and the serving host has none; nothing outside torch.load (a later .cpu() or .to(), a default device) changes that, it comes too late. Pass map_location='cpu' (or torch.device('cpu')) to torch.load"
         if _maps_to_cpu(ml) is False:
             return f"map_location={ml!r} sends the tensors to a GPU, and the serving host has none: use map_location='cpu' (or torch.device('cpu'))"
-    return (
-        "your function moves the model to the GPU, and the serving host has none (torch says: "
-        + first_line[:160]
-        + "): keep the model on the CPU, or choose the device at run time with torch.cuda.is_available()"
-    )
+    return f"your function moves the model to the GPU, and the serving host has none (torch says: {first_line[:160]}): keep the model on the CPU, or choose the device at run time with torch.cuda.is_available()"
 
 
 @exercise("capstone_load_gpu_weights", notebook=NB4)
@@ -108,16 +102,10 @@ def capstone_load_gpu_weights(fn) -> str:
         try:
             model = call_answer(fn, path)
         except Wrong as w:
-            loads = seen.arguments.get(torch.serialization.load, [])
-            dict_values = any(
-                isinstance(a.get("map_location"), Mapping)
-                and not all(isinstance(v, str) for v in a["map_location"].values())
-                for a in loads
-            )
-            if needs_a_gpu(str(w)) or dict_values:
-                raise Wrong(
-                    _gpu_hint(loads, str(w).removeprefix("your function raised "))
-                ) from None
+            error = str(w).removeprefix("your function raised ")
+            hint = _gpu_hint(seen.arguments.get(torch.serialization.load, []), error)
+            if needs_a_gpu(error) or "must be strings" in hint:
+                raise Wrong(hint) from None
             raise
     loads = seen.arguments.get(torch.serialization.load, [])
     if not any(same_file(a.get("f"), path) for a in loads):
@@ -149,12 +137,8 @@ def capstone_load_safely(fn) -> str:
     for that one load, and refuses a malicious file with an error."""
     from ..capstone import MarkerPayload, RunInfo
 
-    allowed_before = [
-        e
-        for e in torch.serialization.get_safe_globals()
-        if (e[0] if isinstance(e, tuple) else e) is RunInfo
-    ]
-    watch = (torch.serialization.add_safe_globals, torch._weights_only_unpickler._add_safe_globals)
+    allowed_before = any(_object(e) is RunInfo for e in torch.serialization.get_safe_globals())
+    watch = (torch.serialization.add_safe_globals, _ADD)
     # judged on its own allowlist
     with tempfile.TemporaryDirectory() as tmp, isolated_safe_globals():
         tmp = Path(tmp)
@@ -165,7 +149,7 @@ def capstone_load_safely(fn) -> str:
             try:
                 loaded = call_answer(fn, good)
             except Wrong as w:
-                _safe_globals_hint(seen, str(w), allowed_before)
+                _safe_globals_hint(_allowed(seen), str(w), allowed_before)
                 raise
         # judged by what is left afterwards: RunInfo still allowed for every later load
         if any(kind == "safe_globals" and "RunInfo" in hint for kind, hint in process_changes()):
@@ -173,15 +157,11 @@ def capstone_load_safely(fn) -> str:
                 "RunInfo must be allowed for this one load, but add_safe_globals([RunInfo]) allows it for every later torch.load in the process, files from strangers included",
                 covers={"safe_globals"},
             )
-        extra = [
-            e
-            for args in seen.arguments.get(torch._weights_only_unpickler._add_safe_globals, [])
-            for e in (args.get("safe_globals") or [])
-            if not _mentions_runinfo([e]) and not torch_own(e)
-        ]
+        extra = [e for e in _allowed(seen) if _object(e) is not RunInfo and not torch_own(e)]
         if extra:
+            name = getattr(_object(extra[0]), "__qualname__", None) or repr(_object(extra[0]))
             raise Wrong(
-                f"the file needs RunInfo only, and your allowlist also lets through {_entry(extra[0])}: every extra entry is something a malicious file may use; allow exactly [RunInfo]"
+                f"the file needs RunInfo only, and your allowlist also lets through {name}: every extra entry is something a malicious file may use; allow exactly [RunInfo]"
             )
         if not isinstance(loaded, Mapping) or set(loaded) != {"model", "info"}:
             raise Wrong(
@@ -191,8 +171,7 @@ def capstone_load_safely(fn) -> str:
             raise Wrong(
                 "the dict you returned does not hold the file's contents: return what torch.load read"
             )
-        marker = tmp / "payload_ran.txt"
-        bad = tmp / "downloaded.pth"
+        marker, bad = tmp / "payload_ran.txt", tmp / "downloaded.pth"
         torch.save({"model": net().state_dict(), "info": MarkerPayload(marker)}, bad)
         refused = True
         with crash.watching(torch.serialization.load) as payload_seen:
@@ -201,9 +180,8 @@ def capstone_load_safely(fn) -> str:
                 refused = False
             except Wrong:
                 pass
-        payload_loads = payload_seen.arguments.get(torch.serialization.load, [])
         if marker.exists():
-            unsafe = any(a.get("weights_only") is False for a in payload_loads)
+            unsafe = _unsafe_load(payload_seen)
             raise Wrong(
                 "loading the malicious file ran its payload (the marker file appeared): "
                 + (
@@ -217,32 +195,33 @@ def capstone_load_safely(fn) -> str:
             raise Wrong(
                 f"your function returned {type(out).__name__} for the malicious file instead of refusing it: let torch.load's UnpicklingError raise, so the caller knows the file was rejected"
             )
-    if any(
-        a.get("weights_only") is False for a in seen.arguments.get(torch.serialization.load, [])
-    ):
+    if _unsafe_load(seen):
         raise Wrong(
             "your function loaded the model card with weights_only=False: nothing restricted what the unpickler could build during that load (a look at the file beforehand is only as good as that look); load with weights_only=True and allow exactly RunInfo"
         )
     return "the model card loads with only RunInfo allowed, and the payload never runs."
 
 
-def _entry(e: Any) -> str:
-    obj = e[0] if isinstance(e, tuple) and e else e
-    return getattr(obj, "__qualname__", None) or repr(obj)
+_ADD = torch._weights_only_unpickler._add_safe_globals  # what every allowlist call reaches
 
 
-def _mentions_runinfo(entries: Any) -> bool:
-    from ..capstone import RunInfo
+def _object(entry: Any) -> Any:
+    """The object of a safe-globals entry (an object, or an (object, name) pair)."""
+    return entry[0] if isinstance(entry, tuple) and entry else entry
 
-    return any((e[0] if isinstance(e, tuple) and e else e) is RunInfo for e in entries or [])
+
+def _allowed(seen: crash.WriteTrace) -> list:
+    """Every entry the answer put on the allowlist, by any route."""
+    return [e for args in seen.arguments.get(_ADD, []) for e in args.get("safe_globals") or []]
 
 
-def _safe_globals_hint(seen: crash.WriteTrace, message: str, allowed_before: list) -> None:
-    entries = [
-        e
-        for args in seen.arguments.get(torch._weights_only_unpickler._add_safe_globals, [])
-        for e in (args.get("safe_globals") or [])
-    ]
+def _unsafe_load(seen: crash.WriteTrace) -> bool:
+    return any(
+        a.get("weights_only") is False for a in seen.arguments.get(torch.serialization.load, [])
+    )
+
+
+def _safe_globals_hint(entries: list, message: str, allowed_before: bool) -> None:
     strings = [e for e in entries if isinstance(e, str)]
     if strings:
         raise Wrong(

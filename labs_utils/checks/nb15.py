@@ -47,6 +47,7 @@ def _objects(seed: int, num_workers: int):
             num_workers=num_workers,
             sampler=RandomSampler(data, generator=torch.Generator().manual_seed(seed + 5)),
             generator=torch.Generator().manual_seed(seed + 6),
+            persistent_workers=num_workers > 0,  # started once, not once per epoch
         )
     return model, optimizer, ema, loader
 
@@ -81,15 +82,13 @@ def _reference(num_workers: int) -> tuple:
     return tuple(log), *copy.deepcopy((model.state_dict(), ema.state_dict()))
 
 
-def _where(stop_at) -> str:
+def _where(stop_at, workers: int) -> str:
     epoch, step = stop_at
     last = " (the last)" if step == _STEPS else ""
     moment = (
-        f"before epoch {epoch} started"
-        if step == 0
-        else f"after step {step}{last} of epoch {epoch}"
+        f"after step {step}{last} of epoch {epoch}" if step else f"before epoch {epoch} started"
     )
-    return "a checkpoint taken " + moment
+    return f"a checkpoint taken {moment}" + (f" and {workers} workers" if workers else "")
 
 
 def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> None:
@@ -137,33 +136,18 @@ def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> N
         )
 
 
-def _check_batches(log: list, reference: list, stop_at, start: int, where: str) -> None:
-    epoch, step = stop_at
-    got, expected = ([b for e, b in run if e == epoch] for run in (log, reference))
-    if got == expected:
-        return
-    if start == epoch and step > 0 and len(got) == len(expected) + step:
-        raise Wrong(
-            f"with {where}, the loader gave all {len(expected)} batches of epoch {epoch} again, not the {len(expected) - step} left: load checkpoint['loader'] into the loader passed in"
-        )
-    raise Wrong(
-        f"with {where}, the batches of epoch {epoch} after the resume differ from the uninterrupted run's: load checkpoint['loader'] into the loader passed in, and do not draw batches in your function"
-    )
-
-
 @exercise("resume_mid_epoch", notebook=NB)
 def resume_mid_epoch(fn) -> str:
     """``fn(checkpoint, model, optimizer, ema, loader)`` restores everything and returns the epoch to train next."""
     for stop_at, workers in _CASES:
         ref_log, ref_model, ref_ema = _reference(workers)
-        ref_log = list(ref_log)
         model, optimizer, ema, loader = _objects(0, workers)
         log = _train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
         checkpoint = through_file(_training_state(model, optimizer, ema, loader, stop_at[0]))
         saved = through_file(checkpoint)  # a copy the answer cannot change
         del model, optimizer, ema, loader  # the process dies
 
-        where = _where(stop_at) + (f" and {workers} workers" if workers else "")
+        where, (epoch, step) = _where(stop_at, workers), stop_at
         model, optimizer, ema, loader = _objects(99, workers)
         try:
             start = call_answer(fn, checkpoint, model, optimizer, ema, loader)
@@ -175,7 +159,6 @@ def resume_mid_epoch(fn) -> str:
             raise
         start = as_int(start, "the epoch your function returned")
         _check_restored(saved, model, optimizer, ema, loader, where)
-        epoch = saved["epoch"]
         if start == epoch + 1:
             raise Wrong(
                 f"with {where}, your function returned {start}, the epoch after the checkpoint's: epoch {epoch} is not finished, its loader state holds the batches left; return checkpoint['epoch']"
@@ -185,8 +168,16 @@ def resume_mid_epoch(fn) -> str:
                 f"with {where}, your function returned {start}; the run goes on in the checkpoint's epoch ({epoch}): return checkpoint['epoch']"
             )
         _train(model, optimizer, ema, loader, start, log)
-        _check_batches(log, ref_log, stop_at, start, where)
-        if log != ref_log:
+        got, expected = ([b for e, b in run if e == epoch] for run in (log, ref_log))
+        if got != expected and step > 0 and len(got) == len(expected) + step:
+            raise Wrong(
+                f"with {where}, the loader gave all {len(expected)} batches of epoch {epoch} again, not the {len(expected) - step} left: load checkpoint['loader'] into the loader passed in"
+            )
+        if got != expected:
+            raise Wrong(
+                f"with {where}, the batches of epoch {epoch} after the resume differ from the uninterrupted run's: load checkpoint['loader'] into the loader passed in, and do not draw batches in your function"
+            )
+        if log != list(ref_log):
             raise Wrong(
                 f"with {where}, the epochs after the resumed one got other batches than the uninterrupted run: restore every object passed in, and build nothing that draws from the loader's generators"
             )

@@ -1,12 +1,13 @@
 """Checks for notebooks/16_ecosystem_formats.ipynb: ``.ckpt`` files from real Lightning runs (one
-tampered), PEFT adapters compared with PEFT's ``merge_and_unload``. Lightning and PEFT are imported
-inside the functions: importing them takes seconds."""
+tampered), LoRA adapters in PEFT's format merged as PEFT's ``merge_and_unload`` does. Lightning is
+imported inside the functions: importing it takes seconds."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
+import io
+import json
 import logging
 import math
 import tempfile
@@ -116,21 +117,12 @@ def _lightning_cases() -> tuple[tuple[str, bytes, tuple[str, ...]], ...]:
     return tuple(cases)
 
 
-class _Payload:
-    """Unpickling it runs ``exec``: here it only writes a marker file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (exec, (f"open({str(self.marker)!r}, 'w').write('ran while loading')",))
-
-
 def _tampered(ckpt_bytes: bytes, marker: Path, path: Path) -> None:
-    import io
+    """The checkpoint with code in its 'callbacks' entry: loading it runs that code (a marker)."""
+    from ..capstone import MarkerPayload
 
     ckpt = torch.load(io.BytesIO(ckpt_bytes), weights_only=True)
-    ckpt["callbacks"]["ModelCheckpoint"] = _Payload(marker)
+    ckpt["callbacks"]["ModelCheckpoint"] = MarkerPayload(marker)
     torch.save(ckpt, path)
 
 
@@ -227,7 +219,7 @@ def _stack() -> nn.Module:
     return named(blocks=nn.Sequential(_Block(), _Block()), head=nn.Linear(8, 3))
 
 
-# model, target_modules, r, lora_alpha, use_rslora
+# name, model, target_modules, r, lora_alpha, use_rslora
 _LORA_CASES = (
     ("fc1 and fc2, r=4, lora_alpha=16", _mlp, ["fc1", "fc2"], 4, 16, False),
     ("proj but not out_proj in blocks.0 and .1, r=8, lora_alpha=4", _stack, ["proj"], 8, 4, False),
@@ -242,28 +234,30 @@ _LORA_CASES = (
 )
 
 
-def _adapter(tmp: Path, index: int) -> tuple[str, dict, dict, float]:
-    """Write one adapter with PEFT; return (name, base state_dict, PEFT's merged state_dict, scale)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        from peft import LoraConfig, get_peft_model
+def _adapter(folder: Path, index: int) -> tuple[str, dict, dict, float]:
+    """Write an adapter as PEFT's save_pretrained does (adapter_config.json and
+    adapter_model.safetensors; tests/checks/test_nb16.py loads it with PEFT and compares with
+    merge_and_unload); return (name, base state_dict, merged state_dict W + s * (B @ A), s)."""
+    from safetensors.torch import save_file
 
     name, model_cls, targets, r, alpha, rslora = _LORA_CASES[index]
     torch.manual_seed(100 + index)
-    base = model_cls()
-    base_sd = {k: v.detach().clone() for k, v in base.state_dict().items()}
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, use_rslora=rslora)
-    peft_model = get_peft_model(copy.deepcopy(base), config)
-    with torch.no_grad():  # as if trained: lora_B away from its zero start
-        for module in peft_model.modules():
-            if hasattr(module, "lora_B") and "default" in getattr(module, "lora_B", {}):
-                module.lora_A["default"].weight.normal_(0, 0.3)
-                module.lora_B["default"].weight.normal_(0, 0.3)
-    folder = tmp / f"adapter_{index}"
-    peft_model.save_pretrained(folder)
-    merged = {k: v.detach().clone() for k, v in peft_model.merge_and_unload().state_dict().items()}
+    base = {k: v.detach().clone() for k, v in model_cls().state_dict().items()}
     scale = alpha / math.sqrt(r) if rslora else alpha / r
-    return name, base_sd, merged, scale
+    merged, tensors = dict(base), {}
+    for key, w in base.items():
+        module = key.removesuffix(".weight")
+        if key.endswith(".weight") and module.rsplit(".", 1)[-1] in targets:
+            a, b = torch.randn(r, w.shape[1]) * 0.3, torch.randn(w.shape[0], r) * 0.3
+            tensors[f"base_model.model.{module}.lora_A.weight"] = a
+            tensors[f"base_model.model.{module}.lora_B.weight"] = b
+            merged[key] = w + (b @ a) * scale  # as PEFT's merge: weight += (B @ A) * scaling
+    folder.mkdir()
+    save_file(tensors, folder / "adapter_model.safetensors")
+    config = {"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": targets}
+    config |= {"use_rslora": rslora, "lora_dropout": 0.0, "bias": "none", "task_type": None}
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    return name, base, merged, scale
 
 
 def _implied_scale(out: torch.Tensor, base: torch.Tensor, ref: torch.Tensor, scale: float) -> float:
@@ -299,76 +293,64 @@ def _scale_hint(used: float, r: int, alpha: float, rslora: bool, scale: float) -
 
 
 def _judge_merge(out: Any, base_sd: dict, ref: dict, case: int, scale: float) -> None:
-    name, _, _, r, alpha, rslora = _LORA_CASES[case]
-    where = f"adapter on {name}"
+    _, _, _, r, alpha, rslora = _LORA_CASES[case]
     if not isinstance(out, Mapping):
-        raise Wrong(
-            f"{where}: return a state_dict (a dict of key -> tensor), got {type(out).__name__}"
-        )
-    got, want = set(out), set(base_sd)
-    peft_keys = sorted(k for k in got if k.startswith("base_model.model.") or ".lora_" in k)
+        raise Wrong(f"return a state_dict (a dict of key -> tensor), got {type(out).__name__}")
+    peft_keys = sorted(k for k in out if k.startswith("base_model.model.") or ".lora_" in k)
     if peft_keys:
         raise Wrong(
-            f"{where}: your state_dict has the key {peft_keys[0]!r}; the base model's keys have no 'base_model.model.' and no lora_ entries: strip 'base_model.model.' and '.lora_A.weight' to get the module's name, and write its '.weight'"
+            f"your state_dict has the key {peft_keys[0]!r}; the base model's keys have no 'base_model.model.' and no lora_ entries: strip 'base_model.model.' and '.lora_A.weight' to get the module's name, and write its '.weight'"
         )
-    if got != want:
-        raise Wrong(f"{where}: expected the base model's keys {sorted(want)}, got {sorted(got)}")
+    if set(out) != set(base_sd):
+        raise Wrong(f"expected the base model's keys {sorted(base_sd)}, got {sorted(out)}")
     for k, base in base_sd.items():
         value = out[k]
-        if (
-            not isinstance(value, torch.Tensor)
-            or value.shape != base.shape
-            or value.dtype != base.dtype
+        if not isinstance(value, torch.Tensor) or (value.shape, value.dtype) != (
+            base.shape,
+            base.dtype,
         ):
             raise Wrong(
-                f"{where}: {k!r} should be a {base.dtype} tensor of shape {tuple(base.shape)}, got {getattr(value, 'dtype', type(value).__name__)} {tuple(getattr(value, 'shape', ()))}"
+                f"{k!r} should be a {base.dtype} tensor of shape {tuple(base.shape)}, got {getattr(value, 'dtype', type(value).__name__)} {tuple(getattr(value, 'shape', ()))}"
             )
-        targeted = not torch.equal(ref[k], base)
-        if not targeted:
-            if not torch.equal(value, base):
-                raise Wrong(
-                    f"{where}: {k!r} changed, but the adapter has nothing for it; change only the weights of modules with lora_A and lora_B in the file"
-                )
-            continue
+        if torch.equal(ref[k], base) and not torch.equal(value, base):
+            raise Wrong(
+                f"{k!r} changed, but the adapter has nothing for it; change only the weights of modules with lora_A and lora_B in the file"
+            )
         if torch.allclose(value, ref[k], rtol=1e-5, atol=1e-5):
             continue
         hint = _scale_hint(_implied_scale(value, base, ref[k], scale), r, alpha, rslora, scale)
-        if hint:
-            raise Wrong(f"{where}: {k!r}: {hint}")
         raise Wrong(
-            f"{where}: {k!r} differs from PEFT's merge_and_unload by up to {(value - ref[k]).abs().max().item():.3g}: it should be W + s * (B @ A), with B (out x r) and A (r x in) of that module"
+            f"{k!r}: {hint}"
+            if hint
+            else f"{k!r} differs from PEFT's merge_and_unload by up to {(value - ref[k]).abs().max().item():.3g}: it should be W + s * (B @ A), with B (out x r) and A (r x in) of that module"
         )
 
 
 @exercise("merge_lora", notebook=NB)
 def merge_lora(fn) -> str:
     """``fn(base_state_dict, adapter_dir)`` returns a new state_dict with the adapter merged."""
-    attempted(fn)  # before building checkpoints or adapters
+    attempted(fn)
     with tempfile.TemporaryDirectory() as tmp:
         for case in range(len(_LORA_CASES)):
-            name, base_sd, ref, scale = _adapter(Path(tmp), case)
+            folder = Path(tmp) / f"adapter_{case}"
+            name, base_sd, ref, scale = _adapter(folder, case)
             given = {k: v.clone() for k, v in base_sd.items()}
             given_ids = {k: id(v) for k, v in given.items()}
             try:
-                out = call_answer(fn, given, Path(tmp) / f"adapter_{case}")
-            except Wrong as w:
-                msg = str(w)
-                if (
-                    "must match the size" in msg
-                    or "size mismatch" in msg
-                    or "cannot be multiplied" in msg
+                out = call_answer(fn, given, folder)
+                if set(given) != set(base_sd) or any(
+                    id(given[k]) != given_ids[k] or not torch.equal(given[k], v)
+                    for k, v in base_sd.items()
                 ):
                     raise Wrong(
-                        f"adapter on {name}: {msg}; the shapes: lora_B is (out x r) and lora_A is (r x in), so B @ A is (out x in), like the weight"
-                    ) from None
-                raise Wrong(f"adapter on {name}: {msg}") from None
-            changed = set(given) != set(base_sd) or any(
-                id(given[k]) != given_ids[k] or not torch.equal(given[k], v)
-                for k, v in base_sd.items()
-            )
-            if changed:
-                raise Wrong(
-                    f"adapter on {name}: your function changed the state_dict you were given (its entries or their values); build a new dict, e.g. merged = dict(base_state_dict), and assign new tensors with + instead of +="
-                )
-            _judge_merge(out, base_sd, ref, case, scale)
+                        "your function changed the state_dict you were given (its entries or their values); build a new dict, e.g. merged = dict(base_state_dict), and assign new tensors with + instead of +="
+                    )
+                _judge_merge(out, base_sd, ref, case, scale)
+            except Wrong as w:
+                shapes = ("must match the size", "size mismatch", "cannot be multiplied")
+                if any(s in str(w) for s in shapes):
+                    w = Wrong(
+                        f"{w}; the shapes: lora_B is (out x r) and lora_A is (r x in), so B @ A is (out x in), like the weight"
+                    )
+                raise Wrong(f"adapter on {name}: {w}") from None
     return "every adapter merged as PEFT's merge_and_unload does (within 1e-5), other entries unchanged, the given state_dict left alone."

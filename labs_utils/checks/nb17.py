@@ -7,7 +7,6 @@ import contextlib
 import functools
 import io
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -23,23 +22,6 @@ def _to_numpy(sd):
     }
 
 
-def _view(value):
-    """A NumPy array as (dtype, values as a tensor); a tensor as it is; anything else by type."""
-    if isinstance(value, np.ndarray):
-        return (str(value.dtype), torch.from_numpy(np.array(value)))
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    return type(value).__name__
-
-
-def _arrays(out, args):
-    """What is compared: each value's type, dtype and values, and the input dict afterwards."""
-    after = {k: _view(v) for k, v in args[0].items()}
-    if not isinstance(out, dict):
-        return (type(out).__name__, after)
-    return ({k: _view(v) for k, v in out.items()}, after)
-
-
 def _linear(n_in, n_out):
     torch.manual_seed(0)  # the same weights each time a case is built
     return nn.Linear(n_in, n_out)
@@ -49,22 +31,19 @@ def _numpy_cases():
     g = torch.Generator().manual_seed(0)
     weight = torch.randn(3, 4, generator=g)
     return [
-        Case("a float32 state_dict", lambda: (_linear(4, 3).state_dict(),), _arrays),
-        Case("bfloat16 weights", lambda: ({"w": weight.bfloat16()},), _arrays),
+        Case("a float32 state_dict", lambda: (_linear(4, 3).state_dict(),)),
+        Case("bfloat16 weights", lambda: ({"w": weight.bfloat16()},)),
         Case(
             "float16 weights and an int64 buffer",
             lambda: ({"w": weight.half(), "num_batches_tracked": torch.tensor(5)},),
-            _arrays,
         ),
         Case(
             "bfloat16 values above 65504",
             lambda: ({"w": torch.tensor([1e5, -3e38], dtype=torch.bfloat16)},),
-            _arrays,
         ),
         Case(
             "parameters that require grad (`dict(model.named_parameters())`)",
             lambda: (dict(_linear(2, 2).named_parameters()),),
-            _arrays,
         ),
     ]
 

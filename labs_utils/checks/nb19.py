@@ -27,30 +27,15 @@ def _arrays(n_in, n_out, dtype=np.float32, seed=0):
     return kernel, bias
 
 
-def _view(value):
-    """A NumPy array as ("ndarray", dtype, values as a tensor), so that arrays compare."""
-    if isinstance(value, np.ndarray):
-        return ("ndarray", str(value.dtype), torch.from_numpy(np.array(value)))
-    return value
-
-
-def _dense_look(out, args):
-    """What the answer returned, and the arrays it was given afterwards."""
-    if isinstance(out, dict):
-        out = {k: _view(v) for k, v in out.items()}
-    return (out, [torch.from_numpy(np.array(a)) for a in args])
-
-
 def _dense_cases():
     return [
-        Case("a kernel of shape (3, 2)", lambda: _arrays(3, 2), _dense_look),
-        Case("a square kernel (4, 4)", lambda: _arrays(4, 4, seed=1), _dense_look),
+        Case("a kernel of shape (3, 2)", lambda: _arrays(3, 2)),
+        Case("a square kernel (4, 4)", lambda: _arrays(4, 4, seed=1)),
         Case(
             "float64 arrays (a Keras model saved in float64)",
             lambda: _arrays(5, 3, np.float64, seed=2),
-            _dense_look,
         ),
-        Case("one output unit (6, 1)", lambda: _arrays(6, 1, seed=3), _dense_look),
+        Case("one output unit (6, 1)", lambda: _arrays(6, 1, seed=3)),
     ]
 
 

@@ -345,14 +345,6 @@ def test_watching_sees_calls_however_they_are_named(tmp_path):
     assert sys.getprofile() is None
 
 
-def test_kill_moments():
-    assert crash.kill_moments(["open", "write"]) == [0, 1]
-    calls = ["open"] + ["BufferedWriter.write"] * 40 + ["BufferedWriter.close", "os.replace"]
-    moments = crash.kill_moments(calls, at_most=8)
-    assert {0, 1, 41, 42} <= set(moments) and len(moments) <= 10
-    assert moments == sorted(set(moments))
-
-
 def test_gpu_check_judges_the_same_on_a_gpu_host(monkeypatch):
     """On a machine with a GPU the check still runs the answer as on the CPU-only serving host:
     a device chosen at run time picks the CPU, a hard-coded GPU device fails there."""
