@@ -1,8 +1,7 @@
 """data/gpu_weights_cuda{0,1}.pth: checkpoints that carry CUDA device tags, made without a GPU."""
 
+import functools
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -77,17 +76,14 @@ def test_readme_documents_the_script():
         assert needle in text
 
 
-def test_script_remakes_the_same_tensors_and_tags():
-    done = subprocess.run(
-        [sys.executable, str(DATA / "make_cuda_checkpoint.py"), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("same tensors as a fresh remake: True") == 2
+def test_script_remakes_the_same_tensors_and_tags(capsys):
+    # main(["--check"]) in this process: tests/notebooks/test_mps_fixture.py runs the same main
+    # as a script in a real process (python data/make_mps_checkpoint.py --check imports it)
+    assert _script_module().main(["--check"]) == 0, capsys.readouterr().out
+    assert capsys.readouterr().out.count("same tensors as a fresh remake: True") == 2
 
 
+@functools.cache  # once per process: a second register_package(0, ...) would clash with the first
 def _script_module():
     spec = importlib.util.spec_from_file_location(
         "make_cuda_checkpoint", DATA / "make_cuda_checkpoint.py"
