@@ -145,6 +145,7 @@ def test_sanitize_shows_an_intended_errors_message_first_and_nbval_still_passes(
 ):
     """In a raises-exception cell the stored traceback starts with its last line (the message),
     then the full traceback; nbval does not compare tracebacks, so strict nbval still passes."""
+    import os
     import subprocess
     import sys
 
@@ -172,13 +173,15 @@ def test_sanitize_shows_an_intended_errors_message_first_and_nbval_still_passes(
     assert after[1] == MESSAGE_FIRST_NOTE and after[2:] == before
     assert not sanitize_notebook(path)  # once only
     assert message_first(after) == after
+    # nbval alone: the other installed plugins (xdist, ...) have no part in it
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval"]
-        + ["--nbval-current-env", path.name],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "nbval"]
+        + ["--nbval", "--nbval-current-env", path.name],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-2000:]  # strict: no --nbval-lax
 
