@@ -9,6 +9,7 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -189,10 +190,21 @@ def test_usage_errors(files):
         (("convert", "truncated.pth", "t.safetensors"), 1),
     ],
 )
-def test_real_command_line(files, args, code):
-    r = run_subprocess(*args, cwd=files)
-    assert r.returncode == code and "Traceback" not in r.stderr and "Warning" not in r.stderr
+def test_exit_status_and_one_line_on_stderr(files, args, code):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = cli(*args, cwd=files)
+    assert r.returncode == code and "Traceback" not in r.stderr and not caught
     assert r.stderr.count("\n") == (0 if code == 0 else 1)
+    assert not (files / "marker.txt").exists()
+
+
+def test_real_command_line(files):
+    """One end-to-end run in a fresh interpreter: the entry point, exit status, streams, warnings."""
+    r = run_subprocess("inspect", "evil.pth", cwd=files)
+    assert r.returncode == 3 and "REFUSED" in r.stdout and "builtins.exec" in r.stdout
+    assert r.stderr.startswith("error: evil.pth: safe loading") and r.stderr.count("\n") == 1
+    assert "Traceback" not in r.stderr and "Warning" not in r.stderr
     assert not (files / "marker.txt").exists()
 
 

@@ -68,7 +68,7 @@ EXPECTED = {
     "truncated": "truncated: a zip archive",
     "foreign": "a zip archive, but not one written by torch.save",
     "torn": "torch.save began this file but never finished it",
-    "pt2": "a torch.export program (.pt2)",
+    "pt2": "a torch.export program (.pt2), not a torch.save checkpoint: open it with torch.export.load",
     "torchscript": "a TorchScript program",
 }
 

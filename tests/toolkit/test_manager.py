@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
+import time
 import warnings
 from pathlib import Path
 
 import torch
 
-from labs_utils.toolkit.checkpoints import load_checkpoint
+from labs_utils.toolkit.checkpoints import atomic_write, load_checkpoint
 from labs_utils.toolkit.manager import CheckpointManager
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _save(m: CheckpointManager, epoch: int, run: str, loss: float):
@@ -89,30 +85,28 @@ def test_fallback_never_resumes_the_abandoned_run(tmp_path):
 
 # --------------------------------------------------------------- a save in progress elsewhere
 
-_SAVER = textwrap.dedent(
-    """
-    import sys, torch
-    from labs_utils.toolkit.checkpoints import atomic_write
-    with atomic_write(sys.argv[1]) as f:
-        torch.save({"model": {"w": torch.ones(2)}, "epoch": 1, "metrics": {}}, f)
-        f.flush()
-        print("written", flush=True)
-        sys.stdin.readline()  # the save is in progress until the test says so
-    print("committed", flush=True)
-    """
-)
 
-
-def _start_saver(path: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SAVER, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout.readline().strip() == "written"
-    return proc
+def _start_saver(path: Path) -> int:
+    """A forked process in the middle of an atomic save to ``path`` (written, not yet committed),
+    until it is killed; returns its pid."""
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (Python >= 3.12)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(r)
+            with atomic_write(path) as f:
+                torch.save({"model": {"w": torch.ones(2)}, "epoch": 1, "metrics": {}}, f)
+                f.flush()
+                os.write(w, b"written")
+                time.sleep(600)
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as reader:
+        assert reader.read(7) == b"written"
+    return pid
 
 
 def _temp_files(folder: Path) -> list[str]:
@@ -120,6 +114,23 @@ def _temp_files(folder: Path) -> list[str]:
 
 
 def test_load_last_leaves_the_temp_file_of_a_save_in_progress(tmp_path):
+    """In this process: the save holds a lock on its temporary file, a second reader sees it."""
+    folder = tmp_path / "run"
+    CheckpointManager(folder).save(
+        {"model": {"w": torch.zeros(2)}}, epoch=0, metrics={"val_loss": 1.0}
+    )
+    with atomic_write(folder / "last.pth") as f:
+        torch.save({"model": {"w": torch.ones(2)}, "epoch": 1, "metrics": {}}, f)
+        f.flush()
+        assert len(_temp_files(folder)) == 1
+        reader = CheckpointManager(folder)  # an evaluation job polling the newest checkpoint
+        assert reader.load_last()["epoch"] == 0
+        assert len(_temp_files(folder)) == 1
+    assert load_checkpoint(folder / "last.pth")["epoch"] == 1
+    assert _temp_files(folder) == []
+
+
+def test_a_save_in_another_process_is_left_alone_until_it_is_killed(tmp_path):
     folder = tmp_path / "run"
     CheckpointManager(folder).save(
         {"model": {"w": torch.zeros(2)}}, epoch=0, metrics={"val_loss": 1.0}
@@ -127,26 +138,13 @@ def test_load_last_leaves_the_temp_file_of_a_save_in_progress(tmp_path):
     saver = _start_saver(folder / "last.pth")
     try:
         assert len(_temp_files(folder)) == 1
-        reader = CheckpointManager(folder)  # an evaluation job polling the newest checkpoint
-        assert reader.load_last()["epoch"] == 0
-        assert len(_temp_files(folder)) == 1
-        out, _ = saver.communicate("go\n", timeout=60)
+        assert CheckpointManager(folder).load_last()["epoch"] == 0
+        assert len(_temp_files(folder)) == 1  # its process holds the lock
     finally:
-        saver.kill()
-    assert saver.returncode == 0 and out.strip() == "committed"
-    assert load_checkpoint(folder / "last.pth")["epoch"] == 1
-    assert _temp_files(folder) == []
-
-
-def test_load_last_removes_the_temp_file_of_a_killed_save(tmp_path):
-    folder = tmp_path / "run"
-    folder.mkdir()
-    saver = _start_saver(folder / "last.pth")
-    os.kill(saver.pid, signal.SIGKILL)
-    saver.wait(timeout=60)
-    assert len(_temp_files(folder)) == 1
-    assert CheckpointManager(folder).load_last() is None
-    assert _temp_files(folder) == []
+        os.kill(saver, signal.SIGKILL)
+        os.waitpid(saver, 0)
+    assert CheckpointManager(folder).load_last()["epoch"] == 0
+    assert _temp_files(folder) == []  # the killed save's leftover
 
 
 # --------------------------------------------------------------- best.pth and the assign flag
