@@ -50,11 +50,26 @@ LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.d/workbook.json
 KERNEL_CONFIG := $(VENV)/etc/ipython/ipython_kernel_config.py
 LAB_ENV := WORKBOOK_MESSAGE_FIRST=1
 
-setup: $(STAMP) $(LAB_SETTINGS) $(KERNEL_CONFIG)
+# Notebook 19 section 5 loads, in a child process, a file written under NumPy 2 with NumPy 1.25
+# (older than 1.26, so it has no `numpy._core`). That NumPy lives in its own folder, put first on
+# the child's PYTHONPATH; .venv's own NumPy is not touched. Installed once (a wheel only); where
+# none exists for this Python, setup goes on and the notebook's cell says what is missing.
+NUMPY1_PIN := 1.25.2
+NUMPY1 := $(VENV)/numpy1
+NUMPY1_STAMP := $(NUMPY1)/numpy-$(NUMPY1_PIN).dist-info
+
+setup: $(STAMP) $(LAB_SETTINGS) $(KERNEL_CONFIG) $(NUMPY1_STAMP)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; print("Creating $(VENV)/ with Python " + v + ("" if v == "3.11" else ": the workbook is tested with Python 3.11 only; " + v + " is untested (see README, Set up)"))'
 	$(PYTHON) -m venv $(VENV)
+
+$(NUMPY1_STAMP): | $(BIN)/python
+	@rm -rf $(NUMPY1)
+	@echo "Installing numpy==$(NUMPY1_PIN) into $(NUMPY1)/ for notebook 19 (about 18 MB, once)"
+	@$(BIN)/python -m pip install -q --retries 2 --no-deps --only-binary=:all: --target $(NUMPY1) \
+		numpy==$(NUMPY1_PIN) || { rm -rf $(NUMPY1); \
+		echo "note: no numpy==$(NUMPY1_PIN) wheel for this Python; notebook 19 section 5 will say so"; }
 
 $(LAB_SETTINGS): tools/jupyterlab-overrides.json | $(BIN)/python
 	@mkdir -p $(@D) && cp $< $@
