@@ -4,45 +4,29 @@ inside ``isolated_safe_globals()``, so what a learner allowed earlier neither he
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import enum
+import functools
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import Wrong, call_answer, exercise, isolated_safe_globals
+from . import Case, Wrong, behaves_like, exercise, isolated_safe_globals, same
 from .calling import entry_name
 from .fixtures import scratch_file
 
 NB = "08_safe_loading"
 
 
-@dataclasses.dataclass
-class _Info:
-    arch: str
-    epoch: int
-
-
-@dataclasses.dataclass
-class _Run:
-    name: str
-    seed: int
-    tags: list
-
-
-class _Stage(enum.Enum):
-    TRAIN = "train"
-    FINETUNE = "finetune"
-
-
-class _Phase(enum.Enum):
-    WARMUP = 1
-    MAIN = 2
+# classes a weights_only load refuses: two dataclasses, an enum of strings and one of ints
+_Info = dataclasses.make_dataclass("_Info", [("arch", str), ("epoch", int)])
+_Run = dataclasses.make_dataclass("_Run", [("name", str), ("seed", int), ("tags", list)])
+_Info.__module__ = _Run.__module__ = __name__  # so that pickle finds them here
+_Stage = enum.Enum("_Stage", {"TRAIN": "train", "FINETUNE": "finetune"})
+_Phase = enum.Enum("_Phase", {"WARMUP": 1, "MAIN": 2})
 
 
 def _cases() -> list[dict[str, Any]]:
@@ -72,7 +56,7 @@ def _cases() -> list[dict[str, Any]]:
     return [first, second]
 
 
-def _expected(value: Any) -> Any:
+def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -84,101 +68,77 @@ def _expected(value: Any) -> Any:
     return value
 
 
+def _each(convert: Any) -> Any:
+    """The reference with ``convert`` for ``_plain`` (a known mistake with another one)."""
+    return lambda ckpt: {k: convert(v) for k, v in ckpt.items()}
+
+
 def _refused_global(err: BaseException) -> str:
     m = re.search(r"GLOBAL (\S+) was not an allowed global|but got <class '([^']+)'>", str(err))
     return (m.group(1) or m.group(2)) if m else type(err).__name__
 
 
-def _same_value(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
+def _typed(d: dict) -> dict:
+    """Each value with its type, so that 120 and 120.0 (or '1' and 1) differ."""
+    scalar = (str, int, float, bool, type(None))
+    return {k: f"{v!r} ({type(v).__name__})" if isinstance(v, scalar) else v for k, v in d.items()}
 
 
-def _learner_allowed() -> set[str]:
-    """Dotted names of what the process-wide safe-globals list allows now."""
-    return {entry_name(e) for e in torch.serialization.get_safe_globals()}
+def _as_loaded(case: int, out: Any, args: tuple) -> Any:
+    """The checkpoint as torch.load(weights_only=True) gives it back. What neither the reference
+    nor a known mistake does is told at once: no dict, keys lost or added, the input changed, a
+    file that does not load."""
+    if not isinstance(out, dict):
+        raise Wrong(f"return a dict (the new checkpoint), got {type(out).__name__}")
+    original = _cases()[case]
+    missing, extra = sorted(set(original) - set(out)), sorted(set(out) - set(original))
+    if missing:
+        raise Wrong(f"key {missing[0]!r} is missing: keep every entry, converted, not dropped")
+    if extra:
+        raise Wrong(f"key {extra[0]!r} was not in the checkpoint: keep the keys as they are")
+    try:
+        with scratch_file("ckpt.pth") as path:
+            torch.save(out, path)
+            with isolated_safe_globals():
+                loaded = torch.load(path, weights_only=True)
+    except Exception as e:
+        name = _refused_global(e)
+        allowed = {entry_name(x) for x in torch.serialization.get_safe_globals()}
+        hint = (
+            " (you allowed it for the whole process with add_safe_globals, but the file must load without that: convert the value)"
+            if name in allowed
+            else ""
+        )
+        raise Wrong(
+            f"torch.load(weights_only=True) still refuses your checkpoint: it needs {name}; convert that value to a plain type{hint}"
+        ) from None
+    if args[0] is out or not same(_typed(args[0]), _typed(original)):
+        raise Wrong(
+            "your function changed the dict it was given (converted in place): build a new dict, out = {}, fill it, return it, and leave ckpt as it was"
+        )
+    return _typed(loaded)
 
 
-def _save_and_load(obj: Any) -> Any:
-    """torch.save, then torch.load with weights_only=True and the learner's process-wide allowlist hidden."""
-    with scratch_file("ckpt.pth") as path:
-        torch.save(obj, path)
-        with isolated_safe_globals():
-            return torch.load(path, weights_only=True)
+# fmt: off
+_LOADABLE_MISTAKES = [
+    (_each(lambda v: v.item() if hasattr(v, "item") else _plain(v)), "'loss_scale' holds a tensor, and it became a float (.item() on everything that has it): keep every tensor as it is; only NumPy scalars need .item()"),
+    (_each(lambda v: float(v) if isinstance(v, np.generic) else _plain(v)), "'step' is an integer NumPy scalar (int64): it should load as the int 120, got the float 120.0; .item() keeps the kind (an int stays an int), float() does not"),
+    (_each(lambda v: v if isinstance(v, (dict, int, torch.Tensor)) else str(v)), "'best_val_loss' became a str ('0.25'); use a number or a dict so it stays usable (.item(), dataclasses.asdict, vars)"),
+    (_each(lambda v: v.name if isinstance(v, enum.Enum) else _plain(v)), "'stage' should load as 'finetune', the enum's .value, got 'FINETUNE', its .name"),
+    (_each(lambda v: dataclasses.astuple(v) if dataclasses.is_dataclass(v) else _plain(v)), "'info' should load as {'arch': 'SimpleModel', 'epoch': 4} (dataclasses.asdict keeps the field names), got the tuple ('SimpleModel', 4) of dataclasses.astuple"),
+]
+# fmt: on
 
 
 @exercise("make_loadable", notebook=NB)
 def make_loadable(fn) -> str:
     """``fn(ckpt)`` returns a new dict that ``torch.load(weights_only=True)`` accepts, values converted."""
-    for original in _cases():
-        # the learner's function gets this dict; ``original`` keeps what it held
-        given = copy.copy(original)
-        out = call_answer(fn, given)
-        if not isinstance(out, dict):
-            raise Wrong(f"return a dict (the new checkpoint), got {type(out).__name__}")
-        try:
-            loaded = _save_and_load(out)
-        except Exception as e:
-            name = _refused_global(e)
-            hint = ""
-            if name in _learner_allowed():
-                hint = " (you allowed it for the whole process with add_safe_globals, but the file must load without that: convert the value)"
-            raise Wrong(
-                f"torch.load(weights_only=True) still refuses your checkpoint: it needs {name}; convert that value to a plain type{hint}"
-            ) from None
-        if (
-            out is given
-            or given.keys() != original.keys()
-            or any(given[k] is not original[k] for k in original)
-        ):
-            raise Wrong(
-                "your function changed the dict it was given (converted in place): build a new dict, out = {}, fill it, return it, and leave ckpt as it was"
-            )
-        missing = sorted(set(original) - set(loaded))
-        if missing:
-            raise Wrong(f"key {missing[0]!r} is missing: keep every entry, converted, not dropped")
-        extra = sorted(set(loaded) - set(original))
-        if extra:
-            raise Wrong(f"key {extra[0]!r} was not in the checkpoint: keep the keys as they are")
-        for key, value in original.items():
-            _judge_value(key, value, loaded[key])
+    cases = [
+        Case(label, lambda i=i: (_cases()[i],), functools.partial(_as_loaded, i))
+        for i, label in enumerate(["the notebook's checkpoint", "a checkpoint with other keys"])
+    ]
+    behaves_like(fn, _each(_plain), cases, _LOADABLE_MISTAKES)
     return "every value is a plain type of the right kind now, and torch.load(weights_only=True) accepts the file."
-
-
-def _judge_value(key: str, value: Any, got: Any) -> None:
-    want = _expected(value)
-    if isinstance(value, torch.Tensor) or (
-        isinstance(value, dict) and any(isinstance(v, torch.Tensor) for v in value.values())
-    ):
-        if not _same_value(got, value):
-            raise Wrong(
-                f"{key!r} holds tensors, and it changed (got {type(got).__name__}): keep every tensor as it is; only NumPy scalars need .item()"
-            )
-        return
-    if isinstance(value, np.integer) and isinstance(got, float):
-        raise Wrong(
-            f"{key!r} is an integer NumPy scalar ({type(value).__name__}): it should load as the int {want}, got the float {got}; .item() keeps the kind (an int stays an int), float() does not"
-        )
-    if isinstance(got, str) and not isinstance(want, str):
-        raise Wrong(
-            f"{key!r} became a str ({got!r}); use a number or a dict so it stays usable (.item(), dataclasses.asdict, vars)"
-        )
-    if not _same_value(got, want):
-        raise Wrong(
-            f"{key!r} should load as {want!r} ({type(want).__name__}), got {got!r} ({type(got).__name__})"
-        )
-
-
-def _exercise_file(folder: Path) -> Path:
-    gen = torch.Generator().manual_seed(0)
-    path = folder / "exercise.pth"
-    model = {"fc.weight": torch.randn(2, 3, generator=gen)}
-    args = argparse.Namespace(lr=0.01, epochs=5)
-    torch.save({"model": model, "best_val_loss": np.float64(0.25), "args": args}, path)
-    return path
 
 
 def _loads_with(path: Path, allow: list) -> BaseException | None:
@@ -204,15 +164,12 @@ def _label(item: Any) -> str:
 @exercise("allowlist_for_exercise_file", notebook=NB)
 def allowlist_for_exercise_file(allow) -> str:
     """``allow``: the narrowest list for ``safe_globals`` that loads the exercise file, judged on its own."""
-    if isinstance(allow, type) or (callable(allow) and hasattr(allow, "__name__")):
-        kind = "class" if isinstance(allow, type) else "function"
-        raise Wrong(
-            f"give a list of objects, e.g. [argparse.Namespace, ...]; got the {kind} {allow.__name__} alone: put every object the file needs in one list"
-        )
     if not isinstance(allow, (list, tuple, set, frozenset)):
-        raise Wrong(
-            f"give a list of objects, e.g. [argparse.Namespace, ...]; got {type(allow).__name__}"
-        )
+        got = type(allow).__name__
+        if callable(allow) and hasattr(allow, "__name__"):
+            kind = "class" if isinstance(allow, type) else "function"
+            got = f"the {kind} {allow.__name__} alone: put every object the file needs in one list"
+        raise Wrong(f"give a list of objects, e.g. [argparse.Namespace, ...]; got {got}")
     allow = sorted(allow, key=_label) if isinstance(allow, (set, frozenset)) else list(allow)
     strings = [a for a in allow if isinstance(a, str)]
     if strings:
@@ -223,22 +180,21 @@ def allowlist_for_exercise_file(allow) -> str:
         raise Wrong(
             "your list is empty; the file needs some objects allowed (an allowance made for the whole process with add_safe_globals does not count: put them in the list)"
         )
-    seen: list[Any] = []
-    for item in allow:
-        obj = _entry_object(item)
-        if any(obj is s for s in seen):
+    objs = [_entry_object(item) for item in allow]
+    for i, item in enumerate(allow):
+        if any(objs[i] is o for o in objs[:i]):
             raise Wrong(f"{_label(item)} is listed twice; list each object once")
-        seen.append(obj)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = _exercise_file(Path(tmp))
+    with scratch_file("exercise.pth") as path:
+        model = {"fc.weight": torch.randn(2, 3, generator=torch.Generator().manual_seed(0))}
+        args = argparse.Namespace(lr=0.01, epochs=5)
+        torch.save({"model": model, "best_val_loss": np.float64(0.25), "args": args}, path)
         err = _loads_with(path, allow)
         if err is not None:
             raise Wrong(
                 f"torch.load still refuses the file: it also needs {_refused_global(err)} (the static scan cannot see classes made while loading; read the error)"
             )
         for i, item in enumerate(allow):
-            rest = allow[:i] + allow[i + 1 :]
-            if _loads_with(path, rest) is None:
+            if _loads_with(path, allow[:i] + allow[i + 1 :]) is None:
                 raise Wrong(
                     f"the file does not need {_label(item)}: it loads without it; allow only what it needs"
                 )

@@ -10,7 +10,7 @@ from unittest import mock
 import torch
 import torch.nn as nn
 
-from . import Wrong, call_answer, exercise, run_answer
+from . import Wrong, call_answer, exercise, run_answer, same
 from .fixtures import changed_keys, named, scratch_file, snapshot
 
 NB = "09_safetensors"
@@ -58,12 +58,11 @@ def save_with_epoch(fn) -> str:
             try:
                 out = run_answer(fn, model, path, epoch)
             except Wrong as w:
-                text = str(w)
-                if "not an instance of 'str'" in text:
+                if "not an instance of 'str'" in str(w):
                     raise Wrong(
                         "metadata values must be strings: metadata={'epoch': str(epoch)}"
                     ) from None
-                if "share memory" in text:
+                if "share memory" in str(w):
                     raise Wrong(
                         f"save_file refused the tied weights of the check's {cls.__name__[1:]} model ({' and '.join(tie)} are one tensor); save_model stores each shared tensor once: save_model(model, path, metadata=...)"
                     ) from None
@@ -89,18 +88,13 @@ def save_with_epoch(fn) -> str:
                 raise Wrong(
                     f"the file is not a safetensors file ({e}); torch.save writes a zip of pickles: use save_model from safetensors.torch"
                 ) from None
-            both = [n for n in tie if n in stored]
-            if len(both) == 2:
+            if all(n in stored for n in tie):
                 raise Wrong(
-                    f"the file stores {both[0]!r} and {both[1]!r}: the same tied tensor twice (clone() copies it: twice the bytes, and load_file gives two independent tensors); store it once: save_model(model, path, metadata=...)"
+                    f"the file stores {tie[0]!r} and {tie[1]!r}: the same tied tensor twice (clone() copies it: twice the bytes, and load_file gives two independent tensors); store it once: save_model(model, path, metadata=...)"
                 )
             if meta.get("epoch") != str(epoch):
-                keys = sorted(k for k in meta if k.lower() == "epoch")
-                seen = (
-                    f"a key {keys[0]!r}"
-                    if keys
-                    else f"{dict(sorted(meta.items())) or 'no metadata'}"
-                )
+                keys = [f"a key {k!r}" for k in sorted(meta) if k.lower() == "epoch"]
+                seen = (keys or [dict(sorted(meta.items())) or "no metadata"])[0]
                 raise Wrong(
                     f"the header metadata should hold 'epoch': '{epoch}', got {seen}; pass metadata={{'epoch': str(epoch)}}"
                 )
@@ -131,20 +125,19 @@ class _CountingHandle:
     def __exit__(self, *exc: Any) -> Any:
         return self._real.__exit__(*exc)
 
-    def get_tensor(self, name: str) -> Any:
-        self._reads.append(name)
-        return self._real.get_tensor(name)
-
-    def get_slice(self, name: str) -> Any:
-        self._reads.append(name)
-        return self._real.get_slice(name)
-
-    def get_tensors(self) -> Any:
-        self._reads.extend(self._real.keys())
-        return self._real.get_tensors()
-
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+        real = getattr(self._real, name)
+        if name in ("get_tensor", "get_slice"):
+            return lambda key: self._reads.append(key) or real(key)
+        if name == "get_tensors":
+            self._reads.extend(self._real.keys())
+        return real
+
+
+_READS_ALL = {
+    "load_file": "load_file reads every tensor in the file (torch.load hands a .safetensors file to it too); open the file with safe_open and call get_tensor(key)",
+    "load": "safetensors.torch.load(data) builds every tensor of the file from its bytes; open the file with safe_open and call get_tensor(key)",
+}
 
 
 @contextlib.contextmanager
@@ -154,29 +147,25 @@ def _counted_reads(fn: Any):
     import safetensors
     import safetensors.torch as st
 
-    real_open = safetensors.safe_open
-    reads: list[str] = []
+    real_open, reads = safetensors.safe_open, []
 
-    def counting_open(*args: Any, **kwargs: Any) -> _CountingHandle:
-        return _CountingHandle(real_open(*args, **kwargs), reads)
+    def refuse(name: str) -> Any:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(f"{name} reads every tensor")
 
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("load_file reads every tensor")
+        return refused
 
-    def refuse_bytes(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("safetensors.torch.load reads every tensor")
-
-    replaced = {real_open: counting_open, st.load_file: refuse, st.load: refuse_bytes}
-    aliases = {
-        name: replaced[value]
-        for name, value in getattr(fn, "__globals__", {}).items()
-        if any(value is r for r in replaced)
+    replaced = {
+        real_open: lambda *a, **k: _CountingHandle(real_open(*a, **k), reads),
+        **{getattr(st, name): refuse(name) for name in _READS_ALL},
     }
+    globals_ = getattr(fn, "__globals__", {})
+    aliases = {k: f for k, v in globals_.items() for r, f in replaced.items() if v is r}
     with contextlib.ExitStack() as stack:
         for owner in (safetensors, st):
-            stack.enter_context(mock.patch.object(owner, "safe_open", counting_open))
-        stack.enter_context(mock.patch.object(st, "load_file", refuse))
-        stack.enter_context(mock.patch.object(st, "load", refuse_bytes))
+            stack.enter_context(mock.patch.object(owner, "safe_open", replaced[real_open]))
+        for name in _READS_ALL:
+            stack.enter_context(mock.patch.object(st, name, refuse(name)))
         if aliases:
             stack.enter_context(mock.patch.dict(fn.__globals__, aliases))
         yield reads
@@ -204,14 +193,9 @@ def read_one_tensor(fn) -> str:
                 try:
                     answers.append((key, call_answer(fn, path, key), reads))
                 except Wrong as w:
-                    if "load_file reads every tensor" in str(w):
-                        raise Wrong(
-                            "load_file reads every tensor in the file (torch.load hands a .safetensors file to it too); open the file with safe_open and call get_tensor(key)"
-                        ) from None
-                    if "safetensors.torch.load reads every tensor" in str(w):
-                        raise Wrong(
-                            "safetensors.torch.load(data) builds every tensor of the file from its bytes; open the file with safe_open and call get_tensor(key)"
-                        ) from None
+                    refused = [n for n in _READS_ALL if f": {n} reads every tensor" in str(w)]
+                    if refused:
+                        raise Wrong(_READS_ALL[refused[0]]) from None
                     raise
         got = [_which(out, tensors) for _, out, _ in answers]
         if got[0] is not None and got[0] == got[1]:  # 'b.weight' and 'e.half': unrelated keys
@@ -225,16 +209,7 @@ def read_one_tensor(fn) -> str:
 
 def _which(out: Any, tensors: dict[str, torch.Tensor]) -> str | None:
     """The key of the file's tensor that ``out`` equals, if any."""
-    if not isinstance(out, torch.Tensor):
-        return None
-    return next(
-        (
-            k
-            for k, v in tensors.items()
-            if v.dtype == out.dtype and v.shape == out.shape and torch.equal(v, out)
-        ),
-        None,
-    )
+    return next((k for k, v in tensors.items() if same(out, v)), None)
 
 
 def _judge_one(out: Any, key: str, tensors: dict[str, torch.Tensor], reads: list[str]) -> None:
@@ -245,32 +220,19 @@ def _judge_one(out: Any, key: str, tensors: dict[str, torch.Tensor], reads: list
             "get_slice(key) gives a lazy slice object; index it ([:] for all of it) or use get_tensor(key)"
         )
     if not isinstance(out, torch.Tensor):
-        hint = (
-            ' (open the file with framework="pt" to get torch tensors)'
-            if type(out).__module__ == "numpy"
-            else ""
-        )
+        numpy = type(out).__module__ == "numpy"
+        hint = ' (open the file with framework="pt" to get torch tensors)' if numpy else ""
         raise Wrong(f"return a tensor, got {type(out).__name__}{hint}")
     others = sorted(set(reads) - {key})
     if len(set(reads)) > 1 and others:
         raise Wrong(
             f"your function read {len(set(reads))} tensors to return {key!r} (also {others[0]!r}): get_tensor(key) reads only that one; do not call it for every key"
         )
-    if (
-        out.shape != tensors[key].shape
-        or out.dtype != tensors[key].dtype
-        or not torch.equal(out, tensors[key])
-    ):
-        wrong = [
-            k
-            for k, v in tensors.items()
-            if v.shape == out.shape and v.dtype == out.dtype and torch.equal(out, v)
-        ]
-        also = ""
-        if wrong:
-            also = f" (you returned {wrong[0]!r}" + (
-                "; match the name exactly, not a key that contains it)" if key in wrong[0] else ")"
-            )
+    if not same(out, tensors[key]):
+        took = _which(out, tensors)
+        also = "" if took is None else f" (you returned {took!r})"
+        if took is not None and key in took:
+            also = f" (you returned {took!r}; match the name exactly, not a key that contains it)"
         raise Wrong(
             f"that is a different tensor from {key!r}: use the key you were given, exactly{also}"
         )

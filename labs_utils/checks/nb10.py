@@ -25,25 +25,16 @@ def _trained_like_cnn(seed: int = 10):
     return model
 
 
-def _training_checkpoint(model) -> dict:
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    metrics = {"val_loss": 0.25, "val_acc": 0.9}
-    return {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "epoch": 3,
-        "metrics": metrics,
-    }
-
-
 @exercise("load_for_inference", notebook=NB)
 def load_for_inference(fn) -> str:
     """``fn(path)`` returns a SmallCNN loaded from the ``model`` entry of a training checkpoint, in eval mode."""
     from ..models import SmallCNN
 
     reference = _trained_like_cnn()
+    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
+    checkpoint = {"model": reference.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3}
     with scratch_file("last.pth") as path:
-        torch.save(_training_checkpoint(reference), path)
+        torch.save({**checkpoint, "metrics": {"val_loss": 0.25, "val_acc": 0.9}}, path)
         watch = crash.watching(torch.serialization.load, torch.nn.Module.load_state_dict)
         with watch as seen:
             try:
@@ -57,28 +48,26 @@ def load_for_inference(fn) -> str:
     if not isinstance(model, SmallCNN):
         raise Wrong(f"return the SmallCNN you loaded, got {type(model).__name__}")
     state = model.state_dict()
+    loads = seen.arguments.get(torch.nn.Module.load_state_dict, [])
     for k, v in reference.state_dict().items():
         if state[k].is_meta:
             raise Wrong(
                 f"the returned model's {k} is on the meta device: it has a shape but no values"
             )
-        if not torch.equal(v, state[k].cpu()):
-            if all(torch.equal(state[n].cpu(), p) for n, p in reference.named_parameters()):
-                raise Wrong(
-                    f"the parameters were loaded, but {k} (a BatchNorm buffer) was not: load the whole 'model' entry with load_state_dict, which covers parameters and buffers"
-                )
-            loads = seen.arguments.get(torch.nn.Module.load_state_dict, [])
-            if any(a.get("strict") is False for a in loads):
-                raise Wrong(
-                    f"the returned model's {k} differ from the checkpoint's: load_state_dict(..., strict=False) matched none of the keys you gave it and loaded nothing, without a word; pass it checkpoint['model'], strictly"
-                )
-            if not loads:
-                raise Wrong(
-                    f"the returned model's {k} differ from the checkpoint's, and load_state_dict was never called: load checkpoint['model'] into the model you return"
-                )
+        if torch.equal(v, state[k].cpu()):
+            continue
+        if all(torch.equal(state[n].cpu(), p) for n, p in reference.named_parameters()):
             raise Wrong(
-                f"the returned model's {k} differ from the checkpoint's: load checkpoint['model'] (from the file at `path`) into the model you return"
+                f"the parameters were loaded, but {k} (a BatchNorm buffer) was not: load the whole 'model' entry with load_state_dict, which covers parameters and buffers"
             )
+        why = "load checkpoint['model'] (from the file at `path`) into the model you return"
+        if any(a.get("strict") is False for a in loads):
+            why = "load_state_dict(..., strict=False) matched none of the keys you gave it and loaded nothing, without a word; pass it checkpoint['model'], strictly"
+        elif not loads:
+            why = "and load_state_dict was never called: load checkpoint['model'] into the model you return"
+        raise Wrong(
+            f"the returned model's {k} differ from the checkpoint's{',' if not loads else ':'} {why}"
+        )
     if any(m.training for m in model.modules()):
         still = sorted(n or "the model itself" for n, m in model.named_modules() if m.training)
         raise Wrong(

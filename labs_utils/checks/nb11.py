@@ -4,8 +4,8 @@ a ``model_ema`` entry beside ``model``, so that prefix handling by substring goe
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import pickle
 import tempfile
 import warnings
@@ -15,17 +15,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import Wrong, call_answer, crash, exercise, run_answer
+from . import Case, Wrong, behaves_like, crash, exercise, run_answer
 from .fixtures import named
 
 NB = "11_distributed_checkpoints"
-
-
-@contextlib.contextmanager
-def _quiet_dcp():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        yield
 
 
 def _train_state(seed: int, width: int, classes: int) -> tuple[dict[str, Any], dict]:
@@ -46,22 +39,13 @@ def _train_state(seed: int, width: int, classes: int) -> tuple[dict[str, Any], d
     return {"model": model_sd, "model_ema": ema, "optim": optim_sd, "step": 1}, weights
 
 
-def _save_unsharded(folder: Path, state: dict[str, Any]) -> None:
-    import torch.distributed.checkpoint as dcp
-
-    with _quiet_dcp():
-        dcp.save(state, checkpoint_id=folder, no_dist=True)
-
-
 def _save_sharded(folder: Path, state: dict[str, Any], world: int = 2) -> None:
     """Write ``state`` as ``world`` ranks would (a ``__<rank>_0.distcp`` each, tensors with at least
     ``world`` rows split by rows, the rest written by rank 0): single-process saves, indexes merged."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.metadata import (
-        ChunkStorageMetadata,
-        MetadataIndex,
-        TensorStorageMetadata,
-    )
+    from torch.distributed.checkpoint.metadata import ChunkStorageMetadata as Chunk
+    from torch.distributed.checkpoint.metadata import MetadataIndex as Index
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     def local(obj: Any, rank: int) -> Any:
         if isinstance(obj, dict):
@@ -76,11 +60,9 @@ def _save_sharded(folder: Path, state: dict[str, Any], world: int = 2) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for rank in range(world):
             sub = Path(tmp) / str(rank)
-            with _quiet_dcp():
-                dcp.save(local(state, rank), checkpoint_id=sub, no_dist=True)
+            dcp.save(local(state, rank), checkpoint_id=sub, no_dist=True)
             (sub / "__0_0.distcp").rename(folder / f"__{rank}_0.distcp")
-            with open(sub / ".metadata", "rb") as f:  # our own file, written a line above
-                parts.append(pickle.load(f))
+            parts.append(pickle.loads((sub / ".metadata").read_bytes()))  # written a line above
     meta = parts[0]
     for key, item in list(meta.state_dict_metadata.items()):
         if not isinstance(item, TensorStorageMetadata) or key not in parts[-1].state_dict_metadata:
@@ -89,30 +71,38 @@ def _save_sharded(folder: Path, state: dict[str, Any], world: int = 2) -> None:
         for rank, part in enumerate(parts):
             size = part.state_dict_metadata[key].size
             offsets = torch.Size([row] + [0] * (len(size) - 1))
-            chunks.append(ChunkStorageMetadata(offsets=offsets, sizes=size))
-            info = part.storage_data[MetadataIndex(key, torch.Size([0] * len(size)))]
-            meta.storage_data[MetadataIndex(key, offsets)] = dataclasses.replace(
+            chunks.append(Chunk(offsets=offsets, sizes=size))
+            info = part.storage_data[Index(key, torch.Size([0] * len(size)))]
+            meta.storage_data[Index(key, offsets)] = dataclasses.replace(
                 info, relative_path=f"__{rank}_0.distcp"
             )
             row += size[0]
         meta.state_dict_metadata[key] = TensorStorageMetadata(
             item.properties, torch.Size([row, *item.size[1:]]), chunks
         )
-    with open(folder / ".metadata", "wb") as f:
-        pickle.dump(meta, f)
+    (folder / ".metadata").write_bytes(pickle.dumps(meta))
 
 
 #: (name, sharded?, seed, width, classes). Widths: odd row counts give chunks of unequal sizes.
 _CASES = [("one process", False, 11, 10, 3), ("two ranks", True, 12, 9, 5)]
 
 
-def _checkpoints(root: Path):
-    """Yield ``(label, folder, model weights)`` for each case, written under ``root``."""
-    for label, sharded, seed, width, classes in _CASES:
-        state, weights = _train_state(seed, width, classes)
-        folder = root / label.replace(" ", "_")
-        (_save_sharded if sharded else _save_unsharded)(folder, state)
-        yield label, folder, weights
+def _checkpoints(root: Path) -> list[tuple[str, Path, dict]]:
+    """``(label, folder, model weights)`` for each case, written under ``root``."""
+    import torch.distributed.checkpoint as dcp
+
+    made = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        for label, sharded, seed, width, classes in _CASES:
+            state, weights = _train_state(seed, width, classes)
+            folder = root / label.replace(" ", "_")
+            if sharded:
+                _save_sharded(folder, state)
+            else:
+                dcp.save(state, checkpoint_id=folder, no_dist=True)
+            made.append((label, folder, weights))
+    return made
 
 
 def _listing(folder: Path) -> dict[str, int]:
@@ -151,31 +141,28 @@ def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str
         raise Wrong(
             "the keys still carry the 'model.' prefix of DCP's flat names; keep the keys of full['model']"
         )
-    missing, extra = (sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected)))
+    at = f"with the {label} checkpoint,"
+    missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
     if saved and not set(saved) & set(expected):
         raise Wrong(
-            f"with the {label} checkpoint, the file holds the weights of another model (keys like {sorted(saved)[0]!r}; this checkpoint's model has {sorted(expected)[0]!r}): convert the folder you were given, dcp_dir, with dcp_to_torch_save"
+            f"{at} the file holds the weights of another model (keys like {sorted(saved)[0]!r}; this checkpoint's model has {sorted(expected)[0]!r}): convert the folder you were given, dcp_dir, with dcp_to_torch_save"
         )
     if missing:
         buffers = all("running_" in k or "num_batches" in k for k in missing)
-        more = (
-            " (BatchNorm buffers are part of a state_dict too: keep every entry)" if buffers else ""
-        )
-        raise Wrong(f"with the {label} checkpoint, {missing[0]!r} is missing from the file{more}")
+        more = " (BatchNorm buffers are part of a state_dict too: keep every entry)"
+        raise Wrong(f"{at} {missing[0]!r} is missing from the file{more if buffers else ''}")
     if extra:
-        raise Wrong(
-            f"with the {label} checkpoint, the file has {extra[0]!r}, which is not a model key"
-        )
+        raise Wrong(f"{at} the file has {extra[0]!r}, which is not a model key")
     for k, v in expected.items():
         got = saved[k]
-        if not isinstance(got, torch.Tensor) or got.shape != v.shape:
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        if shape != tuple(v.shape):
             raise Wrong(
-                f"with the {label} checkpoint, {k} has shape {shape}, the model's is {tuple(v.shape)}: save whole tensors (dcp_to_torch_save stitches the chunks together)"
+                f"{at} {k} has shape {shape}, the model's is {tuple(v.shape)}: save whole tensors (dcp_to_torch_save stitches the chunks together)"
             )
         if not torch.equal(got, v):
             raise Wrong(
-                f"with the {label} checkpoint, {k} differs from the weights saved in it: take the 'model' entry of this checkpoint, nothing else"
+                f"{at} {k} differs from the weights saved in it: take the 'model' entry of this checkpoint, nothing else"
             )
 
 
@@ -192,13 +179,12 @@ def dcp_to_weights(fn) -> str:
                 run_answer(fn, folder, out)
             except Wrong as w:
                 cause = _checkpoint_failure(w)
-                if cause and "size mismatch" in cause.lower():
-                    raise Wrong(
-                        f"with the {label} checkpoint, your function raised CheckpointException ({cause}): dcp.load fills tensors of each entry's whole shape (its .size; a tensor saved by two ranks is stored in smaller chunks); simpler: convert with dcp_to_torch_save and keep the 'model' entry"
-                    ) from None
                 if cause:
+                    why = "the check's checkpoints hold a model with other keys and shapes than the notebook's Net, so a model built in advance does not fit; convert"
+                    if "size mismatch" in cause.lower():
+                        why = "dcp.load fills tensors of each entry's whole shape (its .size; a tensor saved by two ranks is stored in smaller chunks); simpler: convert"
                     raise Wrong(
-                        f"with the {label} checkpoint, your function raised CheckpointException ({cause}): the check's checkpoints hold a model with other keys and shapes than the notebook's Net, so a model built in advance does not fit; convert with dcp_to_torch_save and keep the 'model' entry"
+                        f"with the {label} checkpoint, your function raised CheckpointException ({cause}): {why} with dcp_to_torch_save and keep the 'model' entry"
                     ) from None
                 raise
             if not out.exists():
@@ -228,81 +214,68 @@ def _readers() -> dict:
     }
 
 
+def _entries(folder: Path) -> dict:
+    from torch.distributed.checkpoint import FileSystemReader
+
+    meta = FileSystemReader(str(folder)).read_metadata().state_dict_metadata
+    return {k: v for k, v in meta.items() if hasattr(v, "size")}
+
+
+def _shapes(folder: Path, key=lambda k: k.removeprefix("model."), size=lambda v: tuple(v.size)):
+    """The reference (with the defaults); a known mistake with another ``key`` or ``size``."""
+    return {key(k): size(v) for k, v in _entries(folder).items() if k.startswith("model.")}
+
+
+def _tuples(out: Any, args: tuple) -> Any:
+    """The answer, with a shape that is not a tuple (``torch.Size`` is one) marked by its type."""
+    if not isinstance(out, dict):
+        return type(out).__name__
+    return {k: v if isinstance(v, tuple) else (type(v).__name__, v) for k, v in out.items()}
+
+
+_CHUNK = "a tensor saved by several ranks has several chunks; the entry's .size is the whole tensor's shape, a chunk's .sizes only its part"
+# fmt: off
+_SHAPE_MISTAKES = [
+    (lambda d: _shapes(d, key=str), "give the keys without the 'model.' prefix, as model.state_dict() names them (e.g. 'decoder.weight')"),
+    (lambda d: {k.split(".", 1)[1]: tuple(v.size) for k, v in _entries(d).items()}, "the checkpoint also holds 'optim' and 'model_ema' entries: keep only the model's keys (those starting with 'model.'), without the prefix"),
+    (lambda d: _shapes(d, key=lambda k: k.lstrip("model.")), "for the key 'model.decoder.weight' you returned 'coder.weight': str.lstrip('model.') strips any of the characters m, o, d, e, l and '.', not the prefix; use k.removeprefix('model.') or k[len('model.'):]"),
+    (lambda d: _shapes(d, key=lambda k: k.replace("model.", "")), "'model.' also appears in the middle of a key (a submodule named 'submodel': 'model.submodel.0.weight' became 'sub0.weight'); remove the prefix at the start only (k[len('model.'):] or removeprefix)"),
+    (lambda d: {k[6:]: tuple(v.size) for k, v in _entries(d).items() if k.startswith("model")}, "the checkpoint also has a 'model_ema' entry, whose keys start with 'model_ema.': test for the prefix with its dot, k.startswith('model.')"),
+    (lambda d: _shapes(d, size=lambda v: list(v.size)), "give each shape as a tuple: (10, 6) for 'submodel.0.weight', tuple(v.size), not the list [10, 6]"),
+    (lambda d: _shapes(d, size=lambda v: tuple(v.chunks[0].sizes)), f"with the two ranks checkpoint you gave 'submodel.0.weight' the shape (5, 6), its first chunk; the whole tensor is (9, 6): {_CHUNK}"),
+    (lambda d: _shapes(d, size=lambda v: tuple(map(sum, zip(*(c.sizes for c in v.chunks))))), f"with the two ranks checkpoint you gave 'submodel.0.weight' the shape (9, 12), the chunks' sizes added up (the columns, not split, counted twice); the whole tensor is (9, 6): {_CHUNK}"),
+    (lambda d: {k: tuple(v.shape) for k, v in _notebook_net().state_dict().items()}, "none of your keys is in the checkpoint you were given (its model has 'decoder.weight', not the notebook's Net): read the shapes from dcp_dir's .metadata, not from a model of your own"),
+]
+# fmt: on
+
+
+def _notebook_net() -> nn.Module:
+    from ..models import Net
+
+    return Net()
+
+
 @exercise("saved_shapes", notebook=NB)
 def saved_shapes(fn) -> str:
     """``fn(dcp_dir)`` returns {model key without 'model.': global shape tuple}, from .metadata only."""
+    readers = _readers()
     with tempfile.TemporaryDirectory() as tmp:
-        for label, folder, weights in _checkpoints(Path(tmp)):
-            expected = {k: tuple(v.shape) for k, v in weights.items()}
-            readers = _readers()
-            with crash.watching(*readers) as seen:
-                try:
-                    answer = call_answer(fn, folder)
-                except Wrong as w:
-                    reads = [readers[f] for _, f in seen.order]
-                    if reads:
-                        cause = _checkpoint_failure(w) or str(w)
-                        raise Wrong(
-                            f"your function read tensor data ({reads[0]}), and it failed ({cause}); the shapes are all in .metadata: read only the index, dcp.FileSystemReader(str(dcp_dir)).read_metadata()"
-                        ) from None
-                    raise
-            reads = [readers[f] for _, f in seen.order]
-            if reads:
-                raise Wrong(
-                    f"your function read tensor data ({reads[0]} ran): the shapes are all in .metadata; read only the index, dcp.FileSystemReader(str(dcp_dir)).read_metadata()"
-                )
-            _judge_shapes(answer, expected, label)
+        cases = [
+            Case(f"the {label} checkpoint", functools.partial(tuple, [folder]), _tuples)
+            for label, folder, _ in _checkpoints(Path(tmp))
+        ]
+        wrong = None
+        with crash.watching(*readers) as seen:
+            try:
+                behaves_like(fn, _shapes, cases, _SHAPE_MISTAKES)
+            except Wrong as w:
+                wrong = w
+    reads = [readers[f] for _, f in seen.order]
+    if reads:
+        failed = f", and it failed ({_checkpoint_failure(wrong) or wrong})" if wrong else ""
+        raise Wrong(
+            f"your function read tensor data ({reads[0]} ran){failed}: the shapes are all in .metadata; read only the index, dcp.FileSystemReader(str(dcp_dir)).read_metadata()"
+        )
+    if wrong is not None:
+        raise wrong
     return "the model's global shapes, sharded or not, read from .metadata without reading tensor data (only ever for folders your own jobs wrote: reading .metadata unpickles it)."
-
-
-def _judge_shapes(answer: Any, expected: dict[str, tuple], label: str) -> None:
-    if not isinstance(answer, dict):
-        raise Wrong(f"return a dict of key -> shape tuple, got {type(answer).__name__}")
-    keys = [str(k) for k in answer]
-    if any(k.startswith("model.") for k in keys):
-        raise Wrong(
-            "give the keys without the 'model.' prefix, as model.state_dict() names them (e.g. 'decoder.weight')"
-        )
-    if any(k.startswith("_ema.") or k.startswith("ema.") for k in keys):
-        raise Wrong(
-            "the checkpoint also has a 'model_ema' entry, whose keys start with 'model_ema.': test for the prefix with its dot, k.startswith('model.')"
-        )
-    extra = sorted(set(answer) - set(expected))
-    missing = sorted(set(expected) - set(answer))
-    if answer and not set(answer) & set(expected):
-        raise Wrong(
-            f"none of your keys is in the {label} checkpoint you were given (you returned {extra[0]!r}; its model has {missing[0]!r}): read the shapes from dcp_dir's .metadata, not from a model of your own"
-        )
-    stripped = [("model." + m).lstrip("model.") for m in missing]
-    if any(s in extra and s != m for s, m in zip(stripped, missing)):
-        s, m = next((s, m) for s, m in zip(stripped, missing) if s in extra and s != m)
-        raise Wrong(
-            f"for the key 'model.{m}' you returned {s!r}; expected {m!r}: str.lstrip('model.') strips any of the characters m, o, d, e, l and '.', not the prefix; use k.removeprefix('model.') or k[len('model.'):]"
-        )
-    if extra and missing and any(m.replace("model.", "") in extra for m in missing):
-        raise Wrong(
-            f"{extra[0]!r}: 'model.' also appears in the middle of a key (a submodule named 'submodel'); remove the prefix at the start only (k[len('model.'):] or removeprefix)"
-        )
-    if extra:
-        raise Wrong(
-            f"{extra[0]!r} is not a model entry; keep only the model's keys (those starting with 'model.')"
-        )
-    if missing:
-        raise Wrong(
-            f"{missing[0]!r} is missing (with the {label} checkpoint); every tensor of the model counts, buffers included"
-        )
-    for k, shape in expected.items():
-        got = answer[k]
-        if not isinstance(got, tuple):
-            raise Wrong(
-                f"give each shape as a tuple, e.g. {shape}; got {type(got).__name__} for {k!r}"
-            )
-        if tuple(got) != shape:
-            hint = (
-                "a tensor saved by several ranks has several chunks; the entry's .size is the whole tensor's shape, a chunk's .sizes only its part"
-                if label == "two ranks"
-                else "use the entry's .size"
-            )
-            raise Wrong(
-                f"{k}: expected the global shape {shape}, got {tuple(got)} with the {label} checkpoint: {hint}"
-            )

@@ -4,6 +4,7 @@ adapted weights do in models with other layer names, kernels, dtypes and channel
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import Wrong, call_answer, exercise, spy
+from . import Wrong, call_answer, exercise, same, spy
 
 NB = "14_error_field_guide"
 
@@ -31,24 +32,18 @@ def _saved(obj: Any, **kwargs: Any) -> bytes:
     return buf.getvalue()
 
 
-def _safetensors(header_len: int | None = None) -> bytes:
+def _safetensors(header_len: int = 0) -> bytes:
     """A valid safetensors file with one float32 tensor; ``header_len`` pads the JSON header (with
     spaces, as the format allows) to that many bytes, so the first byte can be chosen."""
     data = np.arange(4, dtype=np.float32).tobytes()
-    header = json.dumps(
-        {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, len(data)]}}
-    ).encode()
-    if header_len is not None:
-        header += b" " * (header_len - len(header))
+    header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, len(data)]}})
+    header = header.ljust(header_len).encode()
     return struct.pack("<Q", len(header)) + header + data
 
 
 def _lfs(real: bytes) -> bytes:
-    import hashlib
-
-    return (
-        f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(real).hexdigest()}\nsize {len(real)}\n"
-    ).encode()
+    digest = hashlib.sha256(real).hexdigest()
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{digest}\nsize {len(real)}\n".encode()
 
 
 def _file_cases() -> list[tuple[str, bytes, str, str]]:
@@ -102,11 +97,9 @@ def _ask(fn: Any, path: Path, want: str, what: str) -> Any:
     try:
         return call_answer(fn, path)
     except Wrong as w:
-        extra = ""
+        extra = f"; {_HINTS['empty']}" if want == "empty" else ""
         if "UnicodeDecodeError" in str(w):
             extra = "; open the file in binary mode, open(path, 'rb'), and compare bytes"
-        elif want == "empty":
-            extra = f"; {_HINTS['empty']}"
         raise Wrong(f"on {what} ({path.name}): {w}{extra}") from None
 
 
@@ -117,10 +110,10 @@ def what_is(fn) -> str:
     with tempfile.TemporaryDirectory() as tmp, spy(torch, "load") as loads:
         folder = Path(tmp)
         # the same bytes under two names must get the same answer
-        for name in ("download.safetensors", "download.pth"):
-            (folder / name).write_bytes(cases[0][1])
-        one = _ask(fn, folder / "download.safetensors", "zip", "a complete torch.save file")
-        two = _ask(fn, folder / "download.pth", "zip", "a complete torch.save file")
+        one, two = (folder / "download.safetensors", folder / "download.pth")
+        for path in (one, two):
+            path.write_bytes(cases[0][1])
+        one, two = (_ask(fn, path, "zip", "a complete torch.save file") for path in (one, two))
         if one != two:
             raise Wrong(
                 f"the same bytes got {one!r} as download.safetensors and {two!r} as download.pth: the name says nothing about what a file holds (a Git LFS pointer keeps the real file's name); read its first bytes"
@@ -134,20 +127,16 @@ def what_is(fn) -> str:
                 raise Wrong(
                     "your function called torch.load: read the first bytes with open(path, 'rb').read(64) instead (loading is what fails on these files, and it can run code)"
                 )
+            labels = ", ".join(map(repr, LABELS))
             if not isinstance(got, str):
                 raise Wrong(
-                    f"return one of the strings {', '.join(map(repr, LABELS))}; got {type(got).__name__} {got!r} for {what}"
+                    f"return one of the strings {labels}; got {type(got).__name__} {got!r} for {what}"
                 )
             if got not in LABELS:
-                raise Wrong(f"{got!r} is not one of {', '.join(map(repr, LABELS))} (for {what})")
+                raise Wrong(f"{got!r} is not one of {labels} (for {what})")
             if got != want:
-                hint = (
-                    _HINTS[want]
-                    if want != "other"
-                    else _OTHER_HINTS.get(
-                        got, "only the kinds in the table have a name; everything else is 'other'"
-                    )
-                )
+                other = "only the kinds in the table have a name; everything else is 'other'"
+                hint = _HINTS[want] if want != "other" else _OTHER_HINTS.get(got, other)
                 raise Wrong(f"{what} ({name}) should be {want!r}, you said {got!r}: {hint}")
     return f"{len(cases)} files named from their bytes alone, none loaded."
 
@@ -224,53 +213,44 @@ def _describe_weight(got: torch.Tensor, w: torch.Tensor, new: int) -> str:
 
 def _judge_case(fn: Any, case: dict[str, Any], seed: int) -> None:
     pretrained = _pretrained(case, seed)
-    sd = pretrained.state_dict()
-    given = dict(sd)  # the learner gets a plain dict holding the model's tensors
+    given = dict(
+        pretrained.state_dict()
+    )  # the learner gets a plain dict holding the model's tensors
     snapshot = {k: v.clone() for k, v in given.items()}
     key, old, new = case["key"], case["old"], case["new"]
     where = f"{type(pretrained).__name__}, {key!r}, {old} -> {new} channels"
     try:
         out = call_answer(fn, given, key, new)
     except Wrong as w:
-        extra = ""
-        if "KeyError" in str(w):
-            extra = "; this model's first convolution is elsewhere: use the `key` argument, not a fixed name"
-        raise Wrong(f"{w} ({where}){extra}") from None
+        fixed = "; this model's first convolution is elsewhere: use the `key` argument, not a fixed name"
+        raise Wrong(f"{w} ({where}){fixed if 'KeyError' in str(w) else ''}") from None
     if isinstance(out, torch.Tensor):
         raise Wrong(
             f"return the whole state_dict with the adapted entry in it, not the tensor alone ({where})"
         )
     if not isinstance(out, Mapping):
         raise Wrong(f"return the state_dict (a dict), got {type(out).__name__} ({where})")
-    if given.keys() != snapshot.keys() or any(
-        not torch.equal(given[k], snapshot[k]) or given[k].shape != snapshot[k].shape
-        for k in snapshot
-    ):
+    if not same(given, snapshot):
         raise Wrong(
             f"your function changed the state_dict it was given ({where}): build a new dict, adapted = dict(state_dict), and replace the entry there"
         )
-    missing = [k for k in snapshot if k not in out]
+    missing, extra = [k for k in snapshot if k not in out], [k for k in out if k not in snapshot]
     if missing:
         raise Wrong(
             f"{missing[0]!r} is missing from your state_dict ({where}): keep every entry, and adapt the one at `key` instead of dropping it"
         )
-    extra = [k for k in out if k not in snapshot]
     if extra:
         raise Wrong(f"{extra[0]!r} was not in the state_dict ({where}): keep the keys as they are")
-    for k in snapshot:
-        if k != key and not (isinstance(out[k], torch.Tensor) and torch.equal(out[k], snapshot[k])):
-            raise Wrong(f"{k!r} changed ({where}); only the entry at `key` is adapted")
+    changed = [k for k in snapshot if k != key and not same(out[k], snapshot[k])]
+    if changed:
+        raise Wrong(f"{changed[0]!r} changed ({where}); only the entry at `key` is adapted")
     w, got = snapshot[key], out[key]
     want_shape = (w.shape[0], new, *w.shape[2:])
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != want_shape:
         shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-        hint = (
-            " (did you write a fixed key instead of using the `key` argument?)"
-            if isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(w.shape)
-            else ""
-        )
+        fixed = " (did you write a fixed key instead of using the `key` argument?)"
         raise Wrong(
-            f"the weight at {key!r} should have shape {want_shape}, got {shape} ({where}){hint}"
+            f"the weight at {key!r} should have shape {want_shape}, got {shape} ({where}){fixed if shape == tuple(w.shape) else ''}"
         )
     if got.dtype != w.dtype:
         raise Wrong(
@@ -282,13 +262,13 @@ def _judge_case(fn: Any, case: dict[str, Any], seed: int) -> None:
     target = case["make"](new).to(case["dtype"]).eval()
     target.load_state_dict(out)  # strict
     gen = torch.Generator().manual_seed(seed + 100)
-    size = case["size"]
-    x = torch.rand(3, 1 if new == 1 else old, size, size, generator=gen, dtype=case["dtype"])
+    size, dtype = case["size"], case["dtype"]
+    x = torch.rand(3, 1 if new == 1 else old, size, size, generator=gen, dtype=dtype)
     with torch.no_grad():
         if new == 1:
             want, mine = pretrained(x.expand(-1, old, -1, -1)), target(x)
         else:
-            more = torch.rand(3, new - old, size, size, generator=gen, dtype=case["dtype"]) * 5
+            more = torch.rand(3, new - old, size, size, generator=gen, dtype=dtype) * 5
             want, mine = pretrained(x), target(torch.cat([x, more], dim=1))
     if not torch.allclose(mine, want, rtol=1e-4, atol=1e-5):
         raise Wrong(f"the adapted model's output differs from the pretrained model's ({where})")

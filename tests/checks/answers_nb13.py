@@ -8,7 +8,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from labs_utils.checks.nb13 import _BATCH
+_BATCH = torch.export.Dim("batch")
 
 
 def _static(model, example, path):

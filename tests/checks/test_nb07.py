@@ -70,7 +70,7 @@ def test_strip_prefix_that_mutates_its_input_is_told():
 
 
 def test_load_into_wrapped_tries_both_orders_and_buffers():
-    names = [w for w, _ in nb07._wrappers()]
+    names = [w for w, _ in nb07._WRAPPERS]
     assert (
         "torch.compile(nn.DataParallel({}))" in names
         and "nn.DataParallel(torch.compile({}))" in names
