@@ -40,10 +40,7 @@ class SimpleModelDifferent(SimpleModel):
 
 
 class ComplexModel(nn.Module):
-    """Conv(3->16, 3x3) + ReLU + two linear layers, for 3x32x32 inputs.
-
-    ``fc1`` takes ``16 * 30 * 30`` features: 32 - 3 + 1 = 30 (see the module docstring).
-    """
+    """Conv(3->16, 3x3) + ReLU + two linear layers, for 3x32x32 inputs (``fc1``: 16*30*30 in)."""
 
     input_size = 32
 

@@ -96,8 +96,6 @@ class CheckpointManager:
         epoch 0: val_loss=0.9 (new best) -> last.pth, epoch_0000.pth, best.pth
         epoch 1: val_loss=0.5 (new best) -> last.pth, epoch_0001.pth, best.pth
         epoch 2: val_loss=0.7 (best: 0.5 at epoch 1) -> last.pth, epoch_0002.pth
-        >>> sorted(p.name for p in folder.iterdir())
-        ['best.pth', 'epoch_0002.pth', 'last.pth']
         >>> list(load_checkpoint(manager.best_path))  # weights only, ready to deploy
         ['weight', 'bias']
         >>> resumed = CheckpointManager(folder, metric="val_loss", mode="min")  # after a crash
@@ -274,8 +272,6 @@ class CheckpointManager:
                 f"best.pth holds weights to deploy: store model.state_dict() under {self.best_key!r}"
             )
 
-    # --- saving ------------------------------------------------------------------------------------
-
     def save(
         self, state: Mapping[str, Any], *, epoch: int, metrics: Mapping[str, float]
     ) -> SavedCheckpoint:
@@ -351,8 +347,6 @@ class CheckpointManager:
             tmp.unlink(missing_ok=True)
             with atomic_write(dst) as f, open(src, "rb") as s:
                 shutil.copyfileobj(s, f)
-
-    # --- resuming ----------------------------------------------------------------------------------
 
     def load_last(
         self, map_location: Any = "cpu", weights_only: bool = True
