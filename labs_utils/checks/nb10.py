@@ -6,23 +6,9 @@ from __future__ import annotations
 import torch
 
 from . import Wrong, call_answer, crash, exercise
-from .fixtures import changed_keys, scratch_file, snapshot
+from .fixtures import changed_keys, cnn_with_moved_statistics, scratch_file, snapshot
 
 NB = "10_inference_loading"
-
-
-def _trained_like_cnn(seed: int = 10):
-    """A SmallCNN with non-default weights and BatchNorm statistics (as if trained)."""
-    from ..models import SmallCNN
-
-    torch.manual_seed(seed)
-    model = SmallCNN()
-    with torch.no_grad():
-        for bn in (model.features[1], model.features[5]):
-            bn.running_mean.uniform_(-0.5, 0.5)
-            bn.running_var.uniform_(0.5, 2.0)
-            bn.num_batches_tracked.fill_(7)
-    return model
 
 
 @exercise("load_for_inference", notebook=NB)
@@ -30,7 +16,7 @@ def load_for_inference(fn) -> str:
     """``fn(path)`` returns a SmallCNN loaded from the ``model`` entry of a training checkpoint, in eval mode."""
     from ..models import SmallCNN
 
-    reference = _trained_like_cnn()
+    reference = cnn_with_moved_statistics(10)  # as if trained: BatchNorm statistics moved
     optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
     checkpoint = {"model": reference.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3}
     with scratch_file("last.pth") as path:
@@ -99,8 +85,7 @@ def load_for_inference(fn) -> str:
 @exercise("predict_no_trace", notebook=NB)
 def predict_no_trace(fn) -> str:
     """``fn(model, images)`` returns class indices, with no graph, no BatchNorm update, deterministically."""
-    model = _trained_like_cnn(11)
-    model.train()  # as a freshly loaded model would be
+    model = cnn_with_moved_statistics(11)  # in training mode, as a freshly loaded model is
     saved = snapshot(model)
     torch.manual_seed(0)
     images = torch.randn(16, 1, 16, 16)
@@ -149,7 +134,7 @@ def predict_no_trace(fn) -> str:
         raise Wrong(
             "two calls on the same images gave different classes: Dropout is active in training mode (on a copy of the model too); call model.eval()"
         )
-    reference = _trained_like_cnn(11).eval()
+    reference = cnn_with_moved_statistics(11).eval()
     with torch.no_grad():
         expected = reference(images).argmax(dim=1)
     if not torch.equal(first.cpu().long(), expected):
