@@ -110,17 +110,11 @@ def exercise(name: str, *, notebook: str) -> Callable:
     return deco
 
 
-def _cells(home: str) -> list[str]:
-    path = NOTEBOOKS / f"{home}.ipynb"
-    if not path.exists():
-        return []
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
-
-
 def _solution_cell(name: str) -> str:
     """The instructor edition's answer cell: the code cell before ``check.<name>(...)``."""
-    cells = _cells(REGISTRY[name].home)
+    path = NOTEBOOKS / f"{REGISTRY[name].home}.ipynb"
+    nb = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"cells": []}
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     for before, cell in zip(cells, cells[1:]):
         if cell.lstrip().startswith(f"check.{name}(") and "### BEGIN SOLUTION" in before:
             return before
@@ -151,19 +145,17 @@ class _Checks:
         """The next hint for exercise ``name``: the notebook's own hint first, then what the
         check tests, then the hint of your last try; then it points to ``check.solution``."""
         ex = self._exercise(name)
-        solution = _solution_cell(ex.name)
+        notebook = [
+            line.split("# Hint:", 1)[1].strip()
+            for line in _solution_cell(ex.name).splitlines()
+            if "# Hint:" in line
+        ]
+        tries = "What the check tries: " + " ".join(ex.doc.replace("``", "`").split())
+        last = ex.last is not None and ex.last.status == WRONG
         ladder = [
-            " ".join(
-                line.split("# Hint:", 1)[1].strip()
-                for line in solution.splitlines()
-                if "# Hint:" in line
-            ),
-            "What the check tries: " + " ".join(ex.doc.replace("``", "`").split())
-            if ex.doc
-            else "",
-            f"Your last try: {ex.last.message}"
-            if ex.last is not None and ex.last.status == WRONG
-            else "",
+            " ".join(notebook),
+            tries if ex.doc else "",
+            f"Your last try: {ex.last.message}" if last else "",
         ]
         ladder = [h for h in ladder if h]
         ex.hints_given += 1

@@ -40,10 +40,6 @@ class NotAttempted(Exception):
     """Raised inside a check when the answer is still a placeholder."""
 
 
-def _is_placeholder(answer: Any) -> bool:
-    return answer is None or answer is Ellipsis
-
-
 # The learner edition replaces a solution with ``pass  # Your turn: ...`` (tools/notebook_tools).
 _PLACEHOLDER_MARK = "# Your turn:"
 
@@ -180,7 +176,8 @@ def run_answer(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Like ``call_answer``, for a function that may return None (its effect is what counts)."""
     attempted(fn)
     before = _process_state()
-    call = f"{getattr(fn, '__name__', 'your function')}({_summary_args(args, kwargs)})"
+    shown = [summary(a, 1) for a in args] + [f"{k}={summary(v, 1)}" for k, v in kwargs.items()]
+    call = f"{getattr(fn, '__name__', 'your function')}({', '.join(shown)})"
     try:
         out = _own_arguments_only(fn)(*args, **kwargs)
         _last_call[:] = [f"{call} returned {summary(out)}"]
@@ -266,16 +263,6 @@ def summary(obj: Any, depth: int = 0) -> str:
     return f"a {type(obj).__name__}"
 
 
-def _summary_args(args: tuple, kwargs: dict) -> str:
-    parts = [summary(a, 1) for a in args] + [f"{k}={summary(v, 1)}" for k, v in kwargs.items()]
-    return ", ".join(parts)
-
-
-def _short(e: BaseException, limit: int = 600) -> str:
-    text = str(e).strip() or "(no message)"
-    return text if len(text) <= limit else text[:limit] + " ..."
-
-
 def as_int(value: Any, what: str = "the answer") -> int:
     """One rule for every check that asks for a whole number: ``int`` and NumPy integers
     (anything ``operator.index`` accepts, one-element integer tensors too) pass; ``bool`` and
@@ -322,16 +309,18 @@ def learner_state():
 
 
 @contextlib.contextmanager
-def spy(owner: Any, name: str):
+def spy(owner: Any, name: str, note: Callable[..., Any] | None = None):
     """Record the calls a learner's code makes to ``owner.name`` while still running the real
-    function (nothing is faked). Yields a list of ``(args, kwargs, result)`` tuples."""
+    function (nothing is faked). Yields a list of ``(args, kwargs, result)`` tuples; with ``note``,
+    ``note(*args, **kwargs)`` taken just before the call stands in for the result."""
     real = getattr(owner, name)
     calls: list[tuple[tuple, dict, Any]] = []
 
     @functools.wraps(real)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        noted = note(*args, **kwargs) if note is not None else None
         result = real(*args, **kwargs)
-        calls.append((args, kwargs, result))
+        calls.append((args, kwargs, result if note is None else noted))
         return result
 
     with mock.patch.object(owner, name, wrapper):
@@ -341,7 +330,7 @@ def spy(owner: Any, name: str):
 def run_check(fn: Callable[..., Any], answer: Any, args: tuple, kwargs: dict) -> CheckResult:
     """Run check ``fn`` on ``answer``, the learner's process left as it was: its verdict, its hint
     (with what the answer changed for the whole process), the learner's last call and line."""
-    if _is_placeholder(answer):
+    if answer is None or answer is Ellipsis:  # the answer cell is still a placeholder
         return CheckResult("", NOT_ATTEMPTED, "")
     _side_effects.clear()
     _last_call.clear()
@@ -358,10 +347,9 @@ def run_check(fn: Callable[..., Any], answer: Any, args: tuple, kwargs: dict) ->
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # never let a check crash the learner's notebook
-            status, msg = (
-                WRONG,
-                f"the check could not use your answer ({type(e).__name__}: {_short(e)})",
-            )
+            text = str(e).strip() or "(no message)"
+            text = text if len(text) <= 600 else text[:600] + " ..."
+            status, msg = WRONG, f"the check could not use your answer ({type(e).__name__}: {text})"
     # an answer that worked only by changing the process for everyone after it is wrong
     effects = [hint for kind, hint in _side_effects if kind not in covered]
     _side_effects.clear()

@@ -4,8 +4,8 @@ A *write call* is any call into C that can change a file or folder (``WRITE_CALL
 ``sys.setprofile`` however the code names it. ``kill_at(fn, args, k)`` forks; the child SIGKILLs
 itself just before its ``k``-th write call (no ``finally`` runs, Python's buffers are lost), so the
 same answer dies at the same place on every machine. Without a safe ``os.fork`` (Windows, macOS),
-``trace_writes(..., before_call=...)`` runs in this process and lets the caller look at the disk
-before each write call."""
+``watching(before_call=...)`` runs the function in this process and lets the caller look at the
+disk before each write call."""
 
 from __future__ import annotations
 
@@ -50,7 +50,6 @@ class WriteTrace:
     entered: set[Any] = field(default_factory=set)
     arguments: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
     order: list[tuple[int, Any]] = field(default_factory=list)
-    result: Any = None
 
 
 class _Profiler:
@@ -101,19 +100,6 @@ def watching(
         sys.setprofile(previous)
 
 
-def trace_writes(
-    fn: Callable[..., Any],
-    *args: Any,
-    watch: Iterable[Any] = (),
-    before_call: Callable[[int, str], None] | None = None,
-) -> WriteTrace:
-    """Run ``fn(*args)`` in this process under ``watching(*watch, before_call=...)`` and return
-    the trace (``fn``'s return value is in ``trace.result``). Exceptions from ``fn`` propagate."""
-    with watching(*watch, before_call=before_call) as trace:
-        trace.result = fn(*args)
-    return trace
-
-
 def can_fork() -> bool:
     """True where ``kill_at`` can fork a child that shares this process's memory (Linux).
     macOS has ``os.fork``, but a forked child of a process that has used system frameworks
@@ -157,7 +143,8 @@ def _child(
                 time.sleep(60)  # never reached: SIGKILL cannot be caught
 
         try:
-            trace_writes(fn, *args, before_call=before_call)
+            with watching(before_call=before_call):
+                fn(*args)
             code = 0
         except BaseException as e:  # noqa: BLE001 - report anything the function raised
             msg = f"{type(e).__name__}: {e}".replace("\n", " ")[:500]
@@ -173,9 +160,7 @@ def kill_at(
     """Fork; the child runs ``fn(*args)`` and is SIGKILLed just before its write call number
     ``moment`` (0-based). Waits for it and says what happened (``Kill``). Needs ``can_fork()``."""
     if not can_fork():
-        raise RuntimeError(
-            "kill_at needs os.fork on Linux; use trace_writes(..., before_call=...) here"
-        )
+        raise RuntimeError("kill_at needs os.fork on Linux; use watching(before_call=...) here")
     r, w = os.pipe()
     start = time.perf_counter()
     with warnings.catch_warnings():

@@ -163,13 +163,6 @@ def _steps(model, optimizer, scheduler, n: int, data: torch.Generator) -> None:
         scheduler.step()
 
 
-_OBJECTS = {
-    "torch.optim.lr_scheduler": "scheduler",
-    "torch.optim": "optimizer",
-    "labs_utils.models": "model",
-}
-
-
 @exercise("capstone_save_for_resume", notebook=NB2)
 def capstone_save_for_resume(fn) -> str:
     """``fn(model, optimizer, scheduler, epoch, path)`` writes one dict with the keys "model",
@@ -216,7 +209,8 @@ def _resume_refusal(err: BaseException) -> str:
     name = refused_global(err)
     if not name:
         return f"the checkpoint does not load with weights_only=True ({type(err).__name__}); save one dict of state_dicts"
-    for module, what in _OBJECTS.items():
+    objects = {"torch.optim.lr_scheduler": "scheduler", "torch.optim": "optimizer"}
+    for module, what in {**objects, "labs_utils.models": "model"}.items():
         if name.startswith(module):
             return f"the checkpoint holds the {what} object itself ({name}), which weights_only=True refuses: store {what}.state_dict()"
     return f"the checkpoint does not load with weights_only=True (Unsupported global {name}); store plain Python values, e.g. str(torch.__version__) rather than torch.__version__ (a TorchVersion)"
@@ -300,26 +294,26 @@ def capstone_load_ddp_weights(fn) -> str:
                 raise Wrong(
                     f"with {what}: your function read another file, not the path it was given"
                 )
-            non_strict = [
-                a
+            non_strict = any(
+                not a.get("strict", True) and isinstance(a.get("self"), Net)
                 for a in seen.arguments.get(nn.Module.load_state_dict, [])
-                if not a.get("strict", True) and isinstance(a.get("self"), Net)
-            ]
+            )
             if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
                 raise Wrong(
                     f"with {what}: you returned the Net wrapped in {type(model).__name__}, whose keys start with 'module.'; serving wants the plain Net: strip the prefix from the file's keys instead"
                 )
             if not isinstance(model, Net):
                 raise Wrong(f"return the loaded model (a Net), got {type(model).__name__}")
-            for k, v in reference.state_dict().items():
-                if not torch.equal(model.state_dict()[k], v):
-                    if non_strict:
-                        raise Wrong(
-                            f"with {what}, {k} was not loaded (strict=False hides this: it skips every key that does not match): strip a leading 'module.' and load strictly"
-                        )
-                    raise Wrong(
-                        f"with {what}, {k} was not loaded into the Net you returned: load the file's state_dict (prefix stripped) into that Net"
-                    )
+            got = model.state_dict()
+            missed = [k for k, v in reference.state_dict().items() if not torch.equal(got[k], v)]
+            if missed and non_strict:
+                raise Wrong(
+                    f"with {what}, {missed[0]} was not loaded (strict=False hides this: it skips every key that does not match): strip a leading 'module.' and load strictly"
+                )
+            if missed:
+                raise Wrong(
+                    f"with {what}, {missed[0]} was not loaded into the Net you returned: load the file's state_dict (prefix stripped) into that Net"
+                )
             if non_strict:
                 raise Wrong(
                     f"with {what}, the weights loaded, but with strict=False: the task says strictly, because strict=False also accepts a file that misses weights or holds another model's, without a word. Strip the prefix and keep strict=True"

@@ -11,7 +11,6 @@ import stat
 import tempfile
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import torch
 
@@ -109,7 +108,6 @@ def capstone_save_atomically(fn) -> str:
         # 1. a normal save over an existing file, watched: which calls, which folder, fsync
         third = {"epoch": 3, "w": torch.ones(1000)}
         watch = [torch.serialization.save, shutil.copyfile, *_labs_utils_savers()]
-        fsynced: list[tuple[int, int, bool]] = []  # (position in the write calls, inode, is a dir)
         before = path.read_bytes()
         torn: list[tuple] = []  # the first moment a crash would leave last.pth torn or gone
 
@@ -125,12 +123,19 @@ def capstone_save_atomically(fn) -> str:
             with crash.watching(*watch, before_call=observe) as seen:
                 return fn(*args)
 
-        with (
-            spy(os, "replace") as replaces,
-            spy(os, "rename") as renames,
-            _recording_fsync(fsynced, lambda: len(seen.calls)),
-        ):
+        def synced(fd: Any) -> tuple[int, int, bool]:  # where in the write calls, inode, a dir?
+            st = os.fstat(fd if isinstance(fd, int) else fd.fileno())
+            return len(seen.calls), st.st_ino, stat.S_ISDIR(st.st_mode)
+
+        with contextlib.ExitStack() as stack:
+            replaces, renames = (stack.enter_context(spy(os, n)) for n in ("replace", "rename"))
+            syncs = [
+                stack.enter_context(spy(os, n, note=synced))
+                for n in ("fsync", "fdatasync")
+                if hasattr(os, n)  # os.fdatasync is not on every system
+            ]
             run_saver(watched, third, path, path=path)
+        fsynced = sorted(noted for calls in syncs for _, _, noted in calls)
         if any(f in seen.entered for f in _labs_utils_savers()):
             raise Wrong(
                 "the task asks you to write the atomic save yourself, with tempfile and os.replace, not with labs_utils (save_checkpoint does exactly this; the point is to see how)"
@@ -219,26 +224,6 @@ def capstone_save_atomically(fn) -> str:
         )
         message += lead + "; ".join(tips) + "."
     return message
-
-
-@contextlib.contextmanager
-def _recording_fsync(out: list, position):
-    """Record, for each os.fsync/os.fdatasync, where it came in the write calls, the inode it synced
-    and whether that is a folder (the real call still runs)."""
-    with contextlib.ExitStack() as stack:
-        for name in ("fsync", "fdatasync"):
-            real = getattr(os, name, None)
-            if real is None:
-                continue
-
-            def wrapper(fd, _real=real):
-                with contextlib.suppress(OSError, AttributeError, TypeError):
-                    st = os.fstat(fd if isinstance(fd, int) else fd.fileno())
-                    out.append((position(), st.st_ino, stat.S_ISDIR(st.st_mode)))
-                return _real(fd)
-
-            stack.enter_context(mock.patch.object(os, name, wrapper))
-        yield
 
 
 def _reset(folder: Path, path: Path, old: bytes) -> None:

@@ -285,12 +285,8 @@ _SCHEDULERS = [  # (name, factory(optimizer)) for each schedule the check resume
 def _scheduled(make_scheduler, lrs=(0.1, 0.01)):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": model[0].parameters(), "lr": lrs[0]},
-            {"params": model[2].parameters(), "lr": lrs[1]},
-        ]
-    )
+    groups = [{"params": model[i].parameters(), "lr": lr} for i, lr in zip((0, 2), lrs)]
+    optimizer = torch.optim.AdamW(groups)
     return model, optimizer, make_scheduler(optimizer)
 
 
@@ -320,14 +316,9 @@ def _resumed(make_scheduler, factor: float) -> tuple:
 
 
 def _afterwards(out, args) -> tuple:
-    _, optimizer, scheduler, _ = args
-    state = copy.deepcopy(optimizer.state_dict()["state"])
-    return (
-        state,
-        scheduler.last_epoch,
-        optimizer.defaults["lr"],
-        _rates(optimizer, scheduler, _AFTER),
-    )
+    _, opt, sched, _ = args
+    state = copy.deepcopy(opt.state_dict()["state"])
+    return state, sched.last_epoch, opt.defaults["lr"], _rates(opt, sched, _AFTER)
 
 
 def _resume(

@@ -4,7 +4,6 @@ imported inside the functions: importing it takes seconds."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import json
@@ -26,94 +25,61 @@ from .fixtures import named
 NB = "16_ecosystem_formats"
 
 
-@contextlib.contextmanager
-def _quiet_lightning():
-    """Lightning's info lines and its machine-dependent advice stay out of the learner's cell."""
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # only Lightning's own advice runs in here
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def _inner() -> nn.Module:
-    """A network whose first layer is itself called ``model``: keys ``model.model.weight``."""
-    return named(
-        model=nn.Linear(6, 10), norm=nn.BatchNorm1d(10), relu=nn.ReLU(), out=nn.Linear(10, 3)
-    )
-
-
-def _lightning_module(kind: str):
-    import lightning as L
-
-    class _EmaLit(L.LightningModule):
-        def __init__(self, hidden: int = 12):
-            super().__init__()
-            self.save_hyperparameters()
-            self.net = nn.Sequential(nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3))
-            self.net_ema = nn.Sequential(nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3))
-            self.net_ema.requires_grad_(False)
-            self.loss_fn = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 3.0, 0.5]))
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            return self.loss_fn(self.net(x), y) + 0 * self.net_ema(x).sum()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.net.parameters(), lr=0.1, momentum=0.9)
-
-    class _NestedLit(L.LightningModule):
-        def __init__(self, lr: float = 0.05):
-            super().__init__()
-            self.save_hyperparameters()
-            self.model = _inner()
-            self.teacher = nn.Linear(6, 3)
-            self.teacher.requires_grad_(False)
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            return nn.functional.cross_entropy(self.model(x), y)
-
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
-
-    return {"ema": _EmaLit, "nested": _NestedLit}[kind]()
-
-
 @functools.lru_cache(maxsize=1)
 def _lightning_cases() -> tuple[tuple[str, bytes, tuple[str, ...]], ...]:
-    """Train each LightningModule for two steps with ModelCheckpoint: (file name, its bytes, the
-    attributes to ask for)."""
+    """Two LightningModules trained two steps with ModelCheckpoint: ``net`` beside ``net_ema`` (a
+    name that starts like it) and a loss with a weight buffer; ``model`` (its own first layer is
+    called ``model``: keys ``model.model.weight``) beside a ``teacher``. Returns (file name, its
+    bytes, the attributes to ask for) for each."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader, TensorDataset
 
-    cases = []
-    with _quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
-        for kind, attributes in (("ema", ("net", "net_ema")), ("nested", ("model",))):
-            torch.manual_seed(16)
-            lit = _lightning_module(kind)
-            # two batches: the epoch ends at step 2
-            loader = DataLoader(
-                TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,))), batch_size=8
-            )
-            saver = ModelCheckpoint(dirpath=tmp, filename=kind)
-            trainer = L.Trainer(
-                max_steps=2,
-                callbacks=[saver],
-                accelerator="cpu",
-                devices=1,
-                logger=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                default_root_dir=tmp,
-            )
-            trainer.fit(lit, loader)
-            cases.append((f"{kind}.ckpt", (Path(tmp) / f"{kind}.ckpt").read_bytes(), attributes))
+    class Lit(L.LightningModule):
+        def __init__(self, parts: dict, lr: float = 0.05):
+            super().__init__()
+            self.save_hyperparameters(ignore=["parts"])
+            for name, part in parts.items():
+                setattr(self, name, part)
+
+        def training_step(self, batch, batch_idx):  # trains the first part
+            return nn.functional.cross_entropy(next(self.children())(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            params = next(self.children()).parameters()
+            return torch.optim.SGD(params, lr=self.hparams.lr, momentum=0.9)
+
+    def mlp() -> nn.Module:
+        return nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 3))
+
+    def inner() -> nn.Module:
+        return named(model=nn.Linear(6, 10), norm=nn.BatchNorm1d(10), out=nn.Linear(10, 3))
+
+    loss = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 3.0, 0.5]))
+    runs = [
+        ("ema", ("net", "net_ema"), lambda: dict(net=mlp(), net_ema=mlp(), loss_fn=loss)),
+        ("nested", ("model",), lambda: dict(model=inner(), teacher=nn.Linear(6, 3))),
+    ]
+    cases, options = [], dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    options |= dict(accelerator="cpu", devices=1)  # the same files on a machine with a GPU
+    logger = logging.getLogger("lightning.pytorch")  # its info lines stay out of the cell
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
+            warnings.simplefilter("ignore")  # Lightning's machine-dependent advice
+            for kind, attributes, parts in runs:
+                torch.manual_seed(16)
+                lit = Lit(parts())
+                data = TensorDataset(torch.randn(16, 6), torch.randint(0, 3, (16,)))
+                saver = ModelCheckpoint(dirpath=tmp, filename=kind)
+                trainer = L.Trainer(max_steps=2, callbacks=[saver], default_root_dir=tmp, **options)
+                trainer.fit(lit, DataLoader(data, batch_size=8))  # the epoch ends at step 2
+                cases.append(
+                    (f"{kind}.ckpt", (Path(tmp) / f"{kind}.ckpt").read_bytes(), attributes)
+                )
+    finally:
+        logger.setLevel(level)
     return tuple(cases)
 
 

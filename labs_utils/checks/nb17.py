@@ -49,8 +49,7 @@ def _numpy_cases():
 
 
 def _in_place(sd):
-    for k, v in list(sd.items()):
-        sd[k] = (v.float() if v.dtype == torch.bfloat16 else v).detach().numpy()
+    sd.update(_to_numpy(sd))
     return sd
 
 
@@ -104,6 +103,9 @@ def _quantize(model):
     return model
 
 
+_PROBE = torch.randn(4, 256, generator=torch.Generator().manual_seed(0))
+
+
 def _mlp():
     return nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
 
@@ -118,11 +120,7 @@ def _int8_state_dict():
 @functools.cache
 def _saved_outputs():
     with torch.no_grad():
-        return _load_int8(_int8_state_dict())(_probe())
-
-
-def _probe():
-    return torch.randn(4, 256, generator=torch.Generator().manual_seed(0))
+        return _load_int8(_int8_state_dict())(_PROBE)
 
 
 def _behaviour(out, args):
@@ -130,28 +128,18 @@ def _behaviour(out, args):
     if not isinstance(out, nn.Module):
         return ("not a model", type(out).__name__)
     with torch.no_grad():
-        alike = torch.equal(out(_probe()), _saved_outputs())
+        alike = torch.equal(out(_PROBE), _saved_outputs())
     answers = "the saved model's outputs" if alike else "other outputs than the saved model"
     return (", ".join(type(out[i].weight).__name__ for i in (0, 2)), answers)
 
 
-def _load_int8(sd):
-    model = _quantize(_mlp())
-    model.load_state_dict(sd)
-    return model
-
-
-def _dequantized(sd):
-    model = _mlp()
+def _load_int8(sd, quantized: bool = True, dequantize: bool = False):
+    """The reference: a fresh model quantized first, then loaded; and two known mistakes (a float
+    model; the int8 tensors dequantized to fit one)."""
+    model = _quantize(_mlp()) if quantized else _mlp()
     model.load_state_dict(
-        {k: (v.dequantize() if hasattr(v, "qdata") else v) for k, v in sd.items()}
+        {k: v.dequantize() if dequantize and hasattr(v, "qdata") else v for k, v in sd.items()}
     )
-    return model
-
-
-def _float_model(sd):
-    model = _mlp()
-    model.load_state_dict(sd)
     return model
 
 
@@ -163,11 +151,11 @@ def load_int8(fn) -> str:
     ]
     mistakes = [
         (
-            _float_model,
+            functools.partial(_load_int8, quantized=False),
             "a float model cannot take int8 tensors: quantize the fresh model with `quantize_(model, Int8WeightOnlyConfig())` first, then `load_state_dict`",
         ),
         (
-            _dequantized,
+            functools.partial(_load_int8, quantized=False, dequantize=True),
             "the model computes with float32 weights now: keep them int8 by quantizing the fresh model first and loading the int8 state_dict into it",
         ),
     ]

@@ -45,14 +45,12 @@ def _loader(shards=_shards, final_check: bool = True, returns: bool = True):
     return load
 
 
-# folders made for the cases of this check, removed when it ends
-_TMP: list[Path] = []
+_TMP: list[Path] = []  # folders made for the cases of this check, removed when it ends
 
 
 def _folder() -> Path:
-    path = Path(tempfile.mkdtemp(prefix="nb18_check_"))
-    _TMP.append(path)
-    return path
+    _TMP.append(Path(tempfile.mkdtemp(prefix="nb18_check_")))
+    return _TMP[-1]
 
 
 def _cleanup() -> None:
@@ -82,7 +80,7 @@ def _save(model: nn.Module, folder: Path, max_shard_size: int) -> Path:
 
 
 def _three_shards():
-    return (_mlp(1), _save(_mlp(18), _folder(), 9_000))
+    return _mlp(1), _save(_mlp(18), _folder(), 9_000)
 
 
 def _with_stale_shard():

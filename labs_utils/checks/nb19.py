@@ -81,9 +81,10 @@ def keras_dense_to_linear(fn) -> str:
     return "weight is the kernel transposed to (out, in), both float32 tensors, the arrays left as they were (tried on four kernels, one square, one float64)."
 
 
-def _merge(partitions, param_shapes):
+def _merge(partitions, param_shapes, order=sorted):
+    """The reference (rank order: ``sorted``); a known mistake with another ``order``."""
     state_dict = {}
-    ranks = sorted(partitions)
+    ranks = order(partitions)
     for g, shapes in enumerate(param_shapes):
         vector = torch.cat([partitions[r][g] for r in ranks])
         offset = 0
@@ -132,30 +133,6 @@ def _merge_cases():
     ]
 
 
-def _first_group_only(partitions, param_shapes):
-    return _merge(partitions, param_shapes[:1])
-
-
-def _insertion_order(partitions, param_shapes):
-    state_dict = {}
-    for g, shapes in enumerate(param_shapes):
-        vector, offset = torch.cat([parts[g] for parts in partitions.values()]), 0
-        for name, shape in shapes.items():
-            n = math.prod(shape)
-            state_dict[name] = vector[offset : offset + n].reshape(shape)
-            offset += n
-    return state_dict
-
-
-def _text_order(partitions, param_shapes):
-    ranks = sorted(partitions, key=str)
-    return _merge({i: partitions[r] for i, r in enumerate(ranks)}, param_shapes)
-
-
-def _flat(partitions, param_shapes):
-    return {k: v.flatten() for k, v in _merge(partitions, param_shapes).items()}
-
-
 def _rank_major(partitions, param_shapes):
     vector = torch.cat([t for r in sorted(partitions) for t in partitions[r]])
     state_dict, offset = {}, 0
@@ -169,19 +146,25 @@ def _rank_major(partitions, param_shapes):
 
 _MERGE_MISTAKES = [
     (
-        _insertion_order,
+        lambda partitions, shapes: _merge(partitions, shapes, order=list),
         "the slices were joined in the order the dict lists the ranks: sort the ranks (`sorted(partitions)`) so rank 0 comes first",
     ),
-    (_text_order, "ranks sorted as text put rank 10 before rank 2: sort them as numbers"),
     (
-        _first_group_only,
+        lambda partitions, shapes: _merge(partitions, shapes, lambda p: sorted(p, key=str)),
+        "ranks sorted as text put rank 10 before rank 2: sort them as numbers",
+    ),
+    (
+        lambda partitions, shapes: _merge(partitions, shapes[:1]),
         "only the first parameter group was merged: do the same for every group in `param_shapes`, with that group's slice from every rank",
     ),
     (
         _rank_major,
         "all of rank 0's groups were joined before rank 1's: join group g's slices across the ranks first, one vector per group",
     ),
-    (_flat, "the tensors are still flat: give each one its shape (`.reshape(shape)`)"),
+    (
+        lambda partitions, shapes: {k: v.flatten() for k, v in _merge(partitions, shapes).items()},
+        "the tensors are still flat: give each one its shape (`.reshape(shape)`)",
+    ),
 ]
 
 

@@ -293,6 +293,13 @@ def _plain_save(obj, path):
     torch.save(obj, path)
 
 
+def _trace(fn, *args):
+    """The write calls of ``fn(*args)``, run in this process."""
+    with crash.watching() as trace:
+        fn(*args)
+    return trace
+
+
 @linux_fork
 def test_kill_at_kills_before_the_chosen_call_and_no_cleanup_runs(tmp_path):
     marker = tmp_path / "finally_ran"
@@ -303,7 +310,7 @@ def test_kill_at_kills_before_the_chosen_call_and_no_cleanup_runs(tmp_path):
         finally:
             marker.touch()
 
-    trace = crash.trace_writes(save, {"w": torch.ones(10)}, tmp_path / "a.pth")
+    trace = _trace(save, {"w": torch.ones(10)}, tmp_path / "a.pth")
     assert trace.calls[0] == "PyTorchFileWriter.write_record" and marker.exists()
     marker.unlink()
     kill = crash.kill_at(save, ({"w": torch.ones(10)}, tmp_path / "b.pth"), 0)
@@ -368,7 +375,7 @@ def test_the_real_kill_lands_where_the_in_process_run_saw_the_gap():
     folder = Path(tempfile.mkdtemp())
     # as in the check: a previous checkpoint exists
     torch.save({"epoch": 1}, folder / "x.pth")
-    calls = crash.trace_writes(
+    calls = _trace(
         answers_nb12._save_remove_then_rename,
         {"epoch": 3, "w": torch.ones(1000)},
         folder / "x.pth",
