@@ -258,9 +258,11 @@ class _Stub:
     __setstate__ = __setitem__ = append = extend = add = _ignore
 
 
-class _Scanner(pickle.Unpickler):
+class _Scanner(pickle._Unpickler):
     """An unpickler that records the globals a pickle names and the storages it references;
-    ``find_class`` returns stubs (the "restricting globals" recipe of Python's ``pickle`` docs)."""
+    ``find_class`` returns stubs (the "restricting globals" recipe of Python's ``pickle`` docs).
+    The pure-Python unpickler keeps its memo in a dict: a huge memo index in a hostile file cannot
+    make it allocate gigabytes, as the C unpickler's array would."""
 
     def __init__(self, stream: io.BytesIO, globals_: set[str], storages: list) -> None:
         super().__init__(stream, encoding="latin1")

@@ -512,27 +512,44 @@ def test_a_plain_state_dict_is_still_the_file_itself(tmp_path):
     assert inspect_checkpoint(tmp_path / "sd.pth").weights_entry == ""
 
 
-@pytest.mark.skipif(
-    not Path("/proc/self/clear_refs").exists(),
-    reason="needs Linux /proc to measure peak memory",
+def _peak_mib() -> int:
+    status = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmHWM"))
+
+
+def _reset_peak() -> int:
+    Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from what is in use
+    return _peak_mib()
+
+
+needs_proc = pytest.mark.skipif(
+    not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to measure peak memory"
 )
+
+
+@needs_proc
 def test_inspect_maps_a_large_file_instead_of_reading_it(tmp_path):
     path = tmp_path / "big.pth"
     torch.save({f"w{i}": torch.zeros(1024, 1024) for i in range(32)}, path)  # 128 MiB
     size_mib = path.stat().st_size / 2**20
-
-    def peak_mib() -> int:
-        status = Path("/proc/self/status").read_text().splitlines()
-        return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmHWM"))
-
-    Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from what is in use
-    base = peak_mib()
+    base = _reset_peak()
     r = inspect_checkpoint(path)
-    added = peak_mib() - base
+    added = _peak_mib() - base
     assert r.tensors == 32
     assert added < size_mib / 8, (
         f"inspect_checkpoint added {added} MiB for a {size_mib:.0f} MiB file"
     )
+
+
+@needs_proc
+def test_a_huge_memo_index_does_not_exhaust_memory(tmp_path):
+    """A 12-byte pickle that stores into memo slot 2**28: the C unpickler allocates 4 GiB for it."""
+    path = tmp_path / "memo.pkl"
+    path.write_bytes(b"\x80\x02N" + b"r" + (2**28).to_bytes(4, "little") + b".")
+    base = _reset_peak()
+    with pytest.raises(InspectError, match="a plain pickle file"):
+        inspect_checkpoint(path)
+    assert _peak_mib() - base < 64
 
 
 def test_legacy_files_are_still_inspected(tmp_path):
