@@ -12,7 +12,6 @@ Trusted folders only: reading a DCP folder runs code from it (``.metadata`` is r
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from ..toolkit.render import Table
-from .distributed import rank_process, spawn_workers
+from .distributed import need_group, spawn_workers
 
 __all__ = ["build_model", "shard_model", "make_batches", "train_and_save", "load_and_verify"]
 __all__ += ["run_dcp_job", "DCPJob", "check_dcp_folder", "describe", "load_single_process"]
@@ -51,10 +50,7 @@ def make_batches(
 
     x, y = blobs(steps * batch_size * world_size, n_features=32, n_classes=10, seed=seed).tensors
     x, y = x[rank::world_size], y[rank::world_size]
-    return [
-        (x[i * batch_size : (i + 1) * batch_size], y[i * batch_size : (i + 1) * batch_size])
-        for i in range(steps)
-    ]
+    return list(zip(x.split(batch_size), y.split(batch_size)))[:steps]
 
 
 # notebook 11 prints this source: its stored output keeps this layout
@@ -89,34 +85,18 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _need_group(fn: str) -> None:
-    if not dist.is_initialized():
-        raise RuntimeError(
-            f"{fn}() needs a process group: call torch.distributed.init_process_group first, "
-            "or start it with run_dcp_job()"
-        )
-
-
 # notebook 11 prints this source: its stored output keeps this layout
 # fmt: off
-def train_and_save(
-    rank: int,
-    world_size: int,
-    checkpoint_dir: str | os.PathLike,
-    *,
-    log_dir: str | os.PathLike,
-    steps: int = 3,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Train a sharded ``Net`` for ``steps`` steps, then save model, optimizer and step with ``dcp.save``.
+def train_and_save(rank: int, world_size: int, checkpoint_dir: str | os.PathLike, *,
+                   log_dir: str | os.PathLike, steps: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Train a sharded ``Net`` for ``steps`` steps (every rank at once), then save it three ways.
 
-    Every rank calls it at the same time. ``get_state_dict`` returns this rank's shards
-    (``DTensor``) with names as keys, for the model and for the optimizer; ``dcp.save`` writes
-    one file per rank plus ``.metadata``. Then the model is also written as one ordinary file,
-    ``full_model.pth`` in ``log_dir``: ``get_model_state_dict`` with ``full_state_dict=True,
-    cpu_offload=True`` gathers each tensor in turn into rank 0's CPU memory (the other ranks get
-    an empty dict), and rank 0 saves it. Last, rank 0 writes ``reference.pth`` in ``log_dir``:
-    the full weights and optimizer state, to check later loads against.
+    Sharded: ``get_state_dict`` gives this rank's ``DTensor`` shards of model and optimizer, by
+    name; ``dcp.save`` writes a file per rank plus ``.metadata``. Full: ``get_model_state_dict``
+    with ``full_state_dict=True, cpu_offload=True`` gathers each tensor into rank 0's CPU memory
+    (the others get ``{}``); rank 0 saves ``full_model.pth``. Local: each rank's shards as plain
+    tensors, ``local_rank<N>.pth``. Rank 0 also writes ``reference.pth`` (full weights and
+    optimizer state) to check later loads against. Files other than the DCP folder: in ``log_dir``.
     """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
@@ -125,7 +105,7 @@ def train_and_save(
         get_state_dict,
     )
 
-    _need_group("train_and_save")
+    need_group("train_and_save")
     model = shard_model(build_model(seed), world_size)  # the same start on every rank
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for x, y in make_batches(steps, rank, world_size, seed=seed):
@@ -152,6 +132,10 @@ def train_and_save(
     if rank == 0:
         torch.save({**full, "step": steps}, Path(log_dir) / REFERENCE)
     dist.barrier()  # nobody reads the reference before rank 0 has written it
+
+    # FSDP's "local" state dict: this rank's shards as plain tensors, one file per rank.
+    shards = {name: t.to_local() for name, t in model_sd.items()}
+    torch.save(shards, Path(log_dir) / f"local_rank{rank}.pth")
     local = model_sd["net.0.weight"]
     return {
         "rank": rank,
@@ -170,25 +154,15 @@ def train_and_save(
 
 # notebook 11 prints this source: its stored output keeps this layout
 # fmt: off
-def load_and_verify(
-    rank: int,
-    world_size: int,
-    checkpoint_dir: str | os.PathLike,
-    *,
-    log_dir: str | os.PathLike,
-    seed: int = 100,
-) -> dict[str, Any]:
-    """Load the DCP checkpoint into a freshly built sharded model and optimizer; compare with the reference.
-
-    The fresh model starts from another seed, so its weights differ until the load. The pattern:
-    ``get_state_dict`` (the structure to fill, this rank's shards), ``dcp.load`` (fills it in
-    place, each rank reading only the bytes of its own shards), ``set_state_dict`` (puts it into
-    the model and optimizer).
-    """
+def load_and_verify(rank: int, world_size: int, checkpoint_dir: str | os.PathLike, *,
+                    log_dir: str | os.PathLike, seed: int = 100) -> dict[str, Any]:
+    """Load the DCP checkpoint into a fresh sharded model and optimizer (another seed); compare
+    with the reference. ``get_state_dict`` (what to fill: this rank's shards), ``dcp.load`` (fills
+    it in place, reading only this rank's bytes), ``set_state_dict`` (into model and optimizer)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-    _need_group("load_and_verify")
+    need_group("load_and_verify")
     reference = torch.load(
         Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True
     )
@@ -224,30 +198,21 @@ def load_and_verify(
 # --- Starting the processes
 
 
-def _worker(
-    rank: int,
-    world_size: int,
-    port,
-    checkpoint_dir: str,
-    log_dir: str,
-    actions,
-    steps,
-    seed,
-    timeout_s,
-) -> None:
-    """One rank of ``run_dcp_job``: its ``actions``, then its report in ``log_dir/rank<N>.json``."""
-    with rank_process(rank, world_size, port, log_dir, timeout_s):
-        report: dict[str, Any] = {}
-        if "save" in actions:
-            report["save"] = train_and_save(
-                rank, world_size, checkpoint_dir, log_dir=log_dir, steps=steps, seed=seed
-            )
-        if "load" in actions:
-            dist.barrier()
-            report["load"] = load_and_verify(
-                rank, world_size, checkpoint_dir, log_dir=log_dir, seed=seed + 100
-            )
-        (Path(log_dir) / f"rank{rank}.json").write_text(json.dumps(report, indent=1))
+def _dcp_actions(
+    rank: int, world_size: int, checkpoint_dir: str, log_dir: str, actions, steps, seed
+):
+    """One rank of ``run_dcp_job``: its ``actions``; returns its report."""
+    report: dict[str, Any] = {}
+    if "save" in actions:
+        report["save"] = train_and_save(
+            rank, world_size, checkpoint_dir, log_dir=log_dir, steps=steps, seed=seed
+        )
+    if "load" in actions:
+        dist.barrier()
+        report["load"] = load_and_verify(
+            rank, world_size, checkpoint_dir, log_dir=log_dir, seed=seed + 100
+        )
+    return report
 
 
 @dataclass
@@ -300,16 +265,9 @@ def run_dcp_job(
     log_dir: str | os.PathLike | None = None,
 ) -> DCPJob:
     """Run ``actions`` ("save": train and ``dcp.save``; "load": ``dcp.load`` into fresh models and
-    compare) in ``world_size`` local processes, and wait for them (see ``spawn_workers``).
+    compare) in ``world_size`` local processes (see ``spawn_workers``). Logs, reports and the other
+    files go to ``log_dir`` (default: the checkpoint folder's name plus ``_logs``, next to it)."""
 
-    Logs, per-rank reports and ``reference.pth`` go to ``log_dir`` (default: the checkpoint
-    folder's name plus ``_logs``, next to it), never into the checkpoint.
-    """
-
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(
-            f"world_size must be a positive int (the number of processes), got {world_size!r}"
-        )
     actions = tuple(actions)
     if not actions or set(actions) - {"save", "load"}:
         raise ValueError(f"actions must be 'save' and/or 'load', got {actions!r}")
@@ -331,22 +289,12 @@ def run_dcp_job(
             f"{ckpt}: is not empty; save a new checkpoint into an empty or new folder "
             "(DCP would mix old and new files)"
         )
-    if not dist.is_available():  # pragma: no cover - standard builds have it
-        raise RuntimeError("this PyTorch build has no torch.distributed; install a standard build")
     ckpt.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
-    for stale in logs.glob("rank*.json"):
-        stale.unlink()
-
-    spawn_workers(
-        _worker,
-        lambda port: (world_size, port, str(ckpt), str(logs), actions, steps, seed, timeout_s),
-        world_size=world_size,
-        timeout_s=timeout_s,
-        log_dir=logs,
-        what="DCP worker",
-    )
-    reports = [json.loads((logs / f"rank{r}.json").read_text()) for r in range(world_size)]
+    reports = spawn_workers(
+        _dcp_actions, str(ckpt), str(logs), actions, steps, seed,
+        world_size=world_size, timeout_s=timeout_s, log_dir=logs, what="DCP worker",
+    )  # fmt: skip
     return DCPJob(ckpt, logs, reports)
 
 
@@ -355,8 +303,7 @@ def run_dcp_job(
 
 def check_dcp_folder(path: str | os.PathLike) -> Path:
     """``path`` as a ``Path`` if it is a DCP checkpoint folder (judged by its files' names only),
-    else a clear error (``dcp.load`` would raise a ``CheckpointException`` per rank).
-    """
+    else a clear error (``dcp.load`` would raise a ``CheckpointException`` per rank)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"expected the path of a DCP checkpoint folder, got {type(path).__name__}")
     path = Path(path)
@@ -382,8 +329,7 @@ def check_dcp_folder(path: str | os.PathLike) -> Path:
 def describe(checkpoint_dir: str | os.PathLike, prefix: str = "") -> Table:
     """What a DCP folder holds, read from its ``.metadata`` only (no tensor data): one row per saved
     chunk of each tensor whose key starts with ``prefix`` (global shape, chunk offset and shape,
-    file). Trusted folders only: ``.metadata`` is unpickled.
-    """
+    file). Trusted folders only: ``.metadata`` is unpickled."""
     from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
@@ -407,17 +353,6 @@ def describe(checkpoint_dir: str | os.PathLike, prefix: str = "") -> Table:
     return Table(["key", "global shape", "chunk offset", "chunk shape", "file"], rows, notes=notes)
 
 
-def _load_no_dist(state: dict[str, Any], path: Path) -> None:
-    """``dcp.load(..., no_dist=True)`` without its "a single process" warning (it is the intent)."""
-    import warnings
-
-    import torch.distributed.checkpoint as dcp
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.load(state, checkpoint_id=str(path), no_dist=True)
-
-
 def load_single_process(
     model: nn.Module, optimizer: torch.optim.Optimizer | None, checkpoint_dir: str | os.PathLike
 ) -> dict[str, Any]:
@@ -426,37 +361,29 @@ def load_single_process(
     One process, no process group: ``get_state_dict`` gives the structure to fill, ``dcp.load``
     with ``no_dist=True`` reads every rank's shards into it, ``set_state_dict`` puts it in place;
     ``optimizer=None`` loads the model only. Returns the checkpoint's other entries (``step``).
-    Trusted folders only: it unpickles ``.metadata`` and non-tensor entries.
-    """
-    from torch.distributed.checkpoint import FileSystemReader
+    Trusted folders only: it unpickles ``.metadata`` and non-tensor entries."""
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-    from torch.distributed.checkpoint.state_dict import (
-        get_model_state_dict,
-        get_state_dict,
-        set_model_state_dict,
-        set_state_dict,
-    )
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"load_single_process() needs the model to load into (an nn.Module), got {type(model).__name__}"
         )
     path = check_dcp_folder(checkpoint_dir)
-    meta = FileSystemReader(str(path)).read_metadata()
+    meta = dcp.FileSystemReader(str(path)).read_metadata()
     extras = {
         k: None
         for k, v in meta.state_dict_metadata.items()
         if "." not in k and not isinstance(v, TensorStorageMetadata)
     }
-    if optimizer is None:
-        state: dict[str, Any] = {"model": get_model_state_dict(model), **extras}
-        _load_no_dist(state, path)
-        set_model_state_dict(model, state["model"])
-    else:
-        model_sd, optim_sd = get_state_dict(model, optimizer)
-        state = {"model": model_sd, "optim": optim_sd, **extras}
-        _load_no_dist(state, path)
-        set_state_dict(
-            model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"]
-        )
+    optimizers = () if optimizer is None else optimizer
+    model_sd, optim_sd = get_state_dict(model, optimizers)
+    state = {"model": model_sd, "optim": optim_sd, **extras}
+    with warnings.catch_warnings():  # "assuming a single process": it is the intent
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=str(path), no_dist=True)
+    set_state_dict(model, optimizers, model_state_dict=model_sd, optim_state_dict=state["optim"])
     return {k: state[k] for k in extras}

@@ -25,47 +25,25 @@ from .distributed import CHECKPOINT, resume_ddp, train_ddp
 __all__ = ["main"]
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+_START = "torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train"
 
 
 # notebook 07 prints this source: its stored output keeps this layout
 # fmt: off
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train",
-        description="Train SimpleModel with DistributedDataParallel and save it from rank 0.",
-    )
-    parser.add_argument(
-        "--out", required=True, help="folder for the checkpoint (created if missing)"
-    )
-    parser.add_argument(
-        "--steps", type=int, default=5, help="optimizer steps (default 5)"
-    )
+    parser = argparse.ArgumentParser(prog=_START, description="Train SimpleModel with DistributedDataParallel and save it from rank 0.")
+    parser.add_argument("--out", required=True, help="folder for the checkpoint (created if missing)")
+    parser.add_argument("--steps", type=int, default=5, help="optimizer steps (default 5)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=120.0,
-        help="seconds a collective may wait (default 120)",
-    )
-    parser.add_argument(
-        "--resume-steps",
-        type=int,
-        default=0,
-        help="then resume from the saved checkpoint on every rank and train this many steps (default 0)",
-    )
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a collective may wait (default 120)")
+    parser.add_argument("--resume-steps", type=int, default=0, help="then resume from the saved checkpoint on every rank and train this many steps (default 0)")
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error(f"--steps must be at least 1, got {args.steps}")
-    if args.resume_steps < 0:
-        parser.error(f"--resume-steps must be 0 or more, got {args.resume_steps}")
+    if args.steps < 1 or args.resume_steps < 0:
+        parser.error(f"--steps must be at least 1 and --resume-steps 0 or more, got {args.steps} and {args.resume_steps}")
 
     missing = [v for v in _TORCHRUN_VARS if v not in os.environ]
     if missing:
-        print(
-            f"labs_utils.workers.ddp_train: {', '.join(missing)} not set; this module is meant to be started by torchrun:\n"
-            f"  torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train --out {args.out}",
-            file=sys.stderr,
-        )
+        print(f"labs_utils.workers.ddp_train: {', '.join(missing)} not set; this module is meant to be started by torchrun:\n  {_START} --out {args.out}", file=sys.stderr)
         return 2
 
     local_rank = int(os.environ["LOCAL_RANK"])

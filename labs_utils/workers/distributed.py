@@ -1,17 +1,17 @@
-"""DistributedDataParallel training on one machine, for the DDP lesson (notebook 07).
-
-Spawned workers import their target by name, so it must live in a module, not in a notebook
-cell. ``train_ddp`` and ``resume_ddp`` are what every rank runs once a process group exists
-(also used by ``ddp_train``, the ``torchrun`` entry point); ``run_ddp_training`` starts the
-ranks (gloo over localhost), waits with a timeout and returns what they reported. Workers
-write their output to ``rank<N>.log`` in the output folder, so cell outputs stay stable.
+"""What the ranks of notebook 07 run, and ``spawn_workers``, which starts local ranks (gloo over
+localhost) for notebooks 07 and 11 and returns what each returned; a spawned rank imports its
+function by name, so it lives here, not in a notebook. ``train_ddp``/``resume_ddp``: DDP training
+(also run by ``ddp_train`` under torchrun); ``rank0_mistakes``: saving without ``if rank == 0`` or
+a barrier, staged. Ranks write their output to ``rank<N>.log``, so cell outputs stay stable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -26,7 +26,9 @@ import torch.distributed as dist
 import torch.nn as nn
 
 __all__ = ["find_free_port", "train_ddp", "resume_ddp", "run_ddp_training", "DDPRun"]
-__all__ += ["CHECKPOINT", "WRAPPED_CHECKPOINT", "RESUME_CHECKPOINT", "MOMENTUM"]
+__all__ += ["spawn_workers", "StallingFile", "rank0_mistakes", "every_rank_saves"]
+__all__ += ["load_right_after_save", "download_once", "CHECKPOINT", "WRAPPED_CHECKPOINT"]
+__all__ += ["RESUME_CHECKPOINT", "MOMENTUM"]
 
 #: What rank 0 saves: ``ddp_model.module.state_dict()``, keys without a prefix.
 CHECKPOINT = "ddp_checkpoint.pth"
@@ -43,6 +45,14 @@ def find_free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def need_group(fn: str) -> None:
+    """Raise a clear error when ``fn`` runs outside a process group."""
+    if not dist.is_initialized():
+        raise RuntimeError(
+            f"{fn}() needs a process group: call torch.distributed.init_process_group first, or start it with run_ddp_training(), run_dcp_job() or torchrun"
+        )
 
 
 def _flat(model: nn.Module) -> torch.Tensor:
@@ -90,39 +100,23 @@ def _train_steps(
 
 # notebook 07 prints this source: its stored output keeps this layout
 # fmt: off
-def train_ddp(
-    rank: int,
-    world_size: int,
-    out_dir: str | os.PathLike,
-    *,
-    steps: int = 5,
-    seed: int = 0,
-    lr: float = 0.1,
-    device: str | torch.device = "cpu",
-) -> dict[str, Any]:
-    """Train ``SimpleModel`` under DDP for ``steps`` steps and save it from rank 0.
+def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: int = 5, seed: int = 0,
+              lr: float = 0.1, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Train ``SimpleModel`` under DDP for ``steps`` steps (needs a process group) and save it from rank 0.
 
-    Needs an initialized default process group. Every rank builds its model from a different
-    seed on purpose: DDP's constructor broadcasts rank 0's weights, so they agree anyway.
-    Each rank trains on its own shard of the data (``DistributedSampler``); DDP averages
-    gradients across ranks in ``backward()``, so every rank takes the same step.
-
+    Every rank starts from another seed on purpose: DDP's constructor broadcasts rank 0's weights.
+    Each rank trains on its own shard of the data; DDP averages gradients in ``backward()``.
     The optimizer is SGD with momentum, so it has state of its own (one buffer per parameter).
     Files in ``out_dir``: ``ddp_checkpoint.pth`` (rank 0, ``model.module.state_dict()``),
     ``ddp_wrapped_state_dict.pth`` (rank 0, ``model.state_dict()``, to show the prefix),
     ``ddp_resume.pth`` (rank 0, model + optimizer + step, for ``resume_ddp``),
-    ``rank<N>_weights.pth`` and ``rank<N>.json`` (every rank, what it holds and saw).
-    Returns the same dict as ``rank<N>.json``.
+    ``rank<N>_weights.pth`` (every rank, the weights it holds). Returns what this rank saw.
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from ..models import SimpleModel
 
-    if not dist.is_initialized():
-        raise RuntimeError(
-            "train_ddp() needs a process group: call torch.distributed.init_process_group first, "
-            "or use run_ddp_training() / torchrun -m labs_utils.workers.ddp_train"
-        )
+    need_group("train_ddp")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     out = Path(out_dir)
@@ -172,45 +166,26 @@ def train_ddp(
         "matches_checkpoint": saved.keys() == mine.keys()
         and all(torch.equal(saved[k], mine[k]) for k in mine),
     }
-    (out / f"rank{rank}.json").write_text(json.dumps(report, indent=1))
     return report
 # fmt: on
 
 
 # notebook 07 prints this source: its stored output keeps this layout
 # fmt: off
-def resume_ddp(
-    rank: int,
-    world_size: int,
-    out_dir: str | os.PathLike,
-    *,
-    every_rank_loads_optimizer: bool = True,
-    steps: int = 3,
-    seed: int = 0,
-    lr: float = 0.1,
-    device: str | torch.device = "cpu",
-) -> dict[str, Any]:
+def resume_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, every_rank_loads_optimizer: bool = True,
+               steps: int = 3, seed: int = 0, lr: float = 0.1, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Resume from ``ddp_resume.pth`` (written by ``train_ddp``) under DDP and train ``steps`` more.
 
-    Every rank reads the file with ``map_location`` pointing at its own device: rank 0 saved
-    from ``cuda:0``, so rank ``r`` maps ``{"cuda:0": f"cuda:{r's local index}"}`` on GPUs, and
-    ``"cpu"`` here. Without it every rank would put its copy on GPU 0. Every rank loads the
-    model before wrapping it (DDP would broadcast rank 0's anyway) and then the optimizer:
-    nothing broadcasts optimizer state. With ``every_rank_loads_optimizer=False`` only rank 0
-    loads it, the mistake this function can demonstrate: the other ranks start with empty
-    momentum, take other steps from the same averaged gradients, and their weights drift apart.
-
-    Returns ``{"rank", "every_rank_loads_optimizer", "optimizer_state_loaded",
-    "identical_across_ranks", "losses"}``.
+    Every rank loads the file with a ``map_location`` to its own device (rank 0 saved from
+    ``cuda:0``), the model before wrapping it, then the optimizer: nothing broadcasts optimizer
+    state. With ``every_rank_loads_optimizer=False`` only rank 0 loads it, the mistake this can
+    show: the other ranks start with empty momentum, and the ranks' weights drift apart.
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from ..models import SimpleModel
 
-    if not dist.is_initialized():
-        raise RuntimeError(
-            "resume_ddp() needs a process group: call torch.distributed.init_process_group first"
-        )
+    need_group("resume_ddp")
     device = torch.device(device)
     path = Path(out_dir) / RESUME_CHECKPOINT
     if not path.is_file():
@@ -246,6 +221,126 @@ def resume_ddp(
 # fmt: on
 
 
+# --- Rank 0 only, then a barrier: the mistakes, staged in a fixed order (notebook 07, section 8)
+
+
+# notebook 07 prints this source: its stored output keeps this layout
+class StallingFile(io.FileIO):
+    """Opened for writing as ``torch.save(obj, path)`` opens it ("wb": emptied first); after 64 KiB
+    it stalls once in ``pause()``: a slow disk that stops at the same byte on every run."""
+
+    def __init__(self, path: str | os.PathLike, pause) -> None:
+        super().__init__(path, "wb")
+        self.pause = pause
+
+    def write(self, data) -> int:
+        written = super().write(data)
+        if self.pause and self.tell() >= 64 * 1024:
+            pause, self.pause = self.pause, None
+            pause()
+        return written
+
+
+def _checkpoint(epoch: int) -> dict[str, Any]:
+    torch.manual_seed(0)  # 256 KiB, the same on every rank (as under DDP)
+    return {"epoch": epoch, "model": nn.Linear(256, 256).state_dict()}
+
+
+def _what_loads(path: Path) -> str:
+    try:  # the checkpoint's epoch, or the first sentence of the error
+        return f"epoch {torch.load(path, weights_only=True)['epoch']}"
+    except Exception as e:  # a torn file: RuntimeError, OSError or EOFError
+        return f"{type(e).__name__}: {str(e).split('. ')[0]}"
+
+
+def _let_read() -> None:
+    dist.barrier()  # staging: the writer has stalled; the reader reads now
+    dist.barrier()  # staging: it has read
+
+
+def _read_halfway(path: Path) -> str:
+    """The reader's side of ``_let_read``; keeps a copy of the torn file for the notebook."""
+    dist.barrier()
+    shutil.copyfile(path, path.with_name("torn_" + path.name))
+    seen = _what_loads(path)
+    dist.barrier()
+    return seen
+
+
+# notebook 07 prints this source: its stored output keeps this layout
+# fmt: off
+def every_rank_saves(rank: int, out_dir: str | os.PathLike) -> str:
+    """No ``if rank == 0``: every rank saves the same checkpoint to one path, then loads it
+    (to evaluate, say). Staged: rank 0 is done first; rank 1 opens the file again ("wb"
+    empties it) and stalls halfway while rank 0 loads it."""
+    path = Path(out_dir) / "every_rank.pth"
+    if rank == 0:
+        torch.save(_checkpoint(epoch=1), path)
+    dist.barrier()  # staging: rank 0's save is done
+    if rank == 0:
+        return _read_halfway(path)
+    with StallingFile(path, pause=_let_read) as f:  # as torch.save(obj, path) opens it
+        torch.save(_checkpoint(epoch=1), f)
+    return _what_loads(path)
+
+
+def load_right_after_save(
+    rank: int, out_dir: str | os.PathLike, *, barrier: bool
+) -> list[str]:
+    """Rank 0 saves epoch 2 over epoch 1's checkpoint; every rank loads it right after,
+    with or without ``dist.barrier()`` between. Without, rank 1 is early; staged, it loads
+    twice: before rank 0 has opened the file, and while rank 0's write is stalled halfway."""
+    path = Path(out_dir) / f"barrier_{barrier}.pth"
+    if rank == 0:
+        torch.save(_checkpoint(epoch=1), path)  # the last epoch's checkpoint
+    dist.barrier()  # staging: it is on disk
+    if barrier:
+        if rank == 0:
+            torch.save(_checkpoint(epoch=2), path)
+        dist.barrier()  # nobody loads before rank 0 has finished writing
+        return [_what_loads(path)]
+    if rank == 1:
+        seen = [_what_loads(path)]  # rank 0 has not opened the file yet
+        dist.barrier()  # staging
+        return seen + [_read_halfway(path)]
+    dist.barrier()  # staging: rank 1 loads first
+    with StallingFile(path, pause=_let_read) as f:
+        torch.save(_checkpoint(epoch=2), f)
+    return [_what_loads(path)]
+
+
+def download_once(
+    rank: int, out_dir: str | os.PathLike, url: str, *, rank0_first: bool
+) -> list[str]:
+    """Every rank gets pretrained weights from ``url`` into one torch.hub cache (one
+    ``TORCH_HOME``, as on one machine). With ``rank0_first`` the others wait until rank 0's
+    download is in the cache, and load it from there."""
+    os.environ["TORCH_HOME"] = str(Path(out_dir) / f"torch_home_{rank0_first}")
+    dist.barrier()  # staging: every rank starts at the same moment
+    if rank0_first and rank != 0:
+        dist.barrier()  # wait for rank 0's download
+    weights = torch.hub.load_state_dict_from_url(url, weights_only=True, progress=False)
+    if rank0_first and rank == 0:
+        dist.barrier()  # it is in the cache: the others may load it
+    return list(weights)
+# fmt: on
+
+
+def rank0_mistakes(rank: int, world_size: int, out_dir: str, url: str) -> dict[str, Any]:
+    """Notebook 07's section 8 in one process group of two ranks: what each rank saw."""
+    return {
+        "every_rank_saves": every_rank_saves(rank, out_dir),
+        "no_barrier": load_right_after_save(rank, out_dir, barrier=False),
+        "barrier": load_right_after_save(rank, out_dir, barrier=True),
+        # the query only tags the server's log; the cached file is named after the path
+        "every_rank": download_once(rank, out_dir, f"{url}?every_rank", rank0_first=False),
+        "rank0_first": download_once(rank, out_dir, f"{url}?rank0_first", rank0_first=True),
+    }
+
+
+# --- Starting local ranks
+
+
 @contextlib.contextmanager
 def rank_process(
     rank: int, world_size: int, port: int, log_dir, timeout_s: float
@@ -270,29 +365,89 @@ def rank_process(
     exit_without_teardown()
 
 
-def _spawn_worker(
-    rank: int, world_size: int, port, out_dir: str, steps, seed, timeout_s: float, resume_steps=0
-) -> None:
-    """One rank: trains, and with ``resume_steps`` resumes twice (every rank loading the optimizer,
-    then rank 0 only)."""
-    with rank_process(rank, world_size, port, out_dir, timeout_s):
-        train_ddp(rank, world_size, out_dir, steps=steps, seed=seed)
-        if resume_steps:
-            kw = dict(steps=resume_steps, seed=seed)
-            resumes = [
-                resume_ddp(rank, world_size, out_dir, every_rank_loads_optimizer=every, **kw)
-                for every in (True, False)
-            ]
-            (Path(out_dir) / f"rank{rank}_resume.json").write_text(json.dumps(resumes, indent=1))
-
-
 def exit_without_teardown(code: int = 0) -> None:
     """End a finished worker with ``os._exit`` after flushing its output: gloo's threads can abort
-    the interpreter's teardown with SIGABRT now and then (pytorch/pytorch#179291).
-    """
+    the interpreter's teardown with SIGABRT now and then (pytorch/pytorch#179291)."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _rank_main(rank: int, world_size: int, port, log_dir: str, timeout_s: float, target, args):
+    """One spawned rank: ``target(rank, world_size, *args)``; its return value to ``rank<N>.json``."""
+    with rank_process(rank, world_size, port, log_dir, timeout_s):
+        report = target(rank, world_size, *args)
+        (Path(log_dir) / f"rank{rank}.json").write_text(json.dumps(report, indent=1))
+
+
+def log_tails(log_dir: Path, world_size: int, lines: int = 15) -> str:
+    """The last ``lines`` lines of each rank's ``rank<N>.log`` in ``log_dir``."""
+    parts = []
+    for rank in range(world_size):
+        p = log_dir / f"rank{rank}.log"
+        text = p.read_text(errors="replace").splitlines()[-lines:] if p.exists() else ["(no log)"]
+        parts.append(f"--- rank {rank} ({p.name}) ---\n" + "\n".join(text))
+    return "\n".join(parts)
+
+
+def spawn_workers(
+    target, *args, world_size: int, timeout_s: float, log_dir, what: str = "worker"
+) -> list[Any]:
+    """Run ``target(rank, world_size, *args)`` (a module's function) in ``world_size`` spawned
+    ranks of a gloo group on 127.0.0.1; return what each returned (JSON), in rank order. After
+    ``timeout_s`` they are killed (``TimeoutError``); a failing rank raises ``RuntimeError``; both
+    with the end of their logs (``log_dir/rank<N>.log``). A port taken meanwhile is retried once."""
+    import torch.multiprocessing as mp
+
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be a positive int (processes), got {world_size!r}")
+    if not dist.is_available():  # pragma: no cover - standard builds have it
+        raise RuntimeError("this PyTorch build has no torch.distributed; install a standard build")
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for stale in log_dir.glob("rank*.json"):
+        stale.unlink()
+    for attempt in range(2):
+        args_ = (world_size, find_free_port(), str(log_dir), timeout_s, target, args)
+        ctx = mp.start_processes(
+            _rank_main, args=args_, nprocs=world_size, join=False, start_method="spawn"
+        )
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{what}s did not finish within {timeout_s:.0f} s; they were stopped.\n"
+                        + log_tails(log_dir, world_size)
+                    )
+        except Exception as e:  # a timeout, or a worker raised or died
+            for p in ctx.processes:
+                if p.is_alive():
+                    p.kill()
+                p.join(timeout=5)
+            if isinstance(e, TimeoutError):
+                raise
+            logs = log_tails(log_dir, world_size)
+            if attempt == 0 and ("address already in use" in logs.lower() or "EADDRINUSE" in logs):
+                continue
+            detail = "\n".join(str(e).strip().splitlines()[-3:])  # the worker's exception
+            raise RuntimeError(f"a {what} failed: {detail}\nworker logs:\n{logs}") from None
+        return [json.loads((log_dir / f"rank{r}.json").read_text()) for r in range(world_size)]
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- DDP training in local ranks
+
+
+def _train_then_resume(rank: int, world_size: int, out_dir: str, steps, seed, resume_steps):
+    """Train; with ``resume_steps``, resume twice (every rank loads the optimizer, then rank 0 only)."""
+    report = train_ddp(rank, world_size, out_dir, steps=steps, seed=seed)
+    kw = dict(steps=resume_steps, seed=seed)
+    resumes = [
+        resume_ddp(rank, world_size, out_dir, every_rank_loads_optimizer=every, **kw)
+        for every in ((True, False) if resume_steps else ())
+    ]
+    return {"train": report, "resumes": resumes}
 
 
 @dataclass
@@ -316,10 +471,6 @@ class DDPRun:
         return self.out_dir / f"rank{rank}_weights.pth"
 
     @property
-    def resume_checkpoint(self) -> Path:
-        return self.out_dir / RESUME_CHECKPOINT
-
-    @property
     def losses(self) -> list[float]:
         return self.reports[0]["losses"]
 
@@ -331,61 +482,6 @@ class DDPRun:
         )
 
 
-def log_tails(log_dir: Path, world_size: int, lines: int = 15) -> str:
-    """The last ``lines`` lines of each rank's ``rank<N>.log`` in ``log_dir``."""
-    parts = []
-    for rank in range(world_size):
-        p = log_dir / f"rank{rank}.log"
-        text = p.read_text(errors="replace").splitlines()[-lines:] if p.exists() else ["(no log)"]
-        parts.append(f"--- rank {rank} ({p.name}) ---\n" + "\n".join(text))
-    return "\n".join(parts)
-
-
-def _stop(ctx) -> None:
-    for p in ctx.processes:
-        if p.is_alive():
-            p.kill()
-        p.join(timeout=5)
-
-
-def spawn_workers(
-    worker, args_for_port, *, world_size: int, timeout_s: float, log_dir: Path, what: str = "worker"
-) -> None:
-    """Start ``world_size`` spawned processes running ``worker(rank, *args_for_port(port))`` and wait.
-
-    After ``timeout_s`` they are killed and ``TimeoutError`` is raised with the end of their logs
-    (``log_dir/rank<N>.log``); a failing worker raises ``RuntimeError`` with its log. A port taken
-    in between is retried once.
-    """
-    import torch.multiprocessing as mp
-
-    for attempt in range(2):
-        port = find_free_port()
-        ctx = mp.start_processes(
-            worker, args=args_for_port(port), nprocs=world_size, join=False, start_method="spawn"
-        )
-        deadline = time.monotonic() + timeout_s
-        try:
-            while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{what}s did not finish within {timeout_s:.0f} s; they were stopped.\n"
-                        + log_tails(log_dir, world_size)
-                    )
-        except TimeoutError:
-            _stop(ctx)
-            raise
-        except Exception as e:  # a worker raised or died
-            _stop(ctx)
-            logs = log_tails(log_dir, world_size)
-            if attempt == 0 and ("address already in use" in logs.lower() or "EADDRINUSE" in logs):
-                continue
-            # the worker's exception, last lines
-            detail = "\n".join(str(e).strip().splitlines()[-3:])
-            raise RuntimeError(f"a {what} failed: {detail}\nworker logs:\n{logs}") from None
-        return
-
-
 def run_ddp_training(
     out_dir: str | os.PathLike,
     *,
@@ -395,36 +491,16 @@ def run_ddp_training(
     timeout_s: float = 120.0,
     resume_steps: int = 0,
 ) -> DDPRun:
-    """Run DDP training in ``world_size`` local processes (gloo, CPU) and return a ``DDPRun``.
-
-    Waits at most ``timeout_s`` (see ``spawn_workers``). With ``resume_steps`` > 0 the same
-    processes then resume from ``ddp_resume.pth`` twice (``resume_ddp``: every rank loading the
-    optimizer, then rank 0 only) and train that many more steps; see ``DDPRun.resumes``.
-    """
-
-    if not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(
-            f"world_size must be a positive int (number of processes), got {world_size!r}"
-        )
-    if not isinstance(resume_steps, int) or resume_steps < 0:
+    """Run DDP training in ``world_size`` local processes (gloo, CPU; see ``spawn_workers``); with
+    ``resume_steps`` > 0 they then resume twice (``_train_then_resume``), see ``DDPRun.resumes``."""
+    if isinstance(resume_steps, bool) or not isinstance(resume_steps, int) or resume_steps < 0:
         raise ValueError(f"resume_steps must be an int >= 0 (0: no resume), got {resume_steps!r}")
-    if not dist.is_available():
-        raise RuntimeError("this PyTorch build has no torch.distributed; install a standard build")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    names = (CHECKPOINT, WRAPPED_CHECKPOINT, RESUME_CHECKPOINT)
-    for stale in [*out.glob("rank*.json"), *(out / n for n in names)]:
-        stale.unlink(missing_ok=True)
-
-    spawn_workers(
-        _spawn_worker,
-        lambda port: (world_size, port, str(out), steps, seed, timeout_s, resume_steps),
-        world_size=world_size,
-        timeout_s=timeout_s,
-        log_dir=out,
-        what="DDP worker",
-    )
-    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)]
-    read = [] if not resume_steps else range(world_size)
-    resumes = [json.loads((out / f"rank{r}_resume.json").read_text()) for r in read]
-    return DDPRun(out, reports, resumes)
+    for stale in (CHECKPOINT, WRAPPED_CHECKPOINT, RESUME_CHECKPOINT):
+        (out / stale).unlink(missing_ok=True)
+    reports = spawn_workers(
+        _train_then_resume, str(out), steps, seed, resume_steps,
+        world_size=world_size, timeout_s=timeout_s, log_dir=out, what="DDP worker",
+    )  # fmt: skip
+    resumes = [r["resumes"] for r in reports] if resume_steps else []
+    return DDPRun(out, [r["train"] for r in reports], resumes)

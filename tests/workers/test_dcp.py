@@ -103,6 +103,21 @@ def test_rank0_writes_one_full_file_with_cpu_offload(job):
     assert job.export.parent == job.log_dir and not (job.checkpoint_dir / dw.EXPORT).exists()
 
 
+def test_local_state_dicts_are_plain_shards_that_fit_no_plain_model(job):
+    """FSDP's "local" state dict: each rank's shards as plain tensors; together they are the full
+    weights, but one alone does not load into the unsharded model."""
+    ref = _reference(job)["model"]
+    shards = [
+        torch.load(job.log_dir / f"local_rank{r}.pth", map_location="cpu", weights_only=True)
+        for r in (0, 1)
+    ]
+    for name, full in ref.items():
+        assert all(type(s[name]) is torch.Tensor for s in shards)
+        assert torch.equal(torch.cat([s[name] for s in shards]), full), name
+    with pytest.raises(RuntimeError, match="size mismatch for net.0.weight"):
+        dw.build_model().load_state_dict(shards[0])
+
+
 def test_load_with_two_ranks_again_in_new_processes(job):
     again = dw.run_dcp_job(
         job.checkpoint_dir,

@@ -1,8 +1,13 @@
-"""labs_utils.workers.distributed (torch.multiprocessing + gloo) and labs_utils.workers.ddp_train (torchrun)."""
+"""labs_utils.workers.distributed (torch.multiprocessing + gloo) and labs_utils.workers.ddp_train (torchrun).
 
+Each kind of multi-process run starts once per module (fixtures), however many tests read it."""
+
+import functools
+import http.server
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,9 +22,12 @@ from labs_utils.workers.distributed import (
     CHECKPOINT,
     RESUME_CHECKPOINT,
     WRAPPED_CHECKPOINT,
+    StallingFile,
     find_free_port,
+    rank0_mistakes,
     resume_ddp,
     run_ddp_training,
+    spawn_workers,
     train_ddp,
 )
 
@@ -37,10 +45,15 @@ def test_find_free_port():
     assert isinstance(port, int) and 1024 <= port < 65536
 
 
-def test_two_process_run_saves_once_and_ranks_agree(tmp_path):
-    result = run_ddp_training(
-        tmp_path / "ddp", world_size=2, steps=3, timeout_s=120, resume_steps=2
-    )
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory):
+    """Two ranks train 3 steps, then resume twice for 2 steps (one spawn for the module)."""
+    out = tmp_path_factory.mktemp("ddp")
+    return run_ddp_training(out, world_size=2, steps=3, timeout_s=120, resume_steps=2)
+
+
+def test_two_process_run_saves_once_and_ranks_agree(ddp):
+    result = ddp
     assert [r["rank"] for r in result.reports] == [0, 1]
     for r in result.reports:
         assert r["backend"] == "gloo" and r["world_size"] == 2 and len(r["losses"]) == 3
@@ -58,8 +71,11 @@ def test_two_process_run_saves_once_and_ranks_agree(tmp_path):
     SimpleModel().load_state_dict(normalize_keys(wrapped))
     assert "2 ranks" in repr(result) and str(find_free_port()) not in repr(result)
 
+
+def test_every_rank_must_load_the_optimizer_to_resume(ddp):
+    result = ddp
     # the resume checkpoint holds the optimizer's momentum, which every rank must load itself
-    resume = _load(result.resume_checkpoint)
+    resume = _load(result.out_dir / RESUME_CHECKPOINT)
     assert set(resume) == {"model", "optimizer", "step"} and resume["step"] == 3
     assert len(resume["optimizer"]["state"]) == len(list(SimpleModel().parameters()))
     every, rank0_only = zip(*result.resumes)  # per variant, one report per rank
@@ -75,12 +91,13 @@ def test_two_process_run_saves_once_and_ranks_agree(tmp_path):
 
 def test_a_run_without_resume_has_no_resume_reports(tmp_path):
     result = run_ddp_training(tmp_path, world_size=1, steps=1, timeout_s=120)
-    assert result.resumes == [] and result.resume_checkpoint.is_file()
+    assert result.resumes == [] and (result.out_dir / RESUME_CHECKPOINT).is_file()
 
 
 def test_a_failing_worker_raises_with_its_log(tmp_path):
-    with pytest.raises(RuntimeError, match="steps must be at least 1"):
-        run_ddp_training(tmp_path, world_size=2, steps=0, timeout_s=120)
+    with pytest.raises(RuntimeError, match="steps must be at least 1") as e:
+        run_ddp_training(tmp_path, world_size=1, steps=0, timeout_s=120)
+    assert "worker logs:" in str(e.value) and "rank 0 (rank0.log)" in str(e.value)
 
 
 def test_a_stuck_run_times_out_instead_of_hanging(tmp_path):
@@ -178,3 +195,97 @@ def test_ddp_train_rejects_bad_steps(tmp_path, bad):
     with pytest.raises(SystemExit) as e:
         ddp_train.main(["--out", str(tmp_path), *bad])
     assert e.value.code == 2
+
+
+# ---------------------------------------------------------------- rank 0 only, then a barrier
+
+
+class _Hub(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder; logs each request's path; answers after 0.3 s, so that ranks that ask at
+    the same moment both ask before either has the file (a distant server)."""
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        time.sleep(0.3)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def mistakes(tmp_path_factory):
+    """notebook 07's section 8: the three staged mistakes in one spawn of two ranks."""
+    root = tmp_path_factory.mktemp("rank0")
+    torch.manual_seed(1)
+    (root / "site").mkdir()
+    torch.save(SimpleModel().state_dict(), root / "site" / "pretrained.pth")
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Hub, directory=root / "site")
+    )
+    server.requests = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/pretrained.pth"
+    try:
+        reports = spawn_workers(
+            rank0_mistakes,
+            str(root / "ranks"),
+            url,
+            world_size=2,
+            timeout_s=120,
+            log_dir=root / "ranks",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    return root, reports, server.requests
+
+
+TORN = (
+    "RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central directory"
+)
+
+
+def test_every_rank_saving_to_one_path_tears_the_file_another_rank_reads(mistakes):
+    root, reports, _ = mistakes
+    assert [r["every_rank_saves"] for r in reports] == [TORN, "epoch 1"]
+    with pytest.raises(RuntimeError, match="failed finding central directory"):
+        _load(root / "ranks" / "torn_every_rank.pth")
+    assert _load(root / "ranks" / "every_rank.pth")["epoch"] == 1  # whole again once rank 1 is done
+
+
+def test_without_a_barrier_rank1_loads_the_old_file_then_a_torn_one(mistakes):
+    root, reports, _ = mistakes
+    assert [r["no_barrier"] for r in reports] == [["epoch 2"], ["epoch 1", TORN]]
+    assert [r["barrier"] for r in reports] == [["epoch 2"], ["epoch 2"]]
+    with pytest.raises(RuntimeError, match="failed finding central directory"):
+        _load(root / "ranks" / "torn_barrier_False.pth")
+    assert _load(root / "ranks" / "barrier_True.pth")["epoch"] == 2
+
+
+def test_rank0_first_downloads_once_and_the_others_load_from_the_cache(mistakes):
+    root, reports, requests = mistakes
+    assert sorted(requests) == ["/pretrained.pth?every_rank"] * 2 + ["/pretrained.pth?rank0_first"]
+    expected = list(SimpleModel().state_dict())
+    for r in reports:
+        assert r["every_rank"] == expected and r["rank0_first"] == expected
+    for flag in (False, True):
+        cached = root / "ranks" / f"torch_home_{flag}" / "hub" / "checkpoints" / "pretrained.pth"
+        assert cached.read_bytes() == (root / "site" / "pretrained.pth").read_bytes()
+
+
+def test_a_stalling_file_pauses_once_past_64_kib_and_then_completes(tmp_path):
+    calls = []
+    path = tmp_path / "x.pth"
+    state = {"w": torch.arange(40_000, dtype=torch.float32)}  # 160 KB
+    with StallingFile(path, pause=lambda: calls.append(path.stat().st_size)) as f:
+        torch.save(state, f)
+    assert len(calls) == 1 and calls[0] >= 64 * 1024
+    assert torch.equal(_load(path)["w"], state["w"])
+
+
+def test_spawn_workers_checks_world_size(tmp_path):
+    with pytest.raises(ValueError, match="world_size"):
+        spawn_workers(
+            rank0_mistakes, str(tmp_path), "http://x", world_size=0, timeout_s=5, log_dir=tmp_path
+        )
