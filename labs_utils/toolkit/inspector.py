@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -153,20 +153,20 @@ _LEGACY_NOTE = (
 )
 
 
-def _main_pickle(path: Path, kind: str) -> bytes:
-    """The bytes of the checkpoint's main pickle: a zip archive's ``*/data.pkl``, else the file."""
+def _main_pickle(path: Path, kind: str) -> BinaryIO:
+    """The checkpoint's main pickle, to read: a zip archive's ``*/data.pkl``, else the file."""
     if kind != "zip":
-        return path.read_bytes()
+        return open(path, "rb")
     with zipfile.ZipFile(path) as zf:
-        return zf.read(
-            next(n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1)
-        )
+        name = next(n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1)
+        return io.BytesIO(zf.read(name))
 
 
 def _pickle_protocol(path: Path, kind: str) -> str | None:
     """The protocol of the checkpoint's main pickle, from its PROTO opcode (none in protocols 0, 1)."""
     try:
-        head = _main_pickle(path, kind)[:2]
+        with _main_pickle(path, kind) as f:
+            head = f.read(2)
     except Exception:
         return None
     if head[:1] == b"\x80" and len(head) == 2:
@@ -264,7 +264,7 @@ class _Scanner(pickle._Unpickler):
     The pure-Python unpickler keeps its memo in a dict: a huge memo index in a hostile file cannot
     make it allocate gigabytes, as the C unpickler's array would."""
 
-    def __init__(self, stream: io.BytesIO, globals_: set[str], storages: list) -> None:
+    def __init__(self, stream: BinaryIO, globals_: set[str], storages: list) -> None:
         super().__init__(stream, encoding="latin1")
         self.globals_, self.storages = globals_, storages
 
@@ -279,15 +279,16 @@ class _Scanner(pickle._Unpickler):
         return _Stub  # a storage, or the class of a module a legacy file names this way
 
 
-def _scan_pickle(data: bytes, max_pickles: int = 6) -> tuple[set[str], list[tuple[str, str, int]]]:
+def _scan_pickle(stream: BinaryIO, max_pickles: int = 6) -> tuple[set[str], list]:
     """Globals named and storages referenced (storage type, location, numel) by the pickle(s) in
-    ``data`` (a legacy file holds several, then raw tensor data), importing and running nothing."""
+    ``stream`` (a legacy file holds several, then raw tensor data, which is not read), importing
+    and running nothing."""
     globals_: set[str] = set()
     storages: list[tuple[str, str, int]] = []
-    stream = io.BytesIO(data)
     for i in range(max_pickles):
-        if stream.tell() >= len(data):
+        if not stream.read(1):
             break
+        stream.seek(-1, io.SEEK_CUR)
         try:
             _Scanner(stream, globals_, storages).load()
         except Exception:
@@ -317,7 +318,8 @@ def _allowed_globals() -> set[str]:
 def _refused_report(path: Path, size: int, kind: str) -> CheckpointReport:
     """Report on a torch.save file that safe loading refuses, without unpickling it."""
     try:
-        globals_, storages = _scan_pickle(_main_pickle(path, kind))
+        with _main_pickle(path, kind) as f:
+            globals_, storages = _scan_pickle(f)
         if kind == "zip":
             refused = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
         else:
@@ -471,7 +473,8 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointReport:
         if kind in ("pickle", "legacy"):
             # what the pickle would import, still without running it
             try:
-                unsafe = sorted(_scan_pickle(path.read_bytes())[0] - _allowed_globals())
+                with open(path, "rb") as f:
+                    unsafe = sorted(_scan_pickle(f)[0] - _allowed_globals())
             except Exception:
                 unsafe = []
             if unsafe:
