@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from ..toolkit import CheckpointManager, capture_rng_state
 from . import Wrong, as_int, call_answer, exercise, same
 from .fixtures import drew_after_restoring, through_file
 
@@ -17,25 +18,26 @@ NB = "04_checkpoints_and_resume"
 
 NEEDED = {"model", "optimizer", "scheduler", "epoch", "rng"}
 CHECKPOINT_KEYS = NEEDED | {"step", "metrics", "versions"}
-WHY_NEEDED = {
+# why each key is needed, or not, for identical weights after the resume
+WHY = {
     "model": "the weights themselves",
     "optimizer": "AdamW's running averages and step counts: without them the first steps after the resume are different",
     "scheduler": "the position on the learning-rate schedule: a fresh scheduler counts its epochs from 0 again (section 4 shows the rates it then gives)",
     "epoch": "where the loop starts again (the resume trains from epoch + 1)",
     "rng": "the generators behind dropout and the loader's shuffling: without them each step sees other masks and batches",
-}
-WHY_NOT = {
-    "step": "this resume restarts at an epoch boundary, from epoch; step would matter only for a resume in the middle of an epoch, and the scheduler keeps its own count inside its state",
-    "metrics": "metrics record how the run went; no training computation reads them (the manager uses the best value to choose best.pth, which does not change the weights)",
     "versions": "versions are for people explaining a difference later; the resume never reads them",
+    "metrics": "metrics record how the run went; no training computation reads them (the manager uses the best value to choose best.pth, which does not change the weights)",
+    "step": "this resume restarts at an epoch boundary, from epoch; step would matter only for a resume in the middle of an epoch, and the scheduler keeps its own count inside its state",
 }
-# names a learner may take from the PyTorch recipe or invent, with what this notebook calls them
+# names a learner may take from the PyTorch recipe or invent, and what this notebook does instead
+_LOADER = "the loader's generator state is saved inside 'rng': capture_rng_state(generators={'train_loader': ...})"
 _OTHER_NAMES = {
-    **dict.fromkeys(("model_state_dict", "weights"), "model"),
-    "optimizer_state_dict": "optimizer",
-    **dict.fromkeys(("scheduler_state_dict", "lr_scheduler"), "scheduler"),
-    **dict.fromkeys(("rng_state", "random", "generators", "train_loader", "loader"), "rng"),
-    **dict.fromkeys(("loss", "val_loss"), "metrics"),
+    **dict.fromkeys(("model_state_dict", "weights"), "it calls that entry 'model'"),
+    "optimizer_state_dict": "it calls that entry 'optimizer'",
+    **dict.fromkeys(("scheduler_state_dict", "lr_scheduler"), "it calls that entry 'scheduler'"),
+    **dict.fromkeys(("rng_state", "random"), "it calls that entry 'rng'"),
+    **dict.fromkeys(("generators", "train_loader", "loader"), _LOADER),
+    **dict.fromkeys(("loss", "val_loss"), "it calls that entry 'metrics'"),
 }
 
 
@@ -48,27 +50,19 @@ def resume_keys(answer) -> str:
         raise Wrong(f"give a set of key names, e.g. {{'model', 'epoch'}}; got {what}{extra}")
     unknown = sorted(str(k) for k in answer if k not in CHECKPOINT_KEYS)
     if unknown:
-        name = unknown[0]
-        ours = _OTHER_NAMES.get(name)
-        if ours == "rng" and name in ("train_loader", "loader", "generators"):
-            raise Wrong(
-                f"{name!r} is not a key of the checkpoint: the loader's generator state is saved inside 'rng' (capture_rng_state(generators={{'train_loader': ...}}))"
-            )
-        if ours:
-            raise Wrong(
-                f"{name!r} is not a key of this notebook's checkpoint (it calls that entry {ours!r}); pick from {sorted(CHECKPOINT_KEYS)}"
-            )
-        raise Wrong(f"{name!r} is not a key of the checkpoint; pick from {sorted(CHECKPOINT_KEYS)}")
+        why = f" ({_OTHER_NAMES[unknown[0]]})" if unknown[0] in _OTHER_NAMES else ""
+        raise Wrong(
+            f"{unknown[0]!r} is not a key of this notebook's checkpoint{why}; pick from {sorted(CHECKPOINT_KEYS)}"
+        )
     if set(answer) == CHECKPOINT_KEYS:
         raise Wrong(
             "that is every key of the checkpoint; some are saved for people or for later, and the resume never reads them: which ones change the next training step?"
         )
-    for key in ("model", "optimizer", "scheduler", "epoch", "rng"):
-        if key not in answer:
-            raise Wrong(f"the resume needs {key!r}: {WHY_NEEDED[key]}")
-    for key in ("versions", "metrics", "step"):
-        if key in answer:
-            raise Wrong(f"{key!r} is not needed for identical weights: {WHY_NOT[key]}")
+    for key, why in WHY.items():
+        if key in NEEDED and key not in answer:
+            raise Wrong(f"the resume needs {key!r}: {why}")
+        if key in answer and key not in NEEDED:
+            raise Wrong(f"{key!r} is not needed for identical weights: {why}")
     return "model, optimizer, scheduler, epoch and the RNG states: everything the next step depends on."
 
 
@@ -76,9 +70,8 @@ EPOCHS, CRASH = 4, 2
 
 
 def _make(seed: int):
-    """The check's run. The schedule is one where a fresh scheduler gives other learning rates after a
-    resume (a cosine: it scales the current rate), and the loader's generator is seeded from ``seed`` so that a
-    freshly built loader does not share its stream with the checkpoint's."""
+    """The check's run: a fresh cosine scheduler gives other rates after a resume (it scales the
+    current rate); the loader's generator is seeded from ``seed``, apart from the checkpoint's."""
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -102,8 +95,6 @@ def _train(model, optimizer, scheduler, loader, epochs) -> None:
 
 
 def _checkpoint(model, optimizer, scheduler, loader, epoch) -> dict:
-    from ..toolkit import capture_rng_state
-
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -114,10 +105,7 @@ def _checkpoint(model, optimizer, scheduler, loader, epoch) -> dict:
         "rng": capture_rng_state(generators={"train_loader": loader.generator}),
         "versions": {"torch": str(torch.__version__)},
     }
-    return through_file(state)  # as in the notebook
-
-
-_DREW = "your function restored {what}, then drew random numbers from it before returning ({examples}): the resumed run then starts from another point of the stream. Restore the RNG states last, right before training continues"
+    return through_file(state)  # saved and loaded back, as in the notebook
 
 
 @exercise("resume_exactly", notebook=NB)
@@ -128,28 +116,45 @@ def resume_exactly(fn) -> str:
     model, optimizer, scheduler, loader = _make(0)
     _train(model, optimizer, scheduler, loader, range(CRASH))
     ckpt = _checkpoint(model, optimizer, scheduler, loader, CRASH - 1)
-    # a copy the answer cannot change
-    saved = _checkpoint(model, optimizer, scheduler, loader, CRASH - 1)
-
+    saved = _checkpoint(
+        model, optimizer, scheduler, loader, CRASH - 1
+    )  # the answer cannot change it
     model, optimizer, scheduler, loader = _make(99)
     start = call_answer(fn, ckpt, model, optimizer, scheduler, loader)
     if not same(saved["model"], model.state_dict()):
         raise Wrong(
             "the model's weights differ from the checkpoint's: call model.load_state_dict(checkpoint['model'])"
         )
-    _check_optimizer(saved["optimizer"], optimizer)
-    _check_scheduler(saved["scheduler"], scheduler, optimizer)
+    if not optimizer.state_dict()["state"]:
+        raise Wrong(
+            "the optimizer you were given has no state (SGD's momentum buffers are empty): call optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with the optimizer passed in, so loading into a new one made inside the function would not count)"
+        )
+    if not same(saved["optimizer"]["state"], optimizer.state_dict()["state"]):
+        raise Wrong(
+            "the optimizer's momentum buffers differ from the checkpoint's: call optimizer.load_state_dict(checkpoint['optimizer'])"
+        )
+    if scheduler.state_dict()["last_epoch"] == 0:
+        raise Wrong(
+            "the scheduler starts its schedule again (last_epoch 0, a fresh scheduler counts from 0): call scheduler.load_state_dict(checkpoint['scheduler'])"
+        )
+    lr, saved_lr = optimizer.param_groups[0]["lr"], saved["scheduler"]["_last_lr"][0]
+    if scheduler.state_dict() != saved["scheduler"] or lr != saved_lr:
+        raise Wrong(
+            f"the scheduler's state differs from the checkpoint's (learning rate {lr:g}, saved {saved_lr:g}): call scheduler.load_state_dict(checkpoint['scheduler']). Stepping a fresh scheduler forward does not rebuild it: it scales the rate that optimizer.load_state_dict restored again"
+        )
     _check_generator(
         saved["rng"]["torch"],
         torch.get_rng_state(),
         "torch's global generator (dropout masks)",
         "a forward pass in train mode, torch.randn, building a layer",
+        "...",
     )
     _check_generator(
         saved["rng"]["generators"]["train_loader"],
         loader.generator.get_state(),
         "the loader's generator (the shuffling order)",
         "iterating over train_loader, even next(iter(train_loader))",
+        "{'train_loader': train_loader.generator}",
     )
     start = as_int(start, "the next epoch")
     if start != CRASH:
@@ -157,54 +162,22 @@ def resume_exactly(fn) -> str:
             f"checkpoint['epoch'] is the last epoch that finished ({CRASH - 1}); the next one is checkpoint['epoch'] + 1, you returned {start}"
         )
     _train(model, optimizer, scheduler, loader, range(start, EPOCHS))
-    # a safety net: every piece was checked above
-    if not same(ref[0].state_dict(), model.state_dict()):
+    if not same(ref[0].state_dict(), model.state_dict()):  # a safety net: every piece was checked
         raise Wrong(
             "every piece was restored, but the final weights differ: restore the RNG state last, right before training continues"
         )
     return "the resumed run ends with exactly the uninterrupted run's weights."
 
 
-def _check_optimizer(saved: dict, optimizer) -> None:
-    now = optimizer.state_dict()
-    if not now["state"]:
-        raise Wrong(
-            "the optimizer you were given has no state (SGD's momentum buffers are empty): call optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with the optimizer passed in, so loading into a new one made inside the function would not count)"
-        )
-    matches = now["state"].keys() == saved["state"].keys() and all(
-        same(saved["state"][i], s) for i, s in now["state"].items()
-    )
-    if not matches:
-        raise Wrong(
-            "the optimizer's momentum buffers differ from the checkpoint's: call optimizer.load_state_dict(checkpoint['optimizer'])"
-        )
-
-
-def _check_scheduler(saved: dict, scheduler, optimizer) -> None:
-    now = scheduler.state_dict()
-    lr, saved_lr = optimizer.param_groups[0]["lr"], saved["_last_lr"][0]
-    if now["last_epoch"] == 0:
-        raise Wrong(
-            "the scheduler starts its schedule again (last_epoch 0, a fresh scheduler counts from 0): call scheduler.load_state_dict(checkpoint['scheduler'])"
-        )
-    if now != saved or lr != saved_lr:
-        raise Wrong(
-            f"the scheduler's state differs from the checkpoint's (learning rate {lr:g}, saved {saved_lr:g}): call scheduler.load_state_dict(checkpoint['scheduler']). Stepping a fresh scheduler forward does not rebuild it: it scales the rate that optimizer.load_state_dict restored again"
-        )
-
-
-def _check_generator(saved: torch.Tensor, now: torch.Tensor, what: str, examples: str) -> None:
+def _check_generator(saved: torch.Tensor, now: torch.Tensor, what: str, examples: str, fix: str):
     if torch.equal(saved, now):
         return
     if drew_after_restoring(saved, now):
-        raise Wrong(_DREW.format(what=what, examples=examples))
-    fix = (
-        "restore_rng_state(checkpoint['rng'], generators={'train_loader': train_loader.generator})"
-        if "loader" in what
-        else "restore_rng_state(checkpoint['rng'], generators=...)"
-    )
+        raise Wrong(
+            f"your function restored {what}, then drew random numbers from it before returning ({examples}): the resumed run then starts from another point of the stream. Restore the RNG states last, right before training continues"
+        )
     raise Wrong(
-        f"{what} is not in the checkpoint's state (a seed, even the run's first one, does not bring back the state at the crash): call {fix}"
+        f"{what} is not in the checkpoint's state (a seed, even the run's first one, does not bring back the state at the crash): call restore_rng_state(checkpoint['rng'], generators={fix})"
     )
 
 
@@ -215,28 +188,19 @@ _EPOCH_METRICS = [(0.9, 0.60), (0.5, 0.70), (0.6, 0.80), (0.7, 0.75)]
 @exercise("best_by_accuracy", notebook=NB)
 def best_by_accuracy(fn) -> str:
     """``fn(folder)`` returns a CheckpointManager in ``folder`` whose best.pth follows the highest val_accuracy."""
-    from ..toolkit import CheckpointManager
-
-    here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         sandbox = Path(tmp).resolve()
-        # a relative path in the answer lands in the sandbox, not in the learner's folders
-        os.chdir(sandbox)
+        folder = sandbox / "given" / "accuracy_run"  # does not exist yet: the manager makes it
+        here = os.getcwd()
+        os.chdir(sandbox)  # a relative path in the answer lands in the sandbox
         try:
-            return _best_by_accuracy(fn, sandbox, CheckpointManager)
+            return _best_by_accuracy(call_answer(fn, folder), folder, sandbox)
         finally:
             os.chdir(here)
 
 
-def _files_under(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*") if p.is_file()}
-
-
-def _best_by_accuracy(fn, sandbox: Path, CheckpointManager) -> str:
-    # does not exist yet: the manager makes it
-    folder = sandbox / "given" / "accuracy_run"
-    manager = call_answer(fn, folder)
-    if manager is CheckpointManager or isinstance(manager, type):
+def _best_by_accuracy(manager, folder: Path, sandbox: Path) -> str:
+    if isinstance(manager, type):
         raise Wrong(
             "you returned the class itself; build a manager with CheckpointManager(folder, ...) and return it"
         )
@@ -244,33 +208,22 @@ def _best_by_accuracy(fn, sandbox: Path, CheckpointManager) -> str:
         raise Wrong(f"return the CheckpointManager you built, got {type(manager).__name__}")
     used = Path(manager.folder).resolve()
     if used != folder:
+        where = used.relative_to(sandbox).as_posix() if used.is_relative_to(sandbox) else ""
         if used.is_relative_to(folder):
             where = f"a subfolder of it ({used.relative_to(folder).as_posix()})"
-        elif used.is_relative_to(sandbox):
-            where = used.relative_to(sandbox).as_posix()
-        else:
-            where = "another folder"
         raise Wrong(
-            f"your manager keeps its files in {where}, not in the folder you were given: pass the function's folder argument to CheckpointManager, as it is"
+            f"your manager keeps its files in {where or 'another folder'}, not in the folder you were given: pass the function's folder argument to CheckpointManager, as it is"
         )
     if manager.metric != "val_accuracy":
         raise Wrong(f"your manager tracks {manager.metric!r}: pass metric='val_accuracy'")
     for epoch, (loss, acc) in enumerate(_EPOCH_METRICS):
-        manager.save(
-            {"model": {"w": torch.full((2,), float(epoch))}},
-            epoch=epoch,
-            metrics={"val_loss": loss, "val_accuracy": acc},
-        )
-    elsewhere = sorted(
-        p.relative_to(sandbox).as_posix() for p in _files_under(sandbox) - _files_under(folder)
-    )
-    if elsewhere:
+        metrics = {"val_loss": loss, "val_accuracy": acc}
+        manager.save({"model": {"w": torch.full((2,), float(epoch))}}, epoch=epoch, metrics=metrics)
+    files = {p for p in sandbox.rglob("*") if p.is_file() and not p.is_relative_to(folder)}
+    if files:
+        elsewhere = sorted(p.relative_to(sandbox).as_posix() for p in files)
         raise Wrong(
             f"your function wrote files outside the folder it was given ({', '.join(elsewhere[:3])}): everything the manager writes belongs in folder"
-        )
-    if not (folder / "best.pth").is_file() or not (folder / "last.pth").is_file():
-        raise Wrong(
-            "after four saves the folder has no best.pth or last.pth: return the CheckpointManager itself, made with CheckpointManager(folder, ...)"
         )
     best = manager.load_best()
     if not isinstance(best, dict) or "w" not in best:

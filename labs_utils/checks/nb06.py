@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import os
 import re
 import tempfile
@@ -34,13 +33,6 @@ def _data_file(tag: str) -> Path:
     return path
 
 
-def _device_or_none(value) -> torch.device | None:
-    try:
-        return torch.device(value)
-    except (TypeError, RuntimeError, ValueError):
-        return None
-
-
 @exercise("map_two_gpus_to_cpu", notebook=NB)
 def map_two_gpus_to_cpu(answer) -> str:
     """``answer``: a dict ``map_location`` that loads files saved on cuda:0 or cuda:1 onto the CPU."""
@@ -63,8 +55,8 @@ def map_two_gpus_to_cpu(answer) -> str:
         )
     # judge what the dict holds, not what an overridden get/__getitem__/__contains__ answers
     answer = dict(dict.items(answer))
-    if any(not re.fullmatch(r"cpu|cuda:\d+", k) for k in answer):
-        odd = next(k for k in answer if not re.fullmatch(r"cpu|cuda:\d+", k))
+    odd = next((k for k in answer if not re.fullmatch(r"cpu|cuda:\d+", k)), None)
+    if odd is not None:
         raise Wrong(
             f"the keys must be the full location tags as saved in the file, 'cuda:0' and 'cuda:1': a key such as {odd!r} matches no tag (the dict is looked up, not pattern-matched)"
         )
@@ -73,96 +65,72 @@ def map_two_gpus_to_cpu(answer) -> str:
             raise Wrong(
                 f"files saved on {tag} keep the tag {tag!r}; a dict only remaps the tags it names, so add {tag!r}: 'cpu'"
             )
-        target = _device_or_none(answer[tag])
-        if target is None:
+        try:
+            target = torch.device(answer[tag])
+        except (TypeError, RuntimeError, ValueError):
             raise Wrong(
                 f"{tag} is mapped to {answer[tag]!r}, which is not a device name torch knows (they are lower case: 'cpu', 'cuda:0'); map it to 'cpu'"
-            )
-        if target.type == "meta":
-            raise Wrong(
-                f"{tag} is mapped to 'meta': tensors on the meta device have a shape but no values, so the weights would be lost; map it to 'cpu'"
-            )
+            ) from None
         if target.type != "cpu":
-            raise Wrong(f"{tag} is mapped to {answer[tag]!r}, which needs a GPU; map it to 'cpu'")
+            why = "tensors on the meta device have a shape but no values, so the weights would be lost"
+            raise Wrong(
+                f"{tag} is mapped to {answer[tag]!r}: {why if target.type == 'meta' else 'it needs a GPU'}; map it to 'cpu'"
+            )
     for tag in FILES:
         try:
-            sd = torch.load(_data_file(tag), map_location=answer, weights_only=True)
+            torch.load(_data_file(tag), map_location=answer, weights_only=True)
         except RuntimeError as e:
             raise Wrong(
                 f"torch.load does not know the location {answer[tag]!r} (a device name is not always a location tag: {str(e).strip()}); map the tags to 'cpu'"
             ) from None
-        if any(v.device.type != "cpu" for v in sd.values()):
-            raise Wrong(f"loading the {tag} file with your dict left tensors off the CPU")
     return "both files load onto the CPU; tags not in a dict stay where they were saved."
 
 
-@contextlib.contextmanager
-def _tagged(tags: dict[int, str]) -> Iterator[None]:
-    """While active, ``torch.save`` writes ``tags[storage.data_ptr()]`` as the location of those storages."""
-    real = torch.serialization.location_tag
-
-    def location_tag(storage):
-        return tags.get(storage.data_ptr()) or real(storage)
-
-    with mock.patch.object(torch.serialization, "location_tag", location_tag):
-        yield
-
-
 def _cases(folder: Path) -> list[tuple[str, Path, set[str]]]:
-    """(what the file is, its path, the tags of its storages)."""
+    """(what the file is, its path, its storages' tags): data/'s two files, and three written here."""
     g = torch.Generator().manual_seed(6)
-    cases = [(f"data/{FILES[tag]}", _data_file(tag), {tag}) for tag in FILES]
-    cpu_file = folder / "cpu.pth"
-    torch.save({"w": torch.ones(2)}, cpu_file)
-    cases.append(("a file saved on the CPU", cpu_file, {"cpu"}))
     enc, dec = torch.randn(3, 2, generator=g), torch.randn(2, 3, generator=g)
-    mixed_file = folder / "two_gpus_and_cpu.pth"
-    with _tagged(
-        {enc.untyped_storage().data_ptr(): "cuda:0", dec.untyped_storage().data_ptr(): "cuda:1"}
+    tags = {enc.untyped_storage().data_ptr(): "cuda:0", dec.untyped_storage().data_ptr(): "cuda:1"}
+    real_tag = torch.serialization.location_tag
+    with mock.patch.object(
+        torch.serialization, "location_tag", lambda s: tags.get(s.data_ptr()) or real_tag(s)
     ):
-        torch.save(
-            {"encoder.weight": enc, "decoder.weight": dec, "decoder.bias": torch.zeros(2)},
-            mixed_file,
-        )
-    what = "a file whose storages were on cuda:0, cuda:1 and the CPU"
-    cases.append((what, mixed_file, {"cuda:0", "cuda:1", "cpu"}))
-    # CPU tensors, and strings that merely read like tags: a byte search of data.pkl finds those too
-    text_file = folder / "cpu_with_notes.pth"
+        torch.save({"w": torch.ones(2)}, folder / "cpu.pth")
+        mixed = {"encoder.weight": enc, "decoder.weight": dec, "decoder.bias": torch.zeros(2)}
+        torch.save(mixed, folder / "mixed.pth")
+    # CPU tensors, and strings that merely read like tags: a byte search of data.pkl finds them
     notes = {"trained_on": "cuda:1", "note": "moved from cuda:3 to the CPU before saving"}
-    torch.save({"fc.weight": torch.randn(2, 2, generator=g), **notes}, text_file)
-    cases.append(("a CPU file with the entry 'trained_on': 'cuda:1'", text_file, {"cpu"}))
-    return cases
-
-
-@dataclasses.dataclass
-class _LoadWatch:
-    """What a learner's code passed to torch.load while the check ran."""
-
-    callables: int = 0
-    returned: list[Any] = dataclasses.field(default_factory=list)
-    callable_error: BaseException | None = None
+    torch.save({"fc.weight": torch.randn(2, 2, generator=g), **notes}, folder / "notes.pth")
+    return [(f"data/{FILES[tag]}", _data_file(tag), {tag}) for tag in FILES] + [
+        ("a file saved on the CPU", folder / "cpu.pth", {"cpu"}),
+        (
+            "a file whose storages were on cuda:0, cuda:1 and the CPU",
+            folder / "mixed.pth",
+            {"cuda:0", "cuda:1", "cpu"},
+        ),
+        ("a CPU file with the entry 'trained_on': 'cuda:1'", folder / "notes.pth", {"cpu"}),
+    ]
 
 
 @contextlib.contextmanager
-def _watch_torch_load(fn: Any) -> Iterator[_LoadWatch]:
-    """Run the real torch.load, but record its file and wrap a callable map_location to see what
-    it returns; also under the names the learner imported it as (``from torch import load``)."""
+def _watch_torch_load(fn: Any) -> Iterator[dict]:
+    """Run the real torch.load, but wrap a callable map_location to see what it returns (or
+    raises); also under the names the learner imported it as (``from torch import load``)."""
     real = torch.serialization.load
-    watch = _LoadWatch()
+    watch: dict[str, Any] = {"callables": 0, "returned": [], "error": None}
 
     def load(f, map_location=None, *args: Any, **kwargs: Any):
-        if callable(map_location) and not isinstance(map_location, (str, dict, torch.device)):
+        if callable(map_location):
             learner_fn = map_location
-            watch.callables += 1
+            watch["callables"] += 1
 
             def map_location(storage, location):  # noqa: F811  (the learner's callable, observed)
                 try:
-                    out = learner_fn(storage, location)
+                    watch["returned"].append(learner_fn(storage, location))
                 except BaseException as e:
-                    watch.callable_error = e
+                    watch["error"] = e
                     raise
-                watch.returned.append(out)
-                return out
+                return watch["returned"][-1]
 
         return real(f, map_location, *args, **kwargs)
 
@@ -170,34 +138,33 @@ def _watch_torch_load(fn: Any) -> Iterator[_LoadWatch]:
         yield watch
 
 
-def _meaning(message: str) -> str | None:
-    """A sentence on what torch's raw error means for this task, or None."""
-    if "deserialize" in message or "restore_location" in message:
-        return "torch.load tried to rebuild the CUDA tensors: your map_location callable returned None (or was not passed), and None means 'restore the storage where it was saved'; record the tag (its second argument) and return the storage it was given"
-    if "positional argument" in message and ("given" in message or "missing" in message):
-        return "torch.load calls a map_location callable with two arguments, (storage, location): define it as def record(storage, location): ..."
-    if any(
-        w in message
-        for w in ("TypedStorage", "invalid combination of arguments", "untyped_storage")
-    ):
-        return "your map_location callable returned something that is not a storage (the tag string?): torch.load builds each tensor from what it returns, so return the storage it was given and keep the tag aside"
-    low = message.lower()
-    if any(
-        w in low for w in ("not compiled with cuda", "nvidia driver", "no cuda gpus", "cuda error")
-    ):
-        return "your map_location callable moved the storages to a GPU (storage.cuda()?), which this machine does not have; return the storage as it is, on the CPU"
-    return None
+_GPU = "your map_location callable moved the storages to a GPU (storage.cuda()?), which this machine does not have; return the storage as it is, on the CPU"
+# what torch's raw error (a pattern in its message) means for this task
+_MEANINGS = {
+    r"deserialize|restore_location": "torch.load tried to rebuild the CUDA tensors: your map_location callable returned None (or was not passed), and None means 'restore the storage where it was saved'; record the tag (its second argument) and return the storage it was given",
+    r"(?s)^(?=.*positional argument)(?=.*(given|missing))": "torch.load calls a map_location callable with two arguments, (storage, location): define it as def record(storage, location): ...",
+    r"TypedStorage|invalid combination of arguments|untyped_storage": "your map_location callable returned something that is not a storage (the tag string?): torch.load builds each tensor from what it returns, so return the storage it was given and keep the tag aside",
+    r"(?i)not compiled with cuda|nvidia driver|no cuda gpus|cuda error": _GPU,
+}
 
 
-def _went_to_cuda(error: BaseException) -> bool:
-    """True when the error came from PyTorch's CUDA code (storage.cuda(), .to('cuda'), ...)."""
-    tb = error.__traceback__
-    while tb is not None:
+def _explained(w: Wrong, inside: BaseException | None, what: str) -> Wrong:
+    """The hint for an answer that raised: what torch's raw error means, or what its callable raised."""
+    meaning = next((m for p, m in _MEANINGS.items() if re.search(p, str(w))), None)
+    tb = inside.__traceback__ if inside is not None else None
+    while meaning is None and tb is not None:  # from PyTorch's CUDA code: storage.cuda(), ...
         code = tb.tb_frame.f_code
-        if code.co_name == "cuda" or f"torch{os.sep}cuda" in code.co_filename:
-            return True
+        meaning = (
+            _GPU if code.co_name == "cuda" or f"torch{os.sep}cuda" in code.co_filename else None
+        )
         tb = tb.tb_next
-    return False
+    if meaning:
+        return Wrong(f"with {what}: {meaning} ({str(w).removeprefix('your function raised ')})")
+    if inside is not None:
+        return Wrong(
+            f"with {what}: your map_location callable itself raised {type(inside).__name__}: {inside}. torch.load calls it once per storage with (storage, location), the storage already in CPU memory; note the location and return the storage as it is"
+        )
+    return w
 
 
 @exercise("storage_locations", notebook=NB)
@@ -211,53 +178,13 @@ def storage_locations(fn) -> str:
                 try:
                     got = call_answer(fn, path)
                 except Wrong as w:
-                    meaning = _meaning(str(w))
-                    inside = watch.callable_error
-                    if meaning is None and inside is not None and _went_to_cuda(inside):
-                        meaning = _meaning("not compiled with CUDA")
-                    if meaning is None and inside is not None:
-                        raise Wrong(
-                            f"with {what}: your map_location callable itself raised {type(inside).__name__}: {inside}. torch.load calls it once per storage with (storage, location), the storage already in CPU memory; note the location and return the storage as it is"
-                        ) from None
-                    if meaning:
-                        raise Wrong(
-                            f"with {what}: {meaning} ({str(w).removeprefix('your function raised ')})"
-                        ) from None
-                    raise
-            used_callable = used_callable or watch.callables > 0
-            if watch.callables and any(out is None for out in watch.returned):
+                    raise _explained(w, watch["error"], what) from None
+            used_callable = used_callable or watch["callables"] > 0
+            if any(out is None for out in watch["returned"]):
                 raise Wrong(
                     "your map_location callable returned None: that means 'restore the storage where it was saved', which fails on a machine without that GPU; return the storage it was given"
                 )
-            if not isinstance(got, (set, frozenset)):
-                why = ": a list repeats a tag once per storage; set(...) keeps each tag once"
-                why = why if isinstance(got, (list, tuple)) else ""
-                raise Wrong(
-                    f"return a set of tags such as {{'cuda:1'}}, got {type(got).__name__}{why}"
-                )
-            tags = set(got)
-            if any(isinstance(t, torch.device) for t in tags):
-                raise Wrong(
-                    "return the tags as strings, as torch.load passes them ('cuda:1'), not torch.device objects"
-                )
-            if tags == expected:
-                continue
-            if len(expected) > 1 and len(tags) == 1 and tags < expected:
-                raise Wrong(
-                    f"with {what} you returned only {sorted(tags)}, expected {sorted(expected)}: the callable is called once per storage, so collect every call's tag (add it to a set), not only the last one"
-                )
-            if expected != {"cpu"} and tags == {"cpu"}:
-                raise Wrong(
-                    "you reported where the tensors are after loading ('cpu'); the tag saved in the file is what a map_location callable receives as its second argument"
-                )
-            if tags > expected:
-                extra = sorted(tags - expected)
-                raise Wrong(
-                    f"with {what} you returned {sorted(tags)}, but no storage was saved on {extra}: that text is in data.pkl as an ordinary string. A byte search finds every string, not only storage tags; use a callable map_location, which torch.load calls once per storage with its tag"
-                )
-            raise Wrong(
-                f"with {what} you returned {sorted(map(str, tags))}; expected {sorted(expected)}"
-            )
+            _check_tags(got, expected, what)
     if not used_callable:
         raise Wrong(
             "the tags are right, but the task asks you to read them with a callable map_location (torch.load(path, map_location=record, weights_only=True), where record(storage, location) notes the location): it sees what torch.load sees, while a byte search of data.pkl also finds any string that merely looks like a tag"
@@ -265,3 +192,30 @@ def storage_locations(fn) -> str:
     return (
         "a map_location callable sees each storage's saved tag before anything is put on a device."
     )
+
+
+def _check_tags(got, expected: set[str], what: str) -> None:
+    if not isinstance(got, (set, frozenset)):
+        why = ": a list repeats a tag once per storage; set(...) keeps each tag once"
+        raise Wrong(
+            f"return a set of tags such as {{'cuda:1'}}, got {type(got).__name__}{why if isinstance(got, (list, tuple)) else ''}"
+        )
+    if any(isinstance(t, torch.device) for t in got):
+        raise Wrong(
+            "return the tags as strings, as torch.load passes them ('cuda:1'), not torch.device objects"
+        )
+    if got == expected:
+        return
+    if len(expected) > 1 and len(got) == 1 and got < expected:
+        raise Wrong(
+            f"with {what} you returned only {sorted(got)}, expected {sorted(expected)}: the callable is called once per storage, so collect every call's tag (add it to a set), not only the last one"
+        )
+    if expected != {"cpu"} and got == {"cpu"}:
+        raise Wrong(
+            "you reported where the tensors are after loading ('cpu'); the tag saved in the file is what a map_location callable receives as its second argument"
+        )
+    if got > expected:
+        raise Wrong(
+            f"with {what} you returned {sorted(got)}, but no storage was saved on {sorted(got - expected)}: that text is in data.pkl as an ordinary string. A byte search finds every string, not only storage tags; use a callable map_location, which torch.load calls once per storage with its tag"
+        )
+    raise Wrong(f"with {what} you returned {sorted(map(str, got))}; expected {sorted(expected)}")

@@ -4,11 +4,8 @@ WRONG pairs an answer with a piece of the hint it must get; RIGHT lists answers 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import torch
-
-from labs_utils.checks import Wrong
 
 
 def _all_named_buffers(model):
@@ -121,14 +118,17 @@ def _right_assign(model, path):
     return fresh
 
 
-def _read_saved(path: Path) -> dict:
-    try:
-        return torch.load(path, weights_only=True)
-    except Exception:
-        raise Wrong(
-            "the file holds more than tensors (a whole model object?): save model.state_dict(), "
-            "which safe loading (weights_only=True) reads"
-        ) from None
+def _never_saved(model, path):
+    fresh = type(model)()
+    fresh.load_state_dict(model.state_dict())
+    return fresh
+
+
+def _saves_a_fresh_model(model, path):
+    torch.save(type(model)().state_dict(), path)
+    fresh = type(model)()
+    fresh.load_state_dict(torch.load(path))
+    return fresh
 
 
 WRONG = {
@@ -150,6 +150,8 @@ WRONG = {
         (_wrapped, "exactly model.state_dict()"),
         (_returns_load_result, "_IncompatibleKeys"),
         (_forgot_return, "forget the `return`"),
+        (_never_saved, "nothing was written to path"),
+        (_saves_a_fresh_model, "its keys or values differ"),
     ],
 }
 RIGHT = {

@@ -92,6 +92,10 @@ def _right_regex(sd):
     )
 
 
+def _keys_only(sd):
+    return [_expected_key(k) for k in sd]
+
+
 WRONG = {
     "remap_keys": [
         (_only_features, "classifier"),
@@ -103,6 +107,7 @@ WRONG = {
         (_drops_the_rest, "dropped"),
         (_by_position, "by position"),
         (_classifier_else_head, "stay as it is"),
+        (_keys_only, "return a dict of new names"),
     ],
     "doc_input_size": [
         (32, "30x30"),

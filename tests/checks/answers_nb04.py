@@ -114,6 +114,13 @@ def _forgot_return(ckpt, model, optimizer, scheduler, loader):
     _right_resume(ckpt, model, optimizer, scheduler, loader)
 
 
+def _no_model(ckpt, model, optimizer, scheduler, loader):
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    restore_rng_state(ckpt["rng"], generators={"train_loader": loader.generator})
+    return ckpt["epoch"] + 1
+
+
 _RESUME_WRONG = [
     (_weights_only, "optimizer.load_state_dict"),
     (_no_scheduler, "scheduler.load_state_dict"),
@@ -129,6 +136,7 @@ _RESUME_WRONG = [
     (_wrong_generator_name, "no saved state for generator(s) ['loader']"),
     (_step_as_epoch, "checkpoint['epoch'] + 1"),
     (_forgot_return, "forget the `return`"),
+    (_no_model, "model.load_state_dict(checkpoint['model'])"),
 ]
 
 

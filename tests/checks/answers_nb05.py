@@ -170,6 +170,10 @@ def _right_with_extras(model, optimizer, scheduler, scaler, epoch):
     }
 
 
+def _as_tuple(model, optimizer, scheduler, scaler, epoch):
+    return tuple(_right(model, optimizer, scheduler, scaler, epoch).items())
+
+
 WRONG = {
     "fresh_scaler_skips": [
         (6, "2**16"),
@@ -197,6 +201,7 @@ WRONG = {
         (_bound_method, "scheduler.state_dict()"),
         (_none_when_disabled, "a disabled scaler's state_dict() is {}"),
         (_next_epoch, "the epoch you were given"),
+        (_as_tuple, "return a dict"),
     ],
 }
 RIGHT = {

@@ -119,6 +119,26 @@ def _imported_by_name(path):
     return seen
 
 
+def _counts_tags(path):
+    counts = {}
+
+    def record(storage, location):
+        counts[location] += 1  # KeyError: the first time a tag is seen
+        return storage
+
+    torch.load(path, map_location=record, weights_only=True)
+    return set(counts)
+
+
+def _swallows_the_error(path):
+    seen = set()
+    try:
+        torch.load(path, map_location=lambda s, loc: seen.add(loc), weights_only=True)
+    except RuntimeError:
+        pass
+    return seen
+
+
 WRONG = {
     "map_two_gpus_to_cpu": [
         ({"cuda:0": "cpu"}, "cuda:1"),
@@ -154,6 +174,8 @@ WRONG = {
         (_returns_the_tag, "not a storage"),
         (_one_argument, "two arguments"),
         (_device_objects, "strings"),
+        (_counts_tags, "callable itself raised KeyError"),
+        (_swallows_the_error, "returned None"),
     ],
 }
 RIGHT = {

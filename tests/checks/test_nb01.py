@@ -8,6 +8,7 @@ import os
 
 import pytest
 import torch
+from torch import load, save
 
 from labs_utils.checks import check, nb01
 from labs_utils.models import SimpleModel, SmallCNN
@@ -70,7 +71,8 @@ def test_buffer_keys_cases_hold_what_they_claim():
     assert "loss_fn.weight" in keys and "loss_fn.weight" in dict(gated.named_buffers())
     assert "gain" in dict(gated.named_parameters())
     assert "proj.cache" in dict(gated.named_buffers()) and "proj.cache" not in keys
-    assert nb01._expected_buffers(nb01.NoBuffers()) == set()
+    no_stats = torch.nn.BatchNorm1d(3, track_running_stats=False)
+    assert nb01._expected_buffers(no_stats) == set() and no_stats.running_mean is None
 
 
 def test_a_forgotten_return_is_named():
@@ -209,12 +211,13 @@ def test_save_and_reload_hint_for_a_whole_model_loaded_back():
     assert result.status == "wrong" and "whole model" in result.message
 
 
-def test_save_and_reload_leaves_torch_load_and_the_learners_model_alone():
-    real = torch.load
+def test_save_and_reload_leaves_torch_save_and_load_and_the_learners_model_alone():
+    real, real_save = torch.load, torch.save
     model = SimpleModel()
     before = copy.deepcopy(model.state_dict())
     check.save_and_reload(save_and_reload)
     assert torch.load is real and torch.serialization.load is real
+    assert torch.save is real_save and torch.serialization.save is real_save
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
@@ -235,6 +238,17 @@ def test_save_and_reload_hint_for_the_keys_report():
         )[1]
     )
     assert result.status == "wrong" and "_IncompatibleKeys" in result.message
+
+
+def _by_name(model, path):  # a notebook's `from torch import load, save`: still watched
+    save(model.state_dict(), path)
+    fresh = type(model)()
+    fresh.load_state_dict(load(path))
+    return fresh
+
+
+def test_save_and_reload_sees_torch_save_imported_by_name():
+    assert check.save_and_reload(_by_name), check.save_and_reload(_by_name)
 
 
 def test_save_and_reload_accepts_the_files_bytes_read_into_memory_first():
