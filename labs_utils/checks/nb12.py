@@ -59,9 +59,6 @@ def same_file(f: Any, path: Path) -> bool:
         return False
 
 
-NB1 = "01_state_dict_basics"
-
-
 def _serving_refusal(err: BaseException, path: Path) -> str:
     head = path.read_bytes()[:9]  # safetensors: the length of its JSON header (8 bytes), then '{'
     if head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
@@ -78,61 +75,53 @@ def _serving_refusal(err: BaseException, path: Path) -> str:
     return f"torch.load refuses the file with weights_only=True ({type(err).__name__}); save model.state_dict()"
 
 
-@exercise("capstone_save_for_serving", notebook=NB1)
+def _served_hint(saved: Any, model: nn.Module, expected: dict) -> str | None:
+    """What is wrong with the file's contents for a server that loads ``model`` (whose tensors
+    were ``expected`` before the save), if anything."""
+    buffers = {name for name, _ in model.named_buffers() if name in expected}
+    what = type(model).__name__
+    if not isinstance(saved, Mapping):
+        return f"the file holds a {type(saved).__name__}, not a state_dict: save model.state_dict(), a dict of names to tensors"
+    if set(saved) != set(expected):
+        inner = [v for v in saved.values() if isinstance(v, Mapping)]
+        if len(saved) == 1 and inner:
+            return f"the file holds a dict around the state_dict ({{{next(iter(saved))!r}: ...}}): the server calls model.load_state_dict(torch.load(path)), so save the state_dict itself"
+        missing = sorted(set(expected) - set(saved))
+        if missing and set(missing) <= buffers:
+            return f"with a {what}, the file misses its buffers ({missing[0]}, ...): named_parameters() leaves out BatchNorm's running statistics; save model.state_dict()"
+        extra = sorted(set(saved) - set(expected))
+        return f"with a {what}, the keys differ from model.state_dict() (missing {missing[:2]}, extra {extra[:2]}): save exactly model.state_dict()"
+    for k, want in expected.items():
+        got = saved[k]
+        if not isinstance(got, torch.Tensor):
+            return (
+                f"{k} is a {type(got).__name__} in the file, not a tensor: save model.state_dict()"
+            )
+        if got.requires_grad:
+            return "the file holds parameters that still require grad (named_parameters() or keep_vars=True); save model.state_dict(), whose tensors are detached and include buffers"
+        if got.dtype != want.dtype:
+            return f"{k} was saved as {str(got.dtype).replace('torch.', '')}, the model holds {str(want.dtype).replace('torch.', '')}: keep the model's dtype"
+        if not torch.equal(got, want):
+            return f"with a {what}, {k} does not hold the values of the model you were given: save the state_dict of the `model` argument, not of another model"
+    return None
+
+
+@exercise("capstone_save_for_serving", notebook="01_state_dict_basics")
 def capstone_save_for_serving(fn) -> str:
     """``fn(model, path)`` writes a file that safe loading accepts and that holds the state_dict
     of the model it was given (tried on a Net and on a SmallCNN with BatchNorm buffers)."""
     for model in (net(5), cnn_with_moved_statistics(5, dropout=0.0)):
         expected = snapshot(model)
-        buffers = {name for name, _ in model.named_buffers() if name in expected}
         with scratch_file("best.pth") as path:
             run_saver(fn, model, path, path=path)
             try:
                 saved = load_cpu(path)
             except Exception as e:
                 raise Wrong(_serving_refusal(e, path)) from None
-        what = type(model).__name__
-        if not isinstance(saved, Mapping):
-            raise Wrong(
-                f"the file holds a {type(saved).__name__}, not a state_dict: save model.state_dict(), a dict of names to tensors"
-            )
-        if set(saved) != set(expected):
-            inner = [v for v in saved.values() if isinstance(v, Mapping)]
-            if len(saved) == 1 and inner:
-                raise Wrong(
-                    f"the file holds a dict around the state_dict ({{{next(iter(saved))!r}: ...}}): the server calls model.load_state_dict(torch.load(path)), so save the state_dict itself"
-                )
-            missing = sorted(set(expected) - set(saved))
-            if missing and set(missing) <= buffers:
-                raise Wrong(
-                    f"with a {what}, the file misses its buffers ({missing[0]}, ...): named_parameters() leaves out BatchNorm's running statistics; save model.state_dict()"
-                )
-            extra = sorted(set(saved) - set(expected))
-            raise Wrong(
-                f"with a {what}, the keys differ from model.state_dict() (missing {missing[:2]}, extra {extra[:2]}): save exactly model.state_dict()"
-            )
-        for k, want in expected.items():
-            got = saved[k]
-            if not isinstance(got, torch.Tensor):
-                raise Wrong(
-                    f"{k} is a {type(got).__name__} in the file, not a tensor: save model.state_dict()"
-                )
-            if got.requires_grad:
-                raise Wrong(
-                    "the file holds parameters that still require grad (named_parameters() or keep_vars=True); save model.state_dict(), whose tensors are detached and include buffers"
-                )
-            if got.dtype != want.dtype:
-                raise Wrong(
-                    f"{k} was saved as {str(got.dtype).replace('torch.', '')}, the model holds {str(want.dtype).replace('torch.', '')}: keep the model's dtype"
-                )
-            if not torch.equal(got, want):
-                raise Wrong(
-                    f"with a {what}, {k} does not hold the values of the model you were given: save the state_dict of the `model` argument, not of another model"
-                )
+        hint = _served_hint(saved, model, expected)
+        if hint:
+            raise Wrong(hint)
     return "the serving file is a plain state_dict that loads with weights_only=True."
-
-
-NB2 = "04_checkpoints_and_resume"
 
 
 def _resume_setup(kind: str, seed: int = 0):
@@ -141,10 +130,7 @@ def _resume_setup(kind: str, seed: int = 0):
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
     else:  # a model with BatchNorm buffers, SGD with momentum, another scheduler
-        from ..models import SmallCNN
-
-        torch.manual_seed(seed)
-        model = SmallCNN(dropout=0.0)
+        model = cnn_with_moved_statistics(seed, dropout=0.0)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 4], gamma=0.3)
     return model, optimizer, scheduler
@@ -163,7 +149,7 @@ def _steps(model, optimizer, scheduler, n: int, data: torch.Generator) -> None:
         scheduler.step()
 
 
-@exercise("capstone_save_for_resume", notebook=NB2)
+@exercise("capstone_save_for_resume", notebook="04_checkpoints_and_resume")
 def capstone_save_for_resume(fn) -> str:
     """``fn(model, optimizer, scheduler, epoch, path)`` writes one dict with the keys "model",
     "optimizer", "scheduler" and "epoch" from which training resumes exactly. Tried with
@@ -183,7 +169,9 @@ def capstone_save_for_resume(fn) -> str:
                 raise Wrong(_resume_refusal(e)) from None
         # fresh objects, as in a new process
         model, optimizer, scheduler = _resume_setup(kind, seed=99)
-        _check_resume_entries(ckpt, first, epoch)
+        hint = _entries_hint(ckpt, first, epoch)
+        if hint:
+            raise Wrong(hint)
         for key, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler)):
             try:
                 obj.load_state_dict(ckpt[key])
@@ -216,66 +204,75 @@ def _resume_refusal(err: BaseException) -> str:
     return f"the checkpoint does not load with weights_only=True (Unsupported global {name}); store plain Python values, e.g. str(torch.__version__) rather than torch.__version__ (a TorchVersion)"
 
 
-def _check_resume_entries(ckpt: Any, live: tuple, epoch: int) -> None:
-    """Specific hints for entries of the wrong kind, before anything is loaded."""
+def _entries_hint(ckpt: Any, live: tuple, epoch: int) -> str | None:
+    """A specific hint for entries of the wrong kind, before anything is loaded."""
     model, optimizer, scheduler = live
     if not isinstance(ckpt, Mapping):
-        raise Wrong(
-            f"the file holds a {type(ckpt).__name__}: save one dict with the keys 'model', 'optimizer', 'scheduler' and 'epoch'"
-        )
+        return f"the file holds a {type(ckpt).__name__}: save one dict with the keys 'model', 'optimizer', 'scheduler' and 'epoch'"
     for key in ("model", "optimizer", "scheduler", "epoch"):
         if key not in ckpt:
             near = [k for k in ckpt if isinstance(k, str) and key in k.lower() and k != key]
             named = (
                 f" (you named it {near[0]!r}; the task and resume() use {key!r})" if near else ""
             )
-            raise Wrong(
-                f"the checkpoint has no '{key}' entry{named}: without the {key} state the resumed run is not the run you interrupted"
-            )
+            return f"the checkpoint has no '{key}' entry{named}: without the {key} state the resumed run is not the run you interrupted"
     state = ckpt["model"]
     if not isinstance(state, Mapping):
-        raise Wrong(f"the 'model' entry is a {type(state).__name__}: save model.state_dict()")
+        return f"the 'model' entry is a {type(state).__name__}: save model.state_dict()"
     missing = sorted(set(model.state_dict()) - set(state))
     if missing:
         buffers = any("running" in k or "batches" in k for k in missing)
         kind = "buffers (BatchNorm's running statistics)" if buffers else "entries"
-        raise Wrong(
-            f"with {type(model).__name__}, the 'model' entry misses {kind}, e.g. {missing[0]}: save model.state_dict(), not named_parameters()"
-        )
+        return f"with {type(model).__name__}, the 'model' entry misses {kind}, e.g. {missing[0]}: save model.state_dict(), not named_parameters()"
     opt = ckpt["optimizer"]
     if isinstance(opt, (list, tuple)):
-        raise Wrong(
-            "the 'optimizer' entry is a list (param_groups alone?): param_groups alone hold the learning rates but not the optimizer's running state (Adam's moments, SGD's momentum); save optimizer.state_dict(), a dict with 'state' and 'param_groups'"
-        )
+        return "the 'optimizer' entry is a list (param_groups alone?): param_groups alone hold the learning rates but not the optimizer's running state (Adam's moments, SGD's momentum); save optimizer.state_dict(), a dict with 'state' and 'param_groups'"
     if not isinstance(opt, Mapping) or not {"state", "param_groups"} <= set(opt):
         have = sorted(opt) if isinstance(opt, Mapping) else type(opt).__name__
-        raise Wrong(
-            f"the 'optimizer' entry should be optimizer.state_dict(), a dict with 'state' and 'param_groups'; got {have}"
-        )
+        return f"the 'optimizer' entry should be optimizer.state_dict(), a dict with 'state' and 'param_groups'; got {have}"
     sched = ckpt["scheduler"]
     if isinstance(sched, (list, tuple)):
-        raise Wrong(
-            "the 'scheduler' entry is a list (scheduler.get_last_lr()?): the learning rate alone does not tell the scheduler where it is in its schedule; save scheduler.state_dict()"
-        )
+        return "the 'scheduler' entry is a list (scheduler.get_last_lr()?): the learning rate alone does not tell the scheduler where it is in its schedule; save scheduler.state_dict()"
     if not isinstance(sched, Mapping) or "last_epoch" not in sched:
-        raise Wrong(
-            f"the 'scheduler' entry should be scheduler.state_dict() (a dict with 'last_epoch'); got {type(sched).__name__}"
-        )
+        return f"the 'scheduler' entry should be scheduler.state_dict() (a dict with 'last_epoch'); got {type(sched).__name__}"
     got = as_int(ckpt["epoch"], "the 'epoch' entry")
     if got != epoch:
-        raise Wrong(
-            f"the 'epoch' entry holds {got}, but the function was given epoch={epoch}: store the epoch you were given (the resume code decides where to go on from it)"
-        )
+        return f"the 'epoch' entry holds {got}, but the function was given epoch={epoch}: store the epoch you were given (the resume code decides where to go on from it)"
+    return None
 
 
-NB3 = "07_ddp_and_wrapper_prefixes"
+def _ddp_hint(
+    model: Any, seen: crash.WriteTrace, path: Path, reference: nn.Module, what: str
+) -> str | None:
+    """What is wrong with the model an answer loaded from ``path`` (``what`` file), if anything."""
+    from ..models import Net
+
+    loads = seen.arguments.get(torch.serialization.load, [])
+    if loads and not any(same_file(a.get("f"), path) for a in loads):
+        return f"with {what}: your function read another file, not the path it was given"
+    non_strict = any(
+        not a.get("strict", True) and isinstance(a.get("self"), Net)
+        for a in seen.arguments.get(nn.Module.load_state_dict, [])
+    )
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return f"with {what}: you returned the Net wrapped in {type(model).__name__}, whose keys start with 'module.'; serving wants the plain Net: strip the prefix from the file's keys instead"
+    if not isinstance(model, Net):
+        return f"return the loaded model (a Net), got {type(model).__name__}"
+    got = model.state_dict()
+    missed = [k for k, v in reference.state_dict().items() if not torch.equal(got[k], v)]
+    if missed and non_strict:
+        return f"with {what}, {missed[0]} was not loaded (strict=False hides this: it skips every key that does not match): strip a leading 'module.' and load strictly"
+    if missed:
+        return f"with {what}, {missed[0]} was not loaded into the Net you returned: load the file's state_dict (prefix stripped) into that Net"
+    if non_strict:
+        return f"with {what}, the weights loaded, but with strict=False: the task says strictly, because strict=False also accepts a file that misses weights or holds another model's, without a word. Strip the prefix and keep strict=True"
+    return None
 
 
-@exercise("capstone_load_ddp_weights", notebook=NB3)
+@exercise("capstone_load_ddp_weights", notebook="07_ddp_and_wrapper_prefixes")
 def capstone_load_ddp_weights(fn) -> str:
     """``fn(path)`` returns a plain ``Net`` loaded strictly from a file saved with or without a
     DDP ``module.`` prefix."""
-    from ..models import Net
 
     reference = net(3)
     ddp = {f"module.{k}": v for k, v in reference.state_dict().items()}
@@ -289,35 +286,9 @@ def capstone_load_ddp_weights(fn) -> str:
                     model = call_answer(fn, path)
                 except Wrong as w:
                     raise Wrong(_ddp_failure(what, str(w))) from None
-            loads = seen.arguments.get(torch.serialization.load, [])
-            if loads and not any(same_file(a.get("f"), path) for a in loads):
-                raise Wrong(
-                    f"with {what}: your function read another file, not the path it was given"
-                )
-            non_strict = any(
-                not a.get("strict", True) and isinstance(a.get("self"), Net)
-                for a in seen.arguments.get(nn.Module.load_state_dict, [])
-            )
-            if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-                raise Wrong(
-                    f"with {what}: you returned the Net wrapped in {type(model).__name__}, whose keys start with 'module.'; serving wants the plain Net: strip the prefix from the file's keys instead"
-                )
-            if not isinstance(model, Net):
-                raise Wrong(f"return the loaded model (a Net), got {type(model).__name__}")
-            got = model.state_dict()
-            missed = [k for k, v in reference.state_dict().items() if not torch.equal(got[k], v)]
-            if missed and non_strict:
-                raise Wrong(
-                    f"with {what}, {missed[0]} was not loaded (strict=False hides this: it skips every key that does not match): strip a leading 'module.' and load strictly"
-                )
-            if missed:
-                raise Wrong(
-                    f"with {what}, {missed[0]} was not loaded into the Net you returned: load the file's state_dict (prefix stripped) into that Net"
-                )
-            if non_strict:
-                raise Wrong(
-                    f"with {what}, the weights loaded, but with strict=False: the task says strictly, because strict=False also accepts a file that misses weights or holds another model's, without a word. Strip the prefix and keep strict=True"
-                )
+            hint = _ddp_hint(model, seen, path, reference, what)
+            if hint:
+                raise Wrong(hint)
     return "DDP and plain files both load, strictly, into the plain model."
 
 

@@ -17,8 +17,6 @@ import torch
 from . import Wrong, crash, exercise, same, spy
 from .nb12 import load_cpu, run_saver
 
-NB6 = "04_checkpoints_and_resume"
-
 
 class _Exploding:
     """Pickling this raises: a stand-in for a save that fails with an exception."""
@@ -86,7 +84,7 @@ def _labs_utils_savers() -> list[Any]:
     ]
 
 
-@exercise("capstone_save_atomically", notebook=NB6)
+@exercise("capstone_save_atomically", notebook="04_checkpoints_and_resume")
 def capstone_save_atomically(fn) -> str:
     """``fn(obj, path)`` saves so that a crash at any moment leaves the previous file or the complete
     new one, a failed save leaves the previous file and no litter, and the data is fsynced before

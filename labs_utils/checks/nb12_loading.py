@@ -12,20 +12,9 @@ from unittest import mock
 
 import torch
 
-from . import (
-    Wrong,
-    call_answer,
-    crash,
-    exercise,
-    isolated_safe_globals,
-    process_changes,
-    run_answer,
-    same,
-)
-from .calling import torch_own
+from . import Wrong, call_answer, crash, exercise, same
+from .calling import isolated_safe_globals, process_changes, run_answer, torch_own
 from .nb12 import load_cpu, net, same_file
-
-NB4 = "06_devices_and_map_location"
 
 # What torch says when code asks for a GPU that is not there. The words depend on the build of
 # torch and on the machine: the CPU-only build, the CUDA build without an NVIDIA driver, the
@@ -91,7 +80,7 @@ def _gpu_hint(loads: list[dict[str, Any]], error: str) -> str:
     return f"your function moves the model to the GPU, and the serving host has none (torch says: {first_line[:160]}): keep the model on the CPU, or choose the device at run time with torch.cuda.is_available()"
 
 
-@exercise("capstone_load_gpu_weights", notebook=NB4)
+@exercise("capstone_load_gpu_weights", notebook="06_devices_and_map_location")
 def capstone_load_gpu_weights(fn) -> str:
     """``fn(path)`` returns a ``SimpleModel`` on the CPU loaded from data/gpu_weights_cuda0.pth."""
     from .. import data_file
@@ -128,10 +117,7 @@ def capstone_load_gpu_weights(fn) -> str:
     return "the GPU-saved weights are on the CPU, every tensor equal to the file's."
 
 
-NB5 = "08_safe_loading"
-
-
-@exercise("capstone_load_safely", notebook=NB5)
+@exercise("capstone_load_safely", notebook="08_safe_loading")
 def capstone_load_safely(fn) -> str:
     """``fn(path)`` loads a checkpoint holding weights plus a ``RunInfo``, allowing exactly RunInfo
     for that one load, and refuses a malicious file with an error."""
@@ -149,7 +135,9 @@ def capstone_load_safely(fn) -> str:
             try:
                 loaded = call_answer(fn, good)
             except Wrong as w:
-                _safe_globals_hint(_allowed(seen), str(w), allowed_before)
+                hint = _safe_globals_hint(_allowed(seen), str(w), allowed_before)
+                if hint:
+                    raise Wrong(hint) from None
                 raise
         # judged by what is left afterwards: RunInfo still allowed for every later load
         if any(kind == "safe_globals" and "RunInfo" in hint for kind, hint in process_changes()):
@@ -221,17 +209,12 @@ def _unsafe_load(seen: crash.WriteTrace) -> bool:
     )
 
 
-def _safe_globals_hint(entries: list, message: str, allowed_before: bool) -> None:
+def _safe_globals_hint(entries: list, message: str, allowed_before: bool) -> str | None:
     strings = [e for e in entries if isinstance(e, str)]
     if strings:
-        raise Wrong(
-            f"safe_globals takes the objects themselves, not strings: pass [RunInfo] (the class you imported), not [{strings[0]!r}]; torch cannot turn a name into a class (it raised {message.removeprefix('your function raised ')[:80]})"
-        )
+        return f"safe_globals takes the objects themselves, not strings: pass [RunInfo] (the class you imported), not [{strings[0]!r}]; torch cannot turn a name into a class (it raised {message.removeprefix('your function raised ')[:80]})"
     if "RunInfo" in message and allowed_before and not entries:
-        raise Wrong(
-            "torch.load refused RunInfo: your function worked in the notebook only because RunInfo was already allowed for the whole process (an add_safe_globals call outside it). Allow it inside the function, for this one load: with torch.serialization.safe_globals([RunInfo]):"
-        )
+        return "torch.load refused RunInfo: your function worked in the notebook only because RunInfo was already allowed for the whole process (an add_safe_globals call outside it). Allow it inside the function, for this one load: with torch.serialization.safe_globals([RunInfo]):"
     if "RunInfo" in message:
-        raise Wrong(
-            "torch.load refused the file because of RunInfo (not on the default allowlist): allow exactly that class for this load with `with torch.serialization.safe_globals([RunInfo]):`"
-        )
+        return "torch.load refused the file because of RunInfo (not on the default allowlist): allow exactly that class for this load with `with torch.serialization.safe_globals([RunInfo]):`"
+    return None

@@ -82,6 +82,14 @@ def _reference(num_workers: int) -> tuple:
     return tuple(log), *copy.deepcopy((model.state_dict(), ema.state_dict()))
 
 
+@functools.cache
+def _crashed_run(stop_at, workers: int) -> tuple[dict, tuple]:
+    """The run that stops at ``stop_at`` (the same for every answer): its checkpoint and log."""
+    model, optimizer, ema, loader = _objects(0, workers)
+    log = _train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
+    return through_file(_training_state(model, optimizer, ema, loader, stop_at[0])), tuple(log)
+
+
 def _where(stop_at, workers: int) -> str:
     epoch, step = stop_at
     last = " (the last)" if step == _STEPS else ""
@@ -91,63 +99,62 @@ def _where(stop_at, workers: int) -> str:
     return f"a checkpoint taken {moment}" + (f" and {workers} workers" if workers else "")
 
 
-def _check_restored(saved: dict, model, optimizer, ema, loader, where: str) -> None:
+def _restore_hint(saved: dict, model, optimizer, ema, loader) -> str | None:
+    """What the answer left unrestored among the objects passed in, if anything."""
     if not same(saved["model"], model.state_dict()):
-        raise Wrong(
-            f"with {where}, the model's weights differ from the checkpoint's: call model.load_state_dict(checkpoint['model']) on the model passed in"
-        )
+        return "the model's weights differ from the checkpoint's: call model.load_state_dict(checkpoint['model']) on the model passed in"
     now = optimizer.state_dict()
     if saved["optimizer"]["state"] and not now["state"]:
-        raise Wrong(
-            f"with {where}, the optimizer you were given has no momentum buffers: call optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with it)"
-        )
-    if now["state"].keys() != saved["optimizer"]["state"].keys() or not all(
-        same(saved["optimizer"]["state"][i], s) for i, s in now["state"].items()
-    ):
-        raise Wrong(
-            f"with {where}, the optimizer's momentum buffers differ from the checkpoint's: call optimizer.load_state_dict(checkpoint['optimizer'])"
-        )
+        return "the optimizer you were given has no momentum buffers: call optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with it)"
+    if not same(dict(saved["optimizer"]["state"]), dict(now["state"])):
+        return "the optimizer's momentum buffers differ from the checkpoint's: call optimizer.load_state_dict(checkpoint['optimizer'])"
     ema_now = ema.state_dict()
     if int(ema_now["n_averaged"]) == 0 and int(saved["ema"]["n_averaged"]) > 0:
-        raise Wrong(
-            f"with {where}, the average you were given was not restored (its n_averaged is 0, so its next update would copy the weights and forget the average): call ema.load_state_dict(checkpoint['ema']) on the AveragedModel passed in"
-        )
+        return "the average you were given was not restored (its n_averaged is 0, so its next update would copy the weights and forget the average): call ema.load_state_dict(checkpoint['ema']) on the AveragedModel passed in"
     if not same(saved["ema"], ema_now):
-        raise Wrong(
-            f"with {where}, the average's weights differ from the checkpoint's: load checkpoint['ema'] with ema.load_state_dict (the AveragedModel's own keys, 'module.' prefix and n_averaged)"
-        )
+        return "the average's weights differ from the checkpoint's: load checkpoint['ema'] with ema.load_state_dict (the AveragedModel's own keys, 'module.' prefix and n_averaged)"
     if loader.next_iter_state is None and not loader._initial_iter_for_state_dict:
         # (after load_state_dict, loader.state_dict() builds the iterator the next iter() reuses: fine)
         if loader._iterator is not None:
-            raise Wrong(
-                f"with {where}, your function iterated over the loader (iter(loader) or next(iter(loader))): the first iter() after load_state_dict uses the restored position, and the training loop's own iter() then starts a new epoch. Leave the loader to the loop"
-            )
-        raise Wrong(
-            f"with {where}, the loader you were given has no restored position: call loader.load_state_dict(checkpoint['loader']) on it (training goes on with that loader)"
-        )
+            return "your function iterated over the loader (iter(loader) or next(iter(loader))): the first iter() after load_state_dict uses the restored position, and the training loop's own iter() then starts a new epoch. Leave the loader to the loop"
+        return "the loader you were given has no restored position: call loader.load_state_dict(checkpoint['loader']) on it (training goes on with that loader)"
     saved_rng, now_rng = saved["rng"]["torch"], torch.get_rng_state()
     if not torch.equal(saved_rng, now_rng):
         if drew_after_restoring(saved_rng, now_rng):
-            raise Wrong(
-                f"with {where}, your function restored torch's global generator, then drew from it before returning (a forward pass in train mode, torch.randn, building a layer): restore the RNG states last"
-            )
-        raise Wrong(
-            f"with {where}, torch's global generator (the Dropout masks) is not the checkpoint's: restore_rng_state(checkpoint['rng'])"
-        )
+            return "your function restored torch's global generator, then drew from it before returning (a forward pass in train mode, torch.randn, building a layer): restore the RNG states last"
+        return "torch's global generator (the Dropout masks) is not the checkpoint's: restore_rng_state(checkpoint['rng'])"
+    return None
+
+
+def _run_hint(start: int, stop_at, log: list, workers: int, objects: tuple) -> str | None:
+    """How the run resumed at ``start`` differs from the uninterrupted one, if it does."""
+    (epoch, step), (ref_log, ref_model, ref_ema) = stop_at, _reference(workers)
+    if start == epoch + 1:
+        return f"your function returned {start}, the epoch after the checkpoint's: epoch {epoch} is not finished, its loader state holds the batches left; return checkpoint['epoch']"
+    if start != epoch:
+        return f"your function returned {start}; the run goes on in the checkpoint's epoch ({epoch}): return checkpoint['epoch']"
+    _train(*objects, start, log)
+    got, expected = ([b for e, b in run if e == epoch] for run in (log, ref_log))
+    if got != expected and step > 0 and len(got) == len(expected) + step:
+        return f"the loader gave all {len(expected)} batches of epoch {epoch} again, not the {len(expected) - step} left: load checkpoint['loader'] into the loader passed in"
+    if got != expected:
+        return f"the batches of epoch {epoch} after the resume differ from the uninterrupted run's: load checkpoint['loader'] into the loader passed in, and do not draw batches in your function"
+    if log != list(ref_log):
+        return "the epochs after the resumed one got other batches than the uninterrupted run: restore every object passed in, and build nothing that draws from the loader's generators"
+    if not same(ref_model, objects[0].state_dict()) or not same(ref_ema, objects[2].state_dict()):
+        return "the run saw the same batches but ended with other weights: restore the model, the optimizer, the EMA and the RNG states, and draw no random numbers afterwards"
+    return None
 
 
 @exercise("resume_mid_epoch", notebook=NB)
 def resume_mid_epoch(fn) -> str:
     """``fn(checkpoint, model, optimizer, ema, loader)`` restores everything and returns the epoch to train next."""
     for stop_at, workers in _CASES:
-        ref_log, ref_model, ref_ema = _reference(workers)
-        model, optimizer, ema, loader = _objects(0, workers)
-        log = _train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
-        checkpoint = through_file(_training_state(model, optimizer, ema, loader, stop_at[0]))
-        saved = through_file(checkpoint)  # a copy the answer cannot change
-        del model, optimizer, ema, loader  # the process dies
-
-        where, (epoch, step) = _where(stop_at, workers), stop_at
+        _reference(workers)  # first, so that it draws nothing while the resumed run trains
+        state, log = _crashed_run(stop_at, workers)
+        # the checkpoint, and a copy the answer cannot change
+        checkpoint, saved, log = through_file(state), through_file(state), list(log)
+        where = _where(stop_at, workers)
         model, optimizer, ema, loader = _objects(99, workers)
         try:
             start = call_answer(fn, checkpoint, model, optimizer, ema, loader)
@@ -158,33 +165,10 @@ def resume_mid_epoch(fn) -> str:
                 ) from None
             raise
         start = as_int(start, "the epoch your function returned")
-        _check_restored(saved, model, optimizer, ema, loader, where)
-        if start == epoch + 1:
-            raise Wrong(
-                f"with {where}, your function returned {start}, the epoch after the checkpoint's: epoch {epoch} is not finished, its loader state holds the batches left; return checkpoint['epoch']"
-            )
-        if start != epoch:
-            raise Wrong(
-                f"with {where}, your function returned {start}; the run goes on in the checkpoint's epoch ({epoch}): return checkpoint['epoch']"
-            )
-        _train(model, optimizer, ema, loader, start, log)
-        got, expected = ([b for e, b in run if e == epoch] for run in (log, ref_log))
-        if got != expected and step > 0 and len(got) == len(expected) + step:
-            raise Wrong(
-                f"with {where}, the loader gave all {len(expected)} batches of epoch {epoch} again, not the {len(expected) - step} left: load checkpoint['loader'] into the loader passed in"
-            )
-        if got != expected:
-            raise Wrong(
-                f"with {where}, the batches of epoch {epoch} after the resume differ from the uninterrupted run's: load checkpoint['loader'] into the loader passed in, and do not draw batches in your function"
-            )
-        if log != list(ref_log):
-            raise Wrong(
-                f"with {where}, the epochs after the resumed one got other batches than the uninterrupted run: restore every object passed in, and build nothing that draws from the loader's generators"
-            )
-        if not same(ref_model, model.state_dict()) or not same(ref_ema, ema.state_dict()):
-            raise Wrong(
-                f"with {where}, the run saw the same batches but ended with other weights: restore the model, the optimizer, the EMA and the RNG states, and draw no random numbers afterwards"
-            )
+        objects = (model, optimizer, ema, loader)
+        hint = _restore_hint(saved, *objects) or _run_hint(start, stop_at, log, workers, objects)
+        if hint:
+            raise Wrong(f"with {where}, {hint}")
     return "the model and its EMA end identical to uninterrupted runs, resumed before the first step, mid-epoch, after an epoch's last step, at an epoch boundary, and with 2 workers."
 
 
@@ -249,13 +233,8 @@ _EMA_MISTAKES = [
 @exercise("ema_weights", notebook=NB)
 def ema_weights(fn) -> str:
     """``fn(ema)`` returns the averaged weights as a plain state_dict of copies."""
-    cases = [
-        Case(
-            what,
-            functools.partial(lambda *a: _trained_average(*a)[1:], factory, buffers, len(what)),
-        )
-        for factory, buffers, what in _EMA_CASES
-    ]
+    make = lambda *args: _trained_average(*args)[1:]  # (ema,)
+    cases = [Case(what, functools.partial(make, f, b, len(what))) for f, b, what in _EMA_CASES]
     reference = lambda ema: copy.deepcopy(ema.module.state_dict())  # noqa: E731
     behaves_like(fn, reference, cases, _EMA_MISTAKES)
     model, ema = _trained_average(_bn_model, True, seed=3)
@@ -300,7 +279,9 @@ def _rates(optimizer, scheduler, steps: int) -> list[list[float]]:
     return rates
 
 
+@functools.cache
 def _checkpoint_of(make_scheduler) -> dict:
+    """The optimizer and scheduler states after a few steps (the same for every answer)."""
     model, optimizer, scheduler = _scheduled(make_scheduler)
     for _ in range(_BEFORE):
         optimizer.zero_grad()
@@ -312,7 +293,7 @@ def _checkpoint_of(make_scheduler) -> dict:
 
 def _resumed(make_scheduler, factor: float) -> tuple:
     _, optimizer, scheduler = _scheduled(make_scheduler, lrs=(0.3, 0.03))
-    return _checkpoint_of(make_scheduler), optimizer, scheduler, factor
+    return through_file(_checkpoint_of(make_scheduler)), optimizer, scheduler, factor
 
 
 def _afterwards(out, args) -> tuple:

@@ -92,21 +92,14 @@ def _tampered(ckpt_bytes: bytes, marker: Path, path: Path) -> None:
     torch.save(ckpt, path)
 
 
-def _ckpt_state(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-
-
-def _weights_of(path: Path, attribute: str) -> dict[str, torch.Tensor]:
-    """The reference: the entries under ``attribute.``, that prefix removed once."""
-    p = attribute + "."
-    return {k[len(p) :]: v for k, v in _ckpt_state(path).items() if k.startswith(p)}
-
-
 def _picking(pick: Any) -> Any:
-    """A known mistake: ``pick(state_dict, prefix)`` applied to the file's state_dict."""
-    return lambda path, attribute: pick(_ckpt_state(path), attribute + ".")
+    """``pick(state_dict, prefix)`` applied to the file's state_dict: the reference, a mistake."""
+    load = lambda path: torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return lambda path, attribute: pick(load(path), attribute + ".")
 
 
+# the reference: the entries under ``attribute.``, that prefix removed once
+_weights_of = _picking(lambda sd, p: {k[len(p) :]: v for k, v in sd.items() if k.startswith(p)})
 _WEIGHTS_MISTAKES = [
     (
         _picking(lambda sd, p: sd),
@@ -170,19 +163,10 @@ def _mlp() -> nn.Module:
     )
 
 
-class _Block(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(8)
-        self.proj = nn.Linear(8, 16)
-        self.out_proj = nn.Linear(16, 8)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.out_proj(torch.relu(self.proj(self.norm(x))))
-
-
 def _stack() -> nn.Module:
-    return named(blocks=nn.Sequential(_Block(), _Block()), head=nn.Linear(8, 3))
+    """Two blocks, each with a ``proj`` and an ``out_proj`` (a name that ends like it)."""
+    block = lambda: named(norm=nn.LayerNorm(8), proj=nn.Linear(8, 16), out_proj=nn.Linear(16, 8))
+    return named(blocks=nn.Sequential(block(), block()), head=nn.Linear(8, 3))
 
 
 # name, model, target_modules, r, lora_alpha, use_rslora
@@ -258,38 +242,30 @@ def _scale_hint(used: float, r: int, alpha: float, rslora: bool, scale: float) -
     return None
 
 
-def _judge_merge(out: Any, base_sd: dict, ref: dict, case: int, scale: float) -> None:
+def _merge_hint(out: Any, base_sd: dict, ref: dict, case: int, scale: float) -> str | None:
+    """What differs between the answer's merge and the reference, if anything."""
     _, _, _, r, alpha, rslora = _LORA_CASES[case]
     if not isinstance(out, Mapping):
-        raise Wrong(f"return a state_dict (a dict of key -> tensor), got {type(out).__name__}")
+        return f"return a state_dict (a dict of key -> tensor), got {type(out).__name__}"
     peft_keys = sorted(k for k in out if k.startswith("base_model.model.") or ".lora_" in k)
     if peft_keys:
-        raise Wrong(
-            f"your state_dict has the key {peft_keys[0]!r}; the base model's keys have no 'base_model.model.' and no lora_ entries: strip 'base_model.model.' and '.lora_A.weight' to get the module's name, and write its '.weight'"
-        )
+        return f"your state_dict has the key {peft_keys[0]!r}; the base model's keys have no 'base_model.model.' and no lora_ entries: strip 'base_model.model.' and '.lora_A.weight' to get the module's name, and write its '.weight'"
     if set(out) != set(base_sd):
-        raise Wrong(f"expected the base model's keys {sorted(base_sd)}, got {sorted(out)}")
+        return f"expected the base model's keys {sorted(base_sd)}, got {sorted(out)}"
     for k, base in base_sd.items():
         value = out[k]
-        if not isinstance(value, torch.Tensor) or (value.shape, value.dtype) != (
-            base.shape,
-            base.dtype,
-        ):
-            raise Wrong(
-                f"{k!r} should be a {base.dtype} tensor of shape {tuple(base.shape)}, got {getattr(value, 'dtype', type(value).__name__)} {tuple(getattr(value, 'shape', ()))}"
-            )
+        same_kind = isinstance(value, torch.Tensor) and value.dtype == base.dtype
+        if not same_kind or value.shape != base.shape:
+            return f"{k!r} should be a {base.dtype} tensor of shape {tuple(base.shape)}, got {getattr(value, 'dtype', type(value).__name__)} {tuple(getattr(value, 'shape', ()))}"
         if torch.equal(ref[k], base) and not torch.equal(value, base):
-            raise Wrong(
-                f"{k!r} changed, but the adapter has nothing for it; change only the weights of modules with lora_A and lora_B in the file"
-            )
+            return f"{k!r} changed, but the adapter has nothing for it; change only the weights of modules with lora_A and lora_B in the file"
         if torch.allclose(value, ref[k], rtol=1e-5, atol=1e-5):
             continue
         hint = _scale_hint(_implied_scale(value, base, ref[k], scale), r, alpha, rslora, scale)
-        raise Wrong(
-            f"{k!r}: {hint}"
-            if hint
-            else f"{k!r} differs from PEFT's merge_and_unload by up to {(value - ref[k]).abs().max().item():.3g}: it should be W + s * (B @ A), with B (out x r) and A (r x in) of that module"
-        )
+        if hint:
+            return f"{k!r}: {hint}"
+        return f"{k!r} differs from PEFT's merge_and_unload by up to {(value - ref[k]).abs().max().item():.3g}: it should be W + s * (B @ A), with B (out x r) and A (r x in) of that module"
+    return None
 
 
 @exercise("merge_lora", notebook=NB)
@@ -311,7 +287,9 @@ def merge_lora(fn) -> str:
                     raise Wrong(
                         "your function changed the state_dict you were given (its entries or their values); build a new dict, e.g. merged = dict(base_state_dict), and assign new tensors with + instead of +="
                     )
-                _judge_merge(out, base_sd, ref, case, scale)
+                hint = _merge_hint(out, base_sd, ref, case, scale)
+                if hint:
+                    raise Wrong(hint)
             except Wrong as w:
                 shapes = ("must match the size", "size mismatch", "cannot be multiplied")
                 if any(s in str(w) for s in shapes):

@@ -60,12 +60,6 @@ def test_wrong_answer_gets_its_specific_hint(name, i):
     assert text.startswith("Not yet: ") and "notebooks/" not in text
 
 
-@pytest.mark.parametrize("name", EXERCISES)
-def test_declared_right_answers_pass(name):
-    for answer in RIGHT_OF.get(name, []):
-        assert REGISTRY[name].fn(answer), name
-
-
 def test_unknown_check_lists_known_ones():
     with pytest.raises(AttributeError, match="known checks"):
         _ = check.no_such_check
@@ -107,9 +101,12 @@ class _LearnerGlobal:  # stands for a class a learner allowed for the whole proc
 
 
 @pytest.mark.parametrize("name", EXERCISES)
-def test_checks_leave_the_learners_process_alone(name, tmp_path, monkeypatch):
-    """Random generators, grad mode, the learner's own safe globals and the current folder are as
-    they were after every check, whatever answer it was given."""
+def test_right_answers_pass_and_checks_leave_the_learners_process_alone(
+    name, tmp_path, monkeypatch
+):
+    """Every declared right answer passes (each runs once); random generators, grad mode, the
+    learner's own safe globals and the current folder are as they were after every check, whatever
+    answer it was given."""
     import os
     import random
 
@@ -128,9 +125,10 @@ def test_checks_leave_the_learners_process_alone(name, tmp_path, monkeypatch):
             np.random.get_state()[1].copy(),
         )
         globals_before = set(torch.serialization.get_safe_globals())
-        answers = [WRONG_OF[name][0][0], *RIGHT_OF.get(name, [])]
-        for answer in answers:
-            REGISTRY[name].fn(answer)
+        rights = RIGHT_OF.get(name, [])
+        for answer in [WRONG_OF[name][0][0], *rights]:
+            result = REGISTRY[name].fn(answer)
+            assert bool(result) is (answer in rights), (name, repr(result))
             assert torch.is_grad_enabled()
             assert set(torch.serialization.get_safe_globals()) == globals_before
             assert os.getcwd() == str(tmp_path)
