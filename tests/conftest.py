@@ -2,7 +2,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 # The repository's own tools (tools/) are not installed with labs_utils: import them from the
 # repository root, however pytest was started.
@@ -13,6 +12,8 @@ if ROOT not in sys.path:
 
 @pytest.fixture(autouse=True)
 def _seed():
+    import torch  # here, not at the top: the xdist controller need not import torch
+
     torch.manual_seed(0)
     yield
 
