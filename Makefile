@@ -58,7 +58,18 @@ NUMPY1_PIN := 1.25.2
 NUMPY1 := $(VENV)/numpy1
 NUMPY1_STAMP := $(NUMPY1)/numpy-$(NUMPY1_PIN).dist-info
 
-setup: $(STAMP) $(LAB_SETTINGS) $(KERNEL_CONFIG) $(NUMPY1_STAMP)
+# Notebook 19 section 6 runs DeepSpeed's own zero_to_fp32 in a child process, with this folder on
+# its PYTHONPATH. DeepSpeed is a source package on PyPI: with DS_BUILD_OPS=0 it builds without
+# compiling anything (pure Python, no GPU), and --no-build-isolation makes it build against
+# .venv's torch (with isolation pip would download another torch, several GB). Its pure-Python
+# dependencies go into the same folder; pydantic, psutil, tqdm and packaging come from .venv.
+# Installed once; where it fails, setup goes on and the notebook's cell says what is missing.
+DEEPSPEED_PIN := 0.19.8
+DEEPSPEED_DEPS := hjson==3.1.0 msgpack==1.2.4 py-cpuinfo==9.0.0 einops==0.8.2 ninja==1.13.2
+DEEPSPEED := $(VENV)/deepspeed
+DEEPSPEED_STAMP := $(DEEPSPEED)/deepspeed-$(DEEPSPEED_PIN).dist-info
+
+setup: $(STAMP) $(LAB_SETTINGS) $(KERNEL_CONFIG) $(NUMPY1_STAMP) $(DEEPSPEED_STAMP)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; print("Creating $(VENV)/ with Python " + v + ("" if v == "3.11" else ": the workbook is tested with Python 3.11 only; " + v + " is untested (see README, Set up)"))'
@@ -70,6 +81,13 @@ $(NUMPY1_STAMP): | $(BIN)/python
 	@$(BIN)/python -m pip install -q --retries 2 --no-deps --only-binary=:all: --target $(NUMPY1) \
 		numpy==$(NUMPY1_PIN) || { rm -rf $(NUMPY1); \
 		echo "note: no numpy==$(NUMPY1_PIN) wheel for this Python; notebook 19 section 5 will say so"; }
+
+$(DEEPSPEED_STAMP): | $(STAMP)
+	@rm -rf $(DEEPSPEED)
+	@echo "Installing deepspeed==$(DEEPSPEED_PIN) into $(DEEPSPEED)/ for notebook 19 (pure Python, no GPU; well under a minute, once)"
+	@DS_BUILD_OPS=0 $(BIN)/python -m pip install -q --retries 2 --no-deps --no-build-isolation \
+		--target $(DEEPSPEED) deepspeed==$(DEEPSPEED_PIN) $(DEEPSPEED_DEPS) || { rm -rf $(DEEPSPEED); \
+		echo "note: deepspeed==$(DEEPSPEED_PIN) did not install; notebook 19 section 6 will say so"; }
 
 $(LAB_SETTINGS): tools/jupyterlab-overrides.json | $(BIN)/python
 	@mkdir -p $(@D) && cp $< $@

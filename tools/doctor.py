@@ -320,6 +320,22 @@ def check_learner_folder() -> None:
         )
 
 
+def check_side_folders() -> None:
+    """The folders make setup adds for notebook 19's child processes (not on the kernel's path)."""
+    for folder, package, where in (
+        ("numpy1", "numpy-1.25.2", "section 5"),
+        ("deepspeed", "deepspeed-0.19.8", "section 6"),
+    ):
+        if (Path(sys.prefix) / folder / f"{package}.dist-info").is_dir():
+            report("ok", f".venv/{folder}/ holds {package.replace('-', ' ')} (notebook 19 {where})")
+        else:
+            report(
+                "info",
+                f"no .venv/{folder}/: notebook 19 {where} will stop and say so",
+                "make setup (it installs only what is missing)",
+            )
+
+
 def main() -> int:
     print("make doctor: is this machine ready for the workbook?", flush=True)
     check_python()
@@ -330,6 +346,7 @@ def main() -> int:
     check_jupyterlab()
     check_kernel()
     check_learner_folder()
+    check_side_folders()
     problems = [r for r in _results if r[0] == "FAIL"]
     warnings = [r for r in _results if r[0] == "warn"]
     if problems:

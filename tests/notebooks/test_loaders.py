@@ -19,9 +19,11 @@ import http.server
 import io
 import json
 import logging
+import os
 import pickle
 import re
 import runpy
+import subprocess
 import sys
 import threading
 import warnings
@@ -864,6 +866,22 @@ def probe_hub_load(box: Box, **_) -> bool:
     return box.ran()
 
 
+def probe_deepspeed_zero_to_fp32(box: Box, **_) -> bool:
+    """A ZeRO folder whose model-states file carries the payload, merged by DeepSpeed's own
+    zero_to_fp32 in a child Python with .venv/deepspeed (installed by make setup) on its path."""
+    deepspeed = Path(sys.prefix) / "deepspeed"
+    assert (deepspeed / "deepspeed").is_dir(), f"no DeepSpeed in {deepspeed}: run `make setup`"
+    box.pth("zero/global_step1/mp_rank_00_model_states.pt")
+    (box.folder / "zero" / "latest").write_text("global_step1")
+    code = (
+        "from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint\n"
+        f"get_fp32_state_dict_from_zero_checkpoint({str(box.folder / 'zero')!r})"
+    )
+    env = {**os.environ, "PYTHONPATH": str(deepspeed), "DS_ACCELERATOR": "cpu"}
+    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=300)
+    return box.ran()
+
+
 PROBES: dict[str, Callable[..., bool]] = {
     "torch-load": probe_torch_load,
     "torch-load-default": probe_torch_load_default,
@@ -901,6 +919,7 @@ PROBES: dict[str, Callable[..., bool]] = {
     "gguf-reader": probe_gguf_reader,
     "accelerate-load-state": probe_accelerate_load_state,
     "hub-load": probe_hub_load,
+    "deepspeed-zero-to-fp32": probe_deepspeed_zero_to_fp32,
 }
 
 
@@ -933,7 +952,7 @@ NOT_WEIGHTS = {
 LOADER_NAME = re.compile(
     r"(?:(?<=\)\.)|(?<![\w.]))((?:[A-Za-z_]\w*\.)*(?:load|loads|load_\w+|\w+_load|from_pretrained|"
     r"safe_open|read_metadata|\w*Session|\w*Reader|inspect_checkpoint|convert_to_safetensors|"
-    r"summarize|diff))\s*\("
+    r"summarize|diff|\w*zero_checkpoint\w*))\s*\("
 )
 IMPORT = re.compile(r"from\s+([\w.]+)\s+import\s+(\([\w\s,]+\)|[\w ,]+)")
 CLI = re.compile(r"""labs_utils["']?,?\s+["']?(inspect|convert)\b""")
@@ -977,6 +996,8 @@ def classify(name: str, args: str, context: Context | None = None) -> str | None
         }.get(wo, "?")
     if name in ("pickle.load", "pickle.loads"):
         return "pickle-load"
+    if "zero_checkpoint" in last:  # DeepSpeed's zero_to_fp32 functions
+        return "deepspeed-zero-to-fp32"
     if last == "load_state":  # an accelerate.Accelerator's folder
         return "accelerate-load-state"
     if name.endswith("hub.load"):
@@ -1200,6 +1221,7 @@ def test_the_table_lists_the_notebooks_with_trusted_only_calls():
         ("gguf.GGUFReader(p)", "gguf-reader"),
         ("np.load(p)", "?"),
         ("torch.hub.load('repo', 'model')", "hub-load"),
+        ("get_fp32_state_dict_from_zero_checkpoint(d)", "deepspeed-zero-to-fp32"),
         ("model.load_state_dict(sd)", None),
     ],
 )
