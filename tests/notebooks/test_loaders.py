@@ -557,6 +557,36 @@ def probe_lightning_default(box: Box, serve, hub_cache, **_) -> bool:
     return box.ran()
 
 
+def probe_lightning_fit(box: Box, **_) -> bool:
+    """Resuming with Trainer.fit(ckpt_path=...) reads the file before any training step."""
+    L, _ = _lightning()
+
+    class Trainable(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(2, 2)
+
+        def training_step(self, batch, _):
+            return self.fc(batch[0]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(2, 2)))
+    path = _ckpt(box)
+    trainer = L.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=box.folder,
+    )
+    e = refused(lambda: trainer.fit(Trainable(), data, ckpt_path=path, weights_only=True))
+    assert isinstance(e, pickle.UnpicklingError), e
+    return box.ran()
+
+
 def _onnx_files(box: Box) -> tuple[Path, Path]:
     """A pickle payload named .onnx, and a real ONNX model whose external weights point
     outside its folder (at a file it has no business reading)."""
@@ -903,6 +933,7 @@ PROBES: dict[str, Callable[..., bool]] = {
     "lightning-path": probe_lightning_path,
     "lightning-url": probe_lightning_url,
     "lightning-default": probe_lightning_default,
+    "lightning-fit": probe_lightning_fit,
     "onnxruntime": probe_onnxruntime,
     "onnx-load": probe_onnx_load,
     "load-checkpoint": probe_load_checkpoint,
@@ -952,7 +983,7 @@ NOT_WEIGHTS = {
 LOADER_NAME = re.compile(
     r"(?:(?<=\)\.)|(?<![\w.]))((?:[A-Za-z_]\w*\.)*(?:load|loads|load_\w+|\w+_load|from_pretrained|"
     r"safe_open|read_metadata|\w*Session|\w*Reader|inspect_checkpoint|convert_to_safetensors|"
-    r"summarize|diff|\w*zero_checkpoint\w*))\s*\("
+    r"summarize|diff|\w*zero_checkpoint\w*|fit\w*))\s*\("
 )
 IMPORT = re.compile(r"from\s+([\w.]+)\s+import\s+(\([\w\s,]+\)|[\w ,]+)")
 CLI = re.compile(r"""labs_utils["']?,?\s+["']?(inspect|convert)\b""")
@@ -1045,6 +1076,10 @@ def classify(name: str, args: str, context: Context | None = None) -> str | None
         if wo != "True":
             return "lightning-default"
         return "lightning-url" if "http" in args else "lightning-path"
+    if last.startswith("fit"):  # Lightning resumes a .ckpt given as ckpt_path
+        if "ckpt_path" not in args:
+            return None
+        return "lightning-fit" if wo == "True" else "lightning-default"
     if last == "InferenceSession":
         return "onnxruntime"
     if name == "onnx.load":
@@ -1088,6 +1123,22 @@ def _context(sources: list[str]) -> Context:
     return context
 
 
+def _in_string(text: str, at: int) -> bool:
+    """Whether position ``at`` of a cell's code lies inside a string literal."""
+    import io
+    import tokenize
+
+    row = text.count("\n", 0, at) + 1
+    col = at - (text.rfind("\n", 0, at) + 1)
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.STRING and tok.start <= (row, col) < tok.end:
+                return True
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return False  # a cell with IPython syntax: scan it all, as before
+    return False
+
+
 def scan() -> Iterator[tuple[str, int, str, str]]:
     """(notebook, cell index, call, row id or "?") for every loader call in a code cell."""
     for nb in NOTEBOOKS:
@@ -1108,7 +1159,10 @@ def scan() -> Iterator[tuple[str, int, str, str]]:
             text = "".join(cell["source"])
             for m in LOADER_NAME.finditer(text):
                 name = m.group(1)
-                if name in defined or name.startswith(("check.", "self.")):
+                resumes = "ckpt_path=" in _args(text, m.end() - 1)
+                if _in_string(text, m.start()):
+                    continue  # text a cell prints, not a call
+                if (name in defined and not resumes) or name.startswith(("check.", "self.")):
                     continue  # the notebook's own function: its body is scanned
                 if text[max(0, m.start() - 4) : m.start()].endswith("def "):
                     continue
@@ -1215,6 +1269,9 @@ def test_the_table_lists_the_notebooks_with_trusted_only_calls():
             "lightning-url",
         ),
         ("Lit.load_from_checkpoint(p)", "lightning-default"),
+        ("trainer.fit(m, d, ckpt_path=p, weights_only=True)", "lightning-fit"),
+        ("fit_quietly(t, m, d, ckpt_path=p)", "lightning-default"),
+        ("trainer.fit(m, d)", None),
         ("AutoModel.from_pretrained('gpt2')", "?"),
         ("HubCNN.from_pretrained(p)", "?"),  # no context: whose from_pretrained?
         ("huggingface_hub.load_torch_model(m, p, safe=False)", "?"),
