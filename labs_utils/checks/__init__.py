@@ -27,9 +27,8 @@ from .calling import (
     Wrong,
     as_int,
     call_answer,
-    is_placeholder_function,
+    explained,
     isolated_safe_globals,
-    learner_state,
     process_changes,
     run_answer,
     run_check,
@@ -49,14 +48,13 @@ __all__ = [
     "REGISTRY",
     "behaves_like",
     "call_answer",
-    "is_placeholder_function",
+    "explained",
     "process_changes",
     "spy",
     "run_answer",
     "as_int",
     "same",
     "isolated_safe_globals",
-    "learner_state",
 ]
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"  # the instructor edition

@@ -11,6 +11,7 @@ import inspect
 import linecache
 import operator
 import os
+import re
 import sys
 import traceback
 import types
@@ -38,6 +39,18 @@ class Wrong(Exception):
 
 class NotAttempted(Exception):
     """Raised inside a check when the answer is still a placeholder."""
+
+
+@contextlib.contextmanager
+def explained(pattern: str, hint: str):
+    """Within, a ``Wrong`` whose text matches the regular expression ``pattern`` becomes ``hint``,
+    in which ``{error}`` stands for the original text less "your function raised "."""
+    try:
+        yield
+    except Wrong as w:
+        if not re.search(pattern, str(w)):
+            raise
+        raise Wrong(hint.replace("{error}", str(w).removeprefix("your function raised "))) from None
 
 
 # The learner edition replaces a solution with ``pass  # Your turn: ...`` (tools/notebook_tools).
@@ -294,21 +307,6 @@ def isolated_safe_globals():
 
 
 @contextlib.contextmanager
-def learner_state():
-    """Run a block and leave the learner's process as it was: random generators, grad mode, the
-    safe-globals list, the default dtype, the current folder."""
-    from ..toolkit import capture_rng_state, restore_rng_state
-
-    rng = capture_rng_state()
-    state = _process_state()
-    try:
-        yield
-    finally:
-        _restore_process_state(state)
-        restore_rng_state(rng)
-
-
-@contextlib.contextmanager
 def spy(owner: Any, name: str, note: Callable[..., Any] | None = None):
     """Record the calls a learner's code makes to ``owner.name`` while still running the real
     function (nothing is faked). Yields a list of ``(args, kwargs, result)`` tuples; with ``note``,
@@ -328,28 +326,33 @@ def spy(owner: Any, name: str, note: Callable[..., Any] | None = None):
 
 
 def run_check(fn: Callable[..., Any], answer: Any, args: tuple, kwargs: dict) -> CheckResult:
-    """Run check ``fn`` on ``answer``, the learner's process left as it was: its verdict, its hint
-    (with what the answer changed for the whole process), the learner's last call and line."""
+    """Run check ``fn`` on ``answer``, the learner's process left as it was (random generators,
+    grad mode, safe globals, default dtype, current folder): its verdict, its hint (with what the
+    answer changed for the whole process), the learner's last call and line."""
+    from ..toolkit import capture_rng_state, restore_rng_state
+
     if answer is None or answer is Ellipsis:  # the answer cell is still a placeholder
         return CheckResult("", NOT_ATTEMPTED, "")
     _side_effects.clear()
     _last_call.clear()
     _where.clear()
     covered: set[str] = set()
-    # a check seeds and draws freely; the learner's process stays as it was
-    with learner_state():
-        try:
-            msg, status = fn(answer, *args, **kwargs), CORRECT
-        except NotAttempted:
-            return CheckResult("", NOT_ATTEMPTED, "")
-        except Wrong as w:
-            status, msg, covered = WRONG, str(w), w.covers
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # never let a check crash the learner's notebook
-            text = str(e).strip() or "(no message)"
-            text = text if len(text) <= 600 else text[:600] + " ..."
-            status, msg = WRONG, f"the check could not use your answer ({type(e).__name__}: {text})"
+    rng, state = capture_rng_state(), _process_state()  # a check seeds and draws freely
+    try:
+        msg, status = fn(answer, *args, **kwargs), CORRECT
+    except NotAttempted:
+        return CheckResult("", NOT_ATTEMPTED, "")
+    except Wrong as w:
+        status, msg, covered = WRONG, str(w), w.covers
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # never let a check crash the learner's notebook
+        text = str(e).strip() or "(no message)"
+        text = text if len(text) <= 600 else text[:600] + " ..."
+        status, msg = WRONG, f"the check could not use your answer ({type(e).__name__}: {text})"
+    finally:
+        _restore_process_state(state)
+        restore_rng_state(rng)
     # an answer that worked only by changing the process for everyone after it is wrong
     effects = [hint for kind, hint in _side_effects if kind not in covered]
     _side_effects.clear()

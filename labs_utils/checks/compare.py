@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import calling
 from .calling import NotAttempted, Wrong, run_answer, summary
 
 
@@ -71,7 +72,9 @@ class Case:
     """One input to try: ``make()`` builds fresh arguments each time; ``label`` says what is
     special about it ("keys like `model.layer.weight`"); ``look(out, args)`` reduces what a call
     returned and left in its arguments to what is compared (default: the return value and the
-    arguments after the call)."""
+    arguments after the call). ``look`` may raise ``Wrong`` to reject the learner's answer at once
+    with its own hint, for what no known mistake does (no dict returned, the file refused); it
+    runs on the reference's and the mistakes' results too, and must not raise for them."""
 
     label: str
     make: Callable[[], tuple]
@@ -83,6 +86,7 @@ class _Outcome:
     value: Any = None
     raised: str = ""
     hint: str = ""  # for the learner's own run: the framework's hint when it raised
+    record: tuple = ()  # for the learner's own run: its "tried:" and "at:" lines
 
     def matches(self, other: _Outcome) -> bool:
         if self.raised or other.raised:
@@ -106,15 +110,21 @@ def _show(value: Any) -> str:
 
 def _outcome(fn: Any, case: Case, learner: bool = False) -> _Outcome:
     args = case.make()
+    if learner:
+        calling._where.clear()
     try:
         out = run_answer(fn, *args) if learner else fn(*args)
     except (NotAttempted, KeyboardInterrupt):
         raise
     except Wrong as w:
-        return _Outcome(raised=w.raised or "Wrong", hint=str(w))
+        result = _Outcome(raised=w.raised or "Wrong", hint=str(w))
     except Exception as e:
-        return _Outcome(raised=type(e).__name__)
-    return _Outcome(case.look(out, args) if case.look else (out, args))
+        result = _Outcome(raised=type(e).__name__)
+    else:  # outside the try: a Wrong raised by ``look`` reaches the learner as it is
+        result = _Outcome(case.look(out, args) if case.look else (out, args))
+    if learner:
+        result.record = (calling._last_call[:], calling._where[:])
+    return result
 
 
 def behaves_like(
@@ -125,12 +135,16 @@ def behaves_like(
 ) -> None:
     """Raise ``Wrong`` unless ``answer`` does what ``reference`` does on every case. The hint is
     that of the first known mistake (a small wrong function) that behaves like the answer on
-    every case, or else it names the first case where answer and reference differ."""
+    every case, or else it names the first case where answer and reference differ; the "tried:"
+    and "at:" lines show the answer's call on that case. Two runs that raise behave alike when
+    they raise the same exception type: messages are not compared, as they may name what differs
+    from run to run (a temporary folder)."""
     got = [_outcome(answer, case, learner=True) for case in cases]
     for case, have in zip(cases, got):
         want = _outcome(reference, case)
         if have.matches(want):
             continue
+        calling._last_call[:], calling._where[:] = have.record
         for mistake, hint in mistakes:
             if all(_outcome(mistake, c).matches(h) for c, h in zip(cases, got)):
                 raise Wrong(hint)

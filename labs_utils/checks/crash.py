@@ -43,11 +43,10 @@ def _label(fn: Any) -> str:
 
 @dataclass
 class WriteTrace:
-    """What ``watching`` saw: the write calls in order, the watched functions that ran, the named
-    arguments of each of their calls, and (index into ``calls``, function) for each watched call."""
+    """What ``watching`` saw: the write calls in order, the named arguments of each call of each
+    watched function that ran, and (index into ``calls``, function) for each watched call."""
 
     calls: list[str] = field(default_factory=list)
-    entered: set[Any] = field(default_factory=set)
     arguments: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
     order: list[tuple[int, Any]] = field(default_factory=list)
 
@@ -75,7 +74,6 @@ class _Profiler:
                     sys.setprofile(self)
         elif event == "call" and frame.f_code in self.watch:
             fn = self.watch[frame.f_code]
-            self.trace.entered.add(fn)
             code = frame.f_code
             names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
             args = {k: v for k, v in frame.f_locals.items() if k in names}

@@ -1,6 +1,6 @@
 """Setups that several check modules build: a model with moved BatchNorm statistics, a
-snapshot of a model's tensors, a file in a fresh temporary folder, and ``torch.load``
-replaced while a learner's function runs (under whatever name it imported it as).
+snapshot of a model's tensors, a file in a fresh temporary folder, and ``torch.load`` or
+``torch.save`` replaced while a learner's function runs (under whatever name it imported it as).
 
 Each check module keeps the setups only it uses; what two or more modules need lives here.
 """
@@ -56,18 +56,16 @@ def scratch_file(name: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def patched_torch_load(fn: Any, load: Callable[..., Any]) -> Iterator[None]:
-    """Replace ``torch.load`` with ``load`` while the learner's ``fn`` runs: as
-    ``torch.load``, as ``torch.serialization.load``, and under any name ``fn``'s module
+def replaced(fn: Any, name: str, new: Callable[..., Any]) -> Iterator[None]:
+    """Replace ``torch.<name>`` (``load``, ``save``) with ``new`` while the learner's ``fn`` runs:
+    as ``torch.<name>``, as ``torch.serialization.<name>``, and under any name ``fn``'s module
     bound it to (``from torch import load``)."""
-    real = torch.serialization.load
-    globals_ = getattr(fn, "__globals__", {})
-    aliases = {name: load for name, value in globals_.items() if value is real}
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(torch, "load", load))
-        stack.enter_context(mock.patch.object(torch.serialization, "load", load))
-        if aliases:
-            stack.enter_context(mock.patch.dict(fn.__globals__, aliases))
+    real, globals_ = getattr(torch.serialization, name), getattr(fn, "__globals__", {})
+    with (
+        mock.patch.object(torch, name, new),
+        mock.patch.object(torch.serialization, name, new),
+        mock.patch.dict(globals_, {k: new for k, v in globals_.items() if v is real}),
+    ):
         yield
 
 

@@ -3,19 +3,17 @@ several models; the save-and-reload is watched (what reaches the file gets other
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 from collections.abc import Mapping, Set
 from pathlib import Path
-from unittest import mock
 
 import torch
 import torch.nn as nn
 
 from ..models import Net, SimpleModel, SmallCNN
 from . import Case, Wrong, behaves_like, call_answer, exercise, same
-from .fixtures import changed_keys, cnn_with_moved_statistics, snapshot
+from .fixtures import changed_keys, cnn_with_moved_statistics, replaced, snapshot
 
 NB = "01_state_dict_basics"
 
@@ -101,7 +99,6 @@ def _other_values(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: (v + 3 if not v.is_floating_point() else v * -2 + 1.5) for k, v in state.items()}
 
 
-@contextlib.contextmanager
 def _planting(fn, path: Path, original: dict, planted: dict, saved: list):
     """While the answer runs, ``torch.save`` (under any name it was imported as) writes ``planted``
     where the answer saves the model's state_dict to ``path``; ``saved`` gets what it passed."""
@@ -114,13 +111,7 @@ def _planting(fn, path: Path, original: dict, planted: dict, saved: list):
             obj = planted if isinstance(obj, Mapping) and same(dict(obj), original) else obj
         return real(obj, f, *args, **kwargs)
 
-    aliases = {k: save for k, v in getattr(fn, "__globals__", {}).items() if v is real}
-    with (
-        mock.patch.object(torch, "save", save),
-        mock.patch.object(torch.serialization, "save", save),
-        mock.patch.dict(getattr(fn, "__globals__", {}), aliases),
-    ):
-        yield
+    return replaced(fn, "save", save)
 
 
 @exercise("save_and_reload", notebook=NB)

@@ -17,7 +17,7 @@ import torch
 import torch.serialization
 
 from . import Wrong, call_answer, exercise
-from .fixtures import patched_torch_load
+from .fixtures import replaced
 
 NB = "06_devices_and_map_location"
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -134,7 +134,7 @@ def _watch_torch_load(fn: Any) -> Iterator[dict]:
 
         return real(f, map_location, *args, **kwargs)
 
-    with patched_torch_load(fn, load):
+    with replaced(fn, "load", load):
         yield watch
 
 

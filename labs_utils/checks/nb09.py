@@ -10,7 +10,7 @@ from unittest import mock
 import torch
 import torch.nn as nn
 
-from . import Wrong, call_answer, exercise, run_answer, same
+from . import Wrong, call_answer, exercise, explained, run_answer, same
 from .fixtures import changed_keys, named, scratch_file, snapshot
 
 NB = "09_safetensors"
@@ -55,18 +55,10 @@ def save_with_epoch(fn) -> str:
         model = cls()
         before = snapshot(model)
         with scratch_file("w.safetensors") as path:
-            try:
+            strings = "metadata values must be strings: metadata={'epoch': str(epoch)}"
+            tied = f"save_file refused the tied weights of the check's {cls.__name__[1:]} model ({' and '.join(tie)} are one tensor); save_model stores each shared tensor once: save_model(model, path, metadata=...)"
+            with explained("not an instance of 'str'", strings), explained("share memory", tied):
                 out = run_answer(fn, model, path, epoch)
-            except Wrong as w:
-                if "not an instance of 'str'" in str(w):
-                    raise Wrong(
-                        "metadata values must be strings: metadata={'epoch': str(epoch)}"
-                    ) from None
-                if "share memory" in str(w):
-                    raise Wrong(
-                        f"save_file refused the tied weights of the check's {cls.__name__[1:]} model ({' and '.join(tie)} are one tensor); save_model stores each shared tensor once: save_model(model, path, metadata=...)"
-                    ) from None
-                raise
             if not path.exists():
                 raise Wrong(
                     "nothing was written to path; call save_model(model, path, metadata=...)"

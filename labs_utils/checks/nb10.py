@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Wrong, call_answer, crash, exercise
+from . import Wrong, call_answer, crash, exercise, explained
 from .fixtures import changed_keys, cnn_with_moved_statistics, scratch_file, snapshot
 
 NB = "10_inference_loading"
@@ -22,15 +22,14 @@ def load_for_inference(fn) -> str:
     with scratch_file("last.pth") as path:
         torch.save({**checkpoint, "metrics": {"val_loss": 0.25, "val_acc": 0.9}}, path)
         watch = crash.watching(torch.serialization.load, torch.nn.Module.load_state_dict)
-        with watch as seen:
-            try:
-                model = call_answer(fn, path)
-            except Wrong as w:
-                if "Missing key" in str(w) or "Unexpected key" in str(w):
-                    raise Wrong(
-                        "load_state_dict got the whole training checkpoint; pass it only the 'model' entry: checkpoint['model']"
-                    ) from None
-                raise
+        with (
+            watch as seen,
+            explained(
+                "Missing key|Unexpected key",
+                "load_state_dict got the whole training checkpoint; pass it only the 'model' entry: checkpoint['model']",
+            ),
+        ):
+            model = call_answer(fn, path)
     if not isinstance(model, SmallCNN):
         raise Wrong(f"return the SmallCNN you loaded, got {type(model).__name__}")
     state = model.state_dict()
@@ -94,13 +93,11 @@ def predict_no_trace(fn) -> str:
         lambda module, args, out: grad_modes.append(torch.is_grad_enabled())
     )
     try:
-        first = call_answer(fn, model, images)
-    except Wrong as w:
-        if "context manager protocol" in str(w):
-            raise Wrong(
-                f"`with torch.no_grad:` (or torch.inference_mode) without parentheses hands `with` the class itself, which is not a context manager: write `with torch.no_grad():` ({str(w).removeprefix('your function raised ')})"
-            ) from None
-        raise
+        with explained(
+            "context manager protocol",
+            "`with torch.no_grad:` (or torch.inference_mode) without parentheses hands `with` the class itself, which is not a context manager: write `with torch.no_grad():` ({error})",
+        ):
+            first = call_answer(fn, model, images)
     finally:
         hook.remove()
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]

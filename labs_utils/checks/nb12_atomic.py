@@ -134,7 +134,7 @@ def capstone_save_atomically(fn) -> str:
             ]
             run_saver(watched, third, path, path=path)
         fsynced = sorted(noted for calls in syncs for _, _, noted in calls)
-        if any(f in seen.entered for f in _labs_utils_savers()):
+        if any(f in seen.arguments for f in _labs_utils_savers()):
             raise Wrong(
                 "the task asks you to write the atomic save yourself, with tempfile and os.replace, not with labs_utils (save_checkpoint does exactly this; the point is to see how)"
             )

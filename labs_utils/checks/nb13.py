@@ -15,7 +15,7 @@ from unittest import mock
 import torch
 import torch.nn as nn
 
-from . import Wrong, call_answer, exercise, run_answer
+from . import Wrong, call_answer, exercise, explained, run_answer
 
 NB = "13_export_without_the_class"
 _GONE = "_nb13_gone"  # the module the check model's class claims to live in: it does not exist
@@ -170,15 +170,14 @@ def export_gated(fn) -> str:
     model = gated(features=6, classes=3).eval()
     batches = _gated_batches(rows=5, features=6)
     example = batches["a batch with a positive mean"].clone()
-    try:  # torch prints the partial graph of a failed export
-        with contextlib.redirect_stderr(io.StringIO()):
-            program = call_answer(fn, model, example)
-    except Wrong as w:
-        if "data-dependent" in str(w) or "DataDependent" in str(w):
-            raise Wrong(
-                "torch.export cannot record an `if` on a tensor's value (data-dependent control flow); put both branches in the graph: wrap the model in a module whose forward returns torch.cond(x.mean() > 0, model.hot, model.cold, (x,))"
-            ) from None
-        raise
+    with (  # torch prints the partial graph of a failed export
+        contextlib.redirect_stderr(io.StringIO()),
+        explained(
+            "data-dependent|DataDependent",
+            "torch.export cannot record an `if` on a tensor's value (data-dependent control flow); put both branches in the graph: wrap the model in a module whose forward returns torch.cond(x.mean() > 0, model.hot, model.cold, (x,))",
+        ),
+    ):
+        program = call_answer(fn, model, example)
     if gated.__dict__["forward"] is not _Gated.forward or "forward" in vars(model):
         raise Wrong(
             "your function changed the model's forward (type(model).forward = ... changes the class, every instance of it, for the rest of the kernel): leave the class as it is and wrap the model in a new module whose forward calls torch.cond"

@@ -11,7 +11,7 @@ import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import TensorDataset
 
-from . import Case, Wrong, as_int, behaves_like, call_answer, exercise, same
+from . import Case, Wrong, as_int, behaves_like, call_answer, exercise, explained, same
 from .fixtures import drew_after_restoring, named, through_file
 
 NB = "15_resume_mid_epoch_and_ema"
@@ -156,14 +156,11 @@ def resume_mid_epoch(fn) -> str:
         checkpoint, saved, log = through_file(state), through_file(state), list(log)
         where = _where(stop_at, workers)
         model, optimizer, ema, loader = _objects(99, workers)
-        try:
+        with explained(
+            "(?s)^(?=.*n_averaged)(?=.*Unexpected key)",
+            "your function raised {error}: checkpoint['ema'] is the AveragedModel's own state_dict (unexpected keys 'n_averaged' and 'module.'...); load it with ema.load_state_dict, not into ema.module",
+        ):
             start = call_answer(fn, checkpoint, model, optimizer, ema, loader)
-        except Wrong as w:
-            if "n_averaged" in str(w) and "Unexpected key" in str(w):
-                raise Wrong(
-                    f"{w}: checkpoint['ema'] is the AveragedModel's own state_dict (unexpected keys 'n_averaged' and 'module.'...); load it with ema.load_state_dict, not into ema.module"
-                ) from None
-            raise
         start = as_int(start, "the epoch your function returned")
         objects = (model, optimizer, ema, loader)
         hint = _restore_hint(saved, *objects) or _run_hint(start, stop_at, log, workers, objects)

@@ -3,6 +3,7 @@ with a reference; the hint comes from the known mistake that behaves like it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import Case, Wrong, behaves_like, exercise, run_answer, same
+from . import Case, Wrong, behaves_like, exercise, explained, run_answer, same
 
 NB = "18_big_models_and_serving"
 
@@ -45,19 +46,6 @@ def _loader(shards=_shards, final_check: bool = True, returns: bool = True):
     return load
 
 
-_TMP: list[Path] = []  # folders made for the cases of this check, removed when it ends
-
-
-def _folder() -> Path:
-    _TMP.append(Path(tempfile.mkdtemp(prefix="nb18_check_")))
-    return _TMP[-1]
-
-
-def _cleanup() -> None:
-    while _TMP:
-        shutil.rmtree(_TMP.pop(), ignore_errors=True)
-
-
 def _mlp(seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(32, 64), nn.LayerNorm(64), nn.Linear(64, 64), nn.Linear(64, 4))
@@ -68,10 +56,11 @@ def _bn_net(seed: int) -> nn.Module:
     return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
 
 
-def _save(model: nn.Module, folder: Path, max_shard_size: int) -> Path:
+def _save(model: nn.Module, root: Path, max_shard_size: int) -> Path:
+    """``model``'s state_dict saved in shards, in a new folder under ``root``."""
     from huggingface_hub import save_torch_state_dict
 
-    state = model.state_dict()
+    folder, state = Path(tempfile.mkdtemp(dir=root)), model.state_dict()
     if "1.num_batches_tracked" in state:  # statistics a fresh model does not have
         state["1.running_mean"].uniform_(-1, 1)
         state["1.num_batches_tracked"].fill_(7)
@@ -79,20 +68,20 @@ def _save(model: nn.Module, folder: Path, max_shard_size: int) -> Path:
     return folder
 
 
-def _three_shards():
-    return _mlp(1), _save(_mlp(18), _folder(), 9_000)
+def _three_shards(root: Path):
+    return _mlp(1), _save(_mlp(18), root, 9_000)
 
 
-def _with_stale_shard():
-    folder = _save(_mlp(18), _folder(), 20_000)  # two shards
-    old = _save(_mlp(5), _folder(), 5_000)  # an earlier save, in more, smaller shards
+def _with_stale_shard(root: Path):
+    folder = _save(_mlp(18), root, 20_000)  # two shards
+    old = _save(_mlp(5), root, 5_000)  # an earlier save, in more, smaller shards
     for shard in _shards(old)[:2]:
         shutil.copy(old / shard, folder / shard)
     return (_mlp(1), folder)
 
 
-def _one_shard_with_buffers():
-    return (_bn_net(1), _save(_bn_net(18), _folder(), 400))
+def _one_shard_with_buffers(root: Path):
+    return (_bn_net(1), _save(_bn_net(18), root, 400))
 
 
 def _loaded(out, args):
@@ -133,42 +122,35 @@ _SHARDED_MISTAKES = [
 def load_sharded(fn) -> str:
     """``fn(model, folder)`` loads every shard the folder's index lists into ``model``, one at a
     time, raises when a key of the model is in no shard, and returns ``model``."""
-    _cleanup()
-    try:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         cases = [
-            Case("a model saved in three shards", _three_shards, _loaded),
-            Case(
-                "a folder that also holds old shards the index does not list",
-                _with_stale_shard,
-                _loaded,
-            ),
-            Case(
-                "a model with BatchNorm buffers, in three shards", _one_shard_with_buffers, _loaded
-            ),
+            Case(label, functools.partial(make, Path(tmp)), _loaded)
+            for label, make in [
+                ("a model saved in three shards", _three_shards),
+                ("a folder that also holds old shards the index does not list", _with_stale_shard),
+                ("a model with BatchNorm buffers, in three shards", _one_shard_with_buffers),
+            ]
         ]
-        try:
+        with (
+            explained(
+                "^your function raised",
+                "your function raised {error} -- on a complete folder (every key of the model is in some shard). One shard's `missing_keys` are only the keys of the other shards: collect the keys loaded from all shards and compare them at the end",
+            ),
+            explained(
+                r"Missing key\(s\)",
+                "a shard holds only some of the keys, so a strict load of one shard reports all the others as missing: load each with `strict=False`, and check the keys once, after the last shard",
+            ),
+        ):
             behaves_like(fn, _loader(), cases, _SHARDED_MISTAKES)
-        except Wrong as w:
-            if "Missing key(s)" in str(w):
-                raise Wrong(
-                    "a shard holds only some of the keys, so a strict load of one shard reports all the others as missing: load each with `strict=False`, and check the keys once, after the last shard"
-                ) from None
-            if str(w).startswith("your function raised"):
-                raise Wrong(
-                    f"{w} -- on a complete folder (every key of the model is in some shard). One shard's `missing_keys` are only the keys of the other shards: collect the keys loaded from all shards and compare them at the end"
-                ) from None
-            raise
         deeper = nn.Sequential(*_mlp(1), nn.Linear(4, 4))
         try:
-            run_answer(fn, deeper, _three_shards()[1])
+            run_answer(fn, deeper, _three_shards(Path(tmp))[1])
         except Wrong:
             pass  # it raised, as asked
         else:
             raise Wrong(
                 "a model one layer deeper than the checkpoint loaded without an error, and its last layer kept random weights: `strict=False` reports nothing, so compare the keys you loaded with `model.state_dict()` at the end and raise if some are missing"
             )
-    finally:
-        _cleanup()
     return "every shard the index lists, one at a time, stale shards ignored, and an error when the model has keys no shard holds (tried on three folders and a deeper model)."
 
 
@@ -292,12 +274,9 @@ def average_checkpoints(fn) -> str:
         Case("a single checkpoint", _one_checkpoint, _averaged(_one_checkpoint)),
         Case("float32, float64, int64 and bool entries", _mixed_dtypes, _averaged(_mixed_dtypes)),
     ]
-    try:
+    with explained(
+        r"could not infer output dtype|mean\(\): ",
+        "`mean` refuses integer tensors such as `num_batches_tracked`: average only the entries where `value.is_floating_point()`, and keep the others from the last checkpoint",
+    ):
         behaves_like(fn, _average, cases, _AVERAGE_MISTAKES)
-    except Wrong as w:
-        if "could not infer output dtype" in str(w) or "mean(): " in str(w):
-            raise Wrong(
-                "`mean` refuses integer tensors such as `num_batches_tracked`: average only the entries where `value.is_floating_point()`, and keep the others from the last checkpoint"
-            ) from None
-        raise
     return "floats of every dtype averaged, integer and bool entries taken from the last checkpoint, and the checkpoints given left as they were."

@@ -4,17 +4,23 @@ WRONG pairs an answer with a piece of the hint it must get; RIGHT lists answers 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 
 import torch
 import torch.nn as nn
 
-with contextlib.redirect_stderr(io.StringIO()):  # GPU-only kernels torchao cannot load here
-    from torchao.quantization import Int8WeightOnlyConfig, quantize_
-
 
 def make_mlp():  # as in the notebook
     return nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+def _quantized_mlp():  # torchao is imported here, not when the tests are collected (~1.4 s)
+    with contextlib.redirect_stderr(io.StringIO()):  # GPU-only kernels torchao cannot load here
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    model = make_mlp()
+    quantize_(model, Int8WeightOnlyConfig())
+    return model
 
 
 def _in_place(sd):
@@ -38,14 +44,11 @@ def _dequantized(sd):
 
 
 def _no_return(sd):
-    model = make_mlp()
-    quantize_(model, Int8WeightOnlyConfig())
-    model.load_state_dict(sd)
+    _quantized_mlp().load_state_dict(sd)
 
 
 def _quantized_then_loaded(sd):
-    model = make_mlp()
-    quantize_(model, Int8WeightOnlyConfig())
+    model = _quantized_mlp()
     model.load_state_dict(sd)
     return model
 
@@ -56,9 +59,10 @@ def _assigned(sd):  # takes the int8 tensors as they are: same behaviour, so rig
     return model
 
 
-torch.manual_seed(0)
-_NOTEBOOK_MODEL = make_mlp()  # a global model of the notebook, returned whatever the input
-quantize_(_NOTEBOOK_MODEL, Int8WeightOnlyConfig())
+@functools.cache
+def _notebook_model():  # a global model of the notebook, returned whatever the input
+    torch.manual_seed(0)
+    return _quantized_mlp()
 
 
 WRONG = {
@@ -90,7 +94,7 @@ WRONG = {
         (_float_model, "quantize"),
         (_dequantized, "float32 weights"),
         (_no_return, "not a model"),
-        (lambda sd: _NOTEBOOK_MODEL, "other outputs"),
+        (lambda sd: _notebook_model(), "other outputs"),
     ],
 }
 RIGHT = {

@@ -36,7 +36,7 @@ def test_scratch_file_is_removed_with_its_folder():
     assert not path.parent.exists()
 
 
-def test_patched_torch_load_covers_imported_aliases_and_restores(tmp_path):
+def test_replaced_torch_load_covers_imported_aliases_and_restores(tmp_path):
     real = torch.load
     seen = []
 
@@ -49,7 +49,7 @@ def test_patched_torch_load_covers_imported_aliases_and_restores(tmp_path):
 
     path = tmp_path / "t.pth"
     torch.save({"x": torch.ones(1)}, path)
-    with fixtures.patched_torch_load(learner, load):
+    with fixtures.replaced(learner, "load", load):
         learner(path)
         torch.load(path, weights_only=True)
         torch.serialization.load(path, weights_only=True)

@@ -8,11 +8,14 @@ import pytest
 
 from labs_utils.checks import (
     REGISTRY,
+    Case,
     CheckResult,
     Wrong,
+    behaves_like,
     call_answer,
     check,
     exercise,
+    explained,
     load_all,
 )
 
@@ -94,6 +97,31 @@ def test_framework_results():
             exercise("_demo_square", notebook="00_demo")(lambda a: None)
     finally:
         REGISTRY.pop("_demo_square", None)
+
+
+def test_behaves_like_shows_the_call_on_the_case_it_names():
+    @exercise("_demo_halve", notebook="00_demo")
+    def demo(fn):
+        cases = [Case(f"x={x}", lambda x=x: (x,)) for x in (4, 3, 8)]
+        with explained("ZeroDivisionError", "{error}: leave the odd numbers alone"):
+            behaves_like(fn, lambda x: x // 2 if x % 2 == 0 else x, cases)
+        return "good"
+
+    def halve(x):
+        if x == 4:
+            return 1 // (x - 4)
+        return x // 2 if x % 2 == 0 else x
+
+    try:
+        r = demo(lambda x: x // 2)  # wrong on the 2nd case only; the 3rd case ran last
+        assert r.message == "for x=3 you returned 1; expected 3"
+        assert r.tried == "<lambda>(3) returned 1"
+        r = demo(halve)  # it raises on the first case only: its line is shown
+        assert r.message.endswith("by zero: leave the odd numbers alone")
+        assert r.tried == "halve(4) raised ZeroDivisionError" and "1 // (x - 4)" in r.where
+        assert repr(demo(lambda x: x if x % 2 else x // 2)) == "Correct! good"
+    finally:
+        REGISTRY.pop("_demo_halve", None)
 
 
 class _LearnerGlobal:  # stands for a class a learner allowed for the whole process

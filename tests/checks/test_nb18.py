@@ -4,6 +4,8 @@ are test data in tests/checks/answers_nb18.py (tests/checks/test_framework.py ru
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -58,20 +60,18 @@ def test_placeholders_are_not_attempted():
     assert check.average_checkpoints(average_checkpoints).status == "not attempted"
 
 
-def test_the_stale_folder_really_has_an_old_shard_with_other_values():
-    _, folder = nb18._with_stale_shard()
-    try:
-        listed = set(_index(folder)["weight_map"].values())
-        on_disk = {p.name for p in folder.glob("*.safetensors")}
-        assert listed < on_disk
-        stale = load_file(folder / sorted(on_disk - listed)[0])
-        fresh = no_final_check(nb18._mlp(1), folder).state_dict()
-        assert any(not torch.equal(fresh[k], v) for k, v in stale.items())
-    finally:
-        nb18._cleanup()
+def test_the_stale_folder_really_has_an_old_shard_with_other_values(tmp_path):
+    _, folder = nb18._with_stale_shard(tmp_path)
+    listed = set(_index(folder)["weight_map"].values())
+    on_disk = {p.name for p in folder.glob("*.safetensors")}
+    assert listed < on_disk
+    stale = load_file(folder / sorted(on_disk - listed)[0])
+    fresh = no_final_check(nb18._mlp(1), folder).state_dict()
+    assert any(not torch.equal(fresh[k], v) for k, v in stale.items())
 
 
-def test_checks_leave_no_folders_behind():
+def test_checks_leave_no_folders_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     check.load_sharded(load_sharded)
     check.load_sharded(glob_all)
-    assert nb18._TMP == []
+    assert list(tmp_path.iterdir()) == []
