@@ -56,16 +56,17 @@ def scratch_file(name: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def replaced(fn: Any, name: str, new: Callable[..., Any]) -> Iterator[None]:
-    """Replace ``torch.<name>`` (``load``, ``save``) with ``new`` while the learner's ``fn`` runs:
-    as ``torch.<name>``, as ``torch.serialization.<name>``, and under any name ``fn``'s module
-    bound it to (``from torch import load``)."""
-    real, globals_ = getattr(torch.serialization, name), getattr(fn, "__globals__", {})
-    with (
-        mock.patch.object(torch, name, new),
-        mock.patch.object(torch.serialization, name, new),
-        mock.patch.dict(globals_, {k: new for k, v in globals_.items() if v is real}),
-    ):
+def replaced(fn: Any, owners: tuple, **new: Callable[..., Any]) -> Iterator[None]:
+    """While the learner's ``fn`` runs, replace each function ``name`` with ``new[name]`` in every
+    module of ``owners`` that has it (``torch`` and ``torch.serialization`` for ``load=...``), and
+    under any name ``fn``'s module bound it to (``from torch import load as read``)."""
+    real = [(getattr(next(o for o in owners if hasattr(o, n)), n), f) for n, f in new.items()]
+    globals_ = getattr(fn, "__globals__", {})
+    aliases = {k: f for k, v in globals_.items() for r, f in real if v is r}
+    with contextlib.ExitStack() as stack:
+        for owner, name in ((o, n) for o in owners for n in new if hasattr(o, n)):
+            stack.enter_context(mock.patch.object(owner, name, new[name]))
+        stack.enter_context(mock.patch.dict(globals_, aliases))
         yield
 
 

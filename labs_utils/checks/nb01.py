@@ -111,7 +111,7 @@ def _planting(fn, path: Path, original: dict, planted: dict, saved: list):
             obj = planted if isinstance(obj, Mapping) and same(dict(obj), original) else obj
         return real(obj, f, *args, **kwargs)
 
-    return replaced(fn, "save", save)
+    return replaced(fn, (torch, torch.serialization), save=save)
 
 
 @exercise("save_and_reload", notebook=NB)
@@ -128,71 +128,55 @@ def save_and_reload(fn) -> str:
                 try:
                     fresh = call_answer(fn, model, path)
                 except Wrong as w:
-                    _check_saved(model, saved, original, name)
+                    if hint := _saved_hint(model, saved, original, name):
+                        raise Wrong(hint) from None
                     if "in loading state_dict for" in str(w) and f"for {name}:" not in str(w):
                         raise Wrong(
                             f"given a {name}, your function loaded into another class: build the same class as the model you are given, type(model)() ({str(w).splitlines()[0].rstrip(':')})"
                         ) from None
                     raise
-        _check_saved(model, saved, original, name)
-        _check_fresh(fresh, model, original, planted, name)
+        hint = _saved_hint(model, saved, original, name)
+        if hint := hint or _fresh_hint(fresh, model, original, planted, name):
+            raise Wrong(hint)
     return "a fresh model of the model's own class, weights and buffers from a file that holds only the state_dict (tried on SimpleModel, SmallCNN with moved BatchNorm statistics, Net)."
 
 
-def _check_saved(model: nn.Module, saved: list, original: dict, name: str) -> None:
+def _saved_hint(model: nn.Module, saved: list, original: dict, name: str) -> str | None:
     changed = changed_keys(model, original)
     if changed:
-        raise Wrong(
-            f"your function changed the model it was given ({changed[0]!r}); save it as it is, do not modify it"
-        )
+        return f"your function changed the model it was given ({changed[0]!r}); save it as it is, do not modify it"
     if not saved:
-        raise Wrong("nothing was written to path; call torch.save(model.state_dict(), path)")
+        return "nothing was written to path; call torch.save(model.state_dict(), path)"
     for obj in saved:
         if not isinstance(obj, Mapping):
             whole = " (a whole model object, which safe loading, weights_only=True, refuses)"
-            raise Wrong(
-                f"the file should hold model.state_dict(), a dict of tensors, got {type(obj).__name__}{whole if isinstance(obj, nn.Module) else ''}"
-            )
+            return f"the file should hold model.state_dict(), a dict of tensors, got {type(obj).__name__}{whole if isinstance(obj, nn.Module) else ''}"
         missing = sorted(set(original) - set(obj))
         if missing and obj and all(isinstance(v, Mapping) for v in obj.values()):
-            raise Wrong(
-                f"the file should hold exactly model.state_dict(), not a dict around it (its keys are {sorted(obj)})"
-            )
+            return f"the file should hold exactly model.state_dict(), not a dict around it (its keys are {sorted(obj)})"
         if missing and all(k.endswith(_BN) for k in missing):
-            raise Wrong(
-                f"the file saved for {name} lacks its buffers ({missing[0]}): save model.state_dict(), which holds parameters and buffers, not named_parameters()"
-            )
+            return f"the file saved for {name} lacks its buffers ({missing[0]}): save model.state_dict(), which holds parameters and buffers, not named_parameters()"
         if not same(dict(obj), original):
-            raise Wrong(
-                f"the file should hold exactly model.state_dict() of {name}, as it is; its keys or values differ"
-            )
+            return f"the file should hold exactly model.state_dict() of {name}, as it is; its keys or values differ"
+    return None
 
 
-def _check_fresh(fresh, model, original: dict, planted: dict, name: str) -> None:
+def _fresh_hint(fresh, model, original: dict, planted: dict, name: str) -> str | None:
     if fresh is model:
-        raise Wrong(
-            "you returned the same object you were given; build a new instance with type(model)() and load the state_dict into it"
-        )
+        return "you returned the same object you were given; build a new instance with type(model)() and load the state_dict into it"
     if not isinstance(fresh, nn.Module):
         extra = ""
         if type(fresh).__name__ == "_IncompatibleKeys":
             extra = ": load_state_dict returns this report of missing and unexpected keys, not the model; return the model itself"
-        raise Wrong(f"return the new model, got {type(fresh).__name__}{extra}")
+        return f"return the new model, got {type(fresh).__name__}{extra}"
     if type(fresh) is not type(model):
-        raise Wrong(
-            f"given a {name}, you returned a {type(fresh).__name__}: build the same class as the model you are given, type(model)(), not a class of your choice"
-        )
+        return f"given a {name}, you returned a {type(fresh).__name__}: build the same class as the model you are given, type(model)(), not a class of your choice"
     state = fresh.state_dict()
     k = next((k for k, v in planted.items() if not same(state.get(k), v)), None)
     if k is not None and k in state and state[k].dtype != planted[k].dtype:
-        raise Wrong(
-            f"the returned model's {k!r} is {state[k].dtype}, the file's {planted[k].dtype}: build the new model as the class builds it, without changing its dtype"
-        )
+        return f"the returned model's {k!r} is {state[k].dtype}, the file's {planted[k].dtype}: build the new model as the class builds it, without changing its dtype"
     if k is not None and k in state and torch.equal(state[k], original[k]):
-        raise Wrong(
-            f"the returned {name}'s {k!r} did not come from the file: the check wrote other values into the file than your model holds, and the model you returned still has the original model's; load what torch.load(path) returned: fresh.load_state_dict(torch.load(path))"
-        )
+        return f"the returned {name}'s {k!r} did not come from the file: the check wrote other values into the file than your model holds, and the model you returned still has the original model's; load what torch.load(path) returned: fresh.load_state_dict(torch.load(path))"
     if k is not None:
-        raise Wrong(
-            f"the returned model's {k!r} differs from the file: did you call load_state_dict on it with what torch.load(path) returned?"
-        )
+        return f"the returned model's {k!r} differs from the file: did you call load_state_dict on it with what torch.load(path) returned?"
+    return None

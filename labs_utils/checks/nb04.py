@@ -116,46 +116,11 @@ def resume_exactly(fn) -> str:
     model, optimizer, scheduler, loader = _make(0)
     _train(model, optimizer, scheduler, loader, range(CRASH))
     ckpt = _checkpoint(model, optimizer, scheduler, loader, CRASH - 1)
-    saved = _checkpoint(
-        model, optimizer, scheduler, loader, CRASH - 1
-    )  # the answer cannot change it
+    saved = through_file(ckpt)  # a copy the answer cannot change
     model, optimizer, scheduler, loader = _make(99)
     start = call_answer(fn, ckpt, model, optimizer, scheduler, loader)
-    if not same(saved["model"], model.state_dict()):
-        raise Wrong(
-            "the model's weights differ from the checkpoint's: call model.load_state_dict(checkpoint['model'])"
-        )
-    if not optimizer.state_dict()["state"]:
-        raise Wrong(
-            "the optimizer you were given has no state (SGD's momentum buffers are empty): call optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with the optimizer passed in, so loading into a new one made inside the function would not count)"
-        )
-    if not same(saved["optimizer"]["state"], optimizer.state_dict()["state"]):
-        raise Wrong(
-            "the optimizer's momentum buffers differ from the checkpoint's: call optimizer.load_state_dict(checkpoint['optimizer'])"
-        )
-    if scheduler.state_dict()["last_epoch"] == 0:
-        raise Wrong(
-            "the scheduler starts its schedule again (last_epoch 0, a fresh scheduler counts from 0): call scheduler.load_state_dict(checkpoint['scheduler'])"
-        )
-    lr, saved_lr = optimizer.param_groups[0]["lr"], saved["scheduler"]["_last_lr"][0]
-    if scheduler.state_dict() != saved["scheduler"] or lr != saved_lr:
-        raise Wrong(
-            f"the scheduler's state differs from the checkpoint's (learning rate {lr:g}, saved {saved_lr:g}): call scheduler.load_state_dict(checkpoint['scheduler']). Stepping a fresh scheduler forward does not rebuild it: it scales the rate that optimizer.load_state_dict restored again"
-        )
-    _check_generator(
-        saved["rng"]["torch"],
-        torch.get_rng_state(),
-        "torch's global generator (dropout masks)",
-        "a forward pass in train mode, torch.randn, building a layer",
-        "...",
-    )
-    _check_generator(
-        saved["rng"]["generators"]["train_loader"],
-        loader.generator.get_state(),
-        "the loader's generator (the shuffling order)",
-        "iterating over train_loader, even next(iter(train_loader))",
-        "{'train_loader': train_loader.generator}",
-    )
+    if hint := _restore_hint(saved, model, optimizer, loader.generator, scheduler):
+        raise Wrong(hint)
     start = as_int(start, "the next epoch")
     if start != CRASH:
         raise Wrong(
@@ -169,16 +134,42 @@ def resume_exactly(fn) -> str:
     return "the resumed run ends with exactly the uninterrupted run's weights."
 
 
-def _check_generator(saved: torch.Tensor, now: torch.Tensor, what: str, examples: str, fix: str):
+def _restore_hint(saved: dict, model, optimizer, generator, scheduler) -> str | None:
+    """What the answer left unrestored among the objects passed in, if anything."""
+    if not same(saved["model"], model.state_dict()):
+        return "the model's weights differ from the checkpoint's: call model.load_state_dict(checkpoint['model'])"
+    if not optimizer.state_dict()["state"]:
+        return "the optimizer you were given has no state (SGD's momentum buffers are empty): call optimizer.load_state_dict(checkpoint['optimizer']) on that object (training goes on with the optimizer passed in, so loading into a new one made inside the function would not count)"
+    if not same(saved["optimizer"]["state"], optimizer.state_dict()["state"]):
+        return "the optimizer's momentum buffers differ from the checkpoint's: call optimizer.load_state_dict(checkpoint['optimizer'])"
+    if scheduler.state_dict()["last_epoch"] == 0:
+        return "the scheduler starts its schedule again (last_epoch 0, a fresh scheduler counts from 0): call scheduler.load_state_dict(checkpoint['scheduler'])"
+    lr, saved_lr = optimizer.param_groups[0]["lr"], saved["scheduler"]["_last_lr"][0]
+    if scheduler.state_dict() != saved["scheduler"] or lr != saved_lr:
+        return f"the scheduler's state differs from the checkpoint's (learning rate {lr:g}, saved {saved_lr:g}): call scheduler.load_state_dict(checkpoint['scheduler']). Stepping a fresh scheduler forward does not rebuild it: it scales the rate that optimizer.load_state_dict restored again"
+    return _rng_hint(
+        saved["rng"]["torch"],
+        torch.get_rng_state(),
+        "torch's global generator (dropout masks)",
+        "a forward pass in train mode, torch.randn, building a layer",
+        "...",
+    ) or _rng_hint(
+        saved["rng"]["generators"]["train_loader"],
+        generator.get_state(),
+        "the loader's generator (the shuffling order)",
+        "iterating over train_loader, even next(iter(train_loader))",
+        "{'train_loader': train_loader.generator}",
+    )
+
+
+def _rng_hint(
+    saved: torch.Tensor, now: torch.Tensor, what: str, examples: str, fix: str
+) -> str | None:
     if torch.equal(saved, now):
         return
     if drew_after_restoring(saved, now):
-        raise Wrong(
-            f"your function restored {what}, then drew random numbers from it before returning ({examples}): the resumed run then starts from another point of the stream. Restore the RNG states last, right before training continues"
-        )
-    raise Wrong(
-        f"{what} is not in the checkpoint's state (a seed, even the run's first one, does not bring back the state at the crash): call restore_rng_state(checkpoint['rng'], generators={fix})"
-    )
+        return f"your function restored {what}, then drew random numbers from it before returning ({examples}): the resumed run then starts from another point of the stream. Restore the RNG states last, right before training continues"
+    return f"{what} is not in the checkpoint's state (a seed, even the run's first one, does not bring back the state at the crash): call restore_rng_state(checkpoint['rng'], generators={fix})"
 
 
 # epoch: (val_loss, val_accuracy); the lowest loss (epoch 1) is not the highest accuracy (epoch 2)
@@ -194,44 +185,37 @@ def best_by_accuracy(fn) -> str:
         here = os.getcwd()
         os.chdir(sandbox)  # a relative path in the answer lands in the sandbox
         try:
-            return _best_by_accuracy(call_answer(fn, folder), folder, sandbox)
+            hint = _manager_hint(call_answer(fn, folder), folder, sandbox)
         finally:
             os.chdir(here)
+    if hint:
+        raise Wrong(hint)
+    return "best.pth now follows the highest validation accuracy (epoch 2 here), not the lowest loss (epoch 1)."
 
 
-def _best_by_accuracy(manager, folder: Path, sandbox: Path) -> str:
+def _manager_hint(manager, folder: Path, sandbox: Path) -> str | None:
     if isinstance(manager, type):
-        raise Wrong(
-            "you returned the class itself; build a manager with CheckpointManager(folder, ...) and return it"
-        )
+        return "you returned the class itself; build a manager with CheckpointManager(folder, ...) and return it"
     if not isinstance(manager, CheckpointManager):
-        raise Wrong(f"return the CheckpointManager you built, got {type(manager).__name__}")
+        return f"return the CheckpointManager you built, got {type(manager).__name__}"
     used = Path(manager.folder).resolve()
     if used != folder:
         where = used.relative_to(sandbox).as_posix() if used.is_relative_to(sandbox) else ""
         if used.is_relative_to(folder):
             where = f"a subfolder of it ({used.relative_to(folder).as_posix()})"
-        raise Wrong(
-            f"your manager keeps its files in {where or 'another folder'}, not in the folder you were given: pass the function's folder argument to CheckpointManager, as it is"
-        )
+        return f"your manager keeps its files in {where or 'another folder'}, not in the folder you were given: pass the function's folder argument to CheckpointManager, as it is"
     if manager.metric != "val_accuracy":
-        raise Wrong(f"your manager tracks {manager.metric!r}: pass metric='val_accuracy'")
+        return f"your manager tracks {manager.metric!r}: pass metric='val_accuracy'"
     for epoch, (loss, acc) in enumerate(_EPOCH_METRICS):
         metrics = {"val_loss": loss, "val_accuracy": acc}
         manager.save({"model": {"w": torch.full((2,), float(epoch))}}, epoch=epoch, metrics=metrics)
     files = {p for p in sandbox.rglob("*") if p.is_file() and not p.is_relative_to(folder)}
     if files:
         elsewhere = sorted(p.relative_to(sandbox).as_posix() for p in files)
-        raise Wrong(
-            f"your function wrote files outside the folder it was given ({', '.join(elsewhere[:3])}): everything the manager writes belongs in folder"
-        )
+        return f"your function wrote files outside the folder it was given ({', '.join(elsewhere[:3])}): everything the manager writes belongs in folder"
     best = manager.load_best()
     if not isinstance(best, dict) or "w" not in best:
-        raise Wrong(
-            "best.pth should hold the model's weights only (state['model']); keep the default best_key='model'"
-        )
+        return "best.pth should hold the model's weights only (state['model']); keep the default best_key='model'"
     if manager.best_epoch != 2 or not torch.equal(best["w"], torch.full((2,), 2.0)):
-        raise Wrong(
-            f"best.pth holds epoch {manager.best_epoch}, the lowest accuracy: for accuracy higher is better, pass mode='max'"
-        )
-    return "best.pth now follows the highest validation accuracy (epoch 2 here), not the lowest loss (epoch 1)."
+        return f"best.pth holds epoch {manager.best_epoch}, the lowest accuracy: for accuracy higher is better, pass mode='max'"
+    return None

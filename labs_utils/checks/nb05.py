@@ -71,7 +71,8 @@ def amp_checkpoint(fn) -> str:
                 extra = " (a disabled scaler's state_dict() is {}: save it anyway)"
             raise Wrong(f"with {label} scaler your checkpoint has no {missing[0]!r} entry{extra}")
         for name in ("scaler", "model", "optimizer", "scheduler"):
-            _check_entry(name, ckpt[name], real, label)
+            if hint := _entry_hint(name, ckpt[name], real, label):
+                raise Wrong(hint)
         epoch = as_int(ckpt["epoch"], "the 'epoch' entry")
         if epoch != EPOCH:
             raise Wrong(
@@ -81,39 +82,29 @@ def amp_checkpoint(fn) -> str:
     return "one pattern for AMP on and off: the scaler's state_dict() is always saved and always loads."
 
 
-def _check_entry(name: str, value, real: dict, label: str) -> None:
+def _entry_hint(name: str, value, real: dict, label: str) -> str | None:
     if value is None and name == "scaler":
         why = {
             "an enabled": 'whatever decided that did not look at the scaler you were given (a test like "scaler" in globals() does this)',
             "a disabled": "a disabled scaler's state_dict() is {}, and the resume loads it with no condition",
         }
-        raise Wrong(
-            f"with {label} scaler your checkpoint says scaler=None: {why[label]}; store scaler.state_dict() always"
-        )
+        return f"with {label} scaler your checkpoint says scaler=None: {why[label]}; store scaler.state_dict() always"
     if callable(value) or hasattr(value, "state_dict"):
         what = (
             f"the {type(value).__name__} object" if hasattr(value, "state_dict") else "a function"
         )
-        raise Wrong(
-            f"the {name!r} entry is {what}, not {name}.state_dict() (parentheses included): store {name}.state_dict(), since weights_only loading refuses objects"
-        )
+        return f"the {name!r} entry is {what}, not {name}.state_dict() (parentheses included): store {name}.state_dict(), since weights_only loading refuses objects"
     if same(value, real[name]):
         return
     other = next((k for k, sd in real.items() if sd and same(value, sd)), None)
     if other and other != name:
-        raise Wrong(
-            f"the {name!r} entry holds the {other}'s state_dict (a copy-paste slip?): store {name}.state_dict() there"
-        )
+        return f"the {name!r} entry holds the {other}'s state_dict (a copy-paste slip?): store {name}.state_dict() there"
     if name == "model" and isinstance(value, dict) and set(real["model"]) - set(value):
         lost = sorted(set(real["model"]) - set(value))
-        raise Wrong(
-            f"the 'model' entry misses {lost[:3]}: BatchNorm's running statistics are buffers, not parameters; model.state_dict() holds both"
-        )
+        return f"the 'model' entry misses {lost[:3]}: BatchNorm's running statistics are buffers, not parameters; model.state_dict() holds both"
     if name == "optimizer" and isinstance(value, dict) and "param_groups" not in value:
-        raise Wrong(
-            "the 'optimizer' entry has no 'param_groups' (learning rate, betas ...): store the whole optimizer.state_dict(), not only its 'state'"
-        )
-    raise Wrong(f"the {name!r} entry is not {name}.state_dict(): store exactly that")
+        return "the 'optimizer' entry has no 'param_groups' (learning rate, betas ...): store the whole optimizer.state_dict(), not only its 'state'"
+    return f"the {name!r} entry is not {name}.state_dict(): store exactly that"
 
 
 def _round_trip(ckpt: dict) -> None:

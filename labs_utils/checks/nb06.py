@@ -33,49 +33,41 @@ def _data_file(tag: str) -> Path:
     return path
 
 
-@exercise("map_two_gpus_to_cpu", notebook=NB)
-def map_two_gpus_to_cpu(answer) -> str:
-    """``answer``: a dict ``map_location`` that loads files saved on cuda:0 or cuda:1 onto the CPU."""
+def _map_hint(answer: Any) -> str | None:
+    """What keeps a dict ``map_location`` from loading cuda:0 and cuda:1 files on the CPU."""
     if not isinstance(answer, dict):
-        raise Wrong(
-            f"a string, device or callable would work, but this exercise asks for a dict from saved tag to device, e.g. {{'cuda:0': 'cpu', ...}}; got {type(answer).__name__}"
-        )
+        return f"a string, device or callable would work, but this exercise asks for a dict from saved tag to device, e.g. {{'cuda:0': 'cpu', ...}}; got {type(answer).__name__}"
     bad = [k for k in answer if not isinstance(k, str)]
     if bad:
-        raise Wrong(
-            f"the dict's keys are the location strings saved in the file, such as 'cuda:1', got {bad[0]!r} ({type(bad[0]).__name__}): torch.load looks the saved string up in your dict"
-        )
+        return f"the dict's keys are the location strings saved in the file, such as 'cuda:1', got {bad[0]!r} ({type(bad[0]).__name__}): torch.load looks the saved string up in your dict"
     if any(not isinstance(v, str) for v in answer.values()):
-        raise Wrong(
-            "in a dict map_location the values must be strings such as 'cpu': torch.load's dict form does not accept torch.device objects there (it raises a TypeError)"
-        )
+        return "in a dict map_location the values must be strings such as 'cpu': torch.load's dict form does not accept torch.device objects there (it raises a TypeError)"
     if not answer and isinstance(answer, collections.defaultdict):
-        raise Wrong(
-            "a defaultdict's default is never used: torch.load asks map_location.get(tag, tag), and .get does not call the default factory, so every tag stays as saved; name 'cuda:0' and 'cuda:1' as keys"
-        )
+        return "a defaultdict's default is never used: torch.load asks map_location.get(tag, tag), and .get does not call the default factory, so every tag stays as saved; name 'cuda:0' and 'cuda:1' as keys"
     # judge what the dict holds, not what an overridden get/__getitem__/__contains__ answers
     answer = dict(dict.items(answer))
     odd = next((k for k in answer if not re.fullmatch(r"cpu|cuda:\d+", k)), None)
     if odd is not None:
-        raise Wrong(
-            f"the keys must be the full location tags as saved in the file, 'cuda:0' and 'cuda:1': a key such as {odd!r} matches no tag (the dict is looked up, not pattern-matched)"
-        )
+        return f"the keys must be the full location tags as saved in the file, 'cuda:0' and 'cuda:1': a key such as {odd!r} matches no tag (the dict is looked up, not pattern-matched)"
     for tag in FILES:
         if tag not in answer:
-            raise Wrong(
-                f"files saved on {tag} keep the tag {tag!r}; a dict only remaps the tags it names, so add {tag!r}: 'cpu'"
-            )
+            return f"files saved on {tag} keep the tag {tag!r}; a dict only remaps the tags it names, so add {tag!r}: 'cpu'"
         try:
             target = torch.device(answer[tag])
         except (TypeError, RuntimeError, ValueError):
-            raise Wrong(
-                f"{tag} is mapped to {answer[tag]!r}, which is not a device name torch knows (they are lower case: 'cpu', 'cuda:0'); map it to 'cpu'"
-            ) from None
+            return f"{tag} is mapped to {answer[tag]!r}, which is not a device name torch knows (they are lower case: 'cpu', 'cuda:0'); map it to 'cpu'"
         if target.type != "cpu":
             why = "tensors on the meta device have a shape but no values, so the weights would be lost"
-            raise Wrong(
-                f"{tag} is mapped to {answer[tag]!r}: {why if target.type == 'meta' else 'it needs a GPU'}; map it to 'cpu'"
-            )
+            return f"{tag} is mapped to {answer[tag]!r}: {why if target.type == 'meta' else 'it needs a GPU'}; map it to 'cpu'"
+    return None
+
+
+@exercise("map_two_gpus_to_cpu", notebook=NB)
+def map_two_gpus_to_cpu(answer) -> str:
+    """``answer``: a dict ``map_location`` that loads files saved on cuda:0 or cuda:1 onto the CPU."""
+    if hint := _map_hint(answer):
+        raise Wrong(hint)
+    answer = dict(dict.items(answer))  # what the dict holds, as _map_hint judged it
     for tag in FILES:
         try:
             torch.load(_data_file(tag), map_location=answer, weights_only=True)
@@ -134,7 +126,7 @@ def _watch_torch_load(fn: Any) -> Iterator[dict]:
 
         return real(f, map_location, *args, **kwargs)
 
-    with replaced(fn, "load", load):
+    with replaced(fn, (torch, torch.serialization), load=load):
         yield watch
 
 
@@ -184,7 +176,8 @@ def storage_locations(fn) -> str:
                 raise Wrong(
                     "your map_location callable returned None: that means 'restore the storage where it was saved', which fails on a machine without that GPU; return the storage it was given"
                 )
-            _check_tags(got, expected, what)
+            if hint := _tags_hint(got, expected, what):
+                raise Wrong(hint)
     if not used_callable:
         raise Wrong(
             "the tags are right, but the task asks you to read them with a callable map_location (torch.load(path, map_location=record, weights_only=True), where record(storage, location) notes the location): it sees what torch.load sees, while a byte search of data.pkl also finds any string that merely looks like a tag"
@@ -194,28 +187,18 @@ def storage_locations(fn) -> str:
     )
 
 
-def _check_tags(got, expected: set[str], what: str) -> None:
+def _tags_hint(got, expected: set[str], what: str) -> str | None:
     if not isinstance(got, (set, frozenset)):
         why = ": a list repeats a tag once per storage; set(...) keeps each tag once"
-        raise Wrong(
-            f"return a set of tags such as {{'cuda:1'}}, got {type(got).__name__}{why if isinstance(got, (list, tuple)) else ''}"
-        )
+        return f"return a set of tags such as {{'cuda:1'}}, got {type(got).__name__}{why if isinstance(got, (list, tuple)) else ''}"
     if any(isinstance(t, torch.device) for t in got):
-        raise Wrong(
-            "return the tags as strings, as torch.load passes them ('cuda:1'), not torch.device objects"
-        )
+        return "return the tags as strings, as torch.load passes them ('cuda:1'), not torch.device objects"
     if got == expected:
         return
     if len(expected) > 1 and len(got) == 1 and got < expected:
-        raise Wrong(
-            f"with {what} you returned only {sorted(got)}, expected {sorted(expected)}: the callable is called once per storage, so collect every call's tag (add it to a set), not only the last one"
-        )
+        return f"with {what} you returned only {sorted(got)}, expected {sorted(expected)}: the callable is called once per storage, so collect every call's tag (add it to a set), not only the last one"
     if expected != {"cpu"} and got == {"cpu"}:
-        raise Wrong(
-            "you reported where the tensors are after loading ('cpu'); the tag saved in the file is what a map_location callable receives as its second argument"
-        )
+        return "you reported where the tensors are after loading ('cpu'); the tag saved in the file is what a map_location callable receives as its second argument"
     if got > expected:
-        raise Wrong(
-            f"with {what} you returned {sorted(got)}, but no storage was saved on {sorted(got - expected)}: that text is in data.pkl as an ordinary string. A byte search finds every string, not only storage tags; use a callable map_location, which torch.load calls once per storage with its tag"
-        )
-    raise Wrong(f"with {what} you returned {sorted(map(str, got))}; expected {sorted(expected)}")
+        return f"with {what} you returned {sorted(got)}, but no storage was saved on {sorted(got - expected)}: that text is in data.pkl as an ordinary string. A byte search finds every string, not only storage tags; use a callable map_location, which torch.load calls once per storage with its tag"
+    return f"with {what} you returned {sorted(map(str, got))}; expected {sorted(expected)}"

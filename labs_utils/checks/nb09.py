@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import torch
 import torch.nn as nn
 
 from . import Wrong, call_answer, exercise, explained, run_answer, same
-from .fixtures import changed_keys, named, scratch_file, snapshot
+from .fixtures import changed_keys, named, replaced, scratch_file, snapshot
 
 NB = "09_safetensors"
 
@@ -43,13 +42,46 @@ def _tied(model: nn.Module, names: tuple[str, str]) -> bool:
     return model.get_parameter(names[0]) is model.get_parameter(names[1])
 
 
+def _saved_file_hint(
+    out: Any, path: Path, model: nn.Module, before: dict, cls: type, tie: tuple, epoch: int
+) -> str | None:
+    """What is wrong with the file an answer wrote at ``path`` (and what it returned), if anything."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_model
+
+    if not path.exists():
+        return "nothing was written to path; call save_model(model, path, metadata=...)"
+    if out is None:
+        return "the file is written, but your function returned None: end it with `return path`"
+    if Path(out) != path:
+        return f"return the path you wrote ({path.name}), got {out!r}"
+    if not _tied(model, tie) or changed_keys(model, before):
+        return "your function changed the model (its weights or its tie); save it as it is"
+    try:
+        with safe_open(path, framework="pt") as f:
+            stored, meta = set(f.keys()), f.metadata() or {}
+    except SafetensorError as e:
+        return f"the file is not a safetensors file ({e}); torch.save writes a zip of pickles: use save_model from safetensors.torch"
+    if all(n in stored for n in tie):
+        return f"the file stores {tie[0]!r} and {tie[1]!r}: the same tied tensor twice (clone() copies it: twice the bytes, and load_file gives two independent tensors); store it once: save_model(model, path, metadata=...)"
+    if meta.get("epoch") != str(epoch):
+        keys = [f"a key {k!r}" for k in sorted(meta) if k.lower() == "epoch"]
+        seen = (keys or [dict(sorted(meta.items())) or "no metadata"])[0]
+        return f"the header metadata should hold 'epoch': '{epoch}', got {seen}; pass metadata={{'epoch': str(epoch)}}"
+    fresh = cls()
+    try:
+        load_model(fresh, path)
+    except Exception as e:
+        return f"load_model into a fresh copy of the check's {cls.__name__[1:]} model fails ({type(e).__name__}: {str(e).strip()[:200]}); keep every entry except the second name of a tie"
+    if not _tied(fresh, tie) or changed_keys(fresh, before):
+        return "load_model gives other weights than the model's; save the model's own tensors"
+    return None
+
+
 @exercise("save_with_epoch", notebook=NB)
 def save_with_epoch(fn) -> str:
     """``fn(model, path, epoch)`` writes safetensors with each shared tensor once and metadata
     {"epoch": str(epoch)}, and returns path; ``load_model`` gives the weights back, still tied."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_model
-
     for i, (cls, tie, epoch) in enumerate(_MODELS):
         torch.manual_seed(i)
         model = cls()
@@ -59,48 +91,8 @@ def save_with_epoch(fn) -> str:
             tied = f"save_file refused the tied weights of the check's {cls.__name__[1:]} model ({' and '.join(tie)} are one tensor); save_model stores each shared tensor once: save_model(model, path, metadata=...)"
             with explained("not an instance of 'str'", strings), explained("share memory", tied):
                 out = run_answer(fn, model, path, epoch)
-            if not path.exists():
-                raise Wrong(
-                    "nothing was written to path; call save_model(model, path, metadata=...)"
-                )
-            if out is None:
-                raise Wrong(
-                    "the file is written, but your function returned None: end it with `return path`"
-                )
-            if Path(out) != path:
-                raise Wrong(f"return the path you wrote ({path.name}), got {out!r}")
-            if not _tied(model, tie) or changed_keys(model, before):
-                raise Wrong(
-                    "your function changed the model (its weights or its tie); save it as it is"
-                )
-            try:
-                with safe_open(path, framework="pt") as f:
-                    stored, meta = set(f.keys()), f.metadata() or {}
-            except SafetensorError as e:
-                raise Wrong(
-                    f"the file is not a safetensors file ({e}); torch.save writes a zip of pickles: use save_model from safetensors.torch"
-                ) from None
-            if all(n in stored for n in tie):
-                raise Wrong(
-                    f"the file stores {tie[0]!r} and {tie[1]!r}: the same tied tensor twice (clone() copies it: twice the bytes, and load_file gives two independent tensors); store it once: save_model(model, path, metadata=...)"
-                )
-            if meta.get("epoch") != str(epoch):
-                keys = [f"a key {k!r}" for k in sorted(meta) if k.lower() == "epoch"]
-                seen = (keys or [dict(sorted(meta.items())) or "no metadata"])[0]
-                raise Wrong(
-                    f"the header metadata should hold 'epoch': '{epoch}', got {seen}; pass metadata={{'epoch': str(epoch)}}"
-                )
-            fresh = cls()
-            try:
-                load_model(fresh, path)
-            except Exception as e:
-                raise Wrong(
-                    f"load_model into a fresh copy of the check's {cls.__name__[1:]} model fails ({type(e).__name__}: {str(e).strip()[:200]}); keep every entry except the second name of a tie"
-                ) from None
-            if not _tied(fresh, tie) or changed_keys(fresh, before):
-                raise Wrong(
-                    "load_model gives other weights than the model's; save the model's own tensors"
-                )
+            if hint := _saved_file_hint(out, path, model, before, cls, tie, epoch):
+                raise Wrong(hint)
     return "each shared tensor stored once, the epoch in the header, and load_model gives the tied model back."
 
 
@@ -147,19 +139,12 @@ def _counted_reads(fn: Any):
 
         return refused
 
-    replaced = {
-        real_open: lambda *a, **k: _CountingHandle(real_open(*a, **k), reads),
-        **{getattr(st, name): refuse(name) for name in _READS_ALL},
-    }
-    globals_ = getattr(fn, "__globals__", {})
-    aliases = {k: f for k, v in globals_.items() for r, f in replaced.items() if v is r}
+    counting = lambda *a, **k: _CountingHandle(real_open(*a, **k), reads)
+    refusals = {name: refuse(name) for name in _READS_ALL}
     with contextlib.ExitStack() as stack:
-        for owner in (safetensors, st):
-            stack.enter_context(mock.patch.object(owner, "safe_open", replaced[real_open]))
-        for name in _READS_ALL:
-            stack.enter_context(mock.patch.object(st, name, refuse(name)))
-        if aliases:
-            stack.enter_context(mock.patch.dict(fn.__globals__, aliases))
+        stack.enter_context(replaced(fn, (safetensors, st), safe_open=counting, **refusals))
+        for name, hint in _READS_ALL.items():  # the refusal, as a hint
+            stack.enter_context(explained(f": {name} reads every tensor", hint))
         yield reads
 
 
@@ -182,20 +167,15 @@ def read_one_tensor(fn) -> str:
         answers = []
         for key in ("b.weight", "e.half", "a.b.weight"):
             with _counted_reads(fn) as reads:
-                try:
-                    answers.append((key, call_answer(fn, path, key), reads))
-                except Wrong as w:
-                    refused = [n for n in _READS_ALL if f": {n} reads every tensor" in str(w)]
-                    if refused:
-                        raise Wrong(_READS_ALL[refused[0]]) from None
-                    raise
+                answers.append((key, call_answer(fn, path, key), reads))
         got = [_which(out, tensors) for _, out, _ in answers]
         if got[0] is not None and got[0] == got[1]:  # 'b.weight' and 'e.half': unrelated keys
             raise Wrong(
                 f"you returned {got[0]!r} for the keys {answers[0][0]!r} and {answers[1][0]!r} alike: your function returns the same tensor whatever key it is given; read the one named by key, f.get_tensor(key)"
             )
         for key, out, reads in answers:
-            _judge_one(out, key, tensors, reads)
+            if hint := _one_tensor_hint(out, key, tensors, reads):
+                raise Wrong(hint)
     return "one tensor read through the header each time, the others never loaded."
 
 
@@ -204,27 +184,24 @@ def _which(out: Any, tensors: dict[str, torch.Tensor]) -> str | None:
     return next((k for k, v in tensors.items() if same(out, v)), None)
 
 
-def _judge_one(out: Any, key: str, tensors: dict[str, torch.Tensor], reads: list[str]) -> None:
+def _one_tensor_hint(
+    out: Any, key: str, tensors: dict[str, torch.Tensor], reads: list[str]
+) -> str | None:
     if isinstance(out, dict):
-        raise Wrong("return just the tensor, not a dict")
+        return "return just the tensor, not a dict"
     if type(out).__name__ == "PySafeSlice":
-        raise Wrong(
-            "get_slice(key) gives a lazy slice object; index it ([:] for all of it) or use get_tensor(key)"
-        )
+        return "get_slice(key) gives a lazy slice object; index it ([:] for all of it) or use get_tensor(key)"
     if not isinstance(out, torch.Tensor):
         numpy = type(out).__module__ == "numpy"
         hint = ' (open the file with framework="pt" to get torch tensors)' if numpy else ""
-        raise Wrong(f"return a tensor, got {type(out).__name__}{hint}")
+        return f"return a tensor, got {type(out).__name__}{hint}"
     others = sorted(set(reads) - {key})
     if len(set(reads)) > 1 and others:
-        raise Wrong(
-            f"your function read {len(set(reads))} tensors to return {key!r} (also {others[0]!r}): get_tensor(key) reads only that one; do not call it for every key"
-        )
+        return f"your function read {len(set(reads))} tensors to return {key!r} (also {others[0]!r}): get_tensor(key) reads only that one; do not call it for every key"
     if not same(out, tensors[key]):
         took = _which(out, tensors)
         also = "" if took is None else f" (you returned {took!r})"
         if took is not None and key in took:
             also = f" (you returned {took!r}; match the name exactly, not a key that contains it)"
-        raise Wrong(
-            f"that is a different tensor from {key!r}: use the key you were given, exactly{also}"
-        )
+        return f"that is a different tensor from {key!r}: use the key you were given, exactly{also}"
+    return None

@@ -118,52 +118,37 @@ def _checkpoint_failure(w: Wrong) -> str | None:
     return lines[-1] if len(lines) > 1 else "dcp.load failed"
 
 
-def _judge_weights_file(out: Path, expected: dict[str, torch.Tensor], label: str) -> None:
+def _weights_file_hint(out: Path, expected: dict[str, torch.Tensor], label: str) -> str | None:
     try:
         saved = torch.load(out, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise Wrong(
-            f"out_path does not load with torch.load(weights_only=True) ({type(e).__name__}); save a plain dict of tensors"
-        ) from None
+        return f"out_path does not load with torch.load(weights_only=True) ({type(e).__name__}); save a plain dict of tensors"
     if not isinstance(saved, dict):
-        raise Wrong(
-            f"the file holds a {type(saved).__name__}; save the model's state_dict (a dict of tensors)"
-        )
+        return f"the file holds a {type(saved).__name__}; save the model's state_dict (a dict of tensors)"
     if set(saved) == {"model"} and isinstance(saved["model"], dict):
-        raise Wrong(
-            "the file holds {'model': weights}, the weights one level too deep: save full['model'] itself, so that model.load_state_dict(torch.load(path)) takes it as it is"
-        )
+        return "the file holds {'model': weights}, the weights one level too deep: save full['model'] itself, so that model.load_state_dict(torch.load(path)) takes it as it is"
     if {"model", "optim"} & set(saved):
-        raise Wrong(
-            "the file holds the whole checkpoint (model, optim, step); keep only the model entry: full['model']"
-        )
+        return "the file holds the whole checkpoint (model, optim, step); keep only the model entry: full['model']"
     if saved and all(str(k).startswith("model.") for k in saved):
-        raise Wrong(
-            "the keys still carry the 'model.' prefix of DCP's flat names; keep the keys of full['model']"
-        )
+        return "the keys still carry the 'model.' prefix of DCP's flat names; keep the keys of full['model']"
     at = f"with the {label} checkpoint,"
     missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
     if saved and not set(saved) & set(expected):
-        raise Wrong(
-            f"{at} the file holds the weights of another model (keys like {sorted(saved)[0]!r}; this checkpoint's model has {sorted(expected)[0]!r}): convert the folder you were given, dcp_dir, with dcp_to_torch_save"
-        )
+        return f"{at} the file holds the weights of another model (keys like {sorted(saved)[0]!r}; this checkpoint's model has {sorted(expected)[0]!r}): convert the folder you were given, dcp_dir, with dcp_to_torch_save"
     if missing:
         buffers = all("running_" in k or "num_batches" in k for k in missing)
         more = " (BatchNorm buffers are part of a state_dict too: keep every entry)"
-        raise Wrong(f"{at} {missing[0]!r} is missing from the file{more if buffers else ''}")
+        return f"{at} {missing[0]!r} is missing from the file{more if buffers else ''}"
     if extra:
-        raise Wrong(f"{at} the file has {extra[0]!r}, which is not a model key")
+        return f"{at} the file has {extra[0]!r}, which is not a model key"
     for k, v in expected.items():
         got = saved[k]
         shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
         if shape != tuple(v.shape):
-            raise Wrong(
-                f"{at} {k} has shape {shape}, the model's is {tuple(v.shape)}: save whole tensors (dcp_to_torch_save stitches the chunks together)"
-            )
+            return f"{at} {k} has shape {shape}, the model's is {tuple(v.shape)}: save whole tensors (dcp_to_torch_save stitches the chunks together)"
         if not torch.equal(got, v):
-            raise Wrong(
-                f"{at} {k} differs from the weights saved in it: take the 'model' entry of this checkpoint, nothing else"
-            )
+            return f"{at} {k} differs from the weights saved in it: take the 'model' entry of this checkpoint, nothing else"
+    return None
 
 
 @exercise("dcp_to_weights", notebook=NB)
@@ -198,7 +183,8 @@ def dcp_to_weights(fn) -> str:
                 )
             if _listing(folder) != before:
                 raise Wrong("your function changed the checkpoint folder; write only to out_path")
-            _judge_weights_file(out, expected, label)
+            if hint := _weights_file_hint(out, expected, label):
+                raise Wrong(hint)
     return "a weights-only file from both checkpoints (one process, two ranks), ready for model.load_state_dict(torch.load(path, weights_only=True))."
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -93,14 +94,12 @@ def export_for_serving(fn) -> str:
     example = torch.randn(2, 3, 12, 12)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "served.pt2"
-        try:
-            with mock.patch.object(torch.onnx, "export", _refuse_onnx):
-                run_answer(fn, model, example, path)
-        except Wrong as w:
-            pickled = _GONE in str(w) and "pickle" in str(w).lower()
-            if _ONNX in str(w) or pickled:
-                raise Wrong(_KIND_HINTS[_GONE if pickled else _ONNX]) from None
-            raise
+        with (
+            mock.patch.object(torch.onnx, "export", _refuse_onnx),
+            explained(re.escape(_ONNX), _KIND_HINTS[_ONNX]),
+            explained(f"(?is)^(?=.*{_GONE})(?=.*pickle)", _KIND_HINTS[_GONE]),  # torch.save(model)
+        ):
+            run_answer(fn, model, example, path)
         if not path.is_file():
             raise Wrong(
                 "nothing was written at `path`: after torch.export.export, save the program with torch.export.save(program, path)"

@@ -211,7 +211,7 @@ def _describe_weight(got: torch.Tensor, w: torch.Tensor, new: int) -> str:
     return ""
 
 
-def _judge_case(fn: Any, case: dict[str, Any], seed: int) -> None:
+def _case_hint(fn: Any, case: dict[str, Any], seed: int) -> str | None:
     pretrained = _pretrained(case, seed)
     given = dict(
         pretrained.state_dict()
@@ -223,42 +223,32 @@ def _judge_case(fn: Any, case: dict[str, Any], seed: int) -> None:
         out = call_answer(fn, given, key, new)
     except Wrong as w:
         fixed = "; this model's first convolution is elsewhere: use the `key` argument, not a fixed name"
-        raise Wrong(f"{w} ({where}){fixed if 'KeyError' in str(w) else ''}") from None
+        return f"{w} ({where}){fixed if 'KeyError' in str(w) else ''}"
     if isinstance(out, torch.Tensor):
-        raise Wrong(
-            f"return the whole state_dict with the adapted entry in it, not the tensor alone ({where})"
-        )
+        return f"return the whole state_dict with the adapted entry in it, not the tensor alone ({where})"
     if not isinstance(out, Mapping):
-        raise Wrong(f"return the state_dict (a dict), got {type(out).__name__} ({where})")
+        return f"return the state_dict (a dict), got {type(out).__name__} ({where})"
     if not same(given, snapshot):
-        raise Wrong(
-            f"your function changed the state_dict it was given ({where}): build a new dict, adapted = dict(state_dict), and replace the entry there"
-        )
+        return f"your function changed the state_dict it was given ({where}): build a new dict, adapted = dict(state_dict), and replace the entry there"
     missing, extra = [k for k in snapshot if k not in out], [k for k in out if k not in snapshot]
     if missing:
-        raise Wrong(
-            f"{missing[0]!r} is missing from your state_dict ({where}): keep every entry, and adapt the one at `key` instead of dropping it"
-        )
+        return f"{missing[0]!r} is missing from your state_dict ({where}): keep every entry, and adapt the one at `key` instead of dropping it"
     if extra:
-        raise Wrong(f"{extra[0]!r} was not in the state_dict ({where}): keep the keys as they are")
+        return f"{extra[0]!r} was not in the state_dict ({where}): keep the keys as they are"
     changed = [k for k in snapshot if k != key and not same(out[k], snapshot[k])]
     if changed:
-        raise Wrong(f"{changed[0]!r} changed ({where}); only the entry at `key` is adapted")
+        return f"{changed[0]!r} changed ({where}); only the entry at `key` is adapted"
     w, got = snapshot[key], out[key]
     want_shape = (w.shape[0], new, *w.shape[2:])
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != want_shape:
         shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
         fixed = " (did you write a fixed key instead of using the `key` argument?)"
-        raise Wrong(
-            f"the weight at {key!r} should have shape {want_shape}, got {shape} ({where}){fixed if shape == tuple(w.shape) else ''}"
-        )
+        return f"the weight at {key!r} should have shape {want_shape}, got {shape} ({where}){fixed if shape == tuple(w.shape) else ''}"
     if got.dtype != w.dtype:
-        raise Wrong(
-            f"the weight at {key!r} became {got.dtype}, the model's is {w.dtype} ({where}); make new tensors with w.new_zeros(...) to keep the dtype"
-        )
+        return f"the weight at {key!r} became {got.dtype}, the model's is {w.dtype} ({where}); make new tensors with w.new_zeros(...) to keep the dtype"
     mistake = _describe_weight(got, w, new)
     if mistake:
-        raise Wrong(f"{mistake} ({where})")
+        return f"{mistake} ({where})"
     target = case["make"](new).to(case["dtype"]).eval()
     target.load_state_dict(out)  # strict
     gen = torch.Generator().manual_seed(seed + 100)
@@ -271,7 +261,8 @@ def _judge_case(fn: Any, case: dict[str, Any], seed: int) -> None:
             more = torch.rand(3, new - old, size, size, generator=gen, dtype=dtype) * 5
             want, mine = pretrained(x), target(torch.cat([x, more], dim=1))
     if not torch.allclose(mine, want, rtol=1e-4, atol=1e-5):
-        raise Wrong(f"the adapted model's output differs from the pretrained model's ({where})")
+        return f"the adapted model's output differs from the pretrained model's ({where})"
+    return None
 
 
 @exercise("adapt_first_conv", notebook=NB)
@@ -279,5 +270,6 @@ def adapt_first_conv(fn) -> str:
     """``fn(state_dict, key, in_channels)`` adapts a first convolution to another number of input channels."""
     cases = _conv_cases()
     for i, case in enumerate(cases):
-        _judge_case(fn, case, seed=i)
+        if hint := _case_hint(fn, case, seed=i):
+            raise Wrong(hint)
     return f"{len(cases)} models (other names, kernels, dtypes, 1 to 5 channels) load your weights strictly and give the pretrained model's outputs."

@@ -67,14 +67,6 @@ def _train(model, optimizer, ema, loader, start: int, log: list, stop_at=None) -
     return log
 
 
-def _training_state(model, optimizer, ema, loader, epoch: int) -> dict:
-    from ..toolkit import capture_rng_state
-
-    objects = {"model": model, "optimizer": optimizer, "ema": ema, "loader": loader}
-    state = {k: v.state_dict() for k, v in objects.items()}
-    return {**state, "epoch": epoch, "rng": capture_rng_state()}
-
-
 @functools.cache
 def _reference(num_workers: int) -> tuple:
     model, optimizer, ema, loader = _objects(0, num_workers)
@@ -85,9 +77,12 @@ def _reference(num_workers: int) -> tuple:
 @functools.cache
 def _crashed_run(stop_at, workers: int) -> tuple[dict, tuple]:
     """The run that stops at ``stop_at`` (the same for every answer): its checkpoint and log."""
-    model, optimizer, ema, loader = _objects(0, workers)
-    log = _train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
-    return through_file(_training_state(model, optimizer, ema, loader, stop_at[0])), tuple(log)
+    from ..toolkit import capture_rng_state
+
+    objects = dict(zip(("model", "optimizer", "ema", "loader"), _objects(0, workers)))
+    log = _train(*objects.values(), 0, [], stop_at=stop_at)
+    state = {k: v.state_dict() for k, v in objects.items()}
+    return through_file({**state, "epoch": stop_at[0], "rng": capture_rng_state()}), tuple(log)
 
 
 def _where(stop_at, workers: int) -> str:
@@ -232,7 +227,7 @@ def ema_weights(fn) -> str:
     """``fn(ema)`` returns the averaged weights as a plain state_dict of copies."""
     make = lambda *args: _trained_average(*args)[1:]  # (ema,)
     cases = [Case(what, functools.partial(make, f, b, len(what))) for f, b, what in _EMA_CASES]
-    reference = lambda ema: copy.deepcopy(ema.module.state_dict())  # noqa: E731
+    reference = lambda ema: copy.deepcopy(ema.module.state_dict())
     behaves_like(fn, reference, cases, _EMA_MISTAKES)
     model, ema = _trained_average(_bn_model, True, seed=3)
     out = call_answer(fn, ema)

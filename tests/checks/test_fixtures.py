@@ -49,7 +49,7 @@ def test_replaced_torch_load_covers_imported_aliases_and_restores(tmp_path):
 
     path = tmp_path / "t.pth"
     torch.save({"x": torch.ones(1)}, path)
-    with fixtures.replaced(learner, "load", load):
+    with fixtures.replaced(learner, (torch, torch.serialization), load=load):
         learner(path)
         torch.load(path, weights_only=True)
         torch.serialization.load(path, weights_only=True)

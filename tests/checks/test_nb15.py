@@ -30,9 +30,8 @@ def _finish(resume, stop_at, workers=0):
     """Crash the check's run at ``stop_at``, resume with ``resume`` and finish: (log, model, ema) vs reference."""
     ref_log, ref_model, ref_ema = nb15._reference(workers)
     ref_log = list(ref_log)
-    model, optimizer, ema, loader = nb15._objects(0, workers)
-    log = nb15._train(model, optimizer, ema, loader, 0, [], stop_at=stop_at)
-    ckpt = fixtures.through_file(nb15._training_state(model, optimizer, ema, loader, stop_at[0]))
+    ckpt, log = nb15._crashed_run(stop_at, workers)
+    ckpt, log = fixtures.through_file(ckpt), list(log)  # copies: the run is cached
     model, optimizer, ema, loader = nb15._objects(99, workers)
     start = resume(ckpt, model, optimizer, ema, loader)
     nb15._train(
