@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import secrets
 import stat
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -50,29 +50,6 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where the system allows (Linux >= 4.7)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: set it and put it back at once
-    os.umask(mask)
-    return mask
-
-
-def _mode_like_open(path: Path) -> int:
-    """The permission bits ``open(path, "wb")`` (so ``torch.save``) would leave on ``path``: those of
-    the file it overwrites, or 0o666 minus the umask for a new file."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        return 0o666 & ~_umask()
 
 
 # A lock tells a save in progress from the leftover of a killed one. Windows has no fcntl, but
@@ -136,23 +113,18 @@ def remove_abandoned_temp_files(folder: str | os.PathLike) -> int:
     for p in folder.iterdir():
         if not (p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file()):
             continue
-        if fcntl is None:  # Windows refuses to delete a file another process has open
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if fcntl is None:  # Windows refuses to delete a file another process has open
                 p.unlink()
                 removed += 1
-            continue
-        try:
+                continue
             fd = os.open(p, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            if _lock(fd, wait=False) and _still_named(fd, str(p)):
-                p.unlink()
-                removed += 1
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+            try:
+                if _lock(fd, wait=False) and _still_named(fd, str(p)):
+                    p.unlink()
+                    removed += 1
+            finally:
+                os.close(fd)
     return removed
 
 
@@ -179,15 +151,19 @@ def atomic_write(
     target = _target(path)
     _check_writable(path, target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    mode = _mode_like_open(target)  # mkstemp makes the file 0o600, os.replace would keep that
+    # a new name; mode 0o666 minus the umask, as open(path, "wb") (so torch.save) gives a new file
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        if not (_lock(fd, wait=True) and not _still_named(fd, name)):
-            break
-        os.close(fd)  # a cleanup removed it before it was locked: make another
+        name = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(name, flags, 0o666)
+            if not (_lock(fd, wait=True) and not _still_named(fd, name)):
+                break
+            os.close(fd)  # a cleanup removed it before it was locked: make another
     tmp, f = Path(name), os.fdopen(fd, "wb")
     try:
-        os.chmod(tmp, mode)
+        with contextlib.suppress(FileNotFoundError):  # and open keeps a replaced file's mode
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
         yield f
         f.flush()
         if fsync:
@@ -333,7 +309,15 @@ def load_checkpoint(
             "to read bytes in memory, wrap them in io.BytesIO and call torch.load"
         )
     path = Path(path)
-    size, head = _readable_checkpoint(path)
+    size, head = formats.sniff(path, CheckpointError)
+    if path.suffix == ".safetensors":
+        raise CheckpointError(
+            f"{path}: a .safetensors file is not a torch.save file; read it with "
+            "safetensors.torch.load_file(path)"
+        )
+    other = formats.other_format(head)
+    if other:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {other}")
     try:
         return torch.load(
             path,
@@ -347,17 +331,3 @@ def load_checkpoint(
 
 _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, IndexError)
 _LOAD_ERRORS += (KeyError, AttributeError, ImportError)  # what torch.load raises on a bad file
-
-
-def _readable_checkpoint(path: Path) -> tuple[int, bytes]:
-    """The size and first bytes of ``path``, once its bytes say it may be a ``torch.save`` file."""
-    size, head = formats.sniff(path, CheckpointError)
-    if path.suffix == ".safetensors":
-        raise CheckpointError(
-            f"{path}: a .safetensors file is not a torch.save file; read it with "
-            "safetensors.torch.load_file(path)"
-        )
-    other = formats.other_format(head)
-    if other:
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {other}")
-    return size, head

@@ -17,7 +17,7 @@ import torch
 
 from .checkpoints import CheckpointError, atomic_write, load_checkpoint
 from .inputs import weights_entry
-from .inspector import InspectError
+from .inspector import InspectError, shared_storages
 from .prefixes import detect_prefixes, partial_prefixes
 
 __all__ = ["ConvertResult", "convert_to_safetensors"]
@@ -61,10 +61,8 @@ class ConvertResult:
         out.append("round trip: every tensor is torch.equal to the source")
         return out
 
-    def __str__(self) -> str:
+    def __repr__(self) -> str:
         return "\n".join(self.lines())
-
-    __repr__ = __str__
 
 
 _CKPT = "ckpt."  # namespace of the checkpoint's own values in the header
@@ -175,19 +173,11 @@ def _untied(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], li
     """Contiguous CPU tensors with memory of their own (safetensors refuses shared memory), and the
     keys written as copies of an earlier one.
     """
-    tensors: dict[str, torch.Tensor] = {}
-    seen: dict[tuple[int, int], str] = {}
-    untied: list[str] = []
-    for k, v in sd.items():
-        st = v.untyped_storage()
-        sid = (st.data_ptr(), st.nbytes())
-        if sid in seen and st.nbytes() > 0:
-            untied.append(f"{k} (= {seen[sid]})")
-            v = v.clone()
-        else:
-            seen[sid] = k
-        tensors[k] = v.detach().cpu().contiguous()
-    return tensors, untied
+    shared = shared_storages(sd.items())
+    tensors = {
+        k: (v.clone() if k in shared else v).detach().cpu().contiguous() for k, v in sd.items()
+    }
+    return tensors, [f"{k} (= {first})" for k, first in shared.items()]
 
 
 def _header(src: Path, obj: Any, entry: str, stripped: list[str]) -> dict[str, str]:

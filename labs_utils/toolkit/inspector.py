@@ -20,7 +20,7 @@ import re
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -33,7 +33,7 @@ from .inputs import WEIGHT_KEYS, weights_entry
 from .prefixes import detect_prefixes
 from .render import Report, Table, human_bytes
 
-__all__ = ["InspectError", "CheckpointReport", "inspect_checkpoint"]
+__all__ = ["InspectError", "CheckpointReport", "inspect_checkpoint", "shared_storages"]
 
 # Globals that give a pickle direct access to code execution, files or processes. Not a complete
 # list (any allowed callable can be abused); used only to label the report. A name is also
@@ -114,8 +114,8 @@ class CheckpointReport(Report):
         if self.top_level_keys is not None and self.weights_entry != "":
             rows.append(["top-level keys", ", ".join(self.top_level_keys) or "(empty)"])
         if self.weights_entry is not None:
-            where = f"[{self.weights_entry!r}]" if self.weights_entry else "the file itself"
-            where += "" if self.weights_entry else " (a state_dict)"
+            entry = self.weights_entry
+            where = f"[{entry!r}]" if entry else "the file itself (a state_dict)"
             rows.append(["weights", f"{where}: {self.weights_elements:,} elements"])
         data = f"{human_bytes(self.tensor_bytes)} of data"
         if self.tensors is not None:
@@ -127,7 +127,7 @@ class CheckpointReport(Report):
         rows.append(
             ["dtypes", counts(self.dtypes, "storages" if self.tensors is None else "tensors")]
         )
-        saved_on = counts(self.saved_on, "storages") if self.saved_on else "-"
+        saved_on = counts(self.saved_on, "storages")
         if not self.saved_on and self.format == "safetensors":
             saved_on = "not recorded (safetensors stores no device)"
         rows.append(["saved on", saved_on])
@@ -151,6 +151,7 @@ _LEGACY_NOTE = (
     "torch.load(..., mmap=True) refuses it; rewrite it once with "
     "torch.save(torch.load(old, weights_only=True), new)"
 )
+_FORMATS = {"zip": "torch.save (zip archive)", "legacy": "torch.save (legacy format)"}
 
 
 def _main_pickle(path: Path, kind: str) -> BinaryIO:
@@ -162,24 +163,18 @@ def _main_pickle(path: Path, kind: str) -> BinaryIO:
         return io.BytesIO(zf.read(name))
 
 
-def _pickle_protocol(path: Path, kind: str) -> str | None:
-    """The protocol of the checkpoint's main pickle, from its PROTO opcode (none in protocols 0, 1)."""
+def _protocol_message(path: Path, kind: str, operand: int) -> str:
+    """A torch.save file whose pickle uses opcodes that safe loading does not implement; the
+    protocol is read from the main pickle's PROTO opcode (protocols 0 and 1 have none)."""
     try:
         with _main_pickle(path, kind) as f:
             head = f.read(2)
     except Exception:
-        return None
-    if head[:1] == b"\x80" and len(head) == 2:
-        return str(head[1])
-    return "0 or 1" if head else None
-
-
-def _protocol_message(path: Path, kind: str, operand: int) -> str:
-    """A torch.save file whose pickle uses opcodes that safe loading does not implement."""
-    protocol = _pickle_protocol(path, kind)
+        head = b""
+    protocol = str(head[1]) if head[:1] == b"\x80" and len(head) == 2 else "0 or 1"
     saved = (
         f"saved with pickle protocol {protocol} (torch.save(..., pickle_protocol=N)), whose"
-        if protocol not in (None, "2")
+        if head and protocol != "2"
         else "its pickle uses"
     )
     return (
@@ -187,6 +182,10 @@ def _protocol_message(path: Path, kind: str, operand: int) -> str:
         f"{operand}'); nothing in it was run; if you trust its source, load it once with weights_only=False "
         "and save it again with torch.save's default protocol"
     )
+
+
+def _counts(values: Any) -> dict[str, int]:
+    return dict(sorted(Counter(values).items()))
 
 
 def _nbytes(dtype: str, numel: int) -> int:
@@ -204,35 +203,31 @@ def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
-            rows = []
+            rows = []  # (key, torch's dtype name, elements)
             for k in f.keys():
                 sl = f.get_slice(k)
-                rows.append((k, sl.get_dtype(), list(sl.get_shape())))
+                dtype = _SAFETENSORS_DTYPES.get(sl.get_dtype(), sl.get_dtype())
+                rows.append((k, dtype, math.prod(sl.get_shape())))
     except Exception as e:  # SafetensorError, OSError ...
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise InspectError(
             f"{path}: not a valid .safetensors file: corrupt or truncated header ({first}); "
             "copy or convert the file again"
         ) from None
-    dtypes = Counter(_SAFETENSORS_DTYPES.get(dt, dt) for _, dt, _ in rows)
-    numels = [(_SAFETENSORS_DTYPES.get(dt, dt), math.prod(shape)) for _, dt, shape in rows]
-    elements = sum(n for _, n in numels)
-    nbytes = sum(_nbytes(name, n) for name, n in numels)
-    keys = [k for k, _, _ in rows]
+    elements = sum(n for _, _, n in rows)
     return CheckpointReport(
         path=str(path),
         format="safetensors",
         file_bytes=size,
         safe_to_load=True,
-        top_level_keys=None,
         weights_entry="",
         tensors=len(rows),
         weights_elements=elements,
         elements=elements,
-        tensor_bytes=nbytes,
+        tensor_bytes=sum(_nbytes(dtype, n) for _, dtype, n in rows),
         storages=len(rows),
-        dtypes=dict(sorted(dtypes.items())),
-        prefixes=detect_prefixes(keys),
+        dtypes=_counts(dtype for _, dtype, _ in rows),
+        prefixes=detect_prefixes(k for k, _, _ in rows),
         metadata=dict(sorted(meta.items())),
     )
 
@@ -246,16 +241,13 @@ class _Stub:
 
     name = ""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
     def __call__(self, *args: Any, **kwargs: Any) -> _Stub:
         return _Stub()
 
-    def _ignore(self, *args: Any) -> None:
+    def _ignore(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    __setstate__ = __setitem__ = append = extend = add = _ignore
+    __init__ = __setstate__ = __setitem__ = append = extend = add = _ignore
 
 
 class _Scanner(pickle._Unpickler):
@@ -329,11 +321,6 @@ def _refused_report(path: Path, size: int, kind: str) -> CheckpointReport:
             f"{path}: refused by safe loading, and its pickle could not be read "
             f"({type(e).__name__}); do not load it"
         ) from None
-    dtypes = Counter(_storage_dtype(t) for t, _, _ in storages)
-    nbytes = sum(_nbytes(_storage_dtype(t), numel) for t, _, numel in storages)
-    fmt = {"zip": "torch.save (zip archive)", "legacy": "torch.save (legacy format)"}.get(
-        kind, "pickle (legacy torch.save or plain pickle)"
-    )
     notes = [
         "safe loading refuses this file, so it was not unpickled: tensors and keys are unknown;",
         "allow the globals above with torch.serialization.safe_globals([...]) only if you trust its source.",
@@ -342,14 +329,14 @@ def _refused_report(path: Path, size: int, kind: str) -> CheckpointReport:
         notes.append(_LEGACY_NOTE)
     return CheckpointReport(
         path=str(path),
-        format=fmt,
+        format=_FORMATS.get(kind, "pickle (legacy torch.save or plain pickle)"),
         file_bytes=size,
         safe_to_load=False,
         refused_globals=refused,
-        tensor_bytes=nbytes,
+        tensor_bytes=sum(_nbytes(_storage_dtype(t), numel) for t, _, numel in storages),
         storages=len(storages),
-        dtypes=dict(sorted(dtypes.items())),
-        saved_on=dict(sorted(Counter(loc for _, loc, _ in storages).items())),
+        dtypes=_counts(_storage_dtype(t) for t, _, _ in storages),
+        saved_on=_counts(loc for _, loc, _ in storages),
         notes=notes,
     )
 
@@ -368,35 +355,38 @@ def _walk(obj: Any, prefix: str, out: list[tuple[str, torch.Tensor]]) -> None:
             _walk(v, f"{prefix}.{i}" if prefix else str(i), out)
 
 
+def shared_storages(tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str, str]:
+    """key -> the earlier key whose tensor uses the same (non-empty) storage (tied weights)."""
+    first: dict[tuple[int, int], str] = {}
+    shared: dict[str, str] = {}
+    for key, t in tensors:
+        st = t.untyped_storage()
+        sid = (st.data_ptr(), st.nbytes())
+        if sid in first and st.nbytes() > 0:
+            shared[key] = first[sid]
+        else:
+            first[sid] = key
+    return shared
+
+
 def _loaded_report(
     path: Path, size: int, kind: str, obj: Any, locations: list[str]
 ) -> CheckpointReport:
     found: list[tuple[str, torch.Tensor]] = []
     _walk(obj, "", found)
-    seen: dict[tuple[int, int], str] = {}
-    shared: list[str] = []
-    nbytes = 0
-    for key, t in found:
-        st = t.untyped_storage()
-        sid = (st.data_ptr(), st.nbytes())
-        if sid in seen and st.nbytes() > 0:
-            shared.append(f"{key} = {seen[sid]}")
-            continue
-        seen[sid] = key
-        nbytes += st.nbytes()
+    shared = shared_storages(found)
     entry, sd = weights_entry(obj)
     params = None
     if sd is not None:
         params = sum(v.numel() for v in sd.values() if isinstance(v, torch.Tensor))
-    fmt = "torch.save (zip archive)" if kind == "zip" else "torch.save (legacy format)"
-    notes = [_LEGACY_NOTE] if kind != "zip" else []
+    notes = [_LEGACY_NOTE] if kind == "legacy" else []
     if sd is None and not found:
         notes.append("no tensors found")
     elif sd is None:
         notes.append("no state_dict found at the top level or under " + ", ".join(WEIGHT_KEYS))
     return CheckpointReport(
         path=str(path),
-        format=fmt,
+        format=_FORMATS[kind],  # a file that loads is a torch.save file
         file_bytes=size,
         safe_to_load=True,
         top_level_keys=sorted(map(str, obj)) if isinstance(obj, Mapping) else None,
@@ -404,11 +394,11 @@ def _loaded_report(
         tensors=len(found),
         weights_elements=params,
         elements=sum(t.numel() for _, t in found),
-        tensor_bytes=nbytes,
+        tensor_bytes=sum(t.untyped_storage().nbytes() for k, t in found if k not in shared),
         storages=len(locations),
-        shared_tensors=shared,
-        dtypes=dict(sorted(Counter(str(t.dtype).replace("torch.", "") for _, t in found).items())),
-        saved_on=dict(sorted(Counter(locations).items())),
+        shared_tensors=[f"{k} = {first}" for k, first in shared.items()],
+        dtypes=_counts(str(t.dtype).replace("torch.", "") for _, t in found),
+        saved_on=_counts(locations),
         prefixes=detect_prefixes(list(sd)) if sd is not None else [],
         notes=notes,
     )

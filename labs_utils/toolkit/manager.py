@@ -66,8 +66,6 @@ class SavedCheckpoint:
             f"epoch {self.epoch}: {self.metric}={self.value:.4g}{star} -> {', '.join(self.files)}"
         )
 
-    __str__ = __repr__
-
 
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pth$")
 _RECORD = "checkpoint_manager"  # last.pth[_RECORD], and best.pth's attribute _checkpoint_manager
@@ -173,11 +171,8 @@ class CheckpointManager:
 
     def epoch_paths(self) -> list[Path]:
         """The ``epoch_NNNN.pth`` files in the folder, oldest epoch first."""
-        if not self.folder.is_dir():
-            return []
-        found = [
-            (int(m.group(1)), p) for p in self.folder.iterdir() if (m := _EPOCH_FILE.match(p.name))
-        ]
+        paths = self.folder.glob("epoch_*.pth")  # none if there is no folder
+        found = [(int(m.group(1)), p) for p in paths if (m := _EPOCH_FILE.match(p.name))]
         return [p for _, p in sorted(found)]
 
     def _better(self, value: float) -> bool:

@@ -81,12 +81,6 @@ def partial_prefixes(keys: list[str]) -> dict[str, int]:
     return {p: n for p, n in counts.items() if 0 < n < len(keys)}
 
 
-def _strip_metadata_key(name: str, prefixes: tuple[str, ...]) -> str:
-    # metadata keys are module paths without the trailing dot: "", "module", "module.fc1", ...
-    # ("module" is the wrapper's own entry and becomes "", the root)
-    return strip_wrapper_prefixes(name + ".x", prefixes)[:-2]
-
-
 def normalize_keys(
     state_dict: Any, prefixes: Iterable[str] = WRAPPER_PREFIXES, *, like: Any = None
 ) -> OrderedDict[str, Any]:
@@ -130,7 +124,9 @@ def normalize_keys(
     if metadata is not None:
         new_meta: OrderedDict[str, Any] = OrderedDict()
         for name, info in metadata.items():
-            new_name = _strip_metadata_key(name, prefixes) if isinstance(name, str) else name
+            new_name = name
+            if isinstance(name, str):  # a module path: "module" (the wrapper's own) becomes ""
+                new_name = strip_wrapper_prefixes(name + ".x", prefixes)[:-2]
             # the wrapped module's own entry wins over the wrapper's (both map to "")
             if new_name not in new_meta or name != new_name:
                 new_meta[new_name] = info

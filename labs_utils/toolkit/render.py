@@ -25,10 +25,8 @@ def human_bytes(n: int) -> str:
 class Report:
     """A result that shows as its ``table()``: text for ``str``/``repr``, HTML in a notebook."""
 
-    def __str__(self) -> str:
+    def __repr__(self) -> str:
         return self.table().to_text()
-
-    __repr__ = __str__
 
     def _repr_html_(self) -> str:
         return self.table().to_html()

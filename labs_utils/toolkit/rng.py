@@ -59,12 +59,7 @@ def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -
     import numpy as np
 
     gens = _check_generators(generators, "capture_rng_state()")
-    np_state = np.random.get_state(legacy=False)
-    # never on the global RandomState, which is MT19937
-    if np_state.get("bit_generator") != "MT19937":
-        raise ValueError(
-            f"capture_rng_state() supports numpy's MT19937 global generator, got {np_state.get('bit_generator')}"
-        )
+    np_state = np.random.get_state(legacy=False)  # the global RandomState: always MT19937
     cuda = None
     if torch.cuda.is_available():
         cuda = [s.clone() for s in torch.cuda.get_rng_state_all()]

@@ -52,24 +52,16 @@ class StateDictSummary(Report):
         return len(self.rows)
 
     def table(self) -> Table:
-        with_kind = any(r.get("kind") for r in self.rows)
-        columns = ["key", "shape", "dtype", "device", "numel", "bytes"] + (
-            ["kind"] if with_kind else []
-        )
-        rows = [
-            [r["key"], r["shape"], r["dtype"], r["device"], r["numel"], r["bytes"]]
-            + ([r.get("kind", "")] if with_kind else [])
-            for r in self.rows
-        ]
-        notes = [
-            f"{len(self.rows)} entries, {self.total_elements:,} elements, {human_bytes(self.total_bytes)}"
-        ]
+        columns = ["key", "shape", "dtype", "device", "numel", "bytes"]
+        columns += ["kind"] if any(r.get("kind") for r in self.rows) else []
+        size = f"{self.total_elements:,} elements, {human_bytes(self.total_bytes)}"
+        notes = [f"{len(self.rows)} entries, {size}"]
         if self.non_persistent_buffers:
             notes.append(
                 "not in the state_dict (non-persistent buffers): "
                 + ", ".join(self.non_persistent_buffers)
             )
-        return Table(columns, rows, notes=notes)
+        return Table(columns, [[r.get(c, "") for c in columns] for r in self.rows], notes=notes)
 
 
 def summarize(obj: Any) -> StateDictSummary:
@@ -122,6 +114,12 @@ def summarize(obj: Any) -> StateDictSummary:
 # --- a dry run of load_state_dict: the modules' own loading rules, on a copy without data
 
 
+def _named_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Every parameter and buffer under each of its names (a tied one under each)."""
+    named = model.named_parameters(remove_duplicate=False)
+    return [*named, *model.named_buffers(remove_duplicate=False)]
+
+
 def _meta_like(t: torch.Tensor) -> torch.Tensor:
     """A stand-in for one of the model's tensors: same kind, shape and dtype, on the meta device."""
     if isinstance(t, nn.UninitializedParameter):
@@ -150,9 +148,9 @@ class _DryRun:
     missing: list[str]  # model keys
     unexpected: list[str]  # state_dict keys
     rejected: dict[str, str]  # state_dict key -> load_state_dict's message (size mismatch ...)
-    other_errors: list[str]  # messages that name no key of the state_dict
     model: dict[str, Any]  # the copy's state_dict afterwards: shapes and dtypes as the model's
-    renamed: dict[str, str]  # model key -> state_dict key a loading hook renamed (weight_g ...)
+    other_errors: list[str] = field(default_factory=list)  # messages that name no key
+    renamed: dict[str, str] = field(default_factory=dict)  # model key -> key a hook renamed
     by_keys: bool = False  # compared key by key: the model could not be copied to meta
 
     def model_key(self, key: str) -> str:
@@ -166,11 +164,7 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
     shapes, hooks that rename keys) and ``model`` is untouched; ``None`` when that cannot run.
     """
     memo: dict[int, Any] = {}
-    named = [
-        *model.named_parameters(remove_duplicate=False),
-        *model.named_buffers(remove_duplicate=False),
-    ]
-    for _, t in named:
+    for _, t in _named_tensors(model):
         if id(t) not in memo:  # tied tensors stay tied in the copy
             memo[id(t)] = _meta_like(t)
     try:
@@ -179,17 +173,14 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
         return None
     seen: dict[str, Any] = {}
 
-    def keep_errors(module, state_dict, prefix, metadata, strict, missing, unexpected, errors):
-        seen["errors"] = errors  # the list load_state_dict fills and raises with
-
-    def keep_names(module, state_dict, *args) -> None:
+    def keep_names(module, state_dict, prefix, metadata, strict, missing, unexpected, errors):
         # each module loads from its own copy, which its hooks (registered earlier) have changed
         seen.setdefault("names", []).append(state_dict)
+        seen["errors"] = errors  # one list for all modules: load_state_dict raises with it
 
     def keep_keys(module, incompatible_keys) -> None:
         seen["keys"] = incompatible_keys  # runs last, when every module has been loaded
 
-    shadow.register_load_state_dict_pre_hook(keep_errors)
     shadow.register_load_state_dict_post_hook(keep_keys)
     for module in shadow.modules():
         module.register_load_state_dict_pre_hook(keep_names)
@@ -228,9 +219,7 @@ def _dry_run(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun | None:
             rejected[source[key]] = msg
     keys = seen["keys"]
     unexpected = [source.get(k, k) for k in keys.unexpected_keys]
-    return _DryRun(
-        list(keys.missing_keys), unexpected, rejected, other, shadow.state_dict(), renamed
-    )
+    return _DryRun(keys.missing_keys, unexpected, rejected, shadow.state_dict(), other, renamed)
 
 
 def _in_order(keys: list[str], order: list[str]) -> list[str]:
@@ -329,14 +318,8 @@ def diff(model: nn.Module, state_dict: Any) -> StateDictDiff:
     dtypes = {}
     for k in _in_order([k for k in sd if run.model_key(k) in run.model], order):
         mv, sv = run.model[run.model_key(k)], sd[k]
-        if (
-            k not in run.rejected
-            and isinstance(mv, torch.Tensor)
-            and isinstance(sv, torch.Tensor)
-            and not is_lazy(sv)
-            and not is_lazy(mv)
-            and mv.dtype != sv.dtype
-        ):
+        tensors = all(isinstance(v, torch.Tensor) and not is_lazy(v) for v in (mv, sv))
+        if k not in run.rejected and tensors and mv.dtype != sv.dtype:
             dtypes[k] = (_dtype(mv), _dtype(sv))
     notes = [
         "compared key by key: the model could not be copied to the meta device to run its own "
@@ -372,15 +355,9 @@ def _by_keys(model: nn.Module, sd: Mapping[str, Any]) -> _DryRun:
             rejected[k] = (
                 f"size mismatch for {k}: {tuple(v.shape)} in the state_dict, {tuple(mv.shape)} in the model"
             )
-    return _DryRun(
-        [k for k in expected if k not in sd],
-        [k for k in sd if k not in expected],
-        rejected,
-        [],
-        dict(expected),
-        {},
-        by_keys=True,
-    )
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    return _DryRun(missing, unexpected, rejected, dict(expected), by_keys=True)
 
 
 # --- load_matching: a partial load that reports exactly what it did --------------------------
@@ -465,12 +442,9 @@ def _apply_key_map(
                 f"key_map renames {unknown[0]!r}, which is not a key of the state_dict "
                 f"(it has {len(sd)} keys, e.g. {list(sd)[:3]}); fix or remove that entry"
             )
-
-        def rename(k: str) -> str | None:
-            return key_map.get(k, k)
-
+        new_names = {k: key_map.get(k, k) for k in sd}
     elif callable(key_map):
-        rename = key_map
+        new_names = {k: key_map(k) for k in sd}
     else:
         raise TypeError(
             f"key_map must be a dict {{old_key: new_key}} or a function old_key -> new_key, "
@@ -480,7 +454,7 @@ def _apply_key_map(
     source_of: dict[str, str] = {}
     dropped: list[str] = []
     for k, v in sd.items():
-        new = rename(k)
+        new = new_names[k]
         if new is None:
             dropped.append(k)
             continue
@@ -504,10 +478,7 @@ def _apply_key_map(
 def _alias_groups(model: nn.Module, keys: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     """state_dict key -> every state_dict key that names the same tensor (tied weights)."""
     by_id: dict[int, list[str]] = {}
-    named = list(model.named_parameters(remove_duplicate=False)) + list(
-        model.named_buffers(remove_duplicate=False)
-    )
-    for name, t in named:
+    for name, t in _named_tensors(model):
         if name in keys and t is not None:
             by_id.setdefault(id(t), []).append(name)
     return {n: tuple(g) for g in by_id.values() if len(g) > 1 for n in g}
@@ -545,25 +516,26 @@ def load_matching(
     sd, _ = as_state_dict(state_dict)
     source, renamed, dropped = _apply_key_map(sd, key_map)
     target = model.state_dict()
-    accepted, mismatched, unexpected, by_hook = _fitting(model, source)
-    matching = with_metadata_of(source, {k: source[k] for k in accepted})
-    _check_tied_values(
-        model,
-        target,
-        {m: matching[s] for m, s in by_hook.items() if s in matching}
-        | {k: v for k, v in matching.items() if k in target},
-    )
+    run = _dry_run(model, source) or _by_keys(model, source)  # the split load_state_dict makes
+    mismatched = {
+        k: (_shape_of(run.model.get(run.model_key(k))), _shape_of(source[k])) for k in run.rejected
+    }
+    unexpected = _in_order(run.unexpected, list(source))
+    fits = [k for k in source if k not in mismatched and k not in unexpected]
+    matching = with_metadata_of(source, {k: source[k] for k in fits})
+    _check_tied_values(model, target, matching, run.renamed)
     # PyTorch says what it loaded: every model entry it does not call missing
     not_loaded = set(model.load_state_dict(matching, strict=False).missing_keys)
     return _load_report(
-        model, target, source, not_loaded, mismatched, unexpected, by_hook, renamed, dropped
+        model, target, source, not_loaded, mismatched, unexpected, run.renamed, renamed, dropped
     )
 
 
-def _check_tied_values(
-    model: nn.Module, target: Mapping[str, Any], given: Mapping[str, Any]
-) -> None:
-    """Refuse a state_dict that gives two tied entries (one shared tensor) different values."""
+def _check_tied_values(model: nn.Module, target: Mapping, matching: Mapping, by_hook: dict) -> None:
+    """Refuse a state_dict that gives two tied entries (one shared tensor) different values;
+    ``by_hook`` maps a model key to the ``matching`` key a loading hook renames into it."""
+    given = {m: matching[s] for m, s in by_hook.items() if s in matching}
+    given |= {k: v for k, v in matching.items() if k in target}
     for group in set(_alias_groups(model, target).values()):
         keys = [k for k in group if k in given]
         for other in keys[1:]:
@@ -620,18 +592,3 @@ def _load_report(
         model_shapes={k: _shape_of(v) for k, v in model.state_dict().items()},
         source_shapes={model_key.get(k, k): _shape_of(v) for k, v in source.items()},
     )
-
-
-def _fitting(
-    model: nn.Module, source: Mapping[str, Any]
-) -> tuple[list[str], dict[str, tuple], list[str], dict[str, str]]:
-    """Split ``source`` the way ``load_state_dict`` would: the keys it copies, the keys it rejects
-    (key -> (shape in model, shape in source)), the keys the model has no place for, and the keys
-    a module's loading hook renames (model key -> source key)."""
-    run = _dry_run(model, source) or _by_keys(model, source)
-    rejected = {
-        k: (_shape_of(run.model.get(run.model_key(k))), _shape_of(source[k])) for k in run.rejected
-    }
-    unexpected = _in_order(run.unexpected, list(source))
-    accepted = [k for k in source if k not in rejected and k not in unexpected]
-    return accepted, rejected, unexpected, run.renamed
