@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,6 +95,12 @@ def drew_after_restoring(saved: torch.Tensor, now: torch.Tensor, max_refills: in
                 words = new
                 break
     return False
+
+
+def refused_global(err: BaseException) -> str:
+    """The global that ``torch.load(weights_only=True)`` refused, named in its error, or ''."""
+    m = re.search(r"GLOBAL (\S+) was not an allowed global|but got <class '([^']+)'>", str(err))
+    return (m.group(1) or m.group(2)) if m else ""
 
 
 def through_file(obj: Any) -> Any:

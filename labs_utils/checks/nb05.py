@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
 import torch.nn as nn
 
 from . import Wrong, as_int, call_answer, exercise, same
-from .fixtures import through_file
+from .fixtures import refused_global, through_file
 
 NB = "05_amp_and_scheduler_resume"
 
@@ -112,7 +110,6 @@ def _round_trip(ckpt: dict) -> None:
         try:
             through_file({key: value})
         except Exception as e:  # torch names the class it refuses: "GLOBAL module.Class"
-            found = re.search(r"GLOBAL ([\w.]+)", str(e))
             raise Wrong(
-                f"the checkpoint does not load with weights_only=True: its {key!r} entry holds a {found[1] if found else type(value).__name__}; store state_dict()s, plain numbers (int(x), float(x)) and strings only"
+                f"the checkpoint does not load with weights_only=True: its {key!r} entry holds a {refused_global(e) or type(value).__name__}; store state_dict()s, plain numbers (int(x), float(x)) and strings only"
             ) from None

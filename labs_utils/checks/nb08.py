@@ -7,7 +7,6 @@ import argparse
 import dataclasses
 import enum
 import functools
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import torch
 
 from . import Case, Wrong, behaves_like, exercise, isolated_safe_globals, same
 from .calling import entry_name
-from .fixtures import scratch_file
+from .fixtures import refused_global, scratch_file
 
 NB = "08_safe_loading"
 
@@ -73,11 +72,6 @@ def _each(convert: Any) -> Any:
     return lambda ckpt: {k: convert(v) for k, v in ckpt.items()}
 
 
-def _refused_global(err: BaseException) -> str:
-    m = re.search(r"GLOBAL (\S+) was not an allowed global|but got <class '([^']+)'>", str(err))
-    return (m.group(1) or m.group(2)) if m else type(err).__name__
-
-
 def _typed(d: dict) -> dict:
     """Each value with its type, so that 120 and 120.0 (or '1' and 1) differ."""
     scalar = (str, int, float, bool, type(None))
@@ -102,7 +96,7 @@ def _as_loaded(case: int, out: Any, args: tuple) -> Any:
             with isolated_safe_globals():
                 loaded = torch.load(path, weights_only=True)
     except Exception as e:
-        name = _refused_global(e)
+        name = refused_global(e) or type(e).__name__
         allowed = {entry_name(x) for x in torch.serialization.get_safe_globals()}
         hint = (
             " (you allowed it for the whole process with add_safe_globals, but the file must load without that: convert the value)"
@@ -191,7 +185,7 @@ def allowlist_for_exercise_file(allow) -> str:
         err = _loads_with(path, allow)
         if err is not None:
             raise Wrong(
-                f"torch.load still refuses the file: it also needs {_refused_global(err)} (the static scan cannot see classes made while loading; read the error)"
+                f"torch.load still refuses the file: it also needs {refused_global(err) or type(err).__name__} (the static scan cannot see classes made while loading; read the error)"
             )
         for i, item in enumerate(allow):
             if _loads_with(path, allow[:i] + allow[i + 1 :]) is None:

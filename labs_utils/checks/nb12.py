@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from . import Wrong, as_int, call_answer, crash, exercise, run_answer, same
-from .fixtures import cnn_with_moved_statistics, scratch_file, snapshot
+from .fixtures import cnn_with_moved_statistics, refused_global, scratch_file, snapshot
 
 
 # --- setups the capstone's checks share (this module and nb12_atomic, nb12_loading)
@@ -31,11 +31,6 @@ def load_cpu(path: Path, **kwargs: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
-
-
-def refused_global(err: BaseException) -> str:
-    m = re.search(r"GLOBAL (\S+) was not an allowed global", str(err))
-    return m.group(1) if m else ""
 
 
 def run_saver(fn: Any, *args: Any, path: Path) -> None:
