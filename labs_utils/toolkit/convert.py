@@ -135,18 +135,16 @@ def convert_to_safetensors(
         raise CheckpointError(
             f"{dst}: the written file does not match {src}; the disk may be failing"
         )
-    kept = partial_prefixes(list(tensors)) if strip_prefixes else {}
-    size = dst.stat().st_size
     return ConvertResult(
         str(src),
         str(dst),
         entry,
         len(tensors),
-        size,
+        dst.stat().st_size,
         stripped,
         untied,
         metadata,
-        kept,
+        partial_prefixes(list(tensors)) if strip_prefixes else {},
         strip_prefixes,
     )
 

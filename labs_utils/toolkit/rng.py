@@ -140,5 +140,4 @@ def restore_rng_state(
         restored.append("cuda")
     for name, g in gens.items():
         g.set_state(saved_gens[name].cpu())
-        restored.append(name)
-    return restored
+    return restored + list(gens)
