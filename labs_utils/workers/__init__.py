@@ -1,6 +1,4 @@
-"""Process workers: code that runs in other processes, which a notebook cannot define.
-
-``distributed`` (the DDP lesson, ``spawn_workers``), ``ddp_train`` (the same as a ``torchrun``
-entry point) and ``dcp_workers`` (the distributed-checkpoint lesson). The notebooks print the
-functions these processes run, so what a lesson shows is what runs.
+"""Code that runs in other processes, which a notebook cannot define: ``distributed`` (notebook
+07's DDP ranks, ``spawn_workers``), ``ddp_train`` (the same under ``torchrun``) and ``dcp_workers``
+(notebook 11). The notebooks print the functions these processes run: what a lesson shows runs.
 """

@@ -1,10 +1,8 @@
 """Distributed checkpoints (``torch.distributed.checkpoint``, DCP) on one machine, for notebook 11.
 
-``train_and_save`` and ``load_and_verify`` are what each rank runs (a model sharded with
-FSDP2's ``fully_shard``, ``dcp.save``/``dcp.load``, checked against rank 0's full reference);
-``run_dcp_job`` starts the ranks (spawn, gloo over localhost) and waits with a timeout. For one
-process: ``check_dcp_folder``, ``describe`` and ``load_single_process``. Workers write to
-``rank<N>.log`` in a log folder next to the checkpoint, so notebook outputs stay stable.
+``train_and_save`` and ``load_and_verify`` are what each rank runs (FSDP2-sharded, checked against
+rank 0's full reference); ``run_dcp_job`` starts the ranks. For one process: ``check_dcp_folder``,
+``describe`` and ``load_single_process``.
 
 Trusted folders only: reading a DCP folder runs code from it (``.metadata`` is read with plain
 ``pickle.load``, and ``dcp.load`` reads non-tensor entries with ``weights_only=False``).
@@ -21,6 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from ..checks.compare import same
 from ..toolkit.render import Table
 from .distributed import need_group, spawn_workers
 
@@ -77,26 +76,14 @@ def _full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str,
     }
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    return a == b
-
-
 # notebook 11 prints this source: its stored output keeps this layout
 # fmt: off
 def train_and_save(rank: int, world_size: int, checkpoint_dir: str | os.PathLike, *,
                    log_dir: str | os.PathLike, steps: int = 3, seed: int = 0) -> dict[str, Any]:
-    """Train a sharded ``Net`` for ``steps`` steps (every rank at once), then save it three ways.
-
-    Sharded: ``get_state_dict`` gives this rank's ``DTensor`` shards of model and optimizer, by
-    name; ``dcp.save`` writes a file per rank plus ``.metadata``. Full: ``get_model_state_dict``
-    with ``full_state_dict=True, cpu_offload=True`` gathers each tensor into rank 0's CPU memory
-    (the others get ``{}``); rank 0 saves ``full_model.pth``. Local: each rank's shards as plain
-    tensors, ``local_rank<N>.pth``. Rank 0 also writes ``reference.pth`` (full weights and
-    optimizer state) to check later loads against. Files other than the DCP folder: in ``log_dir``.
+    """Train a sharded ``Net`` for ``steps`` steps (every rank at once), then save it three ways:
+    sharded (``dcp.save`` to ``checkpoint_dir``: a file per rank plus ``.metadata``), full (rank 0,
+    ``EXPORT``) and local (each rank's shards as plain tensors, ``local_rank<N>.pth``). Rank 0 also
+    writes ``REFERENCE`` to check later loads against. Files but the DCP folder go to ``log_dir``.
     """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
@@ -142,9 +129,7 @@ def train_and_save(rank: int, world_size: int, checkpoint_dir: str | os.PathLike
         "world_size": world_size,
         "steps": steps,
         "local_type": type(local).__name__,
-        "local_shape": list(local.to_local().shape)
-        if hasattr(local, "to_local")
-        else list(local.shape),
+        "local_shape": list(local.to_local().shape),
         "global_shape": list(local.shape),
         "export_keys": len(weights),
         "export_devices": sorted({str(t.device) for t in weights.values()}),
@@ -163,14 +148,10 @@ def load_and_verify(rank: int, world_size: int, checkpoint_dir: str | os.PathLik
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     need_group("load_and_verify")
-    reference = torch.load(
-        Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True
-    )
+    reference = torch.load(Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True)
     model = shard_model(build_model(seed), world_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    differs_before = not _same(
-        _full_state(model, optimizer)["model"], reference["model"]
-    )
+    differs_before = not same(_full_state(model, optimizer)["model"], reference["model"])
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd, "step": 0}
@@ -187,8 +168,8 @@ def load_and_verify(rank: int, world_size: int, checkpoint_dir: str | os.PathLik
         "rank": rank,
         "world_size": world_size,
         "differs_before_load": differs_before,
-        "model_equal": _same(full["model"], reference["model"]),
-        "optimizer_equal": _same(full["optim"], reference["optim"]),
+        "model_equal": same(full["model"], reference["model"]),
+        "optimizer_equal": same(full["optim"], reference["optim"]),
         "step": state["step"],
         "local_shape": list(model_sd["net.0.weight"].to_local().shape),
     }
@@ -198,9 +179,7 @@ def load_and_verify(rank: int, world_size: int, checkpoint_dir: str | os.PathLik
 # --- Starting the processes
 
 
-def _dcp_actions(
-    rank: int, world_size: int, checkpoint_dir: str, log_dir: str, actions, steps, seed
-):
+def _dcp_actions(rank: int, world_size: int, checkpoint_dir: str, log_dir, actions, steps, seed):
     """One rank of ``run_dcp_job``: its ``actions``; returns its report."""
     report: dict[str, Any] = {}
     if "save" in actions:
@@ -208,7 +187,6 @@ def _dcp_actions(
             rank, world_size, checkpoint_dir, log_dir=log_dir, steps=steps, seed=seed
         )
     if "load" in actions:
-        dist.barrier()
         report["load"] = load_and_verify(
             rank, world_size, checkpoint_dir, log_dir=log_dir, seed=seed + 100
         )
@@ -225,12 +203,10 @@ class DCPJob:
 
     @property
     def reference(self) -> Path:
-        """The full weights and optimizer state rank 0 wrote after saving."""
         return self.log_dir / REFERENCE
 
     @property
     def export(self) -> Path:
-        """The model's full state_dict as one ``torch.save`` file, written by rank 0."""
         return self.log_dir / EXPORT
 
     def table(self) -> Table:
@@ -267,7 +243,6 @@ def run_dcp_job(
     """Run ``actions`` ("save": train and ``dcp.save``; "load": ``dcp.load`` into fresh models and
     compare) in ``world_size`` local processes (see ``spawn_workers``). Logs, reports and the other
     files go to ``log_dir`` (default: the checkpoint folder's name plus ``_logs``, next to it)."""
-
     actions = tuple(actions)
     if not actions or set(actions) - {"save", "load"}:
         raise ValueError(f"actions must be 'save' and/or 'load', got {actions!r}")
@@ -293,7 +268,7 @@ def run_dcp_job(
     logs.mkdir(parents=True, exist_ok=True)
     reports = spawn_workers(
         _dcp_actions, str(ckpt), str(logs), actions, steps, seed,
-        world_size=world_size, timeout_s=timeout_s, log_dir=logs, what="DCP worker",
+        world_size=world_size, timeout_s=timeout_s, log_dir=logs,
     )  # fmt: skip
     return DCPJob(ckpt, logs, reports)
 

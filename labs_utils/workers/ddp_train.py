@@ -2,11 +2,9 @@
 
     torchrun --standalone --nproc_per_node=2 -m labs_utils.workers.ddp_train --out runs/ddp --steps 5
 
-``torchrun`` gives each process its identity in environment variables, so
-``init_process_group`` needs only the backend: ``nccl`` on ``cuda:LOCAL_RANK`` when there is a
-GPU for every local process, else ``gloo`` on the CPU. It runs the notebook's code
-(``distributed.train_ddp``, then with ``--resume-steps N`` ``distributed.resume_ddp``); rank 0
-prints one summary line per phase.
+``torchrun`` gives each process its identity in environment variables, so ``init_process_group``
+needs only the backend. It runs the notebook's ``train_ddp`` (then, with ``--resume-steps N``,
+``resume_ddp``); rank 0 prints one summary line per phase.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .distributed import CHECKPOINT, resume_ddp, train_ddp
+from .distributed import CHECKPOINT, exit_without_teardown, resume_ddp, train_ddp
 
 __all__ = ["main"]
 
@@ -62,28 +60,17 @@ def main(argv: list[str] | None = None) -> int:
             rank, world_size, args.out, steps=args.steps, seed=args.seed, device=device
         )
         if rank == 0:
-            print(
-                f"rank 0 of {world_size} ({backend}): trained {args.steps} steps, final mean loss "
-                f"{report['losses'][-1]:.2f}, saved {Path(args.out) / CHECKPOINT}; weights identical on all "
-                f"ranks: {report['identical_across_ranks']}",
-                flush=True,
-            )
+            print(f"rank 0 of {world_size} ({backend}): trained {args.steps} steps, final mean "
+                  f"loss {report['losses'][-1]:.2f}, saved {Path(args.out) / CHECKPOINT}; weights "
+                  f"identical on all ranks: {report['identical_across_ranks']}", flush=True)
         ok = report["identical_across_ranks"] and report["matches_checkpoint"]
         if args.resume_steps:
-            resumed = resume_ddp(
-                rank,
-                world_size,
-                args.out,
-                steps=args.resume_steps,
-                seed=args.seed,
-                device=device,
-            )
+            resumed = resume_ddp(rank, world_size, args.out, steps=args.resume_steps,
+                                 seed=args.seed, device=device)
             if rank == 0:
-                print(
-                    f"rank 0: resumed model and optimizer on every rank, trained {args.resume_steps} more steps; "
-                    f"weights identical on all ranks: {resumed['identical_across_ranks']}",
-                    flush=True,
-                )
+                print("rank 0: resumed model and optimizer on every rank, trained "
+                      f"{args.resume_steps} more steps; weights identical on all ranks: "
+                      f"{resumed['identical_across_ranks']}", flush=True)
             ok = ok and resumed["identical_across_ranks"]
     finally:
         dist.destroy_process_group()
@@ -92,7 +79,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from labs_utils.workers.distributed import exit_without_teardown
-
     # gloo threads can abort a normal interpreter exit (see there)
     exit_without_teardown(main())

@@ -1,13 +1,10 @@
-"""What the ranks of notebook 07 run, and ``spawn_workers``, which starts local ranks (gloo over
-localhost) for notebooks 07 and 11 and returns what each returned; a spawned rank imports its
-function by name, so it lives here, not in a notebook. ``train_ddp``/``resume_ddp``: DDP training
-(also run by ``ddp_train`` under torchrun); ``rank0_mistakes``: saving without ``if rank == 0`` or
-a barrier, staged. Ranks write their output to ``rank<N>.log``, so cell outputs stay stable.
+"""What the ranks of notebook 07 run (``train_ddp``/``resume_ddp``, ``rank0_mistakes``: saving
+without ``if rank == 0`` or a barrier, staged), and ``spawn_workers``, which starts the local ranks
+of notebooks 07 and 11: a spawned rank imports its function by name, so it lives here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -15,7 +12,6 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +20,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+
+from ..checks.compare import same
 
 __all__ = ["find_free_port", "train_ddp", "resume_ddp", "run_ddp_training", "DDPRun"]
 __all__ += ["spawn_workers", "StallingFile", "rank0_mistakes", "every_rank_saves"]
@@ -102,15 +100,11 @@ def _train_steps(
 # fmt: off
 def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: int = 5, seed: int = 0,
               lr: float = 0.1, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Train ``SimpleModel`` under DDP for ``steps`` steps (needs a process group) and save it from rank 0.
+    """Train ``SimpleModel`` under DDP for ``steps`` steps (needs a process group), SGD with momentum.
 
     Every rank starts from another seed on purpose: DDP's constructor broadcasts rank 0's weights.
-    Each rank trains on its own shard of the data; DDP averages gradients in ``backward()``.
-    The optimizer is SGD with momentum, so it has state of its own (one buffer per parameter).
-    Files in ``out_dir``: ``ddp_checkpoint.pth`` (rank 0, ``model.module.state_dict()``),
-    ``ddp_wrapped_state_dict.pth`` (rank 0, ``model.state_dict()``, to show the prefix),
-    ``ddp_resume.pth`` (rank 0, model + optimizer + step, for ``resume_ddp``),
-    ``rank<N>_weights.pth`` (every rank, the weights it holds). Returns what this rank saw.
+    Rank 0 saves ``CHECKPOINT``, ``WRAPPED_CHECKPOINT`` and ``RESUME_CHECKPOINT`` in ``out_dir``;
+    every rank ``rank<N>_weights.pth``, the weights it holds. Returns what this rank saw.
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -152,7 +146,7 @@ def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: 
     saved = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
     mine = {k: v.detach().cpu() for k, v in ddp_model.module.state_dict().items()}
     torch.save(mine, out / f"rank{rank}_weights.pth")
-    report = {
+    return {
         "rank": rank,
         "world_size": world_size,
         "backend": dist.get_backend(),
@@ -163,10 +157,8 @@ def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: 
         "identical_across_ranks": _all_equal_across_ranks(
             _flat(ddp_model.module).to(device), world_size
         ),
-        "matches_checkpoint": saved.keys() == mine.keys()
-        and all(torch.equal(saved[k], mine[k]) for k in mine),
+        "matches_checkpoint": same(saved, mine),
     }
-    return report
 # fmt: on
 
 
@@ -174,13 +166,9 @@ def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: 
 # fmt: off
 def resume_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, every_rank_loads_optimizer: bool = True,
                steps: int = 3, seed: int = 0, lr: float = 0.1, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Resume from ``ddp_resume.pth`` (written by ``train_ddp``) under DDP and train ``steps`` more.
-
-    Every rank loads the file with a ``map_location`` to its own device (rank 0 saved from
-    ``cuda:0``), the model before wrapping it, then the optimizer: nothing broadcasts optimizer
-    state. With ``every_rank_loads_optimizer=False`` only rank 0 loads it, the mistake this can
-    show: the other ranks start with empty momentum, and the ranks' weights drift apart.
-    """
+    """Resume from ``RESUME_CHECKPOINT`` under DDP and train ``steps`` more. Nothing broadcasts
+    optimizer state: every rank loads it, or with ``every_rank_loads_optimizer=False`` only rank 0
+    (the mistake: the other ranks start with empty momentum, and the weights drift apart)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from ..models import SimpleModel
@@ -205,10 +193,8 @@ def resume_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, every_
     if every_rank_loads_optimizer or rank == 0:
         optimizer.load_state_dict(checkpoint["optimizer"])
     loaded = len(optimizer.state) > 0
-    # the next epoch's shuffle
-    losses = _train_steps(
-        ddp_model, optimizer, rank, world_size, steps, seed, device, first_epoch=1
-    )
+    # first_epoch=1: the next epoch's shuffle
+    losses = _train_steps(ddp_model, optimizer, rank, world_size, steps, seed, device, 1)
     return {
         "rank": rank,
         "every_rank_loads_optimizer": every_rank_loads_optimizer,
@@ -341,30 +327,6 @@ def rank0_mistakes(rank: int, world_size: int, out_dir: str, url: str) -> dict[s
 # --- Starting local ranks
 
 
-@contextlib.contextmanager
-def rank_process(
-    rank: int, world_size: int, port: int, log_dir, timeout_s: float
-) -> Iterator[None]:
-    """One spawned rank's life: its output (warnings included) to ``log_dir/rank<N>.log``, not the
-    notebook; a gloo group on 127.0.0.1:port, torn down after the body; then the process ends."""
-    log = open(Path(log_dir) / f"rank{rank}.log", "w")
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    sys.stdout = sys.stderr = log
-    url = f"tcp://127.0.0.1:{port}"
-    timeout = timedelta(seconds=timeout_s)
-    dist.init_process_group(
-        "gloo", init_method=url, rank=rank, world_size=world_size, timeout=timeout
-    )
-    try:
-        yield
-        dist.barrier()  # every rank is done with the group before anyone tears it down
-    finally:
-        dist.destroy_process_group()
-        log.flush()
-    exit_without_teardown()
-
-
 def exit_without_teardown(code: int = 0) -> None:
     """End a finished worker with ``os._exit`` after flushing its output: gloo's threads can abort
     the interpreter's teardown with SIGABRT now and then (pytorch/pytorch#179291)."""
@@ -374,25 +336,28 @@ def exit_without_teardown(code: int = 0) -> None:
 
 
 def _rank_main(rank: int, world_size: int, port, log_dir: str, timeout_s: float, target, args):
-    """One spawned rank: ``target(rank, world_size, *args)``; its return value to ``rank<N>.json``."""
-    with rank_process(rank, world_size, port, log_dir, timeout_s):
+    """One spawned rank: its output (warnings included) to ``rank<N>.log``, not the notebook; in a
+    gloo group on 127.0.0.1:port, ``target(rank, world_size, *args)``, its return value to
+    ``rank<N>.json``; the group torn down, the process ends (``exit_without_teardown``)."""
+    log = open(Path(log_dir) / f"rank{rank}.log", "w")
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    url, timeout = f"tcp://127.0.0.1:{port}", timedelta(seconds=timeout_s)
+    dist.init_process_group(
+        "gloo", init_method=url, rank=rank, world_size=world_size, timeout=timeout
+    )
+    try:
         report = target(rank, world_size, *args)
         (Path(log_dir) / f"rank{rank}.json").write_text(json.dumps(report, indent=1))
+        dist.barrier()  # every rank is done with the group before anyone tears it down
+    finally:
+        dist.destroy_process_group()
+        log.flush()
+    exit_without_teardown()
 
 
-def log_tails(log_dir: Path, world_size: int, lines: int = 15) -> str:
-    """The last ``lines`` lines of each rank's ``rank<N>.log`` in ``log_dir``."""
-    parts = []
-    for rank in range(world_size):
-        p = log_dir / f"rank{rank}.log"
-        text = p.read_text(errors="replace").splitlines()[-lines:] if p.exists() else ["(no log)"]
-        parts.append(f"--- rank {rank} ({p.name}) ---\n" + "\n".join(text))
-    return "\n".join(parts)
-
-
-def spawn_workers(
-    target, *args, world_size: int, timeout_s: float, log_dir, what: str = "worker"
-) -> list[Any]:
+def spawn_workers(target, *args, world_size: int, timeout_s: float, log_dir) -> list[Any]:
     """Run ``target(rank, world_size, *args)`` (a module's function) in ``world_size`` spawned
     ranks of a gloo group on 127.0.0.1; return what each returned (JSON), in rank order. After
     ``timeout_s`` they are killed (``TimeoutError``); a failing rank raises ``RuntimeError``; both
@@ -416,22 +381,24 @@ def spawn_workers(
         try:
             while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{what}s did not finish within {timeout_s:.0f} s; they were stopped.\n"
-                        + log_tails(log_dir, world_size)
-                    )
+                    raise TimeoutError
         except Exception as e:  # a timeout, or a worker raised or died
             for p in ctx.processes:
                 if p.is_alive():
                     p.kill()
                 p.join(timeout=5)
+            logs = ""  # the end of each rank's log
+            for r in range(world_size):
+                log = log_dir / f"rank{r}.log"
+                tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+                logs += f"--- rank {r} ({log.name}) ---\n" + "\n".join(tail or ["(no log)"]) + "\n"
             if isinstance(e, TimeoutError):
-                raise
-            logs = log_tails(log_dir, world_size)
+                message = f"workers did not finish within {timeout_s:.0f} s; they were stopped.\n"
+                raise TimeoutError(message + logs) from None
             if attempt == 0 and ("address already in use" in logs.lower() or "EADDRINUSE" in logs):
                 continue
             detail = "\n".join(str(e).strip().splitlines()[-3:])  # the worker's exception
-            raise RuntimeError(f"a {what} failed: {detail}\nworker logs:\n{logs}") from None
+            raise RuntimeError(f"a worker failed: {detail}\nworker logs:\n{logs}") from None
         return [json.loads((log_dir / f"rank{r}.json").read_text()) for r in range(world_size)]
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -441,13 +408,13 @@ def spawn_workers(
 
 def _train_then_resume(rank: int, world_size: int, out_dir: str, steps, seed, resume_steps):
     """Train; with ``resume_steps``, resume twice (every rank loads the optimizer, then rank 0 only)."""
-    report = train_ddp(rank, world_size, out_dir, steps=steps, seed=seed)
+    train = train_ddp(rank, world_size, out_dir, steps=steps, seed=seed)
     kw = dict(steps=resume_steps, seed=seed)
     resumes = [
         resume_ddp(rank, world_size, out_dir, every_rank_loads_optimizer=every, **kw)
         for every in ((True, False) if resume_steps else ())
     ]
-    return {"train": report, "resumes": resumes}
+    return {"train": train, "resumes": resumes}
 
 
 @dataclass
@@ -500,7 +467,7 @@ def run_ddp_training(
         (out / stale).unlink(missing_ok=True)
     reports = spawn_workers(
         _train_then_resume, str(out), steps, seed, resume_steps,
-        world_size=world_size, timeout_s=timeout_s, log_dir=out, what="DDP worker",
+        world_size=world_size, timeout_s=timeout_s, log_dir=out,
     )  # fmt: skip
     resumes = [r["resumes"] for r in reports] if resume_steps else []
     return DDPRun(out, [r["train"] for r in reports], resumes)
