@@ -13,11 +13,9 @@ __all__ = ["seed_everything", "scratch_dir", "data_file", "__version__"]
 __version__ = "0.1.0"
 
 
-def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
-    """Seed python, numpy and torch (CPU and every CUDA device) with ``seed``; returns it.
-
-    ``deterministic=True`` also turns cuDNN autotuning off and asks for deterministic algorithms
-    (``warn_only=True``: ops without one warn instead of failing).
+def seed_everything(seed: int = 0) -> int:
+    """Seed python, numpy and torch (CPU and every CUDA device) with ``seed``; returns it. Also turns
+    cuDNN autotuning off and asks for deterministic algorithms (ops without one warn, not fail).
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(
@@ -31,12 +29,11 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds every CUDA device too
-    if deterministic:
-        # cuBLAS needs this to be deterministic; harmless on CPU.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    # cuBLAS needs this to be deterministic; harmless on CPU.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
     return seed
 
 

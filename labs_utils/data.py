@@ -8,10 +8,6 @@ from torch.utils.data import DataLoader, TensorDataset
 __all__ = ["blobs", "tiny_images", "make_loaders"]
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def blobs(
     n_samples: int = 512, n_features: int = 10, n_classes: int = 2, *, noise=1.0, seed: int = 0
 ) -> TensorDataset:
@@ -23,7 +19,7 @@ def blobs(
             "blobs() needs n_samples >= 1, n_features >= 1 and n_classes >= 2, "
             f"got {n_samples}, {n_features}, {n_classes}"
         )
-    g = _generator(seed)
+    g = torch.Generator().manual_seed(seed)
     centers = torch.randn(n_classes, n_features, generator=g) * 3.0
     y = torch.arange(n_samples) % n_classes
     y = y[torch.randperm(n_samples, generator=g)]
@@ -39,7 +35,7 @@ def tiny_images(
         raise ValueError(
             f"tiny_images() supports 2 to 4 classes (one per quadrant), got {n_classes}"
         )
-    g = _generator(seed)
+    g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, n_classes, (n_samples,), generator=g)
     x = 0.5 * torch.randn(n_samples, channels, size, size, generator=g)
     h = size // 2
@@ -51,18 +47,14 @@ def tiny_images(
 
 
 def make_loaders(
-    dataset: TensorDataset, *, batch_size: int = 32, val_fraction: float = 0.25, seed: int = 0
+    dataset: TensorDataset, *, batch_size: int = 32, seed: int = 0
 ) -> tuple[DataLoader, DataLoader]:
-    """Split ``dataset`` into train/validation loaders. The training loader shuffles with its
-    own seeded generator, so two calls give the same batches in the same order."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    n_val = max(1, int(len(dataset) * val_fraction))
-    perm = torch.randperm(len(dataset), generator=_generator(seed))
+    """Split ``dataset`` into train (3/4) and validation (1/4) loaders. The training loader
+    shuffles with its own seeded generator, so two calls give the same batches in the same order."""
+    n_val = max(1, len(dataset) // 4)
+    perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     train = torch.utils.data.Subset(dataset, perm[n_val:].tolist())
     val = torch.utils.data.Subset(dataset, perm[:n_val].tolist())
-    train_loader = DataLoader(
-        train, batch_size=batch_size, shuffle=True, generator=_generator(seed + 1)
-    )
-    val_loader = DataLoader(val, batch_size=batch_size, shuffle=False)
-    return train_loader, val_loader
+    shuffle = torch.Generator().manual_seed(seed + 1)
+    train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=shuffle)
+    return train_loader, DataLoader(val, batch_size=batch_size, shuffle=False)

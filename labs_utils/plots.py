@@ -17,7 +17,6 @@ def plot_runs(
     xlabel: str,
     ylabel: str,
     resume_at: float | None = None,
-    resume_label: str = "crash + resume",
     styles: Mapping[str, Mapping] | None = None,
     logy: bool = False,
 ):
@@ -38,7 +37,7 @@ def plot_runs(
             raise ValueError(f"run {label!r}: {len(xs)} x values but {len(ys)} y values")
         ax.plot(list(xs), list(ys), label=label, **dict(styles.get(label, {})))
     if resume_at is not None:
-        ax.axvline(resume_at, color="grey", linestyle=":", linewidth=1.5, label=resume_label)
+        ax.axvline(resume_at, color="grey", linestyle=":", linewidth=1.5, label="crash + resume")
     if logy:
         ax.set_yscale("log")
     ax.set_title(title)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -10,26 +10,15 @@ import torch.nn as nn
 __all__ = ["train_epoch", "evaluate"]
 
 
-def train_epoch(
-    model: nn.Module,
-    loader: Iterable,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: Callable = nn.functional.cross_entropy,
-    *,
-    scheduler=None,
-    device: str | torch.device = "cpu",
-) -> float:
-    """One pass over ``loader``; steps ``scheduler`` after every batch when given. Returns the mean loss."""
+def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer) -> float:
+    """One pass over ``loader`` with the cross-entropy loss; returns the mean loss."""
     model.train()
     total, count = 0.0, 0
     for x, y in loader:
-        x, y = x.to(device), y.to(device)
         optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
+        loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
         optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
         total += loss.item() * len(x)
         count += len(x)
     if count == 0:
@@ -39,20 +28,16 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
-    loader: Iterable,
-    loss_fn: Callable = nn.functional.cross_entropy,
-    *,
-    device: str | torch.device = "cpu",
+    model: nn.Module, loader: Iterable, *, device: str | torch.device = "cpu"
 ) -> dict[str, float]:
-    """Mean loss and accuracy over ``loader`` in eval mode (restores the previous mode after)."""
+    """Mean cross-entropy loss and accuracy over ``loader`` in eval mode, then the mode it had."""
     was_training = model.training
     model.eval()
     total, correct, count = 0.0, 0, 0
     for x, y in loader:
         x, y = x.to(device), y.to(device)
         out = model(x)
-        total += loss_fn(out, y).item() * len(x)
+        total += nn.functional.cross_entropy(out, y).item() * len(x)
         correct += (out.argmax(1) == y).sum().item()
         count += len(x)
     model.train(was_training)

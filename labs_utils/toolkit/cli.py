@@ -79,7 +79,3 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # never a traceback on the command line
         print(f"error: unexpected {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return EXIT_ERROR
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["ZIP_MAGIC", "LEGACY_MAGIC", "LEGACY_HEAD", "check_path", "sniff", "kind"]
+__all__ = ["ZIP_MAGIC", "LEGACY_MAGIC", "sniff", "kind"]
 __all__ += ["file_problem", "zip_problem", "other_format", "explain_load_error"]
 
 ZIP_MAGIC = b"PK\x03\x04"
 # torch.save's legacy format starts with the pickled magic number 0x1950a86a20f9469cfc6c
-# (torch/serialization.py, MAGIC_NUMBER) as a LONG1 of 10 bytes; with the default protocol 2 the
-# file starts with exactly LEGACY_HEAD (PROTO 2, then the number), other protocols put a FRAME first.
+# (torch/serialization.py, MAGIC_NUMBER) as a LONG1 of 10 bytes, right after the PROTO opcode
+# with the default protocol 2 (other protocols put a FRAME between them).
 LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-LEGACY_HEAD = b"\x80\x02" + LEGACY_MAGIC
 _LFS_HEAD = b"version https://git-lfs.github.com/spec/"
 _BOM = b"\xef\xbb\xbf"
 _MARKUP = (b"<!doctype html", b"<html", b"<head", b"<?xml", b"<!--", b"<body")
@@ -41,9 +40,10 @@ _TRUNCATED = (
 )
 
 
-def check_path(path: Path) -> int:
-    """The size of the file at ``path``; ``FileNotFoundError`` or ``IsADirectoryError`` (naming a
-    ``torch.distributed.checkpoint`` folder as such) when it is not a file."""
+def sniff(path: Path, error: type[Exception]) -> tuple[int, bytes]:
+    """The size and first bytes of ``path``: ``FileNotFoundError``, ``IsADirectoryError`` (naming a
+    ``torch.distributed.checkpoint`` folder as such), or ``error`` (one line, naming the file and
+    the fix) when it cannot be read or is no loadable checkpoint (``file_problem``)."""
     if not path.exists():
         raise FileNotFoundError(
             f"{path}: no such file; check the name and that relative paths start "
@@ -57,13 +57,7 @@ def check_path(path: Path) -> int:
             else " Give the path of a file inside it."
         )
         raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file.{hint}")
-    return path.stat().st_size
-
-
-def sniff(path: Path, error: type[Exception]) -> tuple[int, bytes]:
-    """The size and first bytes of ``path``; ``error`` (one line, naming the file and the fix) when
-    it cannot be read or is no loadable checkpoint (``check_path``, ``file_problem``)."""
-    size = check_path(path)
+    size = path.stat().st_size
     try:
         with open(path, "rb") as f:
             head = f.read(4096)

@@ -45,14 +45,6 @@ _DANGEROUS = tuple(
     "sys. code. pickle. marshal. webbrowser. _io.open _posixsubprocess. _winapi. ctypes. "
     "_ctypes. multiprocessing.".split()
 )
-_SAFETENSORS_DTYPES = dict(
-    pair.split("=")
-    for pair in (
-        "F64=float64 F32=float32 F16=float16 BF16=bfloat16 I64=int64 I32=int32 I16=int16 I8=int8 "
-        "U8=uint8 U16=uint16 U32=uint32 U64=uint64 BOOL=bool F8_E4M3=float8_e4m3fn "
-        "F8_E5M2=float8_e5m2 C64=complex64"
-    ).split()
-)
 
 
 class InspectError(CheckpointError):
@@ -199,6 +191,7 @@ def _nbytes(dtype: str, numel: int) -> int:
 
 def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
     from safetensors import safe_open
+    from safetensors.torch import _TYPES  # the dtype codes in the header (private, pinned version)
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -206,7 +199,7 @@ def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
             rows = []  # (key, torch's dtype name, elements)
             for k in f.keys():
                 sl = f.get_slice(k)
-                dtype = _SAFETENSORS_DTYPES.get(sl.get_dtype(), sl.get_dtype())
+                dtype = str(_TYPES.get(sl.get_dtype(), sl.get_dtype())).replace("torch.", "")
                 rows.append((k, dtype, math.prod(sl.get_shape())))
     except Exception as e:  # SafetensorError, OSError ...
         first = (str(e).splitlines() or [type(e).__name__])[0]
@@ -238,8 +231,6 @@ def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
 class _Stub:
     """What a global of the scanned file stands for: calls, attributes and items are accepted
     and ignored, so nothing from the file's modules is imported or run."""
-
-    name = ""
 
     def __call__(self, *args: Any, **kwargs: Any) -> _Stub:
         return _Stub()

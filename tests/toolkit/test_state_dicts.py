@@ -23,14 +23,15 @@ def test_summarize_model_marks_parameters_and_buffers():
     assert kinds["features.1.running_mean"] == "buffer"
     assert kinds["features.1.num_batches_tracked"] == "buffer"
     assert s.non_persistent_buffers == ["input_scale"]
-    assert "input_scale" not in s.keys()
+    assert "input_scale" not in kinds
     assert "non-persistent" in str(s) and "input_scale" in s._repr_html_()
 
 
 def test_summarize_counts_bytes_and_elements():
     s = summarize(SimpleModel().state_dict())
-    assert s.total_elements == 10 * 5 + 5 + 5 * 2 + 2
-    assert s.total_bytes == 4 * s.total_elements
+    assert [r["numel"] for r in s.rows] == [10 * 5, 5, 5 * 2, 2]
+    assert [r["bytes"] for r in s.rows] == [4 * 10 * 5, 4 * 5, 4 * 5 * 2, 4 * 2]
+    assert "4 entries, 67 elements, 268 B" in str(s)
     row = s.rows[0]
     assert row["key"] == "fc1.weight" and row["shape"] == "(5, 10)" and row["dtype"] == "float32"
     assert row["device"] == "cpu" and "kind" not in row
@@ -52,14 +53,15 @@ def test_summarize_dtypes_and_non_tensor_entries():
 
 def test_summarize_empty_state_dict():
     s = summarize({})
-    assert len(s) == 0 and "0 entries" in str(s)
+    assert s.rows == [] and "0 entries" in str(s)
 
 
 def test_summarize_from_file(tmp_path):
     p = tmp_path / "w.pth"
     torch.save(SimpleModel().state_dict(), p)
-    assert summarize(p).keys() == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
-    assert summarize(str(p)).total_elements == 67
+    keys = [r["key"] for r in summarize(p).rows]
+    assert keys == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert "67 elements" in str(summarize(str(p)))
 
 
 def test_summarize_missing_file_names_it(tmp_path):
