@@ -189,9 +189,19 @@ def _nbytes(dtype: str, numel: int) -> int:
 # --- safetensors ---------------------------------------------------------------------------------
 
 
+# the dtype codes of a safetensors header, by torch's names
+_SAFETENSORS_DTYPES = dict(
+    pair.split("=")
+    for pair in (
+        "F64=float64 F32=float32 F16=float16 BF16=bfloat16 I64=int64 I32=int32 I16=int16 I8=int8 "
+        "U8=uint8 U16=uint16 U32=uint32 U64=uint64 BOOL=bool F8_E4M3=float8_e4m3fn "
+        "F8_E5M2=float8_e5m2 C64=complex64"
+    ).split()
+)
+
+
 def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
     from safetensors import safe_open
-    from safetensors.torch import _TYPES  # the dtype codes in the header (private, pinned version)
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -199,7 +209,7 @@ def _inspect_safetensors(path: Path, size: int) -> CheckpointReport:
             rows = []  # (key, torch's dtype name, elements)
             for k in f.keys():
                 sl = f.get_slice(k)
-                dtype = str(_TYPES.get(sl.get_dtype(), sl.get_dtype())).replace("torch.", "")
+                dtype = _SAFETENSORS_DTYPES.get(sl.get_dtype(), sl.get_dtype())
                 rows.append((k, dtype, math.prod(sl.get_shape())))
     except Exception as e:  # SafetensorError, OSError ...
         first = (str(e).splitlines() or [type(e).__name__])[0]
