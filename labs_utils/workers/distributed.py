@@ -212,8 +212,9 @@ def resume_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, every_
 
 # notebook 07 prints this source: its stored output keeps this layout
 class StallingFile(io.FileIO):
-    """Opened for writing as ``torch.save(obj, path)`` opens it ("wb": emptied first); after 64 KiB
-    it stalls once in ``pause()``: a slow disk that stops at the same byte on every run."""
+    """Opened for writing as ``torch.save(obj, path)`` opens it ("wb": emptied first); after the
+    first write that passes 64 KiB it stalls once in ``pause()``: a slow disk that stops at the
+    same byte on every run (here after the 256 KiB weight: all but the bias and the zip's end)."""
 
     def __init__(self, path: str | os.PathLike, pause) -> None:
         super().__init__(path, "wb")
@@ -244,7 +245,7 @@ def _let_read() -> None:
     dist.barrier()  # staging: it has read
 
 
-def _read_halfway(path: Path) -> str:
+def _read_partway(path: Path) -> str:
     """The reader's side of ``_let_read``; keeps a copy of the torn file for the notebook."""
     dist.barrier()
     shutil.copyfile(path, path.with_name("torn_" + path.name))
@@ -258,13 +259,13 @@ def _read_halfway(path: Path) -> str:
 def every_rank_saves(rank: int, out_dir: str | os.PathLike) -> str:
     """No ``if rank == 0``: every rank saves the same checkpoint to one path, then loads it
     (to evaluate, say). Staged: rank 0 is done first; rank 1 opens the file again ("wb"
-    empties it) and stalls halfway while rank 0 loads it."""
+    empties it) and stalls before its end while rank 0 loads it."""
     path = Path(out_dir) / "every_rank.pth"
     if rank == 0:
         torch.save(_checkpoint(epoch=1), path)
     dist.barrier()  # staging: rank 0's save is done
     if rank == 0:
-        return _read_halfway(path)
+        return _read_partway(path)
     with StallingFile(path, pause=_let_read) as f:  # as torch.save(obj, path) opens it
         torch.save(_checkpoint(epoch=1), f)
     return _what_loads(path)
@@ -275,7 +276,7 @@ def load_right_after_save(
 ) -> list[str]:
     """Rank 0 saves epoch 2 over epoch 1's checkpoint; every rank loads it right after,
     with or without ``dist.barrier()`` between. Without, rank 1 is early; staged, it loads
-    twice: before rank 0 has opened the file, and while rank 0's write is stalled halfway."""
+    twice: before rank 0 has opened the file, and while rank 0's write is stalled before its end."""
     path = Path(out_dir) / f"barrier_{barrier}.pth"
     if rank == 0:
         torch.save(_checkpoint(epoch=1), path)  # the last epoch's checkpoint
@@ -288,7 +289,7 @@ def load_right_after_save(
     if rank == 1:
         seen = [_what_loads(path)]  # rank 0 has not opened the file yet
         dist.barrier()  # staging
-        return seen + [_read_halfway(path)]
+        return seen + [_read_partway(path)]
     dist.barrier()  # staging: rank 1 loads first
     with StallingFile(path, pause=_let_read) as f:
         torch.save(_checkpoint(epoch=2), f)
