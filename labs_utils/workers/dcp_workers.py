@@ -19,9 +19,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..checks.compare import same
 from ..toolkit.render import Table
-from .distributed import need_group, spawn_workers
+from .distributed import equal, need_group, spawn_workers
 
 __all__ = ["build_model", "shard_model", "make_batches", "train_and_save", "load_and_verify"]
 __all__ += ["run_dcp_job", "DCPJob", "check_dcp_folder", "describe", "load_single_process"]
@@ -151,7 +150,7 @@ def load_and_verify(rank: int, world_size: int, checkpoint_dir: str | os.PathLik
     reference = torch.load(Path(log_dir) / REFERENCE, map_location="cpu", weights_only=True)
     model = shard_model(build_model(seed), world_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    differs_before = not same(_full_state(model, optimizer)["model"], reference["model"])
+    differs_before = not equal(_full_state(model, optimizer)["model"], reference["model"])
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd, "step": 0}
@@ -168,8 +167,8 @@ def load_and_verify(rank: int, world_size: int, checkpoint_dir: str | os.PathLik
         "rank": rank,
         "world_size": world_size,
         "differs_before_load": differs_before,
-        "model_equal": same(full["model"], reference["model"]),
-        "optimizer_equal": same(full["optim"], reference["optim"]),
+        "model_equal": equal(full["model"], reference["model"]),
+        "optimizer_equal": equal(full["optim"], reference["optim"]),
         "step": state["step"],
         "local_shape": list(model_sd["net.0.weight"].to_local().shape),
     }

@@ -21,12 +21,10 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..checks.compare import same
-
 __all__ = ["find_free_port", "train_ddp", "resume_ddp", "run_ddp_training", "DDPRun"]
 __all__ += ["spawn_workers", "StallingFile", "rank0_mistakes", "every_rank_saves"]
 __all__ += ["load_right_after_save", "download_once", "CHECKPOINT", "WRAPPED_CHECKPOINT"]
-__all__ += ["RESUME_CHECKPOINT", "MOMENTUM"]
+__all__ += ["RESUME_CHECKPOINT", "MOMENTUM", "equal"]
 
 #: What rank 0 saves: ``ddp_model.module.state_dict()``, keys without a prefix.
 CHECKPOINT = "ddp_checkpoint.pth"
@@ -36,6 +34,15 @@ WRAPPED_CHECKPOINT = "ddp_wrapped_state_dict.pth"
 RESUME_CHECKPOINT = "ddp_resume.pth"
 #: SGD's momentum: the optimizer keeps one buffer per parameter, state that a resume must restore.
 MOMENTUM = 0.9
+
+
+def equal(a: Any, b: Any) -> bool:
+    """Exactly equal through nested dicts, tensors with ``torch.equal``."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    return a == b
 
 
 def find_free_port() -> int:
@@ -157,7 +164,7 @@ def train_ddp(rank: int, world_size: int, out_dir: str | os.PathLike, *, steps: 
         "identical_across_ranks": _all_equal_across_ranks(
             _flat(ddp_model.module).to(device), world_size
         ),
-        "matches_checkpoint": same(saved, mine),
+        "matches_checkpoint": equal(saved, mine),
     }
 # fmt: on
 
