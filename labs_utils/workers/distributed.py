@@ -1,6 +1,6 @@
 """What the ranks of notebook 07 run (``train_ddp``/``resume_ddp``, ``rank0_mistakes``: saving
 without ``if rank == 0`` or a barrier, staged), and ``spawn_workers``, which starts the local ranks
-of notebooks 07 and 11: a spawned rank imports its function by name, so it lives here.
+of notebooks 07 and 11: a rank imports its function by name, so it lives here.
 """
 
 from __future__ import annotations
@@ -344,7 +344,7 @@ def exit_without_teardown(code: int = 0) -> None:
 
 
 def _rank_main(rank: int, world_size: int, port, log_dir: str, timeout_s: float, target, args):
-    """One spawned rank: its output (warnings included) to ``rank<N>.log``, not the notebook; in a
+    """One rank: its output (warnings included) to ``rank<N>.log``, not the notebook; in a
     gloo group on 127.0.0.1:port, ``target(rank, world_size, *args)``, its return value to
     ``rank<N>.json``; the group torn down, the process ends (``exit_without_teardown``)."""
     log = open(Path(log_dir) / f"rank{rank}.log", "w")
@@ -366,7 +366,7 @@ def _rank_main(rank: int, world_size: int, port, log_dir: str, timeout_s: float,
 
 
 def spawn_workers(target, *args, world_size: int, timeout_s: float, log_dir) -> list[Any]:
-    """Run ``target(rank, world_size, *args)`` (a module's function) in ``world_size`` spawned
+    """Run ``target(rank, world_size, *args)`` (a module's function) in ``world_size`` local
     ranks of a gloo group on 127.0.0.1; return what each returned (JSON), in rank order. After
     ``timeout_s`` they are killed (``TimeoutError``); a failing rank raises ``RuntimeError``; both
     with the end of their logs (``log_dir/rank<N>.log``). A port taken meanwhile is retried once."""
@@ -380,10 +380,16 @@ def spawn_workers(target, *args, world_size: int, timeout_s: float, log_dir) -> 
     log_dir.mkdir(parents=True, exist_ok=True)
     for stale in log_dir.glob("rank*.json"):
         stale.unlink()
+    # A fresh interpreter per rank ("spawn") imports torch again each time, about 2 s of CPU. A
+    # fork server (Linux, macOS) imports it once per Python process, with the modules the ranks
+    # need (optimizers import torch._dynamo); each rank is then a fork of that clean process.
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    if method == "forkserver":
+        mp.set_forkserver_preload([__name__, target.__module__, "torch._dynamo"])
     for attempt in range(2):
         args_ = (world_size, find_free_port(), str(log_dir), timeout_s, target, args)
         ctx = mp.start_processes(
-            _rank_main, args=args_, nprocs=world_size, join=False, start_method="spawn"
+            _rank_main, args=args_, nprocs=world_size, join=False, start_method=method
         )
         deadline = time.monotonic() + timeout_s
         try:
