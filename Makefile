@@ -123,7 +123,7 @@ doctor: | $(BIN)/python
 # The stored outputs come from a CPU-only run; the suite hides any GPU so it compares like with
 # like (GPU cells say "skipped: no CUDA" here). `make lab` sees the GPU and runs them for real.
 test: setup
-	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope -m "not learner_run and not site"
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -n auto --dist loadscope --no-loadscope-reorder -m "not learner_run and not site"
 
 # The workshop experience: the learner edition (solutions replaced by placeholders, outputs
 # cleared), every notebook run top to bottom (no error outside raises-exception cells, every check

@@ -1,6 +1,7 @@
 import atexit
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The order in which `make test` (xdist, --dist loadscope --no-loadscope-reorder) hands out
+    whole notebooks and test modules: notebooks and modules marked ``heavy`` first, then the quick
+    modules, each group largest first. The quick ones then fill the end of the run on both
+    workers, instead of one worker finishing a slow module while the other waits."""
+    scope = [item.nodeid.rsplit("::", 1)[0] for item in items]
+    size = Counter(scope)
+    heavy = {s for s, item in zip(scope, items) if item.get_closest_marker("heavy")}
+    slow = {s for s in size if s.endswith(".ipynb")} | heavy
+    order = {s: (s not in slow, -size[s], i) for i, s in enumerate(dict.fromkeys(scope))}
+    items[:] = [item for _, item in sorted(zip(scope, items), key=lambda p: order[p[0]])]
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,8 @@ from labs_utils.checks import (
     load_all,
 )
 
+pytestmark = pytest.mark.heavy  # started early by make test (tests/conftest.py)
+
 load_all()
 EXERCISES = sorted(REGISTRY)
 WRONG_OF: dict = {}

@@ -20,6 +20,8 @@ from labs_utils.capstone import RunInfo
 from labs_utils.checks import check, crash, nb12_atomic, nb12_loading
 from tests.checks import answers_nb12
 
+pytestmark = pytest.mark.heavy  # started early by make test (tests/conftest.py)
+
 check.capstone_save_atomically  # noqa: B018  (loads the module)
 
 linux_fork = pytest.mark.skipif(not crash.can_fork(), reason="kill_at needs os.fork on Linux")

@@ -15,6 +15,8 @@ from torch.export import Dim
 from labs_utils.checks import REGISTRY, check, nb13
 from tests.checks import answers_nb13
 
+pytestmark = pytest.mark.heavy  # started early by make test (tests/conftest.py)
+
 check.export_for_serving  # noqa: B018  (loads the module)
 NAMES = [n for n, ex in REGISTRY.items() if ex.notebook == "13_export_without_the_class"]
 

@@ -11,6 +11,8 @@ import torch
 from labs_utils.checks import check, fixtures, nb15, same
 from tests.checks import answers_nb15
 
+pytestmark = pytest.mark.heavy  # started early by make test (tests/conftest.py)
+
 
 def test_right_answers_pass():
     assert check.resume_mid_epoch(answers_nb15._right_resume)

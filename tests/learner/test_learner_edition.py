@@ -17,6 +17,8 @@ from tools.notebook_tools import (
     strip_solutions,
 )
 
+pytestmark = pytest.mark.heavy  # started early by make test (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 

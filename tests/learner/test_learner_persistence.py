@@ -31,6 +31,8 @@ from tools.notebook_tools import (
     sync_learner,
 )
 
+pytestmark = pytest.mark.heavy  # started early by make test (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 NB1, NB2, NB3 = (
     "01_state_dict_basics.ipynb",

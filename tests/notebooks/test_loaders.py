@@ -34,6 +34,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.heavy  # started early by make test (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "notebooks" / "LOADERS.md"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -10,6 +10,8 @@ import torch
 
 from labs_utils.models import SimpleModel
 
+pytestmark = pytest.mark.heavy  # started early by make test (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 PATH = ROOT / "data" / "weights_mps.pth"
 

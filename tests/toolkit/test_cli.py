@@ -19,6 +19,8 @@ from safetensors.torch import load_file, save_file
 from labs_utils.models import SimpleModel
 from labs_utils.toolkit.cli import main
 
+pytestmark = pytest.mark.heavy  # started early by make test (tests/conftest.py)
+
 
 def run_subprocess(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """The real command line, in a fresh interpreter (slow: a few seconds per call)."""

@@ -41,9 +41,12 @@ from labs_utils.toolkit import (
     save_checkpoint,
 )
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork (Linux)"
-)
+pytestmark = [
+    pytest.mark.heavy,
+    pytest.mark.skipif(
+        not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork (Linux)"
+    ),
+]
 
 N = 2 * 1024 * 1024  # float32 elements: 8 MiB per checkpoint
 PAYLOADS = [torch.full((N,), 1.0), torch.full((N,), 2.0)]

@@ -17,6 +17,8 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from tools import gpu_run
 from tools.gpu_run import NotebookResult
 
+pytestmark = pytest.mark.heavy  # started early by make test (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -6,6 +6,8 @@ import torch
 
 from labs_utils.workers import dcp_workers as dw
 
+pytestmark = pytest.mark.heavy  # started early by make test (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):

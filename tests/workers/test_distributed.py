@@ -31,9 +31,12 @@ from labs_utils.workers.distributed import (
     train_ddp,
 )
 
-pytestmark = pytest.mark.skipif(
-    not dist.is_available(), reason="this PyTorch build has no torch.distributed"
-)
+pytestmark = [
+    pytest.mark.heavy,
+    pytest.mark.skipif(
+        not dist.is_available(), reason="this PyTorch build has no torch.distributed"
+    ),
+]
 
 
 def _load(path):
