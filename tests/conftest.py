@@ -13,6 +13,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
+# Kernels started by the tests print plain tracebacks (tools/ipython_kernel_config.py says why).
+os.environ.setdefault("WORKBOOK_PLAIN_TRACEBACKS", "1")
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # When an xdist worker's Python begins to exit, the controller has every result. Python's
     # own teardown of its modules (torch, Lightning, transformers, ONNX Runtime loaded) then

@@ -4,7 +4,8 @@
 Under `make lab` and `make learner-lab` (they set WORKBOOK_MESSAGE_FIRST=1), an error shows
 its message (the traceback's last line) first, then a short note, then the full traceback: the
 form the stored outputs of intended errors have (`tools/notebook_tools.py`, `message_first`).
-Test runs and `make notebooks` do not set the variable, so their kernels are plain IPython.
+`make notebooks` does not set it, so its kernels are plain IPython (test runs set the variable
+below).
 """
 
 import os
@@ -36,3 +37,11 @@ del _workbook_message_first
 
 if os.environ.get("WORKBOOK_MESSAGE_FIRST") == "1":
     c.InteractiveShellApp.exec_lines = [HOOK]
+
+# The test suite's kernels (tests/conftest.py sets WORKBOOK_PLAIN_TRACEBACKS=1) print plain
+# tracebacks: nbval compares an error's type and message, never its traceback, and IPython's
+# default form reads and colours the source of every torch file a traceback passes through,
+# about 0.1 s of CPU for each of the notebooks' intended errors. Learners and `make notebooks`
+# keep IPython's default.
+if os.environ.get("WORKBOOK_PLAIN_TRACEBACKS") == "1":
+    c.InteractiveShell.xmode = "Plain"
