@@ -29,11 +29,9 @@ def test_names():
 
 
 @pytest.mark.parametrize("name", ["load_sharded", "average_checkpoints"])
-def test_right_answers_pass(name):
-    assert len(RIGHT[name]) >= 3  # the notebook's and others unlike it
-    for answer in RIGHT[name]:
-        result = REGISTRY[name].fn(answer)
-        assert result, f"{answer.__name__}: {result}"
+def test_several_right_answers_are_listed(name):
+    # the notebook's and others unlike it; test_framework.py runs each and asserts that it passes
+    assert len(RIGHT[name]) >= 3
 
 
 MISTAKES = [(name, answer, hint) for name, pairs in WRONG.items() for answer, hint in pairs]
