@@ -1,4 +1,5 @@
 import atexit
+import gc
 import os
 import sys
 from collections import Counter
@@ -39,6 +40,13 @@ def pytest_collection_modifyitems(config, items):
     slow = {s for s in size if s.endswith(".ipynb")} | heavy
     order = {s: (s not in slow, -size[s], i) for i, s in enumerate(dict.fromkeys(scope))}
     items[:] = [item for _, item in sorted(zip(scope, items), key=lambda p: order[p[0]])]
+
+
+def pytest_collection_finish(session):
+    # What collection imported (torch, the checks, the test modules: some 600,000 objects) lives
+    # to the end of the run. Frozen, it is left out of the collector's full passes, which then
+    # walk only what the tests make (test_framework.py alone: 1.2 s less CPU).
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)
