@@ -1,9 +1,9 @@
 """A process killed with SIGKILL while it saves checkpoints: what is left on disk?
 
 Each test forks a child (fork, not spawn: the child needs no fresh interpreter and no second
-``import torch``, so a kill-and-check round takes milliseconds) that saves ~8 MB checkpoints in
-a loop and reports on a pipe when a save begins and when it has finished. The parent kills it
-with SIGKILL at a random moment, then inspects the file.
+``import torch``, so a kill-and-check round takes milliseconds) that saves checkpoints in a loop
+(2 MiB each, 8 MiB for plain ``torch.save``) and reports on a pipe when a save begins and when it
+has finished. The parent kills it with SIGKILL at a random moment, then inspects the file.
 
 * ``save_checkpoint`` (temporary file + fsync + ``os.replace``): after every kill the file
   loads, is complete, and holds the last save the child reported as finished or a newer one.
@@ -48,12 +48,17 @@ pytestmark = [
     ),
 ]
 
-N = 2 * 1024 * 1024  # float32 elements: 8 MiB per checkpoint
-PAYLOADS = [torch.full((N,), 1.0), torch.full((N,), 2.0)]
+# float32 elements per checkpoint: 2 MiB. The kills come within a few saves of the first one
+# (delays of up to 25-50 ms; an atomic save of 2 MiB takes a few ms, fsync included), so a
+# larger file would only make each child run longer. Plain torch.save gets 8 MiB: its kill comes
+# 0.5-3 ms after a save begins, and must land inside it.
+N = 512 * 1024
+N_PLAIN = 4 * N
+PAYLOADS = {n: [torch.full((n,), 1.0), torch.full((n,), 2.0)] for n in (N, N_PLAIN)}
 
 
-def _state(i: int) -> dict:
-    return {"model": {"w": PAYLOADS[i % 2], "marker": torch.tensor(i)}, "step": i}
+def _state(i: int, n: int = N) -> dict:
+    return {"model": {"w": PAYLOADS[n][i % 2], "marker": torch.tensor(i)}, "step": i}
 
 
 def _child(mode: str, target: Path, wfd: int) -> None:
@@ -74,7 +79,7 @@ def _child(mode: str, target: Path, wfd: int) -> None:
             if mode == "atomic":
                 save_checkpoint(_state(i), target)
             elif mode == "plain":
-                torch.save(_state(i), target)
+                torch.save(_state(i, N_PLAIN), target)
             else:
                 # best on even epochs (loss falls), worse on odd ones
                 loss = 1.0 / (1 + i) if i % 2 == 0 else 10.0
@@ -127,7 +132,7 @@ def _run_and_kill(
 def _check_complete(ckpt: dict, finished: int) -> int:
     step = int(ckpt["model"]["marker"])
     assert finished <= step <= finished + 1, (step, finished)
-    assert torch.equal(ckpt["model"]["w"], PAYLOADS[step % 2])
+    assert torch.equal(ckpt["model"]["w"], PAYLOADS[N][step % 2])
     return step
 
 
@@ -136,7 +141,7 @@ def test_killed_atomic_save_always_leaves_a_complete_checkpoint(tmp_path):
     path = tmp_path / "last.pth"
     mid_save = 0
     for _ in range(12):
-        finished, begun = _run_and_kill("atomic", path, rng.uniform(0.0, 0.1))
+        finished, begun = _run_and_kill("atomic", path, rng.uniform(0.0, 0.025))
         mid_save += begun > finished  # the kill landed inside save_checkpoint
         ckpt = load_checkpoint(path)  # never raises
         step = _check_complete(ckpt, finished)
@@ -151,7 +156,7 @@ def test_killed_manager_resumes_from_newest_complete_checkpoint(tmp_path):
     folder = tmp_path / "ckpts"
     previous = -1
     for _ in range(8):
-        finished, _ = _run_and_kill("manager", folder, rng.uniform(0.0, 0.2))
+        finished, _ = _run_and_kill("manager", folder, rng.uniform(0.0, 0.05))
         manager = CheckpointManager(folder, keep_last=2)
         ckpt = manager.load_last()
         assert ckpt is not None and manager.skipped == []
@@ -184,5 +189,5 @@ def test_killed_plain_torch_save_tears_the_file(tmp_path):
             assert "truncated" in str(e) or "empty" in str(e), e
             torn += 1
         path.unlink()
-    # each kill lands within 3 ms of the start of a save that takes tens of ms
+    # each kill lands within 3 ms of the start of a save of 8 MiB, which takes longer
     assert torn >= 4, f"only {torn} of 8 kills tore the file"
