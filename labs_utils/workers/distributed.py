@@ -380,9 +380,8 @@ def spawn_workers(target, *args, world_size: int, timeout_s: float, log_dir) -> 
     log_dir.mkdir(parents=True, exist_ok=True)
     for stale in log_dir.glob("rank*.json"):
         stale.unlink()
-    # A fresh interpreter per rank ("spawn") imports torch again each time, about 2 s of CPU. A
-    # fork server (Linux, macOS) imports it once per Python process, with the modules the ranks
-    # need (optimizers import torch._dynamo); each rank is then a fork of that clean process.
+    # "spawn" imports torch again in every rank (~2 s of CPU); a fork server (Linux, macOS) imports
+    # it once per process, with what the ranks need (optimizers import torch._dynamo), then forks.
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     if method == "forkserver":
         mp.set_forkserver_preload([__name__, target.__module__, "torch._dynamo"])
