@@ -4,8 +4,8 @@
 Under `make lab` and `make learner-lab` (they set WORKBOOK_MESSAGE_FIRST=1), an error shows
 its message (the traceback's last line) first, then a short note, then the full traceback: the
 form the stored outputs of intended errors have (`tools/notebook_tools.py`, `message_first`).
-`make notebooks` does not set it, so its kernels are plain IPython (test runs set the variable
-below).
+`make notebooks` sets neither this nor WORKBOOK_PLAIN_TRACEBACKS (below, set by test runs), so its
+kernels are plain IPython.
 """
 
 import os

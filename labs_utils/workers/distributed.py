@@ -343,10 +343,11 @@ def exit_without_teardown(code: int = 0) -> None:
     os._exit(code)
 
 
-def _rank_main(rank: int, world_size: int, port, log_dir: str, timeout_s: float, target, args):
-    """One rank: its output (warnings included) to ``rank<N>.log``, not the notebook; in a
-    gloo group on 127.0.0.1:port, ``target(rank, world_size, *args)``, its return value to
-    ``rank<N>.json``; the group torn down, the process ends (``exit_without_teardown``)."""
+def _rank_main(rank: int, world_size: int, port, log_dir, timeout_s: float, target, args, env):
+    """One rank, in the caller's environment ``env``, its output to ``rank<N>.log``: in a gloo group
+    on 127.0.0.1:port, ``target(rank, world_size, *args)``, its return value to ``rank<N>.json``."""
+    os.environ.clear()  # a fork server's child has the server's, from its start
+    os.environ.update(env)
     log = open(Path(log_dir) / f"rank{rank}.log", "w")
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
@@ -380,13 +381,12 @@ def spawn_workers(target, *args, world_size: int, timeout_s: float, log_dir) -> 
     log_dir.mkdir(parents=True, exist_ok=True)
     for stale in log_dir.glob("rank*.json"):
         stale.unlink()
-    # "spawn" imports torch again in every rank (~2 s of CPU); a fork server (Linux, macOS) imports
-    # it once per process, with what the ranks need (optimizers import torch._dynamo), then forks.
+    # a fork server imports torch and torch._dynamo once, then forks ranks (spawn: ~2 s CPU each)
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     if method == "forkserver":
         mp.set_forkserver_preload([__name__, target.__module__, "torch._dynamo"])
     for attempt in range(2):
-        args_ = (world_size, find_free_port(), str(log_dir), timeout_s, target, args)
+        args_ = (world_size, find_free_port(), log_dir, timeout_s, target, args, dict(os.environ))
         ctx = mp.start_processes(
             _rank_main, args=args_, nprocs=world_size, join=False, start_method=method
         )

@@ -292,3 +292,18 @@ def test_spawn_workers_checks_world_size(tmp_path):
         spawn_workers(
             rank0_mistakes, str(tmp_path), "http://x", world_size=0, timeout_s=5, log_dir=tmp_path
         )
+
+
+def _environ(rank: int, world_size: int, name: str):
+    """A rank's target: the value it sees of environment variable ``name``."""
+    return os.environ.get(name)
+
+
+def test_ranks_see_the_callers_environment_at_each_call(tmp_path, monkeypatch):
+    # the fork server starts with the first call; a variable set after it still reaches the
+    # ranks of the next call, as it would reach freshly spawned ones
+    monkeypatch.delenv("WORKBOOK_RANK_ENV", raising=False)
+    kw = dict(timeout_s=60, log_dir=tmp_path)
+    assert spawn_workers(_environ, "WORKBOOK_RANK_ENV", world_size=1, **kw) == [None]
+    monkeypatch.setenv("WORKBOOK_RANK_ENV", "set later")
+    assert spawn_workers(_environ, "WORKBOOK_RANK_ENV", world_size=2, **kw) == ["set later"] * 2
