@@ -20,10 +20,13 @@ os.environ.setdefault("WORKBOOK_PLAIN_TRACEBACKS", "1")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # When an xdist worker's Python begins to exit, the controller has every result. Python's
     # own teardown of its modules (torch, Lightning, transformers, ONNX Runtime loaded) then
-    # takes 1-2 s that the controller waits for. Registered before the suite imports anything
-    # else, this runs after every other exit handler and ends the process without that teardown.
+    # takes 1-2 s that the controller waits for. This ends the process without it: exit handlers
+    # registered later (by the tests' imports) run first, those registered before this conftest
+    # (pytest's plugins) do not run. Under coverage, whose data is written at exit, it steps aside.
     @atexit.register
     def _end_worker_without_teardown():
+        if "coverage" in sys.modules:
+            return
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

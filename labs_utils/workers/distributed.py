@@ -344,8 +344,7 @@ def exit_without_teardown(code: int = 0) -> None:
 
 
 def _rank_main(rank: int, world_size: int, port, log_dir, timeout_s: float, target, args, env):
-    """One rank, in the caller's environment ``env``, its output to ``rank<N>.log``: in a gloo group
-    on 127.0.0.1:port, ``target(rank, world_size, *args)``, its return value to ``rank<N>.json``."""
+    """One rank, in the caller's ``env``: output to rank<N>.log, target's return to rank<N>.json."""
     os.environ.clear()  # a fork server's child has the server's, from its start
     os.environ.update(env)
     log = open(Path(log_dir) / f"rank{rank}.log", "w")
@@ -367,10 +366,11 @@ def _rank_main(rank: int, world_size: int, port, log_dir, timeout_s: float, targ
 
 
 def spawn_workers(target, *args, world_size: int, timeout_s: float, log_dir) -> list[Any]:
-    """Run ``target(rank, world_size, *args)`` (a module's function) in ``world_size`` local
-    ranks of a gloo group on 127.0.0.1; return what each returned (JSON), in rank order. After
-    ``timeout_s`` they are killed (``TimeoutError``); a failing rank raises ``RuntimeError``; both
-    with the end of their logs (``log_dir/rank<N>.log``). A port taken meanwhile is retried once."""
+    """Run ``target(rank, world_size, *args)`` (a module's function) in ``world_size`` ranks of a
+    gloo group on 127.0.0.1; return their JSON results. A timeout, a failed rank or Ctrl-C stops
+    them all (``TimeoutError``/``RuntimeError`` name their logs). On Linux ranks fork from a server
+    that imported torch once (spawn: ~2 s of CPU each); they get ``os.environ`` at each call, but
+    not later edits to modules or to variables read at import (restart the kernel for those)."""
     import torch.multiprocessing as mp
 
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
@@ -381,8 +381,7 @@ def spawn_workers(target, *args, world_size: int, timeout_s: float, log_dir) -> 
     log_dir.mkdir(parents=True, exist_ok=True)
     for stale in log_dir.glob("rank*.json"):
         stale.unlink()
-    # a fork server imports torch and torch._dynamo once, then forks ranks (spawn: ~2 s CPU each)
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    method = "forkserver" if sys.platform.startswith("linux") else "spawn"  # macOS: no fork
     if method == "forkserver":
         mp.set_forkserver_preload([__name__, target.__module__, "torch._dynamo"])
     for attempt in range(2):
@@ -395,11 +394,13 @@ def spawn_workers(target, *args, world_size: int, timeout_s: float, log_dir) -> 
             while not ctx.join(timeout=max(0.1, deadline - time.monotonic())):
                 if time.monotonic() > deadline:
                     raise TimeoutError
-        except Exception as e:  # a timeout, or a worker raised or died
+        except BaseException as e:  # a timeout, a worker raised or died, or Ctrl-C
             for p in ctx.processes:
                 if p.is_alive():
                     p.kill()
                 p.join(timeout=5)
+            if not isinstance(e, Exception):
+                raise
             logs = ""  # the end of each rank's log
             for r in range(world_size):
                 log = log_dir / f"rank{r}.log"
